@@ -1,0 +1,360 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Cython layer of csoftmax: loops over rows / column blocks, threads, GIL.
+
+The only place with threads.  The Python facade (``csoftmax._api``) has
+already validated arguments, chosen the compute dtype and arranged the data
+as either
+
+* rows:    a 2-D array (n_rows, n) whose rows are contiguous (any row stride),
+           reduced along axis 1;
+* columns: a 3-D array (outer, n, inner) whose last axis is contiguous,
+           reduced along axis 1 (the non-last-axis case, vectorised across
+           the contiguous inner dimension, no transposed copy).
+
+Work is cut into blocks small enough to stay in L1/L2 between the reduction
+pass and the write pass (rows: <= 32 KiB of input per block; columns: 64
+columns at a time), and blocks are spread over OpenMP threads with the GIL
+released.  A few very long rows are split into per-thread segments whose
+partial (max, count, rest) states are merged exactly.
+"""
+cimport numpy as cnp
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+from libc.string cimport strcmp
+
+from csoftmax._core cimport (csm_lse_state, csm_kernel_table, csm_kernels,
+                             csm_kernels_for, csm_isa_request_error,
+                             csm_lse_merge, CSM_ISA_SCALAR, CSM_ISA_AVX2,
+                             CSM_HAVE_OPENMP, omp_get_max_threads)
+
+import numpy as np
+
+cnp.import_array()
+
+DEF ROW_BLOCK = 64          # rows per reduction/write block (stack buffers)
+DEF COL_BLOCK = 64          # columns per block in the non-last-axis path
+DEF BLOCK_BYTES = 32768     # input bytes per row block (about L1)
+DEF PAR_MIN_ELEMENTS = 32768  # below this, never start threads
+DEF SPLIT_MIN_ROW = 65536     # rows at least this long may be split
+
+cdef const csm_kernel_table *_tab = csm_kernels()
+cdef int _nthreads = max(1, omp_get_max_threads())
+
+# --------------------------------------------------------------------------
+# configuration
+
+def isa():
+    """Name of the kernel table in use ('avx2' or 'scalar')."""
+    return _tab.name.decode()
+
+
+def available_isas():
+    """Names of the kernel tables this CPU can run, best last."""
+    names = ["scalar"]
+    if csm_kernels_for(CSM_ISA_AVX2) != NULL:
+        names.append("avx2")
+    return names
+
+
+def isa_request_error():
+    return bool(csm_isa_request_error())
+
+
+def _use_isa(name):
+    """Switch the kernel table (for tests); returns the previous name."""
+    global _tab
+    cdef const csm_kernel_table *t = NULL
+    if name == "scalar":
+        t = csm_kernels_for(CSM_ISA_SCALAR)
+    elif name == "avx2":
+        t = csm_kernels_for(CSM_ISA_AVX2)
+    if t == NULL:
+        raise ValueError(f"ISA {name!r} is not available on this CPU/build")
+    prev = isa()
+    _tab = t
+    return prev
+
+
+def have_openmp():
+    return bool(CSM_HAVE_OPENMP)
+
+
+def get_num_threads():
+    return _nthreads
+
+
+def set_num_threads(int n):
+    global _nthreads
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    if not CSM_HAVE_OPENMP:
+        n = 1
+    _nthreads = n
+
+
+cdef inline int _threads_for(Py_ssize_t elements) noexcept nogil:
+    if elements < PAR_MIN_ELEMENTS:
+        return 1
+    return _nthreads
+
+# --------------------------------------------------------------------------
+# typed dispatch onto the kernel table
+
+cdef inline void _lse_rows(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                           Py_ssize_t rs, double scale,
+                           csm_lse_state *st) noexcept nogil:
+    if floating is float:
+        _tab.lse_rows_f32(x, rows, n, rs, scale, st)
+    else:
+        _tab.lse_rows_f64(x, rows, n, rs, scale, st)
+
+cdef inline void _lse_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
+                           Py_ssize_t rs, double scale,
+                           csm_lse_state *st) noexcept nogil:
+    if floating is float:
+        _tab.lse_cols_f32(x, cols, n, rs, scale, st)
+    else:
+        _tab.lse_cols_f64(x, cols, n, rs, scale, st)
+
+cdef inline void _write_rows(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                             Py_ssize_t xrs, double scale, const double *mx,
+                             const double *ls, double alpha, floating *y,
+                             Py_ssize_t yrs, bint log) noexcept nogil:
+    if floating is float:
+        if log:
+            _tab.log_softmax_rows_f32(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+        else:
+            _tab.softmax_rows_f32(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+    else:
+        if log:
+            _tab.log_softmax_rows_f64(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+        else:
+            _tab.softmax_rows_f64(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+
+cdef inline void _write_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
+                             Py_ssize_t xrs, double scale, const double *mx,
+                             const double *ls, double alpha, floating *y,
+                             Py_ssize_t yrs, bint log) noexcept nogil:
+    if floating is float:
+        if log:
+            _tab.log_softmax_cols_f32(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs)
+        else:
+            _tab.softmax_cols_f32(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs)
+    else:
+        if log:
+            _tab.log_softmax_cols_f64(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs)
+        else:
+            _tab.softmax_cols_f64(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs)
+
+# --------------------------------------------------------------------------
+# blocks: reduction + finalize (+ write) on data that is still in cache
+
+cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                      Py_ssize_t xrs, double scale, double alpha,
+                      floating *y, Py_ssize_t yrs, int mode,
+                      double *mx_out, double *ls_out) noexcept nogil:
+    """mode 0: softmax, 1: log_softmax, 2: reduction only (mx_out, ls_out)."""
+    cdef csm_lse_state st[ROW_BLOCK]
+    cdef double mx[ROW_BLOCK]
+    cdef double ls[ROW_BLOCK]
+    cdef Py_ssize_t r0 = 0, m
+    while r0 < rows:
+        m = min(ROW_BLOCK, rows - r0)
+        _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)
+        if mode == 2:
+            _tab.finalize(st, m, scale, mx_out + r0, ls_out + r0)
+        else:
+            _tab.finalize(st, m, scale, mx, ls)
+            _write_rows(x + r0 * xrs, m, n, xrs, scale, mx, ls, alpha,
+                        y + r0 * yrs, yrs, mode == 1)
+        r0 += m
+
+
+cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
+                    double alpha, floating *y, int mode, double *mx_out,
+                    double *ls_out, int nth) noexcept nogil:
+    """One long row split into nth segments reduced (and written) in parallel."""
+    cdef Py_ssize_t seg = (n + nth - 1) // nth
+    cdef Py_ssize_t s, start, length
+    cdef csm_lse_state *st = <csm_lse_state *>malloc(nth * sizeof(csm_lse_state))
+    cdef csm_lse_state acc
+    cdef double mx, ls
+    if st == NULL:
+        _rows_block(x, 1, n, n, scale, alpha, y, n, mode, mx_out, ls_out)
+        return
+    for s in prange(nth, num_threads=nth, schedule='static'):
+        start = s * seg
+        length = min(seg, n - start)
+        if length > 0:
+            _lse_rows(x + start, 1, length, length, scale, &st[s])
+        else:
+            st[s].max = -1.0 / 0.0
+            st[s].count = 0.0
+            st[s].rest = 0.0
+    acc = st[0]
+    for s in range(1, nth):
+        csm_lse_merge(&acc, &st[s], scale)
+    free(st)
+    _tab.finalize(&acc, 1, scale, &mx, &ls)
+    if mode == 2:
+        mx_out[0] = mx
+        ls_out[0] = ls
+        return
+    for s in prange(nth, num_threads=nth, schedule='static'):
+        start = s * seg
+        length = min(seg, n - start)
+        if length > 0:
+            _write_rows(x + start, 1, length, length, scale, &mx, &ls, alpha,
+                        y + start, length, mode == 1)
+
+
+cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                    Py_ssize_t xrs, double scale, double alpha, floating *y,
+                    Py_ssize_t yrs, int mode, double *mx_out,
+                    double *ls_out) noexcept nogil:
+    cdef int nth = _threads_for(rows * n)
+    cdef Py_ssize_t per, nblocks, b, r0, r
+    if nth > 1 and rows < nth and n >= SPLIT_MIN_ROW:
+        for r in range(rows):
+            _long_row(x + r * xrs, n, scale, alpha, y + r * yrs, mode,
+                      mx_out + r, ls_out + r, nth)
+        return
+    per = BLOCK_BYTES // (max(n, 1) * <Py_ssize_t>sizeof(floating))
+    per = max(1, min(per, ROW_BLOCK))
+    nblocks = (rows + per - 1) // per
+    if nth <= 1 or nblocks < 2:
+        _rows_block(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
+        return
+    for b in prange(nblocks, num_threads=nth, schedule='static'):
+        r0 = b * per
+        _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale, alpha,
+                    y + r0 * yrs, yrs, mode, mx_out + r0, ls_out + r0)
+
+
+cdef void _cols_block(const floating *x, Py_ssize_t cols, Py_ssize_t n,
+                      Py_ssize_t xrs, double scale, double alpha, floating *y,
+                      Py_ssize_t yrs, int mode, double *mx_out,
+                      double *ls_out) noexcept nogil:
+    cdef csm_lse_state st[COL_BLOCK]
+    cdef double mx[COL_BLOCK]
+    cdef double ls[COL_BLOCK]
+    _lse_cols(x, cols, n, xrs, scale, st)
+    if mode == 2:
+        _tab.finalize(st, cols, scale, mx_out, ls_out)
+    else:
+        _tab.finalize(st, cols, scale, mx, ls)
+        _write_cols(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs, mode == 1)
+
+
+cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
+                    Py_ssize_t inner, Py_ssize_t xos, Py_ssize_t xrs,
+                    double scale, double alpha, floating *y, Py_ssize_t yos,
+                    Py_ssize_t yrs, int mode, double *mx_out,
+                    double *ls_out) noexcept nogil:
+    cdef Py_ssize_t nb = (inner + COL_BLOCK - 1) // COL_BLOCK
+    cdef Py_ssize_t units = outer * nb, u, o, j0
+    cdef int nth = _threads_for(outer * n * inner)
+    if nth <= 1 or units < 2:
+        for u in range(units):
+            o = u // nb
+            j0 = (u % nb) * COL_BLOCK
+            _cols_block(x + o * xos + j0, min(COL_BLOCK, inner - j0), n, xrs,
+                        scale, alpha, y + o * yos + j0, yrs, mode,
+                        mx_out + o * inner + j0, ls_out + o * inner + j0)
+        return
+    for u in prange(units, num_threads=nth, schedule='static'):
+        o = u // nb
+        j0 = (u % nb) * COL_BLOCK
+        _cols_block(x + o * xos + j0, min(COL_BLOCK, inner - j0), n, xrs,
+                    scale, alpha, y + o * yos + j0, yrs, mode,
+                    mx_out + o * inner + j0, ls_out + o * inner + j0)
+
+# --------------------------------------------------------------------------
+# Python entry points (arguments already validated by the facade)
+
+cdef inline Py_ssize_t _estride(cnp.ndarray a, int axis):
+    return a.strides[axis] // a.itemsize
+
+
+def rows_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint log):
+    """y[r, :] = softmax / log_softmax of x[r, :] (2-D, contiguous rows)."""
+    cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
+    cdef Py_ssize_t xrs = _estride(x, 0), yrs = _estride(y, 0)
+    cdef int mode = 1 if log else 0
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    if rows == 0 or n == 0:
+        return
+    if x.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _rows_run(<const float *>px, rows, n, xrs, scale, alpha,
+                      <float *>py, yrs, mode, NULL, NULL)
+    else:
+        with nogil:
+            _rows_run(<const double *>px, rows, n, xrs, scale, alpha,
+                      <double *>py, yrs, mode, NULL, NULL)
+
+
+def rows_reduce(cnp.ndarray x, double scale):
+    """(max, log_sum) float64 arrays of length n_rows for a 2-D x."""
+    cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
+    cdef Py_ssize_t xrs = _estride(x, 0)
+    cdef cnp.ndarray mx = np.empty(rows, dtype=np.float64)
+    cdef cnp.ndarray ls = np.empty(rows, dtype=np.float64)
+    cdef double *pm = <double *>cnp.PyArray_DATA(mx)
+    cdef double *pl = <double *>cnp.PyArray_DATA(ls)
+    cdef void *px = cnp.PyArray_DATA(x)
+    if rows == 0:
+        return mx, ls
+    if x.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _rows_run(<const float *>px, rows, n, xrs, scale, 1.0,
+                      <float *>NULL, 0, 2, pm, pl)
+    else:
+        with nogil:
+            _rows_run(<const double *>px, rows, n, xrs, scale, 1.0,
+                      <double *>NULL, 0, 2, pm, pl)
+    return mx, ls
+
+
+def cols_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint log):
+    """Softmax along axis 1 of a 3-D x (outer, n, inner), inner contiguous."""
+    cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t xos = _estride(x, 0), xrs = _estride(x, 1)
+    cdef Py_ssize_t yos = _estride(y, 0), yrs = _estride(y, 1)
+    cdef int mode = 1 if log else 0
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    if outer == 0 or n == 0 or inner == 0:
+        return
+    if x.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,
+                      alpha, <float *>py, yos, yrs, mode, NULL, NULL)
+    else:
+        with nogil:
+            _cols_run(<const double *>px, outer, n, inner, xos, xrs, scale,
+                      alpha, <double *>py, yos, yrs, mode, NULL, NULL)
+
+
+def cols_reduce(cnp.ndarray x, double scale):
+    """(max, log_sum) float64 arrays of shape (outer, inner) for a 3-D x."""
+    cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t xos = _estride(x, 0), xrs = _estride(x, 1)
+    cdef cnp.ndarray mx = np.empty((outer, inner), dtype=np.float64)
+    cdef cnp.ndarray ls = np.empty((outer, inner), dtype=np.float64)
+    cdef double *pm = <double *>cnp.PyArray_DATA(mx)
+    cdef double *pl = <double *>cnp.PyArray_DATA(ls)
+    cdef void *px = cnp.PyArray_DATA(x)
+    if outer == 0 or inner == 0:
+        return mx, ls
+    if x.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,
+                      1.0, <float *>NULL, 0, 0, 2, pm, pl)
+    else:
+        with nogil:
+            _cols_run(<const double *>px, outer, n, inner, xos, xrs, scale,
+                      1.0, <double *>NULL, 0, 0, 2, pm, pl)
+    return mx, ls

@@ -1,0 +1,156 @@
+/*
+ * csoftmax.h -- public C API of csoftmax.
+ *
+ * Row kernels for the softmax family (LogSumExp, softmax, log-softmax) in
+ * float32 and float64.  Every kernel exists once per instruction set
+ * (`csm_<op>_<dtype>_<isa>`); `csm_kernels()` returns the table chosen once
+ * from CPUID (honouring the environment variable CSOFTMAX_ISA=scalar|avx2),
+ * and callers go through that table.
+ *
+ * Conventions
+ *   - counts and strides are in elements, never bytes;
+ *   - `const` inputs first, outputs last;
+ *   - `scale` is 1/temperature (> 0): the kernels work on scale * x;
+ *   - kernels hold no global state, take no locks and never allocate, so
+ *     they may be called concurrently from any number of threads
+ *     (csoftmax's own Cython layer calls them inside OpenMP loops).
+ *
+ * A row reduction is described by a csm_lse_state: the row maximum `max`
+ * (of the unscaled inputs), `count`, the number of elements equal to it,
+ * and `rest` = sum over the other elements of exp(scale * (x_i - max)).
+ * Keeping the exactly-known count apart from the rest keeps log-softmax
+ * and LSE accurate when the maximum dominates (LSE([0, -40]) = 4.25e-18,
+ * not 0).  States of row segments merge exactly (csm_lse_merge), which is
+ * how long rows are split across threads and chunks.
+ *
+ * Accuracy: float32 inputs are widened to float64; exp runs in float64
+ * (degree-6 polynomial, relative error < 2.6e-9 = 2^-28.5, i.e. < 0.05 ULP
+ * of float32) and sums accumulate in float64, so float32 results are within
+ * a few ULP of the correctly rounded float64 result.  float64 kernels use a
+ * degree-13 polynomial (relative error < 2^-52) and float64 sums.
+ */
+#ifndef CSOFTMAX_H
+#define CSOFTMAX_H
+
+#include <math.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CSOFTMAX_C_API_VERSION 1
+
+typedef enum {
+    CSM_ISA_SCALAR = 0,
+    CSM_ISA_AVX2 = 1
+} csm_isa;
+
+typedef struct {
+    double max;   /* max of the inputs (unscaled); NaN if any input is NaN */
+    double count; /* number of elements equal to max */
+    double rest;  /* sum of exp(scale * (x_i - max)) over x_i < max */
+} csm_lse_state;
+
+/* ---- per-dtype kernel signatures --------------------------------------- */
+
+/* LSE state of each of `n_rows` rows of length `n`; row r starts at
+ * x + r * row_stride.  Elements within a row are contiguous. */
+typedef void (*csm_lse_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                 ptrdiff_t row_stride, double scale,
+                                 csm_lse_state *states);
+typedef void (*csm_lse_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                 ptrdiff_t row_stride, double scale,
+                                 csm_lse_state *states);
+
+/* LSE state of each of `n_cols` contiguous columns of an (n, n_cols) block
+ * whose rows are `row_stride` elements apart: reduces x[i*row_stride + j]
+ * over i for every j (the non-last-axis case, vectorised across j). */
+typedef csm_lse_rows_f32 csm_lse_cols_f32;
+typedef csm_lse_rows_f64 csm_lse_cols_f64;
+
+/* Write pass.  For every element, with d = scale * (x - max) - log_sum:
+ *   softmax:     y = alpha * exp(d)
+ *   log_softmax: y = d
+ * `max` and `log_sum` are per row (arrays of n_rows) -- see csm_lse_finalize.
+ * x and y may be the same memory (in place). */
+typedef void (*csm_write_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                   ptrdiff_t x_row_stride, double scale,
+                                   const double *max, const double *log_sum,
+                                   double alpha, float *y,
+                                   ptrdiff_t y_row_stride);
+typedef void (*csm_write_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                   ptrdiff_t x_row_stride, double scale,
+                                   const double *max, const double *log_sum,
+                                   double alpha, double *y,
+                                   ptrdiff_t y_row_stride);
+
+/* Column variant of the write pass: element (i, j) of an (n, n_cols) block,
+ * max / log_sum indexed by column j. */
+typedef csm_write_rows_f32 csm_write_cols_f32;
+typedef csm_write_rows_f64 csm_write_cols_f64;
+
+/* Turns `n` states into per-row max and log_sum = log(count + rest),
+ * computed as log(count) + log1p(rest / count) without cancellation.
+ * Non-finite rows follow IEEE arithmetic on the formula LSE = scale*max +
+ * log_sum: a NaN row gives NaN, a row holding +inf gives +inf (log_sum =
+ * log(count of +inf)), an empty or all -inf row gives max = -inf, log_sum = 0. */
+typedef void (*csm_finalize_fn)(const csm_lse_state *states, ptrdiff_t n,
+                                double scale, double *max, double *log_sum);
+
+typedef struct {
+    csm_isa isa;
+    const char *name;
+    csm_lse_rows_f32 lse_rows_f32;
+    csm_lse_rows_f64 lse_rows_f64;
+    csm_lse_cols_f32 lse_cols_f32;
+    csm_lse_cols_f64 lse_cols_f64;
+    csm_write_rows_f32 softmax_rows_f32;
+    csm_write_rows_f64 softmax_rows_f64;
+    csm_write_rows_f32 log_softmax_rows_f32;
+    csm_write_rows_f64 log_softmax_rows_f64;
+    csm_write_cols_f32 softmax_cols_f32;
+    csm_write_cols_f64 softmax_cols_f64;
+    csm_write_cols_f32 log_softmax_cols_f32;
+    csm_write_cols_f64 log_softmax_cols_f64;
+    csm_finalize_fn finalize;
+} csm_kernel_table;
+
+/* The table chosen at first call: the best ISA the CPU and OS support, or
+ * the one named by CSOFTMAX_ISA ("scalar" or "avx2"; an unavailable or
+ * unknown name falls back to the best available and is reported by
+ * csm_isa_request_error()).  Thread-safe after the first call. */
+const csm_kernel_table *csm_kernels(void);
+
+/* Table for one ISA, or NULL if this CPU/build cannot run it. */
+const csm_kernel_table *csm_kernels_for(csm_isa isa);
+
+/* Nonzero when CSOFTMAX_ISA named an ISA that could not be honoured. */
+int csm_isa_request_error(void);
+
+/* Merge the state of segment `b` into `a` (one exp per merge; order-free). */
+static inline void csm_lse_merge(csm_lse_state *a, const csm_lse_state *b,
+                                 double scale)
+{
+    if (b->max != b->max || a->max != a->max) {   /* NaN wins */
+        if (b->max != b->max) *a = *b;
+        return;
+    }
+    if (b->count == 0.0) return;                  /* empty segment */
+    if (a->count == 0.0 || b->max > a->max) {
+        csm_lse_state t = *b;
+        if (a->count != 0.0)
+            t.rest += (a->count + a->rest) * exp(scale * (a->max - b->max));
+        *a = t;
+    } else if (b->max == a->max) {
+        a->count += b->count;
+        a->rest += b->rest;
+    } else {
+        a->rest += (b->count + b->rest) * exp(scale * (b->max - a->max));
+    }
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CSOFTMAX_H */

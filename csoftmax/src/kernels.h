@@ -1,0 +1,49 @@
+/* kernels.h -- internal: prototypes of every ISA's kernels, for dispatch.c.
+ * Names: csm_<op>_<layout>_<dtype>_<isa>. */
+#ifndef CSOFTMAX_KERNELS_H
+#define CSOFTMAX_KERNELS_H
+#include "csoftmax.h"
+
+#define CSM_DECLARE_ISA(ISA)                                                   \
+void csm_lse_rows_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,    \
+                            double, csm_lse_state *);                          \
+void csm_lse_rows_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,   \
+                            double, csm_lse_state *);                          \
+void csm_lse_cols_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,    \
+                            double, csm_lse_state *);                          \
+void csm_lse_cols_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,   \
+                            double, csm_lse_state *);                          \
+void csm_softmax_rows_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t,           \
+        ptrdiff_t, double, const double *, const double *, double, float *,    \
+        ptrdiff_t);                                                            \
+void csm_softmax_rows_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,          \
+        ptrdiff_t, double, const double *, const double *, double, double *,   \
+        ptrdiff_t);                                                            \
+void csm_log_softmax_rows_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t,       \
+        ptrdiff_t, double, const double *, const double *, double, float *,    \
+        ptrdiff_t);                                                            \
+void csm_log_softmax_rows_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,      \
+        ptrdiff_t, double, const double *, const double *, double, double *,   \
+        ptrdiff_t);                                                            \
+void csm_softmax_cols_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t,           \
+        ptrdiff_t, double, const double *, const double *, double, float *,    \
+        ptrdiff_t);                                                            \
+void csm_softmax_cols_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,          \
+        ptrdiff_t, double, const double *, const double *, double, double *,   \
+        ptrdiff_t);                                                            \
+void csm_log_softmax_cols_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t,       \
+        ptrdiff_t, double, const double *, const double *, double, float *,    \
+        ptrdiff_t);                                                            \
+void csm_log_softmax_cols_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,      \
+        ptrdiff_t, double, const double *, const double *, double, double *,   \
+        ptrdiff_t);                                                            \
+void csm_finalize_##ISA(const csm_lse_state *, ptrdiff_t, double, double *,    \
+                        double *);
+
+CSM_DECLARE_ISA(scalar)
+#if defined(__x86_64__) || defined(_M_X64)
+#define CSM_BUILD_AVX2 1
+CSM_DECLARE_ISA(avx2)
+#endif
+
+#endif

@@ -1,0 +1,553 @@
+/*
+ * kernels_avx2.c -- AVX2 + FMA kernels (x86-64).
+ *
+ * Compiled with the baseline flags of the extension: every function in this
+ * file is switched to AVX2+FMA by the target pragma below, and dispatch.c
+ * calls them only after CPUID said the CPU (and OS) support them.
+ *
+ * Numerics (see csoftmax.h): float32 data are widened to float64 lanes, so
+ * x - max is exact and the exp argument carries no float32 rounding error;
+ * exp is evaluated in float64 (magic-bias rounding, Cody-Waite reduction,
+ * polynomial), sums accumulate in float64.
+ *   exp_f32acc_: degree-6 polynomial, max rel. error 2.6e-9 (target: f32)
+ *   exp_f64acc_: degree-13 Taylor, two-constant reduction (target: f64)
+ * Both are valid on d in [-708, 0]; lanes below -708 are zeroed by the
+ * callers (float32: e^-708 underflows anyway) or recomputed with libm
+ * (float64, where the result may be a denormal).
+ */
+#include "csoftmax.h"
+#include "kernels.h"
+
+#ifdef CSM_BUILD_AVX2
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx2,fma")
+#endif
+
+#include <immintrin.h>
+#include <math.h>
+
+#define CHUNK 2048 /* elements per max+sum block of a long row (fits L1) */
+#define EXP_LOW (-708.0)
+
+/* ---- exp ---------------------------------------------------------------- */
+
+static inline __m256d exp_scale_(__m256d p, __m256d t)
+{
+    __m256i e = _mm256_slli_epi64(_mm256_castpd_si256(t), 52);
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), e));
+}
+
+static inline __m256d exp_f32acc_(__m256d d)
+{
+    const __m256d magic = _mm256_set1_pd(0x1.8p52);
+    __m256d t = _mm256_fmadd_pd(d, _mm256_set1_pd(1.4426950408889634), magic);
+    __m256d n = _mm256_sub_pd(t, magic);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.62e42fefa39efp-1), d);
+    __m256d p = _mm256_set1_pd(0x1.6d7531fa74153p-10);
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.126fa6fd93876p-7));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.5554ace10c6afp-5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.5554043e283b8p-3));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.00000028795a0p-1));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.000000a1fd6adp+0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    return exp_scale_(p, t);
+}
+
+static inline __m256d exp_f64acc_(__m256d d)
+{
+    const __m256d magic = _mm256_set1_pd(0x1.8p52);
+    __m256d t = _mm256_fmadd_pd(d, _mm256_set1_pd(1.4426950408889634), magic);
+    __m256d n = _mm256_sub_pd(t, magic);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), d);
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
+    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    p = _mm256_mul_pd(p, _mm256_mul_pd(r, r));
+    p = _mm256_add_pd(_mm256_add_pd(p, r), _mm256_set1_pd(1.0)); /* 1 + r + r^2 q */
+    return exp_scale_(p, t);
+}
+
+/* exp(d) for d <= 0 (or -inf); lanes where d < -708 are exact zeros. */
+static inline __m256d exp_f32_(__m256d d)
+{
+    const __m256d lo = _mm256_set1_pd(EXP_LOW);
+    __m256d tiny = _mm256_cmp_pd(d, lo, _CMP_LT_OQ);
+    return _mm256_andnot_pd(tiny, exp_f32acc_(_mm256_max_pd(d, lo)));
+}
+
+/* exp(d) for d <= 0 (or -inf); lanes in [-746, -708) go through libm
+ * (denormal results), lanes below that are exact zeros. */
+static inline __m256d exp_f64_(__m256d d)
+{
+    const __m256d lo = _mm256_set1_pd(EXP_LOW);
+    __m256d tiny = _mm256_cmp_pd(d, lo, _CMP_LT_OQ);
+    __m256d e = _mm256_andnot_pd(tiny, exp_f64acc_(_mm256_max_pd(d, lo)));
+    int mask = _mm256_movemask_pd(
+        _mm256_and_pd(tiny, _mm256_cmp_pd(d, _mm256_set1_pd(-746.0), _CMP_GE_OQ)));
+    if (mask) {
+        double dv[4], ev[4];
+        _mm256_storeu_pd(dv, d);
+        _mm256_storeu_pd(ev, e);
+        for (int k = 0; k < 4; ++k)
+            if (mask & (1 << k)) ev[k] = exp(dv[k]);
+        e = _mm256_loadu_pd(ev);
+    }
+    return e;
+}
+
+/* ---- loads and stores of 8 elements as two float64 vectors -------------- */
+
+static inline __m256i tail_mask32_(ptrdiff_t r) /* first r of 8 int32 lanes */
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), idx);
+}
+static inline __m256i tail_mask64_(ptrdiff_t r) /* first r of 4 int64 lanes */
+{
+    const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)r), idx);
+}
+
+static inline void load8_f32_(const float *p, __m256d *lo, __m256d *hi)
+{
+    __m256 v = _mm256_loadu_ps(p);
+    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+/* r (< 8) valid elements; the others read as `fill`. */
+static inline void load8m_f32_(const float *p, ptrdiff_t r, float fill,
+                               __m256d *lo, __m256d *hi)
+{
+    __m256i m = tail_mask32_(r);
+    __m256 v = _mm256_maskload_ps(p, m);
+    v = _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(m));
+    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+static inline void store8_f32_(float *p, __m256d lo, __m256d hi)
+{
+    __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+    _mm256_storeu_ps(p, v);
+}
+static inline void store8m_f32_(float *p, ptrdiff_t r, __m256d lo, __m256d hi)
+{
+    __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+    _mm256_maskstore_ps(p, tail_mask32_(r), v);
+}
+
+static inline void load8_f64_(const double *p, __m256d *lo, __m256d *hi)
+{
+    *lo = _mm256_loadu_pd(p);
+    *hi = _mm256_loadu_pd(p + 4);
+}
+static inline void load8m_f64_(const double *p, ptrdiff_t r, double fill,
+                               __m256d *lo, __m256d *hi)
+{
+    __m256i m0 = tail_mask64_(r), m1 = tail_mask64_(r - 4);
+    __m256d f = _mm256_set1_pd(fill);
+    *lo = _mm256_blendv_pd(f, _mm256_maskload_pd(p, m0), _mm256_castsi256_pd(m0));
+    *hi = _mm256_blendv_pd(f, _mm256_maskload_pd(p + 4, m1), _mm256_castsi256_pd(m1));
+}
+static inline void store8_f64_(double *p, __m256d lo, __m256d hi)
+{
+    _mm256_storeu_pd(p, lo);
+    _mm256_storeu_pd(p + 4, hi);
+}
+static inline void store8m_f64_(double *p, ptrdiff_t r, __m256d lo, __m256d hi)
+{
+    _mm256_maskstore_pd(p, tail_mask64_(r), lo);
+    _mm256_maskstore_pd(p + 4, tail_mask64_(r - 4), hi);
+}
+
+static inline double hmax_pd_(__m256d v)
+{
+    __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
+    return _mm_cvtsd_f64(m);
+}
+static inline double hsum_pd_(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+}
+
+/* ---- row maximum (with NaN detection): returns NaN if any NaN ----------- */
+
+static double row_max_f32_(const float *x, ptrdiff_t n)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf, bad = _mm256_setzero_ps();
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        __m256 c = _mm256_loadu_ps(x + i + 16), d = _mm256_loadu_ps(x + i + 24);
+        m0 = _mm256_max_ps(m0, a); m1 = _mm256_max_ps(m1, b);
+        m2 = _mm256_max_ps(m2, c); m3 = _mm256_max_ps(m3, d);
+        bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q),
+                                             _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(x + i);
+        m0 = _mm256_max_ps(m0, a);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    }
+    if (i < n) {
+        __m256i msk = tail_mask32_(n - i);
+        __m256 a = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, msk),
+                                    _mm256_castsi256_ps(msk));
+        m1 = _mm256_max_ps(m1, a);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    }
+    if (_mm256_movemask_ps(bad)) return NAN;
+    __m256 m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return (double)_mm_cvtss_f32(h);
+}
+
+static double row_max_f64_(const double *x, ptrdiff_t n)
+{
+    const __m256d ninf = _mm256_set1_pd(-INFINITY);
+    __m256d m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf, bad = _mm256_setzero_pd();
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256d a = _mm256_loadu_pd(x + i), b = _mm256_loadu_pd(x + i + 4);
+        __m256d c = _mm256_loadu_pd(x + i + 8), d = _mm256_loadu_pd(x + i + 12);
+        m0 = _mm256_max_pd(m0, a); m1 = _mm256_max_pd(m1, b);
+        m2 = _mm256_max_pd(m2, c); m3 = _mm256_max_pd(m3, d);
+        bad = _mm256_or_pd(bad, _mm256_or_pd(_mm256_cmp_pd(a, b, _CMP_UNORD_Q),
+                                             _mm256_cmp_pd(c, d, _CMP_UNORD_Q)));
+    }
+    for (; i + 4 <= n; i += 4) {
+        __m256d a = _mm256_loadu_pd(x + i);
+        m0 = _mm256_max_pd(m0, a);
+        bad = _mm256_or_pd(bad, _mm256_cmp_pd(a, a, _CMP_UNORD_Q));
+    }
+    if (i < n) {
+        __m256i msk = tail_mask64_(n - i);
+        __m256d a = _mm256_blendv_pd(ninf, _mm256_maskload_pd(x + i, msk),
+                                     _mm256_castsi256_pd(msk));
+        m1 = _mm256_max_pd(m1, a);
+        bad = _mm256_or_pd(bad, _mm256_cmp_pd(a, a, _CMP_UNORD_Q));
+    }
+    if (_mm256_movemask_pd(bad)) return NAN;
+    return hmax_pd_(_mm256_max_pd(_mm256_max_pd(m0, m1), _mm256_max_pd(m2, m3)));
+}
+
+/* ---- shared per-dtype bodies, stamped out for float and double ----------- */
+
+/* One exp-sum step on 8 elements: equal-to-max lanes are counted apart. */
+#define SUM_STEP(EXP, lo, hi)                                                  \
+    do {                                                                       \
+        __m256d e0 = _mm256_cmp_pd(lo, mv, _CMP_EQ_OQ);                        \
+        __m256d e1 = _mm256_cmp_pd(hi, mv, _CMP_EQ_OQ);                        \
+        __m256d t0 = EXP(_mm256_mul_pd(_mm256_sub_pd(lo, mv), sv));            \
+        __m256d t1 = EXP(_mm256_mul_pd(_mm256_sub_pd(hi, mv), sv));            \
+        r0 = _mm256_add_pd(r0, _mm256_andnot_pd(e0, t0));                      \
+        r1 = _mm256_add_pd(r1, _mm256_andnot_pd(e1, t1));                      \
+        c0 = _mm256_add_pd(c0, _mm256_and_pd(e0, one));                        \
+        c1 = _mm256_add_pd(c1, _mm256_and_pd(e1, one));                        \
+    } while (0)
+
+#define DEFINE_AVX2_KERNELS(T, SUF, EXP)                                       \
+static void lse_chunk_##SUF##_(const T *x, ptrdiff_t n, double scale,          \
+                               csm_lse_state *st)                              \
+{                                                                              \
+    double m = row_max_##SUF##_(x, n);                                         \
+    if (!(m > -INFINITY && m < INFINITY)) { /* NaN, +-inf, empty: rare */      \
+        csm_lse_rows_##SUF##_scalar(x, 1, n, n, scale, st);                    \
+        return;                                                                \
+    }                                                                          \
+    const __m256d mv = _mm256_set1_pd(m), sv = _mm256_set1_pd(scale);         \
+    const __m256d one = _mm256_set1_pd(1.0);                                   \
+    __m256d r0 = _mm256_setzero_pd(), r1 = r0, c0 = r0, c1 = r0;               \
+    __m256d lo, hi;                                                            \
+    ptrdiff_t i = 0;                                                           \
+    for (; i + 8 <= n; i += 8) {                                               \
+        load8_##SUF##_(x + i, &lo, &hi);                                       \
+        SUM_STEP(EXP, lo, hi);                                                 \
+    }                                                                          \
+    if (i < n) {                                                               \
+        load8m_##SUF##_(x + i, n - i, -INFINITY, &lo, &hi);                    \
+        SUM_STEP(EXP, lo, hi);                                                 \
+    }                                                                          \
+    st->max = m;                                                               \
+    st->count = hsum_pd_(_mm256_add_pd(c0, c1));                               \
+    st->rest = hsum_pd_(_mm256_add_pd(r0, r1));                                \
+}                                                                              \
+void csm_lse_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,      \
+                               ptrdiff_t row_stride, double scale,             \
+                               csm_lse_state *states)                          \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *xr = x + r * row_stride;                                      \
+        csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;                     \
+        if (n <= CHUNK) { lse_chunk_##SUF##_(xr, n, scale, &acc); }            \
+        else for (ptrdiff_t c = 0; c < n; c += CHUNK) {                        \
+            lse_chunk_##SUF##_(xr + c, n - c < CHUNK ? n - c : CHUNK, scale,   \
+                               &part);                                         \
+            csm_lse_merge(&acc, &part, scale);                                 \
+        }                                                                      \
+        states[r] = acc;                                                       \
+    }                                                                          \
+}                                                                              \
+void csm_softmax_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,  \
+        ptrdiff_t x_row_stride, double scale, const double *max,               \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    const __m256d sv = _mm256_set1_pd(scale), av = _mm256_set1_pd(alpha);      \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *xr = x + r * x_row_stride; T *yr = y + r * y_row_stride;      \
+        if (!(max[r] > -INFINITY && max[r] < INFINITY)) {                      \
+            csm_softmax_rows_##SUF##_scalar(xr, 1, n, 0, scale, max + r,       \
+                                            log_sum + r, alpha, yr, 0);        \
+            continue;                                                          \
+        }                                                                      \
+        const __m256d mv = _mm256_set1_pd(max[r]);                             \
+        const __m256d lv = _mm256_set1_pd(log_sum[r]);                         \
+        __m256d lo, hi;                                                        \
+        ptrdiff_t i = 0;                                                       \
+        for (; i + 8 <= n; i += 8) {                                           \
+            load8_##SUF##_(xr + i, &lo, &hi);                                  \
+            lo = EXP(_mm256_fmsub_pd(_mm256_sub_pd(lo, mv), sv, lv));          \
+            hi = EXP(_mm256_fmsub_pd(_mm256_sub_pd(hi, mv), sv, lv));          \
+            store8_##SUF##_(yr + i, _mm256_mul_pd(lo, av), _mm256_mul_pd(hi, av)); \
+        }                                                                      \
+        if (i < n) {                                                           \
+            load8m_##SUF##_(xr + i, n - i, -INFINITY, &lo, &hi);               \
+            lo = EXP(_mm256_fmsub_pd(_mm256_sub_pd(lo, mv), sv, lv));          \
+            hi = EXP(_mm256_fmsub_pd(_mm256_sub_pd(hi, mv), sv, lv));          \
+            store8m_##SUF##_(yr + i, n - i, _mm256_mul_pd(lo, av),             \
+                             _mm256_mul_pd(hi, av));                           \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+void csm_log_softmax_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows,           \
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    const __m256d sv = _mm256_set1_pd(scale);                                  \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *xr = x + r * x_row_stride; T *yr = y + r * y_row_stride;      \
+        if (!(max[r] > -INFINITY && max[r] < INFINITY)) {                      \
+            csm_log_softmax_rows_##SUF##_scalar(xr, 1, n, 0, scale, max + r,   \
+                                                log_sum + r, alpha, yr, 0);    \
+            continue;                                                          \
+        }                                                                      \
+        const __m256d mv = _mm256_set1_pd(max[r]);                             \
+        const __m256d lv = _mm256_set1_pd(log_sum[r]);                         \
+        __m256d lo, hi;                                                        \
+        ptrdiff_t i = 0;                                                       \
+        for (; i + 8 <= n; i += 8) {                                           \
+            load8_##SUF##_(xr + i, &lo, &hi);                                  \
+            store8_##SUF##_(yr + i,                                            \
+                            _mm256_fmsub_pd(_mm256_sub_pd(lo, mv), sv, lv),    \
+                            _mm256_fmsub_pd(_mm256_sub_pd(hi, mv), sv, lv));   \
+        }                                                                      \
+        if (i < n) {                                                           \
+            load8m_##SUF##_(xr + i, n - i, 0, &lo, &hi);                       \
+            store8m_##SUF##_(yr + i, n - i,                                    \
+                             _mm256_fmsub_pd(_mm256_sub_pd(lo, mv), sv, lv),   \
+                             _mm256_fmsub_pd(_mm256_sub_pd(hi, mv), sv, lv));  \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+/* Columns: 8 columns per block, lanes = columns; the last block is masked. */ \
+void csm_lse_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,      \
+                               ptrdiff_t row_stride, double scale,             \
+                               csm_lse_state *states)                          \
+{                                                                              \
+    const __m256d sv = _mm256_set1_pd(scale), one = _mm256_set1_pd(1.0);       \
+    const __m256d ninf = _mm256_set1_pd(-INFINITY);                            \
+    for (ptrdiff_t j = 0; j < n_cols; j += 8) {                                \
+        ptrdiff_t w = n_cols - j < 8 ? n_cols - j : 8;                         \
+        __m256d m0 = ninf, m1 = ninf, bad = _mm256_setzero_pd(), lo, hi;       \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == 8) load8_##SUF##_(x + i * row_stride + j, &lo, &hi);      \
+            else load8m_##SUF##_(x + i * row_stride + j, w, 0, &lo, &hi);      \
+            m0 = _mm256_max_pd(m0, lo); m1 = _mm256_max_pd(m1, hi);            \
+            bad = _mm256_or_pd(bad, _mm256_cmp_pd(lo, hi, _CMP_UNORD_Q));     \
+        }                                                                      \
+        double mx[8];                                                          \
+        _mm256_storeu_pd(mx, m0); _mm256_storeu_pd(mx + 4, m1);                \
+        int finite = !_mm256_movemask_pd(bad);                                 \
+        for (ptrdiff_t k = 0; k < w; ++k)                                      \
+            finite &= (mx[k] > -INFINITY && mx[k] < INFINITY);                 \
+        if (!finite) { /* NaN or inf somewhere in the block: rare */           \
+            csm_lse_cols_##SUF##_scalar(x + j, w, n, row_stride, scale,        \
+                                        states + j);                           \
+            continue;                                                          \
+        }                                                                      \
+        __m256d r0 = _mm256_setzero_pd(), r1 = r0, c0 = r0, c1 = r0;           \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == 8) load8_##SUF##_(x + i * row_stride + j, &lo, &hi);      \
+            else load8m_##SUF##_(x + i * row_stride + j, w, 0, &lo, &hi);      \
+            __m256d e0 = _mm256_cmp_pd(lo, m0, _CMP_EQ_OQ);                    \
+            __m256d e1 = _mm256_cmp_pd(hi, m1, _CMP_EQ_OQ);                    \
+            __m256d t0 = EXP(_mm256_mul_pd(_mm256_sub_pd(lo, m0), sv));        \
+            __m256d t1 = EXP(_mm256_mul_pd(_mm256_sub_pd(hi, m1), sv));        \
+            r0 = _mm256_add_pd(r0, _mm256_andnot_pd(e0, t0));                  \
+            r1 = _mm256_add_pd(r1, _mm256_andnot_pd(e1, t1));                  \
+            c0 = _mm256_add_pd(c0, _mm256_and_pd(e0, one));                    \
+            c1 = _mm256_add_pd(c1, _mm256_and_pd(e1, one));                    \
+        }                                                                      \
+        double cn[8], rs[8];                                                   \
+        _mm256_storeu_pd(cn, c0); _mm256_storeu_pd(cn + 4, c1);                \
+        _mm256_storeu_pd(rs, r0); _mm256_storeu_pd(rs + 4, r1);                \
+        for (ptrdiff_t k = 0; k < w; ++k) {                                    \
+            states[j + k].max = mx[k];                                         \
+            states[j + k].count = cn[k];                                       \
+            states[j + k].rest = rs[k];                                        \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+void csm_softmax_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,  \
+        ptrdiff_t x_row_stride, double scale, const double *max,               \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    const __m256d sv = _mm256_set1_pd(scale), av = _mm256_set1_pd(alpha);      \
+    for (ptrdiff_t j = 0; j < n_cols; j += 8) {                                \
+        ptrdiff_t w = n_cols - j < 8 ? n_cols - j : 8;                         \
+        int finite = 1;                                                        \
+        for (ptrdiff_t k = 0; k < w; ++k)                                      \
+            finite &= (max[j + k] > -INFINITY && max[j + k] < INFINITY);       \
+        if (!finite) {                                                         \
+            csm_softmax_cols_##SUF##_scalar(x + j, w, n, x_row_stride, scale,  \
+                max + j, log_sum + j, alpha, y + j, y_row_stride);             \
+            continue;                                                          \
+        }                                                                      \
+        __m256d m0, m1, l0, l1, lo, hi;                                        \
+        load8m_f64_(max + j, w, 0.0, &m0, &m1);                                \
+        load8m_f64_(log_sum + j, w, 0.0, &l0, &l1);                            \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            const T *xi = x + i * x_row_stride + j;                            \
+            T *yi = y + i * y_row_stride + j;                                  \
+            if (w == 8) load8_##SUF##_(xi, &lo, &hi);                          \
+            else load8m_##SUF##_(xi, w, 0, &lo, &hi);                          \
+            lo = _mm256_mul_pd(av, EXP(_mm256_fmsub_pd(_mm256_sub_pd(lo, m0), sv, l0))); \
+            hi = _mm256_mul_pd(av, EXP(_mm256_fmsub_pd(_mm256_sub_pd(hi, m1), sv, l1))); \
+            if (w == 8) store8_##SUF##_(yi, lo, hi);                           \
+            else store8m_##SUF##_(yi, w, lo, hi);                              \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+void csm_log_softmax_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols,           \
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    const __m256d sv = _mm256_set1_pd(scale);                                  \
+    for (ptrdiff_t j = 0; j < n_cols; j += 8) {                                \
+        ptrdiff_t w = n_cols - j < 8 ? n_cols - j : 8;                         \
+        int finite = 1;                                                        \
+        for (ptrdiff_t k = 0; k < w; ++k)                                      \
+            finite &= (max[j + k] > -INFINITY && max[j + k] < INFINITY);       \
+        if (!finite) {                                                         \
+            csm_log_softmax_cols_##SUF##_scalar(x + j, w, n, x_row_stride,     \
+                scale, max + j, log_sum + j, alpha, y + j, y_row_stride);      \
+            continue;                                                          \
+        }                                                                      \
+        __m256d m0, m1, l0, l1, lo, hi;                                        \
+        load8m_f64_(max + j, w, 0.0, &m0, &m1);                                \
+        load8m_f64_(log_sum + j, w, 0.0, &l0, &l1);                            \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            const T *xi = x + i * x_row_stride + j;                            \
+            T *yi = y + i * y_row_stride + j;                                  \
+            if (w == 8) load8_##SUF##_(xi, &lo, &hi);                          \
+            else load8m_##SUF##_(xi, w, 0, &lo, &hi);                          \
+            lo = _mm256_fmsub_pd(_mm256_sub_pd(lo, m0), sv, l0);               \
+            hi = _mm256_fmsub_pd(_mm256_sub_pd(hi, m1), sv, l1);               \
+            if (w == 8) store8_##SUF##_(yi, lo, hi);                           \
+            else store8m_##SUF##_(yi, w, lo, hi);                              \
+        }                                                                      \
+    }                                                                          \
+}
+
+DEFINE_AVX2_KERNELS(float, f32, exp_f32_)
+DEFINE_AVX2_KERNELS(double, f64, exp_f64_)
+
+/* ---- finalize: log_sum = log(count + rest) for 4 rows at a time --------- */
+
+/* log(u) for finite u >= 1 (float64, about 1 ULP). */
+static inline __m256d log_ge1_pd_(__m256d u)
+{
+    const __m256i mant_mask = _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL);
+    const __m256i one_bits = _mm256_set1_epi64x(0x3FF0000000000000LL);
+    __m256i bits = _mm256_castpd_si256(u);
+    /* exponent E as a double: or it into the mantissa of 2^52 and subtract */
+    __m256i e = _mm256_srli_epi64(bits, 52);
+    __m256d k = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(e, _mm256_set1_epi64x(0x4330000000000000LL))),
+        _mm256_set1_pd(0x1p52 + 1023.0));
+    __m256d f = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, mant_mask), one_bits));
+    __m256d big = _mm256_cmp_pd(f, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    f = _mm256_blendv_pd(f, _mm256_mul_pd(f, _mm256_set1_pd(0.5)), big);
+    k = _mm256_add_pd(k, _mm256_and_pd(big, _mm256_set1_pd(1.0)));
+    __m256d g = _mm256_sub_pd(f, _mm256_set1_pd(1.0));
+    __m256d s = _mm256_div_pd(g, _mm256_add_pd(g, _mm256_set1_pd(2.0)));
+    __m256d z = _mm256_mul_pd(s, s);
+    __m256d p = _mm256_set1_pd(1.0 / 21.0);
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 19.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 17.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 15.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 13.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 11.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 9.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 7.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 5.0));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / 3.0));
+    /* log f = 2s + 2s*z*p ; + k ln2 (hi/lo) */
+    __m256d s2 = _mm256_add_pd(s, s);
+    __m256d lf = _mm256_fmadd_pd(_mm256_mul_pd(s2, z), p,
+                                 _mm256_mul_pd(k, _mm256_set1_pd(1.90821492927058770002e-10)));
+    lf = _mm256_add_pd(lf, s2);
+    return _mm256_fmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), lf);
+}
+
+void csm_finalize_avx2(const csm_lse_state *states, ptrdiff_t n, double scale,
+                       double *max, double *log_sum)
+{
+    ptrdiff_t r = 0;
+    for (; r + 4 <= n; r += 4) {
+        const csm_lse_state *s = states + r;
+        __m256d mx = _mm256_setr_pd(s[0].max, s[1].max, s[2].max, s[3].max);
+        __m256d cn = _mm256_setr_pd(s[0].count, s[1].count, s[2].count, s[3].count);
+        __m256d rs = _mm256_setr_pd(s[0].rest, s[1].rest, s[2].rest, s[3].rest);
+        __m256d fin = _mm256_and_pd(
+            _mm256_cmp_pd(mx, _mm256_set1_pd(-INFINITY), _CMP_GT_OQ),
+            _mm256_cmp_pd(mx, _mm256_set1_pd(INFINITY), _CMP_LT_OQ));
+        if (_mm256_movemask_pd(fin) != 15) {
+            csm_finalize_scalar(s, 4, scale, max + r, log_sum + r);
+            continue;
+        }
+        /* u = count + rest with its rounding error c (TwoSum); log(u) + c/u */
+        __m256d u = _mm256_add_pd(cn, rs);
+        __m256d bb = _mm256_sub_pd(u, cn);
+        __m256d c = _mm256_add_pd(_mm256_sub_pd(cn, _mm256_sub_pd(u, bb)),
+                                  _mm256_sub_pd(rs, bb));
+        __m256d ls = _mm256_add_pd(log_ge1_pd_(u), _mm256_div_pd(c, u));
+        _mm256_storeu_pd(max + r, mx);
+        _mm256_storeu_pd(log_sum + r, ls);
+    }
+    if (r < n) csm_finalize_scalar(states + r, n - r, scale, max + r, log_sum + r);
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+
+#endif /* CSM_BUILD_AVX2 */

@@ -1,0 +1,107 @@
+/*
+ * kernels_scalar.c -- portable reference kernels (any CPU, any compiler).
+ *
+ * Everything is computed in float64 with the C library's exp/log1p, so these
+ * are also the correctness oracle for the SIMD kernels.  The row kernels
+ * work in two passes: max (with NaN detection), then the exp-sum with the
+ * elements equal to the max counted apart (see csoftmax.h).
+ */
+#include <math.h>
+#include "csoftmax.h"
+#include "kernels.h"
+
+#define DEFINE_SCALAR_KERNELS(T, SUF)                                          \
+static void lse_row_##SUF##_(const T *x, ptrdiff_t n, ptrdiff_t step,          \
+                             double scale, csm_lse_state *st)                  \
+{                                                                              \
+    double m = -INFINITY, cnt = 0.0, rest = 0.0;                               \
+    int nan = 0;                                                               \
+    for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+        double v = (double)x[i * step];                                        \
+        if (v != v) nan = 1;                                                   \
+        else if (v > m) m = v;                                                 \
+    }                                                                          \
+    if (nan) { st->max = NAN; st->count = 1.0; st->rest = 0.0; return; }       \
+    for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+        double v = (double)x[i * step];                                        \
+        if (v == m) cnt += 1.0;                                                \
+        else rest += exp(scale * (v - m));                                     \
+    }                                                                          \
+    st->max = m; st->count = cnt; st->rest = rest;                             \
+}                                                                              \
+void csm_lse_rows_##SUF##_scalar(const T *x, ptrdiff_t n_rows, ptrdiff_t n,    \
+                                 ptrdiff_t row_stride, double scale,           \
+                                 csm_lse_state *states)                        \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r)                                     \
+        lse_row_##SUF##_(x + r * row_stride, n, 1, scale, states + r);         \
+}                                                                              \
+void csm_lse_cols_##SUF##_scalar(const T *x, ptrdiff_t n_cols, ptrdiff_t n,    \
+                                 ptrdiff_t row_stride, double scale,           \
+                                 csm_lse_state *states)                        \
+{                                                                              \
+    for (ptrdiff_t j = 0; j < n_cols; ++j)                                     \
+        lse_row_##SUF##_(x + j, n, row_stride, scale, states + j);             \
+}                                                                              \
+void csm_softmax_rows_##SUF##_scalar(const T *x, ptrdiff_t n_rows,             \
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *xr = x + r * x_row_stride; T *yr = y + r * y_row_stride;      \
+        double m = max[r], ls = log_sum[r];                                    \
+        for (ptrdiff_t i = 0; i < n; ++i)                                      \
+            yr[i] = (T)(alpha * exp(scale * ((double)xr[i] - m) - ls));        \
+    }                                                                          \
+}                                                                              \
+void csm_log_softmax_rows_##SUF##_scalar(const T *x, ptrdiff_t n_rows,         \
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    (void)alpha;                                                               \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *xr = x + r * x_row_stride; T *yr = y + r * y_row_stride;      \
+        double m = max[r], ls = log_sum[r];                                    \
+        for (ptrdiff_t i = 0; i < n; ++i)                                      \
+            yr[i] = (T)(scale * ((double)xr[i] - m) - ls);                     \
+    }                                                                          \
+}                                                                              \
+void csm_softmax_cols_##SUF##_scalar(const T *x, ptrdiff_t n_cols,             \
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+        const T *xr = x + i * x_row_stride; T *yr = y + i * y_row_stride;      \
+        for (ptrdiff_t j = 0; j < n_cols; ++j)                                 \
+            yr[j] = (T)(alpha * exp(scale * ((double)xr[j] - max[j])           \
+                                    - log_sum[j]));                            \
+    }                                                                          \
+}                                                                              \
+void csm_log_softmax_cols_##SUF##_scalar(const T *x, ptrdiff_t n_cols,         \
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
+        const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
+{                                                                              \
+    (void)alpha;                                                               \
+    for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+        const T *xr = x + i * x_row_stride; T *yr = y + i * y_row_stride;      \
+        for (ptrdiff_t j = 0; j < n_cols; ++j)                                 \
+            yr[j] = (T)(scale * ((double)xr[j] - max[j]) - log_sum[j]);        \
+    }                                                                          \
+}
+
+DEFINE_SCALAR_KERNELS(float, f32)
+DEFINE_SCALAR_KERNELS(double, f64)
+
+void csm_finalize_scalar(const csm_lse_state *states, ptrdiff_t n,
+                         double scale, double *max, double *log_sum)
+{
+    (void)scale;
+    for (ptrdiff_t r = 0; r < n; ++r) {
+        const csm_lse_state *s = states + r;
+        max[r] = s->max;
+        if (s->max != s->max) log_sum[r] = NAN;
+        else if (s->count == 0.0) { max[r] = -INFINITY; log_sum[r] = 0.0; }
+        else if (s->count == 1.0) log_sum[r] = log1p(s->rest);
+        else log_sum[r] = log(s->count) + log1p(s->rest / s->count);
+    }
+}
