@@ -1,0 +1,387 @@
+"""Public functions of csoftmax (the facade): numpy conventions on top of
+the Cython layer.  Validation and allocation live here; loops, threads and
+SIMD live in ``_core`` and the C kernels."""
+import math
+
+import numpy as np
+
+from . import _core
+from ._validate import (as_input, check_out, normalize_axes, positive_scalar,
+                        reshape_view, resolve_dtype)
+from ._version import __version__
+
+__all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
+           "set_num_threads", "get_num_threads"]
+
+
+# ---------------------------------------------------------------------------
+# layout: bring the reduction into one of the two shapes the kernels take
+
+def _plan(a, axes):
+    """How to run a reduction over `axes` of `a` without a transposed copy.
+
+    Returns (kind, view, info): kind 'rows' -> view is 2-D (rows, n) with
+    contiguous rows; kind 'cols' -> view is 3-D (outer, n, inner) with a
+    contiguous last axis.  A copy is made only when the memory layout admits
+    neither (non-unit inner stride, several non-adjacent axes, ...).
+    """
+    shape = a.shape
+    item = a.itemsize
+    nd = a.ndim
+    n = math.prod(shape[i] for i in axes)
+    if len(axes) == 1 or axes == tuple(range(axes[0], axes[0] + len(axes))):
+        k0, k1 = axes[0], axes[-1] + 1          # contiguous run of axes
+        outer = math.prod(shape[:k0])
+        inner = math.prod(shape[k1:])
+        if inner == 1:
+            v = reshape_view(a, (outer, n))
+            if v is not None and (v.strides[1] == item or n == 1) and v.strides[0] % item == 0:
+                return "rows", v, None
+            return "rows", np.ascontiguousarray(a).reshape(outer, n), None
+        v = reshape_view(a, (outer, n, inner))
+        if (v is not None and v.strides[2] == item and v.strides[1] % item == 0
+                and v.strides[0] % item == 0):
+            return "cols", v, None
+        return "cols", np.ascontiguousarray(a).reshape(outer, n, inner), None
+    # general case: move the axes to the end (copy)
+    rest = [i for i in range(nd) if i not in axes]
+    moved = np.transpose(a, rest + list(axes))
+    return "rows", np.ascontiguousarray(moved).reshape(-1, n), (rest, list(axes))
+
+
+def _same_memory(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape)
+
+
+def _softmax_family(x, axis, temperature, out, dtype, log):
+    a, comp, res = as_input(x)
+    comp, res = resolve_dtype(dtype, comp, res)
+    scale = 1.0 / positive_scalar(temperature, "temperature")
+    axes = normalize_axes(axis, a.ndim)
+    check_out(out, a.shape, res)
+    xc = a.astype(comp, copy=False)
+    if a.size == 0:
+        y = np.empty(a.shape, dtype=res)
+    else:
+        kind, xv, moved = _plan(xc, axes)
+        y = None
+        yv = None
+        if (out is not None and out.dtype == comp and moved is None
+                and (not np.may_share_memory(out, a) or _same_memory(out, xc))):
+            # write straight into out when it has a layout the kernels take
+            yv = reshape_view(out, xv.shape)
+            item = out.itemsize
+            if yv is None or any(s % item for s in yv.strides) or yv.strides[-1] != item:
+                yv = None
+            else:
+                y = out
+        if yv is None:
+            y = np.empty(xv.shape, dtype=comp)
+            yv = y
+        if kind == "rows":
+            _core.rows_softmax(xv, yv, scale, 1.0, log)
+        else:
+            _core.cols_softmax(xv, yv, scale, 1.0, log)
+        if y is not out:
+            if moved is not None:
+                rest, axs = moved
+                shp = [a.shape[i] for i in rest] + [a.shape[i] for i in axs]
+                y = np.transpose(y.reshape(shp), np.argsort(rest + axs))
+            else:
+                y = y.reshape(a.shape)
+            y = y.astype(res, copy=False)
+    if out is not None:
+        if y is not out:
+            np.copyto(out, y, casting="unsafe")
+        return out
+    return y if y.ndim else y[()]
+
+
+def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    r"""Softmax of `x` along `axis`: ``exp(x/T - logsumexp(x/T))``.
+
+    .. math:: \mathrm{softmax}(x)_i = \frac{e^{x_i/T}}{\sum_j e^{x_j/T}}
+
+    computed as ``exp((x_i - max x)/T - log S)`` with the float64 sum
+    ``S = sum_j exp((x_j - max x)/T)``, so it never overflows.
+
+    Parameters
+    ----------
+    x : array_like
+        Input. float32 and float64 are computed natively, float16 in float32,
+        integers and bools in float64.
+    axis : int, tuple of ints or None, optional
+        Axis or axes along which the probabilities sum to 1 (default: last).
+        ``None`` means all axes.
+    temperature : float, optional
+        T > 0; the result is softmax(x / T). Large T flattens, small T
+        sharpens towards one-hot (default 1).
+    out : ndarray, optional
+        Where to write the result; same shape as `x`, and the result dtype.
+        ``out=x`` computes in place.
+    dtype : dtype, optional
+        Result (and compute) dtype: float16, float32 or float64.
+
+    Returns
+    -------
+    ndarray
+        Same shape as `x`; each slice along `axis` is >= 0 and sums to 1.
+        Rows containing NaN give NaN; a row with +inf gives NaN at the +inf
+        entries and 0 elsewhere; an all -inf row gives NaN (IEEE arithmetic
+        on the formula, as scipy.special.softmax).
+
+    Raises
+    ------
+    TypeError
+        Complex or non-numeric input, bad `dtype`, `out` of the wrong dtype.
+    numpy.exceptions.AxisError
+        `axis` out of range.
+    ValueError
+        `temperature` not a finite positive number, `out` of the wrong shape
+        or read-only.
+
+    Notes
+    -----
+    float32 results are within 1 ULP of the correctly rounded float64 result
+    (x - max is formed exactly in float64 and the sum is accumulated in
+    float64).  Non-last axes are reduced in place across the contiguous
+    inner dimension, without a transposed copy.
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> csoftmax.softmax([1.0, 2.0, 3.0, 4.0]).round(4)
+    array([0.0321, 0.0871, 0.2369, 0.6439])
+    >>> csoftmax.softmax([1.0, 2.0, 3.0, 4.0], temperature=10).round(4)
+    array([0.2138, 0.2363, 0.2612, 0.2887])
+    """
+    return _softmax_family(x, axis, temperature, out, dtype, False)
+
+
+def log_softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    r"""Logarithm of the softmax: ``x/T - logsumexp(x/T)`` along `axis`.
+
+    Computed as ``(x_i - max x)/T - log S`` so that entries near 0 keep
+    their relative accuracy (``log_softmax([0, -40])[0] = -4.25e-18``).
+
+    Parameters
+    ----------
+    x : array_like
+        Input (see :func:`softmax` for dtypes).
+    axis : int, tuple of ints or None, optional
+        Axis or axes of the normalisation (default: last).
+    temperature : float, optional
+        T > 0 (default 1).
+    out : ndarray, optional
+        Where to write the result; ``out=x`` computes in place.
+    dtype : dtype, optional
+        Result dtype: float16, float32 or float64.
+
+    Returns
+    -------
+    ndarray
+        Same shape as `x`, all entries <= 0 (NaN for NaN rows).
+
+    Raises
+    ------
+    TypeError, numpy.exceptions.AxisError, ValueError
+        As for :func:`softmax`.
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> csoftmax.log_softmax([0.0, -40.0])
+    array([-4.24835426e-18, -4.00000000e+01])
+    """
+    return _softmax_family(x, axis, temperature, out, dtype, True)
+
+
+def _reduce(a, comp, axes, scale):
+    """(max, log_sum) of the reduction over `axes`, shaped like the kept axes."""
+    xc = a.astype(comp, copy=False)
+    kept = [a.shape[i] for i in range(a.ndim) if i not in axes]
+    if a.size == 0 and math.prod(kept) == 0:
+        z = np.empty(kept)
+        return z, z.copy()
+    if math.prod(a.shape[i] for i in axes) == 0:
+        return np.full(kept, -np.inf), np.zeros(kept)
+    kind, xv, moved = _plan(xc, axes)
+    if kind == "rows":
+        mx, ls = _core.rows_reduce(xv, scale)
+    else:
+        mx, ls = _core.cols_reduce(xv, scale)
+    return mx.reshape(kept), ls.reshape(kept)
+
+
+def _keep(r, shape, axes, keepdims):
+    if keepdims:
+        r = r.reshape([1 if i in axes else s for i, s in enumerate(shape)])
+    return r
+
+
+def logsumexp(x, axis=None, b=None, keepdims=False, return_sign=False):
+    r"""Log of the sum of exponentials, ``log(sum(b * exp(x)))``, computed stably.
+
+    Same signature and semantics as :func:`scipy.special.logsumexp`:
+    ``LSE(x) = m + log(sum exp(x - m))`` with ``m = max x``.  Without `b`
+    the sum is split into the elements equal to the max (counted exactly)
+    and the rest, and ``log1p`` is used, so ``logsumexp([0, -40])`` is
+    ``4.25e-18``, not 0.
+
+    Parameters
+    ----------
+    x : array_like
+        Input (float32/float64 natively; float16 via float32; ints as float64).
+    axis : None, int or tuple of ints, optional
+        Axes to reduce; None (default) reduces all of them.
+    b : array_like, optional
+        Weights broadcast against `x`; may be negative (then see
+        `return_sign`).  Entries with ``b == 0`` are ignored, including
+        infinite `x` there.
+    keepdims : bool, optional
+        Keep the reduced axes as size-1 dimensions.
+    return_sign : bool, optional
+        If True return ``(log|sum|, sign(sum))``; otherwise a negative sum
+        gives NaN.
+
+    Returns
+    -------
+    res : ndarray or scalar
+        The reduction (dtype of the input, float64 for integer input).
+    sgn : ndarray or scalar
+        Only with ``return_sign=True``: the sign of the sum (+1, 0 or -1;
+        NaN where the result is NaN).
+
+    Raises
+    ------
+    TypeError
+        Complex or non-numeric `x` or `b`.
+    numpy.exceptions.AxisError
+        `axis` out of range.
+    ValueError
+        `b` does not broadcast with `x`.
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> round(float(csoftmax.logsumexp([1.0, 2.0, 3.0, 4.0])), 4)
+    4.4402
+    >>> float(csoftmax.logsumexp([0.0, -40.0]))
+    4.248354255291589e-18
+    """
+    a, comp, res = as_input(x)
+    if b is not None:
+        bb, bcomp, _ = as_input(b, "b")
+        try:
+            a, bb = np.broadcast_arrays(a, bb)
+        except ValueError as e:
+            raise ValueError(f"b with shape {bb.shape} does not broadcast with "
+                             f"x of shape {a.shape}") from e
+        if bcomp == np.float64 and res != np.float64 and np.asarray(b).dtype.kind in "biu":
+            pass  # integer weights do not promote the result
+    axes = normalize_axes(axis, a.ndim)
+    out_shape = [a.shape[i] for i in range(a.ndim) if i not in axes]
+    if b is None:
+        mx, ls = _reduce(a, comp, axes, 1.0)
+        with np.errstate(invalid="ignore"):
+            lse = mx + ls
+        sgn = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
+    else:
+        lse, sgn = _weighted_lse(a, bb, axes)
+        if not return_sign:
+            lse = np.where(sgn < 0, np.nan, lse)
+    lse = _keep(np.asarray(lse, dtype=np.float64), a.shape, axes, keepdims).astype(res)
+    if not keepdims and lse.ndim == 0:
+        lse = lse[()]
+    if return_sign:
+        sgn = _keep(np.asarray(sgn, dtype=np.float64), a.shape, axes, keepdims).astype(res)
+        if not keepdims and sgn.ndim == 0:
+            sgn = sgn[()]
+        return lse, sgn
+    return lse
+
+
+def _weighted_lse(a, b, axes):
+    """log|sum b*exp(a)| and its sign over `axes`, in float64."""
+    rest = [i for i in range(a.ndim) if i not in axes]
+    kept = [a.shape[i] for i in rest]
+    n = math.prod(a.shape[i] for i in axes)
+    a2 = np.ascontiguousarray(np.transpose(a, rest + list(axes)), dtype=np.float64).reshape(-1, n)
+    b2 = np.ascontiguousarray(np.transpose(b, rest + list(axes)), dtype=np.float64).reshape(-1, n)
+    lse, sgn = _core.rows_weighted_lse(a2, b2)
+    return lse.reshape(kept), sgn.reshape(kept)
+
+
+def smooth_max(x, axis=-1, *, sharpness=1.0, keepdims=False):
+    r"""Smooth (differentiable) maximum ``LSE(k*x)/k`` along `axis`.
+
+    ``max(x) <= smooth_max(x) <= max(x) + log(n)/k``; as the sharpness
+    ``k`` grows the result tends to ``max(x)``, and its gradient is
+    ``softmax(k*x)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input.
+    axis : int, tuple of ints or None, optional
+        Axes to reduce (default: last).
+    sharpness : float, optional
+        k > 0 (default 1, the plain LogSumExp).
+    keepdims : bool, optional
+        Keep the reduced axes as size-1 dimensions.
+
+    Returns
+    -------
+    ndarray or scalar
+
+    Raises
+    ------
+    ValueError
+        `sharpness` not a finite positive number.
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> x = [1.0, 2.0, 3.0, 4.0]
+    >>> round(float(csoftmax.smooth_max(x, sharpness=10)), 4)
+    4.0
+    """
+    a, comp, res = as_input(x)
+    k = positive_scalar(sharpness, "sharpness")
+    axes = normalize_axes(axis, a.ndim)
+    mx, ls = _reduce(a, comp, axes, k)
+    with np.errstate(invalid="ignore"):
+        r = mx + ls / k
+    r = _keep(np.asarray(r), a.shape, axes, keepdims).astype(res)
+    return r if r.ndim else r[()]
+
+
+def get_config():
+    """Build and runtime configuration.
+
+    Returns
+    -------
+    dict
+        ``version``, ``isa`` (kernel table in use), ``available_isas``,
+        ``openmp`` (built with OpenMP), ``num_threads``.
+    """
+    return {
+        "version": __version__,
+        "isa": _core.isa(),
+        "available_isas": _core.available_isas(),
+        "openmp": _core.have_openmp(),
+        "num_threads": _core.get_num_threads(),
+    }
+
+
+def set_num_threads(n):
+    """Set the number of OpenMP threads csoftmax uses (default: OMP_NUM_THREADS,
+    else the number of CPUs).  Inputs below 32768 elements always run on one
+    thread.  Without OpenMP in the build this stays 1."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads():
+    """Number of threads csoftmax will use for large inputs."""
+    return _core.get_num_threads()
