@@ -358,3 +358,69 @@ def cols_reduce(cnp.ndarray x, double scale):
             _cols_run(<const double *>px, outer, n, inner, xos, xrs, scale,
                       1.0, <double *>NULL, 0, 0, 2, pm, pl)
     return mx, ls
+
+
+# --------------------------------------------------------------------------
+# weighted LogSumExp (scipy's `b=`): rare, so a plain float64 loop with libm
+
+from libc.math cimport exp as c_exp, log as c_log, log1p as c_log1p, fabs, isfinite, isnan
+
+def rows_weighted_lse(cnp.ndarray x, cnp.ndarray b):
+    """log|sum_j b_ij exp(x_ij)| and its sign per row of C-contiguous float64
+    (rows, n) arrays.  Entries with b == 0 are ignored.  The elements equal
+    to the row max are summed apart (their b's, exactly) and combined with
+    log1p, as in the unweighted kernels."""
+    cdef Py_ssize_t rows = x.shape[0], n = x.shape[1], r, i
+    cdef cnp.ndarray lse = np.empty(rows, dtype=np.float64)
+    cdef cnp.ndarray sgn = np.empty(rows, dtype=np.float64)
+    cdef const double *px = <const double *>cnp.PyArray_DATA(x)
+    cdef const double *pb = <const double *>cnp.PyArray_DATA(b)
+    cdef double *pl = <double *>cnp.PyArray_DATA(lse)
+    cdef double *ps = <double *>cnp.PyArray_DATA(sgn)
+    cdef double m, shift, smax, srest, s, v, w, res
+    cdef bint bad
+    with nogil:
+        for r in range(rows):
+            m = -1.0 / 0.0
+            bad = False
+            for i in range(n):
+                w = pb[r * n + i]
+                v = px[r * n + i]
+                if isnan(w) or (w != 0 and isnan(v)):
+                    bad = True
+                elif w != 0 and v > m:
+                    m = v
+            if bad:
+                pl[r] = 0.0 / 0.0
+                ps[r] = 0.0 / 0.0
+                continue
+            shift = m if isfinite(m) else 0.0
+            smax = 0.0
+            srest = 0.0
+            for i in range(n):
+                w = pb[r * n + i]
+                if w == 0:
+                    continue
+                v = px[r * n + i]
+                if v == m and isfinite(m):
+                    smax = smax + w
+                else:
+                    srest = srest + w * c_exp(v - shift)
+            s = smax + srest
+            if isnan(s):
+                pl[r] = s
+                ps[r] = s
+                continue
+            if smax != 0 and srest / smax > -0.5:
+                res = c_log(fabs(smax)) + c_log1p(srest / smax)
+            else:
+                res = c_log(fabs(s))
+            pl[r] = res + shift
+            ps[r] = 1.0 if s > 0 else (-1.0 if s < 0 else 0.0)
+    return lse, sgn
+
+
+# --------------------------------------------------------------------------
+# losses (cross-entropy, backward ops, distillation, margins, sampling)
+
+include "_losses.pxi"

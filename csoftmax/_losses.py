@@ -1,0 +1,2 @@
+"""Loss functions (cross-entropy and friends) -- facade over csoftmax._core."""
+__all__ = []
