@@ -424,3 +424,4 @@ def rows_weighted_lse(cnp.ndarray x, cnp.ndarray b):
 # losses (cross-entropy, backward ops, distillation, margins, sampling)
 
 include "_losses.pxi"
+include "_margin.pxi"

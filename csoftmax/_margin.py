@@ -1,0 +1,2 @@
+"""Distillation, margin-softmax family, softplus / soft hinge, sampling."""
+__all__ = []
