@@ -28,6 +28,8 @@ def _plan(a, axes):
     shape = a.shape
     item = a.itemsize
     nd = a.ndim
+    if not axes:                                # axis=() or a 0-d array: n = 1
+        return "rows", np.ascontiguousarray(a).reshape(-1, 1), None
     n = math.prod(shape[i] for i in axes)
     if len(axes) == 1 or axes == tuple(range(axes[0], axes[0] + len(axes))):
         k0, k1 = axes[0], axes[-1] + 1          # contiguous run of axes
@@ -278,8 +280,10 @@ def logsumexp(x, axis=None, b=None, keepdims=False, return_sign=False):
         except ValueError as e:
             raise ValueError(f"b with shape {bb.shape} does not broadcast with "
                              f"x of shape {a.shape}") from e
-        if bcomp == np.float64 and res != np.float64 and np.asarray(b).dtype.kind in "biu":
-            pass  # integer weights do not promote the result
+        if bb.dtype.kind == "f":
+            # floating weights promote the result as in scipy (float32 x with
+            # float64 b -> float64); integer weights do not
+            res = np.result_type(res, bb.dtype.newbyteorder("="))
     axes = normalize_axes(axis, a.ndim)
     out_shape = [a.shape[i] for i in range(a.ndim) if i not in axes]
     if b is None:
@@ -307,8 +311,9 @@ def _weighted_lse(a, b, axes):
     rest = [i for i in range(a.ndim) if i not in axes]
     kept = [a.shape[i] for i in rest]
     n = math.prod(a.shape[i] for i in axes)
-    a2 = np.ascontiguousarray(np.transpose(a, rest + list(axes)), dtype=np.float64).reshape(-1, n)
-    b2 = np.ascontiguousarray(np.transpose(b, rest + list(axes)), dtype=np.float64).reshape(-1, n)
+    rows = math.prod(kept)
+    a2 = np.ascontiguousarray(np.transpose(a, rest + list(axes)), dtype=np.float64).reshape(rows, n)
+    b2 = np.ascontiguousarray(np.transpose(b, rest + list(axes)), dtype=np.float64).reshape(rows, n)
     lse, sgn = _core.rows_weighted_lse(a2, b2)
     return lse.reshape(kept), sgn.reshape(kept)
 

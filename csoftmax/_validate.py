@@ -19,6 +19,8 @@ def as_input(x, name="x"):
         raise TypeError(f"{name} has complex dtype {dt}; csoftmax works on real "
                         "floating-point data (take .real or abs() first)")
     if dt.kind == "f":
+        if not dt.isnative:          # byte-swapped: compute (and return) native
+            dt = dt.newbyteorder("=")
         if dt == np.float16:
             return a, np.dtype(np.float32), np.dtype(np.float16)
         if dt.type in _FLOATS:

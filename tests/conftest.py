@@ -1,0 +1,53 @@
+"""Fixtures: every test that takes `isa` runs under each kernel table this
+CPU offers, every test that takes `threads` under 1 and 2 OpenMP threads;
+both restore the previous global state afterwards."""
+import os
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+import csoftmax
+from csoftmax import _core
+
+settings.register_profile("csoftmax", max_examples=40, deadline=None,
+                          derandomize=True, print_blob=True)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "csoftmax"))
+
+ISAS = _core.available_isas()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    prev = _core._use_isa(request.param)
+    try:
+        assert csoftmax.get_config()["isa"] == request.param
+        yield request.param
+    finally:
+        _core._use_isa(prev)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    prev = csoftmax.get_num_threads()
+    csoftmax.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        csoftmax.set_num_threads(prev)
+
+
+@pytest.fixture
+def rng(request):
+    # a fixed seed per test, so failures reproduce
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(autouse=True)
+def _state_unchanged():
+    """Every test leaves ISA and thread count as it found them."""
+    before = (_core.isa(), csoftmax.get_num_threads())
+    yield
+    assert (_core.isa(), csoftmax.get_num_threads()) == before

@@ -1,0 +1,252 @@
+"""Accuracy against a wider-precision NumPy reference (tests/_helpers.py).
+
+Bounds (stated in _helpers.py):
+* float32 softmax / log_softmax / logsumexp: <= 4 ULP of float32 against the
+  float64 reference (issue #3 acceptance; the kernels measure ~0.5 ULP).
+* float64: <= 8 ULP of float64 against a longdouble reference, plus the
+  unavoidable float64 roundings of the exp argument and of an uncompensated
+  float64 sum (f64_slack).
+"""
+import numpy as np
+import pytest
+
+import csoftmax
+from _helpers import BOUND, OPS, assert_agree, assert_ulp, check, ref, run, ulp_err
+
+FLOATS = [np.float32, np.float64]
+LENGTHS = [1, 2, 7, 8, 9, 15, 16, 17, 1000, 32000, 256000]
+
+
+def _rows_for(n):
+    return 37 if n <= 1000 else (3 if n <= 32000 else 1)
+
+
+def _call(op, x, axis=-1, temperature=1.0, **kw):
+    """op(x) with a temperature; logsumexp has none, so it gets x / T (exact
+    for the powers of two used with it) -- smooth_max covers the scaled LSE."""
+    if op == "logsumexp":
+        return csoftmax.logsumexp(x / x.dtype.type(temperature) if temperature != 1 else x,
+                                  axis=axis, **kw)
+    return OPS[op](x, axis=axis, temperature=temperature, **kw)
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_row_lengths(isa, dtype, op, n, rng):
+    x = (rng.standard_normal((_rows_for(n), n)) * 4).astype(dtype)
+    x0 = x.copy()
+    got = run(op, x)
+    assert got.dtype == dtype
+    check(op, got, x, what=f"{op} n={n}")
+    np.testing.assert_array_equal(x, x0)          # input untouched
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("temperature", [1e-3, 0.1, 0.5, 2.0, 10.0, 1e4])
+def test_temperature(isa, dtype, op, temperature, rng):
+    x = (rng.standard_normal((20, 33)) * 3).astype(dtype)
+    if op == "logsumexp":
+        # LSE(x / T): compare against the reference of the rounded x / T
+        xs = x / dtype(temperature)
+        check(op, csoftmax.logsumexp(xs, axis=-1), xs)
+        # and the sharpness form: smooth_max(x, k) = LSE(k x) / k
+        k = 1.0 / temperature
+        got = csoftmax.smooth_max(x, sharpness=k)
+        want = ref("logsumexp", x, -1, temperature) / np.longdouble(k)
+        assert_ulp(got, want, what="smooth_max")
+    else:
+        check(op, OPS[op](x, temperature=temperature), x, temperature=temperature)
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape,axis", [
+    ((1, 65536), -1),      # one long row: split across threads
+    ((1, 100003), -1),     # odd length, split unevenly
+    ((3, 40000), -1),      # few long rows: one block each
+    ((2100, 17), -1),      # many short rows (35700 elements)
+    ((300, 200), 0),       # column path, 4 column blocks
+    ((4, 100, 130), 1),    # column path with outer > 1 and a ragged block
+])
+def test_threads(isa, threads, dtype, op, shape, axis, rng):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    check(op, run(op, x, axis=axis), x, axis=axis, what=f"{threads} threads")
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape,axis", [((1, 70001), -1), ((5, 30011), -1),
+                                        ((700, 64), 0), ((3, 20, 800), 1)])
+def test_one_and_two_threads_agree(isa, dtype, op, shape, axis, rng):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    prev = csoftmax.get_num_threads()
+    try:
+        csoftmax.set_num_threads(1)
+        y1 = run(op, x, axis=axis)
+        csoftmax.set_num_threads(2)
+        y2 = run(op, x, axis=axis)
+    finally:
+        csoftmax.set_num_threads(prev)
+    assert_agree(y1, y2, op, x, axis, what="2 threads vs 1")
+
+
+# ---------------------------------------------------------------------------
+# special values
+
+def _special_rows(n, dtype, rng):
+    """Rows of length n (>= 8) with special values at random positions."""
+    big = 1e30
+    inf, nan = np.inf, np.nan
+    specials = [
+        [],                                   # plain random row
+        [big, -big, 0.0],
+        [-big] * n,                           # all -1e30: LSE = -1e30 + log n
+        [big] * n,
+        [inf],
+        [inf, inf],
+        [-inf] * n,                           # all -inf
+        [-inf, -inf, -inf],                   # mixed -inf row
+        [-inf] * (n - 1),                     # one finite element left
+        [nan],
+        [nan, inf, -inf],
+        [inf, -inf],
+        [big, big, -inf],
+        [-big, -inf],
+    ]
+    rows = []
+    for sp in specials:
+        r = rng.standard_normal(n) * 3
+        pos = rng.permutation(n)[:len(sp)]
+        r[pos] = sp
+        rows.append(r)
+    return np.array(rows).astype(dtype)
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", [8, 17, 1000])
+def test_special_values(isa, dtype, op, n, rng):
+    x = _special_rows(n, dtype, rng)
+    with np.errstate(all="raise"):      # no floating-point warnings escape
+        got_rows = run(op, x, axis=-1)
+        got_cols = run(op, np.ascontiguousarray(x.T), axis=0)   # column kernels
+    check(op, got_rows, x, axis=-1, what="rows")
+    check(op, got_cols, x.T, axis=0, what="cols")
+
+
+def test_special_values_documented(isa):
+    """Spot-check the documented semantics of the non-finite cases."""
+    inf, nan = np.inf, np.nan
+    sm, lsm, lse = csoftmax.softmax, csoftmax.log_softmax, csoftmax.logsumexp
+    np.testing.assert_array_equal(sm([1.0, inf, 2.0]), [0.0, nan, 0.0])
+    np.testing.assert_array_equal(lsm([1.0, inf, 2.0]), [-inf, nan, -inf])
+    assert lse([1.0, inf, 2.0]) == inf
+    np.testing.assert_array_equal(sm([-inf, -inf]), [nan, nan])
+    assert lse([-inf, -inf]) == -inf
+    np.testing.assert_array_equal(sm([-inf, 0.0, -inf]), [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(lsm([-inf, 0.0, -inf]), [-inf, 0.0, -inf])
+    np.testing.assert_array_equal(sm([1.0, nan]), [nan, nan])
+    assert np.isnan(lse([1.0, nan, inf]))
+    assert lse([1e308, 1e308]) == 1e308 + np.log(2)   # no overflow in the sum
+
+
+@pytest.mark.parametrize("dtype,xs", [
+    # float32: e^-88 .. e^-110 are denormal or underflow (min normal 1.2e-38)
+    (np.float32, [0, -87, -88, -90, -95, -100, -103, -103.25, -103.5, -104, -110, -200]),
+    # float64: min normal 2.2e-308 = e^-708.4
+    (np.float64, [0, -705, -709, -710, -720, -730, -740, -744, -744.5, -745.25, -746, -800]),
+])
+def test_denormal_outputs(isa, dtype, xs):
+    # x - max is exact (small integers / quarters), so the plain ULP bound
+    # applies to every output, denormals included (spacing = smallest denormal)
+    x = np.array(xs, dtype=dtype)
+    x2 = np.stack([x, x[::-1], x + dtype(3)])
+    for op in OPS:
+        got = run(op, x2)
+        assert_ulp(got, ref(op, x2), what=op)
+    y = csoftmax.softmax(x)
+    assert np.any((y > 0) & (y < np.finfo(dtype).smallest_normal))   # really denormal
+    # log_softmax at the max is -sum(e^d) -- itself tiny/denormal, relative accurate
+    lsm0 = csoftmax.log_softmax(x)[0]
+    assert lsm0 < 0 and ulp_err(lsm0, ref("log_softmax", x)[0], dtype) <= BOUND[np.dtype(dtype)]
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_denormal_inputs(isa, dtype, op):
+    tiny = np.finfo(dtype).smallest_subnormal
+    x = np.array([[tiny, -tiny, 0.0, 3 * tiny], [tiny] * 4], dtype=dtype)
+    check(op, run(op, x), x)
+
+
+# ---------------------------------------------------------------------------
+# adversarial rows
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_x_minus_max_not_exact_in_float32(isa, op, rng):
+    """x - max needs more than 24 bits: a kernel subtracting in float32 is off
+    by up to 0.5 ulp(|x - max|) in the exponent argument, i.e. ~16 ULP here."""
+    x = np.array([1.2345678, -28.3], dtype=np.float32)
+    check(op, run(op, x), x)
+    rows = rng.uniform(-80, -10, size=(64, 37)).astype(np.float32)
+    rows[np.arange(64), rng.integers(0, 37, 64)] = np.float32(1.2345678)
+    check(op, run(op, rows), rows)
+    check(op, run(op, np.ascontiguousarray(rows.T), axis=0), rows.T, axis=0)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_dominant_max_zero_minus_40(isa, dtype):
+    """scipy gh-18295: LSE([0, -40]) = log1p(e^-40) = 4.248e-18, not 0, and
+    log_softmax([0, -40])[0] = -4.248354255291589e-18 relative-accurate."""
+    x = np.array([0.0, -40.0], dtype=dtype)
+    want = -np.log1p(np.exp(np.longdouble(-40)))
+    assert abs(float(want) - (-4.248354255291589e-18)) < 1e-32
+    lsm = csoftmax.log_softmax(x)
+    assert ulp_err(lsm[0], want, dtype) <= BOUND[np.dtype(dtype)]
+    assert ulp_err(lsm[1], np.longdouble(-40) + want, dtype) <= BOUND[np.dtype(dtype)]
+    lse = csoftmax.logsumexp(x)
+    assert lse != 0 and ulp_err(lse, -want, dtype) <= BOUND[np.dtype(dtype)]
+    # also through the column kernels and a longer row with a repeated max
+    lsm_c = csoftmax.log_softmax(x[:, None], axis=0)
+    assert ulp_err(lsm_c[0, 0], want, dtype) <= BOUND[np.dtype(dtype)]
+    x3 = np.array([0.0, -40.0, 0.0] + [-45.0] * 20, dtype=dtype)
+    check("log_softmax", csoftmax.log_softmax(x3), x3)
+    check("logsumexp", csoftmax.logsumexp(x3), x3, axis=None)
+
+
+def test_float16_within_one_ulp(isa, rng):
+    x = (rng.standard_normal((10, 50)) * 3).astype(np.float16)
+    for op in OPS:
+        got = run(op, x)
+        assert got.dtype == np.float16
+        # computed in float32 then rounded once more: <= 1 ULP of float16
+        assert_ulp(got, ref(op, x), bound=1.0, what=op)
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_special_values_in_split_rows(isa, threads, dtype, op, rng):
+    """One long row is cut into per-thread segments whose (max, count, rest)
+    states are merged: special values in one segment only must survive it."""
+    n = 70001
+    half = n // 2
+    cases = {
+        "first_half_neg_inf": lambda r: r.__setitem__(slice(0, half), -np.inf),
+        "second_half_neg_inf": lambda r: r.__setitem__(slice(half, None), -np.inf),
+        "pos_inf_late": lambda r: r.__setitem__(n - 3, np.inf),
+        "two_pos_inf_split": lambda r: (r.__setitem__(5, np.inf), r.__setitem__(n - 5, np.inf)),
+        "nan_late": lambda r: r.__setitem__(n - 7, np.nan),
+        "all_neg_inf": lambda r: r.__setitem__(slice(None), -np.inf),
+        "max_repeated_in_both": lambda r: (r.__setitem__(10, 30.0), r.__setitem__(n - 10, 30.0)),
+        "big_late": lambda r: (r.__setitem__(n - 2, 1e30), r.__setitem__(3, -1e30)),
+        "dominant_max_late": lambda r: (r.__setitem__(slice(None), -40.0), r.__setitem__(n - 1, 0.0)),
+    }
+    for name, make in cases.items():
+        r = rng.standard_normal(n) * 3
+        make(r)
+        x = r.astype(dtype)[None, :]
+        with np.errstate(all="raise"):
+            got = run(op, x)
+        check(op, got, x, what=f"{name}, {threads} threads")

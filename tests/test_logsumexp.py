@@ -1,0 +1,185 @@
+"""logsumexp: scipy.special.logsumexp semantics (axis None/int/tuple, b,
+return_sign, keepdims, non-finite values, empty reductions) and accuracy."""
+import numpy as np
+import pytest
+
+import csoftmax
+from _helpers import BOUND, check, ref, ulp_err
+
+special = pytest.importorskip("scipy.special")
+
+lse = csoftmax.logsumexp
+inf, nan = np.inf, np.nan
+AXES = [None, 0, 1, 2, -1, (0, 2), (2, 0), (0, 1, 2), (1,)]
+
+
+def close(got, want, rtol):
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_matches_scipy_axes(isa, dtype, rtol, keepdims, rng):
+    x = (rng.standard_normal((4, 5, 6)) * 3 + 2).astype(dtype)   # mean > 0: no cancellation
+    for axis in AXES:
+        got = lse(x, axis=axis, keepdims=keepdims)
+        want = special.logsumexp(x, axis=axis, keepdims=keepdims)
+        assert np.shape(got) == np.shape(want), axis
+        assert np.result_type(got) == np.result_type(want) == dtype
+        close(got, want, rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_reference_axes(isa, dtype, rng):
+    x = (rng.standard_normal((4, 5, 6)) * 3).astype(dtype)
+    for axis in AXES:
+        check("logsumexp", lse(x, axis=axis), x, axis=axis, what=f"axis={axis}")
+
+
+@pytest.mark.parametrize("b_shape", [(4, 5, 6), (6,), (5, 1), (1, 5, 6), ()])
+@pytest.mark.parametrize("axis", [None, -1, 0, (0, 2)])
+def test_b_matches_scipy(isa, b_shape, axis, rng):
+    x = rng.standard_normal((4, 5, 6)) * 3
+    b = rng.standard_normal(b_shape)                     # negative weights included
+    got, sgot = lse(x, axis=axis, b=b, return_sign=True)
+    want, swant = special.logsumexp(x, axis=axis, b=b, return_sign=True)
+    close(got, want, 1e-12)
+    np.testing.assert_array_equal(sgot, swant)
+    # without return_sign a negative sum gives NaN, as in scipy
+    with np.errstate(invalid="ignore"):
+        close(lse(x, axis=axis, b=b), special.logsumexp(x, axis=axis, b=b), 1e-12)
+    # keepdims with b
+    close(lse(x, axis=axis, b=b, keepdims=True),
+          special.logsumexp(x, axis=axis, b=b, keepdims=True), 1e-12)
+
+
+def test_b_positive_matches_reference(isa, rng):
+    x = rng.standard_normal((6, 50)) * 4
+    b = rng.uniform(0.5, 2.0, x.shape)
+    got = lse(x, axis=-1, b=b)
+    # reference: log(sum b e^x) = LSE(x + log b), in longdouble
+    xl = x.astype(np.longdouble) + np.log(b.astype(np.longdouble))
+    want = ref("logsumexp", xl, axis=-1, wd=np.longdouble)
+    assert ulp_err(got, want, np.float64).max() <= BOUND[np.dtype(np.float64)] + 8
+
+
+def test_b_special_cases_like_scipy(isa):
+    cases = [
+        ([1.0, 2.0], [1, -1]),            # negative sum
+        ([1.0, 1.0], [1, -1]),            # exact zero -> -inf, sign 0
+        ([inf, 1.0], [0, 1]),             # b == 0 hides +inf
+        ([nan, 1.0], [0, 1]),             # b == 0 hides nan
+        ([inf, 1.0], [-1, 1]),            # -inf-weighted +inf
+        ([inf, inf], [1, -1]),            # inf - inf
+        ([-inf, -inf], [1, -1]),
+        ([0.0, -40.0], [1, 1]),
+        ([3.0, 3.0, 3.0], [1, 1, -2]),    # cancels exactly among the maxima
+        ([1.0, 2.0], [nan, 1]),
+    ]
+    for x, b in cases:
+        x = np.array(x)
+        got = lse(x, b=b, return_sign=True)
+        with np.errstate(all="ignore"):
+            want = special.logsumexp(x, b=b, return_sign=True)
+        np.testing.assert_allclose(got, want, rtol=1e-15, err_msg=f"x={x}, b={b}")
+
+
+def test_b_dtype_promotion_like_scipy():
+    for xd in [np.float16, np.float32, np.float64, np.int64]:
+        for bd in [np.float16, np.float32, np.float64]:
+            x, b = np.ones(3, xd), np.full(3, 2, bd)
+            got = lse(x, b=b)
+            assert got.dtype == special.logsumexp(x, b=b).dtype, (xd, bd)
+    # deliberate difference: integer weights keep float32 x in float32
+    # (scipy promotes float32 x with int64 b to float64)
+    assert lse(np.ones(3, np.float32), b=[1, 2, 3]).dtype == np.float32
+
+
+def test_b_broadcast_error(isa):
+    with pytest.raises(ValueError, match="broadcast"):
+        lse(np.ones((3, 4)), b=np.ones(3))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values_like_scipy(isa, dtype):
+    rows = [[1.0, nan, 2.0], [1.0, inf, 2.0], [inf, inf, 1.0], [-inf, -inf, -inf],
+            [-inf, 0.0, -inf], [inf, -inf, 0.0], [1e30, -1e30, 0.0], [-1e30, -1e30, -1e30],
+            [nan, inf, -inf]]
+    x = np.array(rows, dtype=dtype)
+    for axis in (1, 0, None):
+        xx = x if axis != 0 else np.ascontiguousarray(x.T)
+        with np.errstate(all="ignore"):
+            want, swant = special.logsumexp(xx, axis=axis, return_sign=True)
+        got, sgot = lse(xx, axis=axis, return_sign=True)
+        close(got, want, 1e-6 if dtype == np.float32 else 1e-15)
+        np.testing.assert_array_equal(sgot, swant)
+
+
+def test_empty_reductions(isa):
+    for shape, axis in [((0,), None), ((0,), 0), ((3, 0), 1), ((3, 0), None), ((0, 3), 0),
+                        ((2, 0, 4), 1), ((2, 0, 4), (0, 1))]:
+        x = np.zeros(shape)
+        got = lse(x, axis=axis)
+        assert np.all(got == -inf) and np.shape(got) == np.shape(
+            np.sum(x, axis=axis)), (shape, axis)
+        if x.ndim == 1 or isinstance(axis, int):   # scipy 1.17 raises IndexError otherwise
+            np.testing.assert_array_equal(got, special.logsumexp(x, axis=axis))
+        # deliberate difference: the sign of an empty (zero) sum is 0, as for
+        # lse([1, 1], b=[1, -1]) and lse([-inf]); scipy 1.17 reports -1
+        _, sgn = lse(x, axis=axis, return_sign=True)
+        assert np.all(sgn == 0)
+    # reductions that keep an empty axis give empty results
+    got = lse(np.zeros((0, 3)), axis=1)
+    assert got.shape == (0,)
+    got = lse(np.zeros((0, 3)), axis=1, b=np.zeros((0, 3)), return_sign=True)
+    assert got[0].shape == got[1].shape == (0,)
+    # regression: with b= an empty reduction raised ValueError in reshape
+    got, sgn = lse(np.zeros((2, 0)), axis=1, b=np.zeros((2, 0)), return_sign=True)
+    np.testing.assert_array_equal(got, [-inf, -inf])
+    np.testing.assert_array_equal(sgn, [0, 0])
+
+
+def test_return_types(isa):
+    r = lse([1.0, 2.0])
+    assert np.isscalar(r) or np.ndim(r) == 0
+    r, s = lse([1.0, 2.0], return_sign=True)
+    assert np.ndim(r) == 0 and s == 1.0
+    assert lse(np.ones((2, 3)), axis=None, keepdims=True).shape == (1, 1)
+    assert lse(np.arange(4), axis=0).dtype == np.float64           # ints -> float64
+    assert lse(np.ones(3, np.float16)).dtype == np.float16
+    assert lse([True, False]).dtype == np.float64
+
+
+def test_dominant_max_not_zero(isa):
+    """scipy gh-18295: LSE([0, -40]) must be 4.248e-18, not 0 -- also for
+    float32, with a repeated maximum and through the column kernels."""
+    for dt in (np.float32, np.float64):
+        x = np.array([0.0, -40.0], dt)
+        want = np.log1p(np.exp(np.longdouble(-40)))
+        assert ulp_err(lse(x), want, dt) <= BOUND[np.dtype(dt)]
+        assert ulp_err(lse(x[:, None], axis=0)[0], want, dt) <= BOUND[np.dtype(dt)]
+        x2 = np.array([0.0, -40.0, 0.0], dt)
+        want2 = np.log(np.longdouble(2)) + np.log1p(np.exp(np.longdouble(-40)) / 2)
+        assert ulp_err(lse(x2), want2, dt) <= BOUND[np.dtype(dt)]
+
+
+def test_float32_cancellation(isa, request):
+    """float32 LSE whose max + log S cancels to |LSE| << 1 must still be within
+    4 ULP of the (tiny) result, as the acceptance bound says.
+
+    KNOWN KERNEL BUG (avx2): the float32 AVX2 exp is accurate only to
+    2^-28.5 relative, so log S carries ~1e-9 absolute error:
+        x = np.array([-1.5182965, -0.24728869], np.float32)
+        csoftmax.logsumexp(x)   # avx2 4.1124073e-09, exact 3.8554981e-09 (5.8e5 ULP)
+    The scalar kernels (libm exp in float64) are correct."""
+    if isa == "avx2":
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="float32 AVX2 exp error 2^-28.5 shows when LSE cancels "
+                                "(kernels_avx2.c; see docstring)"))
+    rng = np.random.default_rng(5)
+    a = rng.uniform(-3, -0.7, 2000)
+    b = np.log1p(-np.exp(a)) + rng.uniform(-1e-4, 1e-4, a.size)
+    x = np.stack([a, b], 1).astype(np.float32)
+    got = lse(x, axis=-1)
+    e = ulp_err(got, ref("logsumexp", x, axis=-1))
+    assert e.max() <= BOUND[np.dtype(np.float32)], f"{e.max()} ULP"
