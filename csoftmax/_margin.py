@@ -61,7 +61,7 @@ def _targets(target, batch, n, name="target"):
                          "(the input's shape without the class axis)")
     bad = (t < 0) | (t >= n)
     if bad.any():
-        pos = np.unravel_index(int(np.argmax(bad.ravel())), t.shape) if t.ndim else ()
+        pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad.ravel())), t.shape))
         raise ValueError(f"{name}{list(pos)} = {int(t[pos])} is not a class index "
                          f"in [0, {n})")
     return np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
