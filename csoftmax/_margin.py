@@ -683,7 +683,7 @@ def sample(logits, *, temperature=1.0, top_k=None, axis=-1, seed=None):
         code = int(err[r])
         if code == 4:
             raise MemoryError("sample: could not allocate a row buffer")
-        pos = list(np.unravel_index(r, batch)) if batch else []
+        pos = [int(i) for i in np.unravel_index(r, batch)]
         raise ValueError(f"logits row {pos} {_SAMPLE_ERRORS[code]}")
     out = out.reshape(batch)
     return out if out.ndim else out[()]
