@@ -680,3 +680,40 @@ def sample_rows(cnp.ndarray x, cnp.ndarray out, cnp.ndarray err, double scale,
                 r0 = b * per
                 _sample_block(<const double *>px + r0 * xrs, min(per, rows - r0), n,
                               xrs, r0, scale, top_k, key, po + r0, pe + r0)
+
+
+# --------------------------------------------------------------------------
+# validation helper
+
+cdef Py_ssize_t _first_abs_gt1(const floating *c, Py_ssize_t rows, Py_ssize_t n,
+                               Py_ssize_t crs) noexcept nogil:
+    cdef Py_ssize_t r, j
+    cdef bint bad
+    cdef const floating *cr
+    for r in range(rows):
+        cr = c + r * crs
+        bad = False
+        for j in range(n):          # branch-free scan, vectorisable
+            bad = bad | (cr[j] > 1) | (cr[j] < -1)
+        if bad:
+            for j in range(n):
+                if cr[j] > 1 or cr[j] < -1:
+                    return r * n + j
+    return -1
+
+
+def first_abs_gt1(cnp.ndarray c):
+    """Flat index (row * n + j) of the first entry of 2-D c with |c| > 1
+    (NaN passes), or -1."""
+    cdef Py_ssize_t rows = c.shape[0], n = c.shape[1], res
+    cdef Py_ssize_t crs = _estride(c, 0)
+    cdef void *pc = cnp.PyArray_DATA(c)
+    if rows == 0 or n == 0:
+        return -1
+    if c.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            res = _first_abs_gt1(<const float *>pc, rows, n, crs)
+    else:
+        with nogil:
+            res = _first_abs_gt1(<const double *>pc, rows, n, crs)
+    return res

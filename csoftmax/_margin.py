@@ -290,11 +290,10 @@ def _margin_args(cos, target, scale, margin, kind, easy_margin, axis):
     ax = _class_axis(axis, c.ndim, "cos")
     cv, batch = _rows(c, ax)
     tg = _targets(target, batch, cv.shape[1])
-    with np.errstate(invalid="ignore"):
-        badc = np.abs(cv) > 1
-    if badc.any():
-        r, j = np.unravel_index(int(np.argmax(badc.ravel())), cv.shape)
-        raise ValueError(f"cos must hold cosines in [-1, 1]; found {cv[r, j]!r} "
+    bad = _core.first_abs_gt1(cv)
+    if bad >= 0:
+        r, j = divmod(bad, cv.shape[1])
+        raise ValueError(f"cos must hold cosines in [-1, 1]; found {float(cv[r, j])!r} "
                          f"(row {r}, class {j} of the flattened input)")
     return c, cv, batch, tg, ax, s, m, _KINDS[kind], bool(easy_margin), res
 
