@@ -10,6 +10,8 @@ import warnings as _warnings
 from ._version import __version__
 from ._api import (get_config, get_num_threads, log_softmax, logsumexp,
                    set_num_threads, smooth_max, softmax)
+from ._margin import (distillation_loss, kl_div, margin_cross_entropy, margin_logits,
+                      sample, soft_hinge, softplus)
 from . import _core
 
 if _core.isa_request_error():
@@ -25,4 +27,6 @@ def get_include():
 
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
-           "set_num_threads", "get_num_threads", "get_include", "__version__"]
+           "set_num_threads", "get_num_threads", "get_include", "__version__",
+           "distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
+           "softplus", "soft_hinge", "sample"]
