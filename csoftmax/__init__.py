@@ -10,6 +10,8 @@ import warnings as _warnings
 from ._version import __version__
 from ._api import (get_config, get_num_threads, log_softmax, logsumexp,
                    set_num_threads, smooth_max, softmax)
+from ._losses import (cross_entropy, log_softmax_backward, logsumexp_backward,
+                      nll_loss, softmax_backward)
 from . import _core
 
 if _core.isa_request_error():
@@ -25,4 +27,6 @@ def get_include():
 
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
-           "set_num_threads", "get_num_threads", "get_include", "__version__"]
+           "set_num_threads", "get_num_threads", "get_include", "__version__",
+           "cross_entropy", "nll_loss", "softmax_backward", "log_softmax_backward",
+           "logsumexp_backward"]
