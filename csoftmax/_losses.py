@@ -222,15 +222,22 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     raised.  Sums run in float64 for float32 inputs too, so huge logits
     (``[1e8, 0]``) give the exact loss (``1e8``, not 0).
 
+    Differences from torch: the class axis defaults to the last one (pass
+    ``axis=1`` for torch's layout); float32 inputs are accumulated in float64
+    (results agree with torch to float32 rounding, and are more accurate);
+    ignored samples get an exact zero gradient even if their logits hold
+    NaN (torch propagates the NaN); `temperature` has no torch counterpart
+    (it equals passing ``logits / T``).
+
     Examples
     --------
     >>> import numpy as np, csoftmax
     >>> x = np.array([[38.0, 20.0, 40.0, 39.0]])
     >>> round(float(csoftmax.cross_entropy(x, np.array([0]))), 6)
-    2.40761
+    2.407606
     >>> loss, g = csoftmax.cross_entropy(x, np.array([2]), return_grad=True)
     >>> g.round(4)
-    array([[ 0.0900,  0.    , -0.3348,  0.2447]])
+    array([[ 0.09  ,  0.    , -0.3348,  0.2447]])
     """
     a, comp, res = as_input(logits, "logits")
     ax = _class_axis(a, axis, "logits")

@@ -195,6 +195,20 @@ def test_isa_and_threads(rng, kernel_isa, num_threads, kind, layout, dtype):
         assert_close(g, rg, dtype, "grad")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_zero_and_negative_weights(rng, kind):
+    # per-sample gradient factors of mixed sign and zero inside one block
+    C = 5
+    x, t = make_case(rng, (40, C), -1, kind, C, ignore_frac=0.1)
+    w = np.array([1.0, 0.0, -0.5, 2.0, 0.3])
+    for eps, red in [(0.0, "sum"), (0.2, "none"), (0.1, "mean")]:
+        kw = dict(weight=w, label_smoothing=eps, reduction=red)
+        rl, rg = ref_ce(x, t, **kw)
+        loss, g = csoftmax.cross_entropy(x, t, return_grad=True, **kw)
+        assert_close(loss, rl, np.float64)
+        assert_close(g, rg, np.float64)
+
+
 def test_float16_and_int_logits(rng):
     x = rng.normal(size=(5, 4))
     t = rng.integers(0, 4, 5)
