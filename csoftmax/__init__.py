@@ -12,6 +12,8 @@ from ._api import (get_config, get_num_threads, log_softmax, logsumexp,
                    set_num_threads, smooth_max, softmax)
 from ._margin import (distillation_loss, kl_div, margin_cross_entropy, margin_logits,
                       sample, soft_hinge, softplus)
+from ._losses import (cross_entropy, log_softmax_backward, logsumexp_backward,
+                      nll_loss, softmax_backward)
 from . import _core
 
 if _core.isa_request_error():
@@ -29,4 +31,6 @@ def get_include():
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
            "set_num_threads", "get_num_threads", "get_include", "__version__",
            "distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
-           "softplus", "soft_hinge", "sample"]
+           "softplus", "soft_hinge", "sample",
+           "cross_entropy", "nll_loss", "softmax_backward", "log_softmax_backward",
+           "logsumexp_backward"]

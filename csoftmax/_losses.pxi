@@ -1,2 +1,456 @@
 # Cython loops of the loss functions; included into _core.pyx so they share
 # its kernel table, thread settings and block helpers.
+#
+# Fused cross-entropy (and logsumexp_backward, which is the same machinery
+# with a per-sample scale instead of a loss):
+#
+#   1. reduction pass: the kernel table's lse_rows / lse_cols on a block of
+#      samples (rows: <= 32 KiB of input; columns: 64 at a time), finalize
+#      -> per-sample max and log_sum;
+#   2. per-sample loss from the still-cached block (target element, or the
+#      weighted sums needed by label smoothing / probability targets), and
+#      the gradient coefficients a_s (of p), b_s (of the one-hot) -- all
+#      before anything is written, so grad=logits works in place;
+#   3. write pass: the softmax write kernel with the block's alpha; samples
+#      whose a_s differs get log_sum shifted by log(a_s / alpha), so one
+#      kernel call serves the whole block;
+#   4. fix-ups on the cached gradient block: the target entry recomputed in
+#      float64 from the saved log p_y (b*expm1(lp) + (a-b)*exp(lp): no
+#      cancellation near p_y = 1), and for label smoothing / probability
+#      targets a subtraction over the row.
+
+from libc.math cimport expm1 as c_expm1
+
+cdef struct _ce_par:
+    Py_ssize_t C
+    int mode              # 0: class targets, 1: probability targets, 2: scale only
+    const long long *y    # mode 0: class index per sample
+    const double *w       # class weights (length C) or NULL
+    double W              # sum of the weights (C without weights)
+    double scale          # 1 / temperature
+    double eps            # label smoothing
+    double coef           # gradient factor: (1 / denominator) / temperature
+    long long ignore      # ignore_index
+    const double *dy      # mode 2: per-sample upstream gradient
+    double *loss          # per-sample loss (modes 0, 1)
+
+
+cdef void _ce_samples(const floating *xb, Py_ssize_t m, Py_ssize_t ks,
+                      Py_ssize_t cs, const floating *qb, Py_ssize_t qks,
+                      Py_ssize_t qcs, Py_ssize_t s0, const double *mx,
+                      const double *ls, const _ce_par *p, double *a,
+                      double *lpy, char *flag) noexcept nogil:
+    """Loss and gradient coefficient a_s of samples s0..s0+m-1.  Sample k
+    has class c at xb[k*ks + c*cs] (q likewise).  flag: 0 normal, 3 ignored."""
+    cdef Py_ssize_t k, c, C = p.C
+    cdef const floating *xs
+    cdef const floating *qs
+    cdef long long yi
+    cdef double wy, lp, L, S, A, B, qc, wq, m_, eps = p.eps
+    for k in range(m):
+        xs = xb + k * ks
+        m_ = mx[k]
+        flag[k] = 0
+        lpy[k] = 0.0
+        if p.mode == 2:
+            a[k] = p.dy[s0 + k]
+            continue
+        if p.mode == 0:
+            yi = p.y[s0 + k]
+            if yi == p.ignore:
+                p.loss[s0 + k] = 0.0
+                a[k] = 0.0
+                flag[k] = 3
+                continue
+            wy = p.w[yi] if p.w != NULL else 1.0
+            lp = p.scale * (<double>xs[yi * cs] - m_) - ls[k]
+            lpy[k] = lp
+            L = -(1.0 - eps) * wy * lp
+            if eps != 0.0:
+                S = 0.0
+                if p.w != NULL:
+                    for c in range(C):
+                        S = S + p.w[c] * (<double>xs[c * cs] - m_)
+                else:
+                    for c in range(C):
+                        S = S + (<double>xs[c * cs] - m_)
+                L = L + eps / C * (p.W * ls[k] - p.scale * S)
+            p.loss[s0 + k] = L
+            a[k] = p.coef * ((1.0 - eps) * wy + eps * p.W / C)
+        else:
+            qs = qb + k * qks
+            A = 0.0
+            B = 0.0
+            for c in range(C):
+                qc = (1.0 - eps) * <double>qs[c * qcs] + eps / C
+                wq = p.w[c] * qc if p.w != NULL else qc
+                A = A + wq
+                B = B + wq * (<double>xs[c * cs] - m_)
+            p.loss[s0 + k] = A * ls[k] - p.scale * B
+            a[k] = p.coef * A
+
+
+cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
+                        char *flag) noexcept nogil:
+    """Block alpha for the write kernel; shifts log_sum of the samples whose
+    coefficient differs.  flag: 1 = write zeros, 2 = negate after write."""
+    cdef double aref = 0.0, r
+    cdef Py_ssize_t k
+    for k in range(m):
+        if flag[k] != 3 and a[k] != 0.0 and isfinite(a[k]):
+            aref = a[k]
+            break
+    if aref == 0.0:
+        aref = 1.0
+    for k in range(m):
+        if flag[k] == 3:
+            ls[k] = 1.0 / 0.0
+            continue
+        r = a[k] / aref
+        if r == 1.0:
+            pass
+        elif r > 0.0:
+            ls[k] = ls[k] - c_log(r)
+        elif r < 0.0:
+            ls[k] = ls[k] - c_log(-r)
+            flag[k] = 2
+        elif r == 0.0:
+            ls[k] = 1.0 / 0.0
+            flag[k] = 1
+        else:
+            ls[k] = r          # NaN coefficient: NaN row
+    return aref
+
+
+cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
+                    const floating *qb, Py_ssize_t qks, Py_ssize_t qcs,
+                    Py_ssize_t s0, const double *a, const double *lpy,
+                    const char *flag, const _ce_par *p) noexcept nogil:
+    cdef Py_ssize_t k, c, C = p.C
+    cdef floating *g
+    cdef const floating *qs
+    cdef long long yi
+    cdef double eps = p.eps, gamma = p.coef * p.eps / C, wy, b, qc, wc
+    for k in range(m):
+        g = gb + k * ks
+        if flag[k] == 1 or flag[k] == 3:
+            for c in range(C):
+                g[c * cs] = 0
+            if flag[k] == 3:
+                continue
+        elif flag[k] == 2:
+            for c in range(C):
+                g[c * cs] = -g[c * cs]
+        if p.mode == 0:
+            yi = p.y[s0 + k]
+            if gamma != 0.0:
+                if p.w != NULL:
+                    for c in range(C):
+                        g[c * cs] = <floating>(<double>g[c * cs] - gamma * p.w[c])
+                else:
+                    for c in range(C):
+                        g[c * cs] = <floating>(<double>g[c * cs] - gamma)
+            wy = p.w[yi] if p.w != NULL else 1.0
+            b = p.coef * (1.0 - eps) * wy
+            g[yi * cs] = <floating>(b * c_expm1(lpy[k]) + (a[k] - b) * c_exp(lpy[k])
+                                    - gamma * wy)
+        elif p.mode == 1:
+            qs = qb + k * qks
+            for c in range(C):
+                qc = (1.0 - eps) * <double>qs[c * qcs] + eps / C
+                wc = p.w[c] if p.w != NULL else 1.0
+                g[c * cs] = <floating>(<double>g[c * cs] - p.coef * wc * qc)
+
+
+cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
+                   const floating *q, Py_ssize_t qrs, floating *g,
+                   Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p) noexcept nogil:
+    cdef csm_lse_state st[ROW_BLOCK]
+    cdef double mx[ROW_BLOCK]
+    cdef double ls[ROW_BLOCK]
+    cdef double a[ROW_BLOCK]
+    cdef double lpy[ROW_BLOCK]
+    cdef char flag[ROW_BLOCK]
+    cdef Py_ssize_t r0 = 0, m, C = p.C
+    cdef double aref
+    while r0 < rows:
+        m = min(ROW_BLOCK, rows - r0)
+        _lse_rows(x + r0 * xrs, m, C, xrs, p.scale, st)
+        _tab.finalize(st, m, p.scale, mx, ls)
+        _ce_samples(x + r0 * xrs, m, xrs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
+                    mx, ls, p, a, lpy, flag)
+        if g != NULL:
+            aref = _ce_prepare(m, a, ls, flag)
+            _write_rows(x + r0 * xrs, m, C, xrs, p.scale, mx, ls, aref,
+                        g + r0 * grs, grs, False)
+            _ce_fixup(g + r0 * grs, m, grs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
+                      a, lpy, flag, p)
+        r0 += m
+
+
+cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
+                   const floating *q, Py_ssize_t qrs, floating *g,
+                   Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p) noexcept nogil:
+    cdef csm_lse_state st[COL_BLOCK]
+    cdef double mx[COL_BLOCK]
+    cdef double ls[COL_BLOCK]
+    cdef double a[COL_BLOCK]
+    cdef double lpy[COL_BLOCK]
+    cdef char flag[COL_BLOCK]
+    cdef double aref
+    _lse_cols(x, cols, p.C, xrs, p.scale, st)
+    _tab.finalize(st, cols, p.scale, mx, ls)
+    _ce_samples(x, cols, 1, xrs, q, 1, qrs, s0, mx, ls, p, a, lpy, flag)
+    if g != NULL:
+        aref = _ce_prepare(cols, a, ls, flag)
+        _write_cols(x, cols, p.C, xrs, p.scale, mx, ls, aref, g, grs, False)
+        _ce_fixup(g, cols, 1, grs, q, 1, qrs, s0, a, lpy, flag, p)
+
+
+cdef void _ce_run(const floating *x, const floating *q, floating *g,
+                  Py_ssize_t outer, Py_ssize_t inner, Py_ssize_t xos,
+                  Py_ssize_t xrs, Py_ssize_t qos, Py_ssize_t qrs,
+                  Py_ssize_t gos, Py_ssize_t grs, const _ce_par *p) noexcept nogil:
+    """inner == 0: rows layout (outer rows of C, row strides xos/qos/gos);
+    otherwise columns layout (outer, C, inner)."""
+    cdef Py_ssize_t C = p.C, per, nblocks, b, r0, nb, units, u, o, j0
+    cdef int nth
+    if inner == 0:
+        nth = _threads_for(outer * C)
+        per = BLOCK_BYTES // (max(C, 1) * <Py_ssize_t>sizeof(floating))
+        per = max(1, min(per, ROW_BLOCK))
+        nblocks = (outer + per - 1) // per
+        if nth <= 1 or nblocks < 2:
+            _ce_rows(x, outer, xos, q, qos, g, gos, 0, p)
+            return
+        for b in prange(nblocks, num_threads=nth, schedule='static'):
+            r0 = b * per
+            _ce_rows(x + r0 * xos, min(per, outer - r0), xos, q + r0 * qos, qos,
+                     (g + r0 * gos) if g != NULL else NULL, gos, r0, p)
+        return
+    nb = (inner + COL_BLOCK - 1) // COL_BLOCK
+    units = outer * nb
+    nth = _threads_for(outer * C * inner)
+    if nth <= 1 or units < 2:
+        for u in range(units):
+            o = u // nb
+            j0 = (u % nb) * COL_BLOCK
+            _ce_cols(x + o * xos + j0, min(COL_BLOCK, inner - j0), xrs,
+                     q + o * qos + j0, qrs,
+                     (g + o * gos + j0) if g != NULL else NULL, grs,
+                     o * inner + j0, p)
+        return
+    for u in prange(units, num_threads=nth, schedule='static'):
+        o = u // nb
+        j0 = (u % nb) * COL_BLOCK
+        _ce_cols(x + o * xos + j0, min(COL_BLOCK, inner - j0), xrs,
+                 q + o * qos + j0, qrs,
+                 (g + o * gos + j0) if g != NULL else NULL, grs,
+                 o * inner + j0, p)
+
+
+cdef inline Py_ssize_t _es(cnp.ndarray a, int axis):
+    return a.strides[axis] // a.itemsize
+
+
+def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
+            double coef, long long ignore, int mode, dy, loss):
+    """Fused cross-entropy pass (arguments validated by csoftmax._losses).
+
+    x: 2-D (samples, C) with contiguous rows, or 3-D (outer, C, inner) with
+    a contiguous last axis.  q (probability targets) and g (gradient, may be
+    x itself) have x's shape and a contiguous last axis; y: int64 class
+    indices, w: float64 weights, dy: float64 per-sample scale (mode 2),
+    loss: float64 per-sample output -- all C-contiguous, in sample order.
+    """
+    cdef _ce_par p
+    cdef bint cols = x.ndim == 3
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t inner = x.shape[2] if cols else 0
+    cdef Py_ssize_t xos = _es(x, 0), xrs = _es(x, 1) if cols else 1
+    cdef Py_ssize_t qos = 0, qrs = 0, gos = 0, grs = 0
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *pq = NULL
+    cdef void *pg = NULL
+    cdef cnp.ndarray qa, ga
+    p.C = C
+    p.mode = mode
+    p.y = <const long long *>cnp.PyArray_DATA(y) if y is not None else NULL
+    p.w = <const double *>cnp.PyArray_DATA(w) if w is not None else NULL
+    p.W = W
+    p.scale = scale
+    p.eps = eps
+    p.coef = coef
+    p.ignore = ignore
+    p.dy = <const double *>cnp.PyArray_DATA(dy) if dy is not None else NULL
+    p.loss = <double *>cnp.PyArray_DATA(loss) if loss is not None else NULL
+    if q is not None:
+        qa = q
+        pq = cnp.PyArray_DATA(qa)
+        qos = _es(qa, 0)
+        qrs = _es(qa, 1) if cols else 1
+    if g is not None:
+        ga = g
+        pg = cnp.PyArray_DATA(ga)
+        gos = _es(ga, 0)
+        grs = _es(ga, 1) if cols else 1
+    if outer == 0 or (cols and inner == 0):
+        return
+    if x.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _ce_run(<const float *>px, <const float *>pq, <float *>pg, outer,
+                    inner, xos, xrs, qos, qrs, gos, grs, &p)
+    else:
+        with nogil:
+            _ce_run(<const double *>px, <const double *>pq, <double *>pg, outer,
+                    inner, xos, xrs, qos, qrs, gos, grs, &p)
+
+
+def check_labels(cnp.ndarray y, Py_ssize_t C, long long ignore, w):
+    """(first bad flat index or -1, sum of weights of kept targets, count of
+    kept targets) for a C-contiguous int64 array of class indices."""
+    cdef const long long *py = <const long long *>cnp.PyArray_DATA(y)
+    cdef const double *pw = <const double *>cnp.PyArray_DATA(w) if w is not None else NULL
+    cdef Py_ssize_t n = y.size, i, bad = -1, cnt = 0
+    cdef double tot = 0.0
+    cdef long long v
+    with nogil:
+        for i in range(n):
+            v = py[i]
+            if v == ignore:
+                continue
+            if v < 0 or v >= C:
+                bad = i
+                break
+            cnt += 1
+            tot = tot + (pw[v] if pw != NULL else 1.0)
+    return bad, tot, cnt
+
+
+# --------------------------------------------------------------------------
+# nll_loss: gather -w[y] * lp[y]
+
+cdef void _nll_run(const floating *x, Py_ssize_t outer, Py_ssize_t inner,
+                   Py_ssize_t xos, Py_ssize_t xrs, const long long *y,
+                   const double *w, long long ignore, double *loss) noexcept nogil:
+    cdef Py_ssize_t o, j, s
+    cdef long long yi
+    for o in range(outer):
+        for j in range(inner):
+            s = o * inner + j
+            yi = y[s]
+            if yi == ignore:
+                loss[s] = 0.0
+            else:
+                loss[s] = -(w[yi] if w != NULL else 1.0) * <double>x[o * xos + yi * xrs + j]
+
+
+def nll_pass(cnp.ndarray x, cnp.ndarray y, w, long long ignore, cnp.ndarray loss):
+    """Per-sample -w[y] * x[y] (0 for ignored) for x 2-D (rows) or 3-D (cols)."""
+    cdef bint cols = x.ndim == 3
+    cdef Py_ssize_t outer = x.shape[0]
+    cdef Py_ssize_t inner = x.shape[2] if cols else 1
+    cdef Py_ssize_t xos = _es(x, 0), xrs = _es(x, 1) if cols else 1
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef const long long *py = <const long long *>cnp.PyArray_DATA(y)
+    cdef const double *pw = <const double *>cnp.PyArray_DATA(w) if w is not None else NULL
+    cdef double *pl = <double *>cnp.PyArray_DATA(loss)
+    if x.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _nll_run(<const float *>px, outer, inner, xos, xrs, py, pw, ignore, pl)
+    else:
+        with nogil:
+            _nll_run(<const double *>px, outer, inner, xos, xrs, py, pw, ignore, pl)
+
+
+# --------------------------------------------------------------------------
+# softmax_backward / log_softmax_backward on C-contiguous (outer, n, inner)
+#   softmax:     dx = y * (dy - sum(y * dy))
+#   log_softmax: dx = dy - exp(y) * sum(dy)
+
+cdef void _bwd_row(const floating *y, const floating *dy, floating *o,
+                   Py_ssize_t n, bint log) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0.0
+    if log:
+        for i in range(n):
+            s = s + <double>dy[i]
+        for i in range(n):
+            o[i] = <floating>(<double>dy[i] - c_exp(<double>y[i]) * s)
+    else:
+        for i in range(n):
+            s = s + <double>y[i] * <double>dy[i]
+        for i in range(n):
+            o[i] = <floating>(<double>y[i] * (<double>dy[i] - s))
+
+
+cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
+                    Py_ssize_t cols, Py_ssize_t n, Py_ssize_t inner,
+                    bint log) noexcept nogil:
+    cdef double s[COL_BLOCK]
+    cdef Py_ssize_t i, j, r
+    for j in range(cols):
+        s[j] = 0.0
+    for i in range(n):
+        r = i * inner
+        if log:
+            for j in range(cols):
+                s[j] = s[j] + <double>dy[r + j]
+        else:
+            for j in range(cols):
+                s[j] = s[j] + <double>y[r + j] * <double>dy[r + j]
+    for i in range(n):
+        r = i * inner
+        if log:
+            for j in range(cols):
+                o[r + j] = <floating>(<double>dy[r + j] - c_exp(<double>y[r + j]) * s[j])
+        else:
+            for j in range(cols):
+                o[r + j] = <floating>(<double>y[r + j] * (<double>dy[r + j] - s[j]))
+
+
+cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
+                   Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
+                   bint log) noexcept nogil:
+    cdef int nth = _threads_for(outer * n * inner)
+    cdef Py_ssize_t r, nb, units, u, b, j0
+    if inner == 1:
+        if nth <= 1 or outer < 2:
+            for r in range(outer):
+                _bwd_row(y + r * n, dy + r * n, o + r * n, n, log)
+        else:
+            for r in prange(outer, num_threads=nth, schedule='static'):
+                _bwd_row(y + r * n, dy + r * n, o + r * n, n, log)
+        return
+    nb = (inner + COL_BLOCK - 1) // COL_BLOCK
+    units = outer * nb
+    if nth <= 1 or units < 2:
+        for u in range(units):
+            b = (u // nb) * n * inner + (u % nb) * COL_BLOCK
+            _bwd_cols(y + b, dy + b, o + b,
+                      min(COL_BLOCK, inner - (u % nb) * COL_BLOCK), n, inner, log)
+    else:
+        for u in prange(units, num_threads=nth, schedule='static'):
+            j0 = (u % nb) * COL_BLOCK
+            b = (u // nb) * n * inner + j0
+            _bwd_cols(y + b, dy + b, o + b, min(COL_BLOCK, inner - j0), n,
+                      inner, log)
+
+
+def softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, bint log):
+    """Backward of softmax / log_softmax along axis 1 of C-contiguous 3-D
+    arrays (outer, n, inner) of one float dtype; out may alias y or dy."""
+    cdef Py_ssize_t outer = y.shape[0], n = y.shape[1], inner = y.shape[2]
+    cdef void *py = cnp.PyArray_DATA(y)
+    cdef void *pd = cnp.PyArray_DATA(dy)
+    cdef void *po = cnp.PyArray_DATA(out)
+    if y.size == 0:
+        return
+    if y.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _bwd_run(<const float *>py, <const float *>pd, <float *>po, outer,
+                     n, inner, log)
+    else:
+        with nogil:
+            _bwd_run(<const double *>py, <const double *>pd, <double *>po,
+                     outer, n, inner, log)

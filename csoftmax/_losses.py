@@ -1,2 +1,514 @@
-"""Loss functions (cross-entropy and friends) -- facade over csoftmax._core."""
-__all__ = []
+"""Loss functions (cross-entropy and friends) -- facade over csoftmax._core.
+
+Validation, dtype rules and layout live here (everything is checked before
+the first write); the loops run in ``_core`` (``_losses.pxi``) with the GIL
+released, on the same C kernels as :func:`csoftmax.softmax`.
+"""
+import operator
+
+import numpy as np
+
+from . import _core
+from ._api import _plan, _same_memory
+from ._validate import as_input, check_out, normalize_axes, positive_scalar, reshape_view
+
+__all__ = ["cross_entropy", "nll_loss", "softmax_backward",
+           "log_softmax_backward", "logsumexp_backward"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ---------------------------------------------------------------------------
+# argument helpers
+
+def _class_axis(a, axis, name):
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the class axis)")
+    if isinstance(axis, (tuple, list)):
+        raise TypeError(f"axis must be a single integer, got {axis!r}")
+    return normalize_axes(axis, a.ndim)[0]
+
+
+def _reduction(reduction):
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def _ignore(ignore_index):
+    try:
+        return operator.index(ignore_index)
+    except TypeError as e:
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from e
+
+
+def _weight(weight, C):
+    if weight is None:
+        return None
+    w, _, _ = as_input(weight, "weight")
+    if w.shape != (C,):
+        raise ValueError(f"weight has shape {w.shape}, expected ({C},) (one per class)")
+    return np.ascontiguousarray(w, dtype=np.float64)
+
+
+def _labels(t, tshape, C, ignore, w, name="target"):
+    """int64 class indices (flat, sample order); checks the range."""
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{name} with shape {t.shape} holds class indices and must "
+                        f"have an integer dtype, got {t.dtype}")
+    if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
+        bad = int(np.argmax(t > np.iinfo(np.int64).max))
+        pos = np.unravel_index(bad, tshape)
+        raise ValueError(f"{name}[{', '.join(map(str, pos))}] = {t.reshape(-1)[bad]} "
+                         f"is not a class index in [0, {C})")
+    y = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+    bad, tot, cnt = _core.check_labels(y, C, ignore, w)
+    if bad >= 0:
+        pos = np.unravel_index(bad, tshape)
+        raise ValueError(f"{name}[{', '.join(map(str, pos))}] = {y[bad]} is not a class "
+                         f"index in [0, {C}) nor ignore_index={ignore}")
+    return y, tot, cnt
+
+
+def _rows_view(arr, shape):
+    """`arr` (already of the compute dtype) as `shape` with a contiguous last
+    axis and element-multiple strides; a view when possible."""
+    v = reshape_view(arr, shape)
+    item = arr.itemsize
+    if v is None or v.strides[-1] != item or any(s % item for s in v.strides):
+        v = np.ascontiguousarray(arr).reshape(shape)
+    return v
+
+
+def _grad_target(grad_out, a, xc, xv, comp, others=()):
+    """(array the kernels write, its view of xv's shape): grad_out itself when
+    its layout allows (also grad_out=logits), else a fresh buffer."""
+    if grad_out is not None and grad_out.dtype == comp and (
+            not np.may_share_memory(grad_out, a) or _same_memory(grad_out, xc)) and \
+            not any(np.may_share_memory(grad_out, o) for o in others):
+        gv = reshape_view(grad_out, xv.shape)
+        item = grad_out.itemsize
+        if gv is not None and gv.strides[-1] == item and not any(s % item for s in gv.strides):
+            return grad_out, gv
+    g = np.empty(xv.shape, dtype=comp)
+    return g, g
+
+
+def _finish(g, gv_owner, shape, res, grad_out):
+    if g is grad_out:
+        return grad_out
+    g = g.reshape(shape)
+    if grad_out is not None:
+        np.copyto(grad_out, g, casting="unsafe")
+        return grad_out
+    return g.astype(res, copy=False)
+
+
+def _reduce_loss(lo, reduction, denom, tshape, res):
+    if reduction == "none":
+        r = lo.reshape(tshape).astype(res)
+        return r if r.ndim else r[()]
+    total = float(np.sum(lo))
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = float(np.float64(total) / np.float64(denom))
+    return res.type(total)
+
+
+# ---------------------------------------------------------------------------
+# cross_entropy
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                  reduction="mean", label_smoothing=0.0, temperature=1.0,
+                  return_grad=False, grad_out=None):
+    r"""Cross-entropy of ``softmax(logits / T)`` against `target`, optionally
+    with its gradient, in one fused pass.
+
+    Semantics are those of :func:`torch.nn.functional.cross_entropy` (with
+    the class axis at `axis` instead of dimension 1).  With
+    ``z = logits / T`` (``T`` = `temperature`, applied first),
+    ``log p_c = z_c - LSE(z)``, ``C`` classes, weights ``w_c`` (1 without
+    `weight`), ``W = sum_c w_c`` and smoothing ``eps``:
+
+    **Class-index targets** (integer `target`, shape of `logits` without
+    `axis`).  For each sample ``i`` with ``y_i != ignore_index``
+
+    .. math::
+
+        \ell_i = (1-\varepsilon)\,(-w_{y_i} \log p_{i,y_i})
+                 + \frac{\varepsilon}{C} \sum_c (-w_c \log p_{i,c})
+
+    and ``l_i = 0`` for ignored samples.  ``'mean'`` divides the sum by the
+    weight of the kept samples, ``sum_{i kept} w_{y_i}`` (the count of kept
+    samples without `weight`) -- for both terms, as torch does; if every
+    sample is ignored the mean is NaN.
+
+    **Probability targets** (floating `target`, same shape as `logits`;
+    `ignore_index` must stay negative).  With ``q' = (1-eps) q + eps/C``
+
+    .. math:: \ell_i = -\sum_c w_c\, q'_{i,c} \log p_{i,c}
+
+    and ``'mean'`` divides by the number of samples (not by the weights).
+
+    **Gradient** (``return_grad=True``) with respect to the *original*
+    logits, of the returned loss (of ``loss.sum()`` for ``'none'``):
+
+    .. math::
+
+        \frac{\partial L}{\partial x_{i,j}} = \frac{s}{T}\Big(p_{i,j}\,\sum_c w_c q'_{i,c}
+                                               - w_j\, q'_{i,j}\Big)
+
+    where, for class targets, ``q'_{i,c} = (1-eps)[c = y_i] + eps/C``
+    (so ``sum_c w_c q'_c = (1-eps) w_y + eps W/C``), ignored samples get 0,
+    and ``s`` is 1/denominator for ``'mean'``, 1 otherwise.  The logits are
+    read once for the max and sum and once for the gradient write; no
+    probability array is formed, and the target entry is computed as
+    ``b * expm1(log p_y) + (a - b) p_y`` (no cancellation as ``p_y -> 1``).
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores. float32/float64 natively, float16 via float32,
+        integers as float64.
+    target : array_like
+        Integer class indices (shape of `logits` without `axis`) or class
+        probabilities (floating, shape of `logits`).
+    axis : int, optional
+        The class axis (default: last).
+    weight : array_like, optional
+        Per-class weights, shape ``(C,)``.
+    ignore_index : int, optional
+        Class-index value whose samples contribute neither loss nor gradient
+        (default -100).
+    reduction : {'mean', 'sum', 'none'}, optional
+    label_smoothing : float, optional
+        ``eps`` in [0, 1] (default 0).
+    temperature : float, optional
+        ``T > 0``; the logits are divided by it before everything else
+        (default 1).  The gradient carries the chain-rule factor ``1/T``.
+    return_grad : bool, optional
+        Also return the gradient with respect to `logits`.
+    grad_out : ndarray, optional
+        Where to write the gradient (shape of `logits`, result dtype);
+        ``grad_out=logits`` overwrites the logits in place.  Requires
+        ``return_grad=True``.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        A scalar of the result dtype (that of `logits`; float64 for integer
+        logits) for ``'mean'`` / ``'sum'``, an array of the target's
+        per-sample shape for ``'none'``.
+    grad : ndarray
+        Only with ``return_grad=True``: ``dL/dlogits`` (`grad_out` if given).
+
+    Raises
+    ------
+    ValueError
+        Bad `target` shape, a class index ``>= C`` or ``< 0`` (other than
+        `ignore_index`; the message names the first bad position), bad
+        `weight` shape, `reduction`, `label_smoothing` or `temperature`,
+        non-negative `ignore_index` with probability targets, `grad_out`
+        without `return_grad` or of the wrong shape / read-only.
+    TypeError
+        Complex or non-numeric input, integer probabilities or floating
+        class indices, `grad_out` of the wrong dtype.
+    numpy.exceptions.AxisError
+        `axis` out of range.
+
+    Notes
+    -----
+    Nothing is written (to `grad_out` or the logits) when an exception is
+    raised.  Sums run in float64 for float32 inputs too, so huge logits
+    (``[1e8, 0]``) give the exact loss (``1e8``, not 0).
+
+    Differences from torch: the class axis defaults to the last one (pass
+    ``axis=1`` for torch's layout); float32 inputs are accumulated in float64
+    (results agree with torch to float32 rounding, and are more accurate);
+    ignored samples get an exact zero gradient even if their logits hold
+    NaN (torch propagates the NaN); `temperature` has no torch counterpart
+    (it equals passing ``logits / T``).
+
+    Examples
+    --------
+    >>> import numpy as np, csoftmax
+    >>> x = np.array([[38.0, 20.0, 40.0, 39.0]])
+    >>> round(float(csoftmax.cross_entropy(x, np.array([0]))), 6)
+    2.407606
+    >>> loss, g = csoftmax.cross_entropy(x, np.array([2]), return_grad=True)
+    >>> g.round(4)
+    array([[ 0.09  ,  0.    , -0.3348,  0.2447]])
+    """
+    a, comp, res = as_input(logits, "logits")
+    ax = _class_axis(a, axis, "logits")
+    C = a.shape[ax]
+    reduction = _reduction(reduction)
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}") from e
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    scale = 1.0 / positive_scalar(temperature, "temperature")
+    ignore = _ignore(ignore_index)
+    w = _weight(weight, C)
+    t = np.asarray(target)
+    tshape = a.shape[:ax] + a.shape[ax + 1:]
+    if t.shape == a.shape:
+        prob = True
+        if t.dtype.kind != "f":
+            raise TypeError(f"target has the shape of logits {a.shape}, so it holds class "
+                            f"probabilities and must be floating, got {t.dtype}")
+        if ignore >= 0:
+            raise ValueError("ignore_index is not supported with probability targets "
+                             f"(got ignore_index={ignore})")
+    elif t.shape == tshape:
+        prob = False
+    else:
+        raise ValueError(f"target has shape {t.shape}; expected {tshape} (class indices) "
+                         f"or {a.shape} (probabilities) for logits of shape {a.shape} "
+                         f"with class axis {ax}")
+    if grad_out is not None and not return_grad:
+        raise ValueError("grad_out= needs return_grad=True")
+    check_out(grad_out, a.shape, res, "grad_out")
+    if C == 0:
+        raise ValueError("logits have no classes (the class axis has length 0)")
+    N = int(np.prod(tshape, dtype=np.int64))
+    if prob:
+        y = None
+        denom = N
+    else:
+        y, tot, cnt = _labels(t, tshape, C, ignore, w)
+        denom = tot if w is not None else cnt
+    W = float(np.sum(w)) if w is not None else float(C)
+    if reduction == "mean":
+        with np.errstate(divide="ignore"):
+            coef = float(np.float64(scale) / np.float64(denom))
+    else:
+        coef = scale
+
+    # ---- nothing is written before this point
+    xc = a.astype(comp, copy=False)
+    kind, xv, _ = _plan(xc, (ax,))
+    qv = _rows_view(t.astype(comp, copy=False), xv.shape) if prob else None
+    lo = np.empty(N, dtype=np.float64)
+    g = gv = None
+    if return_grad:
+        g, gv = _grad_target(grad_out, a, xc, xv, comp, (t,) if prob else ())
+    if N:
+        _core.ce_pass(xv, qv, gv, y, w, W, scale, eps, coef, ignore,
+                      1 if prob else 0, None, lo)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res)
+    if not return_grad:
+        return loss
+    return loss, _finish(g, gv, a.shape, res, grad_out)
+
+
+# ---------------------------------------------------------------------------
+# nll_loss
+
+def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100,
+             reduction="mean"):
+    r"""Negative log-likelihood loss, as :func:`torch.nn.functional.nll_loss`
+    (class axis at `axis`).
+
+    .. math:: \ell_i = -w_{y_i}\, \mathrm{lp}_{i, y_i}  \quad (0 \text{ if } y_i = \text{ignore\_index})
+
+    ``'sum'`` adds the ``l_i``; ``'mean'`` divides the sum by
+    ``sum_{i kept} w_{y_i}`` (the number of kept samples without `weight`;
+    NaN if all are ignored).
+
+    Parameters
+    ----------
+    log_probs : array_like
+        Log-probabilities (e.g. :func:`csoftmax.log_softmax` output).
+    target : array_like of int
+        Class indices, shape of `log_probs` without `axis`.
+    axis : int, optional
+        The class axis (default: last).
+    weight : array_like, optional
+        Per-class weights, shape ``(C,)``.
+    ignore_index : int, optional
+        Class-index value to skip (default -100).
+    reduction : {'mean', 'sum', 'none'}, optional
+
+    Returns
+    -------
+    scalar or ndarray
+        Scalar of the input's dtype for ``'mean'`` / ``'sum'``; per-sample
+        array for ``'none'``.
+
+    Raises
+    ------
+    ValueError
+        Bad target shape, class index out of range (first bad position named),
+        bad weight shape or reduction.
+    TypeError
+        Non-integer target, complex input.
+    """
+    a, comp, res = as_input(log_probs, "log_probs")
+    ax = _class_axis(a, axis, "log_probs")
+    C = a.shape[ax]
+    reduction = _reduction(reduction)
+    ignore = _ignore(ignore_index)
+    w = _weight(weight, C)
+    t = np.asarray(target)
+    tshape = a.shape[:ax] + a.shape[ax + 1:]
+    if t.shape != tshape:
+        raise ValueError(f"target has shape {t.shape}, expected {tshape} for log_probs "
+                         f"of shape {a.shape} with class axis {ax}")
+    y, tot, cnt = _labels(t, tshape, C, ignore, w)
+    denom = tot if w is not None else cnt
+    N = y.size
+    lo = np.empty(N, dtype=np.float64)
+    if N:
+        _, xv, _ = _plan(a.astype(comp, copy=False), (ax,))
+        _core.nll_pass(xv, y, w, ignore, lo)
+    return _reduce_loss(lo, reduction, denom, tshape, res)
+
+
+# ---------------------------------------------------------------------------
+# backward (vector-Jacobian products)
+
+def _bwd_inputs(y, dy, axis, out, names):
+    a, comp, res = as_input(y, names[0])
+    d, dcomp, dres = as_input(dy, names[1])
+    if d.shape != a.shape:
+        raise ValueError(f"{names[1]} has shape {d.shape}, expected {a.shape} "
+                         f"(the shape of {names[0]})")
+    if dres == np.float64 and res != np.float64:
+        comp, res = dcomp, dres
+    elif dres != res and dres != np.float16:
+        comp, res = np.result_type(comp, dcomp), np.result_type(res, dres)
+    ax = _class_axis(a, axis, names[0])
+    check_out(out, a.shape, res)
+    return a, d, comp, res, ax
+
+
+def _bwd(y, dy, axis, out, log, names):
+    a, d, comp, res, ax = _bwd_inputs(y, dy, axis, out, names)
+    shape = a.shape
+    outer = int(np.prod(shape[:ax], dtype=np.int64))
+    inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
+    s3 = (outer, shape[ax], inner)
+    yc = np.ascontiguousarray(a, dtype=comp).reshape(s3)
+    dc = np.ascontiguousarray(d, dtype=comp).reshape(s3)
+    direct = out is not None and out.dtype == comp and out.flags.c_contiguous
+    o = out.reshape(s3) if direct else np.empty(s3, dtype=comp)
+    _core.softmax_bwd(yc, dc, o, log)
+    if out is not None:
+        if not direct:
+            np.copyto(out, o.reshape(shape), casting="unsafe")
+        return out
+    r = o.reshape(shape).astype(res, copy=False)
+    return r
+
+
+def softmax_backward(y, dy, axis=-1, *, out=None):
+    r"""Vector-Jacobian product of softmax: the gradient with respect to the
+    softmax *input*, given its output `y` and the upstream gradient `dy`.
+
+    .. math:: dx_i = y_i \Big(dy_i - \sum_j y_j\, dy_j\Big)
+
+    (sum along `axis`, in float64).  With ``y = softmax(x / T)`` multiply the
+    result by ``1/T``.
+
+    Parameters
+    ----------
+    y : array_like
+        Softmax output.
+    dy : array_like
+        Upstream gradient, same shape as `y`.
+    axis : int, optional
+        The softmax axis (default: last).
+    out : ndarray, optional
+        Where to write the result (shape of `y`, result dtype); may be `y`
+        or `dy` (in place).
+
+    Returns
+    -------
+    ndarray
+        Same shape as `y`; dtype: the wider of `y`'s and `dy`'s float types.
+
+    Raises
+    ------
+    ValueError
+        `dy` of another shape; `out` of the wrong shape or read-only.
+    TypeError
+        Complex input; `out` of the wrong dtype.
+    numpy.exceptions.AxisError
+        `axis` out of range.
+    """
+    return _bwd(y, dy, axis, out, False, ("y", "dy"))
+
+
+def log_softmax_backward(y, dy, axis=-1, *, out=None):
+    r"""Vector-Jacobian product of log-softmax, given its output `y` (the
+    log-probabilities) and the upstream gradient `dy`.
+
+    .. math:: dx_i = dy_i - e^{y_i} \sum_j dy_j
+
+    (sum along `axis`, in float64).  With ``y = log_softmax(x / T)`` multiply
+    the result by ``1/T``.
+
+    Parameters, returns and exceptions as for :func:`softmax_backward`.
+    """
+    return _bwd(y, dy, axis, out, True, ("y", "dy"))
+
+
+def logsumexp_backward(x, dy, axis=-1, *, out=None):
+    r"""Vector-Jacobian product of ``LSE(x)`` along `axis`: the gradient with
+    respect to `x`.
+
+    .. math:: dx_i = \mathrm{softmax}(x)_i \cdot dy
+
+    where `dy` (one value per reduced slice) is broadcast along `axis`.
+    Runs on the fused softmax kernels (one reduction read and one write of
+    `x`; the per-slice factor is folded into the write).
+
+    Parameters
+    ----------
+    x : array_like
+        The input of the LogSumExp.
+    dy : array_like
+        Upstream gradient: shape of `x` without `axis` (or with a length-1
+        `axis`, as from ``keepdims=True``).
+    axis : int, optional
+        The reduced axis (default: last).
+    out : ndarray, optional
+        Where to write the result (shape of `x`); ``out=x`` works in place.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as `x` (float64 for integer input).
+
+    Raises
+    ------
+    ValueError
+        `dy` of another shape; `out` of the wrong shape or read-only.
+    TypeError
+        Complex input; `out` of the wrong dtype.
+    numpy.exceptions.AxisError
+        `axis` out of range.
+    """
+    a, comp, res = as_input(x, "x")
+    ax = _class_axis(a, axis, "x")
+    d, _, _ = as_input(dy, "dy")
+    tshape = a.shape[:ax] + a.shape[ax + 1:]
+    kshape = a.shape[:ax] + (1,) + a.shape[ax + 1:]
+    if d.shape not in (tshape, kshape):
+        raise ValueError(f"dy has shape {d.shape}, expected {tshape} (or {kshape}) "
+                         f"for x of shape {a.shape} with axis {ax}")
+    check_out(out, a.shape, res)
+    dv = np.ascontiguousarray(d, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        g = np.empty(a.shape, dtype=res)
+        if out is not None:
+            return out
+        return g
+    xc = a.astype(comp, copy=False)
+    _, xv, _ = _plan(xc, (ax,))
+    g, gv = _grad_target(out, a, xc, xv, comp)
+    _core.ce_pass(xv, None, gv, None, None, 0.0, 1.0, 0.0, 1.0, -100, 2, dv, None)
+    return _finish(g, gv, a.shape, res, out)

@@ -1,0 +1,251 @@
+"""softmax_backward, log_softmax_backward, logsumexp_backward.
+
+Reference (float64 NumPy):
+    softmax_backward(y, dy)     = y * (dy - sum(y * dy))
+    log_softmax_backward(y, dy) = dy - exp(y) * sum(dy)
+    logsumexp_backward(x, dy)   = softmax(x) * dy   (dy broadcast along axis)
+checked in turn against finite differences of the forward functions and
+against torch autograd when torch is installed.
+
+Tolerances: float64 1e-13, float32 2e-6, relative to the largest entry.
+"""
+import zlib
+
+import numpy as np
+import pytest
+from numpy.exceptions import AxisError
+
+import csoftmax
+from csoftmax import _core
+
+ISAS = _core.available_isas()
+
+
+@pytest.fixture
+def rng(request):
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(params=ISAS)
+def kernel_isa(request):
+    prev = _core._use_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        _core._use_isa(prev)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def num_threads(request):
+    prev = csoftmax.get_num_threads()
+    csoftmax.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        csoftmax.set_num_threads(prev)
+
+
+def ref_softmax(x, axis):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+def ref_softmax_bwd(y, dy, axis):
+    y = np.asarray(y, np.float64)
+    dy = np.asarray(dy, np.float64)
+    return y * (dy - (y * dy).sum(axis, keepdims=True))
+
+
+def ref_log_softmax_bwd(y, dy, axis):
+    y = np.asarray(y, np.float64)
+    dy = np.asarray(dy, np.float64)
+    return dy - np.exp(y) * dy.sum(axis, keepdims=True)
+
+
+def ref_lse_bwd(x, dy, axis):
+    return ref_softmax(x, axis) * np.expand_dims(np.asarray(dy, np.float64), axis)
+
+
+def check(got, ref, dtype):
+    t = 1e-13 if np.dtype(dtype) == np.float64 else 2e-6
+    scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+    np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=t, atol=t * scale)
+
+
+SHAPES = [((7,), 0), ((5, 9), -1), ((5, 9), 0), ((3, 4, 70), 1), ((3, 4, 5), 2), ((3, 4, 5), 0)]
+
+
+@pytest.mark.parametrize("shape,axis", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vs_reference(rng, shape, axis, dtype):
+    x = (rng.normal(size=shape) * 2).astype(dtype)
+    dy = rng.normal(size=shape).astype(dtype)
+    y = csoftmax.softmax(x, axis=axis)
+    ly = csoftmax.log_softmax(x, axis=axis)
+    r = csoftmax.softmax_backward(y, dy, axis=axis)
+    assert r.dtype == dtype and r.shape == shape
+    check(r, ref_softmax_bwd(y, dy, axis), dtype)
+    r = csoftmax.log_softmax_backward(ly, dy, axis=axis)
+    assert r.dtype == dtype
+    check(r, ref_log_softmax_bwd(ly, dy, axis), dtype)
+    dl = rng.normal(size=shape[:axis % len(shape)] + shape[axis % len(shape) + 1:])
+    r = csoftmax.logsumexp_backward(x, dl, axis=axis)
+    assert r.dtype == dtype and r.shape == shape
+    check(r, ref_lse_bwd(x, dl, axis), dtype)
+    # keepdims-shaped upstream gradient
+    r2 = csoftmax.logsumexp_backward(x, np.expand_dims(dl, axis), axis=axis)
+    np.testing.assert_array_equal(r, r2)
+
+
+@pytest.mark.parametrize("layout", [((400, 90), -1), ((6, 50, 130), 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_isa_and_threads(rng, kernel_isa, num_threads, layout, dtype):
+    shape, axis = layout
+    x = (rng.normal(size=shape) * 3).astype(dtype)
+    dy = rng.normal(size=shape).astype(dtype)
+    y = csoftmax.softmax(x, axis=axis)
+    check(csoftmax.softmax_backward(y, dy, axis=axis), ref_softmax_bwd(y, dy, axis), dtype)
+    ly = csoftmax.log_softmax(x, axis=axis)
+    check(csoftmax.log_softmax_backward(ly, dy, axis=axis), ref_log_softmax_bwd(ly, dy, axis),
+          dtype)
+    dl = rng.normal(size=np.sum(x, axis=axis).shape)
+    dl[0] = 0.0
+    dl.flat[1] = -2.5                   # zero and negative factors share a block
+    check(csoftmax.logsumexp_backward(x, dl, axis=axis), ref_lse_bwd(x, dl, axis), dtype)
+
+
+# ---------------------------------------------------------------------------
+# finite differences (float64): d/dx of sum(v * f(x))
+
+def fd_grad(f, x, h=1e-6):
+    g = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        xp = x.copy()
+        xm = x.copy()
+        xp[i] += h
+        xm[i] -= h
+        g[i] = (f(xp) - f(xm)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("shape,axis", [((4, 5), -1), ((4, 5), 0), ((2, 3, 4), 1)])
+def test_finite_differences(rng, shape, axis):
+    x = rng.normal(size=shape)
+    v = rng.normal(size=shape)
+    g = csoftmax.softmax_backward(csoftmax.softmax(x, axis=axis), v, axis=axis)
+    fd = fd_grad(lambda z: float(np.sum(v * csoftmax.softmax(z, axis=axis))), x)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+    g = csoftmax.log_softmax_backward(csoftmax.log_softmax(x, axis=axis), v, axis=axis)
+    fd = fd_grad(lambda z: float(np.sum(v * csoftmax.log_softmax(z, axis=axis))), x)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+    u = rng.normal(size=np.sum(x, axis=axis).shape)
+    g = csoftmax.logsumexp_backward(x, u, axis=axis)
+    fd = fd_grad(lambda z: float(np.sum(u * csoftmax.logsumexp(z, axis=axis))), x)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(4, 6, 3))
+    v = rng.normal(size=x.shape)
+    for axis in (1, 2):
+        xt = torch.tensor(x, requires_grad=True)
+        (torch.softmax(xt, axis) * torch.tensor(v)).sum().backward()
+        y = csoftmax.softmax(x, axis=axis)
+        np.testing.assert_allclose(csoftmax.softmax_backward(y, v, axis=axis), xt.grad.numpy(),
+                                   rtol=1e-12, atol=1e-15)
+        xt = torch.tensor(x, requires_grad=True)
+        (torch.log_softmax(xt, axis) * torch.tensor(v)).sum().backward()
+        ly = csoftmax.log_softmax(x, axis=axis)
+        np.testing.assert_allclose(csoftmax.log_softmax_backward(ly, v, axis=axis),
+                                   xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+        u = rng.normal(size=np.sum(x, axis=axis).shape)
+        xt = torch.tensor(x, requires_grad=True)
+        (torch.logsumexp(xt, axis) * torch.tensor(u)).sum().backward()
+        np.testing.assert_allclose(csoftmax.logsumexp_backward(x, u, axis=axis),
+                                   xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------
+# out=, in place, dtypes
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_out_and_in_place(rng, dtype):
+    x = rng.normal(size=(6, 8)).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    y = csoftmax.softmax(x)
+    ref = ref_softmax_bwd(y, dy, -1)
+    o = np.full_like(x, np.nan)
+    assert csoftmax.softmax_backward(y, dy, out=o) is o
+    check(o, ref, dtype)
+    d2 = dy.copy()
+    csoftmax.softmax_backward(y, d2, out=d2)
+    check(d2, ref, dtype)
+    ly = csoftmax.log_softmax(x)
+    y2 = ly.copy()
+    csoftmax.log_softmax_backward(y2, dy, out=y2)
+    check(y2, ref_log_softmax_bwd(ly, dy, -1), dtype)
+    u = rng.normal(size=6)
+    x2 = x.copy()
+    assert csoftmax.logsumexp_backward(x2, u, out=x2) is x2
+    check(x2, ref_lse_bwd(x, u, -1), dtype)
+    # non-contiguous out
+    big = np.zeros((6, 16), dtype=dtype)
+    csoftmax.softmax_backward(y, dy, out=big[:, ::2])
+    check(big[:, ::2], ref, dtype)
+    assert not big[:, 1::2].any()
+
+
+def test_dtype_rules(rng):
+    y = csoftmax.softmax(rng.normal(size=(3, 4))).astype(np.float32)
+    dy = rng.normal(size=(3, 4))
+    assert csoftmax.softmax_backward(y, dy).dtype == np.float64
+    assert csoftmax.softmax_backward(y, dy.astype(np.float32)).dtype == np.float32
+    assert csoftmax.log_softmax_backward(y.astype(np.float16), y.astype(np.float16)).dtype \
+        == np.float16
+    assert csoftmax.logsumexp_backward(np.arange(4), 1.0).dtype == np.float64
+
+
+# ---------------------------------------------------------------------------
+# bad input: clear exception, out untouched
+
+BWD = [csoftmax.softmax_backward, csoftmax.log_softmax_backward]
+
+
+@pytest.mark.parametrize("f", BWD, ids=lambda f: f.__name__)
+def test_bad_input_softmax_family(rng, f):
+    y = rng.random((3, 4))
+    out = np.full((3, 4), 7.0)
+    cases = [
+        (dict(dy=np.ones((3, 5))), ValueError, "dy has shape"),
+        (dict(dy=np.ones((3, 4)), axis=2), AxisError, None),
+        (dict(dy=np.ones((3, 4)) * 1j), TypeError, "complex"),
+        (dict(dy=np.ones((3, 4)), axis=(0, 1)), TypeError, "axis"),
+    ]
+    for kw, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            f(y, out=out, **kw)
+        assert (out == 7.0).all()
+    with pytest.raises(ValueError, match="shape"):
+        f(y, np.ones((3, 4)), out=np.empty((4, 3)))
+    with pytest.raises(TypeError, match="dtype"):
+        f(y, np.ones((3, 4)), out=np.empty((3, 4), np.float32))
+    ro = np.full((3, 4), 7.0)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        f(y, np.ones((3, 4)), out=ro)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        f(np.float64(1.0), np.float64(1.0))
+
+
+def test_bad_input_logsumexp_backward(rng):
+    x = rng.normal(size=(3, 4))
+    out = np.full((3, 4), 7.0)
+    for dy, axis, exc in [(np.ones(4), -1, ValueError), (np.ones((3, 4)), -1, ValueError),
+                          (np.ones(3), 5, AxisError), (np.ones(3) * 1j, -1, TypeError)]:
+        with pytest.raises(exc):
+            csoftmax.logsumexp_backward(x, dy, axis=axis, out=out)
+        assert (out == 7.0).all()
+    with pytest.raises(TypeError, match="dtype"):
+        csoftmax.logsumexp_backward(x, np.ones(3), out=np.empty((3, 4), np.float32))
