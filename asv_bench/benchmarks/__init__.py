@@ -1,0 +1,1 @@
+"""asv benchmarks for csoftmax (see asv_bench/asv.conf.json)."""

@@ -1,0 +1,191 @@
+"""asv benchmarks: the softmax family over dtype x shape x threads.
+
+Only csoftmax's public API is used, so the suite also runs against older
+commits (``asv continuous main HEAD``).  Shapes are ``BxV`` strings; a ``:A``
+suffix runs along axis A (``32x21x128x128:1`` is the non-last-axis case).
+
+* ``time_*``   wall time of one call (asv's own repeat/statistics);
+* ``track_ratio_to_floor`` csoftmax time / ``np.copyto`` time of the same
+  array (``np.sum`` over the axis for the reductions), both best-of-5 and
+  measured round-robin in the same process -- the figure the performance
+  targets are written in (float32 only unless ``CSOFTMAX_ASV_FULL=1``);
+* cross-entropy benchmarks are skipped (NotImplementedError) on commits
+  without ``csoftmax.cross_entropy``.
+"""
+import math
+import os
+import time
+
+import numpy as np
+
+import csoftmax
+
+SHAPES = ["8192x1000", "512x32000", "64x256000", "262144x10", "1x10000000",
+          "32x21x128x128:1"]
+DTYPES = ["float32", "float64"]
+THREADS = [1, 2]
+# the ratio track runs 12 timed calls per point; float32 only unless asked
+FULL = os.environ.get("CSOFTMAX_ASV_FULL") == "1"
+TRACK_DTYPES = DTYPES if FULL else ["float32"]
+SHARPNESS = 2.0
+
+_cache = {}
+
+
+def parse_shape(label):
+    dims, _, ax = label.partition(":")
+    return tuple(int(d) for d in dims.split("x")), (int(ax) if ax else -1)
+
+
+def make_input(label, dtype):
+    """Standard-normal logits (times 3) of the given shape; cached per process."""
+    key = (label, dtype)
+    if key not in _cache:
+        _cache.clear()                       # keep at most one big array alive
+        shape, axis = parse_shape(label)
+        rng = np.random.default_rng(0)
+        x = (rng.standard_normal(shape) * 3.0).astype(dtype)
+        _cache[key] = (x, axis)
+    return _cache[key]
+
+
+def _ops():
+    ops = {
+        "softmax": (lambda x, ax: csoftmax.softmax(x, axis=ax), "copy"),
+        "log_softmax": (lambda x, ax: csoftmax.log_softmax(x, axis=ax), "copy"),
+        "logsumexp": (lambda x, ax: csoftmax.logsumexp(x, axis=ax), "sum"),
+        "smooth_max": (lambda x, ax: csoftmax.smooth_max(x, axis=ax, sharpness=SHARPNESS), "sum"),
+    }
+    if hasattr(csoftmax, "cross_entropy"):
+        ops["cross_entropy"] = (
+            lambda x, ax: csoftmax.cross_entropy(x, _target(x, ax), axis=ax, return_grad=True),
+            "copy")
+    return ops
+
+
+def _target(x, axis):
+    key = ("target", x.shape, axis)
+    if key not in _cache:
+        ax = axis % x.ndim
+        shp = x.shape[:ax] + x.shape[ax + 1:]
+        _cache[key] = np.random.default_rng(1).integers(0, x.shape[ax], size=shp)
+    return _cache[key]
+
+
+class _Threads:
+    """Common setup: the input and the thread count (restored afterwards)."""
+    params = [DTYPES, SHAPES, THREADS]
+    param_names = ["dtype", "shape", "threads"]
+    timeout = 600
+
+    def setup(self, dtype, shape, threads):
+        self.x, self.axis = make_input(shape, dtype)
+        self._prev = csoftmax.get_num_threads()
+        csoftmax.set_num_threads(threads)
+
+    def teardown(self, *params):
+        if getattr(self, "_prev", None) is not None:     # setup may have skipped
+            csoftmax.set_num_threads(self._prev)
+
+
+class Softmax(_Threads):
+    """Forward ops, one call each, returning a new array/scalar."""
+
+    def time_softmax(self, dtype, shape, threads):
+        csoftmax.softmax(self.x, axis=self.axis)
+
+    def time_log_softmax(self, dtype, shape, threads):
+        csoftmax.log_softmax(self.x, axis=self.axis)
+
+    def time_logsumexp(self, dtype, shape, threads):
+        csoftmax.logsumexp(self.x, axis=self.axis)
+
+    def time_smooth_max(self, dtype, shape, threads):
+        csoftmax.smooth_max(self.x, axis=self.axis, sharpness=SHARPNESS)
+
+
+class Floor(_Threads):
+    """The memory floors the ratios are taken against (threads unused)."""
+    params = [DTYPES, SHAPES]
+    param_names = ["dtype", "shape"]
+
+    def setup(self, dtype, shape):
+        self.x, self.axis = make_input(shape, dtype)
+        self.out = np.empty_like(self.x)
+
+    def teardown(self, *params):
+        pass
+
+    def time_copy(self, dtype, shape):
+        np.copyto(self.out, self.x)
+
+    def time_sum(self, dtype, shape):
+        np.sum(self.x, axis=self.axis)
+
+
+class CrossEntropy(_Threads):
+    """Fused cross-entropy forward + gradient (mean reduction, int targets)."""
+
+    def setup(self, dtype, shape, threads):
+        if not hasattr(csoftmax, "cross_entropy"):
+            raise NotImplementedError("csoftmax.cross_entropy not in this commit")
+        super().setup(dtype, shape, threads)
+        self.target = _target(self.x, self.axis)
+
+    def time_cross_entropy_fwd_grad(self, dtype, shape, threads):
+        csoftmax.cross_entropy(self.x, self.target, axis=self.axis, return_grad=True)
+
+
+class CrossEntropyMemory:
+    """Peak memory of cross_entropy fwd+grad with a fresh gradient array
+    versus ``grad_out=logits`` (gradient written over the logits)."""
+    params = [["new", "grad_out=logits"]]
+    param_names = ["grad"]
+    shape = "8192x1000"
+
+    def setup(self, grad):
+        if not hasattr(csoftmax, "cross_entropy"):
+            raise NotImplementedError("csoftmax.cross_entropy not in this commit")
+        x, self.axis = make_input(self.shape, "float32")
+        self.target = _target(x, self.axis)
+
+    def peakmem_cross_entropy_fwd_grad(self, grad):
+        x = make_input(self.shape, "float32")[0].copy()
+        kw = {"grad_out": x} if grad == "grad_out=logits" else {}
+        csoftmax.cross_entropy(x, self.target, axis=self.axis, return_grad=True, **kw)
+
+
+def _best_round_robin(fns, repeat=5):
+    best = [math.inf] * len(fns)
+    for f in fns:
+        f()                                          # warm-up
+    for _ in range(repeat):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            f()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+class RatioToFloor(_Threads):
+    """csoftmax time / memory-floor time on the same array, same process."""
+    params = [list(_ops()), TRACK_DTYPES, SHAPES, THREADS]
+    param_names = ["op", "dtype", "shape", "threads"]
+    unit = "ratio to floor"
+
+    def setup(self, op, dtype, shape, threads):
+        ops = _ops()
+        if op not in ops:
+            raise NotImplementedError(f"{op} not in this commit")
+        super().setup(dtype, shape, threads)
+        self.fn, self.floor = ops[op]
+
+    def track_ratio_to_floor(self, op, dtype, shape, threads):
+        x, ax = self.x, self.axis
+        if self.floor == "sum":
+            floor = lambda: np.sum(x, axis=ax)       # noqa: E731
+        else:
+            out = np.empty_like(x)
+            floor = lambda: np.copyto(out, x)        # noqa: E731
+        t_floor, t_op = _best_round_robin([floor, lambda: self.fn(x, ax)])
+        return t_op / t_floor
