@@ -110,7 +110,11 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     ----------
     x : array_like
         Input. float32 and float64 are computed natively, float16 in float32,
-        integers and bools in float64.
+        integers and bools in float64.  Besides ndarrays, anything exposing
+        ``__dlpack__`` (torch CPU tensors, JAX CPU arrays) or the buffer /
+        array protocol (memoryview, array.array, ``__array_interface__``) is
+        read in place, without a copy, when its dtype is native and its
+        elements along `axis` are evenly strided.  The result is an ndarray.
     axis : int, tuple of ints or None, optional
         Axis or axes along which the probabilities sum to 1 (default: last).
         ``None`` means all axes.
@@ -139,7 +143,12 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
         `axis` out of range.
     ValueError
         `temperature` not a finite positive number, `out` of the wrong shape
-        or read-only.
+        or read-only, or `x` on a device the CPU cannot read (a CUDA tensor:
+        move it with ``x.cpu()`` first).
+
+    A torch tensor with ``requires_grad=True`` is refused (TypeError): the
+    result is an ndarray and cannot carry the gradient, so pass
+    ``x.detach()`` explicitly.
 
     Notes
     -----
