@@ -113,8 +113,9 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
         integers and bools in float64.  Besides ndarrays, anything exposing
         ``__dlpack__`` (torch CPU tensors, JAX CPU arrays) or the buffer /
         array protocol (memoryview, array.array, ``__array_interface__``) is
-        read in place, without a copy, when its dtype is native and its
-        elements along `axis` are evenly strided.  The result is an ndarray.
+        read in place, without a copy, when its dtype is float32/float64
+        and its layout is one the kernels take (unit stride along the last
+        axis, any outer strides).  The result is an ndarray.
     axis : int, tuple of ints or None, optional
         Axis or axes along which the probabilities sum to 1 (default: last).
         ``None`` means all axes.
