@@ -386,12 +386,57 @@ def get_config():
 
 
 def set_num_threads(n):
-    """Set the number of OpenMP threads csoftmax uses (default: OMP_NUM_THREADS,
-    else the number of CPUs).  Inputs below 32768 elements always run on one
-    thread.  Without OpenMP in the build this stays 1."""
-    _core.set_num_threads(int(n))
+    """Fix the number of OpenMP threads csoftmax uses, or follow OpenMP again.
+
+    By default (and after ``set_num_threads(None)``) csoftmax reads the
+    OpenMP runtime's thread count at every call -- ``omp_get_max_threads()``
+    of the calling thread -- so ``OMP_NUM_THREADS`` and
+    ``threadpoolctl.threadpool_limits`` apply to it like to any other
+    OpenMP library in the process.  ``set_num_threads(n)`` pins the count
+    to ``n`` for csoftmax only and takes precedence over both, until
+    ``set_num_threads(None)``.
+
+    Parameters
+    ----------
+    n : int >= 1 or None
+        Thread count for large inputs, or None to follow OpenMP.
+
+    Returns
+    -------
+    int or None
+        The previous setting (None if it followed OpenMP), so that
+        ``prev = set_num_threads(1); ...; set_num_threads(prev)`` restores it.
+
+    Raises
+    ------
+    ValueError
+        ``n < 1``.
+    TypeError
+        `n` is neither an integer nor None.
+
+    Notes
+    -----
+    Inputs below 32768 elements always run on one thread.  Without OpenMP
+    in the build the count is always 1.  The OpenMP setting is per calling
+    thread: ``threadpool_limits`` entered in one Python thread does not
+    limit csoftmax calls made from another.
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> prev = csoftmax.set_num_threads(1)
+    >>> csoftmax.get_num_threads()
+    1
+    >>> _ = csoftmax.set_num_threads(prev)
+    """
+    return _core.set_num_threads(n)
 
 
 def get_num_threads():
-    """Number of threads csoftmax will use for large inputs."""
+    """Number of threads csoftmax will use for large inputs now.
+
+    The :func:`set_num_threads` value if one is set, else the OpenMP
+    runtime's current ``omp_get_max_threads()`` (``OMP_NUM_THREADS``, the
+    number of CPUs, or a ``threadpoolctl.threadpool_limits`` in force).
+    """
     return _core.get_num_threads()
