@@ -23,8 +23,28 @@ if _core.isa_request_error():
 
 
 def get_include():
-    """Directory holding the public C header ``csoftmax.h`` (and the ``.pxd``
-    files are importable as ``csoftmax._core``)."""
+    """Directory of the public C header ``csoftmax.h``.
+
+    Pass it as ``include_dirs`` when compiling a Cython extension that does
+    ``cimport csoftmax`` (the ``.pxd`` files ship inside the package and are
+    found on ``sys.path``).  ``csoftmax.h`` declares the kernel table: one
+    set of row/column kernels per instruction set (AVX2+FMA and portable
+    scalar), of which the best one the CPU and OS support is chosen once
+    from CPUID at first use (``CSOFTMAX_ISA=scalar|avx2`` forces one).
+
+    Another extension reaches the kernels through the Cython-level API in
+    ``csoftmax/_core.pxd`` -- nogil row functions ``lse_rows_f32/_f64``,
+    ``softmax_rows_f32/_f64``, ``log_softmax_rows_f32/_f64`` (and fused
+    ``lse_rows``, ``softmax_rows``, ``log_softmax_rows``) and
+    ``kernel_table()`` -- which Cython imports at run time from
+    ``csoftmax._core`` (no linking against csoftmax's shared object).
+
+    Examples
+    --------
+    >>> import csoftmax, os
+    >>> os.path.isfile(os.path.join(csoftmax.get_include(), "csoftmax.h"))
+    True
+    """
     return _os.path.join(_os.path.dirname(__file__), "include")
 
 

@@ -112,7 +112,12 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     ----------
     x : array_like
         Input. float32 and float64 are computed natively, float16 in float32,
-        integers and bools in float64.
+        integers and bools in float64.  Besides ndarrays, anything exposing
+        ``__dlpack__`` (torch CPU tensors, JAX CPU arrays) or the buffer /
+        array protocol (memoryview, array.array, ``__array_interface__``) is
+        read in place, without a copy, when its dtype is float32/float64
+        and its layout is one the kernels take (unit stride along the last
+        axis, any outer strides).  The result is an ndarray.
     axis : int, tuple of ints or None, optional
         Axis or axes along which the probabilities sum to 1 (default: last).
         ``None`` means all axes.
@@ -141,7 +146,12 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
         `axis` out of range.
     ValueError
         `temperature` not a finite positive number, `out` of the wrong shape
-        or read-only.
+        or read-only, or `x` on a device the CPU cannot read (a CUDA tensor:
+        move it with ``x.cpu()`` first).
+
+    A torch tensor with ``requires_grad=True`` is refused (TypeError): the
+    result is an ndarray and cannot carry the gradient, so pass
+    ``x.detach()`` explicitly.
 
     Notes
     -----
@@ -381,12 +391,57 @@ def get_config():
 
 
 def set_num_threads(n):
-    """Set the number of OpenMP threads csoftmax uses (default: OMP_NUM_THREADS,
-    else the number of CPUs).  Inputs below 32768 elements always run on one
-    thread.  Without OpenMP in the build this stays 1."""
-    _core.set_num_threads(int(n))
+    """Fix the number of OpenMP threads csoftmax uses, or follow OpenMP again.
+
+    By default (and after ``set_num_threads(None)``) csoftmax reads the
+    OpenMP runtime's thread count at every call -- ``omp_get_max_threads()``
+    of the calling thread -- so ``OMP_NUM_THREADS`` and
+    ``threadpoolctl.threadpool_limits`` apply to it like to any other
+    OpenMP library in the process.  ``set_num_threads(n)`` pins the count
+    to ``n`` for csoftmax only and takes precedence over both, until
+    ``set_num_threads(None)``.
+
+    Parameters
+    ----------
+    n : int >= 1 or None
+        Thread count for large inputs, or None to follow OpenMP.
+
+    Returns
+    -------
+    int or None
+        The previous setting (None if it followed OpenMP), so that
+        ``prev = set_num_threads(1); ...; set_num_threads(prev)`` restores it.
+
+    Raises
+    ------
+    ValueError
+        ``n < 1``.
+    TypeError
+        `n` is neither an integer nor None.
+
+    Notes
+    -----
+    Inputs below 32768 elements always run on one thread.  Without OpenMP
+    in the build the count is always 1.  The OpenMP setting is per calling
+    thread: ``threadpool_limits`` entered in one Python thread does not
+    limit csoftmax calls made from another.
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> prev = csoftmax.set_num_threads(1)
+    >>> csoftmax.get_num_threads()
+    1
+    >>> _ = csoftmax.set_num_threads(prev)
+    """
+    return _core.set_num_threads(n)
 
 
 def get_num_threads():
-    """Number of threads csoftmax will use for large inputs."""
+    """Number of threads csoftmax will use for large inputs now.
+
+    The :func:`set_num_threads` value if one is set, else the OpenMP
+    runtime's current ``omp_get_max_threads()`` (``OMP_NUM_THREADS``, the
+    number of CPUs, or a ``threadpoolctl.threadpool_limits`` in force).
+    """
     return _core.get_num_threads()

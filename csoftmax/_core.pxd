@@ -1,5 +1,38 @@
-# Cython declarations of the public C API (csoftmax/include/csoftmax.h).
-# Other Cython extensions can `cimport csoftmax._core` to reach the kernels.
+# Cython-level API of csoftmax (issue #6, section 4).
+#
+# Two layers, both usable without the GIL from another extension's own
+# `prange` loops:
+#
+# 1. Row functions defined in _core.pyx and exported the Cython way (through
+#    the module's __pyx_capi__ capsules, looked up when the downstream module
+#    is imported -- no linking against _core's .so is needed):
+#
+#        lse_rows_f32/_f64          LSE(scale * x_r) of each row -> double out[r]
+#        softmax_rows_f32/_f64      y_r = softmax(scale * x_r)
+#        log_softmax_rows_f32/_f64  y_r = log_softmax(scale * x_r)
+#        lse_rows / softmax_rows / log_softmax_rows   fused (float/double)
+#        kernel_table()             the dispatched csm_kernel_table itself
+#
+#    Arguments: pointer, number of rows, row length n, row stride (elements
+#    between row starts; elements within a row are contiguous), scale =
+#    1/temperature > 0, then the outputs.  They run on the calling thread
+#    (csoftmax starts no threads inside them), never allocate, hold no
+#    locks, and go through the same ISA-dispatched kernel table as the
+#    Python functions (AVX2+FMA or scalar, chosen once from CPUID, or by
+#    CSOFTMAX_ISA; see csoftmax.h), with the same accuracy.  One row per
+#    call gives bit for bit what csoftmax.softmax(x[r]) gives; the AVX2
+#    kernels may round the last bit differently when rows are grouped
+#    differently.  lse_rows returns LSE(scale * x) = scale*max + log(sum) in
+#    double (for float32 rows it is accurate to float32 precision).
+#    Usage:  `from csoftmax cimport softmax_rows_f64` (or `cimport csoftmax`
+#    and `csoftmax.softmax_rows_f64(...)`), compiled with
+#    include_dirs=[csoftmax.get_include()].
+#
+# 2. The C declarations of csoftmax/include/csoftmax.h (types, the kernel
+#    table layout, the inline csm_lse_merge).  csm_kernels() & co. are C
+#    functions inside _core's shared object and are NOT linkable from
+#    another extension: reach the table through kernel_table() instead.
+from cython cimport floating
 
 cdef extern from "csoftmax.h" nogil:
     ctypedef enum csm_isa:
@@ -54,6 +87,53 @@ cdef extern from "csoftmax.h" nogil:
     void csm_lse_merge(csm_lse_state *a, const csm_lse_state *b, double scale)
 
 
-cdef extern from "omp_compat.h" nogil:
-    int CSM_HAVE_OPENMP
-    int omp_get_max_threads()
+
+# ---- exported row functions (defined in _core.pyx) -------------------------
+
+cdef const csm_kernel_table *kernel_table() noexcept nogil
+
+cdef void lse_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                       Py_ssize_t row_stride, double scale,
+                       double *out) noexcept nogil
+cdef void lse_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                       Py_ssize_t row_stride, double scale,
+                       double *out) noexcept nogil
+cdef void softmax_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                           Py_ssize_t x_row_stride, double scale, float *y,
+                           Py_ssize_t y_row_stride) noexcept nogil
+cdef void softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                           Py_ssize_t x_row_stride, double scale, double *y,
+                           Py_ssize_t y_row_stride) noexcept nogil
+cdef void log_softmax_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                               Py_ssize_t x_row_stride, double scale, float *y,
+                               Py_ssize_t y_row_stride) noexcept nogil
+cdef void log_softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                               Py_ssize_t x_row_stride, double scale, double *y,
+                               Py_ssize_t y_row_stride) noexcept nogil
+
+
+# fused conveniences (compiled into the caller, no extra indirection)
+
+cdef inline void lse_rows(const floating *x, Py_ssize_t n_rows, Py_ssize_t n,
+                          Py_ssize_t row_stride, double scale,
+                          double *out) noexcept nogil:
+    if floating is float:
+        lse_rows_f32(x, n_rows, n, row_stride, scale, out)
+    else:
+        lse_rows_f64(x, n_rows, n, row_stride, scale, out)
+
+cdef inline void softmax_rows(const floating *x, Py_ssize_t n_rows, Py_ssize_t n,
+                              Py_ssize_t x_row_stride, double scale, floating *y,
+                              Py_ssize_t y_row_stride) noexcept nogil:
+    if floating is float:
+        softmax_rows_f32(x, n_rows, n, x_row_stride, scale, y, y_row_stride)
+    else:
+        softmax_rows_f64(x, n_rows, n, x_row_stride, scale, y, y_row_stride)
+
+cdef inline void log_softmax_rows(const floating *x, Py_ssize_t n_rows, Py_ssize_t n,
+                                  Py_ssize_t x_row_stride, double scale, floating *y,
+                                  Py_ssize_t y_row_stride) noexcept nogil:
+    if floating is float:
+        log_softmax_rows_f32(x, n_rows, n, x_row_stride, scale, y, y_row_stride)
+    else:
+        log_softmax_rows_f64(x, n_rows, n, x_row_stride, scale, y, y_row_stride)

@@ -23,10 +23,41 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport strcmp
 
-from csoftmax._core cimport (csm_lse_state, csm_kernel_table, csm_kernels,
-                             csm_kernels_for, csm_isa_request_error,
-                             csm_lse_merge, CSM_ISA_SCALAR, CSM_ISA_AVX2,
-                             CSM_HAVE_OPENMP, omp_get_max_threads)
+# (the declarations of csoftmax.h come from _core.pxd, which Cython reads
+# automatically for this module)
+
+cdef extern from "omp_compat.h" nogil:
+    int CSM_HAVE_OPENMP
+    int omp_get_max_threads()
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int csm_team_size(void) { return omp_get_num_threads(); }
+    #else
+    static int csm_team_size(void) { return 1; }
+    #endif
+    #if defined(_OPENMP) && (defined(__linux__) || defined(__APPLE__))
+    #ifndef _GNU_SOURCE
+    #define _GNU_SOURCE
+    #endif
+    #include <dlfcn.h>
+    /* path of the shared library providing the OpenMP runtime, or NULL */
+    static const char *csm_openmp_library(void) {
+        Dl_info info;
+        if (dladdr((void *)&omp_get_max_threads, &info) && info.dli_fname)
+            return info.dli_fname;
+        return NULL;
+    }
+    #else
+    static const char *csm_openmp_library(void) { return NULL; }
+    #endif
+    """
+    int csm_team_size() nogil
+    const char *csm_openmp_library()
+
+import operator
 
 import numpy as np
 
@@ -39,7 +70,12 @@ DEF PAR_MIN_ELEMENTS = 32768  # below this, never start threads
 DEF SPLIT_MIN_ROW = 65536     # rows at least this long may be split
 
 cdef const csm_kernel_table *_tab = csm_kernels()
-cdef int _nthreads = max(1, omp_get_max_threads())
+# Threads: 0 = follow the OpenMP runtime, read at every call (so
+# OMP_NUM_THREADS, omp_set_num_threads and threadpoolctl.threadpool_limits
+# apply); > 0 = fixed by set_num_threads(n).
+cdef int _nthreads_user = 0
+# team size of the last parallel row / column loop (1 if it ran serial)
+cdef int _last_team = 1
 
 # --------------------------------------------------------------------------
 # configuration
@@ -80,23 +116,70 @@ def have_openmp():
     return bool(CSM_HAVE_OPENMP)
 
 
+cdef inline int _max_threads() noexcept nogil:
+    """Threads for a large input: the set_num_threads value, else the OpenMP
+    runtime's current nthreads-var of the calling thread (cheap to read)."""
+    cdef int n
+    if _nthreads_user > 0:
+        return _nthreads_user
+    n = omp_get_max_threads()
+    return n if n > 0 else 1
+
+
 def get_num_threads():
-    return _nthreads
+    return _max_threads()
 
 
-def set_num_threads(int n):
-    global _nthreads
-    if n < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
-    if not CSM_HAVE_OPENMP:
-        n = 1
-    _nthreads = n
+def set_num_threads(n):
+    """Fix the thread count (n >= 1), or follow OpenMP again (n = None).
+    Returns the previous setting (None when it followed OpenMP)."""
+    global _nthreads_user
+    cdef int k = 0
+    if n is not None:
+        try:
+            k = operator.index(n)
+        except TypeError:
+            raise TypeError(f"number of threads must be an integer or None, "
+                            f"got {n!r}") from None
+        if k < 1:
+            raise ValueError(f"number of threads must be >= 1, got {n}")
+        if not CSM_HAVE_OPENMP:
+            k = 1
+    prev = _nthreads_user if _nthreads_user > 0 else None
+    _nthreads_user = k
+    return prev
+
+
+def _thread_setting():
+    """The set_num_threads value, or None when following OpenMP."""
+    return _nthreads_user if _nthreads_user > 0 else None
+
+
+def _last_num_threads():
+    """Team size used by the last row/column/long-row loop (1 if serial)."""
+    return _last_team
+
+
+def _openmp_library():
+    """Path of the OpenMP runtime library csoftmax calls, or None."""
+    cdef const char *p = csm_openmp_library()
+    return None if p == NULL else p.decode()
+
+
+cdef inline void _note_team() noexcept nogil:
+    global _last_team
+    _last_team = csm_team_size()
+
+
+cdef inline void _note_serial() noexcept nogil:
+    global _last_team
+    _last_team = 1
 
 
 cdef inline int _threads_for(Py_ssize_t elements) noexcept nogil:
     if elements < PAR_MIN_ELEMENTS:
         return 1
-    return _nthreads
+    return _max_threads()
 
 # --------------------------------------------------------------------------
 # typed dispatch onto the kernel table
@@ -181,9 +264,12 @@ cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
     cdef csm_lse_state acc
     cdef double mx, ls
     if st == NULL:
+        _note_serial()
         _rows_block(x, 1, n, n, scale, alpha, y, n, mode, mx_out, ls_out)
         return
     for s in prange(nth, num_threads=nth, schedule='static'):
+        if s == 0:
+            _note_team()
         start = s * seg
         length = min(seg, n - start)
         if length > 0:
@@ -224,9 +310,12 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     per = max(1, min(per, ROW_BLOCK))
     nblocks = (rows + per - 1) // per
     if nth <= 1 or nblocks < 2:
+        _note_serial()
         _rows_block(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
         return
     for b in prange(nblocks, num_threads=nth, schedule='static'):
+        if b == 0:
+            _note_team()
         r0 = b * per
         _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale, alpha,
                     y + r0 * yrs, yrs, mode, mx_out + r0, ls_out + r0)
@@ -256,6 +345,7 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
     cdef Py_ssize_t units = outer * nb, u, o, j0
     cdef int nth = _threads_for(outer * n * inner)
     if nth <= 1 or units < 2:
+        _note_serial()
         for u in range(units):
             o = u // nb
             j0 = (u % nb) * COL_BLOCK
@@ -264,6 +354,8 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
                         mx_out + o * inner + j0, ls_out + o * inner + j0)
         return
     for u in prange(units, num_threads=nth, schedule='static'):
+        if u == 0:
+            _note_team()
         o = u // nb
         j0 = (u % nb) * COL_BLOCK
         _cols_block(x + o * xos + j0, min(COL_BLOCK, inner - j0), n, xrs,
@@ -358,6 +450,73 @@ def cols_reduce(cnp.ndarray x, double scale):
             _cols_run(<const double *>px, outer, n, inner, xos, xrs, scale,
                       1.0, <double *>NULL, 0, 0, 2, pm, pl)
     return mx, ls
+
+
+# --------------------------------------------------------------------------
+# C-level API for other Cython extensions (declared in _core.pxd, exported
+# through __pyx_capi__).  Serial on the calling thread, nogil, no allocation:
+# callers put them inside their own prange loops.
+
+cdef const csm_kernel_table *kernel_table() noexcept nogil:
+    return _tab
+
+
+cdef inline void _lse_out(const floating *x, Py_ssize_t n_rows, Py_ssize_t n,
+                          Py_ssize_t rs, double scale, double *out) noexcept nogil:
+    cdef csm_lse_state st[ROW_BLOCK]
+    cdef double mx[ROW_BLOCK]
+    cdef double ls[ROW_BLOCK]
+    cdef Py_ssize_t r0 = 0, m, i
+    if n <= 0:
+        for i in range(n_rows):
+            out[i] = -1.0 / 0.0
+        return
+    while r0 < n_rows:
+        m = min(ROW_BLOCK, n_rows - r0)
+        _lse_rows(x + r0 * rs, m, n, rs, scale, st)
+        _tab.finalize(st, m, scale, mx, ls)
+        for i in range(m):
+            out[r0 + i] = scale * mx[i] + ls[i]
+        r0 += m
+
+
+cdef void lse_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                       Py_ssize_t row_stride, double scale,
+                       double *out) noexcept nogil:
+    _lse_out(x, n_rows, n, row_stride, scale, out)
+
+cdef void lse_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                       Py_ssize_t row_stride, double scale,
+                       double *out) noexcept nogil:
+    _lse_out(x, n_rows, n, row_stride, scale, out)
+
+cdef void softmax_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                           Py_ssize_t x_row_stride, double scale, float *y,
+                           Py_ssize_t y_row_stride) noexcept nogil:
+    if n_rows > 0 and n > 0:
+        _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
+                    0, NULL, NULL)
+
+cdef void softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                           Py_ssize_t x_row_stride, double scale, double *y,
+                           Py_ssize_t y_row_stride) noexcept nogil:
+    if n_rows > 0 and n > 0:
+        _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
+                    0, NULL, NULL)
+
+cdef void log_softmax_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                               Py_ssize_t x_row_stride, double scale, float *y,
+                               Py_ssize_t y_row_stride) noexcept nogil:
+    if n_rows > 0 and n > 0:
+        _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
+                    1, NULL, NULL)
+
+cdef void log_softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                               Py_ssize_t x_row_stride, double scale, double *y,
+                               Py_ssize_t y_row_stride) noexcept nogil:
+    if n_rows > 0 and n > 0:
+        _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
+                    1, NULL, NULL)
 
 
 # --------------------------------------------------------------------------

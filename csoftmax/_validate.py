@@ -11,9 +11,94 @@ from numpy.exceptions import AxisError
 _FLOATS = (np.float32, np.float64)
 
 
+# DLPack device types whose memory the CPU can read (the ones NumPy's
+# from_dlpack accepts): CPU, CUDA pinned host, ROCm pinned host, CUDA managed.
+_DL_HOST_DEVICES = {1: "cpu", 3: "cuda_host", 11: "rocm_host", 13: "cuda_managed"}
+_DL_DEVICE_NAMES = {2: "cuda", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi",
+                    10: "rocm", 12: "ext_dev", 14: "oneapi", 15: "webgpu",
+                    16: "hexagon", 17: "maia"}
+
+
+def _device_name(x, dl_device=None):
+    dev = getattr(x, "device", None)          # torch.device, jax Device, ...
+    if dev is not None and not callable(dev):
+        return str(dev)
+    devices = getattr(x, "devices", None)     # jax.Array.devices()
+    if callable(devices):
+        try:
+            return ", ".join(sorted(str(d) for d in devices()))
+        except Exception:
+            pass
+    if dl_device is not None:
+        return f"{_DL_DEVICE_NAMES.get(dl_device[0], 'unknown')} (DLPack device " \
+               f"type {dl_device[0]}, id {dl_device[1]})"
+    return "an unknown device"
+
+
+def _from_dlpack(x, name):
+    """Zero-copy ndarray view of an object exporting ``__dlpack__``.
+
+    Policy (documented in the public docstrings):
+    * memory must be readable by the CPU, else ValueError naming the device;
+    * a torch tensor that requires grad is refused with TypeError: the
+      NumPy-returning functions cannot carry a gradient, and silently
+      dropping it (``.detach()``) would hide that -- pass ``x.detach()``;
+    * a dtype NumPy cannot represent (bfloat16, float8, ...) is a TypeError.
+    The view is read-only for producers that say so (JAX); csoftmax only
+    reads its inputs, so that costs nothing.
+    """
+    kind = type(x).__module__.split(".")[0] + "." + type(x).__qualname__
+    dl_device = None
+    try:
+        dl_device = tuple(x.__dlpack_device__())
+    except AttributeError:
+        pass
+    except Exception as e:          # e.g. torch 'meta' tensors
+        raise ValueError(f"{name} ({kind}) is on device {_device_name(x)}, whose "
+                         "memory the CPU cannot read; csoftmax computes on the "
+                         "CPU: move it there first (e.g. x.cpu())") from e
+    if dl_device is not None and int(dl_device[0]) not in _DL_HOST_DEVICES:
+        raise ValueError(f"{name} ({kind}) is on device {_device_name(x, dl_device)}; "
+                         "csoftmax computes on the CPU: move it there first "
+                         "(e.g. x.cpu() for torch, jax.device_put(x, "
+                         "jax.devices('cpu')[0]) for JAX)")
+    if getattr(x, "requires_grad", False) is True:
+        raise TypeError(f"{name} is a {kind} that requires grad; csoftmax's NumPy "
+                        "functions return ndarrays and cannot propagate a gradient. "
+                        f"Pass {name}.detach() to compute on its values")
+    try:
+        return np.from_dlpack(x)
+    except (BufferError, RuntimeError, TypeError, ValueError) as e:
+        dt = getattr(x, "dtype", None)
+        raise TypeError(f"{name} ({kind}, dtype {dt}) cannot be read through "
+                        f"DLPack ({str(e).rstrip('.')}); csoftmax takes float16/32/64, integer "
+                        "and bool data (convert first, e.g. x.float())") from e
+
+
+def _to_ndarray(x, name):
+    """`x` as an ndarray, without a copy whenever its memory can be used as is.
+
+    ndarrays pass through; objects exporting ``__dlpack__`` (torch CPU
+    tensors, JAX CPU arrays, CuPy pinned arrays, ...) become views through
+    ``np.from_dlpack``; everything else goes through ``np.asarray``, which
+    is zero-copy for the buffer protocol (memoryview, array.array, bytes)
+    and for ``__array_interface__`` / ``__array_struct__`` / ``__array__``
+    providers.
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if not isinstance(x, np.generic) and hasattr(type(x), "__dlpack__"):
+        return _from_dlpack(x, name)
+    return np.asarray(x)
+
+
 def as_input(x, name="x"):
-    """`x` as an ndarray with its compute dtype: (array, compute_dtype, result_dtype)."""
-    a = np.asarray(x)
+    """`x` as an ndarray with its compute dtype: (array, compute_dtype, result_dtype).
+
+    The array shares memory with `x` whenever `x` exposes it (ndarray,
+    DLPack, buffer or array protocol); see `_to_ndarray`.
+    """
+    a = _to_ndarray(x, name)
     dt = a.dtype
     if dt.kind == "c":
         raise TypeError(f"{name} has complex dtype {dt}; csoftmax works on real "
