@@ -584,3 +584,31 @@ def rows_weighted_lse(cnp.ndarray x, cnp.ndarray b):
 
 include "_losses.pxi"
 include "_margin.pxi"
+
+
+# --------------------------------------------------------------------------
+# write pass with an externally merged state (used by csoftmax.dask, whose
+# (max, log_sum) come from a tree reduction over chunks of the class axis)
+
+def rows_write(cnp.ndarray x, cnp.ndarray y, cnp.ndarray mx, cnp.ndarray ls,
+               double scale, double alpha, bint log):
+    """y[r, :] = alpha * softmax (or log_softmax) of scale * x[r, :] given the
+    row's finalized state: LSE(scale * x[r]) = scale * mx[r] + ls[r].
+    x, y: 2-D with contiguous rows, same dtype; mx, ls: contiguous float64.
+    One thread (the caller parallelises across chunks)."""
+    cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
+    cdef Py_ssize_t xrs = _estride(x, 0), yrs = _estride(y, 0)
+    cdef const double *pm = <const double *>cnp.PyArray_DATA(mx)
+    cdef const double *pl = <const double *>cnp.PyArray_DATA(ls)
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    if rows == 0 or n == 0:
+        return
+    if x.dtype.num == cnp.NPY_FLOAT:
+        with nogil:
+            _write_rows(<const float *>px, rows, n, xrs, scale, pm, pl, alpha,
+                        <float *>py, yrs, log)
+    else:
+        with nogil:
+            _write_rows(<const double *>px, rows, n, xrs, scale, pm, pl, alpha,
+                        <double *>py, yrs, log)

@@ -1,0 +1,424 @@
+"""dask adapter: softmax family and cross-entropy on chunked (and
+vocabulary-sharded) dask arrays, for dask.distributed clusters.
+
+``import csoftmax.dask`` needs dask (``pip install csoftmax[dask]``).  The
+logits may be chunked along the rows **and along the class axis** (B x V
+larger than one machine): nothing ever gathers a full row on one worker.
+
+1. Every chunk reduces its slice of each row with the C kernels to a
+   partial state ``(m, l)`` with ``LSE(s x_chunk) = s m + l`` (``s`` =
+   1/temperature).
+2. The partial states merge pairwise-exactly in a tree
+   (:func:`dask.array.reduction` with a combine step, ``split_every``
+   chunks at a time):
+
+   .. math::
+
+       M = \\max_k m_k,\\qquad
+       L = \\operatorname{log1p}\\Bigl(\\operatorname{expm1}(l_{k^*})
+            + \\sum_{k \\ne k^*} e^{s (m_k - M) + l_k}\\Bigr)
+
+   (``k*`` a chunk holding the max; the ``log1p``/``expm1`` form keeps the
+   accuracy of tiny sums, as the in-memory kernels do).
+3. The merged per-row state is broadcast back (:func:`dask.array.blockwise`)
+   to the chunks of the logits, whose softmax / log-softmax / cross-entropy
+   gradient is written there by the same C kernels.
+
+For cross-entropy each chunk also contributes the logit of the target class
+(if it holds that column) and ``sum_c w_c x_c`` (label smoothing).
+
+Results equal the in-memory csoftmax results within the core's bounds
+(float32: a few ULP).  Everything is lazy: call ``.compute()`` (or
+``dask.compute(loss, grad)`` to share the reduction) on a
+``distributed.Client`` -- e.g. ``Client("tcp://scheduler:8786")``.
+"""
+try:
+    import dask.array as _da
+except ImportError as _e:  # pragma: no cover - exercised only without dask
+    raise ImportError(
+        "csoftmax.dask needs dask; install it with `pip install csoftmax[dask]` "
+        "(or `pip install \"dask[distributed]\"`)") from _e
+
+import functools
+import operator
+
+import numpy as np
+
+from . import _api, _core
+from ._validate import normalize_axes, positive_scalar
+
+__all__ = ["logsumexp", "softmax", "log_softmax", "cross_entropy"]
+
+#: per-row partial state of a chunk: LSE(s * x) = s * m + l
+STATE = np.dtype([("m", "<f8"), ("l", "<f8")])
+
+
+# ---------------------------------------------------------------------------
+# dtypes and arguments
+
+def _dtypes(dt):
+    """(compute, result) dtypes as csoftmax's in-memory rules."""
+    dt = np.dtype(dt)
+    if dt.kind == "c":
+        raise TypeError(f"complex input ({dt}) is not supported")
+    if dt.kind not in "fiub":
+        raise TypeError(f"input must be real numbers, got dtype {dt}")
+    if dt == np.float16:
+        return np.dtype(np.float32), np.dtype(np.float16)
+    if dt == np.float32:
+        return dt, dt
+    return np.dtype(np.float64), np.dtype(np.float64)
+
+
+def _asdask(x, name="x"):
+    if not isinstance(x, _da.Array):
+        x = _da.asarray(x)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension")
+    if any(np.isnan(c).any() for c in x.chunks):
+        raise ValueError(f"{name} has unknown chunk sizes; call compute_chunk_sizes() first")
+    return x
+
+
+def _axis(axis, ndim):
+    if isinstance(axis, (tuple, list)) or axis is None:
+        raise TypeError(f"axis must be a single integer (the class axis), got {axis!r}")
+    return normalize_axes(axis, ndim)[0]
+
+
+# ---------------------------------------------------------------------------
+# 1-2: partial states and their tree merge
+
+def _chunk_state(x, axis, keepdims, scale):
+    ax = axis[0]
+    comp, _ = _dtypes(x.dtype)
+    a = np.asarray(x)
+    m, l = _api._reduce(a, comp, (ax,), scale)
+    s = np.empty(m.shape, STATE)
+    s["m"] = m
+    s["l"] = l
+    return np.expand_dims(s, ax)
+
+
+def merge_states(s, axis, scale=1.0, keepdims=True):
+    """Merge partial states (structured ``STATE`` arrays) along `axis`."""
+    if s.shape[axis] == 1:
+        return s if keepdims else np.squeeze(s, axis)
+    m, l = s["m"], s["l"]
+    with np.errstate(all="ignore"):
+        M = np.max(m, axis=axis, keepdims=True)
+        top = m == M                                  # also +-inf maxima
+        k = np.argmax(top, axis=axis, keepdims=True)  # one chunk holding the max
+        idx = np.arange(m.shape[axis]).reshape([-1 if i == axis else 1 for i in range(m.ndim)])
+        d = np.where(top, 0.0, scale * (m - M))
+        t = np.where(idx == k, 0.0, np.exp(d + l))
+        lk = np.take_along_axis(l, k, axis)
+        L = np.log1p(np.expm1(lk) + t.sum(axis=axis, keepdims=True))
+        L = np.where(np.isnan(M), np.nan, L)
+    out = np.empty(M.shape, STATE)
+    out["m"] = M
+    out["l"] = L
+    return out if keepdims else np.squeeze(out, axis)
+
+
+def _combine(s, axis, keepdims, scale):
+    return merge_states(s, axis[0], scale, True)
+
+
+def _aggregate(s, axis, keepdims, scale):
+    return merge_states(s, axis[0], scale, keepdims)
+
+
+def lse_state(x, axis=-1, *, temperature=1.0, split_every=None):
+    """Lazy per-row state (structured ``STATE``: fields ``m``, ``l``, with
+    ``LSE(x/T) = m/T + l``) of a dask array over the class `axis`; the
+    shape of `x` without `axis`, chunked like `x`'s other axes."""
+    x = _asdask(x)
+    ax = _axis(axis, x.ndim)
+    _dtypes(x.dtype)
+    scale = 1.0 / positive_scalar(temperature, "temperature")
+    return _da.reduction(
+        x, functools.partial(_chunk_state, scale=scale),
+        functools.partial(_aggregate, scale=scale),
+        combine=functools.partial(_combine, scale=scale),
+        axis=ax, keepdims=False, dtype=STATE, split_every=split_every,
+        concatenate=True, meta=np.empty((0,) * (x.ndim - 1), STATE))
+
+
+# ---------------------------------------------------------------------------
+# logsumexp, softmax, log_softmax
+
+def _lse_block(s, scale, res):
+    with np.errstate(invalid="ignore"):
+        return (scale * s["m"] + s["l"]).astype(res)
+
+
+def logsumexp(x, axis=-1, keepdims=False, *, split_every=None):
+    r"""``log(sum(exp(x)))`` along one `axis` of a dask array (lazy).
+
+    Chunks along `axis` are reduced separately by the C kernels and their
+    (max, log-sum) states merged in a tree; see the module docstring.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like
+    axis : int, optional
+        The reduced axis (default: last).
+    keepdims : bool, optional
+    split_every : int, optional
+        Fan-in of the merge tree (dask's default if None).
+
+    Returns
+    -------
+    dask.array.Array
+        Shape of `x` without `axis`; dtype as :func:`csoftmax.logsumexp`.
+    """
+    x = _asdask(x)
+    ax = _axis(axis, x.ndim)
+    _, res = _dtypes(x.dtype)
+    st = lse_state(x, ax, split_every=split_every)
+    r = st.map_blocks(_lse_block, 1.0, res, dtype=res, meta=np.empty((0,) * st.ndim, res))
+    if keepdims:
+        r = _da.expand_dims(r, ax)
+    return r
+
+
+def _rows_of(a, ax):
+    """2-D (rows, n) contiguous array with `ax` last (a view when ax is last)."""
+    a = np.moveaxis(a, ax, -1)
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]), a.shape
+
+
+def _state_rows(s):
+    return (np.ascontiguousarray(s["m"], dtype=np.float64).reshape(-1),
+            np.ascontiguousarray(s["l"], dtype=np.float64).reshape(-1))
+
+
+def _write_block(xb, sb, ax, scale, log, comp, res):
+    x2, shape = _rows_of(np.asarray(xb, dtype=comp), ax)
+    m, l = _state_rows(sb)
+    y = np.empty_like(x2)
+    _core.rows_write(x2, y, m, l, scale, 1.0, log)
+    return np.moveaxis(y.reshape(shape), -1, ax).astype(res, copy=False)
+
+
+def _softmax_family(x, axis, temperature, split_every, log):
+    x = _asdask(x)
+    ax = _axis(axis, x.ndim)
+    comp, res = _dtypes(x.dtype)
+    scale = 1.0 / positive_scalar(temperature, "temperature")
+    st = lse_state(x, ax, temperature=temperature, split_every=split_every)
+    ind = tuple(range(x.ndim))
+    sind = tuple(i for i in ind if i != ax)
+    return _da.blockwise(_write_block, ind, x, ind, st, sind, ax=ax, scale=scale, log=log,
+                         comp=comp, res=res, dtype=res, meta=np.empty((0,) * x.ndim, res))
+
+
+def softmax(x, axis=-1, *, temperature=1.0, split_every=None):
+    r"""Softmax of a dask array along `axis` (lazy): ``exp(x/T - LSE(x/T))``.
+
+    The LSE of each row is merged across the chunks of `axis` and broadcast
+    back; each output chunk is written by the C kernels on the worker that
+    holds the logits chunk.  Same values as :func:`csoftmax.softmax` (float32
+    within a few ULP)."""
+    return _softmax_family(x, axis, temperature, split_every, False)
+
+
+def log_softmax(x, axis=-1, *, temperature=1.0, split_every=None):
+    r"""Log-softmax of a dask array along `axis` (lazy): ``x/T - LSE(x/T)``;
+    see :func:`softmax`."""
+    return _softmax_family(x, axis, temperature, split_every, True)
+
+
+# ---------------------------------------------------------------------------
+# cross_entropy
+
+def _check_labels(t, C, ignore):
+    bad = (t != ignore) & ((t < 0) | (t >= C))
+    if bad.any():
+        i = int(np.argmax(bad.reshape(-1)))
+        raise ValueError(f"target value {t.reshape(-1)[i]} is not a class index in "
+                         f"[0, {C}) nor ignore_index={ignore}")
+
+
+def _ce_partial_block(xb, tb, cb, wb, ax, C, ignore, scale):
+    """(target logit if this chunk holds it else 0, sum_c w_c x_c) per row,
+    stacked along `ax` (length 2)."""
+    x2, shape = _rows_of(np.asarray(xb, dtype=np.float64), ax)
+    t = np.asarray(tb).reshape(-1)
+    _check_labels(t, C, ignore)
+    c0, n = int(cb[0]), x2.shape[1]
+    j = t - c0
+    inb = (t != ignore) & (j >= 0) & (j < n)
+    zy = np.zeros(x2.shape[0])
+    r = np.nonzero(inb)[0]
+    zy[r] = x2[r, j[r]]
+    with np.errstate(invalid="ignore"):
+        wx = x2.sum(axis=1) if wb is None else x2 @ np.asarray(wb, dtype=np.float64)
+    out = np.stack([zy, wx], axis=-1).reshape(shape[:-1] + (2,))
+    return np.moveaxis(out, -1, ax)
+
+
+def _ce_rows(sb, pb, tb, ax, C, ignore, w, W, eps, scale):
+    """Per-sample loss from the merged state and the summed partials."""
+    m, l = sb["m"], sb["l"]
+    zy = np.take(pb, 0, axis=ax)
+    wx = np.take(pb, 1, axis=ax)
+    t = np.asarray(tb)
+    keep = t != ignore
+    wy = np.where(keep, 1.0 if w is None else w[np.where(keep, t, 0)], 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        lpy = scale * (zy - m) - l
+        loss = (1.0 - eps) * (-wy * lpy)
+        if eps:
+            swlp = scale * (wx - W * m) - W * l
+            loss = loss - eps / C * swlp
+    return np.where(keep, loss, 0.0)
+
+
+def _denom_block(tb, w, ignore):
+    t = np.asarray(tb)
+    keep = t != ignore
+    return np.where(keep, 1.0 if w is None else w[np.where(keep, t, 0)], 0.0)
+
+
+def _ce_grad_block(xb, sb, tb, cb, wb, coef, ax, C, ignore, w, W, eps, scale, res):
+    x2, shape = _rows_of(np.asarray(xb, dtype=np.float64), ax)
+    m, l = _state_rows(sb)
+    coef = float(coef)
+    p = np.empty_like(x2)
+    _core.rows_write(x2, p, m, l, scale, 1.0, False)
+    t = np.asarray(tb).reshape(-1)
+    keep = t != ignore
+    ts = np.where(keep, t, 0)
+    wy = np.where(keep, 1.0 if w is None else w[ts], 0.0)
+    A = (1.0 - eps) * wy + eps * W / C
+    with np.errstate(invalid="ignore", over="ignore"):
+        g = p                                        # in place: chunks may be large
+        g *= (coef * A)[:, None]
+        if eps:
+            wc = np.ones(x2.shape[1]) if wb is None else np.asarray(wb, dtype=np.float64)
+            g -= (coef * eps / C) * wc[None, :]
+        c0, n = int(cb[0]), x2.shape[1]
+        j = t - c0
+        r = np.nonzero(keep & (j >= 0) & (j < n))[0]
+        if r.size:
+            jj = j[r]
+            lpy = scale * (x2[r, jj] - m[r]) - l[r]
+            a = coef * A[r]
+            b = coef * wy[r] * ((1.0 - eps) + eps / C)
+            g[r, jj] = b * np.expm1(lpy) + (a - b) * np.exp(lpy)
+        g[~keep] = 0.0
+    del x2
+    return np.moveaxis(g.reshape(shape), -1, ax).astype(res, copy=False)
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                  reduction="mean", label_smoothing=0.0, temperature=1.0,
+                  return_grad=False, split_every=None):
+    r"""Cross-entropy of a (vocabulary-sharded) dask array of logits against
+    integer class indices, optionally with its gradient -- lazy.
+
+    Same definition and options as :func:`csoftmax.cross_entropy` for
+    class-index targets (probability targets are not supported here).  The
+    loss needs, per row, the merged LSE state, the target logit (taken from
+    the one chunk holding that column) and, with label smoothing,
+    ``sum_c w_c x_c``; the gradient
+
+    .. math:: g_{ij} = \frac{c}{T}\bigl(p_{ij} A_i - w_j q'_{ij}\bigr)
+
+    is written chunk by chunk where the logits live (``c`` = 1/denominator
+    for 'mean').
+
+    Parameters
+    ----------
+    logits : dask.array.Array or array_like
+        Chunked along any axes, the class `axis` included.
+    target : dask.array.Array or array_like of int
+        Shape of `logits` without `axis`; rechunked to match the logits.
+    axis, weight, ignore_index, reduction, label_smoothing, temperature
+        As :func:`csoftmax.cross_entropy`.  `weight` is a small NumPy
+        array of length C.
+    return_grad : bool, optional
+        Also return the lazy gradient (chunked like `logits`).
+    split_every : int, optional
+        Fan-in of the LSE merge tree.
+
+    Returns
+    -------
+    loss : dask.array.Array
+        0-d for 'mean' / 'sum', per-sample for 'none'.
+    grad : dask.array.Array
+        Only with ``return_grad=True``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes / options at call time; an invalid class index when the
+        graph is computed.
+    """
+    x = _asdask(logits, "logits")
+    ax = _axis(axis, x.ndim)
+    comp, res = _dtypes(x.dtype)
+    C = x.shape[ax]
+    if C == 0:
+        raise ValueError("logits have no classes (the class axis has length 0)")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    scale = 1.0 / positive_scalar(temperature, "temperature")
+    ignore = operator.index(ignore_index)
+    tshape = x.shape[:ax] + x.shape[ax + 1:]
+    t = target if isinstance(target, _da.Array) else _da.asarray(np.asarray(target))
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class indices, got {t.dtype} "
+                        "(probability targets are not supported by csoftmax.dask)")
+    if t.shape != tshape:
+        raise ValueError(f"target has shape {t.shape}; expected {tshape} (class indices) for "
+                         f"logits of shape {x.shape} with class axis {ax}")
+    tchunks = tuple(c for i, c in enumerate(x.chunks) if i != ax)
+    t = t.rechunk(tchunks)
+    if weight is not None:
+        w = np.ascontiguousarray(np.asarray(weight), dtype=np.float64)
+        if w.shape != (C,):
+            raise ValueError(f"weight has shape {w.shape}, expected ({C},) (one per class)")
+        W = float(w.sum())
+        wd = _da.from_array(w, chunks=(x.chunks[ax],))
+    else:
+        w, W, wd = None, float(C), None
+
+    ind = tuple(range(x.ndim))
+    sind = tuple(i for i in ind if i != ax)
+    cols = _da.arange(C, chunks=(x.chunks[ax],))
+    st = lse_state(x, ax, temperature=temperature, split_every=split_every)
+    wargs = (wd, (ax,)) if wd is not None else (None, None)
+    parts = _da.blockwise(_ce_partial_block, ind, x, ind, t, sind, cols, (ax,), *wargs,
+                          ax=ax, C=C, ignore=ignore, scale=scale, adjust_chunks={ax: 2},
+                          dtype=np.float64, meta=np.empty((0,) * x.ndim, np.float64))
+    nb = x.numblocks[ax]
+    pidx = [slice(None)] * x.ndim
+    if nb > 1:
+        # per row: sum over class chunks (the target logit is in exactly one)
+        zy = parts[tuple(pidx[:ax] + [slice(0, None, 2)] + pidx[ax + 1:])].sum(axis=ax)
+        wx = parts[tuple(pidx[:ax] + [slice(1, None, 2)] + pidx[ax + 1:])].sum(axis=ax)
+        parts = _da.stack([zy, wx], axis=ax).rechunk({ax: 2})
+    per = _da.blockwise(_ce_rows, sind, st, sind, parts, ind, t, sind, ax=ax, C=C,
+                        ignore=ignore, w=w, W=W, eps=eps, scale=scale, concatenate=True,
+                        dtype=np.float64, meta=np.empty((0,) * (x.ndim - 1), np.float64))
+    denom = None
+    if reduction == "none":
+        loss = per.astype(res)
+    elif reduction == "sum":
+        loss = per.sum().astype(res)
+    else:
+        denom = t.map_blocks(_denom_block, w, ignore, dtype=np.float64).sum()
+        loss = (per.sum() / denom).astype(res)
+    if not return_grad:
+        return loss
+    coef = scale / denom if denom is not None else _da.asarray(np.float64(scale))
+    grad = _da.blockwise(_ce_grad_block, ind, x, ind, st, sind, t, sind, cols, (ax,),
+                         *wargs, coef, (), ax=ax, C=C, ignore=ignore, w=w, W=W, eps=eps,
+                         scale=scale, res=res, dtype=res, meta=np.empty((0,) * x.ndim, res))
+    return loss, grad

@@ -1,0 +1,272 @@
+"""JAX adapter: csoftmax as differentiable, jit-compatible JAX functions.
+
+``import csoftmax.jax`` needs JAX (``pip install csoftmax[jax]``).  Each
+function is a :func:`jax.custom_vjp` whose forward and backward call the
+csoftmax C kernels on the host through :func:`jax.pure_callback`, so they
+work under :func:`jax.jit`, :func:`jax.grad` and :func:`jax.vmap` (CPU
+arrays; on an accelerator the callback copies to the host and back)::
+
+    import jax, csoftmax.jax as cj
+    loss = jax.jit(jax.value_and_grad(lambda x, y: cj.cross_entropy(x, y)))
+
+float32 and float64 are native (float64 needs ``jax_enable_x64``), float16
+is computed in float32, bfloat16 is converted to float32 and back.  The
+backward rules are first-order (no higher derivatives through them).
+
+The cross-entropy forward rule computes the gradient in the same fused pass
+as the loss and keeps it as the residual; backward only scales it.
+"""
+try:
+    import jax as _jax
+    import jax.numpy as _jnp
+except ImportError as _e:  # pragma: no cover - exercised only without jax
+    raise ImportError(
+        "csoftmax.jax needs JAX; install it with `pip install csoftmax[jax]` "
+        "(or `pip install jax`)") from _e
+
+import functools
+
+import numpy as np
+
+from . import _api, _losses
+from ._validate import normalize_axes
+
+__all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
+
+
+def _host(a):
+    """ndarray for the kernels: bfloat16 (and other non-NumPy floats) -> float32."""
+    a = np.asarray(a)
+    if a.dtype not in (np.float16, np.float32, np.float64) and a.dtype.kind not in "iub":
+        a = a.astype(np.float32)
+    return a
+
+
+def _floating(x):
+    x = _jnp.asarray(x)
+    if not _jnp.issubdtype(x.dtype, _jnp.floating):
+        x = x.astype(_jnp.result_type(float))
+    return x
+
+
+def _sds(shape, dtype):
+    return _jax.ShapeDtypeStruct(tuple(shape), dtype)
+
+
+def _call(f, shapes, *args, vmap_method="sequential"):
+    return _jax.pure_callback(f, shapes, *args, vmap_method=vmap_method)
+
+
+# ---------------------------------------------------------------------------
+# softmax / log_softmax
+
+def _sm_host(x, axis, temperature, log, dtype):
+    f = _api.log_softmax if log else _api.softmax
+    return np.asarray(f(_host(x), axis=axis, temperature=temperature)).astype(dtype, copy=False)
+
+
+def _sm_bwd_host(y, g, axis, temperature, log, dtype):
+    y, g = _host(y), _host(g)
+    if len(axis) == 1:
+        f = _losses.log_softmax_backward if log else _losses.softmax_backward
+        r = f(y, g.astype(y.dtype, copy=False), axis=axis[0])
+    else:
+        y64, g64 = y.astype(np.float64), g.astype(np.float64)
+        if log:
+            r = g64 - np.exp(y64) * g64.sum(axis=axis, keepdims=True)
+        else:
+            r = y64 * (g64 - (y64 * g64).sum(axis=axis, keepdims=True))
+    r = np.asarray(r, dtype=np.float64 if r.dtype == np.float64 else r.dtype)
+    if temperature != 1.0:
+        r = r * (1.0 / temperature)
+    return r.astype(dtype, copy=False)
+
+
+@functools.partial(_jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _softmax(x, axis, temperature, log):
+    return _call(functools.partial(_sm_host, axis=axis, temperature=temperature, log=log,
+                                   dtype=x.dtype),
+                 _sds(x.shape, x.dtype), x, vmap_method="expand_dims")
+
+
+def _softmax_fwd(x, axis, temperature, log):
+    y = _softmax(x, axis, temperature, log)
+    return y, y
+
+
+def _softmax_bwd(axis, temperature, log, y, g):
+    gx = _call(functools.partial(_sm_bwd_host, axis=axis, temperature=temperature, log=log,
+                                 dtype=y.dtype),
+               _sds(y.shape, y.dtype), y, g, vmap_method="expand_dims")
+    return (gx,)
+
+
+_softmax.defvjp(_softmax_fwd, _softmax_bwd)
+
+
+def _neg_axes(axis, ndim):
+    """Axes as a tuple of negative ints (valid under vmap's extra leading dims)."""
+    return tuple(a - ndim for a in normalize_axes(axis, ndim))
+
+
+def softmax(x, axis=-1, *, temperature=1.0):
+    r"""Differentiable :func:`csoftmax.softmax` (``exp(x/T - LSE(x/T))``)
+    along `axis` (int, tuple or None); same values as
+    ``jax.nn.softmax(x / temperature, axis)``."""
+    x = _floating(x)
+    return _softmax(x, _neg_axes(axis, x.ndim), float(temperature), False)
+
+
+def log_softmax(x, axis=-1, *, temperature=1.0):
+    r"""Differentiable :func:`csoftmax.log_softmax` (``x/T - LSE(x/T)``) along
+    `axis`; same values as ``jax.nn.log_softmax(x / temperature, axis)``."""
+    x = _floating(x)
+    return _softmax(x, _neg_axes(axis, x.ndim), float(temperature), True)
+
+
+# ---------------------------------------------------------------------------
+# logsumexp
+
+def _lse_host(x, axis, keepdims, dtype):
+    return np.asarray(_api.logsumexp(_host(x), axis=axis, keepdims=keepdims)).astype(dtype)
+
+
+def _lse_bwd_host(x, g, axis, keepdims, dtype):
+    x, g = _host(x), _host(g)
+    if len(axis) == 1 and x.size:
+        r = _losses.logsumexp_backward(x, g, axis=axis[0])
+    else:
+        if not keepdims:
+            g = np.expand_dims(g, axis)
+        r = np.asarray(_api.softmax(x, axis=axis), dtype=np.float64) * g
+    return np.asarray(r).astype(dtype, copy=False)
+
+
+def _lse_shape(shape, axis, keepdims):
+    ax = [a % len(shape) for a in axis]
+    if keepdims:
+        return tuple(1 if i in ax else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in ax)
+
+
+@functools.partial(_jax.custom_vjp, nondiff_argnums=(1, 2))
+def _logsumexp(x, axis, keepdims):
+    return _call(functools.partial(_lse_host, axis=axis, keepdims=keepdims, dtype=x.dtype),
+                 _sds(_lse_shape(x.shape, axis, keepdims), x.dtype), x,
+                 vmap_method="expand_dims")
+
+
+def _logsumexp_fwd(x, axis, keepdims):
+    return _logsumexp(x, axis, keepdims), x
+
+
+def _logsumexp_bwd(axis, keepdims, x, g):
+    gx = _call(functools.partial(_lse_bwd_host, axis=axis, keepdims=keepdims, dtype=x.dtype),
+               _sds(x.shape, x.dtype), x, g)
+    return (gx,)
+
+
+_logsumexp.defvjp(_logsumexp_fwd, _logsumexp_bwd)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    r"""Differentiable :func:`csoftmax.logsumexp` over `axis` (None: all
+    axes, as ``jax.scipy.special.logsumexp``).  The gradient
+    ``softmax(x) * g`` is one fused kernel pass."""
+    x = _floating(x)
+    return _logsumexp(x, _neg_axes(axis, x.ndim), bool(keepdims))
+
+
+# ---------------------------------------------------------------------------
+# cross_entropy
+
+def _ce_host(x, t, w, *, opts, dtype, grad):
+    x = _host(x)
+    t = np.asarray(t)
+    if t.dtype.kind == "f":
+        t = _host(t)
+    w = None if w is None else _host(w)
+    r = _losses.cross_entropy(x, t, weight=w, return_grad=grad, **opts)
+    if grad:
+        loss, g = r
+        return np.asarray(loss).astype(dtype), np.asarray(g).astype(dtype, copy=False)
+    return np.asarray(r).astype(dtype)
+
+
+def _ce_tgrad_host(x, w, *, opts, dtype):
+    """d loss_i / d q_c = -(1-eps) w_c log p_c (probability targets)."""
+    x = _host(x)
+    ax = opts["axis"]
+    lp = _api.log_softmax(x, axis=ax, temperature=opts["temperature"]).astype(np.float64)
+    r = -(1.0 - opts["label_smoothing"]) * lp
+    if w is not None:
+        shape = [1] * x.ndim
+        shape[ax] = -1
+        r = r * np.asarray(w, dtype=np.float64).reshape(shape)
+    if opts["reduction"] == "mean":
+        r = r / (x.size // x.shape[ax])
+    return r.astype(dtype)
+
+
+def _loss_shape(x, t, opts):
+    if opts["reduction"] != "none":
+        return ()
+    ax = opts["axis"]
+    return tuple(s for i, s in enumerate(x.shape) if i != ax)
+
+
+@functools.partial(_jax.custom_vjp, nondiff_argnums=(3,))
+def _cross_entropy(x, t, w, opts):
+    return _call(functools.partial(_ce_host, opts=dict(opts), dtype=x.dtype, grad=False),
+                 _sds(_loss_shape(x, t, dict(opts)), x.dtype), x, t, w)
+
+
+def _cross_entropy_fwd(x, t, w, opts):
+    o = dict(opts)
+    loss, g = _call(functools.partial(_ce_host, opts=o, dtype=x.dtype, grad=True),
+                    (_sds(_loss_shape(x, t, o), x.dtype), _sds(x.shape, x.dtype)), x, t, w)
+    return loss, (g, x, t, w)
+
+
+def _cross_entropy_bwd(opts, res, ct):
+    g, x, t, w = res
+    o = dict(opts)
+    ax = o["axis"]
+    scale = _jnp.expand_dims(ct, ax) if o["reduction"] == "none" else ct
+    gx = g * scale.astype(g.dtype)
+    gt = None
+    if _jnp.issubdtype(t.dtype, _jnp.floating):
+        tg = _call(functools.partial(_ce_tgrad_host, opts=o, dtype=t.dtype),
+                   _sds(x.shape, t.dtype), x, w)
+        gt = tg * scale.astype(t.dtype)
+    gw = None if w is None else _jnp.zeros_like(w)
+    return gx, gt, gw
+
+
+_cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                  reduction="mean", label_smoothing=0.0, temperature=1.0):
+    r"""Differentiable :func:`csoftmax.cross_entropy` (all its options; class
+    axis `axis`, default last as in optax).
+
+    `target` holds integer class indices (shape of `logits` without `axis`)
+    or class probabilities (shape of `logits`, differentiable:
+    ``-(1-eps) w_c log p_c``).  `weight` is not differentiated (zero
+    cotangent).  With ``reduction='none'`` and no options this equals
+    ``optax.softmax_cross_entropy_with_integer_labels``.
+
+    Validation happens in the host callback: bad class indices raise when
+    the computation runs (under :func:`jax.jit` that surfaces as an
+    ``XlaRuntimeError`` carrying csoftmax's message).
+    """
+    x = _floating(logits)
+    t = _jnp.asarray(target)
+    ax = normalize_axes(axis, x.ndim)[0] if x.ndim else 0
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    w = None if weight is None else _jnp.asarray(weight, dtype=x.dtype)
+    opts = (("axis", ax), ("ignore_index", int(ignore_index)), ("reduction", reduction),
+            ("label_smoothing", float(label_smoothing)), ("temperature", float(temperature)))
+    return _cross_entropy(x, t, w, opts)

@@ -1,0 +1,215 @@
+"""csoftmax.dask on a dask.distributed LocalCluster (2 worker processes).
+
+Every result is compared with the in-memory csoftmax result on the same data.
+Bounds.  float32 softmax / log_softmax / logsumexp within 4 ULP of the
+in-memory result (the core's bound; the merged (max, log-sum) state differs
+from the in-memory one by ~1 float64 rounding, so float32 outputs are almost
+always bit-identical).  float64 (and gradients, whose entries
+``c (p A - w q')`` cancel): the in-memory result itself is only as good as
+the float64 rounding of ``a = (x - max)/T`` and ``a - log-sum`` (ulp(|a|)),
+so the bound is 8 ULP plus that conditioning term -- 16 eps (1 + |y| + max|x/T|)
+absolute in the log domain, the same relative for softmax, and for
+gradients 4 ULP plus 4 eps * max|grad| of the row absolute.  Losses: rtol
+4e-7 (float32) / 1e-13 (float64).  Non-finite reference elements must match
+exactly.
+"""
+import numpy as np
+import pytest
+
+pytest.importorskip("dask.distributed")
+import dask  # noqa: E402
+import dask.array as da  # noqa: E402
+from dask.distributed import Client, LocalCluster  # noqa: E402
+
+import csoftmax  # noqa: E402
+import csoftmax.dask as cd  # noqa: E402
+
+MEMORY_LIMIT = 200e6                         # bytes per worker
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                           memory_limit=int(MEMORY_LIMIT), dashboard_address=None)
+    c = Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _nonfinite_match(got, want):
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    inf = np.isinf(want)
+    assert np.array_equal(got[inf], want[inf])
+    return np.isfinite(want)
+
+
+def ulp(got, want, dtype, slack=0.0):
+    """max |got - want| in ULP of `dtype` after subtracting `slack` (abs)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    fin = _nonfinite_match(got, want)
+    sp = np.spacing(np.abs(want[fin]).astype(dtype)).astype(np.float64)
+    sp = np.maximum(sp, np.spacing(np.zeros((), dtype)).astype(np.float64))
+    d = np.abs(got[fin] - want[fin]) - np.broadcast_to(slack, got.shape)[fin]
+    e = np.maximum(d, 0.0) / sp
+    return float(e.max()) if e.size else 0.0
+
+
+def check(op, got, want, x, T=1.0):
+    """Bounds of the module docstring for softmax-family results."""
+    dtype = want.dtype.type
+    if dtype == np.float32:
+        assert ulp(got, want, dtype) <= 4
+        return
+    with np.errstate(all="ignore"):
+        xs = np.nanmax(np.abs(x[np.isfinite(x)])) / T if np.isfinite(x).any() else 0.0
+        lg = np.abs(np.log(np.abs(want))) if op == "softmax" else np.abs(want)
+        cond = 16 * np.finfo(np.float64).eps * (1 + np.where(np.isfinite(lg), lg, 0) + xs)
+    slack = cond * np.abs(want) if op == "softmax" else cond
+    assert ulp(got, want, dtype, np.where(np.isfinite(slack), slack, 0)) <= 8
+
+
+def check_grad(got, want):
+    dtype = want.dtype.type
+    rowmax = np.max(np.abs(want), axis=-1, keepdims=True)
+    assert ulp(got, want, dtype, 4 * np.finfo(dtype).eps * rowmax) <= 4
+
+
+def _data(shape, dtype, seed=0, scale=6.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+
+
+CHUNKS = [(7, 101), (40, 13), (9, 25)]       # rows only / classes only / both
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks", CHUNKS, ids=str)
+def test_softmax_family(client, dtype, chunks):
+    x = _data((40, 101), dtype)
+    X = da.from_array(x, chunks=chunks)
+    combos = [(axis, T) for axis in (-1, 0) for T in (1.0, 0.3)]
+    lazy = [(cd.softmax(X, a, temperature=T), cd.log_softmax(X, a, temperature=T),
+             cd.logsumexp(X, a)) for a, T in combos]
+    for (axis, T), (sm, lsm, r) in zip(combos, dask.compute(*lazy)):   # one round trip
+        assert sm.dtype == dtype and sm.shape == x.shape and r.dtype == dtype
+        check("softmax", sm, csoftmax.softmax(x, axis, temperature=T), x, T)
+        check("log_softmax", lsm, csoftmax.log_softmax(x, axis, temperature=T), x, T)
+        check("logsumexp", r, csoftmax.logsumexp(x, axis), x)
+    r = cd.logsumexp(X, 0, keepdims=True, split_every=2).compute()
+    assert r.shape == (1, 101)
+    check("logsumexp", r, csoftmax.logsumexp(x, 0, keepdims=True), x)
+
+
+def test_three_d_middle_axis(client):
+    x = _data((6, 50, 4), np.float32, seed=1)
+    X = da.from_array(x, chunks=(3, 11, 2))
+    assert ulp(cd.softmax(X, 1).compute(), csoftmax.softmax(x, 1), np.float32) <= 4
+    assert ulp(cd.logsumexp(X, 1).compute(), csoftmax.logsumexp(x, 1), np.float32) <= 4
+
+
+def test_special_values_across_chunks(client):
+    x = np.zeros((6, 8))
+    x[0] = [0, -40, -40, -40, -40, -40, -40, -40]     # tiny sum: log1p path
+    x[1] = -np.inf
+    x[2, 5] = np.inf
+    x[3, 6] = np.nan
+    x[4] = [1e300, -1e300, 5, 1e300, 0, 0, 0, 1]
+    x[5, :] = -1e8
+    X = da.from_array(x, chunks=(2, 3))
+    check("logsumexp", cd.logsumexp(X).compute(), csoftmax.logsumexp(x, axis=-1), x)
+    assert cd.logsumexp(X).compute()[0] == pytest.approx(7 * np.exp(-40), rel=1e-14)
+    with np.errstate(all="ignore"):
+        got = cd.softmax(X).compute()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(csoftmax.softmax(x)))
+    ok = ~np.isnan(got)
+    check("softmax", got[ok], csoftmax.softmax(x)[ok], x)
+
+
+CE_CASES = [dict(), dict(reduction="sum"), dict(reduction="none"),
+            dict(weight="w", label_smoothing=0.15, temperature=1.7),
+            dict(weight="w", reduction="none", ignore_index=3)]
+
+
+CE_PARAMS = ([(c, CE_CASES[0]) for c in CHUNKS]
+             + [(CHUNKS[-1], case) for case in CE_CASES[1:]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks,case", CE_PARAMS, ids=str)
+def test_cross_entropy(client, dtype, chunks, case):
+    x = _data((40, 101), dtype, seed=2)
+    rng = np.random.default_rng(3)
+    t = rng.integers(0, 101, 40)
+    t[[1, 17]] = case.get("ignore_index", -100)
+    kw = dict(case)
+    if kw.get("weight") == "w":
+        kw["weight"] = rng.random(101) + 0.5
+    X = da.from_array(x, chunks=chunks)
+    loss, grad = dask.compute(*cd.cross_entropy(X, t, return_grad=True, **kw))
+    L, G = csoftmax.cross_entropy(x, t, return_grad=True, **kw)
+    assert np.asarray(loss).dtype == dtype and grad.dtype == dtype
+    np.testing.assert_allclose(loss, L, rtol=4e-7 if dtype == np.float32 else 1e-13)
+    check_grad(grad, G)
+    assert np.all(grad[[1, 17]] == 0) or kw.get("ignore_index") is None
+
+
+def test_cross_entropy_class_axis_0_and_dask_target(client):
+    x = _data((30, 12), np.float64, seed=4)           # classes on axis 0
+    t = np.arange(12) % 30
+    X = da.from_array(x, chunks=(7, 5))
+    T = da.from_array(t, chunks=4)                      # rechunked to match
+    loss, grad = dask.compute(*cd.cross_entropy(X, T, axis=0, return_grad=True,
+                                                label_smoothing=0.1))
+    L, G = csoftmax.cross_entropy(x, t, axis=0, return_grad=True, label_smoothing=0.1)
+    np.testing.assert_allclose(loss, L, rtol=1e-13)
+    check_grad(grad.T, G.T)
+
+
+def test_errors(client):
+    X = da.ones((4, 6), chunks=(2, 3))
+    with pytest.raises(ValueError, match="not a class index"):
+        cd.cross_entropy(X, np.array([0, 1, 2, 6])).compute()
+    with pytest.raises(TypeError, match="integer class indices"):
+        cd.cross_entropy(X, np.ones((4, 6)))
+    with pytest.raises(ValueError, match="expected"):
+        cd.cross_entropy(X, np.zeros(5, int))
+    with pytest.raises(TypeError, match="single integer"):
+        cd.softmax(X, axis=(0, 1))
+    with pytest.raises(TypeError, match="complex"):
+        cd.logsumexp(da.ones((2, 2), dtype=complex))
+    with pytest.raises(ValueError, match="temperature"):
+        cd.softmax(X, temperature=0)
+
+
+def test_larger_than_a_worker(client):
+    """~268 MB of float32 logits, generated chunk by chunk on the workers
+    (never whole anywhere), sharded along rows and the vocabulary (8 MB
+    chunks), against workers limited to 200 MB each."""
+    B, V = 2048, 32768
+    assert B * V * 4 > 1.3 * MEMORY_LIMIT
+    X = da.random.default_rng(42).standard_normal((B, V), chunks=(256, 8192),
+                                                  dtype=np.float32) * 4
+    tv = np.random.default_rng(5).integers(0, V, B)
+    t = da.from_array(tv, chunks=256)
+    head = slice(0, 128)
+
+    # one graph at a time: each streams X through the workers chunk by chunk
+    lse_v = cd.logsumexp(X).compute()
+    rs = cd.softmax(X).sum(axis=1, dtype=np.float64).compute()
+    x_head = X[head].compute()
+    assert ulp(lse_v[head], csoftmax.logsumexp(x_head, axis=1), np.float32) <= 4
+    np.testing.assert_allclose(rs, 1.0, rtol=1e-5)
+
+    loss, grad = cd.cross_entropy(X, t, return_grad=True, label_smoothing=0.1)
+    loss_v, per = dask.compute(loss, cd.cross_entropy(X, t, label_smoothing=0.1,
+                                                      reduction="none"))
+    g_head = grad[head].compute()
+    g_rowsum = grad.sum(axis=1, dtype=np.float64).compute()
+    L, G = csoftmax.cross_entropy(x_head, tv[head], return_grad=True, label_smoothing=0.1,
+                                  reduction="none")
+    np.testing.assert_allclose(per[head], L, rtol=4e-7)
+    np.testing.assert_allclose(loss_v, per.astype(np.float64).mean(), rtol=4e-7)
+    check_grad(g_head, G / B)                    # 'mean' = sum / 2**11 (exact scaling)
+    np.testing.assert_allclose(g_rowsum, 0.0, atol=1e-9)

@@ -1,0 +1,218 @@
+"""csoftmax.jax: custom_vjp + pure_callback wrappers against jax.nn / optax.
+
+Tolerances: float64 values and gradients agree with jax.nn (or optax) to
+rtol 1e-12 / atol 1e-14; float32 to rtol 2e-6 / atol 1e-6 against jax run in
+float64 on the same inputs (csoftmax accumulates float32 in float64).
+check_grads runs in float64 (order 1, reverse mode, its default tolerances).
+"""
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+import csoftmax.jax as cj  # noqa: E402
+
+try:
+    import optax
+except ImportError:  # optax is optional: compare with a jax.nn formula
+    optax = None
+
+TOL = {np.float64: dict(rtol=1e-12, atol=1e-14), np.float32: dict(rtol=2e-6, atol=1e-6)}
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    prev = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", prev)
+
+
+def _x(shape, dtype=np.float64, seed=0, scale=3.0):
+    return jnp.asarray((np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype))
+
+
+def _close(a, b, dtype):
+    np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, np.float64),
+                               **TOL[dtype])
+
+
+def _ce_ref(x, y, axis=-1, weight=None, ignore_index=-100, reduction="mean",
+            label_smoothing=0.0, temperature=1.0):
+    """torch-semantics cross-entropy in jax.nn (class-index targets)."""
+    lp = jax.nn.log_softmax(x / temperature, axis=axis)
+    lp = jnp.moveaxis(lp, axis, -1)
+    C = lp.shape[-1]
+    w = jnp.ones(C, lp.dtype) if weight is None else weight
+    keep = y != ignore_index
+    ys = jnp.where(keep, y, 0)
+    nll = -jnp.take_along_axis(lp, ys[..., None], -1)[..., 0] * w[ys]
+    smooth = -(lp * w).sum(-1) / C
+    li = jnp.where(keep, (1 - label_smoothing) * nll + label_smoothing * smooth, 0.0)
+    if reduction == "none":
+        return li
+    if reduction == "sum":
+        return li.sum()
+    return li.sum() / jnp.where(keep, w[ys], 0.0).sum()
+
+
+def _optax_ce(x, y):
+    if optax is not None:
+        return optax.softmax_cross_entropy_with_integer_labels(x, y)
+    return _ce_ref(x, y, reduction="none")
+
+
+# ---------------------------------------------------------------------------
+# check_grads (float64, order 1, reverse mode)
+
+@pytest.mark.parametrize("axis", [-1, 0, (0, 2)])
+@pytest.mark.parametrize("f", [cj.softmax, cj.log_softmax], ids=["softmax", "log_softmax"])
+def test_check_grads_softmax(f, axis):
+    check_grads(lambda t: f(t, axis, temperature=1.3), (_x((3, 4, 5)),), order=1,
+                modes=["rev"])
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (-1, False), (1, True), ((0, 2), False)])
+def test_check_grads_logsumexp(axis, keepdims):
+    check_grads(lambda t: cj.logsumexp(t, axis, keepdims), (_x((3, 4, 5)),), order=1,
+                modes=["rev"])
+
+
+CE_CASES = [dict(), dict(reduction="sum"), dict(reduction="none"),
+            dict(label_smoothing=0.2, temperature=1.5),
+            dict(weight="w", ignore_index=2, label_smoothing=0.1),
+            dict(weight="w", reduction="none")]
+
+
+def _kw(case, C):
+    kw = dict(case)
+    if kw.get("weight") == "w":
+        kw["weight"] = jnp.linspace(0.5, 2.0, C)
+    return kw
+
+
+@pytest.mark.parametrize("case", CE_CASES, ids=str)
+def test_check_grads_cross_entropy(case):
+    y = jnp.array([0, 1, 4, 2, 2, 3])
+    kw = _kw(case, 5)
+    check_grads(lambda t: cj.cross_entropy(t, y, **kw), (_x((6, 5)),), order=1, modes=["rev"])
+
+
+def test_check_grads_cross_entropy_probability_targets():
+    q = jax.nn.softmax(_x((4, 5), seed=1))
+    w = jnp.linspace(0.5, 2.0, 5)
+    for red in ("mean", "none"):
+        check_grads(lambda a, b: cj.cross_entropy(a, b, weight=w, label_smoothing=0.1,
+                                                  reduction=red),
+                    (_x((4, 5)), q), order=1, modes=["rev"])
+
+
+# ---------------------------------------------------------------------------
+# values and gradients against jax.nn / optax, under jit
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_family_matches_jax_nn(dtype, axis):
+    x = _x((9, 40), dtype)
+    up = _x((9, 40), dtype, seed=5)
+    x64_ = x.astype(np.float64)
+    for f, ref in ((cj.softmax, jax.nn.softmax), (cj.log_softmax, jax.nn.log_softmax)):
+        y = jax.jit(lambda t: f(t, axis, temperature=0.7))(x)
+        assert y.dtype == dtype
+        _close(y, ref(x64_ / 0.7, axis), dtype)
+        g = jax.jit(jax.grad(lambda t: (f(t, axis, temperature=0.7) * up).sum()))(x)
+        gr = jax.grad(lambda t: (ref(t / 0.7, axis) * up.astype(np.float64)).sum())(x64_)
+        _close(g, gr, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_matches_jax(dtype):
+    x = _x((5, 64), dtype)
+    from jax.scipy.special import logsumexp as ref
+    _close(jax.jit(lambda t: cj.logsumexp(t, 1))(x), ref(x.astype(np.float64), 1), dtype)
+    _close(cj.logsumexp(x), ref(x.astype(np.float64)), dtype)
+    g = jax.jit(jax.grad(lambda t: (cj.logsumexp(t, 1) * jnp.arange(5.0)).sum()))(x)
+    gr = jax.grad(lambda t: (ref(t, 1) * jnp.arange(5.0)).sum())(x.astype(np.float64))
+    _close(g, gr, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_matches_optax(dtype):
+    x = _x((32, 10), dtype)
+    y = jnp.arange(32) % 10
+    per = jax.jit(lambda t: cj.cross_entropy(t, y, reduction="none"))(x)
+    _close(per, _optax_ce(x.astype(np.float64), y), dtype)
+    g = jax.jit(jax.grad(lambda t: cj.cross_entropy(t, y)))(x)
+    gr = jax.grad(lambda t: _optax_ce(t, y).mean())(x.astype(np.float64))
+    _close(g, gr, dtype)
+
+
+@pytest.mark.parametrize("case", CE_CASES, ids=str)
+def test_cross_entropy_options_match_jax_nn(case):
+    x = _x((12, 6), seed=3)
+    y = jnp.arange(12) % 6
+    kw = _kw(case, 6)
+    loss = jax.jit(lambda t: cj.cross_entropy(t, y, **kw))(x)
+    _close(loss, _ce_ref(x, y, **kw), np.float64)
+    up = jnp.linspace(0.5, 1.5, 12) if kw.get("reduction") == "none" else 1.0
+    g = jax.grad(lambda t: (cj.cross_entropy(t, y, **kw) * up).sum())(x)
+    gr = jax.grad(lambda t: (_ce_ref(t, y, **kw) * up).sum())(x)
+    _close(g, gr, np.float64)
+
+
+def test_cross_entropy_probability_targets_match_optax():
+    x, q = _x((6, 7)), jax.nn.softmax(_x((6, 7), seed=4))
+
+    def ref(a, b):
+        if optax is not None:
+            return optax.softmax_cross_entropy(a, b).mean()
+        return -(b * jax.nn.log_softmax(a)).sum(-1).mean()
+
+    _close(cj.cross_entropy(x, q), ref(x, q), np.float64)
+    ga, gb = jax.grad(lambda a, b: cj.cross_entropy(a, b), (0, 1))(x, q)
+    ra, rb = jax.grad(ref, (0, 1))(x, q)
+    _close(ga, ra, np.float64)
+    _close(gb, rb, np.float64)
+
+
+def test_class_axis_and_vmap():
+    x = _x((4, 6, 3))                    # classes on axis 1
+    y = jnp.array([[0, 5, 1], [2, 2, 0], [1, 1, 1], [5, 4, 3]])
+    ref = _ce_ref(x, y, axis=1)
+    _close(cj.cross_entropy(x, y, axis=1), ref, np.float64)
+    # vmap over a leading batch of problems
+    xs = jnp.stack([x, 2 * x])
+    ys = jnp.stack([y, y])
+    v = jax.vmap(lambda a, b: cj.cross_entropy(a, b, axis=1))(xs, ys)
+    _close(v, jnp.stack([ref, _ce_ref(2 * x, y, axis=1)]), np.float64)
+    s = jax.vmap(lambda a: cj.softmax(a, 0))(xs)
+    _close(s, jax.nn.softmax(xs, 1), np.float64)
+
+
+def test_training_step_under_jit():
+    x = _x((64, 8), seed=7)
+    y = (x @ _x((8, 4), seed=8)).argmax(1)
+
+    def step(W, ours):
+        ce = cj.cross_entropy if ours else (lambda a, b: _ce_ref(a, b))
+        loss, g = jax.value_and_grad(lambda W: ce(x @ W, y))(W)
+        return W - 0.5 * g, loss
+
+    W1 = W2 = jnp.zeros((8, 4))
+    f1 = jax.jit(lambda W: step(W, True))
+    f2 = jax.jit(lambda W: step(W, False))
+    l1, l2 = [], []
+    for _ in range(20):
+        W1, a = f1(W1)
+        W2, b = f2(W2)
+        l1.append(float(a))
+        l2.append(float(b))
+    assert l1[-1] < 0.5 * l1[0]
+    np.testing.assert_allclose(l1, l2, rtol=1e-10)
+
+
+def test_bad_label_raises():
+    with pytest.raises(Exception, match="not a class index"):
+        cj.cross_entropy(_x((2, 3)), jnp.array([0, 7])).block_until_ready()
