@@ -30,7 +30,6 @@ BOUND = {np.dtype(np.float32): 4.0,   # issue #3: float32 <= 4 ULP of float64 re
          np.dtype(np.float64): 8.0,   # float64: <= 8 ULP of a longdouble reference
          np.dtype(np.float16): 1.0}   # float16: computed in float32, one final rounding
 EPS64 = 2.0 ** -53
-F32_LSE_ABS = 2.0 ** -27.5   # see check(): float32 logsumexp near 0 (avx2 exp)
 
 
 def work_dtype(dt):
@@ -173,18 +172,6 @@ def check(op, got, x, axis=-1, temperature=1.0, what=""):
             adj = np.where(np.isfinite(want) & np.isfinite(g),
                            want + np.sign(g - want) * excess, g)
         assert_ulp(adj.astype(np.float64), want, what=what)
-    elif got.dtype == np.float32 and op == "logsumexp":
-        # KNOWN ISSUE (avx2): the float32 kernels' exp is accurate to 2^-28.5
-        # relative (csoftmax.h), so log S is off by up to ~2^-28.5 absolute.
-        # When LSE = max + log S cancels to |LSE| << 1 that exceeds 4 ULP of
-        # the result; test_logsumexp.py::test_float32_cancellation pins it
-        # (xfail strict on avx2).  Everywhere else: allow 2^-27.5 absolute.
-        g = got.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            excess = np.maximum(np.abs(g - want) - F32_LSE_ABS, 0)
-            adj = np.where(np.isfinite(want) & np.isfinite(g),
-                           want + np.sign(g - want) * excess, g)
-        assert_ulp(adj.astype(np.float32), want, what=what)
     else:
         assert_ulp(got, want, what=what)
 

@@ -264,8 +264,8 @@ static double row_max_f64_(const double *x, ptrdiff_t n)
         c1 = _mm256_add_pd(c1, _mm256_and_pd(e1, one));                        \
     } while (0)
 
-#define DEFINE_AVX2_KERNELS(T, SUF, EXP)                                       \
-static void lse_chunk_##SUF##_(const T *x, ptrdiff_t n, double scale,          \
+#define DEFINE_AVX2_KERNELS(T, SUF, EXP, G, ST)                                    \
+static void lse_chunk_##SUF##G##_(const T *x, ptrdiff_t n, double scale,          \
                                csm_lse_state *st)                              \
 {                                                                              \
     double m = row_max_##SUF##_(x, n);                                         \
@@ -290,23 +290,23 @@ static void lse_chunk_##SUF##_(const T *x, ptrdiff_t n, double scale,          \
     st->count = hsum_pd_(_mm256_add_pd(c0, c1));                               \
     st->rest = hsum_pd_(_mm256_add_pd(r0, r1));                                \
 }                                                                              \
-void csm_lse_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,      \
+ST void csm_lse_rows_##SUF##G##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,      \
                                ptrdiff_t row_stride, double scale,             \
                                csm_lse_state *states)                          \
 {                                                                              \
     for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
         const T *xr = x + r * row_stride;                                      \
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;                     \
-        if (n <= CHUNK) { lse_chunk_##SUF##_(xr, n, scale, &acc); }            \
+        if (n <= CHUNK) { lse_chunk_##SUF##G##_(xr, n, scale, &acc); }            \
         else for (ptrdiff_t c = 0; c < n; c += CHUNK) {                        \
-            lse_chunk_##SUF##_(xr + c, n - c < CHUNK ? n - c : CHUNK, scale,   \
+            lse_chunk_##SUF##G##_(xr + c, n - c < CHUNK ? n - c : CHUNK, scale,   \
                                &part);                                         \
             csm_lse_merge(&acc, &part, scale);                                 \
         }                                                                      \
         states[r] = acc;                                                       \
     }                                                                          \
 }                                                                              \
-void csm_softmax_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,  \
+ST void csm_softmax_rows_##SUF##G##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,  \
         ptrdiff_t x_row_stride, double scale, const double *max,               \
         const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
 {                                                                              \
@@ -337,7 +337,7 @@ void csm_softmax_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,  \
         }                                                                      \
     }                                                                          \
 }                                                                              \
-void csm_log_softmax_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows,           \
+ST void csm_log_softmax_rows_##SUF##G##_avx2(const T *x, ptrdiff_t n_rows,           \
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
         const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
 {                                                                              \
@@ -368,7 +368,7 @@ void csm_log_softmax_rows_##SUF##_avx2(const T *x, ptrdiff_t n_rows,           \
     }                                                                          \
 }                                                                              \
 /* Columns: 8 columns per block, lanes = columns; the last block is masked. */ \
-void csm_lse_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,      \
+ST void csm_lse_cols_##SUF##G##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,      \
                                ptrdiff_t row_stride, double scale,             \
                                csm_lse_state *states)                          \
 {                                                                              \
@@ -416,7 +416,7 @@ void csm_lse_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,      \
         }                                                                      \
     }                                                                          \
 }                                                                              \
-void csm_softmax_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,  \
+ST void csm_softmax_cols_##SUF##G##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,  \
         ptrdiff_t x_row_stride, double scale, const double *max,               \
         const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
 {                                                                              \
@@ -446,7 +446,7 @@ void csm_softmax_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols, ptrdiff_t n,  \
         }                                                                      \
     }                                                                          \
 }                                                                              \
-void csm_log_softmax_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols,           \
+ST void csm_log_softmax_cols_##SUF##G##_avx2(const T *x, ptrdiff_t n_cols,           \
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,  \
         const double *log_sum, double alpha, T *y, ptrdiff_t y_row_stride)     \
 {                                                                              \
@@ -477,8 +477,377 @@ void csm_log_softmax_cols_##SUF##_avx2(const T *x, ptrdiff_t n_cols,           \
     }                                                                          \
 }
 
-DEFINE_AVX2_KERNELS(float, f32, exp_f32_)
-DEFINE_AVX2_KERNELS(double, f64, exp_f64_)
+DEFINE_AVX2_KERNELS(float, f32, exp_f32_, _generic, static)
+DEFINE_AVX2_KERNELS(double, f64, exp_f64_, , )
+
+/* ==== float32 fast paths ================================================
+ *
+ * Reduction: exp stays in float64 (exp_f32acc_, 2^-28.5), but the per-lane
+ * bookkeeping is done once per 8 float32 lanes: elements equal to the max
+ * are counted in int32 lanes and, like -inf and anything far below the max,
+ * replaced by a clamp value L with scale*(L - max) ~ -600, whose exp
+ * (~1e-261) cannot affect any float32 result.  So the float64 lanes carry
+ * no compare/mask work, d = scale*x - scale*max is one FMA, and exp needs
+ * no range check.
+ *
+ * Softmax write: the argument reduction d = scale*x - (scale*max + log_sum),
+ * n = round(d/ln2), r = d - n ln2 is done in float64 (so r carries no
+ * float32 cancellation error), then r is rounded to float32 (|error| <=
+ * 2^-26) and exp(r) is a float32 degree-6 polynomial on 8 lanes (fitted
+ * with c0 = c1 = 1, rel. error 3e-9; evaluation error < 0.7 ULP).  2^n is
+ * applied as (p * 2^(n+32)) * 2^-32: the first product is exact, so
+ * denormal results are rounded once, correctly.  Total < 1 ULP.
+ * The fast paths need finite max, alpha == 1 (softmax), |scale*max| <=
+ * 2^20 and a representable clamp value; otherwise the generic kernels run.
+ */
+#define F32_LSE_SPAN 120.0   /* reduction clamp: exp(-90..-150) is invisible */
+#define F32_SM_SPAN 200.0    /* softmax write clamp: exp(-200) -> 0 in f32 */
+#define F32_SM_BIAS 32
+
+/* span_s = span / scale, computed once per call by the caller */
+static inline int clamp_bound_(double m, double scale, double span,
+                               double span_s, float *L)
+{
+    if (!(m > -INFINITY && m < INFINITY)) return 0;
+    if (!(fabs(scale * m) <= 0x1p20)) return 0;
+    double Ld = m - span_s;
+    if (!(Ld > -3.0e38)) return 0;
+    float Lf = (float)Ld;
+    double dd = scale * ((double)Lf - m);
+    if (!(dd >= -1.25 * span && dd <= -0.75 * span)) return 0;
+    *L = Lf;
+    return 1;
+}
+
+/* exp(r) for |r| <= ~0.35, float32, 8 lanes: 1 + r (1 + r q(r)), q by
+ * Estrin (shorter dependency chain than Horner). */
+static inline __m256 exp_poly_ps_(__m256 r)
+{
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 a = _mm256_fmadd_ps(_mm256_set1_ps(0x1.55548cp-3f), r, _mm256_set1_ps(0x1.fffffcp-2f));
+    __m256 b = _mm256_fmadd_ps(_mm256_set1_ps(0x1.123d4cp-7f), r, _mm256_set1_ps(0x1.555906p-5f));
+    b = _mm256_fmadd_ps(_mm256_set1_ps(0x1.6a1e8cp-10f), r2, b);
+    __m256 q = _mm256_fmadd_ps(b, r2, a);
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+    return _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+}
+
+/* One reduction step on 8 floats `a`.  Lanes equal to the max are counted
+ * (int32 lanes) and, like everything below the clamp L (-inf included),
+ * replaced by L, whose term (< e^-90) is invisible even at the 3e-9
+ * absolute accuracy of the float64 state.  The float64 lanes then carry no
+ * compare / mask / range work: d = scale * (x - max) (x - max exact) and
+ * exp_f32acc_ (float64, rel. error 2.6e-9, as documented in csoftmax.h). */
+#define LSE32_STEP(a, mvl, mvh, ra, rb)                                        \
+    do {                                                                       \
+        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
+        __m256 c_ = _mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_);           \
+        __m256d lo_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(c_)), mvl); \
+        __m256d hi_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(c_, 1)), mvh); \
+        if (!S1) { lo_ = _mm256_mul_pd(lo_, sv); hi_ = _mm256_mul_pd(hi_, sv); } \
+        ra = _mm256_add_pd(ra, exp_f32acc_(lo_));                              \
+        rb = _mm256_add_pd(rb, exp_f32acc_(hi_));                              \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+lse_chunk_f32_fast_(const float *x, ptrdiff_t n, double scale, double m,
+                    float L, csm_lse_state *st, const int S1)
+{
+    const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
+    const __m256d sv = _mm256_set1_pd(scale), mv = _mm256_set1_pd(m);
+    __m256d r0 = _mm256_setzero_pd(), r1 = r0;
+    __m256i cnt = _mm256_setzero_si256();
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(x + i);
+        LSE32_STEP(a, mv, mv, r0, r1);
+    }
+    if (i < n) {
+        __m256i msk = tail_mask32_(n - i);
+        __m256 a = _mm256_blendv_ps(Lv, _mm256_maskload_ps(x + i, msk),
+                                    _mm256_castsi256_ps(msk));
+        LSE32_STEP(a, mv, mv, r0, r1);
+    }
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cnt),
+                               _mm256_extracti128_si256(cnt, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+    st->max = m;
+    st->count = (double)_mm_cvtsi128_si32(c4);
+    st->rest = hsum_pd_(_mm256_add_pd(r0, r1));
+}
+
+static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
+                           double span_s, csm_lse_state *st)
+{
+    if (n < 32) {   /* short rows: fixed costs dominate, masks are cheaper */
+        lse_chunk_f32_generic_(x, n, scale, st);
+        return;
+    }
+    double m = row_max_f32_(x, n);
+    float L;
+    if (!clamp_bound_(m, scale, F32_LSE_SPAN, span_s, &L)) {
+        csm_lse_rows_f32_generic_avx2(x, 1, n, n, scale, st);
+        return;
+    }
+    if (scale == 1.0) lse_chunk_f32_fast_(x, n, scale, m, L, st, 1);
+    else lse_chunk_f32_fast_(x, n, scale, m, L, st, 0);
+}
+
+/* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
+ * relative error of the float32 terms would show as many ULPs of LSE.
+ * Such rows (|LSE| < ~1.2, judged with a crude log) are redone by the
+ * scalar kernel (libm exp in float64). */
+static inline int lse_cancels_(const csm_lse_state *st, double scale,
+                               double log_n)
+{
+    (void)log_n;
+    /* branch-free (the outcome is almost always "no") */
+    double sm = scale * st->max;
+    double u = st->count + st->rest;
+    union { double d; unsigned long long b; } v = { u };
+    double lg = (double)((long long)(v.b >> 52) - 1023);
+    v.b = (v.b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
+    lg = (lg + (v.d - 1.0)) * 0.6931471805599453;   /* error < 0.07 */
+    return (fabs(sm + lg) < 1.3) & (sm != 0.0) & (fabs(st->max) < INFINITY);
+}
+
+void csm_lse_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                           ptrdiff_t row_stride, double scale,
+                           csm_lse_state *states)
+{
+    const double span_s = F32_LSE_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * row_stride;
+        csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;
+        if (n <= CHUNK) { lse_chunk_f32_(xr, n, scale, span_s, &acc); }
+        else for (ptrdiff_t c = 0; c < n; c += CHUNK) {
+            lse_chunk_f32_(xr + c, n - c < CHUNK ? n - c : CHUNK, scale,
+                           span_s, &part);
+            csm_lse_merge(&acc, &part, scale);
+        }
+        states[r] = acc;
+    }
+#ifndef CSM_NOCHECK
+    /* second sweep: rows whose LSE cancels are redone with libm */
+    for (ptrdiff_t r = 0; r < n_rows; ++r)
+        if (lse_cancels_(states + r, scale, 0.0))
+            csm_lse_rows_f32_scalar(x + r * row_stride, 1, n, n, scale,
+                                    states + r);
+#endif
+}
+
+/* softmax of 8 floats (already clamped) -> 8 floats */
+static inline __m256 softmax8_f32_(__m256 a, __m256d sv, __m256d cvl, __m256d cvh)
+{
+    const __m256d magic = _mm256_set1_pd(0x1.8p52 + (127 + F32_SM_BIAS));
+    const __m256d log2e = _mm256_set1_pd(1.4426950408889634);
+    const __m256d ln2 = _mm256_set1_pd(0x1.62e42fefa39efp-1);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(a));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+    lo = _mm256_fmsub_pd(lo, sv, cvl);
+    hi = _mm256_fmsub_pd(hi, sv, cvh);
+    __m256d tl = _mm256_fmadd_pd(lo, log2e, magic);
+    __m256d th = _mm256_fmadd_pd(hi, log2e, magic);
+    __m256d rl = _mm256_fnmadd_pd(_mm256_sub_pd(tl, magic), ln2, lo);
+    __m256d rh = _mm256_fnmadd_pd(_mm256_sub_pd(th, magic), ln2, hi);
+    __m256 r = _mm256_set_m128(_mm256_cvtpd_ps(rh), _mm256_cvtpd_ps(rl));
+    __m256i ni = _mm256_castps_si256(_mm256_shuffle_ps(
+        _mm256_castpd_ps(tl), _mm256_castpd_ps(th), 0x88));
+    ni = _mm256_permute4x64_epi64(ni, 0xD8);
+    ni = _mm256_max_epi32(ni, _mm256_set1_epi32(1));
+    __m256 sc = _mm256_castsi256_ps(_mm256_slli_epi32(ni, 23));
+    __m256 p = _mm256_mul_ps(exp_poly_ps_(r), sc);
+    return _mm256_mul_ps(p, _mm256_set1_ps(0x1p-32f));
+}
+
+void csm_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+        ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    const __m256d sv = _mm256_set1_pd(scale);
+    const double span_s = F32_SM_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
+        float L;
+        if (alpha != 1.0 ||
+            !clamp_bound_(max[r], scale, F32_SM_SPAN, span_s, &L)) {
+            csm_softmax_rows_f32_generic_avx2(xr, 1, n, 0, scale, max + r,
+                                              log_sum + r, alpha, yr, 0);
+            continue;
+        }
+        const __m256d cv = _mm256_set1_pd(scale * max[r] + log_sum[r]);
+        const __m256 Lv = _mm256_set1_ps(L);
+        ptrdiff_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            __m256 a = _mm256_max_ps(_mm256_loadu_ps(xr + i), Lv);
+            __m256 b = _mm256_max_ps(_mm256_loadu_ps(xr + i + 8), Lv);
+            a = softmax8_f32_(a, sv, cv, cv);
+            b = softmax8_f32_(b, sv, cv, cv);
+            _mm256_storeu_ps(yr + i, a);
+            _mm256_storeu_ps(yr + i + 8, b);
+        }
+        for (; i + 8 <= n; i += 8) {
+            __m256 a = _mm256_max_ps(_mm256_loadu_ps(xr + i), Lv);
+            _mm256_storeu_ps(yr + i, softmax8_f32_(a, sv, cv, cv));
+        }
+        if (i < n) {
+            __m256i msk = tail_mask32_(n - i);
+            __m256 a = _mm256_max_ps(_mm256_maskload_ps(xr + i, msk), Lv);
+            _mm256_maskstore_ps(yr + i, msk, softmax8_f32_(a, sv, cv, cv));
+        }
+    }
+}
+
+/* y = scale * (x - max) - log_sum: x - max is exact in float64, so the
+ * element(s) equal to the max give exactly -log_sum. */
+static inline __m256 logsm8_f32_(__m256 a, __m256d sv, __m256d mv, __m256d lv)
+{
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(a));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+    lo = _mm256_fmsub_pd(_mm256_sub_pd(lo, mv), sv, lv);
+    hi = _mm256_fmsub_pd(_mm256_sub_pd(hi, mv), sv, lv);
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+void csm_log_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    const __m256d sv = _mm256_set1_pd(scale);
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
+        if (!(max[r] > -INFINITY && max[r] < INFINITY)) {
+            csm_log_softmax_rows_f32_generic_avx2(xr, 1, n, 0, scale, max + r,
+                                                  log_sum + r, alpha, yr, 0);
+            continue;
+        }
+        const __m256d mv = _mm256_set1_pd(max[r]), lv = _mm256_set1_pd(log_sum[r]);
+        ptrdiff_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            __m256 a = logsm8_f32_(_mm256_loadu_ps(xr + i), sv, mv, lv);
+            __m256 b = logsm8_f32_(_mm256_loadu_ps(xr + i + 8), sv, mv, lv);
+            _mm256_storeu_ps(yr + i, a);
+            _mm256_storeu_ps(yr + i + 8, b);
+        }
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(yr + i, logsm8_f32_(_mm256_loadu_ps(xr + i), sv, mv, lv));
+        if (i < n) {
+            __m256i msk = tail_mask32_(n - i);
+            _mm256_maskstore_ps(yr + i, msk,
+                logsm8_f32_(_mm256_maskload_ps(xr + i, msk), sv, mv, lv));
+        }
+    }
+}
+
+/* Columns: 8 contiguous columns per vector (lanes = columns), the same
+ * float32 steps as the rows with per-lane max / clamp.  Partial groups
+ * (< 8 columns) and groups with a non-finite max use the generic kernel. */
+static int cols_bounds_(const double *mx, double scale, double span,
+                        double span_s, float *L)
+{
+    for (int k = 0; k < 8; ++k)
+        if (!clamp_bound_(mx[k], scale, span, span_s, L + k)) return 0;
+    return 1;
+}
+
+static inline __attribute__((always_inline)) void
+lse_cols8_f32_(const float *x, ptrdiff_t n, ptrdiff_t row_stride,
+               double scale, const double *mx, const float *L, double *cn,
+               double *rs, const int S1)
+{
+    float mxf[8];
+    for (int k = 0; k < 8; ++k) mxf[k] = (float)mx[k];
+    const __m256 mf = _mm256_loadu_ps(mxf), Lv = _mm256_loadu_ps(L);
+    const __m256d sv = _mm256_set1_pd(scale);
+    const __m256d mvl = _mm256_loadu_pd(mx), mvh = _mm256_loadu_pd(mx + 4);
+    __m256d r0 = _mm256_setzero_pd(), r1 = r0;
+    __m256i cnt = _mm256_setzero_si256();
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        __m256 a = _mm256_loadu_ps(x + i * row_stride);
+        LSE32_STEP(a, mvl, mvh, r0, r1);
+    }
+    _mm256_storeu_pd(rs, r0);
+    _mm256_storeu_pd(rs + 4, r1);
+    _mm256_storeu_pd(cn, _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt)));
+    _mm256_storeu_pd(cn + 4, _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1)));
+}
+
+void csm_lse_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
+                           ptrdiff_t row_stride, double scale,
+                           csm_lse_state *states)
+{
+    const double span_s = F32_LSE_SPAN / scale;
+    const double log_n = log((double)(n > 0 ? n : 1)) + 0.01;
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n_cols; j += 8) {
+        const __m256 ninf = _mm256_set1_ps(-INFINITY);
+        __m256 m0 = ninf, bad = _mm256_setzero_ps();
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            __m256 a = _mm256_loadu_ps(x + i * row_stride + j);
+            m0 = _mm256_max_ps(m0, a);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+        }
+        double mx[8], cn[8], rs[8];
+        float L[8];
+        _mm256_storeu_pd(mx, _mm256_cvtps_pd(_mm256_castps256_ps128(m0)));
+        _mm256_storeu_pd(mx + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(m0, 1)));
+        if (_mm256_movemask_ps(bad) ||
+            !cols_bounds_(mx, scale, F32_LSE_SPAN, span_s, L)) {
+            csm_lse_cols_f32_generic_avx2(x + j, 8, n, row_stride, scale,
+                                          states + j);
+            continue;
+        }
+        if (scale == 1.0)
+            lse_cols8_f32_(x + j, n, row_stride, scale, mx, L, cn, rs, 1);
+        else
+            lse_cols8_f32_(x + j, n, row_stride, scale, mx, L, cn, rs, 0);
+        for (int k = 0; k < 8; ++k) {
+            csm_lse_state *st = states + j + k;
+            st->max = mx[k]; st->count = cn[k]; st->rest = rs[k];
+            if (lse_cancels_(st, scale, log_n))
+                csm_lse_cols_f32_scalar(x + j + k, 1, n, row_stride, scale, st);
+        }
+    }
+    if (j < n_cols)
+        csm_lse_cols_f32_generic_avx2(x + j, n_cols - j, n, row_stride, scale,
+                                      states + j);
+}
+
+void csm_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
+        ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = F32_SM_SPAN / scale;
+    const __m256d sv = _mm256_set1_pd(scale);
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n_cols; j += 8) {
+        float L[8];
+        if (alpha != 1.0 || !cols_bounds_(max + j, scale, F32_SM_SPAN, span_s, L)) {
+            csm_softmax_cols_f32_generic_avx2(x + j, 8, n, x_row_stride, scale,
+                max + j, log_sum + j, alpha, y + j, y_row_stride);
+            continue;
+        }
+        const __m256 Lv = _mm256_loadu_ps(L);
+        __m256d cvl = _mm256_fmadd_pd(sv, _mm256_loadu_pd(max + j), _mm256_loadu_pd(log_sum + j));
+        __m256d cvh = _mm256_fmadd_pd(sv, _mm256_loadu_pd(max + j + 4), _mm256_loadu_pd(log_sum + j + 4));
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            __m256 a = _mm256_max_ps(_mm256_loadu_ps(x + i * x_row_stride + j), Lv);
+            _mm256_storeu_ps(y + i * y_row_stride + j, softmax8_f32_(a, sv, cvl, cvh));
+        }
+    }
+    if (j < n_cols)
+        csm_softmax_cols_f32_generic_avx2(x + j, n_cols - j, n, x_row_stride,
+            scale, max + j, log_sum + j, alpha, y + j, y_row_stride);
+}
+void csm_log_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    csm_log_softmax_cols_f32_generic_avx2(x, n_cols, n, x_row_stride, scale,
+                                          max, log_sum, alpha, y, y_row_stride);
+}
 
 /* ---- finalize: log_sum = log(count + rest) for 4 rows at a time --------- */
 
