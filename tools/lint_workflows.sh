@@ -3,7 +3,7 @@
 # here): actionlint, with shellcheck for the `run:` scripts, both from PyPI
 # wheels, plus cibuildwheel reading [tool.cibuildwheel] in pyproject.toml
 # (it fails on unknown or malformed options) and listing what it would build;
-# shellcheck over tools/*.sh and .ci/run.
+# and ShellCheck over tools/*.sh and .ci/run.
 #
 #   tools/lint_workflows.sh            # uses a throw-away venv
 #   LINT_VENV=dir tools/lint_workflows.sh   # reuse/keep a venv
