@@ -22,6 +22,18 @@ if _core.isa_request_error():
         f"using {_core.isa()!r}", RuntimeWarning, stacklevel=2)
 
 
+# GNU libgomp cannot start a thread team in a child forked from a process
+# that has already run one: the child blocks forever in its first parallel
+# region.  So a forked child (multiprocessing's "fork" start method) runs
+# csoftmax single-threaded; use "spawn"/"forkserver" for parallel children.
+def _serial_after_fork():
+    _core.set_num_threads(1)
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_serial_after_fork)
+
+
 def get_include():
     """Directory of the public C header ``csoftmax.h``.
 
