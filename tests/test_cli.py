@@ -21,7 +21,7 @@ def run_cli(*args, timeout=180):
     env = dict(os.environ)
     env["PYTHONPATH"] = PKG_PARENT + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "csoftmax", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=env, cwd=PKG_PARENT)
 
 
 def test_info_prints_config():

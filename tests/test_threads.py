@@ -170,8 +170,11 @@ def _probe(**env):
     e = dict(os.environ)
     e.pop("OMP_NUM_THREADS", None)
     e.update(env)
+    # run where the imported csoftmax lives: from a source checkout's root the
+    # uncompiled package would shadow an installed one (cwd is on sys.path)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(csoftmax.__file__)))
     r = subprocess.run([sys.executable, "-c", _PROBE], env=e, capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, cwd=pkg_parent)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
