@@ -22,6 +22,7 @@ SOURCES = [
     "csoftmax/src/dispatch.c",
     "csoftmax/src/kernels_scalar.c",
     "csoftmax/src/kernels_avx2.c",
+    "csoftmax/src/kernels_neon.c",
 ]
 
 

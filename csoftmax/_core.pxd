@@ -38,6 +38,7 @@ cdef extern from "csoftmax.h" nogil:
     ctypedef enum csm_isa:
         CSM_ISA_SCALAR
         CSM_ISA_AVX2
+        CSM_ISA_NEON
 
     ctypedef struct csm_lse_state:
         double max

@@ -81,7 +81,7 @@ cdef int _last_team = 1
 # configuration
 
 def isa():
-    """Name of the kernel table in use ('avx2' or 'scalar')."""
+    """Name of the kernel table in use ('avx2', 'neon' or 'scalar')."""
     return _tab.name.decode()
 
 
@@ -90,6 +90,8 @@ def available_isas():
     names = ["scalar"]
     if csm_kernels_for(CSM_ISA_AVX2) != NULL:
         names.append("avx2")
+    if csm_kernels_for(CSM_ISA_NEON) != NULL:
+        names.append("neon")
     return names
 
 
@@ -105,6 +107,8 @@ def _use_isa(name):
         t = csm_kernels_for(CSM_ISA_SCALAR)
     elif name == "avx2":
         t = csm_kernels_for(CSM_ISA_AVX2)
+    elif name == "neon":
+        t = csm_kernels_for(CSM_ISA_NEON)
     if t == NULL:
         raise ValueError(f"ISA {name!r} is not available on this CPU/build")
     prev = isa()

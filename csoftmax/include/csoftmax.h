@@ -4,8 +4,9 @@
  * Row kernels for the softmax family (LogSumExp, softmax, log-softmax) in
  * float32 and float64.  Every kernel exists once per instruction set
  * (`csm_<op>_<dtype>_<isa>`); `csm_kernels()` returns the table chosen once
- * from CPUID (honouring the environment variable CSOFTMAX_ISA=scalar|avx2),
- * and callers go through that table.
+ * from CPUID (honouring the environment variable CSOFTMAX_ISA=scalar|avx2|neon),
+ * and callers go through that table.  aarch64 builds always offer NEON
+ * (AdvSIMD is part of the aarch64 baseline).
  *
  * Conventions
  *   - counts and strides are in elements, never bytes;
@@ -43,7 +44,8 @@ extern "C" {
 
 typedef enum {
     CSM_ISA_SCALAR = 0,
-    CSM_ISA_AVX2 = 1
+    CSM_ISA_AVX2 = 1,
+    CSM_ISA_NEON = 2   /* aarch64 AdvSIMD */
 } csm_isa;
 
 typedef struct {
@@ -117,7 +119,7 @@ typedef struct {
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or
- * the one named by CSOFTMAX_ISA ("scalar" or "avx2"; an unavailable or
+ * the one named by CSOFTMAX_ISA ("scalar", "avx2" or "neon"; an unavailable or
  * unknown name falls back to the best available and is reported by
  * csm_isa_request_error()).  Thread-safe after the first call. */
 const csm_kernel_table *csm_kernels(void);

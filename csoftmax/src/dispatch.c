@@ -3,7 +3,9 @@
  *
  * The AVX2 table is offered only when CPUID reports AVX2 and FMA *and* the
  * OS saves YMM state (OSXSAVE + XGETBV), so the scalar path is what runs on
- * older CPUs and on non-x86 builds.  CSOFTMAX_ISA=scalar|avx2 forces a table.
+ * older CPUs and on non-x86 builds.  On aarch64 the NEON table is always
+ * offered (AdvSIMD is baseline there) and is the default.
+ * CSOFTMAX_ISA=scalar|avx2|neon forces a table.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,20 @@ static const csm_kernel_table table_scalar = CSM_TABLE(CSM_ISA_SCALAR, scalar, "
 #ifdef CSM_BUILD_AVX2
 static const csm_kernel_table table_avx2 = CSM_TABLE(CSM_ISA_AVX2, avx2, "avx2");
 #endif
+#ifdef CSM_BUILD_NEON
+/* finalize stays scalar (log1p per row; not a hot spot) */
+static const csm_kernel_table table_neon = {
+    CSM_ISA_NEON, "neon",
+    csm_lse_rows_f32_neon, csm_lse_rows_f64_neon,
+    csm_lse_cols_f32_neon, csm_lse_cols_f64_neon,
+    csm_softmax_rows_f32_neon, csm_softmax_rows_f64_neon,
+    csm_log_softmax_rows_f32_neon, csm_log_softmax_rows_f64_neon,
+    csm_softmax_cols_f32_neon, csm_softmax_cols_f64_neon,
+    csm_log_softmax_cols_f32_neon, csm_log_softmax_cols_f64_neon,
+    csm_finalize_scalar };
+#endif
 
+#ifdef CSM_BUILD_AVX2
 static int cpu_has_avx2_fma(void)
 {
 #if defined(CSM_BUILD_AVX2) && (defined(__GNUC__) || defined(__clang__))
@@ -47,6 +62,7 @@ static int cpu_has_avx2_fma(void)
     return 0;
 #endif
 }
+#endif /* CSM_BUILD_AVX2 */
 
 const csm_kernel_table *csm_kernels_for(csm_isa isa)
 {
@@ -54,6 +70,9 @@ const csm_kernel_table *csm_kernels_for(csm_isa isa)
     case CSM_ISA_SCALAR: return &table_scalar;
 #ifdef CSM_BUILD_AVX2
     case CSM_ISA_AVX2: return cpu_has_avx2_fma() ? &table_avx2 : NULL;
+#endif
+#ifdef CSM_BUILD_NEON
+    case CSM_ISA_NEON: return &table_neon;
 #endif
     default: return NULL;
     }
@@ -67,12 +86,14 @@ const csm_kernel_table *csm_kernels(void)
     /* Idempotent: a race between two first callers stores the same pointer. */
     if (chosen) return chosen;
     const csm_kernel_table *best = csm_kernels_for(CSM_ISA_AVX2);
+    if (!best) best = csm_kernels_for(CSM_ISA_NEON);
     if (!best) best = &table_scalar;
     const char *req = getenv("CSOFTMAX_ISA");
     if (req && *req) {
         const csm_kernel_table *t = NULL;
         if (strcmp(req, "scalar") == 0) t = csm_kernels_for(CSM_ISA_SCALAR);
         else if (strcmp(req, "avx2") == 0) t = csm_kernels_for(CSM_ISA_AVX2);
+        else if (strcmp(req, "neon") == 0) t = csm_kernels_for(CSM_ISA_NEON);
         if (t) best = t; else request_error = 1;
     }
     chosen = best;

@@ -45,5 +45,9 @@ CSM_DECLARE_ISA(scalar)
 #define CSM_BUILD_AVX2 1
 CSM_DECLARE_ISA(avx2)
 #endif
+#if defined(__aarch64__)
+#define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */
+CSM_DECLARE_ISA(neon)
+#endif
 
 #endif
