@@ -57,6 +57,6 @@ for platform in linux macos windows; do
     [ "$n" -gt 0 ]
 done
 # the shell scripts of the release checks and CI
-shellcheck -x tools/*.sh .ci/run
+shellcheck -x tools/*.sh tools/neon/*.sh .ci/run
 echo "lint: shellcheck found no problems in tools/*.sh and .ci/run"
 echo "lint: OK"
