@@ -9,40 +9,12 @@ against torch autograd when torch is installed.
 
 Tolerances: float64 1e-13, float32 2e-6, relative to the largest entry.
 """
-import zlib
 
 import numpy as np
 import pytest
 from numpy.exceptions import AxisError
 
 import csoftmax
-from csoftmax import _core
-
-ISAS = _core.available_isas()
-
-
-@pytest.fixture
-def rng(request):
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
-
-
-@pytest.fixture(params=ISAS)
-def kernel_isa(request):
-    prev = _core._use_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core._use_isa(prev)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def num_threads(request):
-    prev = csoftmax.get_num_threads()
-    csoftmax.set_num_threads(request.param)
-    try:
-        yield request.param
-    finally:
-        csoftmax.set_num_threads(prev)
 
 
 def ref_softmax(x, axis):
@@ -100,7 +72,7 @@ def test_vs_reference(rng, shape, axis, dtype):
 
 @pytest.mark.parametrize("layout", [((400, 90), -1), ((6, 50, 130), 1)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_isa_and_threads(rng, kernel_isa, num_threads, layout, dtype):
+def test_isa_and_threads(rng, isa, threads, layout, dtype):
     shape, axis = layout
     x = (rng.normal(size=shape) * 3).astype(dtype)
     dy = rng.normal(size=shape).astype(dtype)

@@ -7,24 +7,6 @@ from numpy.exceptions import AxisError
 from scipy.special import xlogy
 
 import csoftmax
-from csoftmax import _core
-
-ISAS = _core.available_isas()
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    prev = _core._use_isa(request.param)
-    yield request.param
-    _core._use_isa(prev)
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    prev = csoftmax.get_num_threads()
-    csoftmax.set_num_threads(request.param)
-    yield request.param
-    csoftmax.set_num_threads(prev)
 
 
 # ---------------------------------------------------------------------------
