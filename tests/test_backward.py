@@ -15,6 +15,7 @@ import pytest
 from numpy.exceptions import AxisError
 
 import csoftmax
+from _helpers import fd_grad
 
 
 def ref_softmax(x, axis):
@@ -89,17 +90,6 @@ def test_isa_and_threads(rng, isa, threads, layout, dtype):
 
 # ---------------------------------------------------------------------------
 # finite differences (float64): d/dx of sum(v * f(x))
-
-def fd_grad(f, x, h=1e-6):
-    g = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        xp = x.copy()
-        xm = x.copy()
-        xp[i] += h
-        xm[i] -= h
-        g[i] = (f(xp) - f(xm)) / (2 * h)
-    return g
-
 
 @pytest.mark.parametrize("shape,axis", [((4, 5), -1), ((4, 5), 0), ((2, 3, 4), 1)])
 def test_finite_differences(rng, shape, axis):

@@ -18,6 +18,7 @@ import pytest
 from numpy.exceptions import AxisError
 
 import csoftmax
+from _helpers import fd_grad
 
 
 # ---------------------------------------------------------------------------
@@ -258,17 +259,6 @@ def test_nll_loss_matches_torch(rng):
 
 # ---------------------------------------------------------------------------
 # finite differences (float64) for every return_grad path
-
-def fd_grad(f, x, h=1e-6):
-    g = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        xp = x.copy()
-        xm = x.copy()
-        xp[i] += h
-        xm[i] -= h
-        g[i] = (f(xp) - f(xm)) / (2 * h)
-    return g
-
 
 @pytest.mark.parametrize("kind,use_w,eps,reduction,axis", list(itertools.product(
     KINDS, [False, True], [0.0, 0.25], ["none", "mean", "sum"], [-1, 0])))
