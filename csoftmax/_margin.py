@@ -74,6 +74,17 @@ def _reduction(reduction, allowed):
     return reduction
 
 
+def _integer(value, name, what):
+    """operator.index(value); bools and non-integers -> TypeError naming `what`."""
+    msg = f"{name} must be {what} or None, got {value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(msg)
+    try:
+        return operator.index(value)
+    except TypeError as e:
+        raise TypeError(msg) from e
+
+
 def _real(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
@@ -582,12 +593,7 @@ _SAMPLE_ERRORS = {
 def _seed_key(seed):
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError(f"seed must be a non-negative integer or None, got {seed!r}")
-    try:
-        sd = operator.index(seed)
-    except TypeError as e:
-        raise TypeError(f"seed must be a non-negative integer or None, got {seed!r}") from e
+    sd = _integer(seed, "seed", "a non-negative integer")
     if sd < 0:
         raise ValueError(f"seed must be >= 0, got {sd}")
     return int(np.random.SeedSequence(sd).generate_state(1, np.uint64)[0])
@@ -658,12 +664,7 @@ def sample(logits, *, temperature=1.0, top_k=None, axis=-1, seed=None):
         raise ValueError("logits has no classes along axis (size 0)")
     k = 0
     if top_k is not None:
-        if isinstance(top_k, (bool, np.bool_)):
-            raise TypeError(f"top_k must be an integer or None, got {top_k!r}")
-        try:
-            k = operator.index(top_k)
-        except TypeError as e:
-            raise TypeError(f"top_k must be an integer or None, got {top_k!r}") from e
+        k = _integer(top_k, "top_k", "an integer")
         if k < 1:
             raise ValueError(f"top_k must be >= 1, got {k}")
         if k >= n:

@@ -200,3 +200,15 @@ OPS = {"softmax": csoftmax.softmax, "log_softmax": csoftmax.log_softmax,
 def run(op, x, axis=-1, **kw):
     """Call the csoftmax function `op`; logsumexp keeps axis semantics."""
     return OPS[op](x, axis=axis, **kw)
+
+
+def fd_grad(f, x, h=1e-6):
+    """Central finite differences of the scalar function f at float64 x."""
+    g = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        xp = x.copy()
+        xm = x.copy()
+        xp[i] += h
+        xm[i] -= h
+        g[i] = (f(xp) - f(xm)) / (2 * h)
+    return g

@@ -31,8 +31,9 @@ def isa(request):
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request):
-    prev = csoftmax.get_num_threads()
-    csoftmax.set_num_threads(request.param)
+    # set_num_threads returns the previous *setting* (None = follow OpenMP),
+    # so restoring it does not leave the count pinned for later tests
+    prev = csoftmax.set_num_threads(request.param)
     try:
         yield request.param
     finally:

@@ -9,40 +9,13 @@ against torch autograd when torch is installed.
 
 Tolerances: float64 1e-13, float32 2e-6, relative to the largest entry.
 """
-import zlib
 
 import numpy as np
 import pytest
 from numpy.exceptions import AxisError
 
 import csoftmax
-from csoftmax import _core
-
-ISAS = _core.available_isas()
-
-
-@pytest.fixture
-def rng(request):
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
-
-
-@pytest.fixture(params=ISAS)
-def kernel_isa(request):
-    prev = _core._use_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core._use_isa(prev)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def num_threads(request):
-    prev = csoftmax.get_num_threads()
-    csoftmax.set_num_threads(request.param)
-    try:
-        yield request.param
-    finally:
-        csoftmax.set_num_threads(prev)
+from _helpers import fd_grad
 
 
 def ref_softmax(x, axis):
@@ -100,7 +73,7 @@ def test_vs_reference(rng, shape, axis, dtype):
 
 @pytest.mark.parametrize("layout", [((400, 90), -1), ((6, 50, 130), 1)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_isa_and_threads(rng, kernel_isa, num_threads, layout, dtype):
+def test_isa_and_threads(rng, isa, threads, layout, dtype):
     shape, axis = layout
     x = (rng.normal(size=shape) * 3).astype(dtype)
     dy = rng.normal(size=shape).astype(dtype)
@@ -117,17 +90,6 @@ def test_isa_and_threads(rng, kernel_isa, num_threads, layout, dtype):
 
 # ---------------------------------------------------------------------------
 # finite differences (float64): d/dx of sum(v * f(x))
-
-def fd_grad(f, x, h=1e-6):
-    g = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        xp = x.copy()
-        xm = x.copy()
-        xp[i] += h
-        xm[i] -= h
-        g[i] = (f(xp) - f(xm)) / (2 * h)
-    return g
-
 
 @pytest.mark.parametrize("shape,axis", [((4, 5), -1), ((4, 5), 0), ((2, 3, 4), 1)])
 def test_finite_differences(rng, shape, axis):

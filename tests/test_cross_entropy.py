@@ -12,41 +12,13 @@ after float64 accumulation) / 2e-6 of the largest gradient entry.
 """
 import itertools
 import math
-import zlib
 
 import numpy as np
 import pytest
 from numpy.exceptions import AxisError
 
 import csoftmax
-from csoftmax import _core
-
-ISAS = _core.available_isas()
-
-
-@pytest.fixture(params=ISAS)
-def kernel_isa(request):
-    prev = _core._use_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core._use_isa(prev)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def num_threads(request):
-    prev = csoftmax.get_num_threads()
-    csoftmax.set_num_threads(request.param)
-    try:
-        yield request.param
-    finally:
-        csoftmax.set_num_threads(prev)
-
-
-@pytest.fixture
-def rng(request):
-    # a fixed seed per test (same rule as tests/conftest.py), so failures reproduce
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+from _helpers import fd_grad
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +150,7 @@ def test_any_class_axis(rng, kind, axis, dtype):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("layout", ["rows", "cols"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_isa_and_threads(rng, kernel_isa, num_threads, kind, layout, dtype):
+def test_isa_and_threads(rng, isa, threads, kind, layout, dtype):
     # large enough (> 32768 elements) for the threaded path, several blocks
     if layout == "rows":
         shape, axis = (300, 130), -1
@@ -288,17 +260,6 @@ def test_nll_loss_matches_torch(rng):
 # ---------------------------------------------------------------------------
 # finite differences (float64) for every return_grad path
 
-def fd_grad(f, x, h=1e-6):
-    g = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        xp = x.copy()
-        xm = x.copy()
-        xp[i] += h
-        xm[i] -= h
-        g[i] = (f(xp) - f(xm)) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("kind,use_w,eps,reduction,axis", list(itertools.product(
     KINDS, [False, True], [0.0, 0.25], ["none", "mean", "sum"], [-1, 0])))
 def test_grad_finite_differences(rng, kind, use_w, eps, reduction, axis):
@@ -340,7 +301,7 @@ def test_worked_example(T):
 # huge logits (torch issue 11752): the loss must not collapse to 0
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_huge_logits(kernel_isa, dtype):
+def test_huge_logits(isa, dtype):
     x = np.array([[1e8, 1e8 - 8, -1e8], [1e8, -1e8, 0.0]], dtype=dtype)
     d = float(np.float64(x[0, 0]) - np.float64(x[0, 1]))      # exact: 8
     # row 0, target 1: LSE - x1 = d + log1p(e^-d + ...); row 1, target 1: 2e8

@@ -120,15 +120,6 @@ def downstream(tmp_path_factory):
     return mod
 
 
-@pytest.fixture(params=_core.available_isas())
-def isa(request):
-    prev = _core._use_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core._use_isa(prev)
-
-
 NTH = 2
 
 

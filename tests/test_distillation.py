@@ -7,24 +7,7 @@ from numpy.exceptions import AxisError
 from scipy.special import xlogy
 
 import csoftmax
-from csoftmax import _core
-
-ISAS = _core.available_isas()
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    prev = _core._use_isa(request.param)
-    yield request.param
-    _core._use_isa(prev)
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    prev = csoftmax.get_num_threads()
-    csoftmax.set_num_threads(request.param)
-    yield request.param
-    csoftmax.set_num_threads(prev)
+from _helpers import fd_grad
 
 
 # ---------------------------------------------------------------------------
@@ -123,12 +106,7 @@ def test_distillation_finite_differences(reduction, T):
     def f(x):
         return np.sum(csoftmax.distillation_loss(x, t, temperature=T, reduction=reduction))
 
-    h = 1e-6
-    fd = np.zeros_like(s)
-    for idx in np.ndindex(s.shape):
-        e = np.zeros_like(s)
-        e[idx] = h
-        fd[idx] = (f(s + e) - f(s - e)) / (2 * h)
+    fd = fd_grad(f, s)
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
 
 

@@ -8,24 +8,7 @@ from numpy.exceptions import AxisError
 from scipy.special import logsumexp
 
 import csoftmax
-from csoftmax import _core
-
-ISAS = _core.available_isas()
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    prev = _core._use_isa(request.param)
-    yield request.param
-    _core._use_isa(prev)
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    prev = csoftmax.get_num_threads()
-    csoftmax.set_num_threads(request.param)
-    yield request.param
-    csoftmax.set_num_threads(prev)
+from _helpers import fd_grad
 
 
 # ---------------------------------------------------------------------------
@@ -153,13 +136,7 @@ def test_margin_ce_finite_differences(kind, m, easy, reduction):
     cos[1, 1] = 0.4
     kw = dict(scale=8.0, margin=m, kind=kind, easy_margin=easy, reduction=reduction)
     _, g = csoftmax.margin_cross_entropy(cos, y, return_grad=True, **kw)
-    h = 1e-6
-    fd = np.zeros_like(cos)
-    for idx in np.ndindex(cos.shape):
-        e = np.zeros_like(cos)
-        e[idx] = h
-        fd[idx] = (np.sum(csoftmax.margin_cross_entropy(cos + e, y, **kw))
-                   - np.sum(csoftmax.margin_cross_entropy(cos - e, y, **kw))) / (2 * h)
+    fd = fd_grad(lambda c: np.sum(csoftmax.margin_cross_entropy(c, y, **kw)), cos)
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
 
 
@@ -366,13 +343,7 @@ def test_soft_hinge_finite_differences(reduction, m):
     x = rng.normal(size=(3, 6)) * 2
     y = np.array([0, 5, 2])
     _, g = csoftmax.soft_hinge(x, y, margin=m, reduction=reduction, return_grad=True)
-    h = 1e-6
-    fd = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[idx] = h
-        fd[idx] = (np.sum(csoftmax.soft_hinge(x + e, y, margin=m, reduction=reduction))
-                   - np.sum(csoftmax.soft_hinge(x - e, y, margin=m, reduction=reduction))) / (2 * h)
+    fd = fd_grad(lambda v: np.sum(csoftmax.soft_hinge(v, y, margin=m, reduction=reduction)), x)
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
 
 
