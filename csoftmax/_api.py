@@ -25,6 +25,9 @@ def _plan(a, axes):
     contiguous last axis.  A copy is made only when the memory layout admits
     neither (non-unit inner stride, several non-adjacent axes, ...).
     """
+    if not a.flags.aligned:
+        # the C kernels dereference typed pointers: misaligned data is copied
+        a = np.array(a, order="K", copy=True)
     shape = a.shape
     item = a.itemsize
     nd = a.ndim
@@ -74,7 +77,8 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
             # write straight into out when it has a layout the kernels take
             yv = reshape_view(out, xv.shape)
             item = out.itemsize
-            if yv is None or any(s % item for s in yv.strides) or yv.strides[-1] != item:
+            if (yv is None or not out.flags.aligned or any(s % item for s in yv.strides)
+                    or yv.strides[-1] != item):
                 yv = None
             else:
                 y = out

@@ -88,7 +88,8 @@ def _grad_target(grad_out, a, xc, xv, comp, others=()):
             not any(np.may_share_memory(grad_out, o) for o in others):
         gv = reshape_view(grad_out, xv.shape)
         item = grad_out.itemsize
-        if gv is not None and gv.strides[-1] == item and not any(s % item for s in gv.strides):
+        if (gv is not None and grad_out.flags.aligned and gv.strides[-1] == item
+                and not any(s % item for s in gv.strides)):
             return grad_out, gv
     g = np.empty(xv.shape, dtype=comp)
     return g, g
