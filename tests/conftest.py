@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 import csoftmax
 from csoftmax import _core
@@ -14,7 +14,16 @@ from csoftmax import _core
 settings.register_profile("csoftmax", max_examples=40, deadline=None,
                           derandomize=True, print_blob=True)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "csoftmax"))
+# CSOFTMAX_FUZZ=long: the long fuzzing run (tests/test_fuzz.py has 14 hypothesis tests,
+# so 7500 examples a test is > 100,000 examples; CSOFTMAX_FUZZ_EXAMPLES
+# overrides the per-test figure).
+settings.register_profile(
+    "long", max_examples=int(os.environ.get("CSOFTMAX_FUZZ_EXAMPLES", "7500")), deadline=None,
+    derandomize=False, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.filter_too_much])
+_default = "long" if os.environ.get("CSOFTMAX_FUZZ") == "long" else "csoftmax"
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
 ISAS = _core.available_isas()
 
