@@ -574,7 +574,7 @@ def rows_weighted_lse(cnp.ndarray x, cnp.ndarray b):
                 pl[r] = s
                 ps[r] = s
                 continue
-            if smax != 0 and srest / smax > -0.5:
+            if smax != 0 and fabs(srest) <= fabs(smax) and srest / smax > -0.5:
                 res = c_log(fabs(smax)) + c_log1p(srest / smax)
             else:
                 res = c_log(fabs(s))

@@ -96,10 +96,11 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
     coefficient differs.  flag: 1 = write zeros, 2 = negate after write."""
     cdef double aref = 0.0, r
     cdef Py_ssize_t k
+    # the largest finite coefficient: every ratio is then <= 1 in magnitude, so
+    # a subnormal coefficient cannot make another row's ratio overflow
     for k in range(m):
-        if flag[k] != 3 and a[k] != 0.0 and isfinite(a[k]):
+        if flag[k] != 3 and a[k] != 0.0 and isfinite(a[k]) and fabs(a[k]) > fabs(aref):
             aref = a[k]
-            break
     if aref == 0.0:
         aref = 1.0
     for k in range(m):

@@ -236,7 +236,10 @@ def _run_fork_script(tmp_path, body):
     script = tmp_path / "fork_child.py"
     script.write_text(_FORK_PRELUDE + textwrap.dedent(body))
     # own process group, so that a hung run is killed with all its children
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path),
+    env = dict(os.environ)   # the child imports the csoftmax this test imported
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(csoftmax.__file__)))
+    env["PYTHONPATH"] = pkg_parent + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
