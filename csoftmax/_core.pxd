@@ -112,6 +112,18 @@ cdef void log_softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
                                Py_ssize_t x_row_stride, double scale, double *y,
                                Py_ssize_t y_row_stride) noexcept nogil
 
+# Cross-entropy of one contiguous row with a hard label, and its gradient:
+#   returns loss = LSE(scale*x) - scale*x[target]   (NaN if target not in [0, n))
+#   if grad != NULL: grad = grad_scale * d loss / d x
+#                         = grad_scale * scale * (softmax(scale*x) - onehot(target))
+#   (x is read twice: once for max+sum, once for the gradient write; grad may be x).
+cdef double cross_entropy_row_f32(const float *x, Py_ssize_t n, Py_ssize_t target,
+                                  double scale, float *grad,
+                                  double grad_scale) noexcept nogil
+cdef double cross_entropy_row_f64(const double *x, Py_ssize_t n, Py_ssize_t target,
+                                  double scale, double *grad,
+                                  double grad_scale) noexcept nogil
+
 
 # fused conveniences (compiled into the caller, no extra indirection)
 

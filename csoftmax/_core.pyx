@@ -22,6 +22,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport strcmp
+from libc.math cimport expm1 as c_expm1_
 
 # (the declarations of csoftmax.h come from _core.pxd, which Cython reads
 # automatically for this module)
@@ -521,6 +522,33 @@ cdef void log_softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
     if n_rows > 0 and n > 0:
         _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
                     1, NULL, NULL)
+
+
+cdef inline double _ce_row(const floating *x, Py_ssize_t n, Py_ssize_t target,
+                           double scale, floating *grad,
+                           double grad_scale) noexcept nogil:
+    cdef csm_lse_state st
+    cdef double mx, ls, dt
+    if target < 0 or target >= n:
+        return 0.0 / 0.0
+    _lse_rows(x, 1, n, n, scale, &st)
+    _tab.finalize(&st, 1, scale, &mx, &ls)
+    dt = scale * (<double>x[target] - mx)       # read before grad may overwrite x
+    if grad != NULL:
+        _write_rows(x, 1, n, n, scale, &mx, &ls, grad_scale * scale, grad, n, False)
+        grad[target] = <floating>(grad_scale * scale * c_expm1_(dt - ls))
+    return ls - dt
+
+
+cdef double cross_entropy_row_f32(const float *x, Py_ssize_t n, Py_ssize_t target,
+                                  double scale, float *grad,
+                                  double grad_scale) noexcept nogil:
+    return _ce_row(x, n, target, scale, grad, grad_scale)
+
+cdef double cross_entropy_row_f64(const double *x, Py_ssize_t n, Py_ssize_t target,
+                                  double scale, double *grad,
+                                  double grad_scale) noexcept nogil:
+    return _ce_row(x, n, target, scale, grad, grad_scale)
 
 
 # --------------------------------------------------------------------------
