@@ -65,6 +65,11 @@ cdef extern from "csoftmax.h" nogil:
                                      double scale, double *max,
                                      double *log_sum) noexcept nogil
 
+    ctypedef void (*csm_bwd_rows_f32)(const float *y, const float *dy, float *o,
+                                      Py_ssize_t n_rows, Py_ssize_t n) noexcept nogil
+    ctypedef void (*csm_bwd_rows_f64)(const double *y, const double *dy, double *o,
+                                      Py_ssize_t n_rows, Py_ssize_t n) noexcept nogil
+
     ctypedef struct csm_kernel_table:
         csm_isa isa
         const char *name
@@ -81,6 +86,10 @@ cdef extern from "csoftmax.h" nogil:
         csm_write_rows_f32 log_softmax_cols_f32
         csm_write_rows_f64 log_softmax_cols_f64
         csm_finalize_fn finalize
+        csm_bwd_rows_f32 softmax_bwd_rows_f32
+        csm_bwd_rows_f64 softmax_bwd_rows_f64
+        csm_bwd_rows_f32 log_softmax_bwd_rows_f32
+        csm_bwd_rows_f64 log_softmax_bwd_rows_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

@@ -369,20 +369,19 @@ def nll_pass(cnp.ndarray x, cnp.ndarray y, w, long long ignore, cnp.ndarray loss
 #   softmax:     dx = y * (dy - sum(y * dy))
 #   log_softmax: dx = dy - exp(y) * sum(dy)
 
-cdef void _bwd_row(const floating *y, const floating *dy, floating *o,
-                   Py_ssize_t n, bint log) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double s = 0.0
-    if log:
-        for i in range(n):
-            s = s + <double>dy[i]
-        for i in range(n):
-            o[i] = <floating>(<double>dy[i] - c_exp(<double>y[i]) * s)
+cdef inline void _bwd_row(const floating *y, const floating *dy, floating *o,
+                          Py_ssize_t n, bint log) noexcept nogil:
+    # the dispatched kernels (csm_*_bwd_rows_*): float64 sums, SIMD exp
+    if floating is float:
+        if log:
+            _tab.log_softmax_bwd_rows_f32(y, dy, o, 1, n)
+        else:
+            _tab.softmax_bwd_rows_f32(y, dy, o, 1, n)
     else:
-        for i in range(n):
-            s = s + <double>y[i] * <double>dy[i]
-        for i in range(n):
-            o[i] = <floating>(<double>y[i] * (<double>dy[i] - s))
+        if log:
+            _tab.log_softmax_bwd_rows_f64(y, dy, o, 1, n)
+        else:
+            _tab.softmax_bwd_rows_f64(y, dy, o, 1, n)
 
 
 cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,

@@ -88,6 +88,45 @@ def test_isa_and_threads(rng, isa, threads, layout, dtype):
     check(csoftmax.logsumexp_backward(x, dl, axis=axis), ref_lse_bwd(x, dl, axis), dtype)
 
 
+def _ref_checked(got, ref, dtype):
+    """check() where the reference is finite; elsewhere the same non-finite."""
+    fin = np.isfinite(ref)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(got[~fin & ~np.isnan(ref)], ref[~fin & ~np.isnan(ref)])
+    check(np.where(fin, got, 0), np.where(fin, ref, 0), dtype)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 15, 16, 17, 31, 33, 1023])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_kernels_tails_and_specials(rng, isa, n, dtype):
+    """The SIMD row kernels: every tail length, -inf log-probabilities
+    (exp -> 0), rows holding y > 0 or NaN (the scalar fallback of the AVX2
+    log_softmax kernel), against the float64 formula; out aliasing y / dy."""
+    rows = 6
+    x = (rng.normal(size=(rows, n)) * 4).astype(dtype)
+    dy = rng.normal(size=(rows, n)).astype(dtype)
+    y = csoftmax.softmax(x, axis=-1)
+    ly = csoftmax.log_softmax(x, axis=-1)
+    ly[1, n // 2] = -np.inf                 # probability 0
+    ly[2, -1] = 0.5                         # not a log-probability: still the formula
+    ly[3, 0] = np.nan
+    ly[4, :] = -800.0 if dtype == np.float64 else -120.0   # exp underflow region
+    y[3, n - 1] = np.nan
+    check(csoftmax.softmax_backward(y[[0, 1, 2, 4, 5]], dy[[0, 1, 2, 4, 5]]),
+          ref_softmax_bwd(y[[0, 1, 2, 4, 5]], dy[[0, 1, 2, 4, 5]], -1), dtype)
+    r = csoftmax.softmax_backward(y, dy)
+    assert np.isnan(r[3]).all()             # NaN in y spoils its row's sum only
+    assert not np.isnan(np.delete(r, 3, axis=0)).any()
+    _ref_checked(csoftmax.log_softmax_backward(ly, dy), ref_log_softmax_bwd(ly, dy, -1), dtype)
+    # out= aliasing either input gives the same numbers
+    for f, a in ((csoftmax.softmax_backward, y), (csoftmax.log_softmax_backward, ly)):
+        want = f(a, dy)
+        a2, g2 = a.copy(), dy.copy()
+        np.testing.assert_array_equal(f(a2, g2, out=a2), want)
+        a2, g2 = a.copy(), dy.copy()
+        np.testing.assert_array_equal(f(a2, g2, out=g2), want)
+
+
 # ---------------------------------------------------------------------------
 # finite differences (float64): d/dx of sum(v * f(x))
 

@@ -100,6 +100,17 @@ typedef csm_write_rows_f64 csm_write_cols_f64;
 typedef void (*csm_finalize_fn)(const csm_lse_state *states, ptrdiff_t n,
                                 double scale, double *max, double *log_sum);
 
+/* Backward (vector-Jacobian product) over `n_rows` contiguous rows of length
+ * n (row r starts at r * n), given the forward output y and the upstream
+ * gradient dy:
+ *   softmax:     o = y * (dy - sum(y * dy))
+ *   log_softmax: o = dy - exp(y) * sum(dy)       (y = log-probabilities)
+ * Sums are float64.  o may be the same memory as y or dy. */
+typedef void (*csm_bwd_rows_f32)(const float *y, const float *dy, float *o,
+                                 ptrdiff_t n_rows, ptrdiff_t n);
+typedef void (*csm_bwd_rows_f64)(const double *y, const double *dy, double *o,
+                                 ptrdiff_t n_rows, ptrdiff_t n);
+
 typedef struct {
     csm_isa isa;
     const char *name;
@@ -116,6 +127,10 @@ typedef struct {
     csm_write_cols_f32 log_softmax_cols_f32;
     csm_write_cols_f64 log_softmax_cols_f64;
     csm_finalize_fn finalize;
+    csm_bwd_rows_f32 softmax_bwd_rows_f32;
+    csm_bwd_rows_f64 softmax_bwd_rows_f64;
+    csm_bwd_rows_f32 log_softmax_bwd_rows_f32;
+    csm_bwd_rows_f64 log_softmax_bwd_rows_f64;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

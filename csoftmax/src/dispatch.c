@@ -24,14 +24,17 @@
       csm_log_softmax_rows_f32_##ISA, csm_log_softmax_rows_f64_##ISA,          \
       csm_softmax_cols_f32_##ISA, csm_softmax_cols_f64_##ISA,                  \
       csm_log_softmax_cols_f32_##ISA, csm_log_softmax_cols_f64_##ISA,          \
-      csm_finalize_##ISA }
+      csm_finalize_##ISA,                                                      \
+      csm_softmax_bwd_rows_f32_##ISA, csm_softmax_bwd_rows_f64_##ISA,          \
+      csm_log_softmax_bwd_rows_f32_##ISA, csm_log_softmax_bwd_rows_f64_##ISA }
 
 static const csm_kernel_table table_scalar = CSM_TABLE(CSM_ISA_SCALAR, scalar, "scalar");
 #ifdef CSM_BUILD_AVX2
 static const csm_kernel_table table_avx2 = CSM_TABLE(CSM_ISA_AVX2, avx2, "avx2");
 #endif
 #ifdef CSM_BUILD_NEON
-/* finalize stays scalar (log1p per row; not a hot spot) */
+/* finalize stays scalar (log1p per row; not a hot spot), and so do the
+ * backward kernels (no NEON versions yet) */
 static const csm_kernel_table table_neon = {
     CSM_ISA_NEON, "neon",
     csm_lse_rows_f32_neon, csm_lse_rows_f64_neon,
@@ -40,7 +43,9 @@ static const csm_kernel_table table_neon = {
     csm_log_softmax_rows_f32_neon, csm_log_softmax_rows_f64_neon,
     csm_softmax_cols_f32_neon, csm_softmax_cols_f64_neon,
     csm_log_softmax_cols_f32_neon, csm_log_softmax_cols_f64_neon,
-    csm_finalize_scalar };
+    csm_finalize_scalar,
+    csm_softmax_bwd_rows_f32_scalar, csm_softmax_bwd_rows_f64_scalar,
+    csm_log_softmax_bwd_rows_f32_scalar, csm_log_softmax_bwd_rows_f64_scalar };
 #endif
 
 #ifdef CSM_BUILD_AVX2

@@ -38,7 +38,15 @@ void csm_log_softmax_cols_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,      \
         ptrdiff_t, double, const double *, const double *, double, double *,   \
         ptrdiff_t);                                                            \
 void csm_finalize_##ISA(const csm_lse_state *, ptrdiff_t, double, double *,    \
-                        double *);
+                        double *);                                             \
+void csm_softmax_bwd_rows_f32_##ISA(const float *, const float *, float *,     \
+                                    ptrdiff_t, ptrdiff_t);                     \
+void csm_softmax_bwd_rows_f64_##ISA(const double *, const double *, double *,  \
+                                    ptrdiff_t, ptrdiff_t);                     \
+void csm_log_softmax_bwd_rows_f32_##ISA(const float *, const float *, float *, \
+                                        ptrdiff_t, ptrdiff_t);                 \
+void csm_log_softmax_bwd_rows_f64_##ISA(const double *, const double *,        \
+                                        double *, ptrdiff_t, ptrdiff_t);
 
 CSM_DECLARE_ISA(scalar)
 #if defined(__x86_64__) || defined(_M_X64)

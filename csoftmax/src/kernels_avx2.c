@@ -915,6 +915,111 @@ void csm_finalize_avx2(const csm_lse_state *states, ptrdiff_t n, double scale,
     if (r < n) csm_finalize_scalar(states + r, n - r, scale, max + r, log_sum + r);
 }
 
+/* ---- backward (VJP) over contiguous rows --------------------------------
+ * Both passes widen to float64 (4 lanes) and sum with 4 accumulators.
+ * log_softmax needs exp(y): the vector exp is valid for y <= 0 (what a
+ * log-probability is); a row holding y > 0 or NaN is done by the scalar
+ * kernel (libm exp, IEEE propagation). */
+#define DEFINE_AVX2_BWD(T, SUF, EXP)                                           \
+void csm_softmax_bwd_rows_##SUF##_avx2(const T *y, const T *dy, T *o,          \
+                                       ptrdiff_t n_rows, ptrdiff_t n)          \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *yr = y + r * n, *gr = dy + r * n; T *orow = o + r * n;        \
+        __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;           \
+        __m256d a, b, c, d;                                                    \
+        ptrdiff_t i = 0;                                                       \
+        for (; i + 16 <= n; i += 16) {                                         \
+            load8_##SUF##_(yr + i, &a, &b); load8_##SUF##_(gr + i, &c, &d);    \
+            s0 = _mm256_fmadd_pd(a, c, s0); s1 = _mm256_fmadd_pd(b, d, s1);    \
+            load8_##SUF##_(yr + i + 8, &a, &b);                                \
+            load8_##SUF##_(gr + i + 8, &c, &d);                                \
+            s2 = _mm256_fmadd_pd(a, c, s2); s3 = _mm256_fmadd_pd(b, d, s3);    \
+        }                                                                      \
+        for (; i + 8 <= n; i += 8) {                                           \
+            load8_##SUF##_(yr + i, &a, &b); load8_##SUF##_(gr + i, &c, &d);    \
+            s0 = _mm256_fmadd_pd(a, c, s0); s1 = _mm256_fmadd_pd(b, d, s1);    \
+        }                                                                      \
+        if (i < n) {                                                           \
+            load8m_##SUF##_(yr + i, n - i, 0, &a, &b);                         \
+            load8m_##SUF##_(gr + i, n - i, 0, &c, &d);                         \
+            s0 = _mm256_fmadd_pd(a, c, s0); s1 = _mm256_fmadd_pd(b, d, s1);    \
+        }                                                                      \
+        const __m256d sv = _mm256_set1_pd(                                     \
+            hsum_pd_(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)))); \
+        for (i = 0; i + 8 <= n; i += 8) {                                      \
+            load8_##SUF##_(yr + i, &a, &b); load8_##SUF##_(gr + i, &c, &d);    \
+            store8_##SUF##_(orow + i, _mm256_mul_pd(a, _mm256_sub_pd(c, sv)),  \
+                            _mm256_mul_pd(b, _mm256_sub_pd(d, sv)));           \
+        }                                                                      \
+        if (i < n) {                                                           \
+            load8m_##SUF##_(yr + i, n - i, 0, &a, &b);                         \
+            load8m_##SUF##_(gr + i, n - i, 0, &c, &d);                         \
+            store8m_##SUF##_(orow + i, n - i,                                  \
+                             _mm256_mul_pd(a, _mm256_sub_pd(c, sv)),           \
+                             _mm256_mul_pd(b, _mm256_sub_pd(d, sv)));          \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+void csm_log_softmax_bwd_rows_##SUF##_avx2(const T *y, const T *dy, T *o,      \
+                                           ptrdiff_t n_rows, ptrdiff_t n)      \
+{                                                                              \
+    const __m256d zero = _mm256_setzero_pd();                                  \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *yr = y + r * n, *gr = dy + r * n; T *orow = o + r * n;        \
+        __m256d s0 = zero, s1 = zero, s2 = zero, s3 = zero, bad = zero;        \
+        __m256d a, b, c, d;                                                    \
+        ptrdiff_t i = 0;                                                       \
+        for (; i + 16 <= n; i += 16) {                                         \
+            load8_##SUF##_(yr + i, &a, &b); load8_##SUF##_(gr + i, &c, &d);    \
+            s0 = _mm256_add_pd(s0, c); s1 = _mm256_add_pd(s1, d);              \
+            bad = _mm256_or_pd(bad, _mm256_or_pd(                              \
+                _mm256_cmp_pd(a, zero, _CMP_NLE_UQ),                           \
+                _mm256_cmp_pd(b, zero, _CMP_NLE_UQ)));                         \
+            load8_##SUF##_(yr + i + 8, &a, &b);                                \
+            load8_##SUF##_(gr + i + 8, &c, &d);                                \
+            s2 = _mm256_add_pd(s2, c); s3 = _mm256_add_pd(s3, d);              \
+            bad = _mm256_or_pd(bad, _mm256_or_pd(                              \
+                _mm256_cmp_pd(a, zero, _CMP_NLE_UQ),                           \
+                _mm256_cmp_pd(b, zero, _CMP_NLE_UQ)));                         \
+        }                                                                      \
+        for (; i + 8 <= n; i += 8) {                                           \
+            load8_##SUF##_(yr + i, &a, &b); load8_##SUF##_(gr + i, &c, &d);    \
+            s0 = _mm256_add_pd(s0, c); s1 = _mm256_add_pd(s1, d);              \
+            bad = _mm256_or_pd(bad, _mm256_or_pd(                              \
+                _mm256_cmp_pd(a, zero, _CMP_NLE_UQ),                           \
+                _mm256_cmp_pd(b, zero, _CMP_NLE_UQ)));                         \
+        }                                                                      \
+        if (i < n) {                                                           \
+            load8m_##SUF##_(yr + i, n - i, 0, &a, &b);                         \
+            load8m_##SUF##_(gr + i, n - i, 0, &c, &d);                         \
+            s0 = _mm256_add_pd(s0, c); s1 = _mm256_add_pd(s1, d);              \
+            bad = _mm256_or_pd(bad, _mm256_or_pd(                              \
+                _mm256_cmp_pd(a, zero, _CMP_NLE_UQ),                           \
+                _mm256_cmp_pd(b, zero, _CMP_NLE_UQ)));                         \
+        }                                                                      \
+        if (_mm256_movemask_pd(bad)) {                                         \
+            csm_log_softmax_bwd_rows_##SUF##_scalar(yr, gr, orow, 1, n);       \
+            continue;                                                          \
+        }                                                                      \
+        const __m256d sv = _mm256_set1_pd(                                     \
+            hsum_pd_(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)))); \
+        for (i = 0; i + 8 <= n; i += 8) {                                      \
+            load8_##SUF##_(yr + i, &a, &b); load8_##SUF##_(gr + i, &c, &d);    \
+            store8_##SUF##_(orow + i, _mm256_fnmadd_pd(EXP(a), sv, c),         \
+                            _mm256_fnmadd_pd(EXP(b), sv, d));                  \
+        }                                                                      \
+        if (i < n) {                                                           \
+            load8m_##SUF##_(yr + i, n - i, 0, &a, &b);                         \
+            load8m_##SUF##_(gr + i, n - i, 0, &c, &d);                         \
+            store8m_##SUF##_(orow + i, n - i, _mm256_fnmadd_pd(EXP(a), sv, c), \
+                             _mm256_fnmadd_pd(EXP(b), sv, d));                 \
+        }                                                                      \
+    }                                                                          \
+}
+DEFINE_AVX2_BWD(float, f32, exp_f32_)
+DEFINE_AVX2_BWD(double, f64, exp_f64_)
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif

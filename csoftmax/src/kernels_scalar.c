@@ -105,3 +105,30 @@ void csm_finalize_scalar(const csm_lse_state *states, ptrdiff_t n,
         else log_sum[r] = log(s->count) + log1p(s->rest / s->count);
     }
 }
+
+/* ---- backward (VJP) over contiguous rows, float64 arithmetic ------------ */
+#define DEFINE_SCALAR_BWD(T, SUF)                                              \
+void csm_softmax_bwd_rows_##SUF##_scalar(const T *y, const T *dy, T *o,        \
+                                         ptrdiff_t n_rows, ptrdiff_t n)        \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *yr = y + r * n, *gr = dy + r * n; T *orow = o + r * n;        \
+        double s = 0.0;                                                        \
+        for (ptrdiff_t i = 0; i < n; ++i) s += (double)yr[i] * (double)gr[i];  \
+        for (ptrdiff_t i = 0; i < n; ++i)                                      \
+            orow[i] = (T)((double)yr[i] * ((double)gr[i] - s));                \
+    }                                                                          \
+}                                                                              \
+void csm_log_softmax_bwd_rows_##SUF##_scalar(const T *y, const T *dy, T *o,    \
+                                             ptrdiff_t n_rows, ptrdiff_t n)    \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *yr = y + r * n, *gr = dy + r * n; T *orow = o + r * n;        \
+        double s = 0.0;                                                        \
+        for (ptrdiff_t i = 0; i < n; ++i) s += (double)gr[i];                  \
+        for (ptrdiff_t i = 0; i < n; ++i)                                      \
+            orow[i] = (T)((double)gr[i] - exp((double)yr[i]) * s);             \
+    }                                                                          \
+}
+DEFINE_SCALAR_BWD(float, f32)
+DEFINE_SCALAR_BWD(double, f64)
