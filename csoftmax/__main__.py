@@ -35,7 +35,7 @@ def _parser():
                          f"(+ {_bench.FULL_EXTRA_SHAPES} without --quick)")
     pb.add_argument("--ops", default=None, metavar="LIST",
                     help=f"comma-separated ops from {', '.join(_bench.OPS)} "
-                         f"(default: {', '.join(_bench.DEFAULT_OPS)} when available)")
+                         f"(default: all; with --quick {', '.join(_bench.DEFAULT_OPS)})")
     pb.add_argument("--peers", default=None, metavar="LIST",
                     help=f"restrict competitors to these of {', '.join(_bench.RIVALS)}")
     pb.add_argument("--repeat", type=int, default=None, metavar="K",

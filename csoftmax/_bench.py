@@ -31,7 +31,8 @@ PEER_TITLES = {"numpy": "numpy formula", "scipy": "scipy.special",
                "torch": "torch", "jax": "jax", "csoftmax": "csoftmax"}
 
 DEFAULT_SHAPES = "8192x1000,512x32000,64x256000,262144x10"
-FULL_EXTRA_SHAPES = "32x21x128x128:1"     # non-last axis (axis=1), full run only
+# full run only: one long row (split across threads) and a non-last axis
+FULL_EXTRA_SHAPES = "1x10000000,32x21x128x128:1"
 SMOOTH_MAX_SHARPNESS = 2.0
 
 # timing settings: (repeats K, seconds of budget per measurement)
@@ -150,6 +151,26 @@ class Case:
             shp = self.shape[:self.axis] + self.shape[self.axis + 1:]
             return self.rng.integers(0, self.n_classes, size=shp, dtype=np.int64)
         return self.cached("target", make)
+
+    @property
+    def y(self):
+        """softmax(x) along the axis, in x's dtype (input of the backward ops)."""
+        def make():
+            import csoftmax
+            return csoftmax.softmax(self.x, axis=self.axis)
+        return self.cached("y", make)
+
+    @property
+    def logy(self):
+        def make():
+            import csoftmax
+            return csoftmax.log_softmax(self.x, axis=self.axis)
+        return self.cached("logy", make)
+
+    @property
+    def dy(self):
+        """An upstream gradient of the input's shape."""
+        return self.cached("dy", lambda: self.rng.standard_normal(self.shape).astype(self.dtype))
 
     def release(self):
         self._cache.clear()
@@ -297,6 +318,54 @@ register(
     csoftmax=lambda c, m: lambda: m.cross_entropy(c.x, c.target, axis=c.axis, return_grad=True),
 )
 
+
+# backward (VJP) ops: y = softmax(x) (or log_softmax), dy upstream ---------
+def _np_softmax_backward(y, dy, ax):
+    return y * (dy - (dy * y).sum(ax, keepdims=True))
+
+
+def _np_log_softmax_backward(logy, dy, ax):
+    return dy - np.exp(logy) * dy.sum(ax, keepdims=True)
+
+
+def _torch_backward(c, torch, log):
+    y = c.cached("t_logy" if log else "t_y",
+                 lambda: torch.from_numpy(c.logy if log else c.y))
+    dy = c.cached("t_dy", lambda: torch.from_numpy(c.dy))
+    f = torch._log_softmax_backward_data if log else torch._softmax_backward_data
+    return lambda: f(dy, y, c.axis, y.dtype)
+
+
+def _jax_backward(c, jax, log):
+    jnp = jax.numpy
+    y = c.cached("j_logy" if log else "j_y",
+                 lambda: jnp.asarray(c.logy if log else c.y).block_until_ready())
+    dy = c.cached("j_dy", lambda: jnp.asarray(c.dy).block_until_ready())
+    ax = c.axis
+    if log:
+        return _jit(jax, lambda a, g: g - jnp.exp(a) * g.sum(ax, keepdims=True), y, dy)
+    return _jit(jax, lambda a, g: a * (g - (g * a).sum(ax, keepdims=True)), y, dy)
+
+
+register(
+    "softmax_backward", doc="y * (dy - sum(dy * y)), y = softmax(x)",
+    available=lambda cs: hasattr(cs, "softmax_backward"),
+    numpy=lambda c, m: lambda: _np_softmax_backward(c.y, c.dy, c.axis),
+    torch=lambda c, m: _torch_backward(c, m, False),
+    jax=lambda c, m: _jax_backward(c, m, False),
+    csoftmax=lambda c, m: lambda: m.softmax_backward(c.y, c.dy, axis=c.axis),
+)
+
+register(
+    "log_softmax_backward", doc="dy - exp(logy) * sum(dy), logy = log_softmax(x)",
+    available=lambda cs: hasattr(cs, "log_softmax_backward"),
+    numpy=lambda c, m: lambda: _np_log_softmax_backward(c.logy, c.dy, c.axis),
+    torch=lambda c, m: _torch_backward(c, m, True),
+    jax=lambda c, m: _jax_backward(c, m, True),
+    csoftmax=lambda c, m: lambda: m.log_softmax_backward(c.logy, c.dy, axis=c.axis),
+)
+
+# --quick runs these; a full run runs every registered op
 DEFAULT_OPS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
 
 
@@ -458,7 +527,7 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
     import csoftmax
     pe = Peers(peers, threads)
     if ops is None:
-        ops = [o for o in DEFAULT_OPS if OPS[o].available(csoftmax)]
+        ops = [o for o in (DEFAULT_OPS if quick else OPS) if OPS[o].available(csoftmax)]
     for o in ops:
         if not OPS[o].available(csoftmax):
             raise ValueError(f"op {o!r} is not available in this csoftmax ({csoftmax.__version__})")

@@ -186,8 +186,8 @@ def test_asv_benchmarks_run_once(shape):
     mod = _load_asv_module()
     prev = csoftmax.get_num_threads()
     ran = 0
-    for cls in (mod.Softmax, mod.Floor, mod.CrossEntropy, mod.CrossEntropyMemory,
-                mod.RatioToFloor):
+    for cls in (mod.Softmax, mod.Backward, mod.Floor, mod.CrossEntropy,
+                mod.CrossEntropyMemory, mod.RatioToFloor):
         names = [n for n in dir(cls) if n.startswith(("time_", "track_", "peakmem_"))]
         first = [p[0] for p in cls.params]
         args = [shape if name == "shape" else v for name, v in zip(cls.param_names, first)]
@@ -203,5 +203,5 @@ def test_asv_benchmarks_run_once(shape):
                 assert r > 0
             ran += 1
         getattr(bench, "teardown", lambda *a: None)(*args)
-    assert ran >= 7
+    assert ran >= 10
     assert csoftmax.get_num_threads() == prev

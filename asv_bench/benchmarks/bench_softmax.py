@@ -9,6 +9,7 @@ suffix runs along axis A (``32x21x128x128:1`` is the non-last-axis case).
   array (``np.sum`` over the axis for the reductions), both best-of-5 and
   measured round-robin in the same process -- the figure the performance
   targets are written in (float32 only unless ``CSOFTMAX_ASV_FULL=1``);
+* ``Backward``  softmax_backward / log_softmax_backward / logsumexp_backward;
 * cross-entropy benchmarks are skipped (NotImplementedError) on commits
   without ``csoftmax.cross_entropy``.
 """
@@ -102,6 +103,30 @@ class Softmax(_Threads):
 
     def time_smooth_max(self, dtype, shape, threads):
         csoftmax.smooth_max(self.x, axis=self.axis, sharpness=SHARPNESS)
+
+
+class Backward(_Threads):
+    """Backward (VJP) ops given the forward output and an upstream gradient."""
+
+    def setup(self, dtype, shape, threads):
+        if not hasattr(csoftmax, "softmax_backward"):
+            raise NotImplementedError("backward ops not in this commit")
+        super().setup(dtype, shape, threads)
+        x, ax = self.x, self.axis
+        self.y = csoftmax.softmax(x, axis=ax)
+        self.logy = csoftmax.log_softmax(x, axis=ax)
+        self.dy = np.random.default_rng(2).standard_normal(x.shape).astype(dtype)
+        self.dl = np.random.default_rng(3).standard_normal(
+            np.sum(x, axis=ax).shape).astype(dtype)
+
+    def time_softmax_backward(self, dtype, shape, threads):
+        csoftmax.softmax_backward(self.y, self.dy, axis=self.axis)
+
+    def time_log_softmax_backward(self, dtype, shape, threads):
+        csoftmax.log_softmax_backward(self.logy, self.dy, axis=self.axis)
+
+    def time_logsumexp_backward(self, dtype, shape, threads):
+        csoftmax.logsumexp_backward(self.x, self.dl, axis=self.axis)
 
 
 class Floor(_Threads):
