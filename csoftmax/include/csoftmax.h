@@ -28,7 +28,8 @@
  * (degree-6 polynomial, relative error < 2.6e-9 = 2^-28.5, i.e. < 0.05 ULP
  * of float32) and sums accumulate in float64, so float32 results are within
  * a few ULP of the correctly rounded float64 result.  float64 kernels use a
- * degree-13 polynomial (relative error < 2^-52) and float64 sums.
+ * degree-11 polynomial on AVX2, degree 13 elsewhere (relative error < 2^-52)
+ * and float64 sums.
  */
 #ifndef CSOFTMAX_H
 #define CSOFTMAX_H

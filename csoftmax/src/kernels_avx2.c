@@ -10,7 +10,8 @@
  * exp is evaluated in float64 (magic-bias rounding, Cody-Waite reduction,
  * polynomial), sums accumulate in float64.
  *   exp_f32acc_: degree-6 polynomial, max rel. error 2.6e-9 (target: f32)
- *   exp_f64acc_: degree-13 Taylor, two-constant reduction (target: f64)
+ *   exp_f64acc_: degree-11 polynomial (fitted), two-constant reduction,
+ *                max rel. error of the polynomial 1.8e-17 (target: f64)
  * Both are valid on d in [-708, 0]; lanes below -708 are zeroed by the
  * callers (float32: e^-708 underflows anyway) or recomputed with libm
  * (float64, where the result may be a denormal).
@@ -63,18 +64,20 @@ static inline __m256d exp_f64acc_(__m256d d)
     __m256d n = _mm256_sub_pd(t, magic);
     __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), d);
     r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
+    /* exp(r) = 1 + r + r^2 q(r), q of degree 9 fitted (Chebyshev) to
+     * (exp(r) - 1 - r) / r^2 on |r| <= ln2/2 + 1e-3: relative error of
+     * the polynomial (double coefficients) < 1.8e-17, two FMAs fewer than
+     * the degree-13 Taylor polynomial it replaces. */
+    __m256d p = _mm256_set1_pd(0x1.af39d92ab3282p-26);
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.28927c0646723p-22));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.71de0d2e6e42bp-19));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.a019b83d2cea4p-16));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.a01a01a7e5259p-13));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.6c16c178c18a5p-10));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.1111111110989p-7));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.5555555553cd9p-5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.5555555555556p-3));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.0000000000001p-1));
     p = _mm256_mul_pd(p, _mm256_mul_pd(r, r));
     p = _mm256_add_pd(_mm256_add_pd(p, r), _mm256_set1_pd(1.0)); /* 1 + r + r^2 q */
     return exp_scale_(p, t);
@@ -741,37 +744,166 @@ void csm_log_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
     }
 }
 
-/* Columns: 8 contiguous columns per vector (lanes = columns), the same
- * float32 steps as the rows with per-lane max / clamp.  Partial groups
- * (< 8 columns) and groups with a non-finite max use the generic kernel. */
-static int cols_bounds_(const double *mx, double scale, double span,
-                        double span_s, float *L)
+/* ==== float32 columns (the non-last-axis case) ===========================
+ *
+ * Lanes = columns: 16 contiguous columns (one cache line of float32) per
+ * row step, as two 8-lane groups, so every pass consumes whole lines and
+ * has four independent float64 exp chains in flight.  Same numerics as the
+ * float32 row fast paths (LSE32_STEP, softmax8_f32_, logsm8_f32_) with a
+ * per-lane max / clamp; the per-lane checks (clamp bounds, cancellation)
+ * are vectorised: with n = 21 rows a scalar check per lane cost as much as
+ * the reduction itself.  Rows of a non-last-axis block are usually a
+ * multiple of 4 KiB apart, so the n rows of a column group fall into the
+ * same L1 set: each pass prefetches the next line of every row.  Groups
+ * with a NaN, an infinite or out-of-range max, partial groups (< 8 columns)
+ * and softmax with alpha <= 0 or extreme go through the generic kernels. */
+
+/* clamp_bound_ for 8 lanes (max as float64 lo/hi halves); nonzero if every
+ * lane has a valid clamp value, stored in *L. */
+static inline int clamp_bound8_(__m256d ml, __m256d mh, __m256d sv,
+                                double span, double span_s, __m256 *L)
 {
-    for (int k = 0; k < 8; ++k)
-        if (!clamp_bound_(mx[k], scale, span, span_s, L + k)) return 0;
-    return 1;
+    const __m256d ss = _mm256_set1_pd(span_s);
+    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    __m256d Ll = _mm256_sub_pd(ml, ss), Lh = _mm256_sub_pd(mh, ss);
+    __m128 fl = _mm256_cvtpd_ps(Ll), fh = _mm256_cvtpd_ps(Lh);
+    __m256d dl = _mm256_mul_pd(sv, _mm256_sub_pd(_mm256_cvtps_pd(fl), ml));
+    __m256d dh = _mm256_mul_pd(sv, _mm256_sub_pd(_mm256_cvtps_pd(fh), mh));
+    const __m256d big = _mm256_set1_pd(0x1p20), lo = _mm256_set1_pd(-3.0e38);
+    const __m256d d0 = _mm256_set1_pd(-1.25 * span), d1 = _mm256_set1_pd(-0.75 * span);
+    __m256d okl = _mm256_and_pd(
+        _mm256_and_pd(_mm256_cmp_pd(_mm256_and_pd(_mm256_mul_pd(sv, ml), absmask), big, _CMP_LE_OQ),
+                      _mm256_cmp_pd(Ll, lo, _CMP_GT_OQ)),
+        _mm256_and_pd(_mm256_cmp_pd(dl, d0, _CMP_GE_OQ), _mm256_cmp_pd(dl, d1, _CMP_LE_OQ)));
+    __m256d okh = _mm256_and_pd(
+        _mm256_and_pd(_mm256_cmp_pd(_mm256_and_pd(_mm256_mul_pd(sv, mh), absmask), big, _CMP_LE_OQ),
+                      _mm256_cmp_pd(Lh, lo, _CMP_GT_OQ)),
+        _mm256_and_pd(_mm256_cmp_pd(dh, d0, _CMP_GE_OQ), _mm256_cmp_pd(dh, d1, _CMP_LE_OQ)));
+    *L = _mm256_set_m128(fh, fl);
+    return (_mm256_movemask_pd(_mm256_and_pd(okl, okh)) == 15);
 }
 
-static inline __attribute__((always_inline)) void
-lse_cols8_f32_(const float *x, ptrdiff_t n, ptrdiff_t row_stride,
-               double scale, const double *mx, const float *L, double *cn,
-               double *rs, const int S1)
+/* lse_cancels_ for 4 lanes: bit k set if lane k's LSE may cancel. */
+static inline int lse_cancels4_(__m256d mx, __m256d cn, __m256d rs, __m256d sv)
 {
-    float mxf[8];
-    for (int k = 0; k < 8; ++k) mxf[k] = (float)mx[k];
-    const __m256 mf = _mm256_loadu_ps(mxf), Lv = _mm256_loadu_ps(L);
+    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    __m256d sm = _mm256_mul_pd(sv, mx);
+    __m256i b = _mm256_castpd_si256(_mm256_add_pd(cn, rs));   /* u >= 1 */
+    __m256d e = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(b, 52),
+                                            _mm256_set1_epi64x(0x4330000000000000LL))),
+        _mm256_set1_pd(0x1p52 + 1023.0));
+    __m256d f = _mm256_castsi256_pd(_mm256_or_si256(
+        _mm256_and_si256(b, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
+        _mm256_set1_epi64x(0x3FF0000000000000LL)));
+    __m256d lg = _mm256_mul_pd(_mm256_add_pd(e, _mm256_sub_pd(f, _mm256_set1_pd(1.0))),
+                               _mm256_set1_pd(0.6931471805599453));
+    __m256d c = _mm256_and_pd(
+        _mm256_cmp_pd(_mm256_and_pd(_mm256_add_pd(sm, lg), absmask), _mm256_set1_pd(1.3), _CMP_LT_OQ),
+        _mm256_and_pd(_mm256_cmp_pd(sm, _mm256_setzero_pd(), _CMP_NEQ_OQ),
+                      _mm256_cmp_pd(_mm256_and_pd(mx, absmask), _mm256_set1_pd(INFINITY), _CMP_LT_OQ)));
+    return _mm256_movemask_pd(c);
+}
+
+static inline void store_states4_(csm_lse_state *s, __m256d mx, __m256d cn, __m256d rs)
+{
+    double m[4], c[4], r[4];
+    _mm256_storeu_pd(m, mx); _mm256_storeu_pd(c, cn); _mm256_storeu_pd(r, rs);
+    for (int k = 0; k < 4; ++k) { s[k].max = m[k]; s[k].count = c[k]; s[k].rest = r[k]; }
+}
+
+/* LSE32_STEP with explicit operands (lanes = columns). */
+#define COLS32_STEP(a, mf, Lv, mvl, mvh, ra, rb, cnt)                          \
+    do {                                                                       \
+        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
+        __m256 c_ = _mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_);           \
+        __m256d lo_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(c_)), mvl); \
+        __m256d hi_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(c_, 1)), mvh); \
+        if (!S1) { lo_ = _mm256_mul_pd(lo_, sv); hi_ = _mm256_mul_pd(hi_, sv); } \
+        ra = _mm256_add_pd(ra, exp_f32acc_(lo_));                              \
+        rb = _mm256_add_pd(rb, exp_f32acc_(hi_));                              \
+    } while (0)
+
+/* y = scale * (x - max) - log_sum with per-lane max / log_sum */
+static inline __m256 logsmc8_f32_(__m256 a, __m256d sv, __m256d ml, __m256d mh,
+                                  __m256d ll, __m256d lh)
+{
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(a));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+    lo = _mm256_fmsub_pd(_mm256_sub_pd(lo, ml), sv, ll);
+    hi = _mm256_fmsub_pd(_mm256_sub_pd(hi, mh), sv, lh);
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+#define COLS_PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+/* 8 * G columns (G = 1 or 2) starting at x: max pass, then (if every lane
+ * is in range) the clamped sum pass.  Returns 0 if the generic kernel must
+ * redo the group. */
+static inline __attribute__((always_inline)) int
+lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
+                    double span_s, csm_lse_state *states, const int G,
+                    const int S1)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
     const __m256d sv = _mm256_set1_pd(scale);
-    const __m256d mvl = _mm256_loadu_pd(mx), mvh = _mm256_loadu_pd(mx + 4);
-    __m256d r0 = _mm256_setzero_pd(), r1 = r0;
-    __m256i cnt = _mm256_setzero_si256();
+    __m256 m0 = ninf, m1 = ninf, bad = _mm256_setzero_ps();
     for (ptrdiff_t i = 0; i < n; ++i) {
-        __m256 a = _mm256_loadu_ps(x + i * row_stride);
-        LSE32_STEP(a, mvl, mvh, r0, r1);
+        const float *xi = x + i * rs;
+        COLS_PF(xi + 16 * G);
+        __m256 a = _mm256_loadu_ps(xi);
+        m0 = _mm256_max_ps(m0, a);
+        if (G == 2) {
+            __m256 b = _mm256_loadu_ps(xi + 8);
+            m1 = _mm256_max_ps(m1, b);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+        } else {
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+        }
     }
-    _mm256_storeu_pd(rs, r0);
-    _mm256_storeu_pd(rs + 4, r1);
-    _mm256_storeu_pd(cn, _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt)));
-    _mm256_storeu_pd(cn + 4, _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1)));
+    if (_mm256_movemask_ps(bad)) return 0;
+    __m256d mx0 = _mm256_cvtps_pd(_mm256_castps256_ps128(m0));
+    __m256d mx1 = _mm256_cvtps_pd(_mm256_extractf128_ps(m0, 1));
+    __m256d mx2 = mx0, mx3 = mx1;
+    __m256 L0, L1 = ninf;
+    if (!clamp_bound8_(mx0, mx1, sv, F32_LSE_SPAN, span_s, &L0)) return 0;
+    if (G == 2) {
+        mx2 = _mm256_cvtps_pd(_mm256_castps256_ps128(m1));
+        mx3 = _mm256_cvtps_pd(_mm256_extractf128_ps(m1, 1));
+        if (!clamp_bound8_(mx2, mx3, sv, F32_LSE_SPAN, span_s, &L1)) return 0;
+    }
+    __m256d r0 = _mm256_setzero_pd(), r1 = r0, r2 = r0, r3 = r0;
+    __m256i cnt = _mm256_setzero_si256(), cnt1 = cnt;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const float *xi = x + i * rs;
+        __m256 a = _mm256_loadu_ps(xi);
+        COLS32_STEP(a, m0, L0, mx0, mx1, r0, r1, cnt);
+        if (G == 2) {
+            __m256 b = _mm256_loadu_ps(xi + 8);
+            COLS32_STEP(b, m1, L1, mx2, mx3, r2, r3, cnt1);
+        }
+    }
+    __m256d c0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
+    __m256d c1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
+    store_states4_(states, mx0, c0, r0);
+    store_states4_(states + 4, mx1, c1, r1);
+    int redo = lse_cancels4_(mx0, c0, r0, sv) | (lse_cancels4_(mx1, c1, r1, sv) << 4);
+    if (G == 2) {
+        __m256d c2 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt1));
+        __m256d c3 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt1, 1));
+        store_states4_(states + 8, mx2, c2, r2);
+        store_states4_(states + 12, mx3, c3, r3);
+        redo |= (lse_cancels4_(mx2, c2, r2, sv) << 8) | (lse_cancels4_(mx3, c3, r3, sv) << 12);
+    }
+#ifndef CSM_NOCHECK
+    while (redo) {   /* LSE close to 0: redo the lane with libm (rare) */
+        int k = __builtin_ctz(redo);
+        redo &= redo - 1;
+        csm_lse_cols_f32_scalar(x + k, 1, n, rs, scale, states + k);
+    }
+#endif
+    return 1;
 }
 
 void csm_lse_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
@@ -779,40 +911,46 @@ void csm_lse_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
                            csm_lse_state *states)
 {
     const double span_s = F32_LSE_SPAN / scale;
-    const double log_n = log((double)(n > 0 ? n : 1)) + 0.01;
     ptrdiff_t j = 0;
+    for (; j + 16 <= n_cols; j += 16) {
+        int ok = scale == 1.0
+            ? lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 2, 1)
+            : lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 2, 0);
+        if (!ok)
+            csm_lse_cols_f32_generic_avx2(x + j, 16, n, row_stride, scale, states + j);
+    }
     for (; j + 8 <= n_cols; j += 8) {
-        const __m256 ninf = _mm256_set1_ps(-INFINITY);
-        __m256 m0 = ninf, bad = _mm256_setzero_ps();
-        for (ptrdiff_t i = 0; i < n; ++i) {
-            __m256 a = _mm256_loadu_ps(x + i * row_stride + j);
-            m0 = _mm256_max_ps(m0, a);
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
-        }
-        double mx[8], cn[8], rs[8];
-        float L[8];
-        _mm256_storeu_pd(mx, _mm256_cvtps_pd(_mm256_castps256_ps128(m0)));
-        _mm256_storeu_pd(mx + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(m0, 1)));
-        if (_mm256_movemask_ps(bad) ||
-            !cols_bounds_(mx, scale, F32_LSE_SPAN, span_s, L)) {
-            csm_lse_cols_f32_generic_avx2(x + j, 8, n, row_stride, scale,
-                                          states + j);
-            continue;
-        }
-        if (scale == 1.0)
-            lse_cols8_f32_(x + j, n, row_stride, scale, mx, L, cn, rs, 1);
-        else
-            lse_cols8_f32_(x + j, n, row_stride, scale, mx, L, cn, rs, 0);
-        for (int k = 0; k < 8; ++k) {
-            csm_lse_state *st = states + j + k;
-            st->max = mx[k]; st->count = cn[k]; st->rest = rs[k];
-            if (lse_cancels_(st, scale, log_n))
-                csm_lse_cols_f32_scalar(x + j + k, 1, n, row_stride, scale, st);
-        }
+        int ok = scale == 1.0
+            ? lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 1, 1)
+            : lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 1, 0);
+        if (!ok)
+            csm_lse_cols_f32_generic_avx2(x + j, 8, n, row_stride, scale, states + j);
     }
     if (j < n_cols)
         csm_lse_cols_f32_generic_avx2(x + j, n_cols - j, n, row_stride, scale,
                                       states + j);
+}
+
+/* Softmax write: alpha is folded into the per-column constant,
+ * y = exp(scale*x - (scale*max + log_sum - log alpha)) (one rounding), with
+ * the sign of a negative alpha applied after; |log alpha| <= 39 (alpha in [2^-56, 2^56]) keeps the
+ * results inside the exponent range softmax8_f32_ handles and the clamped
+ * elements invisible. */
+static inline int softmax_cols_prep8_(const double *max, const double *log_sum,
+                                      __m256d sv, double la, double span_s,
+                                      __m256d *cvl, __m256d *cvh, __m256 *L)
+{
+    __m256d ml = _mm256_loadu_pd(max), mh = _mm256_loadu_pd(max + 4);
+    if (!clamp_bound8_(ml, mh, sv, F32_SM_SPAN, span_s, L)) return 0;
+    const __m256d lav = _mm256_set1_pd(la);
+    *cvl = _mm256_sub_pd(_mm256_fmadd_pd(sv, ml, _mm256_loadu_pd(log_sum)), lav);
+    *cvh = _mm256_sub_pd(_mm256_fmadd_pd(sv, mh, _mm256_loadu_pd(log_sum + 4)), lav);
+    /* log_sum must be finite and >= 0 (it is log(count + rest) >= 0) */
+    __m256d okl = _mm256_cmp_pd(_mm256_loadu_pd(log_sum), _mm256_set1_pd(INFINITY), _CMP_LT_OQ);
+    __m256d okh = _mm256_cmp_pd(_mm256_loadu_pd(log_sum + 4), _mm256_set1_pd(INFINITY), _CMP_LT_OQ);
+    okl = _mm256_and_pd(okl, _mm256_cmp_pd(_mm256_loadu_pd(log_sum), _mm256_set1_pd(-INFINITY), _CMP_GT_OQ));
+    okh = _mm256_and_pd(okh, _mm256_cmp_pd(_mm256_loadu_pd(log_sum + 4), _mm256_set1_pd(-INFINITY), _CMP_GT_OQ));
+    return _mm256_movemask_pd(_mm256_and_pd(okl, okh)) == 15;
 }
 
 void csm_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
@@ -821,32 +959,88 @@ void csm_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
 {
     const double span_s = F32_SM_SPAN / scale;
     const __m256d sv = _mm256_set1_pd(scale);
+    const double aa = fabs(alpha);
+    const int fast_alpha = aa >= 0x1p-56 && aa <= 0x1p56;
+    const double la = alpha == 1.0 ? 0.0 : (fast_alpha ? log(aa) : 0.0);
+    const __m256 sgn = _mm256_set1_ps(alpha < 0 ? -0.0f : 0.0f);
     ptrdiff_t j = 0;
-    for (; j + 8 <= n_cols; j += 8) {
-        float L[8];
-        if (alpha != 1.0 || !cols_bounds_(max + j, scale, F32_SM_SPAN, span_s, L)) {
+    for (; j + 8 <= n_cols; ) {
+        __m256d cv0, cv1, cv2, cv3;
+        __m256 L0, L1;
+        int two = j + 16 <= n_cols;
+        if (!fast_alpha ||
+            !softmax_cols_prep8_(max + j, log_sum + j, sv, la, span_s, &cv0, &cv1, &L0)) {
             csm_softmax_cols_f32_generic_avx2(x + j, 8, n, x_row_stride, scale,
                 max + j, log_sum + j, alpha, y + j, y_row_stride);
+            j += 8;
             continue;
         }
-        const __m256 Lv = _mm256_loadu_ps(L);
-        __m256d cvl = _mm256_fmadd_pd(sv, _mm256_loadu_pd(max + j), _mm256_loadu_pd(log_sum + j));
-        __m256d cvh = _mm256_fmadd_pd(sv, _mm256_loadu_pd(max + j + 4), _mm256_loadu_pd(log_sum + j + 4));
-        for (ptrdiff_t i = 0; i < n; ++i) {
-            __m256 a = _mm256_max_ps(_mm256_loadu_ps(x + i * x_row_stride + j), Lv);
-            _mm256_storeu_ps(y + i * y_row_stride + j, softmax8_f32_(a, sv, cvl, cvh));
+        if (two && softmax_cols_prep8_(max + j + 8, log_sum + j + 8, sv, la,
+                                       span_s, &cv2, &cv3, &L1)) {
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                const float *xi = x + i * x_row_stride + j;
+                float *yi = y + i * y_row_stride + j;
+                COLS_PF(xi + 16);
+                __m256 a = _mm256_max_ps(_mm256_loadu_ps(xi), L0);
+                __m256 b = _mm256_max_ps(_mm256_loadu_ps(xi + 8), L1);
+                a = _mm256_xor_ps(softmax8_f32_(a, sv, cv0, cv1), sgn);
+                b = _mm256_xor_ps(softmax8_f32_(b, sv, cv2, cv3), sgn);
+                _mm256_storeu_ps(yi, a);
+                _mm256_storeu_ps(yi + 8, b);
+            }
+            j += 16;
+        } else {
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                const float *xi = x + i * x_row_stride + j;
+                __m256 a = _mm256_max_ps(_mm256_loadu_ps(xi), L0);
+                _mm256_storeu_ps(y + i * y_row_stride + j,
+                                 _mm256_xor_ps(softmax8_f32_(a, sv, cv0, cv1), sgn));
+            }
+            j += 8;
         }
     }
     if (j < n_cols)
         csm_softmax_cols_f32_generic_avx2(x + j, n_cols - j, n, x_row_stride,
             scale, max + j, log_sum + j, alpha, y + j, y_row_stride);
 }
+
+/* log-softmax write: y = scale * (x - max) - log_sum per lane (finite max). */
 void csm_log_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
 {
-    csm_log_softmax_cols_f32_generic_avx2(x, n_cols, n, x_row_stride, scale,
-                                          max, log_sum, alpha, y, y_row_stride);
+    const __m256d sv = _mm256_set1_pd(scale);
+    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    const __m256d inf = _mm256_set1_pd(INFINITY);
+    ptrdiff_t j = 0;
+    for (; j + 16 <= n_cols; j += 16) {
+        __m256d m0 = _mm256_loadu_pd(max + j), m1 = _mm256_loadu_pd(max + j + 4);
+        __m256d m2 = _mm256_loadu_pd(max + j + 8), m3 = _mm256_loadu_pd(max + j + 12);
+        __m256d fin = _mm256_and_pd(
+            _mm256_and_pd(_mm256_cmp_pd(_mm256_and_pd(m0, absmask), inf, _CMP_LT_OQ),
+                          _mm256_cmp_pd(_mm256_and_pd(m1, absmask), inf, _CMP_LT_OQ)),
+            _mm256_and_pd(_mm256_cmp_pd(_mm256_and_pd(m2, absmask), inf, _CMP_LT_OQ),
+                          _mm256_cmp_pd(_mm256_and_pd(m3, absmask), inf, _CMP_LT_OQ)));
+        if (_mm256_movemask_pd(fin) != 15) {
+            csm_log_softmax_cols_f32_generic_avx2(x + j, 16, n, x_row_stride,
+                scale, max + j, log_sum + j, alpha, y + j, y_row_stride);
+            continue;
+        }
+        __m256d l0 = _mm256_loadu_pd(log_sum + j), l1 = _mm256_loadu_pd(log_sum + j + 4);
+        __m256d l2 = _mm256_loadu_pd(log_sum + j + 8), l3 = _mm256_loadu_pd(log_sum + j + 12);
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const float *xi = x + i * x_row_stride + j;
+            float *yi = y + i * y_row_stride + j;
+            COLS_PF(xi + 16);
+            __m256 a = logsmc8_f32_(_mm256_loadu_ps(xi), sv, m0, m1, l0, l1);
+            __m256 b = logsmc8_f32_(_mm256_loadu_ps(xi + 8), sv, m2, m3, l2, l3);
+            _mm256_storeu_ps(yi, a);
+            _mm256_storeu_ps(yi + 8, b);
+        }
+    }
+    if (j < n_cols)
+        csm_log_softmax_cols_f32_generic_avx2(x + j, n_cols - j, n, x_row_stride,
+            scale, max + j, log_sum + j, alpha, y + j, y_row_stride);
 }
 
 /* ---- finalize: log_sum = log(count + rest) for 4 rows at a time --------- */

@@ -1,0 +1,129 @@
+"""The non-last-axis (columns) path: every inner width around the kernels'
+8- and 16-column groups and the 64-column blocks, special values in some
+columns only (so one group falls back while its neighbours stay on the fast
+path), strided / reversed class axes, out=, threads, and the cross-entropy
+gradient, whose write pass folds its per-block coefficient into the
+exponent.  Same references and bounds as the other tests (tests/_helpers.py)."""
+import numpy as np
+import pytest
+
+import csoftmax
+from _helpers import OPS, check, run
+
+FLOATS = [np.float32, np.float64]
+INNER = [1, 7, 8, 9, 15, 16, 17, 24, 63, 64, 65, 1023]
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", [1, 3, 21])
+def test_inner_widths(isa, dtype, op, n, rng):
+    for inner in INNER:
+        x = (rng.standard_normal((2, n, inner)) * 4).astype(dtype)
+        for T in ((1.0,) if op == "logsumexp" else (1.0, 0.7, 3.0)):
+            kw = {} if op == "logsumexp" else {"temperature": T}
+            check(op, run(op, x, axis=1, **kw), x, axis=1, temperature=T,
+                  what=f"inner={inner} T={T}")
+
+
+def _special(dtype, rng, n=21, inner=65):
+    x = (rng.standard_normal((2, n, inner)) * 4).astype(dtype)
+    tiny = np.finfo(dtype).smallest_subnormal
+    big = np.finfo(dtype).max / 16        # / 16: log_softmax * 1/T stays finite
+    x[0, 3, 0] = np.nan                     # NaN column
+    x[0, :, 9] = -np.inf                    # all -inf column
+    x[0, 5, 17] = np.inf                    # +inf column
+    x[0, 6, 18] = -np.inf                   # one -inf in a finite column
+    x[1, :, 20] = tiny * np.arange(n)       # denormals (and 0)
+    x[1, 2, 33] = big                       # max far away: clamp bound fails
+    x[1, 4, 40] = -big
+    x[1, :, 50] = 7.0                       # all equal (count = n)
+    x[1, :, 51] = 0.0                       # LSE = log(n) near 0 (cancellation check)
+    x[1, :3, 52] = -1e30 if dtype == np.float32 else -1e300
+    x[0, :, 60] = np.linspace(-600, 0, n)   # deep exp underflow
+    x[0, :, 64] = 1e6                       # |max| large
+    return x
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_special_values_in_some_columns(isa, dtype, op, rng):
+    x = _special(dtype, rng)
+    for T in (1.0, 0.25, 5.0):
+        with np.errstate(all="ignore"):
+            got = run(op, x, axis=1) if op == "logsumexp" else run(op, x, axis=1, temperature=T)
+        check(op, got, x, axis=1, temperature=1.0 if op == "logsumexp" else T,
+              what=f"T={T}")
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_strided_class_axis_and_out(isa, dtype, op, rng):
+    base = (rng.standard_normal((3, 42, 80)) * 3).astype(dtype)
+    f = OPS[op]
+    for name, v in {"rev": base[:, ::-1, :], "step2": base[:, ::2, :],
+                    "rev_step3": base[::-1, ::-3, 5:70], "offset": base[1:, 3:, 1:]}.items():
+        check(op, f(v, axis=1), v, axis=1, what=name)
+        out = np.full(v.shape, np.nan, dtype)
+        r = f(v, axis=1, out=out, temperature=0.5)
+        assert r is out
+        check(op, out, v, axis=1, temperature=0.5, what=f"{name} out=")
+        # out with its own non-contiguous class axis
+        big = np.full((v.shape[0], 2 * v.shape[1], v.shape[2]), np.nan, dtype)
+        o2 = big[:, ::-2, :]
+        f(v, axis=1, out=o2)
+        check(op, o2, v, axis=1, what=f"{name} strided out=")
+    # in place
+    x = base.copy()
+    want = f(base, axis=1)
+    f(x, axis=1, out=x)
+    np.testing.assert_array_equal(x, want)
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_threads_bitwise(isa, dtype, op, rng):
+    x = (rng.standard_normal((8, 21, 1000)) * 3).astype(dtype)
+    x[3, 4, 100] = np.nan
+    x[5, :, 7] = -np.inf
+    prev = csoftmax.set_num_threads(1)
+    try:
+        with np.errstate(all="ignore"):
+            a = run(op, x, axis=1)
+            csoftmax.set_num_threads(2)
+            b = run(op, x, axis=1)
+    finally:
+        csoftmax.set_num_threads(prev)
+    np.testing.assert_array_equal(a, b)
+
+
+def _ref_grad(x, t, w, coef, axis):
+    z = np.moveaxis(x.astype(np.float64), axis, -1)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    wy = w[t]
+    g = p * wy[..., None]
+    np.put_along_axis(g, t[..., None], np.take_along_axis(g, t[..., None], -1) - wy[..., None], -1)
+    return np.moveaxis(g * coef, -1, axis)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("inner", [1, 9, 16, 65, 1023])
+def test_cross_entropy_grad_columns(isa, dtype, inner, rng):
+    """The write pass gets alpha = the block's largest coefficient: ordinary
+    (1/N), huge and tiny weights (alpha outside the folded range -> generic
+    kernel), all through the class-axis-1 path."""
+    C = 21
+    x = (rng.standard_normal((3, C, inner)) * 3).astype(dtype)
+    t = rng.integers(0, C, size=(3, inner))
+    for w in (np.ones(C), rng.random(C) + 0.5, np.full(C, 1e30), np.full(C, 1e-30),
+              np.where(np.arange(C) % 2, 1e20, 1e-20)):
+        for red in ("mean", "sum"):
+            loss, g = csoftmax.cross_entropy(x, t, axis=1, weight=w, reduction=red,
+                                             return_grad=True)
+            coef = 1.0 / w[t].sum() if red == "mean" else 1.0
+            want = _ref_grad(x, t, w, coef, 1)
+            scale = np.abs(want).max()
+            tol = 2e-6 if dtype == np.float32 else 1e-13
+            np.testing.assert_allclose(g, want, rtol=0, atol=tol * scale,
+                                       err_msg=f"w={w[:2]} red={red}")
