@@ -5,10 +5,12 @@
  * file is switched to AVX2+FMA by the target pragma below, and dispatch.c
  * calls them only after CPUID said the CPU (and OS) support them.
  *
- * Numerics (see csoftmax.h): float32 data are widened to float64 lanes, so
- * x - max is exact and the exp argument carries no float32 rounding error;
- * exp is evaluated in float64 (magic-bias rounding, Cody-Waite reduction,
- * polynomial), sums accumulate in float64.
+ * Numerics (see csoftmax.h): the generic kernels widen float32 data to
+ * float64 lanes, so x - max is exact and the exp argument carries no float32
+ * rounding error; exp is evaluated in float64 (magic-bias rounding,
+ * Cody-Waite reduction, polynomial), sums accumulate in float64.  The float32
+ * row fast paths (below) stay in float32 lanes with an exact reduction of
+ * scale * x itself (see "all-float32 reduction").
  *   exp_f32acc_: degree-6 polynomial, max rel. error 2.6e-9 (target: f32)
  *   exp_f64acc_: degree-13 Taylor, two-constant reduction (target: f64)
  * Both are valid on d in [-708, 0]; lanes below -708 are zeroed by the
@@ -578,6 +580,115 @@ lse_chunk_f32_fast_(const float *x, ptrdiff_t n, double scale, double m,
     st->rest = hsum_pd_(_mm256_add_pd(r0, r1));
 }
 
+/* ---- all-float32 reduction ----------------------------------------------
+ *
+ * exp(s (x - m)) without forming x - m: every lane reduces s*x itself,
+ *     s x = n ln2 + r,   n = round(s x / ln2),  |r| <= ln2/2,
+ * and the row constant s*m = n_m ln2 + r_m is reduced once in float64, so
+ *     exp(s (x - m)) = 2^(n - n_m) exp(r) exp(-r_m).
+ * The lanes then compute 2^(n - n_m + XR_BIAS) * p(r), p the float32
+ * degree-6 polynomial of exp_poly_ps_ (rel. error 3e-9), and the row
+ * factor 2^-XR_BIAS exp(-r_m) is applied once to the float64 sum.
+ * Why not x - m: it is not exact in float32 (x = -15.3, m = 5.1 rounds by
+ * up to 2^-21, a relative error of 8 ULP in every term, the same sign for
+ * a whole row of similar values), and making it exact (TwoSum) costs
+ * five more operations per vector than the whole reduction of s x.
+ * r is exact up to two roundings (|error| <= 2^-25: the FMA s x - n ln2_hi
+ * is rounded once, then - n ln2_lo), so every term is within ~1 ULP of
+ * float32, and the float64 sum of the terms within a small fraction of
+ * that.  s != 1: s x is split exactly as ph + pl (s = s_hi + s_lo in
+ * float32, FMA for the product error) and pl is added to r.
+ * XR_BIAS keeps every term (down to the clamp e^-150) a normal float32 and
+ * a 2048-element partial sum (< 2^107) finite; the clamp L and the
+ * equal-to-max handling are those of LSE32_STEP.
+ */
+#define XR_BIAS 96
+#define XR_SPAN 150.0
+
+typedef struct {
+    __m256 magic, sh, sl;   /* magic + XR_BIAS - n_m; scale hi/lo */
+    double factor;          /* 2^-XR_BIAS exp(-r_m) */
+} xr_row_;
+
+static inline void xr_row_init_(xr_row_ *c, double scale, double m)
+{
+    double sm = scale * m;
+    double nm = nearbyint(sm * 1.4426950408889634);
+    double rm = (sm - nm * 6.93147180369123816490e-01) - nm * 1.90821492927058770002e-10;
+    c->magic = _mm256_set1_ps(0x1.8p23f + (float)(XR_BIAS - nm));
+    float sh = (float)scale;
+    c->sh = _mm256_set1_ps(sh);
+    c->sl = _mm256_set1_ps((float)(scale - (double)sh));
+    c->factor = 0x1p-96 * exp(-rm);
+}
+
+/* 2^(n - n_m + XR_BIAS) p(r) for 8 (clamped) floats */
+static inline __m256 xr_exp_(__m256 a, const xr_row_ *c, const int S1)
+{
+    __m256 ph = a, pl = _mm256_setzero_ps();
+    if (!S1) {
+        ph = _mm256_mul_ps(a, c->sh);
+        pl = _mm256_fmadd_ps(a, c->sl, _mm256_fmsub_ps(a, c->sh, ph));
+    }
+    __m256 t = _mm256_fmadd_ps(ph, _mm256_set1_ps(0x1.715476p+0f), c->magic);
+    __m256 n = _mm256_sub_ps(t, c->magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e430p-1f), ph);
+    if (!S1) r = _mm256_add_ps(r, pl);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-0x1.05c610p-29f), r);
+    __m256 p = exp_poly_ps_(r);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p),
+                               _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+}
+
+/* clamp to L, count and retire the lanes equal to the max, exp */
+#define XR_STEP(a, e)                                                          \
+    do {                                                                       \
+        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
+        e = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_), &rc, S1); \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, csm_lse_state *st, const int S1)
+{
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, m);
+    const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    __m256i cnt = _mm256_setzero_si256();
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 e0, e1, e2, e3;
+        XR_STEP(_mm256_loadu_ps(x + i), e0);
+        XR_STEP(_mm256_loadu_ps(x + i + 8), e1);
+        XR_STEP(_mm256_loadu_ps(x + i + 16), e2);
+        XR_STEP(_mm256_loadu_ps(x + i + 24), e3);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+    }
+    for (; i < n; i += 8) {
+        __m256 a, e;
+        if (i + 8 <= n) a = _mm256_loadu_ps(x + i);
+        else {
+            __m256i msk = tail_mask32_(n - i);
+            a = _mm256_blendv_ps(Lv, _mm256_maskload_ps(x + i, msk),
+                                 _mm256_castsi256_ps(msk));
+        }
+        XR_STEP(a, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cnt),
+                               _mm256_extracti128_si256(cnt, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+    st->max = m;
+    st->count = (double)_mm_cvtsi128_si32(c4);
+    st->rest = hsum_pd_(_mm256_add_pd(s0, s1)) * rc.factor;
+}
+
 static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
                            double span_s, csm_lse_state *st)
 {
@@ -587,12 +698,12 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
     }
     double m = row_max_f32_(x, n);
     float L;
-    if (!clamp_bound_(m, scale, F32_LSE_SPAN, span_s, &L)) {
+    if (!clamp_bound_(m, scale, XR_SPAN, span_s, &L)) {
         csm_lse_rows_f32_generic_avx2(x, 1, n, n, scale, st);
         return;
     }
-    if (scale == 1.0) lse_chunk_f32_fast_(x, n, scale, m, L, st, 1);
-    else lse_chunk_f32_fast_(x, n, scale, m, L, st, 0);
+    if (scale == 1.0) lse_chunk_f32_xr_(x, n, scale, m, L, st, 1);
+    else lse_chunk_f32_xr_(x, n, scale, m, L, st, 0);
 }
 
 /* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
@@ -617,7 +728,7 @@ void csm_lse_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                            ptrdiff_t row_stride, double scale,
                            csm_lse_state *states)
 {
-    const double span_s = F32_LSE_SPAN / scale;
+    const double span_s = XR_SPAN / scale;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * row_stride;
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;
