@@ -603,16 +603,18 @@ lse_chunk_f32_fast_(const float *x, ptrdiff_t n, double scale, double m,
  * equal-to-max handling are those of LSE32_STEP.
  */
 #define XR_BIAS 96
-#define XR_SPAN 150.0
+#define XR_SPAN 150.0     /* reduction clamp: terms down to e^-150 */
+#define XR_SM_SPAN 120.0  /* softmax write clamp: e^-120 -> 0 in float32; keeps
+                             n - n_c + XR_BIAS >= -112 (log_sum < 22) */
 
 typedef struct {
     __m256 magic, sh, sl;   /* magic + XR_BIAS - n_m; scale hi/lo */
     double factor;          /* 2^-XR_BIAS exp(-r_m) */
 } xr_row_;
 
-static inline void xr_row_init_(xr_row_ *c, double scale, double m)
+/* sm: the row constant (scale * max; softmax write: + log_sum) */
+static inline void xr_row_init_(xr_row_ *c, double scale, double sm)
 {
-    double sm = scale * m;
     double nm = nearbyint(sm * 1.4426950408889634);
     double rm = (sm - nm * 6.93147180369123816490e-01) - nm * 1.90821492927058770002e-10;
     c->magic = _mm256_set1_ps(0x1.8p23f + (float)(XR_BIAS - nm));
@@ -622,8 +624,8 @@ static inline void xr_row_init_(xr_row_ *c, double scale, double m)
     c->factor = 0x1p-96 * exp(-rm);
 }
 
-/* 2^(n - n_m + XR_BIAS) p(r) for 8 (clamped) floats */
-static inline __m256 xr_exp_(__m256 a, const xr_row_ *c, const int S1)
+/* p(r) and the magic-biased t, whose low bits hold n - n_m + XR_BIAS */
+static inline __m256 xr_poly_(__m256 a, const xr_row_ *c, __m256 *tp, const int S1)
 {
     __m256 ph = a, pl = _mm256_setzero_ps();
     if (!S1) {
@@ -635,9 +637,23 @@ static inline __m256 xr_exp_(__m256 a, const xr_row_ *c, const int S1)
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e430p-1f), ph);
     if (!S1) r = _mm256_add_ps(r, pl);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-0x1.05c610p-29f), r);
-    __m256 p = exp_poly_ps_(r);
+    *tp = t;
+    return exp_poly_ps_(r);
+}
+
+/* p * 2^(n - n_m + XR_BIAS) by an integer add to the exponent field (the
+ * result is a normal float: no over/underflow for clamped inputs) */
+static inline __m256 xr_scale_(__m256 p, __m256 t)
+{
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p),
                                _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+}
+
+/* 2^(n - n_m + XR_BIAS) p(r) for 8 (clamped) floats */
+static inline __m256 xr_exp_(__m256 a, const xr_row_ *c, const int S1)
+{
+    __m256 t, p = xr_poly_(a, c, &t, S1);
+    return xr_scale_(p, t);
 }
 
 /* clamp to L, count and retire the lanes equal to the max, exp */
@@ -653,7 +669,7 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
                   float L, csm_lse_state *st, const int S1)
 {
     xr_row_ rc;
-    xr_row_init_(&rc, scale, m);
+    xr_row_init_(&rc, scale, scale * m);
     const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0;
     __m256i cnt = _mm256_setzero_si256();
@@ -773,41 +789,68 @@ static inline __m256 softmax8_f32_(__m256 a, __m256d sv, __m256d cvl, __m256d cv
     return _mm256_mul_ps(p, _mm256_set1_ps(0x1p-32f));
 }
 
+/* Softmax write, float32 lanes: y = exp(s x - c), c = s max + log_sum, by
+ * the reduction of s x above with c = n_c ln2 + r_c reduced in float64:
+ *     y = 2^(n - n_c) p(r) exp(-r_c),
+ * exp(-r_c) applied as K_hi + K_lo (p K is rounded once, by an FMA), then
+ * 2^(n - n_c + XR_BIAS) by the exponent add and the exact (or, for a
+ * denormal y, correctly rounding) product with 2^-XR_BIAS.  Error: r
+ * (<= 2^-25 abs.) + p (~0.55 ULP) + the final rounding (0.5 ULP). */
+static inline __attribute__((always_inline)) void
+softmax_row_f32_xr_(const float *x, ptrdiff_t n, double scale, double c,
+                    float L, float *y, const int S1)
+{
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, c);
+    double k = 0x1p96 * rc.factor;   /* exp(-r_c) */
+    const __m256 kh = _mm256_set1_ps((float)k);
+    const __m256 kl = _mm256_set1_ps((float)(k - (double)(float)k));
+    const __m256 Lv = _mm256_set1_ps(L), down = _mm256_set1_ps(0x1p-96f);
+#define XR_SM8(a, out)                                                         \
+    do {                                                                       \
+        __m256 t_, p_ = xr_poly_(_mm256_max_ps(a, Lv), &rc, &t_, S1);          \
+        p_ = _mm256_fmadd_ps(p_, kh, _mm256_mul_ps(p_, kl));                   \
+        out = _mm256_mul_ps(xr_scale_(p_, t_), down);                          \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a, b;
+        XR_SM8(_mm256_loadu_ps(x + i), a);
+        XR_SM8(_mm256_loadu_ps(x + i + 8), b);
+        _mm256_storeu_ps(y + i, a);
+        _mm256_storeu_ps(y + i + 8, b);
+    }
+    for (; i < n; i += 8) {
+        __m256 a;
+        if (i + 8 <= n) {
+            XR_SM8(_mm256_loadu_ps(x + i), a);
+            _mm256_storeu_ps(y + i, a);
+        } else {
+            __m256i msk = tail_mask32_(n - i);
+            XR_SM8(_mm256_maskload_ps(x + i, msk), a);
+            _mm256_maskstore_ps(y + i, msk, a);
+        }
+    }
+#undef XR_SM8
+}
+
 void csm_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
 {
-    const __m256d sv = _mm256_set1_pd(scale);
-    const double span_s = F32_SM_SPAN / scale;
+    const double span_s = XR_SM_SPAN / scale;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
         float L;
         if (alpha != 1.0 ||
-            !clamp_bound_(max[r], scale, F32_SM_SPAN, span_s, &L)) {
+            !clamp_bound_(max[r], scale, XR_SM_SPAN, span_s, &L)) {
             csm_softmax_rows_f32_generic_avx2(xr, 1, n, 0, scale, max + r,
                                               log_sum + r, alpha, yr, 0);
             continue;
         }
-        const __m256d cv = _mm256_set1_pd(scale * max[r] + log_sum[r]);
-        const __m256 Lv = _mm256_set1_ps(L);
-        ptrdiff_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            __m256 a = _mm256_max_ps(_mm256_loadu_ps(xr + i), Lv);
-            __m256 b = _mm256_max_ps(_mm256_loadu_ps(xr + i + 8), Lv);
-            a = softmax8_f32_(a, sv, cv, cv);
-            b = softmax8_f32_(b, sv, cv, cv);
-            _mm256_storeu_ps(yr + i, a);
-            _mm256_storeu_ps(yr + i + 8, b);
-        }
-        for (; i + 8 <= n; i += 8) {
-            __m256 a = _mm256_max_ps(_mm256_loadu_ps(xr + i), Lv);
-            _mm256_storeu_ps(yr + i, softmax8_f32_(a, sv, cv, cv));
-        }
-        if (i < n) {
-            __m256i msk = tail_mask32_(n - i);
-            __m256 a = _mm256_max_ps(_mm256_maskload_ps(xr + i, msk), Lv);
-            _mm256_maskstore_ps(yr + i, msk, softmax8_f32_(a, sv, cv, cv));
-        }
+        double c = scale * max[r] + log_sum[r];
+        if (scale == 1.0) softmax_row_f32_xr_(xr, n, scale, c, L, yr, 1);
+        else softmax_row_f32_xr_(xr, n, scale, c, L, yr, 0);
     }
 }
 
