@@ -794,12 +794,16 @@ static inline __m256 softmax8_f32_(__m256 a, __m256d sv, __m256d cvl, __m256d cv
  *     y = 2^(n - n_c) p(r) exp(-r_c),
  * exp(-r_c) applied as K_hi + K_lo (p K is rounded once, by an FMA), then
  * 2^(n - n_c + XR_BIAS) by the exponent add and the exact (or, for a
- * denormal y, correctly rounding) product with 2^-XR_BIAS.  Error: r
+ * denormal y, correctly rounding) product with 2^-XR_BIAS.  A factor
+ * alpha > 0 (cross-entropy gradients) is folded into c as - log(alpha), so
+ * alpha * exp(d) is rounded once.  Lanes equal to the max get the
+ * float64 alpha exp(-log_sum) (a dominant max gives exactly 1).  Error: r
  * (<= 2^-25 abs.) + p (~0.55 ULP) + the final rounding (0.5 ULP). */
 static inline __attribute__((always_inline)) void
 softmax_row_f32_xr_(const float *x, ptrdiff_t n, double scale, double c,
-                    float L, float *y, const int S1)
+                    float L, float m, float ym, float *y, const int S1)
 {
+    const __m256 mf = _mm256_set1_ps(m), ymv = _mm256_set1_ps(ym);
     xr_row_ rc;
     xr_row_init_(&rc, scale, c);
     double k = 0x1p96 * rc.factor;   /* exp(-r_c) */
@@ -808,9 +812,11 @@ softmax_row_f32_xr_(const float *x, ptrdiff_t n, double scale, double c,
     const __m256 Lv = _mm256_set1_ps(L), down = _mm256_set1_ps(0x1p-96f);
 #define XR_SM8(a, out)                                                         \
     do {                                                                       \
-        __m256 t_, p_ = xr_poly_(_mm256_max_ps(a, Lv), &rc, &t_, S1);          \
+        __m256 a_ = (a);                                                       \
+        __m256 t_, p_ = xr_poly_(_mm256_max_ps(a_, Lv), &rc, &t_, S1);         \
         p_ = _mm256_fmadd_ps(p_, kh, _mm256_mul_ps(p_, kl));                   \
-        out = _mm256_mul_ps(xr_scale_(p_, t_), down);                          \
+        out = _mm256_blendv_ps(_mm256_mul_ps(xr_scale_(p_, t_), down), ymv,    \
+                               _mm256_cmp_ps(a_, mf, _CMP_EQ_OQ));             \
     } while (0)
     ptrdiff_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -842,15 +848,22 @@ void csm_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
         float L;
-        if (alpha != 1.0 ||
+        /* alpha > 0 joins the exponent: c - log(alpha).  The exponent add
+         * needs -221 <= n - n_c + ... <= 127 - 96 - 1: log_sum - log(alpha)
+         * <= 32 (clamp e^-120) and log(alpha) <= 18. */
+        double la = alpha == 1.0 ? 0.0 : log(alpha);
+        if (!(alpha > 0.0 && la <= 18.0 && log_sum[r] - la <= 32.0) ||
             !clamp_bound_(max[r], scale, XR_SM_SPAN, span_s, &L)) {
             csm_softmax_rows_f32_generic_avx2(xr, 1, n, 0, scale, max + r,
                                               log_sum + r, alpha, yr, 0);
             continue;
         }
-        double c = scale * max[r] + log_sum[r];
-        if (scale == 1.0) softmax_row_f32_xr_(xr, n, scale, c, L, yr, 1);
-        else softmax_row_f32_xr_(xr, n, scale, c, L, yr, 0);
+        double c = scale * max[r] + log_sum[r] - la;
+        /* the max itself: alpha exp(-log_sum), rounded once (so a dominant
+         * max gives exactly alpha, e.g. 1.0) */
+        float m = (float)max[r], ym = (float)(alpha * exp(-log_sum[r]));
+        if (scale == 1.0) softmax_row_f32_xr_(xr, n, scale, c, L, m, ym, yr, 1);
+        else softmax_row_f32_xr_(xr, n, scale, c, L, m, ym, yr, 0);
     }
 }
 
