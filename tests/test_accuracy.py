@@ -195,6 +195,24 @@ def test_x_minus_max_not_exact_in_float32(isa, op, rng):
     check(op, run(op, np.ascontiguousarray(rows.T), axis=0), rows.T, axis=0)
 
 
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("base,top", [(-15.3, 5.1), (-9.7, 0.3), (90.1, 100.3),
+                                      (-1000.7, -990.1)])
+@pytest.mark.parametrize("temperature", [1.0, 0.37])
+def test_mass_far_below_one_outlier(isa, op, base, top, temperature, rng):
+    """The mass of a long row sits ~10 below a single outlier, so S is made of
+    256000 terms of nearly the same d = x - max.  Any rounding of d (x - max
+    in float32: up to 2^-21 here) has the same sign in every term, does not
+    average out, and moves S -- hence every softmax output -- by up to ~8 ULP.
+    Also covers the float32 reduction's own exp error on such rows."""
+    n = 256000
+    x = np.full((2, n), base, np.float32)
+    x[0] += rng.uniform(0, 1e-3, n).astype(np.float32)      # one spread row, one constant
+    x[:, 7] = top
+    t = temperature if op != "logsumexp" else 1.0
+    check(op, _call(op, x, temperature=t), x, temperature=t)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_dominant_max_zero_minus_40(isa, dtype):
     """scipy gh-18295: LSE([0, -40]) = log1p(e^-40) = 4.248e-18, not 0, and

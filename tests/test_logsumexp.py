@@ -166,7 +166,7 @@ def test_dominant_max_not_zero(isa):
 def test_float32_cancellation(isa):
     """float32 LSE whose max + log S cancels to |LSE| << 1 must still be within
     4 ULP of the (tiny) result, as the acceptance bound says.  The AVX2
-    reduction's exp is accurate to ~2^-28.5 relative, so the kernel detects
+    reduction's exp is accurate to ~1 ULP of float32, so the kernel detects
     such rows and recomputes them exactly (regression: [-1.5182965,
     -0.24728869] once gave 4.11e-09 instead of 3.855e-09)."""
     rng = np.random.default_rng(5)

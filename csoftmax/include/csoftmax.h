@@ -24,12 +24,15 @@
  * not 0).  States of row segments merge exactly (csm_lse_merge), which is
  * how long rows are split across threads and chunks.
  *
- * Accuracy: float32 inputs are widened to float64; exp runs in float64
- * (degree-6 polynomial, relative error < 2.6e-9 = 2^-28.5, i.e. < 0.05 ULP
- * of float32) and sums accumulate in float64, so float32 results are within
- * a few ULP of the correctly rounded float64 result.  float64 kernels use a
- * degree-11 polynomial on AVX2, degree 13 elsewhere (relative error < 2^-52)
- * and float64 sums.
+ * Accuracy: float32 results are within a few ULP (tests: <= 4) of the
+ * correctly rounded float64 result.  The AVX2 float32 row reduction
+ * evaluates each exp(scale * (x - max)) in float32 lanes with an exact
+ * argument reduction (each term within ~1 ULP of float32, no rounding of
+ * x - max) and sums the terms in float64, so the float64 `rest` of a float32
+ * row is good to a relative ~2^-24 (not to float64 precision); the AVX2
+ * column kernels, the scalar and the NEON kernels widen to float64 (exp
+ * relative error < 2.6e-9).  float64 kernels use a degree-11 polynomial on
+ * AVX2, degree 13 elsewhere (relative error < 2^-52), and float64 sums.
  */
 #ifndef CSOFTMAX_H
 #define CSOFTMAX_H

@@ -5,10 +5,12 @@
  * file is switched to AVX2+FMA by the target pragma below, and dispatch.c
  * calls them only after CPUID said the CPU (and OS) support them.
  *
- * Numerics (see csoftmax.h): float32 data are widened to float64 lanes, so
- * x - max is exact and the exp argument carries no float32 rounding error;
- * exp is evaluated in float64 (magic-bias rounding, Cody-Waite reduction,
- * polynomial), sums accumulate in float64.
+ * Numerics (see csoftmax.h): the generic kernels widen float32 data to
+ * float64 lanes, so x - max is exact and the exp argument carries no float32
+ * rounding error; exp is evaluated in float64 (magic-bias rounding,
+ * Cody-Waite reduction, polynomial), sums accumulate in float64.  The float32
+ * row fast paths (below) stay in float32 lanes with an exact reduction of
+ * scale * x itself (see "all-float32 reduction").
  *   exp_f32acc_: degree-6 polynomial, max rel. error 2.6e-9 (target: f32)
  *   exp_f64acc_: degree-11 polynomial (fitted), two-constant reduction,
  *                max rel. error of the polynomial 1.8e-17 (target: f64)
@@ -581,6 +583,131 @@ lse_chunk_f32_fast_(const float *x, ptrdiff_t n, double scale, double m,
     st->rest = hsum_pd_(_mm256_add_pd(r0, r1));
 }
 
+/* ---- all-float32 reduction ----------------------------------------------
+ *
+ * exp(s (x - m)) without forming x - m: every lane reduces s*x itself,
+ *     s x = n ln2 + r,   n = round(s x / ln2),  |r| <= ln2/2,
+ * and the row constant s*m = n_m ln2 + r_m is reduced once in float64, so
+ *     exp(s (x - m)) = 2^(n - n_m) exp(r) exp(-r_m).
+ * The lanes then compute 2^(n - n_m + XR_BIAS) * p(r), p the float32
+ * degree-6 polynomial of exp_poly_ps_ (rel. error 3e-9), and the row
+ * factor 2^-XR_BIAS exp(-r_m) is applied once to the float64 sum.
+ * Why not x - m: it is not exact in float32 (x = -15.3, m = 5.1 rounds by
+ * up to 2^-21, a relative error of 8 ULP in every term, the same sign for
+ * a whole row of similar values), and making it exact (TwoSum) costs
+ * five more operations per vector than the whole reduction of s x.
+ * r is exact up to two roundings (|error| <= 2^-25: the FMA s x - n ln2_hi
+ * is rounded once, then - n ln2_lo), so every term is within ~1 ULP of
+ * float32, and the float64 sum of the terms within a small fraction of
+ * that.  s != 1: s x is split exactly as ph + pl (s = s_hi + s_lo in
+ * float32, FMA for the product error) and pl is added to r.
+ * XR_BIAS keeps every term (down to the clamp e^-150) a normal float32 and
+ * a 2048-element partial sum (< 2^107) finite; the clamp L and the
+ * equal-to-max handling are those of LSE32_STEP.
+ */
+#define XR_BIAS 96
+#define XR_SPAN 150.0     /* reduction clamp: terms down to e^-150 */
+#define XR_SM_SPAN 120.0  /* softmax write clamp: e^-120 -> 0 in float32; keeps
+                             n - n_c + XR_BIAS >= -112 (log_sum < 22) */
+
+typedef struct {
+    __m256 magic, sh, sl;   /* magic + XR_BIAS - n_m; scale hi/lo */
+    double factor;          /* 2^-XR_BIAS exp(-r_m) */
+} xr_row_;
+
+/* sm: the row constant (scale * max; softmax write: + log_sum) */
+static inline void xr_row_init_(xr_row_ *c, double scale, double sm)
+{
+    double nm = nearbyint(sm * 1.4426950408889634);
+    double rm = (sm - nm * 6.93147180369123816490e-01) - nm * 1.90821492927058770002e-10;
+    c->magic = _mm256_set1_ps(0x1.8p23f + (float)(XR_BIAS - nm));
+    float sh = (float)scale;
+    c->sh = _mm256_set1_ps(sh);
+    c->sl = _mm256_set1_ps((float)(scale - (double)sh));
+    c->factor = 0x1p-96 * exp(-rm);
+}
+
+/* p(r) and the magic-biased t, whose low bits hold n - n_m + XR_BIAS */
+static inline __m256 xr_poly_(__m256 a, const xr_row_ *c, __m256 *tp, const int S1)
+{
+    __m256 ph = a, pl = _mm256_setzero_ps();
+    if (!S1) {
+        ph = _mm256_mul_ps(a, c->sh);
+        pl = _mm256_fmadd_ps(a, c->sl, _mm256_fmsub_ps(a, c->sh, ph));
+    }
+    __m256 t = _mm256_fmadd_ps(ph, _mm256_set1_ps(0x1.715476p+0f), c->magic);
+    __m256 n = _mm256_sub_ps(t, c->magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e430p-1f), ph);
+    if (!S1) r = _mm256_add_ps(r, pl);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-0x1.05c610p-29f), r);
+    *tp = t;
+    return exp_poly_ps_(r);
+}
+
+/* p * 2^(n - n_m + XR_BIAS) by an integer add to the exponent field (the
+ * result is a normal float: no over/underflow for clamped inputs) */
+static inline __m256 xr_scale_(__m256 p, __m256 t)
+{
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p),
+                               _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+}
+
+/* 2^(n - n_m + XR_BIAS) p(r) for 8 (clamped) floats */
+static inline __m256 xr_exp_(__m256 a, const xr_row_ *c, const int S1)
+{
+    __m256 t, p = xr_poly_(a, c, &t, S1);
+    return xr_scale_(p, t);
+}
+
+/* clamp to L, count and retire the lanes equal to the max, exp */
+#define XR_STEP(a, e)                                                          \
+    do {                                                                       \
+        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
+        e = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_), &rc, S1); \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, csm_lse_state *st, const int S1)
+{
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, scale * m);
+    const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    __m256i cnt = _mm256_setzero_si256();
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 e0, e1, e2, e3;
+        XR_STEP(_mm256_loadu_ps(x + i), e0);
+        XR_STEP(_mm256_loadu_ps(x + i + 8), e1);
+        XR_STEP(_mm256_loadu_ps(x + i + 16), e2);
+        XR_STEP(_mm256_loadu_ps(x + i + 24), e3);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+    }
+    for (; i < n; i += 8) {
+        __m256 a, e;
+        if (i + 8 <= n) a = _mm256_loadu_ps(x + i);
+        else {
+            __m256i msk = tail_mask32_(n - i);
+            a = _mm256_blendv_ps(Lv, _mm256_maskload_ps(x + i, msk),
+                                 _mm256_castsi256_ps(msk));
+        }
+        XR_STEP(a, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cnt),
+                               _mm256_extracti128_si256(cnt, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+    st->max = m;
+    st->count = (double)_mm_cvtsi128_si32(c4);
+    st->rest = hsum_pd_(_mm256_add_pd(s0, s1)) * rc.factor;
+}
+
 static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
                            double span_s, csm_lse_state *st)
 {
@@ -590,12 +717,12 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
     }
     double m = row_max_f32_(x, n);
     float L;
-    if (!clamp_bound_(m, scale, F32_LSE_SPAN, span_s, &L)) {
+    if (!clamp_bound_(m, scale, XR_SPAN, span_s, &L)) {
         csm_lse_rows_f32_generic_avx2(x, 1, n, n, scale, st);
         return;
     }
-    if (scale == 1.0) lse_chunk_f32_fast_(x, n, scale, m, L, st, 1);
-    else lse_chunk_f32_fast_(x, n, scale, m, L, st, 0);
+    if (scale == 1.0) lse_chunk_f32_xr_(x, n, scale, m, L, st, 1);
+    else lse_chunk_f32_xr_(x, n, scale, m, L, st, 0);
 }
 
 /* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
@@ -620,7 +747,7 @@ void csm_lse_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                            ptrdiff_t row_stride, double scale,
                            csm_lse_state *states)
 {
-    const double span_s = F32_LSE_SPAN / scale;
+    const double span_s = XR_SPAN / scale;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * row_stride;
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;
@@ -665,41 +792,81 @@ static inline __m256 softmax8_f32_(__m256 a, __m256d sv, __m256d cvl, __m256d cv
     return _mm256_mul_ps(p, _mm256_set1_ps(0x1p-32f));
 }
 
+/* Softmax write, float32 lanes: y = exp(s x - c), c = s max + log_sum, by
+ * the reduction of s x above with c = n_c ln2 + r_c reduced in float64:
+ *     y = 2^(n - n_c) p(r) exp(-r_c),
+ * exp(-r_c) applied as K_hi + K_lo (p K is rounded once, by an FMA), then
+ * 2^(n - n_c + XR_BIAS) by the exponent add and the exact (or, for a
+ * denormal y, correctly rounding) product with 2^-XR_BIAS.  A factor
+ * alpha > 0 (cross-entropy gradients) is folded into c as - log(alpha), so
+ * alpha * exp(d) is rounded once.  Lanes equal to the max get the
+ * float64 alpha exp(-log_sum) (a dominant max gives exactly 1).  Error: r
+ * (<= 2^-25 abs.) + p (~0.55 ULP) + the final rounding (0.5 ULP). */
+static inline __attribute__((always_inline)) void
+softmax_row_f32_xr_(const float *x, ptrdiff_t n, double scale, double c,
+                    float L, float m, float ym, float *y, const int S1)
+{
+    const __m256 mf = _mm256_set1_ps(m), ymv = _mm256_set1_ps(ym);
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, c);
+    double k = 0x1p96 * rc.factor;   /* exp(-r_c) */
+    const __m256 kh = _mm256_set1_ps((float)k);
+    const __m256 kl = _mm256_set1_ps((float)(k - (double)(float)k));
+    const __m256 Lv = _mm256_set1_ps(L), down = _mm256_set1_ps(0x1p-96f);
+#define XR_SM8(a, out)                                                         \
+    do {                                                                       \
+        __m256 a_ = (a);                                                       \
+        __m256 t_, p_ = xr_poly_(_mm256_max_ps(a_, Lv), &rc, &t_, S1);         \
+        p_ = _mm256_fmadd_ps(p_, kh, _mm256_mul_ps(p_, kl));                   \
+        out = _mm256_blendv_ps(_mm256_mul_ps(xr_scale_(p_, t_), down), ymv,    \
+                               _mm256_cmp_ps(a_, mf, _CMP_EQ_OQ));             \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a, b;
+        XR_SM8(_mm256_loadu_ps(x + i), a);
+        XR_SM8(_mm256_loadu_ps(x + i + 8), b);
+        _mm256_storeu_ps(y + i, a);
+        _mm256_storeu_ps(y + i + 8, b);
+    }
+    for (; i < n; i += 8) {
+        __m256 a;
+        if (i + 8 <= n) {
+            XR_SM8(_mm256_loadu_ps(x + i), a);
+            _mm256_storeu_ps(y + i, a);
+        } else {
+            __m256i msk = tail_mask32_(n - i);
+            XR_SM8(_mm256_maskload_ps(x + i, msk), a);
+            _mm256_maskstore_ps(y + i, msk, a);
+        }
+    }
+#undef XR_SM8
+}
+
 void csm_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
 {
-    const __m256d sv = _mm256_set1_pd(scale);
-    const double span_s = F32_SM_SPAN / scale;
+    const double span_s = XR_SM_SPAN / scale;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
         float L;
-        if (alpha != 1.0 ||
-            !clamp_bound_(max[r], scale, F32_SM_SPAN, span_s, &L)) {
+        /* alpha > 0 joins the exponent: c - log(alpha).  The exponent add
+         * needs -221 <= n - n_c + ... <= 127 - 96 - 1: log_sum - log(alpha)
+         * <= 32 (clamp e^-120) and log(alpha) <= 18. */
+        double la = alpha == 1.0 ? 0.0 : log(alpha);
+        if (!(alpha > 0.0 && la <= 18.0 && log_sum[r] - la <= 32.0) ||
+            !clamp_bound_(max[r], scale, XR_SM_SPAN, span_s, &L)) {
             csm_softmax_rows_f32_generic_avx2(xr, 1, n, 0, scale, max + r,
                                               log_sum + r, alpha, yr, 0);
             continue;
         }
-        const __m256d cv = _mm256_set1_pd(scale * max[r] + log_sum[r]);
-        const __m256 Lv = _mm256_set1_ps(L);
-        ptrdiff_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            __m256 a = _mm256_max_ps(_mm256_loadu_ps(xr + i), Lv);
-            __m256 b = _mm256_max_ps(_mm256_loadu_ps(xr + i + 8), Lv);
-            a = softmax8_f32_(a, sv, cv, cv);
-            b = softmax8_f32_(b, sv, cv, cv);
-            _mm256_storeu_ps(yr + i, a);
-            _mm256_storeu_ps(yr + i + 8, b);
-        }
-        for (; i + 8 <= n; i += 8) {
-            __m256 a = _mm256_max_ps(_mm256_loadu_ps(xr + i), Lv);
-            _mm256_storeu_ps(yr + i, softmax8_f32_(a, sv, cv, cv));
-        }
-        if (i < n) {
-            __m256i msk = tail_mask32_(n - i);
-            __m256 a = _mm256_max_ps(_mm256_maskload_ps(xr + i, msk), Lv);
-            _mm256_maskstore_ps(yr + i, msk, softmax8_f32_(a, sv, cv, cv));
-        }
+        double c = scale * max[r] + log_sum[r] - la;
+        /* the max itself: alpha exp(-log_sum), rounded once (so a dominant
+         * max gives exactly alpha, e.g. 1.0) */
+        float m = (float)max[r], ym = (float)(alpha * exp(-log_sum[r]));
+        if (scale == 1.0) softmax_row_f32_xr_(xr, n, scale, c, L, m, ym, yr, 1);
+        else softmax_row_f32_xr_(xr, n, scale, c, L, m, ym, yr, 0);
     }
 }
 
