@@ -235,8 +235,71 @@ cdef inline void _write_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
         else:
             _tab.softmax_cols_f64(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs)
 
+# short rows (n <= CSM_SMALL_MAX): kernels with several rows per vector
+
+cdef inline bint _small(Py_ssize_t n) noexcept nogil:
+    """Whether rows of length n go through the short-row kernels."""
+    return n <= CSM_SMALL_MAX and _tab.lse_small_f32 != NULL
+
+cdef inline void _lse_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                            Py_ssize_t rs, double scale, bint for_lse,
+                            double *mx, double *ls) noexcept nogil:
+    if floating is float:
+        _tab.lse_small_f32(x, rows, n, rs, scale, for_lse, mx, ls)
+    else:
+        _tab.lse_small_f64(x, rows, n, rs, scale, for_lse, mx, ls)
+
+cdef inline void _fused_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                              Py_ssize_t xrs, double scale, floating *y,
+                              Py_ssize_t yrs, bint log) noexcept nogil:
+    if floating is float:
+        if log:
+            _tab.log_softmax_small_f32(x, rows, n, xrs, scale, y, yrs)
+        else:
+            _tab.softmax_small_f32(x, rows, n, xrs, scale, y, yrs)
+    else:
+        if log:
+            _tab.log_softmax_small_f64(x, rows, n, xrs, scale, y, yrs)
+        else:
+            _tab.softmax_small_f64(x, rows, n, xrs, scale, y, yrs)
+
+cdef inline void _softmax_write_small(const floating *x, Py_ssize_t rows,
+                                      Py_ssize_t n, Py_ssize_t xrs, double scale,
+                                      const double *mx, const double *ls,
+                                      double alpha, floating *y,
+                                      Py_ssize_t yrs) noexcept nogil:
+    if floating is float:
+        _tab.softmax_write_small_f32(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+    else:
+        _tab.softmax_write_small_f64(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+
 # --------------------------------------------------------------------------
 # blocks: reduction + finalize (+ write) on data that is still in cache
+
+cdef void _rows_block_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                            Py_ssize_t xrs, double scale, double alpha,
+                            floating *y, Py_ssize_t yrs, int mode,
+                            double *mx_out, double *ls_out) noexcept nogil:
+    """_rows_block for short rows (see _small): one fused kernel call."""
+    cdef double mx[ROW_BLOCK]
+    cdef double ls[ROW_BLOCK]
+    cdef Py_ssize_t r0 = 0, m
+    if mode == 2:
+        _lse_small(x, rows, n, xrs, scale, True, mx_out, ls_out)
+    elif alpha == 1.0:
+        _fused_small(x, rows, n, xrs, scale, y, yrs, mode == 1)
+    else:
+        while r0 < rows:
+            m = min(ROW_BLOCK, rows - r0)
+            _lse_small(x + r0 * xrs, m, n, xrs, scale, False, mx, ls)
+            if mode == 1:
+                _write_rows(x + r0 * xrs, m, n, xrs, scale, mx, ls, alpha,
+                            y + r0 * yrs, yrs, True)
+            else:
+                _softmax_write_small(x + r0 * xrs, m, n, xrs, scale, mx, ls,
+                                     alpha, y + r0 * yrs, yrs)
+            r0 += m
+
 
 cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                       Py_ssize_t xrs, double scale, double alpha,
@@ -247,6 +310,9 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m
+    if _small(n):
+        _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
+        return
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
         _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)
@@ -478,8 +544,11 @@ cdef inline void _lse_out(const floating *x, Py_ssize_t n_rows, Py_ssize_t n,
         return
     while r0 < n_rows:
         m = min(ROW_BLOCK, n_rows - r0)
-        _lse_rows(x + r0 * rs, m, n, rs, scale, st)
-        _tab.finalize(st, m, scale, mx, ls)
+        if _small(n):
+            _lse_small(x + r0 * rs, m, n, rs, scale, True, mx, ls)
+        else:
+            _lse_rows(x + r0 * rs, m, n, rs, scale, st)
+            _tab.finalize(st, m, scale, mx, ls)
         for i in range(m):
             out[r0 + i] = scale * mx[i] + ls[i]
         r0 += m
