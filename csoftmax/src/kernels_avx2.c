@@ -1444,10 +1444,12 @@ void csm_log_softmax_small_f32_avx2(const float *x, ptrdiff_t n_rows,
 
 /* Softmax write of float32 rows with a given (max, log_sum) and a factor
  * alpha (y = alpha * exp(scale * (x - max) - log_sum); cross-entropy's
- * gradient).  Lanes with alpha == 1 and a representable clamp take
- * softmax8_f32_ (the row kernel's fast path); the other finite-max lanes
- * take exp_f32_ in float64 (a second, masked sweep); the rest are redone
- * by the scalar kernel. */
+ * gradient).  With 0 < alpha <= 1, lanes with a representable clamp take
+ * softmax8_f32_ (the row kernel's fast path) on log_sum - log(alpha) >=
+ * log_sum (so the clamped elements still give 0; the float64 log(alpha)
+ * adds < 1e-13 to the argument); the other finite-max lanes take exp_f32_
+ * in float64 (a second, masked sweep); the rest are redone by the scalar
+ * kernel. */
 void csm_softmax_write_small_f32_avx2(const float *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
@@ -1455,6 +1457,8 @@ void csm_softmax_write_small_f32_avx2(const float *x, ptrdiff_t n_rows,
     __m256 T[SMALL_COLS];
     const __m256d sv = _mm256_set1_pd(scale), av = _mm256_set1_pd(alpha);
     const __m256d span_sv = _mm256_set1_pd(F32_SM_SPAN / scale);
+    const int alpha_ok = alpha > 0.0 && alpha <= 1.0;
+    const __m256d lav = _mm256_set1_pd(alpha_ok ? log(alpha) : 0.0);
     for (ptrdiff_t g = 0; g < n_rows; g += 8) {
         const ptrdiff_t w = n_rows - g < 8 ? n_rows - g : 8;
         const float *p[8];
@@ -1472,7 +1476,7 @@ void csm_softmax_write_small_f32_avx2(const float *x, ptrdiff_t n_rows,
         const int fin = small_finite_mask_(m0) | small_finite_mask_(m1) << 4;
         int fast = 0;
         __m256d L0, L1;
-        if (alpha == 1.0)
+        if (alpha_ok)
             fast = (_mm256_movemask_pd(small_clamp4_(m0, sv, span_sv, F32_SM_SPAN, &L0))
                     | _mm256_movemask_pd(small_clamp4_(m1, sv, span_sv, F32_SM_SPAN, &L1)) << 4)
                    & fin;
@@ -1482,8 +1486,8 @@ void csm_softmax_write_small_f32_avx2(const float *x, ptrdiff_t n_rows,
             small_in_f32_(p, n, T, NULL, NULL, 0);
             if (fast) {
                 const __m256 Lv = _mm256_set_m128(_mm256_cvtpd_ps(L1), _mm256_cvtpd_ps(L0));
-                const __m256d cvl = _mm256_fmadd_pd(sv, m0, l0);
-                const __m256d cvh = _mm256_fmadd_pd(sv, m1, l1);
+                const __m256d cvl = _mm256_fmadd_pd(sv, m0, _mm256_sub_pd(l0, lav));
+                const __m256d cvh = _mm256_fmadd_pd(sv, m1, _mm256_sub_pd(l1, lav));
                 if (gen) {
                     const __m256 fm = small_lanes_ps_(fast);
                     for (ptrdiff_t i = 0; i < n; ++i)
