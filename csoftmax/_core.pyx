@@ -237,9 +237,26 @@ cdef inline void _write_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
 
 # short rows (n <= CSM_SMALL_MAX): kernels with several rows per vector
 
+cdef bint _small_on = True    # _use_small_rows(False): row kernels only (A/B, tests)
+
 cdef inline bint _small(Py_ssize_t n) noexcept nogil:
     """Whether rows of length n go through the short-row kernels."""
-    return n <= CSM_SMALL_MAX and _tab.lse_small_f32 != NULL
+    return n <= CSM_SMALL_MAX and _small_on and _tab.lse_small_f32 != NULL
+
+
+def _use_small_rows(flag):
+    """Switch the short-row kernels on/off (for tests and A/B timing);
+    returns the previous setting.  Without them every row length takes the
+    per-row kernels, as on ISAs that have no short-row kernels."""
+    global _small_on
+    prev = bool(_small_on)
+    _small_on = bool(flag)
+    return prev
+
+
+def _small_rows_max():
+    """Longest row the short-row kernels take (0 when the ISA has none)."""
+    return CSM_SMALL_MAX if _tab.lse_small_f32 != NULL else 0
 
 cdef inline void _lse_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                             Py_ssize_t rs, double scale, bint for_lse,
