@@ -239,8 +239,17 @@ cdef inline void _write_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
 
 cdef bint _small_on = True    # _use_small_rows(False): row kernels only (A/B, tests)
 
+# The fused softmax beats the row kernels up to CSM_SMALL_MAX; uses that
+# need log_sum (log_softmax, reductions, cross-entropy) only up to about 32
+# (at 64 the row kernels are faster: measured 262144 x {33, 64}, AVX2).
+DEF SMALL_LOG_MAX = 32
+
 cdef inline bint _small(Py_ssize_t n) noexcept nogil:
-    """Whether rows of length n go through the short-row kernels."""
+    """Whether rows of length n go through the short-row kernels (any use)."""
+    return n <= SMALL_LOG_MAX and _small_on and _tab.lse_small_f32 != NULL
+
+cdef inline bint _small_softmax(Py_ssize_t n) noexcept nogil:
+    """Whether the fused short-row softmax takes rows of length n."""
     return n <= CSM_SMALL_MAX and _small_on and _tab.lse_small_f32 != NULL
 
 
@@ -255,8 +264,11 @@ def _use_small_rows(flag):
 
 
 def _small_rows_max():
-    """Longest row the short-row kernels take (0 when the ISA has none)."""
-    return CSM_SMALL_MAX if _tab.lse_small_f32 != NULL else 0
+    """(longest row of the fused softmax, of the other short-row uses);
+    (0, 0) when the ISA has no short-row kernels."""
+    if _tab.lse_small_f32 == NULL:
+        return (0, 0)
+    return (CSM_SMALL_MAX, SMALL_LOG_MAX)
 
 cdef inline void _lse_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                             Py_ssize_t rs, double scale, bint for_lse,
@@ -327,7 +339,7 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m
-    if _small(n):
+    if _small(n) or (mode == 0 and alpha == 1.0 and _small_softmax(n)):
         _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
         return
     while r0 < rows:

@@ -4,7 +4,8 @@ a scratch tile).
 
 What is special about them, and tested here:
 * groups and partial groups: every row count 1..17 and 1023 (not multiples
-  of 8), every row length 1..65 (65 takes the row kernels again);
+  of 8), every row length 1..65 (softmax takes them up to 64, log_softmax,
+  reductions and cross-entropy up to 32; longer rows the row kernels);
 * lanes are independent: special values (NaN, +-inf, all -inf rows, +-1e30,
   denormals, huge |x/T|) in any row / lane / column, and a row's result is
   bit for bit the same whatever rows surround it;
@@ -24,8 +25,14 @@ from csoftmax import _core
 from _helpers import OPS, assert_agree, check, run
 
 FLOATS = [np.float32, np.float64]
-SMALL = _core._small_rows_max() or 64
+SMALL = 64                 # CSM_SMALL_MAX: the fused softmax's longest row
+SMALL_LOG = 32             # log_softmax / reductions / cross-entropy
 ROW_COUNTS = list(range(1, 18)) + [1023]
+
+
+def _longest(op):
+    """Longest row the short-row kernels take for op."""
+    return SMALL if op == "softmax" else SMALL_LOG
 
 
 @contextlib.contextmanager
@@ -90,7 +97,7 @@ def _special_matrix(rows, n, dtype, rng):
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_every_row_count_and_length(isa, dtype, op, rng):
     for n in list(range(1, SMALL + 2)):
-        for rows in ROW_COUNTS if n in (1, 2, 3, 7, 8, 9, 10, 16, 33, SMALL, SMALL + 1) else [5, 9, 1023]:
+        for rows in ROW_COUNTS if n in (1, 2, 3, 7, 8, 9, 10, 16, SMALL_LOG, SMALL_LOG + 1, SMALL, SMALL + 1) else [5, 9, 1023]:
             x = (rng.standard_normal((rows, n)) * 4).astype(dtype)
             check(op, run(op, x), x, what=f"{rows}x{n}")
 
@@ -123,7 +130,7 @@ def test_lse_cancellation_small_rows(isa, rng):
 @pytest.mark.parametrize("op", list(OPS))
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_special_values_in_every_lane(isa, dtype, op, rng):
-    for n in (1, 2, 3, 8, 9, 10, 17, 33, SMALL, SMALL + 1):
+    for n in (1, 2, 3, 8, 9, 10, 17, SMALL_LOG, SMALL_LOG + 1, SMALL, SMALL + 1):
         for rows in (1, 7, 9, 17, 33, 1023):
             x = _special_matrix(rows, n, dtype, rng)
             check(op, run(op, x), x, what=f"{rows}x{n}")
@@ -133,8 +140,9 @@ def test_special_values_in_every_lane(isa, dtype, op, rng):
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_row_result_does_not_depend_on_neighbours(isa, dtype, op, rng):
     """Bit for bit: row r of a batch == the same row alone, for rows with and
-    without special values and in every lane / partial group."""
-    for n in (1, 3, 8, 10, 33, SMALL):
+    without special values and in every lane / partial group.  (The row
+    kernels do not promise this: csm_finalize_avx2 works 4 rows at a time.)"""
+    for n in (1, 3, 8, 10, 31, _longest(op)):
         x = _special_matrix(45, n, dtype, rng)
         x[5::7] = (rng.standard_normal((len(x[5::7]), n)) * 3e6).astype(dtype)  # huge |x|
         whole = np.asarray(run(op, x))
@@ -171,7 +179,7 @@ def test_agrees_with_scalar_and_row_kernels(dtype, op, rng):
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_layouts_and_out(isa, dtype, op, rng):
     f = OPS[op]
-    for n in (1, 3, 10, SMALL):
+    for n in (1, 3, 10, _longest(op)):
         base = _special_matrix(41, n + 9, dtype, rng)
         x = base[:, 4:4 + n]                       # row stride n + 9
         want = f(np.ascontiguousarray(x))
@@ -216,7 +224,7 @@ def test_one_and_two_threads_bitwise(isa, dtype, op, rng):
                                 {"weight": "w"}, {"reduction": "sum"}])
 def test_cross_entropy_small_rows(isa, dtype, kw, rng):
     tol = 1e-12 if dtype == np.float64 else 4e-6
-    for C in (1, 2, 3, 10, 17, SMALL, SMALL + 1):
+    for C in (1, 2, 3, 10, 17, SMALL_LOG, SMALL_LOG + 1, SMALL):
         for N in (1, 9, 1023):
             x = (rng.standard_normal((N, C)) * 3).astype(dtype)
             t = rng.integers(0, C, N)
