@@ -69,6 +69,19 @@ cdef extern from "csoftmax.h" nogil:
                                       Py_ssize_t n_rows, Py_ssize_t n) noexcept nogil
     ctypedef void (*csm_bwd_rows_f64)(const double *y, const double *dy, double *o,
                                       Py_ssize_t n_rows, Py_ssize_t n) noexcept nogil
+    int CSM_SMALL_MAX
+    ctypedef void (*csm_lse_small_f32)(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                                       Py_ssize_t row_stride, double scale, int for_lse,
+                                       double *max, double *log_sum) noexcept nogil
+    ctypedef void (*csm_lse_small_f64)(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                                       Py_ssize_t row_stride, double scale, int for_lse,
+                                       double *max, double *log_sum) noexcept nogil
+    ctypedef void (*csm_small_rows_f32)(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                                        Py_ssize_t x_row_stride, double scale, float *y,
+                                        Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_small_rows_f64)(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
+                                        Py_ssize_t x_row_stride, double scale, double *y,
+                                        Py_ssize_t y_row_stride) noexcept nogil
 
     ctypedef struct csm_kernel_table:
         csm_isa isa
@@ -90,6 +103,15 @@ cdef extern from "csoftmax.h" nogil:
         csm_bwd_rows_f64 softmax_bwd_rows_f64
         csm_bwd_rows_f32 log_softmax_bwd_rows_f32
         csm_bwd_rows_f64 log_softmax_bwd_rows_f64
+        # short rows (n <= CSM_SMALL_MAX); NULL when the ISA has none
+        csm_lse_small_f32 lse_small_f32
+        csm_lse_small_f64 lse_small_f64
+        csm_small_rows_f32 softmax_small_f32
+        csm_small_rows_f64 softmax_small_f64
+        csm_small_rows_f32 log_softmax_small_f32
+        csm_small_rows_f64 log_softmax_small_f64
+        csm_write_rows_f32 softmax_write_small_f32
+        csm_write_rows_f64 softmax_write_small_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

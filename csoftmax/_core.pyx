@@ -235,8 +235,100 @@ cdef inline void _write_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
         else:
             _tab.softmax_cols_f64(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs)
 
+# short rows (n <= CSM_SMALL_MAX): kernels with several rows per vector
+
+cdef bint _small_on = True    # _use_small_rows(False): row kernels only (A/B, tests)
+
+# The fused softmax beats the row kernels up to CSM_SMALL_MAX; uses that
+# need log_sum (log_softmax, reductions, cross-entropy) only up to about 32
+# (at 64 the row kernels are faster: measured 262144 x {33, 64}, AVX2).
+DEF SMALL_LOG_MAX = 32
+
+cdef inline bint _small(Py_ssize_t n) noexcept nogil:
+    """Whether rows of length n go through the short-row kernels (any use)."""
+    return n <= SMALL_LOG_MAX and _small_on and _tab.lse_small_f32 != NULL
+
+cdef inline bint _small_softmax(Py_ssize_t n) noexcept nogil:
+    """Whether the fused short-row softmax takes rows of length n."""
+    return n <= CSM_SMALL_MAX and _small_on and _tab.lse_small_f32 != NULL
+
+
+def _use_small_rows(flag):
+    """Switch the short-row kernels on/off (for tests and A/B timing);
+    returns the previous setting.  Without them every row length takes the
+    per-row kernels, as on ISAs that have no short-row kernels."""
+    global _small_on
+    prev = bool(_small_on)
+    _small_on = bool(flag)
+    return prev
+
+
+def _small_rows_max():
+    """(longest row of the fused softmax, of the other short-row uses);
+    (0, 0) when the ISA has no short-row kernels."""
+    if _tab.lse_small_f32 == NULL:
+        return (0, 0)
+    return (CSM_SMALL_MAX, SMALL_LOG_MAX)
+
+cdef inline void _lse_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                            Py_ssize_t rs, double scale, bint for_lse,
+                            double *mx, double *ls) noexcept nogil:
+    if floating is float:
+        _tab.lse_small_f32(x, rows, n, rs, scale, for_lse, mx, ls)
+    else:
+        _tab.lse_small_f64(x, rows, n, rs, scale, for_lse, mx, ls)
+
+cdef inline void _fused_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                              Py_ssize_t xrs, double scale, floating *y,
+                              Py_ssize_t yrs, bint log) noexcept nogil:
+    if floating is float:
+        if log:
+            _tab.log_softmax_small_f32(x, rows, n, xrs, scale, y, yrs)
+        else:
+            _tab.softmax_small_f32(x, rows, n, xrs, scale, y, yrs)
+    else:
+        if log:
+            _tab.log_softmax_small_f64(x, rows, n, xrs, scale, y, yrs)
+        else:
+            _tab.softmax_small_f64(x, rows, n, xrs, scale, y, yrs)
+
+cdef inline void _softmax_write_small(const floating *x, Py_ssize_t rows,
+                                      Py_ssize_t n, Py_ssize_t xrs, double scale,
+                                      const double *mx, const double *ls,
+                                      double alpha, floating *y,
+                                      Py_ssize_t yrs) noexcept nogil:
+    if floating is float:
+        _tab.softmax_write_small_f32(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+    else:
+        _tab.softmax_write_small_f64(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
+
 # --------------------------------------------------------------------------
 # blocks: reduction + finalize (+ write) on data that is still in cache
+
+cdef void _rows_block_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                            Py_ssize_t xrs, double scale, double alpha,
+                            floating *y, Py_ssize_t yrs, int mode,
+                            double *mx_out, double *ls_out) noexcept nogil:
+    """_rows_block for short rows (see _small): one fused kernel call."""
+    cdef double mx[ROW_BLOCK]
+    cdef double ls[ROW_BLOCK]
+    cdef Py_ssize_t r0 = 0, m
+    if mode == 2:
+        _lse_small(x, rows, n, xrs, scale, True, mx_out, ls_out)
+    elif alpha == 1.0:
+        _fused_small(x, rows, n, xrs, scale, y, yrs, mode == 1)
+    else:
+        while r0 < rows:
+            m = min(ROW_BLOCK, rows - r0)
+            _lse_small(x + r0 * xrs, m, n, xrs, scale, False, mx, ls)
+            if mode == 1:
+                _write_rows(x + r0 * xrs, m, n, xrs, scale, mx, ls, alpha,
+                            y + r0 * yrs, yrs, True)
+            else:
+                _softmax_write_small(x + r0 * xrs, m, n, xrs, scale, mx, ls,
+                                     alpha, y + r0 * yrs, yrs)
+            r0 += m
+
 
 cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                       Py_ssize_t xrs, double scale, double alpha,
@@ -247,6 +339,9 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m
+    if _small(n) or (mode == 0 and alpha == 1.0 and _small_softmax(n)):
+        _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
+        return
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
         _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)
@@ -478,8 +573,11 @@ cdef inline void _lse_out(const floating *x, Py_ssize_t n_rows, Py_ssize_t n,
         return
     while r0 < n_rows:
         m = min(ROW_BLOCK, n_rows - r0)
-        _lse_rows(x + r0 * rs, m, n, rs, scale, st)
-        _tab.finalize(st, m, scale, mx, ls)
+        if _small(n):
+            _lse_small(x + r0 * rs, m, n, rs, scale, True, mx, ls)
+        else:
+            _lse_rows(x + r0 * rs, m, n, rs, scale, st)
+            _tab.finalize(st, m, scale, mx, ls)
         for i in range(m):
             out[r0 + i] = scale * mx[i] + ls[i]
         r0 += m

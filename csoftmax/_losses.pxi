@@ -123,6 +123,29 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
     return aref
 
 
+cdef inline double _expm1_le0(double t) noexcept nogil:
+    """expm1(t) for the log-probabilities t <= 0 of the fix-up: exp(t) - 1
+    below -0.3 (no cancellation: |result| > 0.25), else the Taylor series
+    to t^13/13! (truncation < 2.6e-16 relative), ~2x cheaper than libm's
+    expm1 in the per-sample loop.  NaN -> NaN, -inf -> -1."""
+    cdef double q
+    if t < -0.3:
+        return c_exp(t) - 1.0
+    q = 1.0 + t * (1.0 / 13.0)
+    q = 1.0 + t * (1.0 / 12.0) * q
+    q = 1.0 + t * (1.0 / 11.0) * q
+    q = 1.0 + t * (1.0 / 10.0) * q
+    q = 1.0 + t * (1.0 / 9.0) * q
+    q = 1.0 + t * (1.0 / 8.0) * q
+    q = 1.0 + t * (1.0 / 7.0) * q
+    q = 1.0 + t * (1.0 / 6.0) * q
+    q = 1.0 + t * (1.0 / 5.0) * q
+    q = 1.0 + t * (1.0 / 4.0) * q
+    q = 1.0 + t * (1.0 / 3.0) * q
+    q = 1.0 + t * 0.5 * q
+    return t * q
+
+
 cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                     const floating *qb, Py_ssize_t qks, Py_ssize_t qcs,
                     Py_ssize_t s0, const double *a, const double *lpy,
@@ -153,8 +176,11 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                         g[c * cs] = <floating>(<double>g[c * cs] - gamma)
             wy = p.w[yi] if p.w != NULL else 1.0
             b = p.coef * (1.0 - eps) * wy
-            g[yi * cs] = <floating>(b * c_expm1(lpy[k]) + (a[k] - b) * c_exp(lpy[k])
-                                    - gamma * wy)
+            if a[k] == b:       # no smoothing / probability mass: one libm call
+                g[yi * cs] = <floating>(b * _expm1_le0(lpy[k]) - gamma * wy)
+            else:
+                g[yi * cs] = <floating>(b * _expm1_le0(lpy[k]) + (a[k] - b) * c_exp(lpy[k])
+                                        - gamma * wy)
         elif p.mode == 1:
             qs = qb + k * qks
             for c in range(C):
@@ -174,16 +200,24 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
     cdef char flag[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m, C = p.C
     cdef double aref
+    cdef bint small = _small(C)
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
-        _lse_rows(x + r0 * xrs, m, C, xrs, p.scale, st)
-        _tab.finalize(st, m, p.scale, mx, ls)
+        if small:
+            _lse_small(x + r0 * xrs, m, C, xrs, p.scale, False, mx, ls)
+        else:
+            _lse_rows(x + r0 * xrs, m, C, xrs, p.scale, st)
+            _tab.finalize(st, m, p.scale, mx, ls)
         _ce_samples(x + r0 * xrs, m, xrs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
                     mx, ls, p, a, lpy, flag)
         if g != NULL:
             aref = _ce_prepare(m, a, ls, flag)
-            _write_rows(x + r0 * xrs, m, C, xrs, p.scale, mx, ls, aref,
-                        g + r0 * grs, grs, False)
+            if small:
+                _softmax_write_small(x + r0 * xrs, m, C, xrs, p.scale, mx, ls,
+                                     aref, g + r0 * grs, grs)
+            else:
+                _write_rows(x + r0 * xrs, m, C, xrs, p.scale, mx, ls, aref,
+                            g + r0 * grs, grs, False)
             _ce_fixup(g + r0 * grs, m, grs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
                       a, lpy, flag, p)
         r0 += m

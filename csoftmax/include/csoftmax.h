@@ -114,6 +114,32 @@ typedef void (*csm_bwd_rows_f32)(const float *y, const float *dy, float *o,
                                  ptrdiff_t n_rows, ptrdiff_t n);
 typedef void (*csm_bwd_rows_f64)(const double *y, const double *dy, double *o,
                                  ptrdiff_t n_rows, ptrdiff_t n);
+/* Short rows (n <= CSM_SMALL_MAX), several rows per vector; each row's
+ * result depends only on that row.  NULL in tables without them (callers
+ * then use the row kernels).
+ *   lse_small:     reduction and finalize in one call: max[r] and
+ *                  log_sum[r] as csm_finalize_fn gives them.  for_lse != 0
+ *                  when the caller uses LSE = scale*max + log_sum itself
+ *                  (float32 rows where that sum cancels are then redone
+ *                  with the float64-accurate exp, as csm_lse_rows_f32 redoes
+ *                  them with libm).
+ *   softmax_small, log_softmax_small: the whole operation (reduction and
+ *                  write) on each row; x and y may be the same memory.
+ *   softmax_write_small: the write pass with a given state and alpha
+ *                  (csm_write_rows_* signature). */
+#define CSM_SMALL_MAX 64
+typedef void (*csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                  ptrdiff_t row_stride, double scale,
+                                  int for_lse, double *max, double *log_sum);
+typedef void (*csm_lse_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                  ptrdiff_t row_stride, double scale,
+                                  int for_lse, double *max, double *log_sum);
+typedef void (*csm_small_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                   ptrdiff_t x_row_stride, double scale,
+                                   float *y, ptrdiff_t y_row_stride);
+typedef void (*csm_small_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                   ptrdiff_t x_row_stride, double scale,
+                                   double *y, ptrdiff_t y_row_stride);
 
 typedef struct {
     csm_isa isa;
@@ -135,6 +161,15 @@ typedef struct {
     csm_bwd_rows_f64 softmax_bwd_rows_f64;
     csm_bwd_rows_f32 log_softmax_bwd_rows_f32;
     csm_bwd_rows_f64 log_softmax_bwd_rows_f64;
+    /* short rows (may be NULL; see CSM_SMALL_MAX) */
+    csm_lse_small_f32 lse_small_f32;
+    csm_lse_small_f64 lse_small_f64;
+    csm_small_rows_f32 softmax_small_f32;
+    csm_small_rows_f64 softmax_small_f64;
+    csm_small_rows_f32 log_softmax_small_f32;
+    csm_small_rows_f64 log_softmax_small_f64;
+    csm_write_rows_f32 softmax_write_small_f32;
+    csm_write_rows_f64 softmax_write_small_f64;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

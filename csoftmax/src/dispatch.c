@@ -16,7 +16,14 @@
 #include <intrin.h>
 #endif
 
-#define CSM_TABLE(ISA_ENUM, ISA, NAME)                                        \
+/* the trailing arguments fill the short-row entries (CSM_NO_SMALL: none) */
+#define CSM_NO_SMALL NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+#define CSM_SMALL(ISA)                                                         \
+      csm_lse_small_f32_##ISA, csm_lse_small_f64_##ISA,                        \
+      csm_softmax_small_f32_##ISA, csm_softmax_small_f64_##ISA,                \
+      csm_log_softmax_small_f32_##ISA, csm_log_softmax_small_f64_##ISA,        \
+      csm_softmax_write_small_f32_##ISA, csm_softmax_write_small_f64_##ISA
+#define CSM_TABLE(ISA_ENUM, ISA, NAME, ...)                                   \
     { ISA_ENUM, NAME,                                                          \
       csm_lse_rows_f32_##ISA, csm_lse_rows_f64_##ISA,                          \
       csm_lse_cols_f32_##ISA, csm_lse_cols_f64_##ISA,                          \
@@ -26,11 +33,12 @@
       csm_log_softmax_cols_f32_##ISA, csm_log_softmax_cols_f64_##ISA,          \
       csm_finalize_##ISA,                                                      \
       csm_softmax_bwd_rows_f32_##ISA, csm_softmax_bwd_rows_f64_##ISA,          \
-      csm_log_softmax_bwd_rows_f32_##ISA, csm_log_softmax_bwd_rows_f64_##ISA }
+      csm_log_softmax_bwd_rows_f32_##ISA, csm_log_softmax_bwd_rows_f64_##ISA,  \
+      __VA_ARGS__ }
 
-static const csm_kernel_table table_scalar = CSM_TABLE(CSM_ISA_SCALAR, scalar, "scalar");
+static const csm_kernel_table table_scalar = CSM_TABLE(CSM_ISA_SCALAR, scalar, "scalar", CSM_NO_SMALL);
 #ifdef CSM_BUILD_AVX2
-static const csm_kernel_table table_avx2 = CSM_TABLE(CSM_ISA_AVX2, avx2, "avx2");
+static const csm_kernel_table table_avx2 = CSM_TABLE(CSM_ISA_AVX2, avx2, "avx2", CSM_SMALL(avx2));
 #endif
 #ifdef CSM_BUILD_NEON
 /* finalize stays scalar (log1p per row; not a hot spot), and so do the
@@ -45,7 +53,8 @@ static const csm_kernel_table table_neon = {
     csm_log_softmax_cols_f32_neon, csm_log_softmax_cols_f64_neon,
     csm_finalize_scalar,
     csm_softmax_bwd_rows_f32_scalar, csm_softmax_bwd_rows_f64_scalar,
-    csm_log_softmax_bwd_rows_f32_scalar, csm_log_softmax_bwd_rows_f64_scalar };
+    csm_log_softmax_bwd_rows_f32_scalar, csm_log_softmax_bwd_rows_f64_scalar,
+    CSM_NO_SMALL };
 #endif
 
 #ifdef CSM_BUILD_AVX2

@@ -52,6 +52,26 @@ CSM_DECLARE_ISA(scalar)
 #if defined(__x86_64__) || defined(_M_X64)
 #define CSM_BUILD_AVX2 1
 CSM_DECLARE_ISA(avx2)
+#define CSM_DECLARE_SMALL(ISA)                                                 \
+void csm_lse_small_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,   \
+                             double, int, double *, double *);                 \
+void csm_lse_small_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,  \
+                             double, int, double *, double *);                 \
+void csm_softmax_small_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t,          \
+                                 ptrdiff_t, double, float *, ptrdiff_t);       \
+void csm_softmax_small_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,         \
+                                 ptrdiff_t, double, double *, ptrdiff_t);      \
+void csm_log_softmax_small_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t,      \
+                                     ptrdiff_t, double, float *, ptrdiff_t);   \
+void csm_log_softmax_small_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,     \
+                                     ptrdiff_t, double, double *, ptrdiff_t);  \
+void csm_softmax_write_small_f32_##ISA(const float *, ptrdiff_t, ptrdiff_t,    \
+        ptrdiff_t, double, const double *, const double *, double, float *,    \
+        ptrdiff_t);                                                            \
+void csm_softmax_write_small_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,   \
+        ptrdiff_t, double, const double *, const double *, double, double *,   \
+        ptrdiff_t);
+CSM_DECLARE_SMALL(avx2)
 #endif
 #if defined(__aarch64__)
 #define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */

@@ -1381,6 +1381,772 @@ void csm_log_softmax_bwd_rows_##SUF##_avx2(const T *y, const T *dy, T *o,      \
 DEFINE_AVX2_BWD(float, f32, exp_f32_)
 DEFINE_AVX2_BWD(double, f64, exp_f64_)
 
+/* ==== short rows: several rows per vector (n <= CSM_SMALL_MAX) ==========
+ *
+ * For short rows the per-row kernels above are dominated by fixed costs
+ * (horizontal max and sums, masked tails, the per-row clamp, finalize and
+ * call overhead).  These kernels put rows in the lanes instead: a group of
+ * 8 rows (float32) or 4 rows (float64) is transposed, 8x8 / 4x4 tiles at a
+ * time, into an aligned column-major scratch on the stack,
+ *     T[i] = (x[r][i], x[r+1][i], ...),   i < n,
+ * reduced or written with the per-element steps of the row kernels (the
+ * float32 fast paths: clamp, int32 counts, float64 exp_f32acc_ for the sum,
+ * softmax8_f32_ for the write; float64: exp_f64_ and exact compares) with a
+ * per-lane max / clamp / log_sum, finalized 4 lanes at a time as in
+ * csm_finalize_avx2, and (write pass) transposed back.
+ *
+ * Every lane is computed on its own: a row that cannot take the float32
+ * fast path (clamp not representable, |scale*max| > 2^20, alpha != 1) takes
+ * the generic float64-exp step in a second masked sweep, and a row with a
+ * NaN, an infinite max or no finite element is redone alone by the scalar
+ * kernel (the per-row kernels do the same).  Unused lanes of a partial
+ * group repeat the group's first row and are never stored.  So a row's
+ * result does not depend on the rows around it, on its position in a
+ * group, or on how rows are split into blocks and threads.
+ */
+#define SMALL_COLS ((CSM_SMALL_MAX + 7) & ~7)
+
+static inline void tr8x8_ps_(__m256 *r)
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+static inline void tr4x4_pd_(__m256d *r)
+{
+    __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* Partial tiles: the first cw (< 8 resp. < 4) elements, by 4/2/1-element
+ * pieces (cheaper than vmaskmov, whose stores are slow on some CPUs);
+ * the other lanes load as 0.  cw is the same for every row of a call, so
+ * the branches are predictable. */
+static inline __m128 small_load3_ps_(const float *p, ptrdiff_t r) /* r < 4 */
+{
+    if (r == 0) return _mm_setzero_ps();
+    if (r == 1) return _mm_load_ss(p);
+    __m128 a = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
+    return r == 2 ? a : _mm_movelh_ps(a, _mm_load_ss(p + 2));
+}
+static inline __m256 small_load_part_ps_(const float *p, ptrdiff_t cw)
+{
+    if (cw >= 4)
+        return _mm256_set_m128(small_load3_ps_(p + 4, cw - 4), _mm_loadu_ps(p));
+    return _mm256_set_m128(_mm_setzero_ps(), small_load3_ps_(p, cw));
+}
+static inline void small_store_part_ps_(float *p, __m256 v, ptrdiff_t cw)
+{
+    __m128 h = _mm256_castps256_ps128(v);
+    if (cw >= 4) { _mm_storeu_ps(p, h); p += 4; cw -= 4; h = _mm256_extractf128_ps(v, 1); }
+    if (cw >= 2) {
+        _mm_storel_epi64((__m128i *)p, _mm_castps_si128(h));
+        p += 2; cw -= 2; h = _mm_movehl_ps(h, h);
+    }
+    if (cw) _mm_store_ss(p, h);
+}
+static inline __m256d small_load_part_pd_(const double *p, ptrdiff_t cw)
+{
+    if (cw == 1) return _mm256_set_m128d(_mm_setzero_pd(), _mm_load_sd(p));
+    if (cw == 2) return _mm256_set_m128d(_mm_setzero_pd(), _mm_loadu_pd(p));
+    return _mm256_set_m128d(_mm_load_sd(p + 2), _mm_loadu_pd(p));
+}
+static inline void small_store_part_pd_(double *p, __m256d v, ptrdiff_t cw)
+{
+    __m128d h = _mm256_castpd256_pd128(v);
+    if (cw >= 2) { _mm_storeu_pd(p, h); p += 2; cw -= 2; h = _mm256_extractf128_pd(v, 1); }
+    if (cw) _mm_store_sd(p, h);
+}
+
+/* Rows p[0..7] (n floats each) -> T[0..n); whole 8-column tiles are stored
+ * (columns past n hold zeros and are never read as data).  With want_max,
+ * *mx gets the per-lane max (-inf for n = 0) and *bad the NaN lanes. */
+static inline __attribute__((always_inline)) void
+small_in_f32_(const float *const *p, ptrdiff_t n, __m256 *T, __m256 *mx,
+              __m256 *bad, const int want_max)
+{
+    __m256 m = _mm256_set1_ps(-INFINITY), b = _mm256_setzero_ps();
+    for (ptrdiff_t j = 0; j < n; j += 8) {
+        __m256 r[8];
+        ptrdiff_t cw = n - j < 8 ? n - j : 8;
+        if (cw == 8) {
+            for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(p[k] + j);
+        } else {
+            for (int k = 0; k < 8; ++k) r[k] = small_load_part_ps_(p[k] + j, cw);
+        }
+        tr8x8_ps_(r);
+        for (int i = 0; i < 8; ++i) T[j + i] = r[i];
+        if (want_max)
+            for (ptrdiff_t i = 0; i < cw; ++i) {
+                m = _mm256_max_ps(m, r[i]);
+                b = _mm256_or_ps(b, _mm256_cmp_ps(r[i], r[i], _CMP_UNORD_Q));
+            }
+    }
+    if (want_max) { *mx = m; *bad = b; }
+}
+
+/* T[0..n) back to rows q[k] for the lanes k set in `store` (other rows are
+ * not touched: they may still be the input of an in-place call). */
+static inline void small_out_f32_(const __m256 *T, ptrdiff_t n,
+                                  float *const *q, int store)
+{
+    for (ptrdiff_t j = 0; j < n; j += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) r[i] = T[j + i];
+        tr8x8_ps_(r);
+        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
+        if (store == 255) {
+            if (cw == 8) for (int k = 0; k < 8; ++k) _mm256_storeu_ps(q[k] + j, r[k]);
+            else for (int k = 0; k < 8; ++k) small_store_part_ps_(q[k] + j, r[k], cw);
+        } else {
+            for (int k = 0; k < 8; ++k)
+                if (store >> k & 1) {
+                    if (cw == 8) _mm256_storeu_ps(q[k] + j, r[k]);
+                    else small_store_part_ps_(q[k] + j, r[k], cw);
+                }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+small_in_f64_(const double *const *p, ptrdiff_t n, __m256d *T, __m256d *mx,
+              __m256d *bad, const int want_max)
+{
+    __m256d m = _mm256_set1_pd(-INFINITY), b = _mm256_setzero_pd();
+    for (ptrdiff_t j = 0; j < n; j += 4) {
+        __m256d r[4];
+        ptrdiff_t cw = n - j < 4 ? n - j : 4;
+        if (cw == 4) {
+            for (int k = 0; k < 4; ++k) r[k] = _mm256_loadu_pd(p[k] + j);
+        } else {
+            for (int k = 0; k < 4; ++k) r[k] = small_load_part_pd_(p[k] + j, cw);
+        }
+        tr4x4_pd_(r);
+        for (int i = 0; i < 4; ++i) T[j + i] = r[i];
+        if (want_max)
+            for (ptrdiff_t i = 0; i < cw; ++i) {
+                m = _mm256_max_pd(m, r[i]);
+                b = _mm256_or_pd(b, _mm256_cmp_pd(r[i], r[i], _CMP_UNORD_Q));
+            }
+    }
+    if (want_max) { *mx = m; *bad = b; }
+}
+
+static inline void small_out_f64_(const __m256d *T, ptrdiff_t n,
+                                  double *const *q, int store)
+{
+    for (ptrdiff_t j = 0; j < n; j += 4) {
+        __m256d r[4];
+        for (int i = 0; i < 4; ++i) r[i] = T[j + i];
+        tr4x4_pd_(r);
+        const ptrdiff_t cw = n - j < 4 ? n - j : 4;
+        if (store == 15) {
+            if (cw == 4) for (int k = 0; k < 4; ++k) _mm256_storeu_pd(q[k] + j, r[k]);
+            else for (int k = 0; k < 4; ++k) small_store_part_pd_(q[k] + j, r[k], cw);
+        } else {
+            for (int k = 0; k < 4; ++k)
+                if (store >> k & 1) {
+                    if (cw == 4) _mm256_storeu_pd(q[k] + j, r[k]);
+                    else small_store_part_pd_(q[k] + j, r[k], cw);
+                }
+        }
+    }
+}
+
+/* clamp_bound_ on 4 lanes: the lanes that pass, and L (float-rounded). */
+static inline __m256d small_clamp4_(__m256d m, __m256d sv, __m256d span_sv,
+                                    double span, __m256d *L)
+{
+    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    __m256d sm = _mm256_and_pd(_mm256_mul_pd(sv, m), absm);
+    __m256d ok = _mm256_cmp_pd(sm, _mm256_set1_pd(0x1p20), _CMP_LE_OQ); /* finite too */
+    __m256d Ld = _mm256_sub_pd(m, span_sv);
+    ok = _mm256_and_pd(ok, _mm256_cmp_pd(Ld, _mm256_set1_pd(-3.0e38), _CMP_GT_OQ));
+    __m256d Lf = _mm256_cvtps_pd(_mm256_cvtpd_ps(Ld));
+    __m256d dd = _mm256_mul_pd(sv, _mm256_sub_pd(Lf, m));
+    ok = _mm256_and_pd(ok, _mm256_cmp_pd(dd, _mm256_set1_pd(-1.25 * span), _CMP_GE_OQ));
+    ok = _mm256_and_pd(ok, _mm256_cmp_pd(dd, _mm256_set1_pd(-0.75 * span), _CMP_LE_OQ));
+    *L = Lf;
+    return ok;
+}
+
+static inline int small_finite_mask_(__m256d m)
+{
+    return _mm256_movemask_pd(_mm256_and_pd(
+        _mm256_cmp_pd(m, _mm256_set1_pd(-INFINITY), _CMP_GT_OQ),
+        _mm256_cmp_pd(m, _mm256_set1_pd(INFINITY), _CMP_LT_OQ)));
+}
+
+/* lanes k < 4 with bit k of `bits` set, as a float64 vector mask */
+static inline __m256d small_lanes_pd_(int bits)
+{
+    const __m256i b = _mm256_setr_epi64x(1, 2, 4, 8);
+    __m256i v = _mm256_and_si256(_mm256_set1_epi64x(bits & 15), b);
+    return _mm256_castsi256_pd(_mm256_cmpeq_epi64(v, b));
+}
+static inline __m256 small_lanes_ps_(int bits)
+{
+    const __m256i b = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256i v = _mm256_and_si256(_mm256_set1_epi32(bits & 255), b);
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(v, b));
+}
+
+/* log(count + rest) for count >= 1 (csm_finalize_avx2's formula). */
+static inline __m256d small_log_sum_(__m256d cn, __m256d rs)
+{
+    __m256d u = _mm256_add_pd(cn, rs);
+    __m256d bb = _mm256_sub_pd(u, cn);
+    __m256d c = _mm256_add_pd(_mm256_sub_pd(cn, _mm256_sub_pd(u, bb)),
+                              _mm256_sub_pd(rs, bb));
+    return _mm256_add_pd(log_ge1_pd_(u), _mm256_div_pd(c, u));
+}
+
+/* LSE = scale*max + log_sum close to 0 (lse_cancels_, with the exact log):
+ * lanes to redo in float64 with libm when the caller wants the LSE. */
+static inline int small_cancels_(__m256d m, __m256d ls, __m256d sv)
+{
+    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    __m256d sm = _mm256_mul_pd(sv, m);
+    __m256d lse = _mm256_and_pd(_mm256_add_pd(sm, ls), absm);
+    return _mm256_movemask_pd(_mm256_and_pd(
+        _mm256_cmp_pd(lse, _mm256_set1_pd(1.3), _CMP_LT_OQ),
+        _mm256_cmp_pd(sm, _mm256_setzero_pd(), _CMP_NEQ_OQ)));
+}
+
+static void small_lse_row_f32_(const float *xr, ptrdiff_t n, double scale,
+                               double *mx, double *ls)
+{
+    csm_lse_state st;
+    csm_lse_rows_f32_scalar(xr, 1, n, n, scale, &st);
+    csm_finalize_scalar(&st, 1, scale, mx, ls);
+}
+
+static void small_lse_row_f64_(const double *xr, ptrdiff_t n, double scale,
+                               double *mx, double *ls)
+{
+    csm_lse_state st;
+    csm_lse_rows_f64_scalar(xr, 1, n, n, scale, &st);
+    csm_finalize_scalar(&st, 1, scale, mx, ls);
+}
+
+/* float32 fast reduction sweep (LSE32_STEP with per-lane max and clamp). */
+static inline __attribute__((always_inline)) void
+small_sum_fast_f32_(const __m256 *T, ptrdiff_t n, __m256 mf, __m256 Lv,
+                    __m256d m0, __m256d m1, __m256d sv, __m256d *c0,
+                    __m256d *c1, __m256d *r0, __m256d *r1, const int S1)
+{
+    __m256d ra = _mm256_setzero_pd(), rb = ra;
+    __m256i cnt = _mm256_setzero_si256();
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        __m256 a = T[i];
+        __m256 eq = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq));
+        __m256 c = _mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq);
+        __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(c)), m0);
+        __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(c, 1)), m1);
+        if (!S1) { lo = _mm256_mul_pd(lo, sv); hi = _mm256_mul_pd(hi, sv); }
+        ra = _mm256_add_pd(ra, exp_f32acc_(lo));
+        rb = _mm256_add_pd(rb, exp_f32acc_(hi));
+    }
+    *c0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
+    *c1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
+    *r0 = ra; *r1 = rb;
+}
+
+/* Reduction of one float32 group (T, per-lane max mf, NaN lanes bad):
+ * per-lane max m0|m1 and log_sum l0|l1 (float64); returns the lanes that
+ * were reduced (finite max, no NaN); the others are left to the caller. */
+static inline __attribute__((always_inline)) int
+small_reduce_f32_(const __m256 *T, ptrdiff_t n, __m256 mf, __m256 bad,
+                  double scale, __m256d sv, __m256d span_sv, __m256d *m0p,
+                  __m256d *m1p, __m256d *l0p, __m256d *l1p)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    __m256d m0 = _mm256_cvtps_pd(_mm256_castps256_ps128(mf));
+    __m256d m1 = _mm256_cvtps_pd(_mm256_extractf128_ps(mf, 1));
+    __m256d L0, L1;
+    int fin = (small_finite_mask_(m0) | small_finite_mask_(m1) << 4)
+              & ~_mm256_movemask_ps(bad);
+    int fast = (_mm256_movemask_pd(small_clamp4_(m0, sv, span_sv, F32_LSE_SPAN, &L0))
+                | _mm256_movemask_pd(small_clamp4_(m1, sv, span_sv, F32_LSE_SPAN, &L1)) << 4)
+               & fin;
+    int gen = fin & ~fast;
+    __m256d c0 = one, c1 = one, r0 = _mm256_setzero_pd(), r1 = r0;
+    if (fast) {
+        __m256 Lv = _mm256_set_m128(_mm256_cvtpd_ps(L1), _mm256_cvtpd_ps(L0));
+        if (scale == 1.0)
+            small_sum_fast_f32_(T, n, mf, Lv, m0, m1, sv, &c0, &c1, &r0, &r1, 1);
+        else
+            small_sum_fast_f32_(T, n, mf, Lv, m0, m1, sv, &c0, &c1, &r0, &r1, 0);
+    }
+    if (gen) {  /* finite max, no float32 clamp: float64 lanes, exact compares */
+        __m256d gc0 = _mm256_setzero_pd(), gc1 = gc0, gr0 = gc0, gr1 = gc0;
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(T[i]));
+            __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(T[i], 1));
+            __m256d e0 = _mm256_cmp_pd(lo, m0, _CMP_EQ_OQ);
+            __m256d e1 = _mm256_cmp_pd(hi, m1, _CMP_EQ_OQ);
+            __m256d t0 = exp_f32_(_mm256_mul_pd(_mm256_sub_pd(lo, m0), sv));
+            __m256d t1 = exp_f32_(_mm256_mul_pd(_mm256_sub_pd(hi, m1), sv));
+            gr0 = _mm256_add_pd(gr0, _mm256_andnot_pd(e0, t0));
+            gr1 = _mm256_add_pd(gr1, _mm256_andnot_pd(e1, t1));
+            gc0 = _mm256_add_pd(gc0, _mm256_and_pd(e0, one));
+            gc1 = _mm256_add_pd(gc1, _mm256_and_pd(e1, one));
+        }
+        __m256d g0 = small_lanes_pd_(gen), g1 = small_lanes_pd_(gen >> 4);
+        c0 = _mm256_blendv_pd(c0, gc0, g0); c1 = _mm256_blendv_pd(c1, gc1, g1);
+        r0 = _mm256_blendv_pd(r0, gr0, g0); r1 = _mm256_blendv_pd(r1, gr1, g1);
+    }
+    *m0p = m0; *m1p = m1;
+    *l0p = small_log_sum_(c0, r0);
+    *l1p = small_log_sum_(c1, r1);
+    return fin;
+}
+
+/* Lanes of a reduced float32 group whose LSE = scale*max + log_sum cancels
+ * (|LSE| < 1.3, scale*max != 0): the 2.6e-9 error of exp_f32acc_ would show
+ * as many ULPs of a small LSE.  Their log_sum is recomputed with the float64
+ * kernels' exp (exp_f64_, rel. error < 2^-52) and exact compares -- the
+ * vector counterpart of the scalar redo in csm_lse_rows_f32_avx2. */
+static inline void small_lse_exact_f32_(const __m256 *T, ptrdiff_t n, int fin,
+                                        __m256d sv, __m256d m0, __m256d m1,
+                                        __m256d *l0, __m256d *l1)
+{
+    const int redo = fin & (small_cancels_(m0, *l0, sv) | small_cancels_(m1, *l1, sv) << 4);
+    if (!redo) return;
+    const __m256d one = _mm256_set1_pd(1.0);
+    __m256d c0 = _mm256_setzero_pd(), c1 = c0, r0 = c0, r1 = c0;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(T[i]));
+        __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(T[i], 1));
+        __m256d e0 = _mm256_cmp_pd(lo, m0, _CMP_EQ_OQ);
+        __m256d e1 = _mm256_cmp_pd(hi, m1, _CMP_EQ_OQ);
+        __m256d t0 = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(lo, m0), sv));
+        __m256d t1 = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(hi, m1), sv));
+        r0 = _mm256_add_pd(r0, _mm256_andnot_pd(e0, t0));
+        r1 = _mm256_add_pd(r1, _mm256_andnot_pd(e1, t1));
+        c0 = _mm256_add_pd(c0, _mm256_and_pd(e0, one));
+        c1 = _mm256_add_pd(c1, _mm256_and_pd(e1, one));
+    }
+    const __m256d g0 = small_lanes_pd_(redo), g1 = small_lanes_pd_(redo >> 4);
+    c0 = _mm256_blendv_pd(one, c0, g0);     /* keep the other lanes' log finite */
+    c1 = _mm256_blendv_pd(one, c1, g1);
+    *l0 = _mm256_blendv_pd(*l0, small_log_sum_(c0, r0), g0);
+    *l1 = _mm256_blendv_pd(*l1, small_log_sum_(c1, r1), g1);
+}
+
+void csm_lse_small_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                            ptrdiff_t row_stride, double scale, int for_lse,
+                            double *max, double *log_sum)
+{
+    __m256 T[SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale);
+    const __m256d span_sv = _mm256_set1_pd(F32_LSE_SPAN / scale);
+    for (ptrdiff_t g = 0; g < n_rows; g += 8) {
+        const ptrdiff_t w = n_rows - g < 8 ? n_rows - g : 8;
+        const float *p[8];
+        for (int k = 0; k < 8; ++k) p[k] = x + (g + (k < w ? k : 0)) * row_stride;
+        __m256 mf, bad;
+        __m256d m0, m1, l0, l1;
+        small_in_f32_(p, n, T, &mf, &bad, 1);
+        const int ok = small_reduce_f32_(T, n, mf, bad, scale, sv, span_sv, &m0, &m1, &l0, &l1);
+        if (for_lse) small_lse_exact_f32_(T, n, ok, sv, m0, m1, &l0, &l1);
+        if (w == 8 && ok == 255) {
+            _mm256_storeu_pd(max + g, m0); _mm256_storeu_pd(max + g + 4, m1);
+            _mm256_storeu_pd(log_sum + g, l0); _mm256_storeu_pd(log_sum + g + 4, l1);
+            continue;
+        }
+        double mx[8], ls[8];
+        _mm256_storeu_pd(mx, m0); _mm256_storeu_pd(mx + 4, m1);
+        _mm256_storeu_pd(ls, l0); _mm256_storeu_pd(ls + 4, l1);
+        for (ptrdiff_t k = 0; k < w; ++k) {
+            if (ok >> k & 1) { max[g + k] = mx[k]; log_sum[g + k] = ls[k]; }
+            else small_lse_row_f32_(p[k], n, scale, max + g + k, log_sum + g + k);
+        }
+    }
+}
+
+/* Fused softmax / log_softmax of float32 groups (reduction and write on the
+ * same transposed tile).
+ *   softmax: e = exp(scale * (max(x, L) - max)) once per element, kept in
+ *            float64 (exp_f32acc_, rel. error 2.6e-9; L = the write clamp,
+ *            scale*(L - max) ~ -200, below which float32 results are 0),
+ *            y = e * (1 / sum e): about 0.5 ULP + 0.05 ULP.  Lanes without
+ *            a representable clamp use exp_f32_ on the unclamped d.
+ *   log_softmax: the reduction above (count of max elements kept apart),
+ *            then y = scale * (x - max) - log_sum (x - max exact).
+ * Rows with a NaN or a non-finite max go through the scalar kernels. */
+static inline __attribute__((always_inline)) void
+small_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                 ptrdiff_t x_row_stride, double scale, float *y,
+                 ptrdiff_t y_row_stride, const int LOG)
+{
+    __m256 T[SMALL_COLS];
+    __m256d E[LOG ? 1 : 2 * SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale), one = _mm256_set1_pd(1.0);
+    const __m256d span_sv = _mm256_set1_pd((LOG ? F32_LSE_SPAN : F32_SM_SPAN) / scale);
+    for (ptrdiff_t g = 0; g < n_rows; g += 8) {
+        const ptrdiff_t w = n_rows - g < 8 ? n_rows - g : 8;
+        const float *p[8];
+        float *q[8];
+        for (int k = 0; k < 8; ++k) {
+            ptrdiff_t r = g + (k < w ? k : 0);
+            p[k] = x + r * x_row_stride;
+            q[k] = y + r * y_row_stride;
+        }
+        __m256 mf, bad;
+        __m256d m0, m1, l0, l1;
+        int fin;
+        small_in_f32_(p, n, T, &mf, &bad, 1);
+        if (LOG) {
+            fin = small_reduce_f32_(T, n, mf, bad, scale, sv, span_sv, &m0, &m1, &l0, &l1);
+            if (fin)
+                for (ptrdiff_t i = 0; i < n; ++i) {
+                    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(T[i]));
+                    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(T[i], 1));
+                    lo = _mm256_fmsub_pd(_mm256_sub_pd(lo, m0), sv, l0);
+                    hi = _mm256_fmsub_pd(_mm256_sub_pd(hi, m1), sv, l1);
+                    T[i] = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+                }
+        } else {
+            __m256d L0, L1;
+            m0 = _mm256_cvtps_pd(_mm256_castps256_ps128(mf));
+            m1 = _mm256_cvtps_pd(_mm256_extractf128_ps(mf, 1));
+            fin = (small_finite_mask_(m0) | small_finite_mask_(m1) << 4)
+                  & ~_mm256_movemask_ps(bad);
+            int fast = (_mm256_movemask_pd(small_clamp4_(m0, sv, span_sv, F32_SM_SPAN, &L0))
+                        | _mm256_movemask_pd(small_clamp4_(m1, sv, span_sv, F32_SM_SPAN, &L1)) << 4)
+                       & fin;
+            int gen = fin & ~fast;
+            __m256d u0 = one, u1 = one;
+            if (fast) {
+                const __m256 Lv = _mm256_set_m128(_mm256_cvtpd_ps(L1), _mm256_cvtpd_ps(L0));
+                __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+                for (ptrdiff_t i = 0; i < n; ++i) {
+                    __m256 c = _mm256_max_ps(T[i], Lv);
+                    __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(c)), m0);
+                    __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(c, 1)), m1);
+                    if (scale != 1.0) { lo = _mm256_mul_pd(lo, sv); hi = _mm256_mul_pd(hi, sv); }
+                    lo = exp_f32acc_(lo);
+                    hi = exp_f32acc_(hi);
+                    E[2 * i] = lo; E[2 * i + 1] = hi;
+                    s0 = _mm256_add_pd(s0, lo); s1 = _mm256_add_pd(s1, hi);
+                }
+                u0 = s0; u1 = s1;
+            }
+            if (gen) {
+                const __m256d g0 = small_lanes_pd_(gen), g1 = small_lanes_pd_(gen >> 4);
+                __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+                for (ptrdiff_t i = 0; i < n; ++i) {
+                    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(T[i]));
+                    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(T[i], 1));
+                    lo = exp_f32_(_mm256_mul_pd(_mm256_sub_pd(lo, m0), sv));
+                    hi = exp_f32_(_mm256_mul_pd(_mm256_sub_pd(hi, m1), sv));
+                    if (fast) {
+                        lo = _mm256_blendv_pd(E[2 * i], lo, g0);
+                        hi = _mm256_blendv_pd(E[2 * i + 1], hi, g1);
+                    }
+                    E[2 * i] = lo; E[2 * i + 1] = hi;
+                    s0 = _mm256_add_pd(s0, lo); s1 = _mm256_add_pd(s1, hi);
+                }
+                u0 = _mm256_blendv_pd(u0, s0, g0);
+                u1 = _mm256_blendv_pd(u1, s1, g1);
+            }
+            if (fin) {
+                const __m256d i0 = _mm256_div_pd(one, u0), i1 = _mm256_div_pd(one, u1);
+                for (ptrdiff_t i = 0; i < n; ++i)
+                    T[i] = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(E[2 * i + 1], i1)),
+                                           _mm256_cvtpd_ps(_mm256_mul_pd(E[2 * i], i0)));
+            }
+        }
+        const int store = fin & ((1 << w) - 1);
+        if (store) small_out_f32_(T, n, q, store);
+        for (ptrdiff_t k = 0; k < w; ++k)
+            if (!(fin >> k & 1)) {
+                double mx, ls;
+                small_lse_row_f32_(p[k], n, scale, &mx, &ls);
+                if (LOG)
+                    csm_log_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
+                                                    1.0, q[k], 0);
+                else
+                    csm_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
+                                                1.0, q[k], 0);
+            }
+    }
+}
+
+void csm_softmax_small_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                ptrdiff_t x_row_stride, double scale, float *y,
+                                ptrdiff_t y_row_stride)
+{
+    small_fused_f32_(x, n_rows, n, x_row_stride, scale, y, y_row_stride, 0);
+}
+
+void csm_log_softmax_small_f32_avx2(const float *x, ptrdiff_t n_rows,
+                                    ptrdiff_t n, ptrdiff_t x_row_stride,
+                                    double scale, float *y,
+                                    ptrdiff_t y_row_stride)
+{
+    small_fused_f32_(x, n_rows, n, x_row_stride, scale, y, y_row_stride, 1);
+}
+
+/* Softmax write of float32 rows with a given (max, log_sum) and a factor
+ * alpha (y = alpha * exp(scale * (x - max) - log_sum); cross-entropy's
+ * gradient).  With 0 < alpha <= 1, lanes with a representable clamp take
+ * softmax8_f32_ (the row kernel's fast path) on log_sum - log(alpha) >=
+ * log_sum (so the clamped elements still give 0; the float64 log(alpha)
+ * adds < 1e-13 to the argument); the other finite-max lanes take exp_f32_
+ * in float64 (a second, masked sweep); the rest are redone by the scalar
+ * kernel. */
+void csm_softmax_write_small_f32_avx2(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    __m256 T[SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale), av = _mm256_set1_pd(alpha);
+    const __m256d span_sv = _mm256_set1_pd(F32_SM_SPAN / scale);
+    const int alpha_ok = alpha > 0.0 && alpha <= 1.0;
+    const __m256d lav = _mm256_set1_pd(alpha_ok ? log(alpha) : 0.0);
+    for (ptrdiff_t g = 0; g < n_rows; g += 8) {
+        const ptrdiff_t w = n_rows - g < 8 ? n_rows - g : 8;
+        const float *p[8];
+        float *q[8];
+        double mx[8], ls[8];
+        for (int k = 0; k < 8; ++k) {
+            ptrdiff_t r = g + (k < w ? k : 0);
+            p[k] = x + r * x_row_stride;
+            q[k] = y + r * y_row_stride;
+            mx[k] = max[r];
+            ls[k] = log_sum[r];
+        }
+        const __m256d m0 = _mm256_loadu_pd(mx), m1 = _mm256_loadu_pd(mx + 4);
+        const __m256d l0 = _mm256_loadu_pd(ls), l1 = _mm256_loadu_pd(ls + 4);
+        const int fin = small_finite_mask_(m0) | small_finite_mask_(m1) << 4;
+        int fast = 0;
+        __m256d L0, L1;
+        if (alpha_ok)
+            fast = (_mm256_movemask_pd(small_clamp4_(m0, sv, span_sv, F32_SM_SPAN, &L0))
+                    | _mm256_movemask_pd(small_clamp4_(m1, sv, span_sv, F32_SM_SPAN, &L1)) << 4)
+                   & fin;
+        const int gen = fin & ~fast;
+        const int store = fin & ((1 << w) - 1);
+        if (store) {
+            small_in_f32_(p, n, T, NULL, NULL, 0);
+            if (fast) {
+                const __m256 Lv = _mm256_set_m128(_mm256_cvtpd_ps(L1), _mm256_cvtpd_ps(L0));
+                const __m256d cvl = _mm256_fmadd_pd(sv, m0, _mm256_sub_pd(l0, lav));
+                const __m256d cvh = _mm256_fmadd_pd(sv, m1, _mm256_sub_pd(l1, lav));
+                if (gen) {
+                    const __m256 fm = small_lanes_ps_(fast);
+                    for (ptrdiff_t i = 0; i < n; ++i)
+                        T[i] = _mm256_blendv_ps(T[i], softmax8_f32_(
+                            _mm256_max_ps(T[i], Lv), sv, cvl, cvh), fm);
+                } else {
+                    for (ptrdiff_t i = 0; i < n; ++i)
+                        T[i] = softmax8_f32_(_mm256_max_ps(T[i], Lv), sv, cvl, cvh);
+                }
+            }
+            if (gen) {
+                const __m256 gm = small_lanes_ps_(gen);
+                for (ptrdiff_t i = 0; i < n; ++i) {
+                    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(T[i]));
+                    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(T[i], 1));
+                    lo = _mm256_fmsub_pd(_mm256_sub_pd(lo, m0), sv, l0);
+                    hi = _mm256_fmsub_pd(_mm256_sub_pd(hi, m1), sv, l1);
+                    lo = _mm256_mul_pd(exp_f32_(lo), av);
+                    hi = _mm256_mul_pd(exp_f32_(hi), av);
+                    __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+                    T[i] = gen == 255 ? v : _mm256_blendv_ps(T[i], v, gm);
+                }
+            }
+            small_out_f32_(T, n, q, store);
+        }
+        for (ptrdiff_t k = 0; k < w; ++k)
+            if (!(fin >> k & 1))
+                csm_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, mx + k, ls + k,
+                                            alpha, q[k], 0);
+    }
+}
+
+/* ---- float64: 4 rows per group, the float64 row kernels' steps (exact
+ * compares, exp_f64_, csm_finalize_avx2's log). ---- */
+
+/* Reduction of one float64 group: log_sum per lane, returns the lanes with
+ * a finite max and no NaN. */
+static inline __attribute__((always_inline)) int
+small_reduce_f64_(const __m256d *T, ptrdiff_t n, __m256d m, __m256d bad,
+                  __m256d sv, __m256d *lp)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    const int fin = small_finite_mask_(m) & ~_mm256_movemask_pd(bad);
+    __m256d r = _mm256_setzero_pd(), c = r;
+    if (fin)
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            __m256d e = _mm256_cmp_pd(T[i], m, _CMP_EQ_OQ);
+            __m256d t = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(T[i], m), sv));
+            r = _mm256_add_pd(r, _mm256_andnot_pd(e, t));
+            c = _mm256_add_pd(c, _mm256_and_pd(e, one));
+        }
+    c = _mm256_blendv_pd(one, c, small_lanes_pd_(fin));  /* keep the log finite */
+    *lp = small_log_sum_(c, r);
+    return fin;
+}
+
+void csm_lse_small_f64_avx2(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                            ptrdiff_t row_stride, double scale, int for_lse,
+                            double *max, double *log_sum)
+{
+    __m256d T[SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale);
+    (void)for_lse;
+    for (ptrdiff_t g = 0; g < n_rows; g += 4) {
+        const ptrdiff_t w = n_rows - g < 4 ? n_rows - g : 4;
+        const double *p[4];
+        for (int k = 0; k < 4; ++k) p[k] = x + (g + (k < w ? k : 0)) * row_stride;
+        __m256d m, bad, l;
+        small_in_f64_(p, n, T, &m, &bad, 1);
+        const int fin = small_reduce_f64_(T, n, m, bad, sv, &l);
+        if (w == 4 && fin == 15) {
+            _mm256_storeu_pd(max + g, m);
+            _mm256_storeu_pd(log_sum + g, l);
+            continue;
+        }
+        double mx[4], ls[4];
+        _mm256_storeu_pd(mx, m);
+        _mm256_storeu_pd(ls, l);
+        for (ptrdiff_t k = 0; k < w; ++k) {
+            if (fin >> k & 1) { max[g + k] = mx[k]; log_sum[g + k] = ls[k]; }
+            else small_lse_row_f64_(p[k], n, scale, max + g + k, log_sum + g + k);
+        }
+    }
+}
+
+/* Fused float64 softmax / log_softmax:
+ *   softmax: e = exp(scale * (x - max)) once per element (exp_f64_),
+ *            y = e * (1 / sum e);
+ *   log_softmax: y = scale * (x - max) - log_sum. */
+static inline __attribute__((always_inline)) void
+small_fused_f64_(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                 ptrdiff_t x_row_stride, double scale, double *y,
+                 ptrdiff_t y_row_stride, const int LOG)
+{
+    __m256d T[SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale), one = _mm256_set1_pd(1.0);
+    for (ptrdiff_t g = 0; g < n_rows; g += 4) {
+        const ptrdiff_t w = n_rows - g < 4 ? n_rows - g : 4;
+        const double *p[4];
+        double *q[4];
+        for (int k = 0; k < 4; ++k) {
+            ptrdiff_t r = g + (k < w ? k : 0);
+            p[k] = x + r * x_row_stride;
+            q[k] = y + r * y_row_stride;
+        }
+        __m256d m, bad, l;
+        int fin;
+        small_in_f64_(p, n, T, &m, &bad, 1);
+        if (LOG) {
+            fin = small_reduce_f64_(T, n, m, bad, sv, &l);
+            if (fin)
+                for (ptrdiff_t i = 0; i < n; ++i)
+                    T[i] = _mm256_fmsub_pd(_mm256_sub_pd(T[i], m), sv, l);
+        } else {
+            fin = small_finite_mask_(m) & ~_mm256_movemask_pd(bad);
+            if (fin) {
+                __m256d s = _mm256_setzero_pd();
+                for (ptrdiff_t i = 0; i < n; ++i) {
+                    T[i] = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(T[i], m), sv));
+                    s = _mm256_add_pd(s, T[i]);
+                }
+                const __m256d inv = _mm256_div_pd(one, s);
+                for (ptrdiff_t i = 0; i < n; ++i) T[i] = _mm256_mul_pd(T[i], inv);
+            }
+        }
+        const int store = fin & ((1 << w) - 1);
+        if (store) small_out_f64_(T, n, q, store);
+        for (ptrdiff_t k = 0; k < w; ++k)
+            if (!(fin >> k & 1)) {
+                double mx, ls;
+                small_lse_row_f64_(p[k], n, scale, &mx, &ls);
+                if (LOG)
+                    csm_log_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, &mx, &ls,
+                                                    1.0, q[k], 0);
+                else
+                    csm_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, &mx, &ls,
+                                                1.0, q[k], 0);
+            }
+    }
+}
+
+void csm_softmax_small_f64_avx2(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                ptrdiff_t x_row_stride, double scale, double *y,
+                                ptrdiff_t y_row_stride)
+{
+    small_fused_f64_(x, n_rows, n, x_row_stride, scale, y, y_row_stride, 0);
+}
+
+void csm_log_softmax_small_f64_avx2(const double *x, ptrdiff_t n_rows,
+                                    ptrdiff_t n, ptrdiff_t x_row_stride,
+                                    double scale, double *y,
+                                    ptrdiff_t y_row_stride)
+{
+    small_fused_f64_(x, n_rows, n, x_row_stride, scale, y, y_row_stride, 1);
+}
+
+/* Softmax write of float64 rows with a given (max, log_sum) and alpha (the
+ * float64 row kernel's step). */
+void csm_softmax_write_small_f64_avx2(const double *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, double *y, ptrdiff_t y_row_stride)
+{
+    __m256d T[SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale), av = _mm256_set1_pd(alpha);
+    for (ptrdiff_t g = 0; g < n_rows; g += 4) {
+        const ptrdiff_t w = n_rows - g < 4 ? n_rows - g : 4;
+        const double *p[4];
+        double *q[4];
+        double mx[4], ls[4];
+        for (int k = 0; k < 4; ++k) {
+            ptrdiff_t r = g + (k < w ? k : 0);
+            p[k] = x + r * x_row_stride;
+            q[k] = y + r * y_row_stride;
+            mx[k] = max[r];
+            ls[k] = log_sum[r];
+        }
+        const __m256d m = _mm256_loadu_pd(mx), l = _mm256_loadu_pd(ls);
+        const int fin = small_finite_mask_(m);
+        const int store = fin & ((1 << w) - 1);
+        if (store) {
+            small_in_f64_(p, n, T, NULL, NULL, 0);
+            for (ptrdiff_t i = 0; i < n; ++i)
+                T[i] = _mm256_mul_pd(av, exp_f64_(
+                    _mm256_fmsub_pd(_mm256_sub_pd(T[i], m), sv, l)));
+            small_out_f64_(T, n, q, store);
+        }
+        for (ptrdiff_t k = 0; k < w; ++k)
+            if (!(fin >> k & 1))
+                csm_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, mx + k, ls + k,
+                                            alpha, q[k], 0);
+    }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
