@@ -242,6 +242,33 @@ def test_all_ignored_matches_torch():
     assert csoftmax.cross_entropy(x, t, reduction="sum") == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_zero_total_weight_mean_is_nan(dtype, eps):
+    """Regression (long fuzz profile): every kept sample has weight 0, so the
+    'mean' divides by 0.  With label smoothing the sum is positive and the
+    loss was +inf; torch gives NaN (0/0 of the NLL part), and so do we --
+    loss and gradient alike."""
+    x = np.zeros((2, 4), dtype)
+    t = np.array([1, 1])
+    w = np.array([1.0, 0.0, 0.0, 0.0])
+    loss, g = csoftmax.cross_entropy(x, t, weight=w, label_smoothing=eps, return_grad=True)
+    assert np.asarray(loss).dtype == dtype and np.isnan(loss)
+    assert np.isnan(csoftmax.cross_entropy(x, t, weight=w, label_smoothing=eps))
+    assert np.all(np.isnan(g))
+    # an ignored sample keeps its exact zero gradient
+    loss, g = csoftmax.cross_entropy(x, np.array([1, -100]), weight=w, label_smoothing=eps,
+                                     return_grad=True)
+    assert np.isnan(loss) and np.all(np.isnan(g[0])) and not g[1].any()
+    assert csoftmax.cross_entropy(x, t, weight=w, label_smoothing=eps, reduction="sum") \
+        == pytest.approx(2 * eps / 4 * np.log(4))
+    torch = pytest.importorskip("torch")
+    lt = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                           weight=torch.tensor(w, dtype=torch.tensor(x).dtype),
+                                           label_smoothing=eps)
+    assert math.isnan(float(lt))
+
+
 def test_nll_loss_matches_torch(rng):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
