@@ -13,13 +13,18 @@
 #      before anything is written, so grad=logits works in place;
 #   3. write pass: the softmax write kernel with the block's alpha; samples
 #      whose a_s differs get log_sum shifted by log(a_s / alpha), so one
-#      kernel call serves the whole block;
-#   4. fix-ups on the cached gradient block: the target entry recomputed in
+#      kernel call serves the whole block (float64: only by the log of the
+#      ratio's mantissa, in [log 1/2, 0]; its power of two is applied
+#      exactly in the fix-ups -- a shift by log(ratio) itself would cost
+#      |log ratio| ulps of the exp argument, 1e-13 relative for a ratio of
+#      1e-300);
+#   4. fix-ups on the cached gradient block: sign and power-of-two scale
+#      of the samples whose a_s differs; the target entry recomputed in
 #      float64 from the saved log p_y (b*expm1(lp) + (a-b)*exp(lp): no
 #      cancellation near p_y = 1), and for label smoothing / probability
 #      targets a subtraction over the row.
 
-from libc.math cimport expm1 as c_expm1
+from libc.math cimport expm1 as c_expm1, frexp as c_frexp, ldexp as c_ldexp
 
 cdef struct _ce_par:
     Py_ssize_t C
@@ -91,11 +96,16 @@ cdef void _ce_samples(const floating *xb, Py_ssize_t m, Py_ssize_t ks,
 
 
 cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
-                        char *flag) noexcept nogil:
+                        char *flag, int *ex, bint split) noexcept nogil:
     """Block alpha for the write kernel; shifts log_sum of the samples whose
-    coefficient differs.  flag: 1 = write zeros, 2 = negate after write."""
-    cdef double aref = 0.0, r
+    coefficient differs.  flag: 1 = write zeros, 2 = negate after write.
+    split (float64 output): the ratio a_k / alpha = f * 2^ex[k] with f in
+    (1/2, 1]; log_sum is shifted by log f only and the fix-up multiplies by
+    2^ex[k] (exact), so the exp argument keeps its accuracy however far
+    apart the coefficients are.  ex[k] = 0 otherwise."""
+    cdef double aref = 0.0, r, fref = 0.0
     cdef Py_ssize_t k
+    cdef int eref = 0, e
     # the largest finite coefficient: every ratio is then <= 1 in magnitude, so
     # a subnormal coefficient cannot make another row's ratio overflow
     for k in range(m):
@@ -103,11 +113,23 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
             aref = a[k]
     if aref == 0.0:
         aref = 1.0
+    if split:
+        fref = c_frexp(aref, &eref)
     for k in range(m):
+        ex[k] = 0
         if flag[k] == 3:
             ls[k] = 1.0 / 0.0
             continue
-        r = a[k] / aref
+        if split and a[k] != 0.0 and isfinite(a[k]) and a[k] != aref:
+            # mantissas divided: no underflow even for a subnormal a[k]
+            r = c_frexp(a[k], &e) / fref
+            e = e - eref
+            if fabs(r) > 1.0:            # then e < 0 (|a[k]| <= |aref|)
+                r = r * 0.5
+                e = e + 1
+            ex[k] = e
+        else:
+            r = a[k] / aref
         if r == 1.0:
             pass
         elif r > 0.0:
@@ -149,12 +171,12 @@ cdef inline double _expm1_le0(double t) noexcept nogil:
 cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                     const floating *qb, Py_ssize_t qks, Py_ssize_t qcs,
                     Py_ssize_t s0, const double *a, const double *lpy,
-                    const char *flag, const _ce_par *p) noexcept nogil:
+                    const char *flag, const int *ex, const _ce_par *p) noexcept nogil:
     cdef Py_ssize_t k, c, C = p.C
     cdef floating *g
     cdef const floating *qs
     cdef long long yi
-    cdef double eps = p.eps, gamma = p.coef * p.eps / C, wy, b, qc, wc
+    cdef double eps = p.eps, gamma = p.coef * p.eps / C, wy, b, qc, wc, f
     for k in range(m):
         g = gb + k * ks
         if flag[k] == 1 or flag[k] == 3:
@@ -162,6 +184,17 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                 g[c * cs] = 0
             if flag[k] == 3:
                 continue
+        elif ex[k] != 0:
+            # sign and 2^ex[k] of the coefficient ratio (see _ce_prepare):
+            # a power-of-two factor is exact; below 2^-1022 ldexp rounds once
+            f = -1.0 if flag[k] == 2 else 1.0
+            if ex[k] >= -1022:
+                f = c_ldexp(f, ex[k])
+                for c in range(C):
+                    g[c * cs] = <floating>(f * <double>g[c * cs])
+            else:
+                for c in range(C):
+                    g[c * cs] = <floating>c_ldexp(f * <double>g[c * cs], ex[k])
         elif flag[k] == 2:
             for c in range(C):
                 g[c * cs] = -g[c * cs]
@@ -198,6 +231,7 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
     cdef double a[ROW_BLOCK]
     cdef double lpy[ROW_BLOCK]
     cdef char flag[ROW_BLOCK]
+    cdef int ex[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m, C = p.C
     cdef double aref
     cdef bint small = _small(C)
@@ -211,7 +245,7 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
         _ce_samples(x + r0 * xrs, m, xrs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
                     mx, ls, p, a, lpy, flag)
         if g != NULL:
-            aref = _ce_prepare(m, a, ls, flag)
+            aref = _ce_prepare(m, a, ls, flag, ex, floating is double)
             if small:
                 _softmax_write_small(x + r0 * xrs, m, C, xrs, p.scale, mx, ls,
                                      aref, g + r0 * grs, grs)
@@ -219,7 +253,7 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                 _write_rows(x + r0 * xrs, m, C, xrs, p.scale, mx, ls, aref,
                             g + r0 * grs, grs, False)
             _ce_fixup(g + r0 * grs, m, grs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
-                      a, lpy, flag, p)
+                      a, lpy, flag, ex, p)
         r0 += m
 
 
@@ -232,14 +266,15 @@ cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
     cdef double a[COL_BLOCK]
     cdef double lpy[COL_BLOCK]
     cdef char flag[COL_BLOCK]
+    cdef int ex[COL_BLOCK]
     cdef double aref
     _lse_cols(x, cols, p.C, xrs, p.scale, st)
     _tab.finalize(st, cols, p.scale, mx, ls)
     _ce_samples(x, cols, 1, xrs, q, 1, qrs, s0, mx, ls, p, a, lpy, flag)
     if g != NULL:
-        aref = _ce_prepare(cols, a, ls, flag)
+        aref = _ce_prepare(cols, a, ls, flag, ex, floating is double)
         _write_cols(x, cols, p.C, xrs, p.scale, mx, ls, aref, g, grs, False)
-        _ce_fixup(g, cols, 1, grs, q, 1, qrs, s0, a, lpy, flag, p)
+        _ce_fixup(g, cols, 1, grs, q, 1, qrs, s0, a, lpy, flag, ex, p)
 
 
 cdef void _ce_run(const floating *x, const floating *q, floating *g,

@@ -111,8 +111,11 @@ def _reduce_loss(lo, reduction, denom, tshape, res):
         return r if r.ndim else r[()]
     total = float(np.sum(lo))
     if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            total = float(np.float64(total) / np.float64(denom))
+        # a mean over zero total weight is undefined: NaN, as in torch, also
+        # when label smoothing makes the sum positive (sum / 0 would be +inf)
+        if denom == 0:
+            return res.type(np.nan)
+        total = float(np.float64(total) / np.float64(denom))
     return res.type(total)
 
 
@@ -142,7 +145,8 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     and ``l_i = 0`` for ignored samples.  ``'mean'`` divides the sum by the
     weight of the kept samples, ``sum_{i kept} w_{y_i}`` (the count of kept
     samples without `weight`) -- for both terms, as torch does; if every
-    sample is ignored the mean is NaN.
+    sample is ignored, or the kept samples' weights are all 0, the mean is
+    NaN (with label smoothing too).
 
     **Probability targets** (floating `target`, same shape as `logits`;
     `ignore_index` must stay negative).  With ``q' = (1-eps) q + eps/C``

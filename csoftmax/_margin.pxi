@@ -434,8 +434,9 @@ cdef void _hinge_block(const floating *x, const int64_t *tgt, Py_ssize_t rows,
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef double sg[ROW_BLOCK]
+    cdef double al[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m, r, y, j
-    cdef double lo, u
+    cdef double lo, u, em, E
     cdef const floating *xr
     cdef floating *gr
     while r0 < rows:
@@ -445,6 +446,21 @@ cdef void _hinge_block(const floating *x, const int64_t *tgt, Py_ssize_t rows,
             xr = x + (r0 + r) * xrs
             y = tgt[r0 + r]
             _state_without(xr, n, y, 1.0, &st[r])
+            if st[r].count == 0.0 and st[r].max == <double>xr[y]:
+                # the target was the only maximum: the state of the others is
+                # R = sum_{j != y} exp(x_j - x_y), so e^u = R e^m exactly --
+                # no round trip through log R (|log R| ulps of u: 1e-14
+                # relative in loss and sigma for x_y 68 above the rest)
+                em = c_exp(margin)
+                E = st[r].rest * em
+                if isfinite(E):
+                    mx[r] = st[r].max
+                    loss[r0 + r] = c_log1p(E)
+                    sg[r] = E / (1.0 + E)
+                    # sigma(u) q_j = exp(x_j - x_y) e^m / (1 + E)
+                    ls[r] = 0.0
+                    al[r] = em / (1.0 + E)
+                    continue
             lo = _log_count_rest(st[r].count, st[r].rest)
             if st[r].max == -1.0 / 0.0:
                 lo = -1.0 / 0.0          # no other class with nonzero weight
@@ -455,6 +471,7 @@ cdef void _hinge_block(const floating *x, const int64_t *tgt, Py_ssize_t rows,
             loss[r0 + r] = _softplus1(u)
             ls[r] = lo
             sg[r] = _sigmoid(u)
+            al[r] = sg[r]
         if g != NULL:
             for r in range(m):
                 gr = g + (r0 + r) * grs
@@ -463,7 +480,7 @@ cdef void _hinge_block(const floating *x, const int64_t *tgt, Py_ssize_t rows,
                         gr[j] = 0
                 else:
                     _write_rows(x + (r0 + r) * xrs, 1, n, xrs, 1.0, &mx[r], &ls[r],
-                                gscale * sg[r], gr, grs, False)
+                                gscale * al[r], gr, grs, False)
                 y = tgt[r0 + r]
                 gr[y] = <floating>(-gscale * sg[r])
         r0 += m

@@ -414,6 +414,9 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
         loss = per.sum().astype(res)
     else:
         denom = t.map_blocks(_denom_block, w, ignore, dtype=np.float64).sum()
+        # zero total weight: NaN loss and gradient like csoftmax.cross_entropy
+        # (not sum / 0 = inf with label smoothing)
+        denom = _da.where(denom == 0, np.nan, denom)
         loss = (per.sum() / denom).astype(res)
     if not return_grad:
         return loss

@@ -171,6 +171,25 @@ def test_matches_torch(rng):
 # ---------------------------------------------------------------------------
 # out=, in place, dtypes
 
+@pytest.mark.parametrize("axis", [0, 1])
+def test_logsumexp_backward_far_apart_dy(axis):
+    """Regression (long fuzz profile): dy values far apart in one block (2.5
+    and 6.7e-21) -- the per-sample factor was folded into the exp argument
+    as log(dy / 2.5) = -47, costing ~30 ulps (2.6e-15 relative) in float64.
+    Minimal example: zeros (3, 6) along axis 0."""
+    dy = np.array([2.5] + [6.72113813e-21] * 5 + [1e-300, -1e300, 3e-320])
+    x = np.zeros((3, dy.size))
+    if axis == 1:
+        x = x.T.copy()
+    g = csoftmax.logsumexp_backward(x, dy, axis=axis)
+    fi = np.finfo(np.float64)
+    want = np.broadcast_to(np.expand_dims(dy / 3, axis), g.shape)
+    normal = np.abs(want) >= fi.tiny
+    np.testing.assert_allclose(g[normal], want[normal], rtol=2 * fi.eps, atol=0)
+    # a subnormal result (3e-320 / 3): within one subnormal unit
+    assert np.all(np.abs(g[~normal] - want[~normal]) <= fi.smallest_subnormal)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_out_and_in_place(rng, dtype):
     x = rng.normal(size=(6, 8)).astype(dtype)

@@ -242,6 +242,53 @@ def test_all_ignored_matches_torch():
     assert csoftmax.cross_entropy(x, t, reduction="sum") == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_zero_total_weight_mean_is_nan(dtype, eps):
+    """Regression (long fuzz profile): every kept sample has weight 0, so the
+    'mean' divides by 0.  With label smoothing the sum is positive and the
+    loss was +inf; torch gives NaN (0/0 of the NLL part), and so do we --
+    loss and gradient alike."""
+    x = np.zeros((2, 4), dtype)
+    t = np.array([1, 1])
+    w = np.array([1.0, 0.0, 0.0, 0.0])
+    loss, g = csoftmax.cross_entropy(x, t, weight=w, label_smoothing=eps, return_grad=True)
+    assert np.asarray(loss).dtype == dtype and np.isnan(loss)
+    assert np.isnan(csoftmax.cross_entropy(x, t, weight=w, label_smoothing=eps))
+    assert np.all(np.isnan(g))
+    # an ignored sample keeps its exact zero gradient
+    loss, g = csoftmax.cross_entropy(x, np.array([1, -100]), weight=w, label_smoothing=eps,
+                                     return_grad=True)
+    assert np.isnan(loss) and np.all(np.isnan(g[0])) and not g[1].any()
+    assert csoftmax.cross_entropy(x, t, weight=w, label_smoothing=eps, reduction="sum") \
+        == pytest.approx(2 * eps / 4 * np.log(4))
+    torch = pytest.importorskip("torch")
+    lt = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                           weight=torch.tensor(w, dtype=torch.tensor(x).dtype),
+                                           label_smoothing=eps)
+    assert math.isnan(float(lt))
+
+
+def test_grad_far_apart_class_weights():
+    """Regression: rows whose gradient coefficients (here the class weights
+    1 and 1e-300) are far apart share a block; the ratio was folded into the
+    exp argument as log(1e-300) = -691, costing ~700 ulps (3e-14 relative)
+    in float64.  Now only the ratio's mantissa is folded in and its power of
+    two applied exactly."""
+    x = np.zeros((2, 3))
+    w = np.array([1.0, 1e-300, 1.0])
+    _, g = csoftmax.cross_entropy(x, np.array([0, 1]), weight=w, reduction="sum",
+                                  return_grad=True)
+    want = np.array([[-2 / 3, 1 / 3, 1 / 3], [1e-300 / 3, -2e-300 / 3, 1e-300 / 3]])
+    np.testing.assert_allclose(g, want, rtol=4 * np.finfo(np.float64).eps, atol=0)
+    # a subnormal weight: the ratio's power of two is below 2^-1022
+    w = np.array([4.0, 5e-320, 1.0])
+    _, g = csoftmax.cross_entropy(x, np.array([0, 1]), weight=w, reduction="sum",
+                                  return_grad=True)
+    np.testing.assert_allclose(g[1], np.array([1, -2, 1]) * 5e-320 / 3, rtol=1e-3, atol=0)
+    assert np.all(np.isfinite(g))
+
+
 def test_nll_loss_matches_torch(rng):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional

@@ -167,6 +167,20 @@ def test_cross_entropy_class_axis_0_and_dask_target(client):
     check_grad(grad.T, G.T)
 
 
+def test_cross_entropy_zero_total_weight(client):
+    """'mean' over kept samples of total weight 0: NaN loss and NaN gradient
+    rows, as in memory (was +inf with label smoothing)."""
+    x = np.zeros((6, 4))
+    t = np.array([1, 1, -100, 1, 1, 1])
+    w = np.array([1.0, 0.0, 0.0, 0.0])
+    X = da.from_array(x, chunks=(2, 4))
+    loss, grad = dask.compute(*cd.cross_entropy(X, t, weight=w, label_smoothing=0.1,
+                                                return_grad=True))
+    L, G = csoftmax.cross_entropy(x, t, weight=w, label_smoothing=0.1, return_grad=True)
+    assert np.isnan(loss) and np.isnan(L)
+    np.testing.assert_array_equal(grad, G)
+
+
 def test_errors(client):
     X = da.ones((4, 6), chunks=(2, 3))
     with pytest.raises(ValueError, match="not a class index"):

@@ -336,6 +336,35 @@ def test_soft_hinge_tiny_loss_and_edges(isa):
     assert loss == 0.0 and not g.any()
 
 
+@pytest.mark.parametrize("m", [0.0, 1.5])
+def test_soft_hinge_target_far_above(isa, m):
+    """Regression (long fuzz profile): the target the only maximum, far above
+    the others.  u = log R + m went through log R = -67.6 (R = sum over the
+    others of exp(x_j - x_y)), whose rounding cost 7e-15 relative in the loss
+    and in sigma(u) = -grad_y but not in the other entries, so the gradient
+    row no longer summed to 0.  Now e^u = R e^m is used directly."""
+    x = np.array([[-38.06830978393555, -46.74892807006836, 29.5],
+                  [-80.0, -88.0, 80.0]])
+    t = np.array([2, 2])
+    loss, g = csoftmax.soft_hinge(x, t, margin=m, reduction="none", return_grad=True)
+    # reference in longdouble: in float64 u = lse - x_y + m has the same
+    # 7e-15 rounding error
+    if np.finfo(np.longdouble).nmant < 63:
+        pytest.skip("needs an 80-bit long double reference")
+    xl = x.astype(np.longdouble)
+    o = xl[:, :2]
+    mo = o.max(1, keepdims=True)
+    lse = mo + np.log(np.exp(o - mo).sum(1, keepdims=True))
+    eu = np.exp(lse[:, 0] - xl[:, 2] + np.longdouble(m))
+    want = np.log1p(eu)
+    sig = eu / (1 + eu)
+    gw = np.concatenate([sig[:, None] * np.exp(o - lse), -sig[:, None]], axis=1)
+    e = np.finfo(np.float64).eps
+    np.testing.assert_allclose(loss, want.astype(np.float64), rtol=4 * e, atol=0)
+    np.testing.assert_allclose(g, gw.astype(np.float64), rtol=4 * e, atol=0)
+    assert np.all(np.abs(g.sum(1)) <= 4 * e * np.abs(g).sum(1))
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("m", [0.0, 2.0])
 def test_soft_hinge_finite_differences(reduction, m):

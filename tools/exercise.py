@@ -4,10 +4,15 @@ A driver for the memory checkers (tools/valgrind.sh runs it under valgrind
 memcheck, tools/sanitize.sh under ASan/UBSan), not a test suite: it walks
 the code paths -- row and column layouts, every dtype, strided / reversed /
 transposed inputs, out= and in place, 0-size and 1-length axes, special
-values, the long-row split across threads, the weighted logsumexp -- and
-checks results loosely against a float64 NumPy reference (so that reads of
-uninitialised memory show up as wrong numbers too).  The ISA is the one
-csoftmax picked, or CSOFTMAX_ISA.
+values, the long-row split across threads, the weighted logsumexp; the
+losses (cross_entropy with index and probability targets, weights,
+ignore_index, label smoothing, grad_out; nll_loss; distillation_loss,
+kl_div, margin_logits / margin_cross_entropy for normface / cosface /
+arcface, softplus, soft_hinge), the backward functions and sample(), on
+float32 and float64 with 1, 7, 9 and 33 classes -- and checks results
+loosely against a float64 NumPy reference (so that reads of uninitialised
+memory show up as wrong numbers too).  The ISA is the one csoftmax picked,
+or CSOFTMAX_ISA.
 
     python tools/exercise.py [--quick]
 
@@ -193,6 +198,376 @@ def exercise_threads(rng):
     call(csoftmax.set_num_threads, prev)
 
 
+# ---------------------------------------------------------------------------
+# losses, backward functions, sampling
+
+def _lsm(x, axis, T=1.0):
+    """float64 log_softmax(x / T) along one axis."""
+    z = np.asarray(x, dtype=np.float64) / T
+    return z - ref_lse(z, axis)
+
+
+def _rtol(dt):
+    return 1e-4 if np.dtype(dt) == np.float32 else 1e-10
+
+
+def _some(options, i):
+    """All options; in quick mode only the i-th (cycling over the cases)."""
+    return [options[i % len(options)]] if QUICK else options
+
+
+def _loss_cases(rng):
+    """(name, logits, class axis): classes 1, 7, 9, 33 on the last axis (row
+    kernels), on axis 0 (column kernels), 3-D with the classes in the middle,
+    and non-contiguous views; float64 and float32."""
+    cases = [("1x1", (1, 1), -1, None), ("7x9", (7, 9), -1, None),
+             ("33x7 axis 0", (33, 7), 0, None),
+             ("strided 9x66[:, ::2]", (9, 66), -1, lambda a: a[:, ::2])]
+    if not QUICK:
+        cases += [("9x33", (9, 33), -1, None), ("7x1", (7, 1), -1, None),
+                  ("5x9x7 axis 1", (5, 9, 7), 1, None),
+                  ("3x33x67 axis 1", (3, 33, 67), 1, None),
+                  ("reversed 7x9", (7, 9), -1, lambda a: a[::-1, ::-1]),
+                  ("transposed 9x7", (7, 9), -1, lambda a: a.T)]
+    for name, shape, ax, view in cases:
+        base = rng.standard_normal(shape) * 3
+        for dt in (np.float64, np.float32):
+            a = base.astype(dt)
+            yield f"{name}:{np.dtype(dt).name}", (view(a) if view else a), ax
+
+
+def ce_ref(x, t, axis, w, eps, T, prob, reduction, ignore=-100):
+    """float64 cross-entropy loss and gradient (torch semantics)."""
+    lp = np.moveaxis(_lsm(x, axis, T), axis, -1)
+    C = lp.shape[-1]
+    wv = np.ones(C) if w is None else np.asarray(w, dtype=np.float64)
+    if prob:
+        q = np.moveaxis(np.asarray(t, dtype=np.float64), axis, -1)
+        keep = np.ones(q.shape[:-1], bool)
+    else:
+        keep = t != ignore
+        q = np.zeros(lp.shape)
+        np.put_along_axis(q, np.where(keep, t, 0)[..., None], 1.0, -1)
+        q *= keep[..., None]
+    qs = (1 - eps) * q + eps / C * keep[..., None]
+    per = -(wv * qs * lp).sum(-1)
+    g = np.exp(lp) * (wv * qs).sum(-1, keepdims=True) - wv * qs
+    if prob:
+        denom = per.size
+    elif w is None:
+        denom = keep.sum()
+    else:
+        denom = (wv[np.where(keep, t, 0)] * keep).sum()
+    if reduction == "none":
+        loss, sc = per, 1.0
+    elif reduction == "sum":
+        loss, sc = per.sum(), 1.0
+    else:
+        loss, sc = per.sum() / denom, 1.0 / denom
+    return loss, np.moveaxis(g * sc / T, -1, axis)
+
+
+def exercise_cross_entropy(rng):
+    variants = [dict(), dict(weight=True, label_smoothing=0.1, temperature=0.5),
+                dict(ignore=True, reduction="sum"), dict(prob=True, reduction="none"),
+                dict(prob=True, weight=True, label_smoothing=0.2),
+                dict(ignore=True, weight=True, label_smoothing=1.0, reduction="none")]
+    for ci, (name, x, ax) in enumerate(_loss_cases(rng)):
+        C = x.shape[ax]
+        tshape = x.shape[:ax % x.ndim] + x.shape[ax % x.ndim + 1:]
+        for i, v in enumerate(variants):
+            if QUICK and i != 0 and i != 1 + ci % (len(variants) - 1):
+                continue               # quick: the plain call and one other variant
+            prob = v.get("prob", False)
+            if prob:
+                q = rng.random(x.shape)
+                t = (q / q.sum(axis=ax, keepdims=True)).astype(x.dtype)
+            else:
+                t = rng.integers(0, C, tshape)
+                if v.get("ignore") and t.size > 1:
+                    t.flat[1] = 7 if C == 1 else -100
+            w = rng.uniform(0.5, 2.0, C) if v.get("weight") else None
+            ignore = 7 if (C == 1 and v.get("ignore")) else -100
+            eps = v.get("label_smoothing", 0.0)
+            T = v.get("temperature", 1.0)
+            red = v.get("reduction", "mean")
+            tag = f"cross_entropy {name} axis={ax} {v}"
+            kw = dict(axis=ax, weight=w, ignore_index=ignore, label_smoothing=eps,
+                      temperature=T, reduction=red)
+            want_l, want_g = ce_ref(x, t, ax, w, eps, T, prob, red, ignore)
+            rt = _rtol(x.dtype)
+            loss, g = call(csoftmax.cross_entropy, x, t, return_grad=True, **kw)
+            close(tag + " loss", loss, want_l, rt)
+            close(tag + " grad", g, want_g, rt)
+            close(tag + " loss only", call(csoftmax.cross_entropy, x, t, **kw), want_l, rt)
+            # grad_out: a separate C-order buffer, a strided one, the logits
+            for form in _some(["C", "strided", "logits"], ci) if i == 0 else ():
+                if form == "C":
+                    go = np.full(x.shape, np.nan, dtype=x.dtype)
+                elif form == "strided":
+                    go = np.full(x.shape[:-1] + (2 * x.shape[-1],), np.nan,
+                                 dtype=x.dtype)[..., ::2]
+                else:
+                    go = np.array(x, copy=True)
+                _, r = call(csoftmax.cross_entropy, go if form == "logits" else x, t,
+                            return_grad=True, grad_out=go, **kw)
+                assert r is go
+                close(f"{tag} grad_out {form}", go, want_g, rt)
+            if not prob and i in (0, 2):
+                lp = _lsm(x, ax).astype(x.dtype)
+                lm = np.moveaxis(np.asarray(lp, np.float64), ax, -1)
+                keep = t != ignore
+                wv = np.ones(C) if w is None else w
+                per = np.where(keep, -wv[np.where(keep, t, 0)] * np.take_along_axis(
+                    lm, np.where(keep, t, 0)[..., None], -1)[..., 0], 0.0)
+                den = (np.where(keep, wv[np.where(keep, t, 0)], 0.0)).sum()
+                want = {"none": per, "sum": per.sum(), "mean": per.sum() / den}[red]
+                close(f"nll_loss {name} axis={ax} {red}",
+                      call(csoftmax.nll_loss, lp, t, axis=ax, weight=w, ignore_index=ignore,
+                           reduction=red), want, rt)
+    # float16 and integer logits (converted on the way in)
+    x = rng.standard_normal((5, 9))
+    t = rng.integers(0, 9, 5)
+    close("cross_entropy f16", call(csoftmax.cross_entropy, x.astype(np.float16), t),
+          ce_ref(x.astype(np.float16), t, -1, None, 0.0, 1.0, False, "mean")[0], 2e-3)
+    xi = (x * 3).astype(np.int64)
+    close("cross_entropy int", call(csoftmax.cross_entropy, xi, t),
+          ce_ref(xi, t, -1, None, 0.0, 1.0, False, "mean")[0], 1e-10)
+
+
+def exercise_backward(rng):
+    for ci, (name, x, ax) in enumerate(_loss_cases(rng)):
+        rt = _rtol(x.dtype)
+        lp = _lsm(x, ax)
+        y = np.exp(lp).astype(x.dtype)
+        ly = lp.astype(x.dtype)
+        dy = rng.uniform(-2, 2, x.shape).astype(x.dtype)
+        yw, lyw, dw = (np.asarray(a, np.float64) for a in (y, ly, dy))
+        want = yw * (dw - (yw * dw).sum(ax, keepdims=True))
+        close(f"softmax_backward {name}", call(csoftmax.softmax_backward, y, dy, axis=ax),
+              want, rt)
+        want_l = dw - np.exp(lyw) * dw.sum(ax, keepdims=True)
+        close(f"log_softmax_backward {name}",
+              call(csoftmax.log_softmax_backward, ly, dy, axis=ax), want_l, rt)
+        if not QUICK or ci % 2:
+            o = np.array(dy, copy=True)
+            call(csoftmax.log_softmax_backward, ly, o, axis=ax, out=o)
+            close(f"log_softmax_backward out=dy {name}", o, want_l, rt)
+        if not QUICK or not ci % 2:
+            out = np.full(x.shape, np.nan, dtype=x.dtype)
+            call(csoftmax.softmax_backward, y, dy, axis=ax, out=out)
+            close(f"softmax_backward out= {name}", out, want, rt)
+        d1 = rng.uniform(-2, 2, np.delete(x.shape, ax % x.ndim)).astype(x.dtype)
+        want = np.exp(lp) * np.expand_dims(np.asarray(d1, np.float64), ax)
+        close(f"logsumexp_backward {name}", call(csoftmax.logsumexp_backward, x, d1, axis=ax),
+              want, rt)
+        if not QUICK or ci % 2:
+            close(f"logsumexp_backward keepdims {name}",
+                  call(csoftmax.logsumexp_backward, x, np.expand_dims(d1, ax), axis=ax),
+                  want, rt)
+        if not QUICK or not ci % 2:
+            z = np.array(x, copy=True)
+            call(csoftmax.logsumexp_backward, z, d1, axis=ax, out=z)
+            close(f"logsumexp_backward out=x {name}", z, want, rt)
+
+
+def exercise_distillation(rng):
+    for ci, (name, s, ax) in enumerate(_loss_cases(rng)):
+        t = (rng.standard_normal(s.shape) * 3).astype(s.dtype)
+        rt = _rtol(s.dtype)
+        n = s.shape[ax]
+        rows = s.size // n
+        for T, red in _some([(1.0, "batchmean"), (2.0, "none"), (0.5, "mean"), (4.0, "sum")],
+                            ci):
+            lps, lpt = _lsm(s, ax, T), _lsm(t, ax, T)
+            per = T * T * (np.exp(lpt) * (lpt - lps)).sum(ax)
+            count = {"batchmean": rows, "mean": rows * n}.get(red, 1)
+            want = per if red == "none" else per.sum() / count
+            loss, g = call(csoftmax.distillation_loss, s, t, temperature=T, axis=ax,
+                           reduction=red, return_grad=True)
+            tag = f"distillation_loss {name} T={T} {red}"
+            close(tag, loss, want, rt)
+            close(tag + " grad", g, T * (np.exp(lps) - np.exp(lpt)) / count, rt)
+        lq = _lsm(s, ax).astype(s.dtype)
+        p = np.exp(_lsm(t, ax)).astype(s.dtype)
+        p.flat[0] = 0.0
+        lqw, pw = np.asarray(lq, np.float64), np.asarray(p, np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(pw == 0, 0.0, pw * np.log(pw)) - pw * lqw
+        for red in _some(["none", "mean", "batchmean", "sum"], ci):
+            want = {"none": terms, "mean": terms.mean(), "sum": terms.sum(),
+                    "batchmean": terms.sum() / s.shape[0]}[red]
+            close(f"kl_div {name} {red}", call(csoftmax.kl_div, lq, p, reduction=red), want, rt)
+        lpt = _lsm(t, ax).astype(s.dtype)
+        lpw = np.asarray(lpt, np.float64)
+        close(f"kl_div log_target {name}",
+              call(csoftmax.kl_div, lq, lpt, log_target=True, reduction="none"),
+              np.exp(lpw) * (lpw - lqw), rt)
+
+
+def margin_ref(c, ax, t, kind, m, s, easy):
+    """float64 margin logits (class axis last) and df/dc at the target."""
+    cm = np.moveaxis(np.asarray(c, dtype=np.float64), ax, -1)
+    cy = np.take_along_axis(cm, t[..., None], -1)[..., 0]
+    df = np.ones_like(cy)
+    if kind == "normface":
+        f = cy
+    elif kind == "cosface":
+        f = np.where(cy > 0, cy - m, cy) if easy else cy - m
+    else:
+        sin = np.sqrt(np.maximum(1 - cy * cy, 0))
+        arc = cy * np.cos(m) - sin * np.sin(m)
+        darc = np.cos(m) + np.sin(m) * cy / np.where(sin > 0, sin, 1)
+        on = cy > 0 if easy else cy > np.cos(np.pi - m)
+        f = np.where(on, arc, cy if easy else cy - m * np.sin(m))
+        df = np.where(on, darc, 1.0)
+    z = s * cm
+    np.put_along_axis(z, t[..., None], (s * f)[..., None], -1)
+    return z, df
+
+
+def exercise_margin(rng):
+    for ci, (name, x, ax) in enumerate(_loss_cases(rng)):
+        c = np.tanh(np.asarray(x, np.float64) / 3).astype(x.dtype)   # in (-1, 1)
+        C = c.shape[ax]
+        tshape = c.shape[:ax % c.ndim] + c.shape[ax % c.ndim + 1:]
+        t = rng.integers(0, C, tshape)
+        rt = 1e-3 if c.dtype == np.float32 else 1e-9    # s = 16 amplifies the rounding
+        kinds = [("normface", 0.0, False), ("cosface", 0.35, False), ("arcface", 0.5, False),
+                 ("arcface", 0.5, True), ("cosface", 0.2, True)]
+        for kind, m, easy in _some(kinds, ci):
+            tag = f"{kind} m={m} easy={easy} {name}"
+            z, df = margin_ref(c, ax, t, kind, m, 16.0, easy)
+            got = call(csoftmax.margin_logits, c, t, scale=16.0, margin=m, kind=kind,
+                       easy_margin=easy, axis=ax)
+            close("margin_logits " + tag, np.moveaxis(got, ax, -1), z, rt)
+            zy = np.take_along_axis(z, t[..., None], -1)[..., 0]
+            per = np.squeeze(ref_lse(z, -1), -1) - zy
+            p = np.exp(z - ref_lse(z, -1))
+            g = 16.0 * p
+            gy = 16.0 * (np.take_along_axis(p, t[..., None], -1)[..., 0] - 1) * df
+            np.put_along_axis(g, t[..., None], gy[..., None], -1)
+            for red in _some(["mean", "none"], ci):
+                loss, gr = call(csoftmax.margin_cross_entropy, c, t, scale=16.0, margin=m,
+                                kind=kind, easy_margin=easy, axis=ax, reduction=red,
+                                return_grad=True)
+                sc = 1.0 / per.size if red == "mean" else 1.0
+                close(f"margin_cross_entropy {red} " + tag, loss,
+                      per.mean() if red == "mean" else per, rt)
+                close(f"margin_cross_entropy grad {red} " + tag, np.moveaxis(gr, ax, -1),
+                      g * sc, rt)
+
+
+def exercise_softplus_hinge(rng):
+    for ci, (name, x, ax) in enumerate(_loss_cases(rng)):
+        rt = _rtol(x.dtype)
+        xw = np.asarray(x, np.float64)
+        for beta, th in _some([(1.0, 20.0), (2.0, 1.0), (0.5, 1e9)], ci):
+            bx = beta * xw
+            want = np.where(bx > th, xw, np.logaddexp(0, bx) / beta)
+            close(f"softplus {name} beta={beta} th={th}",
+                  call(csoftmax.softplus, x, beta=beta, threshold=th), want, rt)
+        C = x.shape[ax]
+        tshape = x.shape[:ax % x.ndim] + x.shape[ax % x.ndim + 1:]
+        t = rng.integers(0, C, tshape)
+        xm = np.moveaxis(xw, ax, -1)
+        for m in _some([0.0, 1.0], ci):
+            other = xm.copy()
+            np.put_along_axis(other, t[..., None], -np.inf, -1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lse = np.squeeze(ref_lse(other, -1), -1) if C > 1 else np.full(t.shape, -np.inf)
+                q = np.exp(other - lse[..., None]) if C > 1 else np.zeros(xm.shape)
+            u = lse - np.take_along_axis(xm, t[..., None], -1)[..., 0] + m
+            per = np.logaddexp(0, u)
+            sig = np.exp(-np.logaddexp(0, -u))
+            g = sig[..., None] * q
+            np.put_along_axis(g, t[..., None], -sig[..., None] if C > 1 else 0 * sig[..., None],
+                              -1)
+            for red in _some(["none", "mean"], ci // 2):
+                loss, gr = call(csoftmax.soft_hinge, x, t, margin=m, axis=ax, reduction=red,
+                                return_grad=True)
+                sc = 1.0 / per.size if red == "mean" else 1.0
+                tag = f"soft_hinge {name} m={m} {red}"
+                close(tag, loss, per.mean() if red == "mean" else per, rt)
+                close(tag + " grad", np.moveaxis(gr, ax, -1), g * sc, rt)
+
+
+def exercise_sample(rng):
+    for ci, (name, x, ax) in enumerate(_loss_cases(rng)):
+        xm = np.moveaxis(np.asarray(x, np.float64), ax, -1)
+        n = xm.shape[-1]
+        for T, k in _some([(1.0, None), (0.7, 3), (0.0, None), (2.0, 1)], ci):
+            r = call(csoftmax.sample, x, temperature=T, top_k=k, axis=ax, seed=12345)
+            r2 = call(csoftmax.sample, x, temperature=T, top_k=k, axis=ax, seed=12345)
+            tag = f"sample {name} T={T} k={k}"
+            r = np.asarray(r)
+            if not np.array_equal(r, np.asarray(r2)):
+                failures.append(f"{tag}: same seed, different draws")
+            if r.shape != xm.shape[:-1] or np.any((r < 0) | (r >= n)):
+                failures.append(f"{tag}: index out of range or wrong shape {r.shape}")
+                continue
+            if T == 0.0 or k == 1:
+                if not np.array_equal(r, np.argmax(xm, -1)):
+                    failures.append(f"{tag}: not the argmax")
+            elif k is not None and k < n:
+                kth = -np.sort(-xm, -1)[..., k - 1]
+                if np.any(np.take_along_axis(xm, r[..., None], -1)[..., 0] < kth):
+                    failures.append(f"{tag}: outside the top {k}")
+
+
+def exercise_loss_threads(rng):
+    """The parallel loops of the losses: > 32768 elements, 2 threads."""
+    prev = call(csoftmax.get_num_threads)
+    x = rng.standard_normal((129, 257))
+    t = rng.integers(0, 257, 129)
+    call(csoftmax.set_num_threads, 1)
+    loss1, g1 = call(csoftmax.cross_entropy, x, t, label_smoothing=0.1, return_grad=True)
+    call(csoftmax.set_num_threads, 2)
+    try:
+        # 2 threads agree with 1 (to rounding: the row blocks differ, and
+        # with them the AVX2 kernels' grouping of rows)
+        loss, g = call(csoftmax.cross_entropy, x, t, label_smoothing=0.1, return_grad=True)
+        close("cross_entropy rows 129x257 threads=2 vs 1", loss, loss1, 1e-10)
+        close("cross_entropy rows 129x257 threads=2 vs 1 grad", g, g1, 1e-10)
+        if QUICK:
+            return
+        want_l, want_g = ce_ref(x, t, -1, None, 0.1, 1.0, False, "mean")
+        close("cross_entropy rows 129x257 threads=2", loss, want_l, 1e-10)
+        close("cross_entropy rows 129x257 threads=2 grad", g, want_g, 1e-10)
+        xc = rng.standard_normal((7, 131, 37)).astype(np.float32)
+        tc = rng.integers(0, 131, (7, 37))
+        want_l, want_g = ce_ref(xc, tc, 1, None, 0.0, 1.0, False, "sum")
+        loss, g = call(csoftmax.cross_entropy, xc, tc, axis=1, reduction="sum",
+                       return_grad=True)
+        close("cross_entropy cols 7x131x37 threads=2", loss, want_l, 1e-4)
+        close("cross_entropy cols 7x131x37 threads=2 grad", g, want_g, 1e-4)
+        d1 = rng.standard_normal((7, 37))
+        close("logsumexp_backward cols threads=2",
+              call(csoftmax.logsumexp_backward, xc, d1, axis=1),
+              np.exp(_lsm(xc, 1)) * d1[:, None, :], 1e-4)
+        y = np.exp(_lsm(x, -1))
+        dy = rng.standard_normal(x.shape)
+        close("softmax_backward threads=2", call(csoftmax.softmax_backward, y, dy),
+              y * (dy - (y * dy).sum(-1, keepdims=True)), 1e-10)
+        tt = rng.standard_normal(x.shape)
+        lps, lpt = _lsm(x, -1), _lsm(tt, -1)
+        close("distillation_loss threads=2", call(csoftmax.distillation_loss, x, tt),
+              (np.exp(lpt) * (lpt - lps)).sum() / x.shape[0], 1e-10)
+        c = np.tanh(x)
+        z, _ = margin_ref(c, -1, t, "cosface", 0.35, 16.0, False)
+        per = np.squeeze(ref_lse(z, -1), -1) - np.take_along_axis(z, t[:, None], -1)[:, 0]
+        close("margin_cross_entropy threads=2",
+              call(csoftmax.margin_cross_entropy, c, t, scale=16.0, margin=0.35,
+                   kind="cosface"), per.mean(), 1e-9)
+        call(csoftmax.soft_hinge, x, t, return_grad=True)
+        r = np.asarray(call(csoftmax.sample, x, seed=7))
+        call(csoftmax.set_num_threads, 1)
+        if not np.array_equal(r, np.asarray(call(csoftmax.sample, x, seed=7))):
+            failures.append("sample: 1 and 2 threads draw differently")
+    finally:
+        call(csoftmax.set_num_threads, prev)
+
+
 def exercise_errors():
     """Validation paths (nothing may be written on error)."""
     x = np.ones((3, 4))
@@ -227,6 +602,13 @@ def main():
         exercise_softmax(name, a)
         exercise_reductions(name, a)
     exercise_threads(rng)
+    exercise_cross_entropy(rng)
+    exercise_backward(rng)
+    exercise_distillation(rng)
+    exercise_margin(rng)
+    exercise_softplus_hinge(rng)
+    exercise_sample(rng)
+    exercise_loss_threads(rng)
     exercise_errors()
     public = {n for n in csoftmax.__all__ if callable(getattr(csoftmax, n))}
     missing = sorted(public - CALLED)
