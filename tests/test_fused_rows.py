@@ -133,3 +133,18 @@ def test_fused_matches_unfused(n, isa):
     finally:
         _core._use_fused(prev)
     assert ulp_err(a, b.astype(np.float64)).max() <= 4.0
+
+
+@pytest.mark.parametrize("n", [1000, 1023, 65537])
+def test_result_does_not_depend_on_addresses(n, isa, fused):
+    """Lane grouping of the sums must not follow the alignment of x or y."""
+    x = (np.random.default_rng(15).standard_normal((3, n)) * 3).astype(np.float32)
+    want = csoftmax.softmax(x)
+    for off in range(1, 8):
+        bx = np.empty(x.size + 8, np.float32)
+        by = np.empty(x.size + 8, np.float32)
+        xv = bx[off:off + x.size].reshape(x.shape)
+        yv = by[8 - off:8 - off + x.size].reshape(x.shape)
+        xv[...] = x
+        csoftmax.softmax(xv, out=yv)
+        np.testing.assert_array_equal(yv, want)
