@@ -149,6 +149,10 @@ typedef void (*csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
                                            ptrdiff_t n, ptrdiff_t x_row_stride,
                                            double scale, double alpha, float *y,
                                            ptrdiff_t y_row_stride);
+typedef void (*csm_softmax_fused_rows_f64)(const double *x, ptrdiff_t n_rows,
+                                           ptrdiff_t n, ptrdiff_t x_row_stride,
+                                           double scale, double alpha, double *y,
+                                           ptrdiff_t y_row_stride);
 
 typedef struct {
     csm_isa isa;
@@ -180,6 +184,7 @@ typedef struct {
     csm_write_rows_f32 softmax_write_small_f32;
     csm_write_rows_f64 softmax_write_small_f64;
     csm_softmax_fused_rows_f32 softmax_fused_rows_f32;   /* may be NULL */
+    csm_softmax_fused_rows_f64 softmax_fused_rows_f64;   /* may be NULL */
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or
