@@ -83,6 +83,15 @@ cdef extern from "csoftmax.h" nogil:
                                         Py_ssize_t x_row_stride, double scale, double *y,
                                         Py_ssize_t y_row_stride) noexcept nogil
 
+    ctypedef void (*csm_softmax_fused_rows_f32)(const float *x, Py_ssize_t n_rows,
+                                                Py_ssize_t n, Py_ssize_t x_row_stride,
+                                                double scale, double alpha, float *y,
+                                                Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_softmax_fused_rows_f64)(const double *x, Py_ssize_t n_rows,
+                                                Py_ssize_t n, Py_ssize_t x_row_stride,
+                                                double scale, double alpha, double *y,
+                                                Py_ssize_t y_row_stride) noexcept nogil
+
     ctypedef struct csm_kernel_table:
         csm_isa isa
         const char *name
@@ -112,6 +121,8 @@ cdef extern from "csoftmax.h" nogil:
         csm_small_rows_f64 log_softmax_small_f64
         csm_write_rows_f32 softmax_write_small_f32
         csm_write_rows_f64 softmax_write_small_f64
+        csm_softmax_fused_rows_f32 softmax_fused_rows_f32
+        csm_softmax_fused_rows_f64 softmax_fused_rows_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

@@ -75,6 +75,8 @@ cdef const csm_kernel_table *_tab = csm_kernels()
 # OMP_NUM_THREADS, omp_set_num_threads and threadpoolctl.threadpool_limits
 # apply); > 0 = fixed by set_num_threads(n).
 cdef int _nthreads_user = 0
+# softmax rows may use the table's fused kernels (False: A/B tests)
+cdef bint _fused_ok = True
 # team size of the last parallel row / column loop (1 if it ran serial)
 cdef int _last_team = 1
 
@@ -114,6 +116,15 @@ def _use_isa(name):
         raise ValueError(f"ISA {name!r} is not available on this CPU/build")
     prev = isa()
     _tab = t
+    return prev
+
+
+def _use_fused(flag):
+    """Allow the fused softmax rows kernels (for tests and A/B
+    timings); returns the previous setting."""
+    global _fused_ok
+    prev = bool(_fused_ok)
+    _fused_ok = bool(flag)
     return prev
 
 
@@ -342,6 +353,17 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     if _small(n) or (mode == 0 and alpha == 1.0 and _small_softmax(n)):
         _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
         return
+    # softmax of longer rows (n > CSM_SMALL_MAX): one fused AVX2 call per
+    # block (one exp per element; see kernels_avx2.c)
+    if mode == 0 and n > CSM_SMALL_MAX and _fused_ok:
+        if floating is float:
+            if _tab.softmax_fused_rows_f32 != NULL:
+                _tab.softmax_fused_rows_f32(x, rows, n, xrs, scale, alpha, y, yrs)
+                return
+        else:
+            if _tab.softmax_fused_rows_f64 != NULL:
+                _tab.softmax_fused_rows_f64(x, rows, n, xrs, scale, alpha, y, yrs)
+                return
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
         _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)

@@ -141,6 +141,19 @@ typedef void (*csm_small_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t 
                                    ptrdiff_t x_row_stride, double scale,
                                    double *y, ptrdiff_t y_row_stride);
 
+/* Whole softmax of each row (reduction, finalize and write in one call),
+ * y = alpha * softmax(scale * x), rows of length n contiguous; x and y may
+ * be the same memory.  AVX2 only (NULL in the other tables): one exp per
+ * element, the terms are stored in y and rescaled (see kernels_avx2.c). */
+typedef void (*csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
+                                           ptrdiff_t n, ptrdiff_t x_row_stride,
+                                           double scale, double alpha, float *y,
+                                           ptrdiff_t y_row_stride);
+typedef void (*csm_softmax_fused_rows_f64)(const double *x, ptrdiff_t n_rows,
+                                           ptrdiff_t n, ptrdiff_t x_row_stride,
+                                           double scale, double alpha, double *y,
+                                           ptrdiff_t y_row_stride);
+
 typedef struct {
     csm_isa isa;
     const char *name;
@@ -170,6 +183,8 @@ typedef struct {
     csm_small_rows_f64 log_softmax_small_f64;
     csm_write_rows_f32 softmax_write_small_f32;
     csm_write_rows_f64 softmax_write_small_f64;
+    csm_softmax_fused_rows_f32 softmax_fused_rows_f32;   /* may be NULL */
+    csm_softmax_fused_rows_f64 softmax_fused_rows_f64;   /* may be NULL */
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

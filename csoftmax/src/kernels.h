@@ -72,6 +72,10 @@ void csm_softmax_write_small_f64_##ISA(const double *, ptrdiff_t, ptrdiff_t,   \
         ptrdiff_t, double, const double *, const double *, double, double *,   \
         ptrdiff_t);
 CSM_DECLARE_SMALL(avx2)
+void csm_softmax_fused_rows_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
+        ptrdiff_t, double, double, float *, ptrdiff_t);
+void csm_softmax_fused_rows_f64_avx2(const double *, ptrdiff_t, ptrdiff_t,
+        ptrdiff_t, double, double, double *, ptrdiff_t);
 #endif
 #if defined(__aarch64__)
 #define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */

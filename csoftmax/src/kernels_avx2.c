@@ -870,6 +870,208 @@ void csm_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     }
 }
 
+/* ---- fused float32 softmax rows (one exp per element) --------------------
+ *
+ * Three passes over a row, the last two on data still in L1/L2:
+ *   1. M = row max (NaN / inf detection, clamp L = M - XR_SPAN/scale);
+ *   2. the all-float32 reduction above with the row's global max, storing
+ *      every term e'_i = 2^XR_BIAS exp(r_M) exp(s (x_i - M)) into y (a
+ *      normal float32 in [2^-121, 2^96.6]; lanes equal to M store the
+ *      sentinel -1, clamped lanes the clamp's term) while summing them in
+ *      float64 as csm_lse_rows_f32_avx2 does: S = count + rest;
+ *   3. y_i = (e'_i f) 2^-XR_BIAS with f = alpha exp(-r_M) / S, applied as
+ *      fma(e', f_hi, e' f_lo) (rounded once) then the exact -- or, for a
+ *      denormal y, correctly rounding -- product with 2^-XR_BIAS; sentinel
+ *      lanes get fl32(alpha / S), so a dominant max gives exactly alpha.
+ * Error: e'_i (r <= 2^-25 abs., polynomial ~0.55 ULP, p rounding) + S (a
+ * float64 sum of such terms: relative error <~ 2^-24) + 0.5 ULP.  The
+ * lse_cancels_ sweep is not needed here: it guards LSE = s M + log S
+ * against cancellation, and softmax uses S only through 1/S.
+ * Rows that are not clean (NaN, +-inf max, |s M| > 2^20, no representable
+ * clamp, extreme alpha) are decided before anything is written and take
+ * the reduction + finalize + write path (so x == y is fine). */
+#define FUSED_ALPHA_MIN 0x1p-60
+#define FUSED_ALPHA_MAX 0x1p12
+
+static inline __attribute__((always_inline)) void
+softmax_fused_row_f32_(const float *x, ptrdiff_t n, double scale, double alpha,
+                       double m, float L, float *y, const float *pf, const int S1)
+{
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, scale * m);
+    const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
+    const __m256 neg1 = _mm256_set1_ps(-1.0f);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    __m256i cnt = _mm256_setzero_si256();
+#define FU_STEP(a, e)                                                          \
+    do {                                                                       \
+        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
+        e = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_), &rc, S1); \
+        st_ = _mm256_blendv_ps(e, neg1, eq_);                                  \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 e0, e1, e2, e3, st_;
+        _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf + i + 16), _MM_HINT_T0);
+        FU_STEP(_mm256_loadu_ps(x + i), e0);
+        _mm256_storeu_ps(y + i, st_);
+        FU_STEP(_mm256_loadu_ps(x + i + 8), e1);
+        _mm256_storeu_ps(y + i + 8, st_);
+        FU_STEP(_mm256_loadu_ps(x + i + 16), e2);
+        _mm256_storeu_ps(y + i + 16, st_);
+        FU_STEP(_mm256_loadu_ps(x + i + 24), e3);
+        _mm256_storeu_ps(y + i + 24, st_);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+    }
+    for (; i < n; i += 8) {
+        __m256 a, e, st_;
+        if (i + 8 <= n) {
+            FU_STEP(_mm256_loadu_ps(x + i), e);
+            _mm256_storeu_ps(y + i, st_);
+        } else {
+            __m256i msk = tail_mask32_(n - i);
+            a = _mm256_blendv_ps(Lv, _mm256_maskload_ps(x + i, msk),
+                                 _mm256_castsi256_ps(msk));
+            FU_STEP(a, e);
+            _mm256_maskstore_ps(y + i, msk, st_);
+        }
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+#undef FU_STEP
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cnt),
+                               _mm256_extracti128_si256(cnt, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+    double count = (double)_mm_cvtsi128_si32(c4);
+    double S = count + hsum_pd_(_mm256_add_pd(s0, s1)) * rc.factor;
+    /* f in [2^-92, 2^13] (alpha, n bounds checked by the caller): f_lo is
+     * a normal float32, e' f_hi is finite */
+    double f = alpha * (0x1p96 * rc.factor) / S;
+    float fhf = (float)f;
+    const __m256 fh = _mm256_set1_ps(fhf);
+    const __m256 fl = _mm256_set1_ps((float)(f - (double)fhf));
+    const __m256 ymv = _mm256_set1_ps((float)(alpha / S));
+    const __m256 down = _mm256_set1_ps(0x1p-96f);
+#define FU_SCALE(p)                                                            \
+    do {                                                                       \
+        __m256 e_ = _mm256_loadu_ps(p);                                        \
+        __m256 v_ = _mm256_fmadd_ps(e_, fh, _mm256_mul_ps(e_, fl));            \
+        _mm256_storeu_ps(p, _mm256_blendv_ps(_mm256_mul_ps(v_, down), ymv, e_)); \
+    } while (0)
+    i = 0;
+    for (; i + 16 <= n; i += 16) { FU_SCALE(y + i); FU_SCALE(y + i + 8); }
+    for (; i + 8 <= n; i += 8) FU_SCALE(y + i);
+    if (i < n) {
+        __m256i msk = tail_mask32_(n - i);
+        __m256 e_ = _mm256_maskload_ps(y + i, msk);
+        __m256 v_ = _mm256_fmadd_ps(e_, fh, _mm256_mul_ps(e_, fl));
+        _mm256_maskstore_ps(y + i, msk,
+                            _mm256_blendv_ps(_mm256_mul_ps(v_, down), ymv, e_));
+    }
+#undef FU_SCALE
+}
+
+void csm_softmax_fused_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX &&
+                     n >= 32 && n <= ((ptrdiff_t)1 << 30);
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
+        float L;
+        double m = ok_a ? row_max_f32_(xr, n) : NAN;
+        if (ok_a && clamp_bound_(m, scale, XR_SPAN, span_s, &L)) {
+            /* keep the memory busy during the in-cache passes: the
+             * reduction prefetches the same offsets of the next row (a
+             * hint: past the end of x it cannot fault) */
+            const float *pf = xr + x_row_stride;
+            if (scale == 1.0) softmax_fused_row_f32_(xr, n, scale, alpha, m, L, yr, pf, 1);
+            else softmax_fused_row_f32_(xr, n, scale, alpha, m, L, yr, pf, 0);
+            continue;
+        }
+        csm_lse_state st;
+        double mx, ls;
+        csm_lse_rows_f32_avx2(xr, 1, n, n, scale, &st);
+        csm_finalize_avx2(&st, 1, scale, &mx, &ls);
+        csm_softmax_rows_f32_avx2(xr, 1, n, n, scale, &mx, &ls, alpha, yr, n);
+    }
+}
+
+/* ---- fused float64 softmax rows (one exp per element) --------------------
+ *
+ * Max pass, then e_i = exp(scale * (x_i - M)) (exp_f64_: libm for denormal
+ * terms) stored into y and summed, S = sum e_i (elements equal to M give
+ * exactly 1), then y *= alpha / S in place.  Compared with exp(d - log S)
+ * of the write pass, the exp argument has one rounding less; alpha <= 1
+ * keeps alpha / S <= 1, so a denormal e_i is never magnified.  Rows with a
+ * non-finite max (NaN, +-inf, all -inf) or alpha outside (0, 1] take the
+ * reduction + finalize + write path (decided before anything is written). */
+static void softmax_fused_row_f64_(const double *x, ptrdiff_t n, double scale,
+                                   double alpha, double m, double *y,
+                                   const double *pf)
+{
+    const __m256d mv = _mm256_set1_pd(m), sv = _mm256_set1_pd(scale);
+    __m256d r0 = _mm256_setzero_pd(), r1 = r0;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
+        __m256d a = _mm256_loadu_pd(x + i), b = _mm256_loadu_pd(x + i + 4);
+        __m256d ea = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(a, mv), sv));
+        __m256d eb = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(b, mv), sv));
+        _mm256_storeu_pd(y + i, ea);
+        _mm256_storeu_pd(y + i + 4, eb);
+        r0 = _mm256_add_pd(r0, ea);
+        r1 = _mm256_add_pd(r1, eb);
+    }
+    for (; i < n; i += 4) {
+        __m256i msk = tail_mask64_(n - i);
+        __m256d a = _mm256_blendv_pd(_mm256_set1_pd(-INFINITY),
+                                     _mm256_maskload_pd(x + i, msk),
+                                     _mm256_castsi256_pd(msk));
+        __m256d ea = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(a, mv), sv));
+        _mm256_maskstore_pd(y + i, msk, ea);
+        r0 = _mm256_add_pd(r0, ea);
+    }
+    const __m256d fv = _mm256_set1_pd(alpha / hsum_pd_(_mm256_add_pd(r0, r1)));
+    i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_pd(y + i, _mm256_mul_pd(_mm256_loadu_pd(y + i), fv));
+        _mm256_storeu_pd(y + i + 4, _mm256_mul_pd(_mm256_loadu_pd(y + i + 4), fv));
+    }
+    for (; i < n; i += 4) {
+        __m256i msk = tail_mask64_(n - i);
+        _mm256_maskstore_pd(y + i, msk,
+                            _mm256_mul_pd(_mm256_maskload_pd(y + i, msk), fv));
+    }
+}
+
+void csm_softmax_fused_rows_f64_avx2(const double *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        double *y, ptrdiff_t y_row_stride)
+{
+    const int ok_a = alpha > 0.0 && alpha <= 1.0;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const double *xr = x + r * x_row_stride; double *yr = y + r * y_row_stride;
+        double m = ok_a ? row_max_f64_(xr, n) : NAN;
+        if (m > -INFINITY && m < INFINITY) {
+            softmax_fused_row_f64_(xr, n, scale, alpha, m, yr, xr + x_row_stride);
+            continue;
+        }
+        csm_lse_state st;
+        double mx, ls;
+        csm_lse_rows_f64_avx2(xr, 1, n, n, scale, &st);
+        csm_finalize_avx2(&st, 1, scale, &mx, &ls);
+        csm_softmax_rows_f64_avx2(xr, 1, n, n, scale, &mx, &ls, alpha, yr, n);
+    }
+}
+
 /* y = scale * (x - max) - log_sum: x - max is exact in float64, so the
  * element(s) equal to the max give exactly -log_sum. */
 static inline __m256 logsm8_f32_(__m256 a, __m256d sv, __m256d mv, __m256d lv)

@@ -1,0 +1,163 @@
+"""Softmax rows longer than 64: the fused AVX2 kernels (one exp per element,
+terms stored in y and rescaled by alpha/S), float32 and float64, against the
+reference (check: float32 <= 4 ULP of float64; float64 <= 8 ULP + slack of
+longdouble) and against the reduction + write path they replace."""
+import numpy as np
+import pytest
+
+import csoftmax
+from csoftmax import _core
+
+from _helpers import assert_agree, assert_ulp, check, ref
+
+NS = [65, 127, 1000, 1023, 2047, 2048, 2049, 4097, 65536, 65537]
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64])
+
+
+@pytest.fixture(params=[True, False], ids=["fused", "unfused"])
+def fused(request):
+    prev = _core._use_fused(request.param)
+    try:
+        yield request.param
+    finally:
+        _core._use_fused(prev)
+
+
+def _rows(n, kind, rng, dtype=np.float32):
+    r = 3 if n <= 5000 else 1
+    x = rng.standard_normal((r, n)).astype(dtype)
+    if kind == "wide":
+        x *= 40
+    elif kind == "shifted":
+        x = x * 3 - 1e4
+    elif kind == "tiny":
+        x *= 1e-30
+    elif kind == "subnormal":
+        x = (x * (1e-39 if dtype == np.float32 else 1e-310)).astype(dtype)
+    elif kind == "dominant":
+        x[:, n // 3] = 200.0
+    elif kind == "ties":
+        x = np.round(x)
+        x[:, ::7] = x.max()
+    elif kind == "underflow":      # most terms below e^-87.3 (and e^-103)
+        x *= 60
+        x[:, 5] = 400.0
+    return x
+
+
+@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("kind", ["normal", "wide", "shifted", "tiny",
+                                  "subnormal", "dominant", "ties", "underflow"])
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 7.0])
+@DTYPES
+def test_accuracy(n, kind, temperature, dtype, isa, fused):
+    x = _rows(n, kind, np.random.default_rng(n), dtype)
+    if dtype == np.float64 and kind == "underflow":
+        x[:, 7] = -800.0           # float64 denormal terms (exp via libm)
+    y = csoftmax.softmax(x, temperature=temperature)
+    assert y.dtype == dtype
+    check("softmax", y, x, temperature=temperature,
+          what=f"n={n} {kind} T={temperature}")
+
+
+@pytest.mark.parametrize("n", [65, 1000, 2049, 65537])
+@DTYPES
+def test_dominant_max_is_exactly_one(n, dtype, isa, fused):
+    x = np.zeros((2, n), dtype)
+    x[0, 17] = 100.0
+    # exp(-30) (n - 1) < 2^-25, exp(-60) (n - 1) < 2^-54 for n < 3e5
+    x[1, n - 1] = 30.0 if dtype == np.float32 else 60.0
+    y = csoftmax.softmax(x)
+    assert y[0, 17] == 1.0 and y[1, n - 1] == 1.0
+    check("softmax", y, x)
+
+
+@pytest.mark.parametrize("n", [65, 1000, 4097, 65537])
+def test_ties_at_the_max_are_equal(n, isa, fused):
+    x = np.random.default_rng(3).standard_normal((2, n)).astype(np.float32)
+    x[:, 10::50] = 9.0
+    y = csoftmax.softmax(x)
+    want = ref("softmax", x)
+    assert len(set(y[0, 10::50].tolist())) == 1
+    assert_ulp(y, want)
+
+
+@pytest.mark.parametrize("n", [65, 1000, 2049, 65537])
+@DTYPES
+def test_special_values(n, dtype, isa, fused):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, n)).astype(dtype)
+    x[0, 3] = np.nan
+    x[1, 4] = np.inf
+    x[2, :] = -np.inf
+    x[3, ::3] = -np.inf
+    x[4, 7] = 1e30
+    x[5, 9] = -1e30
+    x[6, n - 1] = np.nan           # NaN in the tail
+    x[7, :] = 1e30                 # |max| far beyond the fast range
+    y = csoftmax.softmax(x)
+    check("softmax", y, x)
+
+
+@pytest.mark.parametrize("n", [1000, 2049, 65537])
+@DTYPES
+def test_out_and_in_place(n, dtype, isa, fused):
+    x = (np.random.default_rng(7).standard_normal((4, n)) * 5).astype(dtype)
+    x[1, :] = -np.inf              # not clean: the fallback, also in place
+    x[2, 0] = np.nan
+    want = csoftmax.softmax(x, temperature=0.5)
+    out = np.empty_like(x)
+    got = csoftmax.softmax(x, temperature=0.5, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    xi = x.copy()
+    csoftmax.softmax(xi, temperature=0.5, out=xi)
+    np.testing.assert_array_equal(xi, want)
+
+
+def test_strided_rows(isa, fused):
+    x = np.random.default_rng(9).standard_normal((6, 3000)).astype(np.float32)
+    v = x[::2, 100:2100]
+    assert_ulp(csoftmax.softmax(v), ref("softmax", v))
+
+
+@pytest.mark.parametrize("shape", [(300, 1000), (2, 65537), (1, 70000), (5, 4097)])
+@DTYPES
+def test_threads_agree(shape, dtype, threads, fused):
+    x = np.random.default_rng(11).standard_normal(shape).astype(dtype)
+    y = csoftmax.softmax(x)
+    check("softmax", y, x)
+    csoftmax.set_num_threads(1)
+    y1 = csoftmax.softmax(x)
+    if shape[0] >= 2:    # row blocks: each row is done by one thread
+        np.testing.assert_array_equal(y, y1)
+
+
+@pytest.mark.parametrize("n", [1000, 4097])
+@DTYPES
+def test_fused_matches_unfused(n, dtype, isa):
+    x = (np.random.default_rng(13).standard_normal((16, n)) * 4).astype(dtype)
+    prev = _core._use_fused(True)
+    try:
+        a = csoftmax.softmax(x, temperature=1.3)
+        _core._use_fused(False)
+        b = csoftmax.softmax(x, temperature=1.3)
+    finally:
+        _core._use_fused(prev)
+    assert_agree(a, b, "softmax", x * dtype(1 / 1.3))
+
+
+@pytest.mark.parametrize("n", [1000, 1023, 65537])
+@DTYPES
+def test_result_does_not_depend_on_addresses(n, dtype, isa, fused):
+    """Lane grouping of the sums must not follow the alignment of x or y."""
+    x = (np.random.default_rng(15).standard_normal((3, n)) * 3).astype(dtype)
+    want = csoftmax.softmax(x)
+    for off in range(1, 8):
+        bx = np.empty(x.size + 8, dtype)
+        by = np.empty(x.size + 8, dtype)
+        xv = bx[off:off + x.size].reshape(x.shape)
+        yv = by[8 - off:8 - off + x.size].reshape(x.shape)
+        xv[...] = x
+        csoftmax.softmax(xv, out=yv)
+        np.testing.assert_array_equal(yv, want)
