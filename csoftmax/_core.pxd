@@ -92,6 +92,11 @@ cdef extern from "csoftmax.h" nogil:
                                                 double scale, double alpha, double *y,
                                                 Py_ssize_t y_row_stride) noexcept nogil
 
+    ctypedef void (*csm_lse_store_rows_f32)(const float *x, Py_ssize_t n_rows,
+                                            Py_ssize_t n, Py_ssize_t x_row_stride,
+                                            double scale, csm_lse_state *states,
+                                            float *e, Py_ssize_t e_row_stride) noexcept nogil
+
     ctypedef struct csm_kernel_table:
         csm_isa isa
         const char *name
@@ -123,6 +128,8 @@ cdef extern from "csoftmax.h" nogil:
         csm_write_rows_f64 softmax_write_small_f64
         csm_softmax_fused_rows_f32 softmax_fused_rows_f32
         csm_softmax_fused_rows_f64 softmax_fused_rows_f64
+        csm_lse_store_rows_f32 lse_store_rows_f32
+        csm_write_rows_f32 softmax_scale_rows_f32
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

@@ -222,6 +222,24 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                 g[c * cs] = <floating>(<double>g[c * cs] - p.coef * wc * qc)
 
 
+cdef inline bint _overlaps(const char *x, Py_ssize_t rows, Py_ssize_t xrs,
+                           Py_ssize_t C, const char *g, Py_ssize_t grs,
+                           Py_ssize_t item) noexcept nogil:
+    """Whether the byte ranges of the rows of x and g (rows >= 1, positive
+    or negative row strides) intersect."""
+    cdef const char *xa = x
+    cdef const char *xb = x + (rows - 1) * xrs * item
+    cdef const char *ga = g
+    cdef const char *gb = g + (rows - 1) * grs * item
+    if xb < xa:
+        xa, xb = xb, xa
+    if gb < ga:
+        ga, gb = gb, ga
+    xb = xb + C * item
+    gb = gb + C * item
+    return xa < gb and ga < xb
+
+
 cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                    const floating *q, Py_ssize_t qrs, floating *g,
                    Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p) noexcept nogil:
@@ -235,10 +253,21 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
     cdef Py_ssize_t r0 = 0, m, C = p.C
     cdef double aref
     cdef bint small = _small(C)
+    # float32 gradient into separate memory: the reduction keeps its terms
+    # in g and the write pass rescales them (one exp per element)
+    cdef bint keep = (floating is float and not small and g != NULL and
+                      _tab.lse_store_rows_f32 != NULL and _fused_ok and
+                      not _overlaps(<const char *>x, rows, xrs, C,
+                                    <const char *>g, grs, sizeof(floating)))
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
         if small:
             _lse_small(x + r0 * xrs, m, C, xrs, p.scale, False, mx, ls)
+        elif keep:
+            if floating is float:
+                _tab.lse_store_rows_f32(x + r0 * xrs, m, C, xrs, p.scale, st,
+                                        g + r0 * grs, grs)
+            _tab.finalize(st, m, p.scale, mx, ls)
         else:
             _lse_rows(x + r0 * xrs, m, C, xrs, p.scale, st)
             _tab.finalize(st, m, p.scale, mx, ls)
@@ -249,6 +278,10 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
             if small:
                 _softmax_write_small(x + r0 * xrs, m, C, xrs, p.scale, mx, ls,
                                      aref, g + r0 * grs, grs)
+            elif keep:
+                if floating is float:
+                    _tab.softmax_scale_rows_f32(x + r0 * xrs, m, C, xrs, p.scale,
+                                                mx, ls, aref, g + r0 * grs, grs)
             else:
                 _write_rows(x + r0 * xrs, m, C, xrs, p.scale, mx, ls, aref,
                             g + r0 * grs, grs, False)

@@ -154,6 +154,20 @@ typedef void (*csm_softmax_fused_rows_f64)(const double *x, ptrdiff_t n_rows,
                                            double scale, double alpha, double *y,
                                            ptrdiff_t y_row_stride);
 
+/* Cross-entropy gradient with one exp per element (AVX2 only, NULL in the
+ * other tables):
+ *   lse_store_rows_f32: the states of lse_rows_f32 (to within rounding for
+ *       rows longer than 2048) and, for rows of at least 32 elements whose
+ *       max is finite, the scaled terms of the sum stored into e (an
+ *       internal format; other rows leave e untouched);
+ *   softmax_scale_rows_f32: the write pass softmax_rows_f32 (same
+ *       arguments, same results to within rounding) for y = e of the store
+ *       kernel on the same x, state and scale; x must not overlap e or y. */
+typedef void (*csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows,
+                                       ptrdiff_t n, ptrdiff_t x_row_stride,
+                                       double scale, csm_lse_state *states,
+                                       float *e, ptrdiff_t e_row_stride);
+
 typedef struct {
     csm_isa isa;
     const char *name;
@@ -185,6 +199,8 @@ typedef struct {
     csm_write_rows_f64 softmax_write_small_f64;
     csm_softmax_fused_rows_f32 softmax_fused_rows_f32;   /* may be NULL */
     csm_softmax_fused_rows_f64 softmax_fused_rows_f64;   /* may be NULL */
+    csm_lse_store_rows_f32 lse_store_rows_f32;           /* may be NULL */
+    csm_write_rows_f32 softmax_scale_rows_f32;           /* may be NULL */
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

@@ -669,7 +669,7 @@ static inline __m256 xr_exp_(__m256 a, const xr_row_ *c, const int S1)
 
 static inline __attribute__((always_inline)) void
 lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
-                  float L, csm_lse_state *st, const int S1)
+                  float L, csm_lse_state *st, const float *pf, const int S1)
 {
     xr_row_ rc;
     xr_row_init_(&rc, scale, scale * m);
@@ -679,6 +679,8 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
     ptrdiff_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m256 e0, e1, e2, e3;
+        _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf + i + 16), _MM_HINT_T0);
         XR_STEP(_mm256_loadu_ps(x + i), e0);
         XR_STEP(_mm256_loadu_ps(x + i + 8), e1);
         XR_STEP(_mm256_loadu_ps(x + i + 16), e2);
@@ -708,8 +710,11 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
     st->rest = hsum_pd_(_mm256_add_pd(s0, s1)) * rc.factor;
 }
 
+/* pf: where the next block of the input starts (the next chunk or row).
+ * The exp pass runs from L1 and would leave the memory idle; it prefetches
+ * the same offsets of the next block (a hint: it cannot fault). */
 static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
-                           double span_s, csm_lse_state *st)
+                           double span_s, csm_lse_state *st, const float *pf)
 {
     if (n < 32) {   /* short rows: fixed costs dominate, masks are cheaper */
         lse_chunk_f32_generic_(x, n, scale, st);
@@ -721,8 +726,8 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
         csm_lse_rows_f32_generic_avx2(x, 1, n, n, scale, st);
         return;
     }
-    if (scale == 1.0) lse_chunk_f32_xr_(x, n, scale, m, L, st, 1);
-    else lse_chunk_f32_xr_(x, n, scale, m, L, st, 0);
+    if (scale == 1.0) lse_chunk_f32_xr_(x, n, scale, m, L, st, pf, 1);
+    else lse_chunk_f32_xr_(x, n, scale, m, L, st, pf, 0);
 }
 
 /* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
@@ -751,10 +756,12 @@ void csm_lse_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * row_stride;
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;
-        if (n <= CHUNK) { lse_chunk_f32_(xr, n, scale, span_s, &acc); }
-        else for (ptrdiff_t c = 0; c < n; c += CHUNK) {
+        if (n <= CHUNK) {
+            lse_chunk_f32_(xr, n, scale, span_s, &acc, xr + row_stride);
+        } else for (ptrdiff_t c = 0; c < n; c += CHUNK) {
             lse_chunk_f32_(xr + c, n - c < CHUNK ? n - c : CHUNK, scale,
-                           span_s, &part);
+                           span_s, &part,
+                           n - c > CHUNK ? xr + c + CHUNK : xr + row_stride);
             csm_lse_merge(&acc, &part, scale);
         }
         states[r] = acc;
@@ -893,12 +900,17 @@ void csm_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
 #define FUSED_ALPHA_MIN 0x1p-60
 #define FUSED_ALPHA_MAX 0x1p12
 
-static inline __attribute__((always_inline)) void
-softmax_fused_row_f32_(const float *x, ptrdiff_t n, double scale, double alpha,
-                       double m, float L, float *y, const float *pf, const int S1)
+/* Pass 2 of a clean row (see above): stores e'_i (sentinel -1 for lanes
+ * equal to m) into y; returns the row's count and S' = sum of the other
+ * e'_i (the rest is S' * rc->factor). */
+static inline __attribute__((always_inline)) double
+xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, float *y, const float *pf, xr_row_ *rcp,
+                  double *count_out, const int S1)
 {
     xr_row_ rc;
     xr_row_init_(&rc, scale, scale * m);
+    *rcp = rc;
     const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
     const __m256 neg1 = _mm256_set1_ps(-1.0f);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0;
@@ -947,15 +959,19 @@ softmax_fused_row_f32_(const float *x, ptrdiff_t n, double scale, double alpha,
                                _mm256_extracti128_si256(cnt, 1));
     c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
     c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
-    double count = (double)_mm_cvtsi128_si32(c4);
-    double S = count + hsum_pd_(_mm256_add_pd(s0, s1)) * rc.factor;
-    /* f in [2^-92, 2^13] (alpha, n bounds checked by the caller): f_lo is
-     * a normal float32, e' f_hi is finite */
-    double f = alpha * (0x1p96 * rc.factor) / S;
+    *count_out = (double)_mm_cvtsi128_si32(c4);
+    return hsum_pd_(_mm256_add_pd(s0, s1));
+}
+
+/* Pass 3: y_i = (e'_i f) 2^-XR_BIAS, sentinel lanes ym.  f in [2^-92,
+ * 2^13]: f_lo is a normal float32, e' f_hi is finite. */
+static inline __attribute__((always_inline)) void
+xr_scale_row_f32_(float *y, ptrdiff_t n, double f, float ym)
+{
     float fhf = (float)f;
     const __m256 fh = _mm256_set1_ps(fhf);
     const __m256 fl = _mm256_set1_ps((float)(f - (double)fhf));
-    const __m256 ymv = _mm256_set1_ps((float)(alpha / S));
+    const __m256 ymv = _mm256_set1_ps(ym);
     const __m256 down = _mm256_set1_ps(0x1p-96f);
 #define FU_SCALE(p)                                                            \
     do {                                                                       \
@@ -963,7 +979,7 @@ softmax_fused_row_f32_(const float *x, ptrdiff_t n, double scale, double alpha,
         __m256 v_ = _mm256_fmadd_ps(e_, fh, _mm256_mul_ps(e_, fl));            \
         _mm256_storeu_ps(p, _mm256_blendv_ps(_mm256_mul_ps(v_, down), ymv, e_)); \
     } while (0)
-    i = 0;
+    ptrdiff_t i = 0;
     for (; i + 16 <= n; i += 16) { FU_SCALE(y + i); FU_SCALE(y + i + 8); }
     for (; i + 8 <= n; i += 8) FU_SCALE(y + i);
     if (i < n) {
@@ -992,8 +1008,13 @@ void csm_softmax_fused_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
              * reduction prefetches the same offsets of the next row (a
              * hint: past the end of x it cannot fault) */
             const float *pf = xr + x_row_stride;
-            if (scale == 1.0) softmax_fused_row_f32_(xr, n, scale, alpha, m, L, yr, pf, 1);
-            else softmax_fused_row_f32_(xr, n, scale, alpha, m, L, yr, pf, 0);
+            xr_row_ rc;
+            double count, sum = scale == 1.0
+                ? xr_store_row_f32_(xr, n, scale, m, L, yr, pf, &rc, &count, 1)
+                : xr_store_row_f32_(xr, n, scale, m, L, yr, pf, &rc, &count, 0);
+            double S = count + sum * rc.factor;
+            xr_scale_row_f32_(yr, n, alpha * (0x1p96 * rc.factor) / S,
+                              (float)(alpha / S));
             continue;
         }
         csm_lse_state st;
@@ -1001,6 +1022,78 @@ void csm_softmax_fused_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
         csm_lse_rows_f32_avx2(xr, 1, n, n, scale, &st);
         csm_finalize_avx2(&st, 1, scale, &mx, &ls);
         csm_softmax_rows_f32_avx2(xr, 1, n, n, scale, &mx, &ls, alpha, yr, n);
+    }
+}
+
+/* ---- reduction that keeps its terms (cross-entropy gradient) -----------
+ *
+ * csm_lse_store_rows_f32: the states of csm_lse_rows_f32_avx2 (same
+ * numbers for rows of up to CHUNK elements; longer rows are one chunk
+ * here) and, for every clean row (the fused-softmax conditions that do
+ * not involve alpha), the terms e'_i of pass 2 stored into e.  Rows that
+ * are not clean leave their e row untouched.
+ * csm_softmax_scale_rows_f32: the write pass of csm_softmax_rows_f32 for
+ * such an e: y = alpha exp(scale (x - max) - log_sum) from the stored terms
+ * when the row was stored and f = alpha 2^96 factor exp(-log_sum) is in
+ * range, else from x (so x must not be e).  The per-row decision repeats
+ * the store kernel's from max[r] alone, so the two always agree.
+ * One exp per element instead of two; y may be the same memory as e. */
+static inline int store_clean_(double m, double scale, double span_s,
+                               ptrdiff_t n, float *L)
+{
+    return n >= 32 && n <= ((ptrdiff_t)1 << 30) &&
+           clamp_bound_(m, scale, XR_SPAN, span_s, L);
+}
+
+void csm_lse_store_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+        ptrdiff_t x_row_stride, double scale, csm_lse_state *states,
+        float *e, ptrdiff_t e_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride;
+        float L;
+        double m = row_max_f32_(xr, n);
+        if (!store_clean_(m, scale, span_s, n, &L)) {
+            csm_lse_rows_f32_avx2(xr, 1, n, n, scale, states + r);
+            continue;
+        }
+        xr_row_ rc;
+        double count, sum = scale == 1.0
+            ? xr_store_row_f32_(xr, n, scale, m, L, e + r * e_row_stride,
+                                xr + x_row_stride, &rc, &count, 1)
+            : xr_store_row_f32_(xr, n, scale, m, L, e + r * e_row_stride,
+                                xr + x_row_stride, &rc, &count, 0);
+        states[r].max = m;
+        states[r].count = count;
+        states[r].rest = sum * rc.factor;
+#ifndef CSM_NOCHECK
+        if (lse_cancels_(states + r, scale, 0.0))
+            csm_lse_rows_f32_scalar(xr, 1, n, n, scale, states + r);
+#endif
+    }
+}
+
+void csm_softmax_scale_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        float *yr = y + r * y_row_stride;
+        float L;
+        if (store_clean_(max[r], scale, span_s, n, &L)) {
+            xr_row_ rc;
+            xr_row_init_(&rc, scale, scale * max[r]);
+            double g = alpha * exp(-log_sum[r]);
+            double f = g * (0x1p96 * rc.factor);
+            if (fabs(f) >= 0x1p-92 && fabs(f) <= 0x1p13) {
+                xr_scale_row_f32_(yr, n, f, (float)g);
+                continue;
+            }
+        }
+        csm_softmax_rows_f32_avx2(x + r * x_row_stride, 1, n, 0, scale,
+                                  max + r, log_sum + r, alpha, yr, 0);
     }
 }
 
@@ -1127,6 +1220,32 @@ void csm_log_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
  * with a NaN, an infinite or out-of-range max, partial groups (< 8 columns)
  * and softmax with alpha <= 0 or extreme go through the generic kernels. */
 
+/* xr_row_init_ for 8 lanes (max as float64 halves ml, mh; |scale * max| <=
+ * 2^20): the per-lane magic goes to c->magic, the per-lane factors
+ * 2^-XR_BIAS exp(-r_m) to *fl, *fh. */
+static inline void xr_lanes_init_(xr_row_ *c, double scale, __m256d ml,
+                                  __m256d mh, __m256d *fl, __m256d *fh)
+{
+    const __m256d sv = _mm256_set1_pd(scale), l2e = _mm256_set1_pd(1.4426950408889634);
+    const __m256d mag = _mm256_set1_pd(0x1.8p23 + XR_BIAS), down = _mm256_set1_pd(0x1p-96);
+    __m256d sm[2] = { _mm256_mul_pd(sv, ml), _mm256_mul_pd(sv, mh) }, f[2];
+    __m128 mg[2];
+    for (int h = 0; h < 2; ++h) {
+        __m256d nm = _mm256_round_pd(_mm256_mul_pd(sm[h], l2e),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256d rm = _mm256_fnmadd_pd(nm, _mm256_set1_pd(6.93147180369123816490e-01), sm[h]);
+        rm = _mm256_fnmadd_pd(nm, _mm256_set1_pd(1.90821492927058770002e-10), rm);
+        f[h] = _mm256_mul_pd(down, exp_f64acc_(_mm256_sub_pd(_mm256_setzero_pd(), rm)));
+        mg[h] = _mm256_cvtpd_ps(_mm256_sub_pd(mag, nm));   /* exact integers */
+    }
+    c->magic = _mm256_set_m128(mg[1], mg[0]);
+    float sh = (float)scale;
+    c->sh = _mm256_set1_ps(sh);
+    c->sl = _mm256_set1_ps((float)(scale - (double)sh));
+    c->factor = 0.0;
+    *fl = f[0]; *fh = f[1];
+}
+
 /* clamp_bound_ for 8 lanes (max as float64 lo/hi halves); nonzero if every
  * lane has a valid clamp value, stored in *L. */
 static inline int clamp_bound8_(__m256d ml, __m256d mh, __m256d sv,
@@ -1181,19 +1300,6 @@ static inline void store_states4_(csm_lse_state *s, __m256d mx, __m256d cn, __m2
     for (int k = 0; k < 4; ++k) { s[k].max = m[k]; s[k].count = c[k]; s[k].rest = r[k]; }
 }
 
-/* LSE32_STEP with explicit operands (lanes = columns). */
-#define COLS32_STEP(a, mf, Lv, mvl, mvh, ra, rb, cnt)                          \
-    do {                                                                       \
-        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
-        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
-        __m256 c_ = _mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_);           \
-        __m256d lo_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(c_)), mvl); \
-        __m256d hi_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(c_, 1)), mvh); \
-        if (!S1) { lo_ = _mm256_mul_pd(lo_, sv); hi_ = _mm256_mul_pd(hi_, sv); } \
-        ra = _mm256_add_pd(ra, exp_f32acc_(lo_));                              \
-        rb = _mm256_add_pd(rb, exp_f32acc_(hi_));                              \
-    } while (0)
-
 /* y = scale * (x - max) - log_sum with per-lane max / log_sum */
 static inline __m256 logsmc8_f32_(__m256 a, __m256d sv, __m256d ml, __m256d mh,
                                   __m256d ll, __m256d lh)
@@ -1236,23 +1342,63 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
     __m256d mx1 = _mm256_cvtps_pd(_mm256_extractf128_ps(m0, 1));
     __m256d mx2 = mx0, mx3 = mx1;
     __m256 L0, L1 = ninf;
-    if (!clamp_bound8_(mx0, mx1, sv, F32_LSE_SPAN, span_s, &L0)) return 0;
+    if (!clamp_bound8_(mx0, mx1, sv, XR_SPAN, span_s, &L0)) return 0;
     if (G == 2) {
         mx2 = _mm256_cvtps_pd(_mm256_castps256_ps128(m1));
         mx3 = _mm256_cvtps_pd(_mm256_extractf128_ps(m1, 1));
-        if (!clamp_bound8_(mx2, mx3, sv, F32_LSE_SPAN, span_s, &L1)) return 0;
+        if (!clamp_bound8_(mx2, mx3, sv, XR_SPAN, span_s, &L1)) return 0;
     }
+    /* the all-float32 reduction of the rows, with per-lane constants */
+    xr_row_ xa, xb = { 0 };
+    __m256d f0, f1, f2 = sv, f3 = sv;
+    xr_lanes_init_(&xa, scale, mx0, mx1, &f0, &f1);
+    if (G == 2) xr_lanes_init_(&xb, scale, mx2, mx3, &f2, &f3);
     __m256d r0 = _mm256_setzero_pd(), r1 = r0, r2 = r0, r3 = r0;
     __m256i cnt = _mm256_setzero_si256(), cnt1 = cnt;
-    for (ptrdiff_t i = 0; i < n; ++i) {
+#define XRC_STEP(a, mf, Lv, c, e, cn)                                          \
+    do {                                                                       \
+        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
+        cn = _mm256_sub_epi32(cn, _mm256_castps_si256(eq_));                   \
+        e = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_), &c, S1);  \
+    } while (0)
+#define XRC_ADD(s, ra, rb)                                                     \
+    do {                                                                       \
+        ra = _mm256_add_pd(ra, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));    \
+        rb = _mm256_add_pd(rb, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));  \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) {   /* 4 rows summed in float32, as the rows */
         const float *xi = x + i * rs;
-        __m256 a = _mm256_loadu_ps(xi);
-        COLS32_STEP(a, m0, L0, mx0, mx1, r0, r1, cnt);
+        __m256 e0, e1, e2, e3;
+        XRC_STEP(_mm256_loadu_ps(xi), m0, L0, xa, e0, cnt);
+        XRC_STEP(_mm256_loadu_ps(xi + rs), m0, L0, xa, e1, cnt);
+        XRC_STEP(_mm256_loadu_ps(xi + 2 * rs), m0, L0, xa, e2, cnt);
+        XRC_STEP(_mm256_loadu_ps(xi + 3 * rs), m0, L0, xa, e3, cnt);
+        __m256 sa = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+        XRC_ADD(sa, r0, r1);
         if (G == 2) {
-            __m256 b = _mm256_loadu_ps(xi + 8);
-            COLS32_STEP(b, m1, L1, mx2, mx3, r2, r3, cnt1);
+            XRC_STEP(_mm256_loadu_ps(xi + 8), m1, L1, xb, e0, cnt1);
+            XRC_STEP(_mm256_loadu_ps(xi + rs + 8), m1, L1, xb, e1, cnt1);
+            XRC_STEP(_mm256_loadu_ps(xi + 2 * rs + 8), m1, L1, xb, e2, cnt1);
+            XRC_STEP(_mm256_loadu_ps(xi + 3 * rs + 8), m1, L1, xb, e3, cnt1);
+            __m256 sb = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+            XRC_ADD(sb, r2, r3);
         }
     }
+    for (; i < n; ++i) {
+        const float *xi = x + i * rs;
+        __m256 e;
+        XRC_STEP(_mm256_loadu_ps(xi), m0, L0, xa, e, cnt);
+        XRC_ADD(e, r0, r1);
+        if (G == 2) {
+            XRC_STEP(_mm256_loadu_ps(xi + 8), m1, L1, xb, e, cnt1);
+            XRC_ADD(e, r2, r3);
+        }
+    }
+#undef XRC_STEP
+#undef XRC_ADD
+    r0 = _mm256_mul_pd(r0, f0); r1 = _mm256_mul_pd(r1, f1);
+    r2 = _mm256_mul_pd(r2, f2); r3 = _mm256_mul_pd(r3, f3);
     __m256d c0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
     __m256d c1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
     store_states4_(states, mx0, c0, r0);
@@ -1279,7 +1425,7 @@ void csm_lse_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
                            ptrdiff_t row_stride, double scale,
                            csm_lse_state *states)
 {
-    const double span_s = F32_LSE_SPAN / scale;
+    const double span_s = XR_SPAN / scale;
     ptrdiff_t j = 0;
     for (; j + 16 <= n_cols; j += 16) {
         int ok = scale == 1.0

@@ -1,0 +1,225 @@
+"""float32 cross-entropy gradient through the AVX2 store + rescale kernels
+(lse_store_rows_f32 / softmax_scale_rows_f32: the reduction keeps its terms
+in the gradient, the write pass rescales them -- one exp per element).
+
+Checked element by element, not against the largest entry: every gradient
+entry other than the target's is coef * p_i, so it must be within 4 float32
+ULP of the float64 reference (the softmax bound) wherever the reference is a
+normal float32; the target entry and the loss as in test_cross_entropy.
+The same calls with the kernels switched off (_use_fused(False): reduction
++ exp write pass) must agree to the same bound, and rows the store kernel
+does not take (NaN, inf, all -inf, short) must come out as they do there.
+"""
+import numpy as np
+import pytest
+
+import csoftmax
+from csoftmax import _core
+
+from test_cross_entropy import ref_ce
+
+TINY = np.finfo(np.float32).tiny
+
+
+@pytest.fixture(params=[True, False], ids=["store", "write"])
+def fused(request):
+    prev = _core._use_fused(request.param)
+    try:
+        yield request.param
+    finally:
+        _core._use_fused(prev)
+
+
+def _ulps(got, want):
+    """|got - want| in float32 ULPs of want (normal range; 0 elsewhere)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    sp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    err = np.abs(got - want) / sp
+    both_inf = np.isinf(got) & (got == want)
+    err = np.where(both_inf, 0.0, err)
+    return np.where(np.abs(want) >= TINY, err, 0.0)
+
+
+def _logits(kind, rows, C, rng):
+    x = rng.standard_normal((rows, C)).astype(np.float32)
+    if kind == "wide":
+        x *= 40
+    elif kind == "shifted":
+        x = x * 3 - 1e4
+    elif kind == "dominant":
+        x[:, C // 3] = 200.0
+    elif kind == "ties":
+        x = np.round(x)
+        x[:, ::7] = x.max()
+    elif kind == "underflow":
+        x *= 60
+        x[:, 5] = 400.0
+    return x
+
+
+def _check_grad(g, want, t, what):
+    """non-target entries within 4 ULP; target entry within 4 ULP + the
+    float32 rounding of its inputs (1e-6 of coef)."""
+    g = np.asarray(g, dtype=np.float64)
+    rows = np.arange(g.shape[0])
+    mask = np.ones(g.shape, dtype=bool)
+    if t is not None:
+        mask[rows, t] = False
+    u = np.where(mask, _ulps(g, want), 0.0)
+    assert u.max() <= 4.0, f"{what}: {u.max():.2f} ULP at {np.unravel_index(u.argmax(), u.shape)}"
+    if t is not None:
+        scale = np.abs(want).max() + np.abs(want[rows, t]).max()
+        np.testing.assert_allclose(g[rows, t], want[rows, t], rtol=2e-6,
+                                   atol=2e-7 * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("C", [33, 64, 65, 1000, 2049, 5000])
+@pytest.mark.parametrize("kind", ["normal", "wide", "shifted", "dominant",
+                                  "ties", "underflow"])
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_class_targets(C, kind, temperature, fused):
+    rng = np.random.default_rng(C)
+    x = _logits(kind, 70, C, rng)           # 70 rows: two row blocks
+    t = rng.integers(0, C, x.shape[0])
+    loss, g = csoftmax.cross_entropy(x, t, temperature=temperature,
+                                     reduction="sum", return_grad=True)
+    rl, rg = ref_ce(x, t, temperature=temperature, reduction="sum")
+    np.testing.assert_allclose(loss, rl, rtol=2e-6)
+    _check_grad(g, rg, t, f"C={C} {kind} T={temperature}")
+
+
+@pytest.mark.parametrize("C", [40, 1000])
+def test_smoothing_weights_ignore(C, fused):
+    rng = np.random.default_rng(7)
+    x = _logits("normal", 50, C, rng)
+    t = rng.integers(0, C, x.shape[0])
+    t[3] = -100
+    t[17] = -100
+    w = rng.uniform(0.1, 3.0, C)
+    for red in ("mean", "sum", "none"):
+        loss, g = csoftmax.cross_entropy(x, t, weight=w, label_smoothing=0.1,
+                                         reduction=red, return_grad=True)
+        rl, rg = ref_ce(x, t, weight=w, label_smoothing=0.1, reduction=red)
+        np.testing.assert_allclose(loss, rl, rtol=2e-6, atol=1e-6)
+        assert np.all(g[[3, 17]] == 0)
+        # with smoothing every entry is coef*(p_i*A - w_i eps/C): compare to
+        # the largest entry of the row (the subtraction may cancel)
+        scale = np.abs(rg).max(axis=1, keepdims=True)
+        assert np.all(np.abs(g - rg) <= 4e-7 * scale + 1e-45), red
+
+
+def test_probability_targets(fused):
+    rng = np.random.default_rng(3)
+    x = _logits("wide", 20, 300, rng)
+    q = rng.dirichlet(np.ones(300), size=20).astype(np.float32)
+    loss, g = csoftmax.cross_entropy(x, q, reduction="sum", return_grad=True)
+    rl, rg = ref_ce(x, q, reduction="sum")
+    np.testing.assert_allclose(loss, rl, rtol=2e-6)
+    scale = np.abs(rg).max(axis=1, keepdims=True)
+    assert np.all(np.abs(g - rg) <= 4e-7 * scale)
+
+
+def test_coefficients_far_apart(fused):
+    """class weights 1e-30 .. 1: rows whose rescale factor leaves the fast
+    range take the write pass from x; all rows stay accurate."""
+    rng = np.random.default_rng(5)
+    C = 200
+    x = _logits("normal", 40, C, rng)
+    t = np.arange(40) % C
+    w = np.ones(C)
+    w[: 20] = 10.0 ** -np.arange(20, 40, 1.0)   # 1e-20 .. 1e-39
+    _, g = csoftmax.cross_entropy(x, t, weight=w, reduction="sum",
+                                  return_grad=True)
+    _, rg = ref_ce(x, t, weight=w, reduction="sum")
+    _check_grad(g, rg, t, "weights 1e-20..1e-39")
+
+
+def test_special_rows_among_clean_rows(fused):
+    rng = np.random.default_rng(11)
+    C = 100
+    x = _logits("normal", 8, C, rng)
+    x[1, 4] = np.nan
+    x[2, 9] = np.inf
+    x[3, :] = -np.inf
+    x[4, 50] = -np.inf
+    t = np.full(8, 2)
+    loss, g = csoftmax.cross_entropy(x, t, reduction="none", return_grad=True)
+    clean = [0, 4, 5, 6, 7]
+    # (the reference's 0 * log 0 would be NaN: -inf -> -1e30, same result)
+    rl_c, rg_c = ref_ce(np.where(np.isneginf(x[clean]), -1e30, x[clean]),
+                        t[clean], reduction="none")
+    rl = np.zeros(8)
+    rl[clean] = rl_c
+    rg = np.zeros(x.shape)
+    rg[clean] = rg_c
+    np.testing.assert_allclose(loss[clean], rl[clean], rtol=2e-6)
+    _check_grad(g[clean], rg[clean], t[clean], "clean rows")
+    assert np.isnan(loss[1]) and np.all(np.isnan(g[1]))
+    prev = _core._use_fused(False)
+    try:
+        loss2, g2 = csoftmax.cross_entropy(x, t, reduction="none",
+                                           return_grad=True)
+    finally:
+        _core._use_fused(prev)
+    np.testing.assert_array_equal(loss[1:4], loss2[1:4])
+    np.testing.assert_array_equal(g[1:4], g2[1:4])
+
+
+@pytest.mark.parametrize("C", [65, 3000])
+def test_store_matches_write_path(C):
+    rng = np.random.default_rng(C)
+    x = _logits("wide", 64, C, rng)
+    t = rng.integers(0, C, 64)
+    out = []
+    for flag in (True, False):
+        prev = _core._use_fused(flag)
+        try:
+            out.append(csoftmax.cross_entropy(x, t, reduction="none",
+                                              return_grad=True))
+        finally:
+            _core._use_fused(prev)
+    (l1, g1), (l2, g2) = out
+    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    assert _ulps(g1, g2).max() <= 4.0
+
+
+def test_layouts(fused):
+    """negative and non-unit row strides, grad_out=, and grad_out=logits
+    (in place: the store kernels must not be used, x is still read)."""
+    rng = np.random.default_rng(2)
+    C = 500
+    base = _logits("normal", 40, C, rng)
+    t = rng.integers(0, C, 20)
+    _, want = ref_ce(base[::-2], t, reduction="sum")
+    for x in (base[::-2], base[::2]):
+        _, rg = ref_ce(x, t, reduction="sum")
+        _, g = csoftmax.cross_entropy(x, t, reduction="sum", return_grad=True)
+        _check_grad(g, rg, t, "strided")
+        buf = np.full((20, C), 7.0, dtype=np.float32)
+        _, g2 = csoftmax.cross_entropy(x, t, reduction="sum",
+                                       return_grad=True, grad_out=buf)
+        assert g2 is buf
+        _check_grad(buf, rg, t, "grad_out")
+    x = np.ascontiguousarray(base[::-2])
+    _, g = csoftmax.cross_entropy(x, t, reduction="sum", return_grad=True,
+                                  grad_out=x)
+    assert g is x
+    _check_grad(x, want, t, "in place")
+
+
+def test_logsumexp_backward_negative_upstream(fused):
+    """the per-sample coefficient (upstream gradient) may be negative or
+    span many orders of magnitude"""
+    rng = np.random.default_rng(9)
+    x = _logits("normal", 12, 700, rng)
+    dy = np.array([1.0, -2.0, 1e-30, -1e-25, 3e4, 0.0, 1.0, -1.0, 2.5,
+                   1e-3, -7.0, 1e20], dtype=np.float32)
+    g = csoftmax.logsumexp_backward(x, dy, axis=-1)
+    x64 = x.astype(np.float64)
+    p = np.exp(x64 - x64.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = p * dy.astype(np.float64)[:, None]
+    u = _ulps(g, want)
+    assert u.max() <= 4.0, u.max()
+    assert np.all(g[5] == 0)
