@@ -49,6 +49,17 @@ def threads(request):
         csoftmax.set_num_threads(prev)
 
 
+@pytest.fixture(params=[True, False], ids=["fused", "unfused"])
+def fused(request):
+    """The one-exp AVX2 kernels (fused softmax rows, cross-entropy store +
+    rescale) on, then off (reduction + exp write pass)."""
+    prev = _core._use_fused(request.param)
+    try:
+        yield request.param
+    finally:
+        _core._use_fused(prev)
+
+
 @pytest.fixture
 def rng(request):
     # a fixed seed per test, so failures reproduce

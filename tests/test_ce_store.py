@@ -21,15 +21,6 @@ from test_cross_entropy import ref_ce
 TINY = np.finfo(np.float32).tiny
 
 
-@pytest.fixture(params=[True, False], ids=["store", "write"])
-def fused(request):
-    prev = _core._use_fused(request.param)
-    try:
-        yield request.param
-    finally:
-        _core._use_fused(prev)
-
-
 def _ulps(got, want):
     """|got - want| in float32 ULPs of want (normal range; 0 elsewhere)."""
     got = np.asarray(got, dtype=np.float64)

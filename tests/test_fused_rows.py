@@ -14,15 +14,6 @@ NS = [65, 127, 1000, 1023, 2047, 2048, 2049, 4097, 65536, 65537]
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64])
 
 
-@pytest.fixture(params=[True, False], ids=["fused", "unfused"])
-def fused(request):
-    prev = _core._use_fused(request.param)
-    try:
-        yield request.param
-    finally:
-        _core._use_fused(prev)
-
-
 def _rows(n, kind, rng, dtype=np.float32):
     r = 3 if n <= 5000 else 1
     x = rng.standard_normal((r, n)).astype(dtype)
