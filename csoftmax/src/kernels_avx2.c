@@ -992,18 +992,28 @@ xr_scale_row_f32_(float *y, ptrdiff_t n, double f, float ym)
 #undef FU_SCALE
 }
 
+/* A row whose terms pass 2 may store: long enough for the vector loop,
+ * finite max with a representable clamp (span_s = XR_SPAN / scale).  The
+ * fused softmax and the cross-entropy store / rescale kernels decide with
+ * this one test, so the store and rescale kernels always agree. */
+static inline int store_clean_(double m, double scale, double span_s,
+                               ptrdiff_t n, float *L)
+{
+    return n >= 32 && n <= ((ptrdiff_t)1 << 30) &&
+           clamp_bound_(m, scale, XR_SPAN, span_s, L);
+}
+
 void csm_softmax_fused_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
         float *y, ptrdiff_t y_row_stride)
 {
     const double span_s = XR_SPAN / scale;
-    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX &&
-                     n >= 32 && n <= ((ptrdiff_t)1 << 30);
+    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
         float L;
         double m = ok_a ? row_max_f32_(xr, n) : NAN;
-        if (ok_a && clamp_bound_(m, scale, XR_SPAN, span_s, &L)) {
+        if (ok_a && store_clean_(m, scale, span_s, n, &L)) {
             /* keep the memory busy during the in-cache passes: the
              * reduction prefetches the same offsets of the next row (a
              * hint: past the end of x it cannot fault) */
@@ -1038,13 +1048,6 @@ void csm_softmax_fused_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
  * range, else from x (so x must not be e).  The per-row decision repeats
  * the store kernel's from max[r] alone, so the two always agree.
  * One exp per element instead of two; y may be the same memory as e. */
-static inline int store_clean_(double m, double scale, double span_s,
-                               ptrdiff_t n, float *L)
-{
-    return n >= 32 && n <= ((ptrdiff_t)1 << 30) &&
-           clamp_bound_(m, scale, XR_SPAN, span_s, L);
-}
-
 void csm_lse_store_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         ptrdiff_t x_row_stride, double scale, csm_lse_state *states,
         float *e, ptrdiff_t e_row_stride)
