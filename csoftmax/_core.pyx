@@ -69,6 +69,8 @@ DEF COL_BLOCK = 64          # columns per block in the non-last-axis path
 DEF BLOCK_BYTES = 32768     # input bytes per row block (about L1)
 DEF PAR_MIN_ELEMENTS = 32768  # below this, never start threads
 DEF SPLIT_MIN_ROW = 65536     # rows at least this long may be split
+DEF FUSED_MAX_BYTES = 4194304  # longer rows (segments) take the two-pass path:
+                               # the kept terms would be re-read from DRAM
 
 cdef const csm_kernel_table *_tab = csm_kernels()
 # Threads: 0 = follow the OpenMP runtime, read at every call (so
@@ -355,7 +357,8 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         return
     # softmax of longer rows (n > CSM_SMALL_MAX): one fused AVX2 call per
     # block (one exp per element; see kernels_avx2.c)
-    if mode == 0 and n > CSM_SMALL_MAX and _fused_ok:
+    if (mode == 0 and n > CSM_SMALL_MAX and _fused_ok and
+            n * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES):
         if floating is float:
             if _tab.softmax_fused_rows_f32 != NULL:
                 _tab.softmax_fused_rows_f32(x, rows, n, xrs, scale, alpha, y, yrs)

@@ -256,6 +256,7 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
     # float32 gradient into separate memory: the reduction keeps its terms
     # in g and the write pass rescales them (one exp per element)
     cdef bint keep = (floating is float and not small and g != NULL and
+                      C * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES and
                       _tab.lse_store_rows_f32 != NULL and _fused_ok and
                       not _overlaps(<const char *>x, rows, xrs, C,
                                     <const char *>g, grs, sizeof(floating)))
@@ -290,6 +291,76 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
         r0 += m
 
 
+cdef void _ce_long_row(const floating *x, const floating *q, floating *g,
+                       Py_ssize_t s0, const _ce_par *p, int nth) noexcept nogil:
+    """Sample s0, one long row, split into nth segments: the reduction and
+    the gradient write run in parallel, the per-sample loss and fix-ups
+    (O(1) for class targets without smoothing, else a pass over the row)
+    once in between and after.  float32 gradients into separate memory keep
+    each segment's terms (relative to the segment's own max) and rescale
+    them by exp(-log_sum - scale (max - segment max)): one exp per element,
+    as in _ce_rows."""
+    cdef Py_ssize_t C = p.C
+    cdef Py_ssize_t seg = (C + nth - 1) // nth
+    cdef Py_ssize_t s, start, length
+    cdef csm_lse_state *st = <csm_lse_state *>malloc(nth * sizeof(csm_lse_state))
+    cdef csm_lse_state acc
+    cdef double mx, ls, a, lpy, aref, sm, sl
+    cdef char flag
+    cdef int ex
+    cdef bint keep = (floating is float and g != NULL and
+                      seg * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES and
+                      _tab.lse_store_rows_f32 != NULL and _fused_ok and
+                      not _overlaps(<const char *>x, 1, C, C, <const char *>g, C,
+                                    sizeof(floating)))
+    if st == NULL:
+        _ce_rows(x, 1, C, q, C, g, C, s0, p)
+        return
+    for s in prange(nth, num_threads=nth, schedule='static'):
+        start = s * seg
+        length = min(seg, C - start)
+        if length <= 0:
+            st[s].max = -1.0 / 0.0
+            st[s].count = 0.0
+            st[s].rest = 0.0
+        elif keep:
+            if floating is float:
+                _tab.lse_store_rows_f32(x + start, 1, length, length, p.scale,
+                                        &st[s], g + start, length)
+        else:
+            _lse_rows(x + start, 1, length, length, p.scale, &st[s])
+    acc = st[0]
+    for s in range(1, nth):
+        csm_lse_merge(&acc, &st[s], p.scale)
+    _tab.finalize(&acc, 1, p.scale, &mx, &ls)
+    _ce_samples(x, 1, C, 1, q, C, 1, s0, &mx, &ls, p, &a, &lpy, &flag)
+    if g == NULL:
+        free(st)
+        return
+    aref = _ce_prepare(1, &a, &ls, &flag, &ex, floating is double)
+    # stored terms are usable only for a finite row (no NaN / inf anywhere,
+    # so each segment's max is the row max of its stored pass or -inf)
+    keep = keep and flag == 0 and isfinite(mx) and isfinite(ls)
+    for s in prange(nth, num_threads=nth, schedule='static'):
+        start = s * seg
+        length = min(seg, C - start)
+        if length > 0:
+            sm = st[s].max
+            if keep and isfinite(sm):
+                # the kernel repeats the store kernel's per-row decision from
+                # sm, and writes from x when the terms were not stored
+                sl = ls + p.scale * (mx - sm)
+                if floating is float:
+                    _tab.softmax_scale_rows_f32(x + start, 1, length, length,
+                                                p.scale, &sm, &sl, aref,
+                                                g + start, length)
+            else:
+                _write_rows(x + start, 1, length, length, p.scale, &mx, &ls,
+                            aref, g + start, length, False)
+    free(st)
+    _ce_fixup(g, 1, C, 1, q, C, 1, s0, &a, &lpy, &flag, &ex, p)
+
+
 cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
                    const floating *q, Py_ssize_t qrs, floating *g,
                    Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p) noexcept nogil:
@@ -320,6 +391,11 @@ cdef void _ce_run(const floating *x, const floating *q, floating *g,
     cdef int nth
     if inner == 0:
         nth = _threads_for(outer * C)
+        if nth > 1 and outer < nth and C >= SPLIT_MIN_ROW:
+            for r0 in range(outer):
+                _ce_long_row(x + r0 * xos, (q + r0 * qos) if q != NULL else NULL,
+                             (g + r0 * gos) if g != NULL else NULL, r0, p, nth)
+            return
         per = BLOCK_BYTES // (max(C, 1) * <Py_ssize_t>sizeof(floating))
         per = max(1, min(per, ROW_BLOCK))
         nblocks = (outer + per - 1) // per
