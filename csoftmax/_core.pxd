@@ -97,6 +97,15 @@ cdef extern from "csoftmax.h" nogil:
                                             double scale, csm_lse_state *states,
                                             float *e, Py_ssize_t e_row_stride) noexcept nogil
 
+    ctypedef void (*csm_lse_rows_pw_f32)(const float *x, Py_ssize_t n_rows,
+                                         Py_ssize_t n, Py_ssize_t row_stride,
+                                         double scale, csm_lse_state *states,
+                                         const float *w, Py_ssize_t w_row_stride) noexcept nogil
+    ctypedef void (*csm_lse_rows_pw_f64)(const double *x, Py_ssize_t n_rows,
+                                         Py_ssize_t n, Py_ssize_t row_stride,
+                                         double scale, csm_lse_state *states,
+                                         const double *w, Py_ssize_t w_row_stride) noexcept nogil
+
     ctypedef struct csm_kernel_table:
         csm_isa isa
         const char *name
@@ -130,6 +139,8 @@ cdef extern from "csoftmax.h" nogil:
         csm_softmax_fused_rows_f64 softmax_fused_rows_f64
         csm_lse_store_rows_f32 lse_store_rows_f32
         csm_write_rows_f32 softmax_scale_rows_f32
+        csm_lse_rows_pw_f32 lse_rows_pw_f32
+        csm_lse_rows_pw_f64 lse_rows_pw_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

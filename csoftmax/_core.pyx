@@ -79,6 +79,7 @@ cdef const csm_kernel_table *_tab = csm_kernels()
 cdef int _nthreads_user = 0
 # softmax rows may use the table's fused kernels (False: A/B tests)
 cdef bint _fused_ok = True
+cdef bint _pw_on = True      # _use_write_prefetch(False): plain lse_rows (A/B)
 # team size of the last parallel row / column loop (1 if it ran serial)
 cdef int _last_team = 1
 
@@ -118,6 +119,15 @@ def _use_isa(name):
         raise ValueError(f"ISA {name!r} is not available on this CPU/build")
     prev = isa()
     _tab = t
+    return prev
+
+
+def _use_write_prefetch(flag):
+    """Let the row reductions fetch the write pass's destination (for A/B
+    timings); returns the previous setting."""
+    global _pw_on
+    prev = bool(_pw_on)
+    _pw_on = bool(flag)
     return prev
 
 
@@ -209,6 +219,25 @@ cdef inline void _lse_rows(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         _tab.lse_rows_f32(x, rows, n, rs, scale, st)
     else:
         _tab.lse_rows_f64(x, rows, n, rs, scale, st)
+
+cdef inline void _lse_rows_w(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                             Py_ssize_t rs, double scale, csm_lse_state *st,
+                             const floating *w, Py_ssize_t wrs) noexcept nogil:
+    """_lse_rows, fetching the destination rows w for writing meanwhile (so
+    the write pass that follows finds them in cache) when the ISA can and
+    a row fits the cache (FUSED_MAX_BYTES)."""
+    if floating is float:
+        if (_tab.lse_rows_pw_f32 != NULL and _pw_on and
+                n * <Py_ssize_t>sizeof(float) <= FUSED_MAX_BYTES):
+            _tab.lse_rows_pw_f32(x, rows, n, rs, scale, st, w, wrs)
+        else:
+            _tab.lse_rows_f32(x, rows, n, rs, scale, st)
+    else:
+        if (_tab.lse_rows_pw_f64 != NULL and _pw_on and
+                n * <Py_ssize_t>sizeof(double) <= FUSED_MAX_BYTES):
+            _tab.lse_rows_pw_f64(x, rows, n, rs, scale, st, w, wrs)
+        else:
+            _tab.lse_rows_f64(x, rows, n, rs, scale, st)
 
 cdef inline void _lse_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
                            Py_ssize_t rs, double scale,
@@ -369,7 +398,10 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                 return
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
-        _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)
+        if mode == 2:
+            _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)
+        else:
+            _lse_rows_w(x + r0 * xrs, m, n, xrs, scale, st, y + r0 * yrs, yrs)
         if mode == 2:
             _tab.finalize(st, m, scale, mx_out + r0, ls_out + r0)
         else:
@@ -435,8 +467,17 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     per = max(1, min(per, ROW_BLOCK))
     nblocks = (rows + per - 1) // per
     if nth <= 1 or nblocks < 2:
+        # block by block here too: a block (<= BLOCK_BYTES of input) is
+        # still in L1/L2 for its write pass, 64 rows of 32000 would not be
         _note_serial()
-        _rows_block(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
+        for b in range(nblocks):
+            r0 = b * per
+            if mode == 2:
+                _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale,
+                            alpha, y, yrs, mode, mx_out + r0, ls_out + r0)
+            else:
+                _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale,
+                            alpha, y + r0 * yrs, yrs, mode, mx_out, ls_out)
         return
     for b in prange(nblocks, num_threads=nth, schedule='static'):
         if b == 0:

@@ -269,6 +269,9 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                 _tab.lse_store_rows_f32(x + r0 * xrs, m, C, xrs, p.scale, st,
                                         g + r0 * grs, grs)
             _tab.finalize(st, m, p.scale, mx, ls)
+        elif g != NULL:
+            _lse_rows_w(x + r0 * xrs, m, C, xrs, p.scale, st, g + r0 * grs, grs)
+            _tab.finalize(st, m, p.scale, mx, ls)
         else:
             _lse_rows(x + r0 * xrs, m, C, xrs, p.scale, st)
             _tab.finalize(st, m, p.scale, mx, ls)
@@ -400,7 +403,11 @@ cdef void _ce_run(const floating *x, const floating *q, floating *g,
         per = max(1, min(per, ROW_BLOCK))
         nblocks = (outer + per - 1) // per
         if nth <= 1 or nblocks < 2:
-            _ce_rows(x, outer, xos, q, qos, g, gos, 0, p)
+            for b in range(nblocks):
+                r0 = b * per
+                _ce_rows(x + r0 * xos, min(per, outer - r0), xos,
+                         (q + r0 * qos) if q != NULL else NULL, qos,
+                         (g + r0 * gos) if g != NULL else NULL, gos, r0, p)
             return
         for b in prange(nblocks, num_threads=nth, schedule='static'):
             r0 = b * per

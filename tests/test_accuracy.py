@@ -233,6 +233,21 @@ def test_dominant_max_zero_minus_40(isa, dtype):
     check("logsumexp", csoftmax.logsumexp(x3), x3, axis=None)
 
 
+@pytest.mark.parametrize("top", [0.0, 1.5, 100.25, -3e3, 1e4, 3e7])
+def test_log_softmax_dominant_max_far_from_zero(isa, top, rng):
+    """log_softmax at T = 1 writes x - (max + log_sum) in float32 lanes from a
+    three-part split of max + log_sum: the max entry is -log_sum, far below
+    ulp(max) when the max dominates (log_sum ~ e^-gap), and entries near the
+    max cancel against it.  Rows of 33..1000 with gaps 5..60 below a max
+    of each magnitude; also rows whose entries sit near max + log_sum."""
+    for n in (33, 40, 1000):
+        x = (top - rng.uniform(5, 60, size=(16, n))).astype(np.float32)
+        x[np.arange(16), rng.integers(0, n, 16)] = np.float32(top)
+        check("log_softmax", csoftmax.log_softmax(x), x)
+        y = (top + rng.uniform(-2, 0.5, size=(16, n))).astype(np.float32)
+        check("log_softmax", csoftmax.log_softmax(y), y)
+
+
 def test_float16_within_one_ulp(isa, rng):
     x = (rng.standard_normal((10, 50)) * 3).astype(np.float16)
     for op in OPS:

@@ -152,3 +152,31 @@ def test_result_does_not_depend_on_addresses(n, dtype, isa, fused):
         xv[...] = x
         csoftmax.softmax(xv, out=yv)
         np.testing.assert_array_equal(yv, want)
+
+
+@DTYPES
+@pytest.mark.parametrize("shape", [(70, 33), (40, 1000), (3, 5000), (2, 65537)])
+def test_write_prefetch_changes_no_bits(shape, dtype, isa, fused):
+    """The row reductions of log_softmax, the unfused softmax and the
+    cross-entropy fetch the write pass's destination (lse_rows_pw_*): a
+    hint that must leave every result bit unchanged -- on in-place calls,
+    reversed rows and a strided output too."""
+    rng = np.random.default_rng(shape[1])
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    t = rng.integers(0, shape[1], shape[0])
+    runs = []
+    for pw in (True, False):
+        prev = _core._use_write_prefetch(pw)
+        try:
+            out = np.zeros((shape[0], 2 * shape[1]), dtype)[:, ::2]
+            xi = x[::-1].copy()
+            runs.append([csoftmax.log_softmax(x), csoftmax.softmax(x[::-1]),
+                         csoftmax.log_softmax(x, out=out).copy(),
+                         csoftmax.log_softmax(xi, out=xi),
+                         *csoftmax.cross_entropy(x, t, reduction="none",
+                                                 return_grad=True)])
+        finally:
+            _core._use_write_prefetch(prev)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    check("log_softmax", runs[0][0], x)

@@ -168,6 +168,20 @@ typedef void (*csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows,
                                        double scale, csm_lse_state *states,
                                        float *e, ptrdiff_t e_row_stride);
 
+/* lse_rows_* that also fetch the rows w (w_row_stride apart, same length)
+ * for writing while the exp pass runs, so that the write pass that follows
+ * on the same block finds its destination in cache (AVX2 only, NULL in the
+ * other tables).  A hint: w is never read or written, may be any memory
+ * (x itself too); the states are those of lse_rows_*. */
+typedef void (*csm_lse_rows_pw_f32)(const float *x, ptrdiff_t n_rows,
+                                    ptrdiff_t n, ptrdiff_t row_stride,
+                                    double scale, csm_lse_state *states,
+                                    const float *w, ptrdiff_t w_row_stride);
+typedef void (*csm_lse_rows_pw_f64)(const double *x, ptrdiff_t n_rows,
+                                    ptrdiff_t n, ptrdiff_t row_stride,
+                                    double scale, csm_lse_state *states,
+                                    const double *w, ptrdiff_t w_row_stride);
+
 typedef struct {
     csm_isa isa;
     const char *name;
@@ -201,6 +215,8 @@ typedef struct {
     csm_softmax_fused_rows_f64 softmax_fused_rows_f64;   /* may be NULL */
     csm_lse_store_rows_f32 lse_store_rows_f32;           /* may be NULL */
     csm_write_rows_f32 softmax_scale_rows_f32;           /* may be NULL */
+    csm_lse_rows_pw_f32 lse_rows_pw_f32;                 /* may be NULL */
+    csm_lse_rows_pw_f64 lse_rows_pw_f64;                 /* may be NULL */
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

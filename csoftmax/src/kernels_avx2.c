@@ -269,9 +269,23 @@ static double row_max_f64_(const double *x, ptrdiff_t n)
         c1 = _mm256_add_pd(c1, _mm256_and_pd(e1, one));                        \
     } while (0)
 
+/* Prefetch hints of the reduction passes, per 8 elements: pf = the same
+ * offset of the next chunk or row of the input (the exp pass runs from L1
+ * and would leave the memory idle), pw (if not NULL) = the destination the
+ * write pass will store to, fetched for writing so that its
+ * read-for-ownership overlaps the exp pass instead of stalling the write
+ * pass.  Hints only: they cannot fault, past the end of an array either. */
+#define PF_STEP(T, pf, pw, i)                                                  \
+    do {                                                                       \
+        if ((i) % (64 / sizeof(T)) == 0) {                                     \
+            _mm_prefetch((const char *)((pf) + (i)), _MM_HINT_T0);             \
+            if (pw) __builtin_prefetch((pw) + (i), 1, 3);                      \
+        }                                                                      \
+    } while (0)
+
 #define DEFINE_AVX2_KERNELS(T, SUF, EXP, G, ST)                                    \
 static void lse_chunk_##SUF##G##_(const T *x, ptrdiff_t n, double scale,          \
-                               csm_lse_state *st)                              \
+                               csm_lse_state *st, const T *pf, const T *pw)    \
 {                                                                              \
     double m = row_max_##SUF##_(x, n);                                         \
     if (!(m > -INFINITY && m < INFINITY)) { /* NaN, +-inf, empty: rare */      \
@@ -284,6 +298,7 @@ static void lse_chunk_##SUF##G##_(const T *x, ptrdiff_t n, double scale,        
     __m256d lo, hi;                                                            \
     ptrdiff_t i = 0;                                                           \
     for (; i + 8 <= n; i += 8) {                                               \
+        PF_STEP(T, pf, pw, i);                                                 \
         load8_##SUF##_(x + i, &lo, &hi);                                       \
         SUM_STEP(EXP, lo, hi);                                                 \
     }                                                                          \
@@ -295,21 +310,32 @@ static void lse_chunk_##SUF##G##_(const T *x, ptrdiff_t n, double scale,        
     st->count = hsum_pd_(_mm256_add_pd(c0, c1));                               \
     st->rest = hsum_pd_(_mm256_add_pd(r0, r1));                                \
 }                                                                              \
-ST void csm_lse_rows_##SUF##G##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,      \
+static void lse_rows_##SUF##G##_(const T *x, ptrdiff_t n_rows, ptrdiff_t n,        \
                                ptrdiff_t row_stride, double scale,             \
-                               csm_lse_state *states)                          \
+                               csm_lse_state *states, const T *w,              \
+                               ptrdiff_t w_row_stride)                         \
 {                                                                              \
     for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
         const T *xr = x + r * row_stride;                                      \
+        const T *wr = w ? w + r * w_row_stride : NULL;                         \
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;                     \
-        if (n <= CHUNK) { lse_chunk_##SUF##G##_(xr, n, scale, &acc); }            \
-        else for (ptrdiff_t c = 0; c < n; c += CHUNK) {                        \
+        if (n <= CHUNK) {                                                      \
+            lse_chunk_##SUF##G##_(xr, n, scale, &acc, xr + row_stride, wr);    \
+        } else for (ptrdiff_t c = 0; c < n; c += CHUNK) {                      \
             lse_chunk_##SUF##G##_(xr + c, n - c < CHUNK ? n - c : CHUNK, scale,   \
-                               &part);                                         \
+                               &part,                                          \
+                               n - c > CHUNK ? xr + c + CHUNK : xr + row_stride, \
+                               wr ? wr + c : NULL);                            \
             csm_lse_merge(&acc, &part, scale);                                 \
         }                                                                      \
         states[r] = acc;                                                       \
     }                                                                          \
+}                                                                              \
+ST void csm_lse_rows_##SUF##G##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,      \
+                               ptrdiff_t row_stride, double scale,             \
+                               csm_lse_state *states)                          \
+{                                                                              \
+    lse_rows_##SUF##G##_(x, n_rows, n, row_stride, scale, states, NULL, 0);    \
 }                                                                              \
 ST void csm_softmax_rows_##SUF##G##_avx2(const T *x, ptrdiff_t n_rows, ptrdiff_t n,  \
         ptrdiff_t x_row_stride, double scale, const double *max,               \
@@ -669,7 +695,8 @@ static inline __m256 xr_exp_(__m256 a, const xr_row_ *c, const int S1)
 
 static inline __attribute__((always_inline)) void
 lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
-                  float L, csm_lse_state *st, const float *pf, const int S1)
+                  float L, csm_lse_state *st, const float *pf, const float *pw,
+                  const int S1)
 {
     xr_row_ rc;
     xr_row_init_(&rc, scale, scale * m);
@@ -681,6 +708,10 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
         __m256 e0, e1, e2, e3;
         _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
         _mm_prefetch((const char *)(pf + i + 16), _MM_HINT_T0);
+        if (pw) {
+            __builtin_prefetch(pw + i, 1, 3);
+            __builtin_prefetch(pw + i + 16, 1, 3);
+        }
         XR_STEP(_mm256_loadu_ps(x + i), e0);
         XR_STEP(_mm256_loadu_ps(x + i + 8), e1);
         XR_STEP(_mm256_loadu_ps(x + i + 16), e2);
@@ -710,14 +741,15 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
     st->rest = hsum_pd_(_mm256_add_pd(s0, s1)) * rc.factor;
 }
 
-/* pf: where the next block of the input starts (the next chunk or row).
- * The exp pass runs from L1 and would leave the memory idle; it prefetches
- * the same offsets of the next block (a hint: it cannot fault). */
+/* pf, pw: the prefetch hints of PF_STEP (pf: where the next block of the
+ * input starts, the next chunk or row; pw: this chunk's destination or
+ * NULL). */
 static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
-                           double span_s, csm_lse_state *st, const float *pf)
+                           double span_s, csm_lse_state *st, const float *pf,
+                           const float *pw)
 {
     if (n < 32) {   /* short rows: fixed costs dominate, masks are cheaper */
-        lse_chunk_f32_generic_(x, n, scale, st);
+        lse_chunk_f32_generic_(x, n, scale, st, pf, pw);
         return;
     }
     double m = row_max_f32_(x, n);
@@ -726,8 +758,8 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
         csm_lse_rows_f32_generic_avx2(x, 1, n, n, scale, st);
         return;
     }
-    if (scale == 1.0) lse_chunk_f32_xr_(x, n, scale, m, L, st, pf, 1);
-    else lse_chunk_f32_xr_(x, n, scale, m, L, st, pf, 0);
+    if (scale == 1.0) lse_chunk_f32_xr_(x, n, scale, m, L, st, pf, pw, 1);
+    else lse_chunk_f32_xr_(x, n, scale, m, L, st, pf, pw, 0);
 }
 
 /* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
@@ -748,20 +780,23 @@ static inline int lse_cancels_(const csm_lse_state *st, double scale,
     return (fabs(sm + lg) < 1.3) & (sm != 0.0) & (fabs(st->max) < INFINITY);
 }
 
-void csm_lse_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
-                           ptrdiff_t row_stride, double scale,
-                           csm_lse_state *states)
+static void lse_rows_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                          ptrdiff_t row_stride, double scale,
+                          csm_lse_state *states, const float *w,
+                          ptrdiff_t w_row_stride)
 {
     const double span_s = XR_SPAN / scale;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * row_stride;
+        const float *wr = w ? w + r * w_row_stride : NULL;
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;
         if (n <= CHUNK) {
-            lse_chunk_f32_(xr, n, scale, span_s, &acc, xr + row_stride);
+            lse_chunk_f32_(xr, n, scale, span_s, &acc, xr + row_stride, wr);
         } else for (ptrdiff_t c = 0; c < n; c += CHUNK) {
             lse_chunk_f32_(xr + c, n - c < CHUNK ? n - c : CHUNK, scale,
                            span_s, &part,
-                           n - c > CHUNK ? xr + c + CHUNK : xr + row_stride);
+                           n - c > CHUNK ? xr + c + CHUNK : xr + row_stride,
+                           wr ? wr + c : NULL);
             csm_lse_merge(&acc, &part, scale);
         }
         states[r] = acc;
@@ -773,6 +808,29 @@ void csm_lse_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             csm_lse_rows_f32_scalar(x + r * row_stride, 1, n, n, scale,
                                     states + r);
 #endif
+}
+
+void csm_lse_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                           ptrdiff_t row_stride, double scale,
+                           csm_lse_state *states)
+{
+    lse_rows_f32_(x, n_rows, n, row_stride, scale, states, NULL, 0);
+}
+
+void csm_lse_rows_pw_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                              ptrdiff_t row_stride, double scale,
+                              csm_lse_state *states, const float *w,
+                              ptrdiff_t w_row_stride)
+{
+    lse_rows_f32_(x, n_rows, n, row_stride, scale, states, w, w_row_stride);
+}
+
+void csm_lse_rows_pw_f64_avx2(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                              ptrdiff_t row_stride, double scale,
+                              csm_lse_state *states, const double *w,
+                              ptrdiff_t w_row_stride)
+{
+    lse_rows_f64_(x, n_rows, n, row_stride, scale, states, w, w_row_stride);
 }
 
 /* softmax of 8 floats (already clamped) -> 8 floats */
@@ -1179,6 +1237,50 @@ static inline __m256 logsm8_f32_(__m256 a, __m256d sv, __m256d mv, __m256d lv)
     return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
 }
 
+/* scale == 1: y = x - c, c = max + log_sum, in float32 lanes as
+ * ((x - c1) - c2) - c3 with c = c1 + c2 + c3 (three float32 parts, so c is
+ * kept to ~2^-72 relative).  Where x is within a factor 2 of c1, x - c1 is
+ * exact (Sterbenz) and the two later subtractions round once each on a
+ * result that cancellation cannot blow up (the max gives -log_sum rounded
+ * once or twice); elsewhere |y| >= |c1| / 2 or |x| / 2, so c2 and c3 are
+ * below an ULP of y and the three roundings stay within ~1.5 ULP.  A
+ * quarter of the float64 lane version's operations. */
+static inline __m256 logsm8_c3_f32_(__m256 a, __m256 c1, __m256 c2, __m256 c3)
+{
+    return _mm256_sub_ps(_mm256_sub_ps(_mm256_sub_ps(a, c1), c2), c3);
+}
+
+static void log_softmax_row_f32_c3_(const float *xr, ptrdiff_t n, double m,
+                                    double ls, float *yr)
+{
+    /* m + ls in double would lose a log_sum below ulp(m) / 2 (a dominant
+     * max, where y = -log_sum): split as c1 + (m - c1 + ls), m - c1 being
+     * exact in double for float32 m and c1 unless |m| << ls */
+    const float f1 = (float)(m + ls);
+    const double r = (m - (double)f1) + ls;
+    const float f2 = (float)r, f3 = (float)(r - (double)f2);
+    const __m256 c1 = _mm256_set1_ps(f1), c2 = _mm256_set1_ps(f2);
+    const __m256 c3 = _mm256_set1_ps(f3);
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 a = logsm8_c3_f32_(_mm256_loadu_ps(xr + i), c1, c2, c3);
+        __m256 b = logsm8_c3_f32_(_mm256_loadu_ps(xr + i + 8), c1, c2, c3);
+        __m256 d = logsm8_c3_f32_(_mm256_loadu_ps(xr + i + 16), c1, c2, c3);
+        __m256 e = logsm8_c3_f32_(_mm256_loadu_ps(xr + i + 24), c1, c2, c3);
+        _mm256_storeu_ps(yr + i, a);
+        _mm256_storeu_ps(yr + i + 8, b);
+        _mm256_storeu_ps(yr + i + 16, d);
+        _mm256_storeu_ps(yr + i + 24, e);
+    }
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(yr + i, logsm8_c3_f32_(_mm256_loadu_ps(xr + i), c1, c2, c3));
+    if (i < n) {
+        __m256i msk = tail_mask32_(n - i);
+        _mm256_maskstore_ps(yr + i, msk,
+            logsm8_c3_f32_(_mm256_maskload_ps(xr + i, msk), c1, c2, c3));
+    }
+}
+
 void csm_log_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
@@ -1189,6 +1291,10 @@ void csm_log_softmax_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
         if (!(max[r] > -INFINITY && max[r] < INFINITY)) {
             csm_log_softmax_rows_f32_generic_avx2(xr, 1, n, 0, scale, max + r,
                                                   log_sum + r, alpha, yr, 0);
+            continue;
+        }
+        if (scale == 1.0 && log_sum[r] < INFINITY) {
+            log_softmax_row_f32_c3_(xr, n, max[r], log_sum[r], yr);
             continue;
         }
         const __m256d mv = _mm256_set1_pd(max[r]), lv = _mm256_set1_pd(log_sum[r]);
