@@ -494,6 +494,10 @@ cdef void _cols_block(const floating *x, Py_ssize_t cols, Py_ssize_t n,
     cdef csm_lse_state st[COL_BLOCK]
     cdef double mx[COL_BLOCK]
     cdef double ls[COL_BLOCK]
+    if floating is float:
+        if mode == 0 and _fused_ok and _tab.softmax_fused_cols_f32 != NULL:
+            _tab.softmax_fused_cols_f32(x, cols, n, xrs, scale, alpha, y, yrs)
+            return
     _lse_cols(x, cols, n, xrs, scale, st)
     if mode == 2:
         _tab.finalize(st, cols, scale, mx_out, ls_out)

@@ -246,6 +246,10 @@ def test_log_softmax_dominant_max_far_from_zero(isa, top, rng):
         check("log_softmax", csoftmax.log_softmax(x), x)
         y = (top + rng.uniform(-2, 0.5, size=(16, n))).astype(np.float32)
         check("log_softmax", csoftmax.log_softmax(y), y)
+        # the same rows as columns (16 lanes of the column kernel)
+        for z in (x, y):
+            zt = np.ascontiguousarray(z.T)
+            check("log_softmax", csoftmax.log_softmax(zt, axis=0), zt, axis=0)
 
 
 def test_float16_within_one_ulp(isa, rng):

@@ -3,12 +3,13 @@
 columns only (so one group falls back while its neighbours stay on the fast
 path), strided / reversed class axes, out=, threads, and the cross-entropy
 gradient, whose write pass folds its per-block coefficient into the
-exponent.  Same references and bounds as the other tests (tests/_helpers.py)."""
+exponent.  Softmax tests run with the fused float32 column kernel
+(softmax_fused_cols_f32: terms stored in y and rescaled) on and off.  Same references and bounds as the other tests (tests/_helpers.py)."""
 import numpy as np
 import pytest
 
 import csoftmax
-from _helpers import OPS, check, run
+from _helpers import OPS, assert_agree, check, run
 
 FLOATS = [np.float32, np.float64]
 INNER = [1, 7, 8, 9, 15, 16, 17, 24, 63, 64, 65, 1023]
@@ -17,7 +18,7 @@ INNER = [1, 7, 8, 9, 15, 16, 17, 24, 63, 64, 65, 1023]
 @pytest.mark.parametrize("op", list(OPS))
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("n", [1, 3, 21])
-def test_inner_widths(isa, dtype, op, n, rng):
+def test_inner_widths(isa, dtype, op, n, rng, fused):
     for inner in INNER:
         x = (rng.standard_normal((2, n, inner)) * 4).astype(dtype)
         for T in ((1.0,) if op == "logsumexp" else (1.0, 0.7, 3.0)):
@@ -47,7 +48,7 @@ def _special(dtype, rng, n=21, inner=65):
 
 @pytest.mark.parametrize("op", list(OPS))
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_special_values_in_some_columns(isa, dtype, op, rng):
+def test_special_values_in_some_columns(isa, dtype, op, rng, fused):
     x = _special(dtype, rng)
     for T in (1.0, 0.25, 5.0):
         with np.errstate(all="ignore"):
@@ -58,7 +59,7 @@ def test_special_values_in_some_columns(isa, dtype, op, rng):
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_strided_class_axis_and_out(isa, dtype, op, rng):
+def test_strided_class_axis_and_out(isa, dtype, op, rng, fused):
     base = (rng.standard_normal((3, 42, 80)) * 3).astype(dtype)
     f = OPS[op]
     for name, v in {"rev": base[:, ::-1, :], "step2": base[:, ::2, :],
@@ -95,6 +96,40 @@ def test_threads_bitwise(isa, dtype, op, rng):
     finally:
         csoftmax.set_num_threads(prev)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("inner", [8, 16, 24, 40, 64])
+def test_fused_columns_exact_points(isa, inner, fused, rng):
+    """float32 columns: a dominant max gives exactly 1.0 and its column's
+    other entries 0, tied maxima give equal values, every column sums to 1
+    within n ULP, and in place (out=x) equals a separate output -- lanes
+    of one 16-column group with each of these cases side by side."""
+    n = 21
+    x = (rng.standard_normal((3, n, inner)) * 3).astype(np.float32)
+    x[0, 5, 0] = 300.0                         # dominant: exactly 1
+    x[1, :, 1] = 2.5                           # all tied: 1/21 each
+    x[2, [3, 9, 17], 2] = 40.0                 # three tied maxima
+    x[:, :, 3] -= 1e4                          # shifted lane
+    x[:, :, 4] *= 1e-30                        # flat lane
+    y = csoftmax.softmax(x, axis=1)
+    check("softmax", y, x, axis=1)
+    assert y[0, 5, 0] == 1.0 and np.all(np.delete(y[0, :, 0], 5) == 0)
+    assert np.all(y[1, :, 1] == y[1, 0, 1])
+    t = y[2, [3, 9, 17], 2]
+    assert t[0] == t[1] == t[2]
+    s = y.astype(np.float64).sum(axis=1)
+    assert np.all(np.abs(s - 1) <= n * 2.0 ** -24)
+    xi = x.copy()
+    csoftmax.softmax(xi, axis=1, out=xi)
+    np.testing.assert_array_equal(xi, y)
+    # the fused and unfused kernels agree within the bound
+    from csoftmax import _core
+    prev = _core._use_fused(not fused)
+    try:
+        y2 = csoftmax.softmax(x, axis=1)
+    finally:
+        _core._use_fused(prev)
+    assert_agree(y, y2, "softmax", x, axis=1)
 
 
 def _ref_grad(x, t, w, coef, axis):

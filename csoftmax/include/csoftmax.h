@@ -217,6 +217,9 @@ typedef struct {
     csm_write_rows_f32 softmax_scale_rows_f32;           /* may be NULL */
     csm_lse_rows_pw_f32 lse_rows_pw_f32;                 /* may be NULL */
     csm_lse_rows_pw_f64 lse_rows_pw_f64;                 /* may be NULL */
+    /* the fused softmax on n_cols columns of n rows (row_stride apart):
+     * one exp per element, as softmax_fused_rows_f32 (may be NULL) */
+    csm_softmax_fused_rows_f32 softmax_fused_cols_f32;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

@@ -1628,7 +1628,166 @@ void csm_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
             scale, max + j, log_sum + j, alpha, y + j, y_row_stride);
 }
 
-/* log-softmax write: y = scale * (x - max) - log_sum per lane (finite max). */
+/* ---- fused float32 softmax columns (one exp per element) ---------------
+ *
+ * The fused row scheme (csm_softmax_fused_rows_f32_avx2) on a group of 16
+ * (or 8) columns, each lane with its own max: max pass; the lane-wise
+ * all-float32 reduction storing e'_i = 2^XR_BIAS exp(r_M) exp(s (x_i - M))
+ * into y (sentinel -1 where x_i == M) and summing it; per lane
+ * f = alpha 2^96 factor / S, ym = fl32(alpha / S); then the rescale pass
+ * y = (e' f) 2^-XR_BIAS, sentinels ym.  A group with a NaN, an infinite
+ * max or no representable clamp is decided before anything is written
+ * and takes the reduction + finalize + write kernels (so x == y is fine);
+ * so does everything when alpha is outside [FUSED_ALPHA_MIN,
+ * FUSED_ALPHA_MAX] (then f is in the range of xr_scale_row_f32_ for every
+ * clean lane: S in [1, 2^30]). */
+static inline __attribute__((always_inline)) int
+softmax_fused_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs,
+                              double scale, double span_s, double alpha,
+                              float *y, ptrdiff_t ys, const int G, const int S1)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), neg1 = _mm256_set1_ps(-1.0f);
+    const __m256d sv = _mm256_set1_pd(scale);
+    __m256 mm[2] = { ninf, ninf }, bad = _mm256_setzero_ps();
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const float *xi = x + i * rs;
+        COLS_PF(xi + 16 * G);
+        __m256 a = _mm256_loadu_ps(xi);
+        mm[0] = _mm256_max_ps(mm[0], a);
+        if (G == 2) {
+            __m256 b = _mm256_loadu_ps(xi + 8);
+            mm[1] = _mm256_max_ps(mm[1], b);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+        } else {
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+        }
+    }
+    if (_mm256_movemask_ps(bad)) return 0;
+    __m256d mx[4];
+    __m256 L[2] = { ninf, ninf };
+    for (int g = 0; g < G; ++g) {
+        mx[2 * g] = _mm256_cvtps_pd(_mm256_castps256_ps128(mm[g]));
+        mx[2 * g + 1] = _mm256_cvtps_pd(_mm256_extractf128_ps(mm[g], 1));
+        if (!clamp_bound8_(mx[2 * g], mx[2 * g + 1], sv, XR_SPAN, span_s, &L[g]))
+            return 0;
+    }
+    xr_row_ xc[2];
+    __m256d fac[4];
+    for (int g = 0; g < G; ++g)
+        xr_lanes_init_(&xc[g], scale, mx[2 * g], mx[2 * g + 1], &fac[2 * g],
+                       &fac[2 * g + 1]);
+    __m256d r[4] = { _mm256_setzero_pd(), _mm256_setzero_pd(),
+                     _mm256_setzero_pd(), _mm256_setzero_pd() };
+    __m256i cnt[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() };
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const float *xi = x + i * rs;
+        float *yi = y + i * ys;
+        for (int g = 0; g < G; ++g) {
+            __m256 a = _mm256_loadu_ps(xi + 8 * g);
+            __m256 eq = _mm256_cmp_ps(a, mm[g], _CMP_EQ_OQ);
+            cnt[g] = _mm256_sub_epi32(cnt[g], _mm256_castps_si256(eq));
+            __m256 e = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, L[g]), L[g], eq),
+                               &xc[g], S1);
+            _mm256_storeu_ps(yi + 8 * g, _mm256_blendv_ps(e, neg1, eq));
+            r[2 * g] = _mm256_add_pd(r[2 * g], _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            r[2 * g + 1] = _mm256_add_pd(r[2 * g + 1],
+                                         _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+    }
+    const __m256d av = _mm256_set1_pd(alpha), up = _mm256_set1_pd(0x1p96);
+    __m256 fh[2], fl[2], ym[2];
+    for (int g = 0; g < G; ++g) {
+        __m128 h[2], l[2], m[2];
+        for (int k = 0; k < 2; ++k) {
+            __m128i c4 = k ? _mm256_extracti128_si256(cnt[g], 1)
+                           : _mm256_castsi256_si128(cnt[g]);
+            __m256d S = _mm256_fmadd_pd(r[2 * g + k], fac[2 * g + k],
+                                        _mm256_cvtepi32_pd(c4));
+            __m256d f = _mm256_div_pd(_mm256_mul_pd(av, _mm256_mul_pd(up, fac[2 * g + k])), S);
+            h[k] = _mm256_cvtpd_ps(f);
+            l[k] = _mm256_cvtpd_ps(_mm256_sub_pd(f, _mm256_cvtps_pd(h[k])));
+            m[k] = _mm256_cvtpd_ps(_mm256_div_pd(av, S));
+        }
+        fh[g] = _mm256_set_m128(h[1], h[0]);
+        fl[g] = _mm256_set_m128(l[1], l[0]);
+        ym[g] = _mm256_set_m128(m[1], m[0]);
+    }
+    const __m256 down = _mm256_set1_ps(0x1p-96f);
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        float *yi = y + i * ys;
+        for (int g = 0; g < G; ++g) {
+            __m256 e = _mm256_loadu_ps(yi + 8 * g);
+            __m256 v = _mm256_fmadd_ps(e, fh[g], _mm256_mul_ps(e, fl[g]));
+            _mm256_storeu_ps(yi + 8 * g,
+                             _mm256_blendv_ps(_mm256_mul_ps(v, down), ym[g], e));
+        }
+    }
+    return 1;
+}
+
+void csm_softmax_fused_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX &&
+                     n <= ((ptrdiff_t)1 << 30);
+    ptrdiff_t j = 0;
+    for (; ok_a && j + 8 <= n_cols; ) {
+        const int G = j + 16 <= n_cols ? 2 : 1;
+        int ok = G == 2
+            ? (scale == 1.0
+               ? softmax_fused_cols_group_f32_(x + j, n, x_row_stride, scale, span_s,
+                                               alpha, y + j, y_row_stride, 2, 1)
+               : softmax_fused_cols_group_f32_(x + j, n, x_row_stride, scale, span_s,
+                                               alpha, y + j, y_row_stride, 2, 0))
+            : (scale == 1.0
+               ? softmax_fused_cols_group_f32_(x + j, n, x_row_stride, scale, span_s,
+                                               alpha, y + j, y_row_stride, 1, 1)
+               : softmax_fused_cols_group_f32_(x + j, n, x_row_stride, scale, span_s,
+                                               alpha, y + j, y_row_stride, 1, 0));
+        if (!ok) {
+            csm_lse_state st[16];
+            double mx[16], ls[16];
+            csm_lse_cols_f32_avx2(x + j, 8 * G, n, x_row_stride, scale, st);
+            csm_finalize_avx2(st, 8 * G, scale, mx, ls);
+            csm_softmax_cols_f32_avx2(x + j, 8 * G, n, x_row_stride, scale, mx,
+                                      ls, alpha, y + j, y_row_stride);
+        }
+        j += 8 * G;
+    }
+    if (j < n_cols) {
+        csm_lse_state st[16];
+        double mx[16], ls[16];
+        for (; j < n_cols; j += 16) {
+            ptrdiff_t w = n_cols - j < 16 ? n_cols - j : 16;
+            csm_lse_cols_f32_avx2(x + j, w, n, x_row_stride, scale, st);
+            csm_finalize_avx2(st, w, scale, mx, ls);
+            csm_softmax_cols_f32_avx2(x + j, w, n, x_row_stride, scale, mx, ls,
+                                      alpha, y + j, y_row_stride);
+        }
+    }
+}
+
+/* c = max + log_sum of 8 lanes (float32 max, finite log_sum) as three
+ * float32 parts c1 + c2 + c3, as in log_softmax_row_f32_c3_ */
+static inline void c3_split8_(__m256d ml, __m256d mh, __m256d ll, __m256d lh,
+                              __m256 *c1, __m256 *c2, __m256 *c3)
+{
+    __m256 f1 = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_add_pd(mh, lh)),
+                                _mm256_cvtpd_ps(_mm256_add_pd(ml, ll)));
+    __m256d rl = _mm256_add_pd(_mm256_sub_pd(ml, _mm256_cvtps_pd(_mm256_castps256_ps128(f1))), ll);
+    __m256d rh = _mm256_add_pd(_mm256_sub_pd(mh, _mm256_cvtps_pd(_mm256_extractf128_ps(f1, 1))), lh);
+    __m128 f2l = _mm256_cvtpd_ps(rl), f2h = _mm256_cvtpd_ps(rh);
+    __m128 f3l = _mm256_cvtpd_ps(_mm256_sub_pd(rl, _mm256_cvtps_pd(f2l)));
+    __m128 f3h = _mm256_cvtpd_ps(_mm256_sub_pd(rh, _mm256_cvtps_pd(f2h)));
+    *c1 = f1;
+    *c2 = _mm256_set_m128(f2h, f2l);
+    *c3 = _mm256_set_m128(f3h, f3l);
+}
+
+/* log-softmax write: y = scale * (x - max) - log_sum per lane (finite max);
+ * at scale 1 (and finite log_sum) in float32 lanes (logsm8_c3_f32_). */
 void csm_log_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
@@ -1652,6 +1811,23 @@ void csm_log_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
         }
         __m256d l0 = _mm256_loadu_pd(log_sum + j), l1 = _mm256_loadu_pd(log_sum + j + 4);
         __m256d l2 = _mm256_loadu_pd(log_sum + j + 8), l3 = _mm256_loadu_pd(log_sum + j + 12);
+        __m256d lfin = _mm256_and_pd(
+            _mm256_and_pd(_mm256_cmp_pd(l0, inf, _CMP_LT_OQ), _mm256_cmp_pd(l1, inf, _CMP_LT_OQ)),
+            _mm256_and_pd(_mm256_cmp_pd(l2, inf, _CMP_LT_OQ), _mm256_cmp_pd(l3, inf, _CMP_LT_OQ)));
+        if (scale == 1.0 && _mm256_movemask_pd(lfin) == 15) {
+            /* float32 lanes, as log_softmax_row_f32_c3_ */
+            __m256 a1, a2, a3, b1, b2, b3;
+            c3_split8_(m0, m1, l0, l1, &a1, &a2, &a3);
+            c3_split8_(m2, m3, l2, l3, &b1, &b2, &b3);
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                const float *xi = x + i * x_row_stride + j;
+                float *yi = y + i * y_row_stride + j;
+                COLS_PF(xi + 16);
+                _mm256_storeu_ps(yi, logsm8_c3_f32_(_mm256_loadu_ps(xi), a1, a2, a3));
+                _mm256_storeu_ps(yi + 8, logsm8_c3_f32_(_mm256_loadu_ps(xi + 8), b1, b2, b3));
+            }
+            continue;
+        }
         for (ptrdiff_t i = 0; i < n; ++i) {
             const float *xi = x + i * x_row_stride + j;
             float *yi = y + i * y_row_stride + j;
