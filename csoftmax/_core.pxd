@@ -142,6 +142,7 @@ cdef extern from "csoftmax.h" nogil:
         csm_lse_rows_pw_f32 lse_rows_pw_f32
         csm_lse_rows_pw_f64 lse_rows_pw_f64
         csm_softmax_fused_rows_f32 softmax_fused_cols_f32
+        csm_softmax_fused_rows_f32 log_softmax_tiled_cols_f32
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

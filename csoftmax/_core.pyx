@@ -66,6 +66,7 @@ cnp.import_array()
 
 DEF ROW_BLOCK = 64          # rows per reduction/write block (stack buffers)
 DEF COL_BLOCK = 64          # columns per block in the non-last-axis path
+DEF FUSED_COL_BLOCK = 1024  # columns per block of the fused float32 column softmax
 DEF BLOCK_BYTES = 32768     # input bytes per row block (about L1)
 DEF PAR_MIN_ELEMENTS = 32768  # below this, never start threads
 DEF SPLIT_MIN_ROW = 65536     # rows at least this long may be split
@@ -487,6 +488,14 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                     y + r0 * yrs, yrs, mode, mx_out + r0, ls_out + r0)
 
 
+cdef inline bint _cols_tiled(int mode) noexcept nogil:
+    """Whether float32 columns of this mode go through the AVX2 tiled
+    kernels (fused softmax / log_softmax, wide blocks; see kernels_avx2.c)."""
+    if mode == 0:
+        return _fused_ok and _tab.softmax_fused_cols_f32 != NULL
+    return mode == 1 and _fused_ok and _tab.log_softmax_tiled_cols_f32 != NULL
+
+
 cdef void _cols_block(const floating *x, Py_ssize_t cols, Py_ssize_t n,
                       Py_ssize_t xrs, double scale, double alpha, floating *y,
                       Py_ssize_t yrs, int mode, double *mx_out,
@@ -495,8 +504,11 @@ cdef void _cols_block(const floating *x, Py_ssize_t cols, Py_ssize_t n,
     cdef double mx[COL_BLOCK]
     cdef double ls[COL_BLOCK]
     if floating is float:
-        if mode == 0 and _fused_ok and _tab.softmax_fused_cols_f32 != NULL:
-            _tab.softmax_fused_cols_f32(x, cols, n, xrs, scale, alpha, y, yrs)
+        if _cols_tiled(mode):
+            if mode == 0:
+                _tab.softmax_fused_cols_f32(x, cols, n, xrs, scale, alpha, y, yrs)
+            else:
+                _tab.log_softmax_tiled_cols_f32(x, cols, n, xrs, scale, alpha, y, yrs)
             return
     _lse_cols(x, cols, n, xrs, scale, st)
     if mode == 2:
@@ -511,15 +523,21 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
                     double scale, double alpha, floating *y, Py_ssize_t yos,
                     Py_ssize_t yrs, int mode, double *mx_out,
                     double *ls_out) noexcept nogil:
-    cdef Py_ssize_t nb = (inner + COL_BLOCK - 1) // COL_BLOCK
+    # the fused float32 softmax takes wide blocks (it tiles them itself:
+    # longer runs of each row make the strided access cheaper)
+    cdef Py_ssize_t cb = COL_BLOCK
+    if floating is float:
+        if _cols_tiled(mode):
+            cb = FUSED_COL_BLOCK
+    cdef Py_ssize_t nb = (inner + cb - 1) // cb
     cdef Py_ssize_t units = outer * nb, u, o, j0
     cdef int nth = _threads_for(outer * n * inner)
     if nth <= 1 or units < 2:
         _note_serial()
         for u in range(units):
             o = u // nb
-            j0 = (u % nb) * COL_BLOCK
-            _cols_block(x + o * xos + j0, min(COL_BLOCK, inner - j0), n, xrs,
+            j0 = (u % nb) * cb
+            _cols_block(x + o * xos + j0, min(cb, inner - j0), n, xrs,
                         scale, alpha, y + o * yos + j0, yrs, mode,
                         mx_out + o * inner + j0, ls_out + o * inner + j0)
         return
@@ -527,8 +545,8 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
         if u == 0:
             _note_team()
         o = u // nb
-        j0 = (u % nb) * COL_BLOCK
-        _cols_block(x + o * xos + j0, min(COL_BLOCK, inner - j0), n, xrs,
+        j0 = (u % nb) * cb
+        _cols_block(x + o * xos + j0, min(cb, inner - j0), n, xrs,
                     scale, alpha, y + o * yos + j0, yrs, mode,
                     mx_out + o * inner + j0, ls_out + o * inner + j0)
 

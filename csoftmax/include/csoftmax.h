@@ -220,6 +220,9 @@ typedef struct {
     /* the fused softmax on n_cols columns of n rows (row_stride apart):
      * one exp per element, as softmax_fused_rows_f32 (may be NULL) */
     csm_softmax_fused_rows_f32 softmax_fused_cols_f32;
+    /* log_softmax on n_cols columns: lse_cols + finalize + log_softmax_cols
+     * in one call (alpha as there), through a contiguous tile (may be NULL) */
+    csm_softmax_fused_rows_f32 log_softmax_tiled_cols_f32;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

@@ -87,6 +87,8 @@ void csm_lse_rows_pw_f64_avx2(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
         double, csm_lse_state *, const double *, ptrdiff_t);
 void csm_softmax_fused_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
         ptrdiff_t, double, double, float *, ptrdiff_t);
+void csm_log_softmax_tiled_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
+        ptrdiff_t, double, double, float *, ptrdiff_t);
 #endif
 #if defined(__aarch64__)
 #define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */

@@ -31,6 +31,9 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define CHUNK 2048 /* elements per max+sum block of a long row (fits L1) */
 #define EXP_LOW (-708.0)
@@ -1725,15 +1728,13 @@ softmax_fused_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs,
     return 1;
 }
 
-void csm_softmax_fused_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
+static void softmax_fused_cols_direct_f32_(const float *x, ptrdiff_t n_cols,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
         float *y, ptrdiff_t y_row_stride)
 {
     const double span_s = XR_SPAN / scale;
-    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX &&
-                     n <= ((ptrdiff_t)1 << 30);
     ptrdiff_t j = 0;
-    for (; ok_a && j + 8 <= n_cols; ) {
+    for (; j + 8 <= n_cols; ) {
         const int G = j + 16 <= n_cols ? 2 : 1;
         int ok = G == 2
             ? (scale == 1.0
@@ -1757,16 +1758,142 @@ void csm_softmax_fused_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
         j += 8 * G;
     }
     if (j < n_cols) {
+        csm_lse_state st[8];
+        double mx[8], ls[8];
+        ptrdiff_t w = n_cols - j;
+        csm_lse_cols_f32_avx2(x + j, w, n, x_row_stride, scale, st);
+        csm_finalize_avx2(st, w, scale, mx, ls);
+        csm_softmax_cols_f32_avx2(x + j, w, n, x_row_stride, scale, mx, ls,
+                                  alpha, y + j, y_row_stride);
+    }
+}
+
+/* y[0:w] = s[0:w] for an output that is not read back soon: whole cache
+ * lines with streaming stores (no read-for-ownership), the partial lines
+ * at either end with plain stores.  The caller fences (_mm_sfence). */
+static void copy_out_nt_f32_(float *d, const float *s, ptrdiff_t w)
+{
+    uintptr_t a = (uintptr_t)d;
+    ptrdiff_t k = 0;
+    if (a % sizeof(float)) {
+        memcpy(d, s, (size_t)w * sizeof(float));
+        return;
+    }
+    ptrdiff_t head = (ptrdiff_t)(((64 - a % 64) % 64) / sizeof(float));
+    if (head > w) head = w;
+    for (; k < head; ++k) d[k] = s[k];
+    for (; k + 16 <= w; k += 16) {
+        _mm256_stream_ps(d + k, _mm256_loadu_ps(s + k));
+        _mm256_stream_ps(d + k + 8, _mm256_loadu_ps(s + k + 8));
+    }
+    for (; k < w; ++k) d[k] = s[k];
+}
+
+/* Column tiles: the n rows of a non-last-axis block are usually a multiple
+ * of 4 KiB apart (64 KiB for 128 x 128 images), so in every cache level
+ * they fall into the same sets and the three passes of the fused kernel
+ * evict each other's lines; the store pass also reads-for-ownership every
+ * output line from DRAM.  Rows of n <= COLS_TILE / 64 columns are copied,
+ * COLS_TILE floats at a time (at least 64 columns), into a tile with a
+ * padded pitch, processed there into a second tile (fused softmax, or the
+ * log_softmax kernels), and the result streamed out (copy_out_nt_f32_).  Measured on (32, 21, 128, 128),
+ * axis 1, 1 thread: 1.8-2.2 -> 1.5-1.6 ns/el. */
+#define COLS_TILE 8192
+
+/* log_softmax of a block of columns: reduction, finalize, write */
+static void log_softmax_cols_block_f32_(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride, csm_lse_state *st, double *mx,
+        double *ls)
+{
+    csm_lse_cols_f32_avx2(x, n_cols, n, x_row_stride, scale, st);
+    csm_finalize_avx2(st, n_cols, scale, mx, ls);
+    csm_log_softmax_cols_f32_avx2(x, n_cols, n, x_row_stride, scale, mx, ls,
+                                  alpha, y, y_row_stride);
+}
+
+static void softmax_cols_unfused_f32_(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride)
+{
+    for (ptrdiff_t j = 0; j < n_cols; j += 16) {
         csm_lse_state st[16];
         double mx[16], ls[16];
-        for (; j < n_cols; j += 16) {
-            ptrdiff_t w = n_cols - j < 16 ? n_cols - j : 16;
-            csm_lse_cols_f32_avx2(x + j, w, n, x_row_stride, scale, st);
-            csm_finalize_avx2(st, w, scale, mx, ls);
-            csm_softmax_cols_f32_avx2(x + j, w, n, x_row_stride, scale, mx, ls,
-                                      alpha, y + j, y_row_stride);
-        }
+        ptrdiff_t w = n_cols - j < 16 ? n_cols - j : 16;
+        csm_lse_cols_f32_avx2(x + j, w, n, x_row_stride, scale, st);
+        csm_finalize_avx2(st, w, scale, mx, ls);
+        csm_softmax_cols_f32_avx2(x + j, w, n, x_row_stride, scale, mx, ls,
+                                  alpha, y + j, y_row_stride);
     }
+}
+
+/* The tile loop shared by the column softmax (log = 0: fused kernel) and
+ * log_softmax (log = 1: reduction + finalize + write on the tile). */
+static void cols_tiled_f32_(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
+        ptrdiff_t x_row_stride, double scale, double alpha, float *y,
+        ptrdiff_t y_row_stride, const int log)
+{
+    ptrdiff_t tw = n > 0 ? (COLS_TILE / n) & ~(ptrdiff_t)15 : 0;
+    if (tw > n_cols) tw = (n_cols + 15) & ~(ptrdiff_t)15;
+    const ptrdiff_t P = tw + 16;          /* pitch: rows 64 bytes off a multiple */
+    size_t tile_bytes = 2 * sizeof(float) * (size_t)(n * P);
+    size_t st_bytes = log ? (sizeof(csm_lse_state) + 2 * sizeof(double)) * (size_t)tw : 0;
+    void *raw = tw >= 64 && n_cols >= 64 ? malloc(tile_bytes + st_bytes + 64) : NULL;
+    if (raw == NULL) {
+        if (log) {
+            csm_lse_state st[64];
+            double mx[64], ls[64];
+            for (ptrdiff_t j = 0; j < n_cols; j += 64)
+                log_softmax_cols_block_f32_(x + j, n_cols - j < 64 ? n_cols - j : 64,
+                    n, x_row_stride, scale, alpha, y + j, y_row_stride, st, mx, ls);
+        } else {
+            softmax_fused_cols_direct_f32_(x, n_cols, n, x_row_stride, scale,
+                                           alpha, y, y_row_stride);
+        }
+        return;
+    }
+    float *tx = (float *)(((uintptr_t)raw + 63) & ~(uintptr_t)63), *ty = tx + n * P;
+    csm_lse_state *st = (csm_lse_state *)(ty + n * P);
+    double *mx = (double *)(st + tw), *ls = mx + tw;
+    for (ptrdiff_t j = 0; j < n_cols; j += tw) {
+        ptrdiff_t w = n_cols - j < tw ? n_cols - j : tw;
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const float *src = x + i * x_row_stride + j;
+            /* the next tile's row, while this one is copied */
+            for (ptrdiff_t k = 0; k < w; k += 16)
+                _mm_prefetch((const char *)(src + w + k), _MM_HINT_T0);
+            memcpy(tx + i * P, src, (size_t)w * sizeof(float));
+        }
+        if (log)
+            log_softmax_cols_block_f32_(tx, w, n, P, scale, alpha, ty, P, st, mx, ls);
+        else
+            softmax_fused_cols_direct_f32_(tx, w, n, P, scale, alpha, ty, P);
+        for (ptrdiff_t i = 0; i < n; ++i)
+            copy_out_nt_f32_(y + i * y_row_stride + j, ty + i * P, w);
+    }
+    _mm_sfence();
+    free(raw);
+}
+
+void csm_softmax_fused_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride)
+{
+    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX &&
+                     n <= ((ptrdiff_t)1 << 30);
+    if (!ok_a)
+        softmax_cols_unfused_f32_(x, n_cols, n, x_row_stride, scale, alpha, y,
+                                  y_row_stride);
+    else
+        cols_tiled_f32_(x, n_cols, n, x_row_stride, scale, alpha, y,
+                        y_row_stride, 0);
+}
+
+void csm_log_softmax_tiled_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride)
+{
+    cols_tiled_f32_(x, n_cols, n, x_row_stride, scale, alpha, y, y_row_stride, 1);
 }
 
 /* c = max + log_sum of 8 lanes (float32 max, finite log_sum) as three
