@@ -4,7 +4,8 @@ A driver for the memory checkers (tools/valgrind.sh runs it under valgrind
 memcheck, tools/sanitize.sh under ASan/UBSan), not a test suite: it walks
 the code paths -- row and column layouts, every dtype, strided / reversed /
 transposed inputs, out= and in place, 0-size and 1-length axes, special
-values, the long-row split across threads, the weighted logsumexp; the
+values, the long-row split across threads (cross-entropy too), the
+float32 column tiles, the weighted logsumexp; the
 losses (cross_entropy with index and probability targets, weights,
 ignore_index, label smoothing, grad_out; nll_loss; distillation_loss,
 kl_div, margin_logits / margin_cross_entropy for normface / cosface /
@@ -70,6 +71,7 @@ def arrays(rng):
         "5x3x7": rng.standard_normal((5, 3, 7)),
         "2x1x67": rng.standard_normal((2, 1, 67)),
         "3x67x5": rng.standard_normal((3, 67, 5)),   # > one 64-column block
+        "2x21x70": rng.standard_normal((2, 21, 70)),  # axis 1: float32 column tiles
         "9x131": rng.standard_normal((9, 131)) * 30,
     }
     if not QUICK:
@@ -529,6 +531,15 @@ def exercise_loss_threads(rng):
         loss, g = call(csoftmax.cross_entropy, x, t, label_smoothing=0.1, return_grad=True)
         close("cross_entropy rows 129x257 threads=2 vs 1", loss, loss1, 1e-10)
         close("cross_entropy rows 129x257 threads=2 vs 1 grad", g, g1, 1e-10)
+        # one long row split across the threads (float32: kept terms)
+        for dt, rtol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+            xl = rng.standard_normal((1, 65541)).astype(dt)
+            tl = np.array([65540])
+            want_l, want_g = ce_ref(xl, tl, -1, None, 0.0, 1.0, False, "sum")
+            ll, gl = call(csoftmax.cross_entropy, xl, tl, reduction="sum",
+                          return_grad=True)
+            close(f"cross_entropy long row {np.dtype(dt).name} threads=2", ll, want_l, rtol)
+            close(f"cross_entropy long row {np.dtype(dt).name} threads=2 grad", gl, want_g, rtol)
         if QUICK:
             return
         want_l, want_g = ce_ref(x, t, -1, None, 0.1, 1.0, False, "mean")
