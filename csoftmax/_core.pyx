@@ -526,12 +526,16 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
     # the fused float32 softmax takes wide blocks (it tiles them itself:
     # longer runs of each row make the strided access cheaper)
     cdef Py_ssize_t cb = COL_BLOCK
+    cdef int nth = _threads_for(outer * n * inner)
     if floating is float:
         if _cols_tiled(mode):
             cb = FUSED_COL_BLOCK
+            # but at least two blocks per thread when there are threads
+            if nth > 1 and outer * ((inner + cb - 1) // cb) < 2 * nth:
+                cb = max(<Py_ssize_t>COL_BLOCK,
+                         ((inner + 2 * nth - 1) // (2 * nth) + 15) // 16 * 16)
     cdef Py_ssize_t nb = (inner + cb - 1) // cb
     cdef Py_ssize_t units = outer * nb, u, o, j0
-    cdef int nth = _threads_for(outer * n * inner)
     if nth <= 1 or units < 2:
         _note_serial()
         for u in range(units):

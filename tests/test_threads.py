@@ -46,11 +46,16 @@ def _ops():
     rows = _x()
     cols = _x((4, 300, 64))
     long_row = _x((1, 70000))          # split across threads (>= 65536)
+    cols1 = _x((1, 40, 1000), np.float32)
     return [
         ("softmax rows", lambda: csoftmax.softmax(rows)),
         ("log_softmax rows f32", lambda: csoftmax.log_softmax(rows.astype(np.float32))),
         ("logsumexp rows", lambda: csoftmax.logsumexp(rows, axis=1)),
         ("softmax cols", lambda: csoftmax.softmax(cols, axis=1)),
+        # float32 columns take 1024-column tiles: one outer block of 1000
+        # columns must still be cut for the threads
+        ("log_softmax cols f32 one block",
+         lambda: csoftmax.log_softmax(cols1, axis=1)),
         ("logsumexp cols", lambda: csoftmax.logsumexp(cols, axis=1)),
         ("softmax long row", lambda: csoftmax.softmax(long_row)),
         ("logsumexp long row", lambda: csoftmax.logsumexp(long_row, axis=1)),
