@@ -66,7 +66,7 @@ cnp.import_array()
 
 DEF ROW_BLOCK = 64          # rows per reduction/write block (stack buffers)
 DEF COL_BLOCK = 64          # columns per block in the non-last-axis path
-DEF FUSED_COL_BLOCK = 1024  # columns per block of the fused float32 column softmax
+DEF FUSED_COL_BLOCK = 1024  # columns per block of the tiled float32 column kernels
 DEF BLOCK_BYTES = 32768     # input bytes per row block (about L1)
 DEF PAR_MIN_ELEMENTS = 32768  # below this, never start threads
 DEF SPLIT_MIN_ROW = 65536     # rows at least this long may be split
@@ -523,8 +523,9 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
                     double scale, double alpha, floating *y, Py_ssize_t yos,
                     Py_ssize_t yrs, int mode, double *mx_out,
                     double *ls_out) noexcept nogil:
-    # the fused float32 softmax takes wide blocks (it tiles them itself:
-    # longer runs of each row make the strided access cheaper)
+    # the tiled float32 softmax / log_softmax take wide blocks (they copy
+    # them through a tile themselves: longer runs of each row make the
+    # strided access cheaper)
     cdef Py_ssize_t cb = COL_BLOCK
     cdef int nth = _threads_for(outer * n * inner)
     if floating is float:
