@@ -366,7 +366,12 @@ cdef void _ce_long_row(const floating *x, const floating *q, floating *g,
 
 cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
                    const floating *q, Py_ssize_t qrs, floating *g,
-                   Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p) noexcept nogil:
+                   Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p,
+                   bint tile) noexcept nogil:
+    """tile: x and g are the (separate) tiles of _ce_cols_tiled; a float32
+    gradient then keeps the reduction's terms and rescales them (one exp per
+    element; measured slower on the strided arrays themselves, whose rows
+    share cache sets)."""
     cdef csm_lse_state st[COL_BLOCK]
     cdef double mx[COL_BLOCK]
     cdef double ls[COL_BLOCK]
@@ -375,13 +380,97 @@ cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
     cdef char flag[COL_BLOCK]
     cdef int ex[COL_BLOCK]
     cdef double aref
-    _lse_cols(x, cols, p.C, xrs, p.scale, st)
+    cdef bint keep = (floating is float and tile and g != NULL and
+                      _tab.lse_store_cols_f32 != NULL)
+    if keep:
+        if floating is float:
+            _tab.lse_store_cols_f32(x, cols, p.C, xrs, p.scale, st, g, grs)
+    else:
+        _lse_cols(x, cols, p.C, xrs, p.scale, st)
     _tab.finalize(st, cols, p.scale, mx, ls)
     _ce_samples(x, cols, 1, xrs, q, 1, qrs, s0, mx, ls, p, a, lpy, flag)
     if g != NULL:
         aref = _ce_prepare(cols, a, ls, flag, ex, floating is double)
-        _write_cols(x, cols, p.C, xrs, p.scale, mx, ls, aref, g, grs, False)
+        if keep:
+            if floating is float:
+                _tab.softmax_scale_cols_f32(x, cols, p.C, xrs, p.scale, mx, ls,
+                                            aref, g, grs)
+        else:
+            _write_cols(x, cols, p.C, xrs, p.scale, mx, ls, aref, g, grs, False)
         _ce_fixup(g, cols, 1, grs, q, 1, qrs, s0, a, lpy, flag, ex, p)
+
+
+cdef inline void _ce_cols_unit(const floating *x, Py_ssize_t cols,
+                               Py_ssize_t xrs, const floating *q,
+                               Py_ssize_t qrs, floating *g, Py_ssize_t grs,
+                               Py_ssize_t s0, const _ce_par *p,
+                               bint tiled) noexcept nogil:
+    if floating is float:
+        if tiled:
+            _ce_cols_tiled(x, cols, xrs, q, qrs, g, grs, s0, p)
+            return
+    _ce_cols_blocks(x, cols, xrs, q, qrs, g, grs, s0, p, False)
+
+
+DEF CE_TILE = 8192    # floats per column tile of the cross-entropy (x and g each)
+
+
+cdef inline Py_ssize_t _ce_tile_width(Py_ssize_t C) noexcept nogil:
+    """Columns per float32 tile of the column cross-entropy (a multiple of
+    16), or 0 when C rows leave fewer than 64 (then no tiles)."""
+    cdef Py_ssize_t tw = (CE_TILE // C) // 16 * 16
+    return tw if tw >= 64 else 0
+
+
+cdef void _ce_cols_tiled(const float *x, Py_ssize_t cols, Py_ssize_t xrs,
+                         const float *q, Py_ssize_t qrs, float *g,
+                         Py_ssize_t grs, Py_ssize_t s0,
+                         const _ce_par *p) noexcept nogil:
+    """_ce_cols on up to FUSED_COL_BLOCK columns, copied a tile at a time
+    into contiguous rows of a padded pitch (the class rows of x are usually
+    a multiple of 4 KiB apart and share cache sets: see the column tiles in
+    kernels_avx2.c); the gradient tile is streamed out.  g may be x."""
+    cdef Py_ssize_t C = p.C, tw = _ce_tile_width(C), P, j, j2, w, i
+    cdef float *buf
+    cdef float *tg
+    if tw == 0 or cols < 64:
+        _ce_cols_blocks(x, cols, xrs, q, qrs, g, grs, s0, p, False)
+        return
+    P = tw + 16
+    buf = <float *>malloc(2 * C * P * sizeof(float))
+    if buf == NULL:
+        _ce_cols_blocks(x, cols, xrs, q, qrs, g, grs, s0, p, False)
+        return
+    tg = buf + C * P
+    j = 0
+    while j < cols:
+        w = min(tw, cols - j)
+        for i in range(C):
+            memcpy(buf + i * P, x + i * xrs + j, w * sizeof(float))
+        _ce_cols_blocks(buf, w, P, (q + j) if q != NULL else NULL, qrs,
+                        tg if g != NULL else NULL, P, s0 + j, p, True)
+        if g != NULL:
+            if _tab.copy_rows_nt_f32 != NULL:
+                _tab.copy_rows_nt_f32(g + j, grs, tg, P, C, w)
+            else:
+                for i in range(C):
+                    memcpy(g + i * grs + j, tg + i * P, w * sizeof(float))
+        j += w
+    free(buf)
+
+
+cdef inline void _ce_cols_blocks(const floating *x, Py_ssize_t cols,
+                                 Py_ssize_t xrs, const floating *q,
+                                 Py_ssize_t qrs, floating *g, Py_ssize_t grs,
+                                 Py_ssize_t s0, const _ce_par *p,
+                                 bint tile) noexcept nogil:
+    """_ce_cols on any number of columns, COL_BLOCK at a time."""
+    cdef Py_ssize_t j0 = 0
+    while j0 < cols:
+        _ce_cols(x + j0, min(COL_BLOCK, cols - j0), xrs,
+                 (q + j0) if q != NULL else NULL, qrs,
+                 (g + j0) if g != NULL else NULL, grs, s0 + j0, p, tile)
+        j0 += COL_BLOCK
 
 
 cdef void _ce_run(const floating *x, const floating *q, floating *g,
@@ -390,7 +479,8 @@ cdef void _ce_run(const floating *x, const floating *q, floating *g,
                   Py_ssize_t gos, Py_ssize_t grs, const _ce_par *p) noexcept nogil:
     """inner == 0: rows layout (outer rows of C, row strides xos/qos/gos);
     otherwise columns layout (outer, C, inner)."""
-    cdef Py_ssize_t C = p.C, per, nblocks, b, r0, nb, units, u, o, j0
+    cdef Py_ssize_t C = p.C, per, nblocks, b, r0, nb, units, u, o, j0, cb
+    cdef bint tiled
     cdef int nth
     if inner == 0:
         nth = _threads_for(outer * C)
@@ -414,25 +504,34 @@ cdef void _ce_run(const floating *x, const floating *q, floating *g,
             _ce_rows(x + r0 * xos, min(per, outer - r0), xos, q + r0 * qos, qos,
                      (g + r0 * gos) if g != NULL else NULL, gos, r0, p)
         return
-    nb = (inner + COL_BLOCK - 1) // COL_BLOCK
-    units = outer * nb
     nth = _threads_for(outer * C * inner)
+    cb = COL_BLOCK
+    tiled = (floating is float and _fused_ok and _ce_tile_width(C) > 0 and
+             _tab.copy_rows_nt_f32 != NULL)
+    if tiled:
+        # wide blocks, copied through tiles; two blocks per thread at least
+        cb = FUSED_COL_BLOCK
+        if nth > 1 and outer * ((inner + cb - 1) // cb) < 2 * nth:
+            cb = max(<Py_ssize_t>COL_BLOCK,
+                     ((inner + 2 * nth - 1) // (2 * nth) + 15) // 16 * 16)
+    nb = (inner + cb - 1) // cb
+    units = outer * nb
     if nth <= 1 or units < 2:
         for u in range(units):
             o = u // nb
-            j0 = (u % nb) * COL_BLOCK
-            _ce_cols(x + o * xos + j0, min(COL_BLOCK, inner - j0), xrs,
-                     q + o * qos + j0, qrs,
-                     (g + o * gos + j0) if g != NULL else NULL, grs,
-                     o * inner + j0, p)
+            j0 = (u % nb) * cb
+            _ce_cols_unit(x + o * xos + j0, min(cb, inner - j0), xrs,
+                          (q + o * qos + j0) if q != NULL else NULL, qrs,
+                          (g + o * gos + j0) if g != NULL else NULL, grs,
+                          o * inner + j0, p, tiled)
         return
     for u in prange(units, num_threads=nth, schedule='static'):
         o = u // nb
-        j0 = (u % nb) * COL_BLOCK
-        _ce_cols(x + o * xos + j0, min(COL_BLOCK, inner - j0), xrs,
-                 q + o * qos + j0, qrs,
-                 (g + o * gos + j0) if g != NULL else NULL, grs,
-                 o * inner + j0, p)
+        j0 = (u % nb) * cb
+        _ce_cols_unit(x + o * xos + j0, min(cb, inner - j0), xrs,
+                      (q + o * qos + j0) if q != NULL else NULL, qrs,
+                      (g + o * gos + j0) if g != NULL else NULL, grs,
+                      o * inner + j0, p, tiled)
 
 
 cdef inline Py_ssize_t _es(cnp.ndarray a, int axis):

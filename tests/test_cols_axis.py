@@ -145,7 +145,7 @@ def _ref_grad(x, t, w, coef, axis):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("inner", [1, 9, 16, 65, 1023])
-def test_cross_entropy_grad_columns(isa, dtype, inner, rng):
+def test_cross_entropy_grad_columns(isa, dtype, inner, rng, fused):
     """The write pass gets alpha = the block's largest coefficient: ordinary
     (1/N), huge and tiny weights (alpha outside the folded range -> generic
     kernel), all through the class-axis-1 path."""

@@ -5,7 +5,7 @@ memcheck, tools/sanitize.sh under ASan/UBSan), not a test suite: it walks
 the code paths -- row and column layouts, every dtype, strided / reversed /
 transposed inputs, out= and in place, 0-size and 1-length axes, special
 values, the long-row split across threads (cross-entropy too), the
-float32 column tiles, the weighted logsumexp; the
+float32 column tiles (cross-entropy too), the weighted logsumexp; the
 losses (cross_entropy with index and probability targets, weights,
 ignore_index, label smoothing, grad_out; nll_loss; distillation_loss,
 kl_div, margin_logits / margin_cross_entropy for normface / cosface /
@@ -531,6 +531,14 @@ def exercise_loss_threads(rng):
         loss, g = call(csoftmax.cross_entropy, x, t, label_smoothing=0.1, return_grad=True)
         close("cross_entropy rows 129x257 threads=2 vs 1", loss, loss1, 1e-10)
         close("cross_entropy rows 129x257 threads=2 vs 1 grad", g, g1, 1e-10)
+        # float32 columns through the tiles (>= 64 columns, <= 128 classes)
+        xt = rng.standard_normal((2, 21, 130)).astype(np.float32)
+        tt = rng.integers(0, 21, (2, 130))
+        want_l, want_g = ce_ref(xt, tt, 1, None, 0.0, 1.0, False, "sum")
+        lt, gt = call(csoftmax.cross_entropy, xt, tt, axis=1, reduction="sum",
+                      return_grad=True)
+        close("cross_entropy cols tiles 2x21x130 threads=2", lt, want_l, 1e-5)
+        close("cross_entropy cols tiles 2x21x130 threads=2 grad", gt, want_g, 1e-5)
         # one long row split across the threads (float32: kept terms)
         for dt, rtol in ((np.float32, 1e-5), (np.float64, 1e-12)):
             xl = rng.standard_normal((1, 65541)).astype(dt)

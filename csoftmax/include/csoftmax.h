@@ -173,6 +173,9 @@ typedef void (*csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows,
  * on the same block finds its destination in cache (AVX2 only, NULL in the
  * other tables).  A hint: w is never read or written, may be any memory
  * (x itself too); the states are those of lse_rows_*. */
+typedef void (*csm_copy_rows_f32)(float *d, ptrdiff_t d_row_stride,
+                                  const float *s, ptrdiff_t s_row_stride,
+                                  ptrdiff_t n_rows, ptrdiff_t n);
 typedef void (*csm_lse_rows_pw_f32)(const float *x, ptrdiff_t n_rows,
                                     ptrdiff_t n, ptrdiff_t row_stride,
                                     double scale, csm_lse_state *states,
@@ -223,6 +226,13 @@ typedef struct {
     /* log_softmax on n_cols columns: lse_cols + finalize + log_softmax_cols
      * in one call (alpha as there), through a contiguous tile (may be NULL) */
     csm_softmax_fused_rows_f32 log_softmax_tiled_cols_f32;
+    /* d[i, :n] = s[i, :n] for n_rows rows, with streaming stores for the
+     * whole cache lines (for output not read back soon; may be NULL) */
+    csm_copy_rows_f32 copy_rows_nt_f32;
+    /* lse_store_rows_f32 / softmax_scale_rows_f32 for columns (the
+     * lse_cols / softmax_cols arguments; may be NULL) */
+    csm_lse_store_rows_f32 lse_store_cols_f32;
+    csm_write_cols_f32 softmax_scale_cols_f32;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

@@ -89,6 +89,13 @@ void csm_softmax_fused_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
         ptrdiff_t, double, double, float *, ptrdiff_t);
 void csm_log_softmax_tiled_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
         ptrdiff_t, double, double, float *, ptrdiff_t);
+void csm_copy_rows_nt_f32_avx2(float *, ptrdiff_t, const float *, ptrdiff_t,
+        ptrdiff_t, ptrdiff_t);
+void csm_lse_store_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
+        ptrdiff_t, double, csm_lse_state *, float *, ptrdiff_t);
+void csm_softmax_scale_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
+        ptrdiff_t, double, const double *, const double *, double, float *,
+        ptrdiff_t);
 #endif
 #if defined(__aarch64__)
 #define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */

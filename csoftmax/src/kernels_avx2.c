@@ -1430,9 +1430,10 @@ static inline __m256 logsmc8_f32_(__m256 a, __m256d sv, __m256d ml, __m256d mh,
  * redo the group. */
 static inline __attribute__((always_inline)) int
 lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
-                    double span_s, csm_lse_state *states, const int G,
-                    const int S1)
+                    double span_s, csm_lse_state *states, float *e,
+                    ptrdiff_t es, const int G, const int S1)
 {
+    const __m256 neg1 = _mm256_set1_ps(-1.0f);
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     const __m256d sv = _mm256_set1_pd(scale);
     __m256 m0 = ninf, m1 = ninf, bad = _mm256_setzero_ps();
@@ -1467,11 +1468,15 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
     if (G == 2) xr_lanes_init_(&xb, scale, mx2, mx3, &f2, &f3);
     __m256d r0 = _mm256_setzero_pd(), r1 = r0, r2 = r0, r3 = r0;
     __m256i cnt = _mm256_setzero_si256(), cnt1 = cnt;
-#define XRC_STEP(a, mf, Lv, c, e, cn)                                          \
+/* e (not NULL): the terms are kept there, as csm_lse_store_rows_f32 does
+ * (sentinel -1 where x == max), at row i + k, column offset o */
+#define XRC_STEP(a, mf, Lv, c, t, cn, k, o)                                    \
     do {                                                                       \
         __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
         cn = _mm256_sub_epi32(cn, _mm256_castps_si256(eq_));                   \
-        e = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_), &c, S1);  \
+        t = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_), &c, S1);  \
+        if (e) _mm256_storeu_ps(e + (i + (k)) * es + (o),                      \
+                                _mm256_blendv_ps(t, neg1, eq_));               \
     } while (0)
 #define XRC_ADD(s, ra, rb)                                                     \
     do {                                                                       \
@@ -1482,29 +1487,29 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
     for (; i + 4 <= n; i += 4) {   /* 4 rows summed in float32, as the rows */
         const float *xi = x + i * rs;
         __m256 e0, e1, e2, e3;
-        XRC_STEP(_mm256_loadu_ps(xi), m0, L0, xa, e0, cnt);
-        XRC_STEP(_mm256_loadu_ps(xi + rs), m0, L0, xa, e1, cnt);
-        XRC_STEP(_mm256_loadu_ps(xi + 2 * rs), m0, L0, xa, e2, cnt);
-        XRC_STEP(_mm256_loadu_ps(xi + 3 * rs), m0, L0, xa, e3, cnt);
+        XRC_STEP(_mm256_loadu_ps(xi), m0, L0, xa, e0, cnt, 0, 0);
+        XRC_STEP(_mm256_loadu_ps(xi + rs), m0, L0, xa, e1, cnt, 1, 0);
+        XRC_STEP(_mm256_loadu_ps(xi + 2 * rs), m0, L0, xa, e2, cnt, 2, 0);
+        XRC_STEP(_mm256_loadu_ps(xi + 3 * rs), m0, L0, xa, e3, cnt, 3, 0);
         __m256 sa = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
         XRC_ADD(sa, r0, r1);
         if (G == 2) {
-            XRC_STEP(_mm256_loadu_ps(xi + 8), m1, L1, xb, e0, cnt1);
-            XRC_STEP(_mm256_loadu_ps(xi + rs + 8), m1, L1, xb, e1, cnt1);
-            XRC_STEP(_mm256_loadu_ps(xi + 2 * rs + 8), m1, L1, xb, e2, cnt1);
-            XRC_STEP(_mm256_loadu_ps(xi + 3 * rs + 8), m1, L1, xb, e3, cnt1);
+            XRC_STEP(_mm256_loadu_ps(xi + 8), m1, L1, xb, e0, cnt1, 0, 8);
+            XRC_STEP(_mm256_loadu_ps(xi + rs + 8), m1, L1, xb, e1, cnt1, 1, 8);
+            XRC_STEP(_mm256_loadu_ps(xi + 2 * rs + 8), m1, L1, xb, e2, cnt1, 2, 8);
+            XRC_STEP(_mm256_loadu_ps(xi + 3 * rs + 8), m1, L1, xb, e3, cnt1, 3, 8);
             __m256 sb = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
             XRC_ADD(sb, r2, r3);
         }
     }
     for (; i < n; ++i) {
         const float *xi = x + i * rs;
-        __m256 e;
-        XRC_STEP(_mm256_loadu_ps(xi), m0, L0, xa, e, cnt);
-        XRC_ADD(e, r0, r1);
+        __m256 t;
+        XRC_STEP(_mm256_loadu_ps(xi), m0, L0, xa, t, cnt, 0, 0);
+        XRC_ADD(t, r0, r1);
         if (G == 2) {
-            XRC_STEP(_mm256_loadu_ps(xi + 8), m1, L1, xb, e, cnt1);
-            XRC_ADD(e, r2, r3);
+            XRC_STEP(_mm256_loadu_ps(xi + 8), m1, L1, xb, t, cnt1, 0, 8);
+            XRC_ADD(t, r2, r3);
         }
     }
 #undef XRC_STEP
@@ -1533,29 +1538,119 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
     return 1;
 }
 
-void csm_lse_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
-                           ptrdiff_t row_stride, double scale,
-                           csm_lse_state *states)
+/* e != NULL: keep the terms of every group that takes the fast path in e
+ * (groups as below: 16 columns, then 8, the rest generic; a group is fast
+ * iff it has no NaN and every lane a representable clamp, which the
+ * rescale kernel repeats from the max values alone) */
+static void lse_cols_f32_(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
+                          ptrdiff_t row_stride, double scale,
+                          csm_lse_state *states, float *e, ptrdiff_t es)
 {
     const double span_s = XR_SPAN / scale;
     ptrdiff_t j = 0;
     for (; j + 16 <= n_cols; j += 16) {
+        float *ej = e ? e + j : NULL;
         int ok = scale == 1.0
-            ? lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 2, 1)
-            : lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 2, 0);
+            ? lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, ej, es, 2, 1)
+            : lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, ej, es, 2, 0);
         if (!ok)
             csm_lse_cols_f32_generic_avx2(x + j, 16, n, row_stride, scale, states + j);
     }
     for (; j + 8 <= n_cols; j += 8) {
+        float *ej = e ? e + j : NULL;
         int ok = scale == 1.0
-            ? lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 1, 1)
-            : lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, 1, 0);
+            ? lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, ej, es, 1, 1)
+            : lse_cols_group_f32_(x + j, n, row_stride, scale, span_s, states + j, ej, es, 1, 0);
         if (!ok)
             csm_lse_cols_f32_generic_avx2(x + j, 8, n, row_stride, scale, states + j);
     }
     if (j < n_cols)
         csm_lse_cols_f32_generic_avx2(x + j, n_cols - j, n, row_stride, scale,
                                       states + j);
+}
+
+void csm_lse_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
+                           ptrdiff_t row_stride, double scale,
+                           csm_lse_state *states)
+{
+    lse_cols_f32_(x, n_cols, n, row_stride, scale, states, NULL, 0);
+}
+
+/* Column counterparts of csm_lse_store_rows_f32 / csm_softmax_scale_rows_f32
+ * (the cross-entropy gradient along a non-last axis, from its tiles): the
+ * store kernel keeps the terms of the fast groups in e; the rescale kernel
+ * repeats the per-group decision from the max values (a NaN max fails the
+ * clamp test) and writes from x the groups not stored or with a lane whose
+ * factor f = alpha exp(-log_sum) 2^96 factor is outside [2^-92, 2^13] or
+ * NaN.  y may be e, not x. */
+void csm_lse_store_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
+        ptrdiff_t row_stride, double scale, csm_lse_state *states, float *e,
+        ptrdiff_t e_row_stride)
+{
+    lse_cols_f32_(x, n_cols, n, row_stride, scale, states, e, e_row_stride);
+}
+
+void csm_softmax_scale_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    const __m256d sv = _mm256_set1_pd(scale), av = _mm256_set1_pd(alpha);
+    const __m256d up = _mm256_set1_pd(0x1p96), absmask =
+        _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    const __m256d fmin = _mm256_set1_pd(0x1p-92), fmax = _mm256_set1_pd(0x1p13);
+    const __m256 down = _mm256_set1_ps(0x1p-96f);
+    ptrdiff_t j = 0;
+    while (j + 8 <= n_cols) {
+        const int G = j + 16 <= n_cols ? 2 : 1;
+        __m256 fh[2], fl[2], ym[2];
+        int ok = 1;
+        for (int g = 0; g < G && ok; ++g) {
+            const double *mp = max + j + 8 * g, *lp = log_sum + j + 8 * g;
+            __m256d ml = _mm256_loadu_pd(mp), mh = _mm256_loadu_pd(mp + 4);
+            __m256 L;
+            if (!clamp_bound8_(ml, mh, sv, XR_SPAN, span_s, &L)) { ok = 0; break; }
+            xr_row_ xc;
+            __m256d fac[2];
+            xr_lanes_init_(&xc, scale, ml, mh, &fac[0], &fac[1]);
+            __m128 h[2], l[2], m[2];
+            for (int k = 0; k < 2; ++k) {
+                __m256d ls = _mm256_loadu_pd(lp + 4 * k);
+                __m256d gv = _mm256_mul_pd(av, exp_f64_(_mm256_sub_pd(_mm256_setzero_pd(), ls)));
+                __m256d f = _mm256_mul_pd(gv, _mm256_mul_pd(up, fac[k]));
+                __m256d af = _mm256_and_pd(f, absmask);
+                __m256d in = _mm256_and_pd(_mm256_cmp_pd(af, fmin, _CMP_GE_OQ),
+                                           _mm256_cmp_pd(af, fmax, _CMP_LE_OQ));
+                if (_mm256_movemask_pd(in) != 15) { ok = 0; break; }
+                h[k] = _mm256_cvtpd_ps(f);
+                l[k] = _mm256_cvtpd_ps(_mm256_sub_pd(f, _mm256_cvtps_pd(h[k])));
+                m[k] = _mm256_cvtpd_ps(gv);
+            }
+            if (!ok) break;
+            fh[g] = _mm256_set_m128(h[1], h[0]);
+            fl[g] = _mm256_set_m128(l[1], l[0]);
+            ym[g] = _mm256_set_m128(m[1], m[0]);
+        }
+        if (!ok) {
+            csm_softmax_cols_f32_avx2(x + j, 8 * G, n, x_row_stride, scale,
+                                      max + j, log_sum + j, alpha, y + j,
+                                      y_row_stride);
+        } else {
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                float *yi = y + i * y_row_stride + j;
+                for (int g = 0; g < G; ++g) {
+                    __m256 e = _mm256_loadu_ps(yi + 8 * g);
+                    __m256 v = _mm256_fmadd_ps(e, fh[g], _mm256_mul_ps(e, fl[g]));
+                    _mm256_storeu_ps(yi + 8 * g,
+                                     _mm256_blendv_ps(_mm256_mul_ps(v, down), ym[g], e));
+                }
+            }
+        }
+        j += 8 * G;
+    }
+    if (j < n_cols)
+        csm_softmax_cols_f32_avx2(x + j, n_cols - j, n, x_row_stride, scale,
+                                  max + j, log_sum + j, alpha, y + j, y_row_stride);
 }
 
 /* Softmax write: alpha is folded into the per-column constant,
@@ -1887,6 +1982,14 @@ void csm_softmax_fused_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
     else
         cols_tiled_f32_(x, n_cols, n, x_row_stride, scale, alpha, y,
                         y_row_stride, 0);
+}
+
+void csm_copy_rows_nt_f32_avx2(float *d, ptrdiff_t d_row_stride,
+        const float *s, ptrdiff_t s_row_stride, ptrdiff_t n_rows, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n_rows; ++i)
+        copy_out_nt_f32_(d + i * d_row_stride, s + i * s_row_stride, n);
+    _mm_sfence();
 }
 
 void csm_log_softmax_tiled_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
