@@ -97,6 +97,10 @@ cdef extern from "csoftmax.h" nogil:
                                             double scale, csm_lse_state *states,
                                             float *e, Py_ssize_t e_row_stride) noexcept nogil
 
+    ctypedef void (*csm_lse_store_rows_f64)(const double *x, Py_ssize_t n_rows,
+                                            Py_ssize_t n, Py_ssize_t x_row_stride,
+                                            double scale, csm_lse_state *states,
+                                            double *e, Py_ssize_t e_row_stride) noexcept nogil
     ctypedef void (*csm_copy_rows_f32)(float *d, Py_ssize_t d_row_stride,
                                        const float *s, Py_ssize_t s_row_stride,
                                        Py_ssize_t n_rows, Py_ssize_t n) noexcept nogil
@@ -149,6 +153,8 @@ cdef extern from "csoftmax.h" nogil:
         csm_copy_rows_f32 copy_rows_nt_f32
         csm_lse_store_rows_f32 lse_store_cols_f32
         csm_write_rows_f32 softmax_scale_cols_f32
+        csm_lse_store_rows_f64 lse_store_rows_f64
+        csm_write_rows_f64 softmax_scale_rows_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

@@ -253,11 +253,12 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
     cdef Py_ssize_t r0 = 0, m, C = p.C
     cdef double aref
     cdef bint small = _small(C)
-    # float32 gradient into separate memory: the reduction keeps its terms
-    # in g and the write pass rescales them (one exp per element)
-    cdef bint keep = (floating is float and not small and g != NULL and
+    # gradient into separate memory: the reduction keeps its terms in g and
+    # the write pass rescales them (one exp per element)
+    cdef bint keep = (not small and g != NULL and
                       C * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES and
-                      _tab.lse_store_rows_f32 != NULL and _fused_ok and
+                      (_tab.lse_store_rows_f32 != NULL if floating is float
+                       else _tab.lse_store_rows_f64 != NULL) and _fused_ok and
                       not _overlaps(<const char *>x, rows, xrs, C,
                                     <const char *>g, grs, sizeof(floating)))
     while r0 < rows:
@@ -267,6 +268,9 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
         elif keep:
             if floating is float:
                 _tab.lse_store_rows_f32(x + r0 * xrs, m, C, xrs, p.scale, st,
+                                        g + r0 * grs, grs)
+            else:
+                _tab.lse_store_rows_f64(x + r0 * xrs, m, C, xrs, p.scale, st,
                                         g + r0 * grs, grs)
             _tab.finalize(st, m, p.scale, mx, ls)
         elif g != NULL:
@@ -285,6 +289,9 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
             elif keep:
                 if floating is float:
                     _tab.softmax_scale_rows_f32(x + r0 * xrs, m, C, xrs, p.scale,
+                                                mx, ls, aref, g + r0 * grs, grs)
+                else:
+                    _tab.softmax_scale_rows_f64(x + r0 * xrs, m, C, xrs, p.scale,
                                                 mx, ls, aref, g + r0 * grs, grs)
             else:
                 _write_rows(x + r0 * xrs, m, C, xrs, p.scale, mx, ls, aref,

@@ -214,3 +214,90 @@ def test_logsumexp_backward_negative_upstream(fused):
     u = _ulps(g, want)
     assert u.max() <= 4.0, u.max()
     assert np.all(g[5] == 0)
+
+
+# ---------------------------------------------------------------------------
+# float64: lse_store_rows_f64 / softmax_scale_rows_f64 (terms exp(s (x - M))
+# kept in the gradient, rescaled by alpha exp(-log_sum) when that is in
+# [2^-60, 1]; other rows written from x)
+
+def _rel64(g, want, t):
+    """max relative error of the non-target entries (normal range)."""
+    g = np.asarray(g, dtype=np.float64)
+    mask = np.ones(g.shape, dtype=bool)
+    if t is not None:
+        mask[np.arange(g.shape[0]), t] = False
+    ok = mask & (np.abs(want) >= 1e-290)
+    err = np.abs(g - want) / np.where(ok, np.abs(want), 1.0)
+    return np.where(ok, err, 0.0).max()
+
+
+@pytest.mark.parametrize("C", [8, 9, 64, 1000, 5000])
+@pytest.mark.parametrize("kind", ["normal", "wide", "shifted", "dominant",
+                                  "ties", "underflow"])
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_float64_class_targets(C, kind, temperature, fused):
+    rng = np.random.default_rng(C + 1)
+    x = _logits(kind, 70, C, rng).astype(np.float64)
+    t = rng.integers(0, C, x.shape[0])
+    loss, g = csoftmax.cross_entropy(x, t, temperature=temperature,
+                                     reduction="sum", return_grad=True)
+    rl, rg = ref_ce(x, t, temperature=temperature, reduction="sum")
+    np.testing.assert_allclose(loss, rl, rtol=1e-12)
+    # exp(s (x - M)) then one product: ~|s (x - M)| ulps of the argument;
+    # the reference's own x / T rounds by ~|x / T| ulps (shifted rows)
+    tol = 2e-13 + 8 * 2.0 ** -52 * np.abs(x).max() / temperature
+    assert _rel64(g, rg, t) <= tol, f"C={C} {kind} T={temperature}"
+    rows = np.arange(x.shape[0])
+    np.testing.assert_allclose(g[rows, t], rg[rows, t], rtol=1e-12,
+                               atol=tol * np.abs(rg).max())
+
+
+def test_float64_special_rows_and_weights(fused):
+    rng = np.random.default_rng(13)
+    C = 100
+    x = rng.standard_normal((10, C))
+    x[1, 4] = np.nan
+    x[2, 9] = np.inf
+    x[3, :] = -np.inf
+    x[4, 50] = -np.inf
+    t = np.arange(10) % C
+    w = np.ones(C)
+    w[5:10] = [1e30, 1e-30, 1e-300, 3.0, 1e200]     # factor above 1 / tiny
+    with np.errstate(all="ignore"):
+        loss, g = csoftmax.cross_entropy(x, t, weight=w, reduction="none",
+                                         return_grad=True)
+        loss2, g2 = _unfused64(x, t, w)
+    np.testing.assert_array_equal(loss[1:4], loss2[1:4])
+    np.testing.assert_array_equal(g[1:4], g2[1:4])
+    clean = [0, 4, 5, 6, 7, 8, 9]
+    rl, rg = ref_ce(np.where(np.isneginf(x[clean]), -1e300, x[clean]), t[clean],
+                    weight=w, reduction="none")
+    np.testing.assert_allclose(loss[clean], rl, rtol=1e-12)
+    assert _rel64(g[clean], rg, t[clean]) <= 2e-13
+
+
+def _unfused64(x, t, w):
+    prev = _core._use_fused(False)
+    try:
+        return csoftmax.cross_entropy(x, t, weight=w, reduction="none",
+                                      return_grad=True)
+    finally:
+        _core._use_fused(prev)
+
+
+def test_float64_in_place_and_backward(fused):
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((30, 700)) * 5
+    t = rng.integers(0, 700, 30)
+    _, want = ref_ce(x, t, reduction="sum")
+    xx = x.copy()
+    _, g = csoftmax.cross_entropy(xx, t, reduction="sum", return_grad=True,
+                                  grad_out=xx)
+    assert g is xx
+    assert _rel64(xx, want, t) <= 2e-13
+    dy = np.array([1.0, -2.0, 1e-300, -1e-25, 3e4] + [0.5] * 25)
+    gb = csoftmax.logsumexp_backward(x, dy, axis=-1)
+    p = np.exp(x - x.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert _rel64(gb, p * dy[:, None], None) <= 2e-13

@@ -243,10 +243,15 @@ def test_cross_entropy_small_rows(isa, dtype, kw, rng):
                                            err_msg=f"C={C} N={N} {kw}")
             np.testing.assert_allclose(loss, loss_d, rtol=tol, err_msg=f"C={C} N={N}")
             np.testing.assert_allclose(loss_r, loss_d, rtol=tol, err_msg=f"C={C} N={N}")
-            # in place gives the same gradient
+            # in place gives the same gradient: bit for bit on the short-row
+            # kernels; longer rows, when not in place, keep the reduction's
+            # terms and rescale them (the same to rounding)
             xi = x.copy()
             csoftmax.cross_entropy(xi, t, return_grad=True, grad_out=xi, **k)
-            np.testing.assert_array_equal(xi, grad)
+            if C <= SMALL_LOG:
+                np.testing.assert_array_equal(xi, grad)
+            else:
+                np.testing.assert_allclose(xi, grad, rtol=tol, atol=tol * scale * 1e-2)
 
 
 def test_cross_entropy_target_near_one(isa):

@@ -173,6 +173,10 @@ typedef void (*csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows,
  * on the same block finds its destination in cache (AVX2 only, NULL in the
  * other tables).  A hint: w is never read or written, may be any memory
  * (x itself too); the states are those of lse_rows_*. */
+typedef void (*csm_lse_store_rows_f64)(const double *x, ptrdiff_t n_rows,
+                                       ptrdiff_t n, ptrdiff_t x_row_stride,
+                                       double scale, csm_lse_state *states,
+                                       double *e, ptrdiff_t e_row_stride);
 typedef void (*csm_copy_rows_f32)(float *d, ptrdiff_t d_row_stride,
                                   const float *s, ptrdiff_t s_row_stride,
                                   ptrdiff_t n_rows, ptrdiff_t n);
@@ -233,6 +237,9 @@ typedef struct {
      * lse_cols / softmax_cols arguments; may be NULL) */
     csm_lse_store_rows_f32 lse_store_cols_f32;
     csm_write_cols_f32 softmax_scale_cols_f32;
+    /* lse_store_rows_f32 / softmax_scale_rows_f32 for float64 (may be NULL) */
+    csm_lse_store_rows_f64 lse_store_rows_f64;
+    csm_write_rows_f64 softmax_scale_rows_f64;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

@@ -91,6 +91,11 @@ void csm_log_softmax_tiled_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
         ptrdiff_t, double, double, float *, ptrdiff_t);
 void csm_copy_rows_nt_f32_avx2(float *, ptrdiff_t, const float *, ptrdiff_t,
         ptrdiff_t, ptrdiff_t);
+void csm_lse_store_rows_f64_avx2(const double *, ptrdiff_t, ptrdiff_t,
+        ptrdiff_t, double, csm_lse_state *, double *, ptrdiff_t);
+void csm_softmax_scale_rows_f64_avx2(const double *, ptrdiff_t, ptrdiff_t,
+        ptrdiff_t, double, const double *, const double *, double, double *,
+        ptrdiff_t);
 void csm_lse_store_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
         ptrdiff_t, double, csm_lse_state *, float *, ptrdiff_t);
 void csm_softmax_scale_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
