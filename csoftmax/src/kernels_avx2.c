@@ -1170,6 +1170,22 @@ void csm_softmax_scale_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
  * keeps alpha / S <= 1, so a denormal e_i is never magnified.  Rows with a
  * non-finite max (NaN, +-inf, all -inf) or alpha outside (0, 1] take the
  * reduction + finalize + write path (decided before anything is written). */
+/* y[0:n] *= f in place (the rescale pass of the float64 one-exp kernels) */
+static inline void scale_row_f64_(double *y, ptrdiff_t n, double f)
+{
+    const __m256d fv = _mm256_set1_pd(f);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_pd(y + i, _mm256_mul_pd(_mm256_loadu_pd(y + i), fv));
+        _mm256_storeu_pd(y + i + 4, _mm256_mul_pd(_mm256_loadu_pd(y + i + 4), fv));
+    }
+    for (; i < n; i += 4) {
+        __m256i msk = tail_mask64_(n - i);
+        _mm256_maskstore_pd(y + i, msk,
+                            _mm256_mul_pd(_mm256_maskload_pd(y + i, msk), fv));
+    }
+}
+
 static void softmax_fused_row_f64_(const double *x, ptrdiff_t n, double scale,
                                    double alpha, double m, double *y,
                                    const double *pf)
@@ -1196,17 +1212,7 @@ static void softmax_fused_row_f64_(const double *x, ptrdiff_t n, double scale,
         _mm256_maskstore_pd(y + i, msk, ea);
         r0 = _mm256_add_pd(r0, ea);
     }
-    const __m256d fv = _mm256_set1_pd(alpha / hsum_pd_(_mm256_add_pd(r0, r1)));
-    i = 0;
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_pd(y + i, _mm256_mul_pd(_mm256_loadu_pd(y + i), fv));
-        _mm256_storeu_pd(y + i + 4, _mm256_mul_pd(_mm256_loadu_pd(y + i + 4), fv));
-    }
-    for (; i < n; i += 4) {
-        __m256i msk = tail_mask64_(n - i);
-        _mm256_maskstore_pd(y + i, msk,
-                            _mm256_mul_pd(_mm256_maskload_pd(y + i, msk), fv));
-    }
+    scale_row_f64_(y, n, alpha / hsum_pd_(_mm256_add_pd(r0, r1)));
 }
 
 /* ---- float64 cross-entropy gradient with one exp per element -------------
@@ -1280,17 +1286,7 @@ void csm_softmax_scale_rows_f64_avx2(const double *x, ptrdiff_t n_rows,
                                       max + r, log_sum + r, alpha, yr, 0);
             continue;
         }
-        const __m256d fv = _mm256_set1_pd(f);
-        ptrdiff_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            _mm256_storeu_pd(yr + i, _mm256_mul_pd(_mm256_loadu_pd(yr + i), fv));
-            _mm256_storeu_pd(yr + i + 4, _mm256_mul_pd(_mm256_loadu_pd(yr + i + 4), fv));
-        }
-        for (; i < n; i += 4) {
-            __m256i msk = tail_mask64_(n - i);
-            _mm256_maskstore_pd(yr + i, msk,
-                                _mm256_mul_pd(_mm256_maskload_pd(yr + i, msk), fv));
-        }
+        scale_row_f64_(yr, n, f);
     }
 }
 
