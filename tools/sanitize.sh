@@ -48,8 +48,11 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
         "$WORK/venv/bin/python" setup.py -q build_ext --inplace > "$WORK/build.log" 2>&1
 ) || { tail -30 "$WORK/build.log"; say "build failed"; exit 1; }
 SO=$(find "$SRC/csoftmax" -maxdepth 1 -name '_core*.so')
-ldd "$SO" | grep -q libasan || { say "$SO is not linked to libasan"; exit 1; }
-ldd "$SO" | grep -q libubsan || { say "$SO is not linked to libubsan"; exit 1; }
+# (ldd's output captured first: with pipefail, `ldd | grep -q` fails at
+# random when grep exits before ldd has written everything -- SIGPIPE)
+LIBS=$(ldd "$SO")
+grep -q libasan <<< "$LIBS" || { say "$SO is not linked to libasan"; exit 1; }
+grep -q libubsan <<< "$LIBS" || { say "$SO is not linked to libubsan"; exit 1; }
 say "built $(basename "$SO") with $SAN ($((SECONDS - t0)) s)"
 
 run_sanitized() {   # run_sanitized LOGDIR CMD...: CMD under ASan/UBSan, from $SRC
