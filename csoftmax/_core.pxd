@@ -113,6 +113,17 @@ cdef extern from "csoftmax.h" nogil:
                                          double scale, csm_lse_state *states,
                                          const double *w, Py_ssize_t w_row_stride) noexcept nogil
 
+    ctypedef void (*csm_ce_small_f32)(const float *x, Py_ssize_t n_rows,
+                                      Py_ssize_t n, Py_ssize_t x_row_stride,
+                                      double scale, const double *a,
+                                      const int *t, double *lp, float *y,
+                                      Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_ce_small_f64)(const double *x, Py_ssize_t n_rows,
+                                      Py_ssize_t n, Py_ssize_t x_row_stride,
+                                      double scale, const double *a,
+                                      const int *t, double *lp, double *y,
+                                      Py_ssize_t y_row_stride) noexcept nogil
+
     ctypedef struct csm_kernel_table:
         csm_isa isa
         const char *name
@@ -155,6 +166,8 @@ cdef extern from "csoftmax.h" nogil:
         csm_write_rows_f32 softmax_scale_cols_f32
         csm_lse_store_rows_f64 lse_store_rows_f64
         csm_write_rows_f64 softmax_scale_rows_f64
+        csm_ce_small_f32 ce_small_f32
+        csm_ce_small_f64 ce_small_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

@@ -23,6 +23,12 @@
 #      float64 from the saved log p_y (b*expm1(lp) + (a-b)*exp(lp): no
 #      cancellation near p_y = 1), and for label smoothing / probability
 #      targets a subtraction over the row.
+#
+# Short rows (C <= 32) with class targets and no label smoothing, and the
+# scale-only mode, skip steps 1-4: the coefficients a_s come first (they do
+# not depend on the row), and one ce_small kernel call per block writes
+# a_s * softmax, the target entries a_s * expm1(log p_y) and log p_y, from
+# which the loss follows (_ce_small_block).
 
 from libc.math cimport expm1 as c_expm1, frexp as c_frexp, ldexp as c_ldexp
 
@@ -240,6 +246,56 @@ cdef inline bint _overlaps(const char *x, Py_ssize_t rows, Py_ssize_t xrs,
     return xa < gb and ga < xb
 
 
+cdef bint _ce_small_block(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
+                          floating *g, Py_ssize_t grs, Py_ssize_t s0,
+                          const _ce_par *p) noexcept nogil:
+    """Short rows, class targets without label smoothing or the
+    scale-only mode: the whole gradient and the target log-probabilities in
+    one kernel call (one exp per element, the target entry's expm1 in
+    vector lanes), then the loss.  The coefficients are those of
+    _ce_samples; False (nothing done) when one is not finite, for the
+    general path's handling of those."""
+    cdef double a[ROW_BLOCK]
+    cdef double lp[ROW_BLOCK]
+    cdef int t[ROW_BLOCK]
+    cdef Py_ssize_t k, C = p.C
+    cdef long long yi
+    cdef double wy, eps = p.eps
+    cdef double c1 = 1.0 - eps, c2 = eps * p.W / C     # as in _ce_samples
+    cdef bint fin = True
+    if p.mode == 2:
+        for k in range(m):
+            a[k] = p.dy[s0 + k]
+            fin = fin & isfinite(a[k])
+    else:
+        for k in range(m):
+            yi = p.y[s0 + k]
+            if yi == p.ignore:
+                a[k] = 0.0
+                t[k] = -1
+            else:
+                wy = p.w[yi] if p.w != NULL else 1.0
+                a[k] = p.coef * (c1 * wy + c2)
+                t[k] = <int>yi
+                fin = fin & isfinite(a[k])
+    if not fin:
+        return False
+    if floating is float:
+        _tab.ce_small_f32(x, m, C, xrs, p.scale, a, t if p.mode == 0 else NULL,
+                          lp, g, grs)
+    else:
+        _tab.ce_small_f64(x, m, C, xrs, p.scale, a, t if p.mode == 0 else NULL,
+                          lp, g, grs)
+    if p.mode == 0:
+        for k in range(m):
+            if t[k] < 0:
+                p.loss[s0 + k] = 0.0
+            else:
+                wy = p.w[t[k]] if p.w != NULL else 1.0
+                p.loss[s0 + k] = -(1.0 - eps) * wy * lp[k]
+    return True
+
+
 cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                    const floating *q, Py_ssize_t qrs, floating *g,
                    Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p) noexcept nogil:
@@ -261,8 +317,16 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                        else _tab.lse_store_rows_f64 != NULL) and _fused_ok and
                       not _overlaps(<const char *>x, rows, xrs, C,
                                     <const char *>g, grs, sizeof(floating)))
+    cdef bint one_call = (small and g != NULL and _fused_ok and
+                          (_tab.ce_small_f32 != NULL if floating is float
+                           else _tab.ce_small_f64 != NULL) and
+                          (p.mode == 2 or (p.mode == 0 and p.eps == 0.0)))
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
+        if one_call and _ce_small_block(x + r0 * xrs, m, xrs, g + r0 * grs,
+                                        grs, s0 + r0, p):
+            r0 += m
+            continue
         if small:
             _lse_small(x + r0 * xrs, m, C, xrs, p.scale, False, mx, ls)
         elif keep:

@@ -189,6 +189,24 @@ typedef void (*csm_lse_rows_pw_f64)(const double *x, ptrdiff_t n_rows,
                                     double scale, csm_lse_state *states,
                                     const double *w, ptrdiff_t w_row_stride);
 
+/* Cross-entropy gradient of short rows (n <= CSM_SMALL_MAX) in one call
+ * (AVX2 only, NULL in the other tables): for each row r,
+ *   y[r, :] = a[r] * softmax(scale * x[r, :]),
+ * and where t != NULL and t[r] >= 0 (a class index < n), the target entry
+ *   y[r, t[r]] = a[r] * expm1(lp[r]),  lp[r] = log softmax(scale * x[r, :])[t[r]]
+ * (computed in float64 from the max and log_sum, so p_t - 1 keeps its
+ * accuracy near p_t = 1), with lp[r] stored.  Rows with a[r] == 0 are zeros
+ * before the target entry (even rows holding NaN).  a[r] must be finite.
+ * x and y may be the same memory.  ce_small_f64 likewise (may be NULL). */
+typedef void (*csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                 ptrdiff_t x_row_stride, double scale,
+                                 const double *a, const int *t, double *lp,
+                                 float *y, ptrdiff_t y_row_stride);
+typedef void (*csm_ce_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                 ptrdiff_t x_row_stride, double scale,
+                                 const double *a, const int *t, double *lp,
+                                 double *y, ptrdiff_t y_row_stride);
+
 typedef struct {
     csm_isa isa;
     const char *name;
@@ -240,6 +258,9 @@ typedef struct {
     /* lse_store_rows_f32 / softmax_scale_rows_f32 for float64 (may be NULL) */
     csm_lse_store_rows_f64 lse_store_rows_f64;
     csm_write_rows_f64 softmax_scale_rows_f64;
+    /* cross-entropy gradient of short rows in one call (may be NULL) */
+    csm_ce_small_f32 ce_small_f32;
+    csm_ce_small_f64 ce_small_f64;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

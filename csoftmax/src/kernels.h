@@ -101,6 +101,10 @@ void csm_lse_store_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
 void csm_softmax_scale_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t,
         ptrdiff_t, double, const double *, const double *, double, float *,
         ptrdiff_t);
+void csm_ce_small_f32_avx2(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        double, const double *, const int *, double *, float *, ptrdiff_t);
+void csm_ce_small_f64_avx2(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        double, const double *, const int *, double *, double *, ptrdiff_t);
 #endif
 #if defined(__aarch64__)
 #define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */

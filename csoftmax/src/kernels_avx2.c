@@ -2930,6 +2930,182 @@ void csm_softmax_write_small_f32_avx2(const float *x, ptrdiff_t n_rows,
     }
 }
 
+/* expm1(t) for t <= 0 (NaN -> NaN, -inf -> -1), float64, 4 lanes: exp(t) - 1
+ * below -0.3 (|result| > 0.25: no cancellation), else the Taylor series to
+ * t^13/13! (truncation < 2.6e-16 relative) -- the vector form of the
+ * per-sample _expm1_le0 of _losses.pxi. */
+static inline __m256d expm1_le0_pd_(__m256d t)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    __m256d big = _mm256_cmp_pd(t, _mm256_set1_pd(-0.3), _CMP_LT_OQ);
+    __m256d q = one;
+    for (int k = 13; k >= 2; --k)
+        q = _mm256_fmadd_pd(_mm256_mul_pd(t, _mm256_set1_pd(1.0 / k)), q, one);
+    q = _mm256_mul_pd(t, q);
+    /* exp(t) - 1 = -1 exactly below -700 (and for -inf); NaN lanes are not
+     * in `big` and keep the series' NaN */
+    __m256d e = exp_f64acc_(_mm256_max_pd(t, _mm256_set1_pd(-700.0)));
+    return _mm256_blendv_pd(q, _mm256_sub_pd(e, one), big);
+}
+
+/* Cross-entropy gradient of float32 short rows in one call (see
+ * csoftmax.h): the fused short-row softmax (one exp_f32acc_ per element,
+ * kept in float64; elements equal to the max counted apart so log_sum =
+ * log(count + rest) keeps a tiny rest), each row scaled by a[r] / sum, and
+ * the target entry recomputed as a[r] * expm1(lp) from lp = scale * (x_t -
+ * max) - log_sum in float64 (no cancellation near p_t = 1).  Lanes with a
+ * representable clamp and |a| <= 2^60 clamp at F32_SM_SPAN (a clamped
+ * element's a * p < 2^60 e^-150 rounds to 0 in float32, as its true value
+ * does); the other finite-max lanes take exp_f32_ unclamped; rows with a
+ * NaN or a non-finite max go through the scalar kernels. */
+void csm_ce_small_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                           ptrdiff_t x_row_stride, double scale,
+                           const double *a, const int *t, double *lp,
+                           float *y, ptrdiff_t y_row_stride)
+{
+    __m256 T[SMALL_COLS];
+    __m256d E[2 * SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale), one = _mm256_set1_pd(1.0);
+    const __m256d span_sv = _mm256_set1_pd(F32_SM_SPAN / scale);
+    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    const __m256d amax = _mm256_set1_pd(0x1p60);
+    float *Tf = (float *)T;
+    for (ptrdiff_t g = 0; g < n_rows; g += 8) {
+        const ptrdiff_t w = n_rows - g < 8 ? n_rows - g : 8;
+        const float *p[8];
+        float *q[8];
+        double av[8];
+        int tk[8];
+        for (int k = 0; k < 8; ++k) {
+            ptrdiff_t r = g + (k < w ? k : 0);
+            p[k] = x + r * x_row_stride;
+            q[k] = y + r * y_row_stride;
+            av[k] = a[r];
+            tk[k] = t != NULL ? t[r] : -1;
+        }
+        const __m256d a0 = _mm256_loadu_pd(av), a1 = _mm256_loadu_pd(av + 4);
+        __m256 mf, bad;
+        small_in_f32_(p, n, T, &mf, &bad, 1);
+        const __m256d m0 = _mm256_cvtps_pd(_mm256_castps256_ps128(mf));
+        const __m256d m1 = _mm256_cvtps_pd(_mm256_extractf128_ps(mf, 1));
+        const int fin = (small_finite_mask_(m0) | small_finite_mask_(m1) << 4)
+                        & ~_mm256_movemask_ps(bad);
+        const int small_a = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(a0, absm), amax, _CMP_LE_OQ))
+                            | _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(a1, absm), amax, _CMP_LE_OQ)) << 4;
+        __m256d L0, L1;
+        const int fast = (_mm256_movemask_pd(small_clamp4_(m0, sv, span_sv, F32_SM_SPAN, &L0))
+                          | _mm256_movemask_pd(small_clamp4_(m1, sv, span_sv, F32_SM_SPAN, &L1)) << 4)
+                         & fin & small_a;
+        const int gen = fin & ~fast;
+        __m256d c0 = one, c1 = one, r0 = _mm256_setzero_pd(), r1 = r0;
+        if (fast) {
+            const __m256 Lv = _mm256_set_m128(_mm256_cvtpd_ps(L1), _mm256_cvtpd_ps(L0));
+            __m256i cnt = _mm256_setzero_si256();
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                __m256 v = T[i];
+                __m256 eq = _mm256_cmp_ps(v, mf, _CMP_EQ_OQ);
+                cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq));
+                __m256 c = _mm256_max_ps(v, Lv);
+                __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(c)), m0);
+                __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(c, 1)), m1);
+                if (scale != 1.0) { lo = _mm256_mul_pd(lo, sv); hi = _mm256_mul_pd(hi, sv); }
+                lo = exp_f32acc_(lo);           /* exactly 1 at the max */
+                hi = exp_f32acc_(hi);
+                E[2 * i] = lo; E[2 * i + 1] = hi;
+                __m256 eqd = eq;
+                r0 = _mm256_add_pd(r0, _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(
+                                       _mm_castps_si128(_mm256_castps256_ps128(eqd)))), lo));
+                r1 = _mm256_add_pd(r1, _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(
+                                       _mm_castps_si128(_mm256_extractf128_ps(eqd, 1)))), hi));
+            }
+            c0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
+            c1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
+        }
+        if (gen) {  /* finite max without a float32 clamp: exact compares */
+            const __m256d g0 = small_lanes_pd_(gen), g1 = small_lanes_pd_(gen >> 4);
+            __m256d gc0 = _mm256_setzero_pd(), gc1 = gc0, gr0 = gc0, gr1 = gc0;
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(T[i]));
+                __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(T[i], 1));
+                __m256d e0 = _mm256_cmp_pd(lo, m0, _CMP_EQ_OQ);
+                __m256d e1 = _mm256_cmp_pd(hi, m1, _CMP_EQ_OQ);
+                lo = exp_f32_(_mm256_mul_pd(_mm256_sub_pd(lo, m0), sv));
+                hi = exp_f32_(_mm256_mul_pd(_mm256_sub_pd(hi, m1), sv));
+                if (fast) {
+                    lo = _mm256_blendv_pd(E[2 * i], lo, g0);
+                    hi = _mm256_blendv_pd(E[2 * i + 1], hi, g1);
+                }
+                E[2 * i] = lo; E[2 * i + 1] = hi;
+                gr0 = _mm256_add_pd(gr0, _mm256_andnot_pd(e0, lo));
+                gr1 = _mm256_add_pd(gr1, _mm256_andnot_pd(e1, hi));
+                gc0 = _mm256_add_pd(gc0, _mm256_and_pd(e0, one));
+                gc1 = _mm256_add_pd(gc1, _mm256_and_pd(e1, one));
+            }
+            c0 = _mm256_blendv_pd(c0, gc0, g0); c1 = _mm256_blendv_pd(c1, gc1, g1);
+            r0 = _mm256_blendv_pd(r0, gr0, g0); r1 = _mm256_blendv_pd(r1, gr1, g1);
+        }
+        const int store = fin & ((1 << w) - 1);
+        if (store) {
+            const __m256d f0 = _mm256_div_pd(a0, _mm256_add_pd(c0, r0));
+            const __m256d f1 = _mm256_div_pd(a1, _mm256_add_pd(c1, r1));
+            /* target lanes (t >= 0, stored): x_t gathered from the tile, the
+             * entry a * expm1(lp) blended in where the column is t */
+            const __m256i tv = _mm256_loadu_si256((const __m256i *)tk);
+            const __m256i tm = _mm256_and_si256(
+                _mm256_cmpgt_epi32(tv, _mm256_set1_epi32(-1)),
+                _mm256_castps_si256(small_lanes_ps_(store)));
+            const int tmask = _mm256_movemask_ps(_mm256_castsi256_ps(tm));
+            __m256 gt = _mm256_setzero_ps();
+            if (tmask) {
+                const __m256i idx = _mm256_add_epi32(_mm256_slli_epi32(tv, 3),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                const __m256 xt = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), Tf, idx,
+                                                           _mm256_castsi256_ps(tm), 4);
+                const __m256d l0 = small_log_sum_(c0, r0), l1 = small_log_sum_(c1, r1);
+                const __m256d t0 = _mm256_fmsub_pd(_mm256_sub_pd(_mm256_cvtps_pd(
+                    _mm256_castps256_ps128(xt)), m0), sv, l0);
+                const __m256d t1 = _mm256_fmsub_pd(_mm256_sub_pd(_mm256_cvtps_pd(
+                    _mm256_extractf128_ps(xt, 1)), m1), sv, l1);
+                gt = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(a1, expm1_le0_pd_(t1))),
+                                     _mm256_cvtpd_ps(_mm256_mul_pd(a0, expm1_le0_pd_(t0))));
+                if (tmask == 255) {
+                    _mm256_storeu_pd(lp + g, t0);
+                    _mm256_storeu_pd(lp + g + 4, t1);
+                } else {
+                    double lv[8];
+                    _mm256_storeu_pd(lv, t0); _mm256_storeu_pd(lv + 4, t1);
+                    for (int k = 0; k < 8; ++k)
+                        if (tmask >> k & 1) lp[g + k] = lv[k];
+                }
+            }
+            const __m256i tsel = _mm256_or_si256(tv, _mm256_xor_si256(tm, _mm256_set1_epi32(-1)));
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(E[2 * i + 1], f1)),
+                                           _mm256_cvtpd_ps(_mm256_mul_pd(E[2 * i], f0)));
+                /* tsel: t in target lanes, -1 elsewhere (never a column) */
+                T[i] = _mm256_blendv_ps(v, gt, _mm256_castsi256_ps(
+                    _mm256_cmpeq_epi32(tsel, _mm256_set1_epi32((int)i))));
+            }
+            small_out_f32_(T, n, q, store);
+        }
+        for (ptrdiff_t k = 0; k < w; ++k)
+            if (!(fin >> k & 1)) {
+                double mx, ls, l = 0.0;
+                small_lse_row_f32_(p[k], n, scale, &mx, &ls);
+                if (tk[k] >= 0) l = scale * ((double)p[k][tk[k]] - mx) - ls;
+                if (av[k] == 0.0)
+                    for (ptrdiff_t i = 0; i < n; ++i) q[k][i] = 0.0f;
+                else
+                    csm_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
+                                                av[k], q[k], 0);
+                if (tk[k] >= 0) {
+                    q[k][tk[k]] = (float)(av[k] * (l < -0.3 ? exp(l) - 1.0 : expm1(l)));
+                    lp[g + k] = l;
+                }
+            }
+    }
+}
+
 /* ---- float64: 4 rows per group, the float64 row kernels' steps (exact
  * compares, exp_f64_, csm_finalize_avx2's log). ---- */
 
@@ -3088,6 +3264,89 @@ void csm_softmax_write_small_f64_avx2(const double *x, ptrdiff_t n_rows,
             if (!(fin >> k & 1))
                 csm_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, mx + k, ls + k,
                                             alpha, q[k], 0);
+    }
+}
+
+/* csm_ce_small_f32_avx2 for float64: 4 rows per group, the float64 short-row
+ * steps (exact compares, exp_f64_ once per element, kept in the tile; log_sum
+ * from count + rest), each row scaled by a[r] / sum and the target entry
+ * a[r] * expm1(lp).  No clamp, so any finite a. */
+void csm_ce_small_f64_avx2(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                           ptrdiff_t x_row_stride, double scale,
+                           const double *a, const int *t, double *lp,
+                           double *y, ptrdiff_t y_row_stride)
+{
+    __m256d T[SMALL_COLS];
+    const __m256d sv = _mm256_set1_pd(scale), one = _mm256_set1_pd(1.0);
+    double *Td = (double *)T;
+    for (ptrdiff_t g = 0; g < n_rows; g += 4) {
+        const ptrdiff_t w = n_rows - g < 4 ? n_rows - g : 4;
+        const double *p[4];
+        double *q[4];
+        double av[4];
+        int tk[4];
+        for (int k = 0; k < 4; ++k) {
+            ptrdiff_t r = g + (k < w ? k : 0);
+            p[k] = x + r * x_row_stride;
+            q[k] = y + r * y_row_stride;
+            av[k] = a[r];
+            tk[k] = t != NULL ? t[r] : -1;
+        }
+        __m256d m, bad;
+        small_in_f64_(p, n, T, &m, &bad, 1);
+        const int fin = small_finite_mask_(m) & ~_mm256_movemask_pd(bad);
+        const int store = fin & ((1 << w) - 1);
+        if (store) {
+            __m256d r = _mm256_setzero_pd(), c = r;
+            double xt[4];
+            int tmask = 0;
+            for (int k = 0; k < 4; ++k) {
+                xt[k] = 0.0;
+                if (tk[k] >= 0 && (store >> k & 1)) {
+                    xt[k] = Td[tk[k] * 4 + k];
+                    tmask |= 1 << k;
+                }
+            }
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                __m256d e = _mm256_cmp_pd(T[i], m, _CMP_EQ_OQ);
+                __m256d v = exp_f64_(_mm256_mul_pd(_mm256_sub_pd(T[i], m), sv));
+                T[i] = v;
+                r = _mm256_add_pd(r, _mm256_andnot_pd(e, v));
+                c = _mm256_add_pd(c, _mm256_and_pd(e, one));
+            }
+            c = _mm256_blendv_pd(one, c, small_lanes_pd_(fin));  /* keep the log finite */
+            const __m256d av4 = _mm256_loadu_pd(av);
+            const __m256d f = _mm256_div_pd(av4, _mm256_add_pd(c, r));
+            for (ptrdiff_t i = 0; i < n; ++i) T[i] = _mm256_mul_pd(T[i], f);
+            if (tmask) {
+                const __m256d l = small_log_sum_(c, r);
+                __m256d tv = _mm256_fmsub_pd(_mm256_sub_pd(_mm256_loadu_pd(xt), m), sv, l);
+                double lv[4], gv[4];
+                _mm256_storeu_pd(lv, tv);
+                _mm256_storeu_pd(gv, _mm256_mul_pd(av4, expm1_le0_pd_(tv)));
+                for (int k = 0; k < 4; ++k)
+                    if (tmask >> k & 1) {
+                        Td[tk[k] * 4 + k] = gv[k];
+                        lp[g + k] = lv[k];
+                    }
+            }
+            small_out_f64_(T, n, q, store);
+        }
+        for (ptrdiff_t k = 0; k < w; ++k)
+            if (!(fin >> k & 1)) {
+                double mx, ls, l = 0.0;
+                small_lse_row_f64_(p[k], n, scale, &mx, &ls);
+                if (tk[k] >= 0) l = scale * (p[k][tk[k]] - mx) - ls;
+                if (av[k] == 0.0)
+                    for (ptrdiff_t i = 0; i < n; ++i) q[k][i] = 0.0;
+                else
+                    csm_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, &mx, &ls,
+                                                av[k], q[k], 0);
+                if (tk[k] >= 0) {
+                    q[k][tk[k]] = av[k] * (l < -0.3 ? exp(l) - 1.0 : expm1(l));
+                    lp[g + k] = l;
+                }
+            }
     }
 }
 
