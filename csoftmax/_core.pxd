@@ -124,6 +124,9 @@ cdef extern from "csoftmax.h" nogil:
                                       const int *t, double *lp, double *y,
                                       Py_ssize_t y_row_stride) noexcept nogil
 
+    ctypedef void (*csm_expm1_le0_f64)(const double *t, double *out,
+                                       Py_ssize_t n) noexcept nogil
+
     ctypedef struct csm_kernel_table:
         csm_isa isa
         const char *name
@@ -168,6 +171,7 @@ cdef extern from "csoftmax.h" nogil:
         csm_write_rows_f64 softmax_scale_rows_f64
         csm_ce_small_f32 ce_small_f32
         csm_ce_small_f64 ce_small_f64
+        csm_expm1_le0_f64 expm1_le0_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

@@ -182,7 +182,12 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
     cdef floating *g
     cdef const floating *qs
     cdef long long yi
-    cdef double eps = p.eps, gamma = p.coef * p.eps / C, wy, b, qc, wc, f
+    cdef double eps = p.eps, gamma = p.coef * p.eps / C, wy, b, qc, wc, f, em1
+    cdef double em[64]
+    # the target entries' expm1, a block at a time in vector lanes
+    cdef bint batch = p.mode == 0 and m <= 64 and _tab.expm1_le0_f64 != NULL
+    if batch:
+        _tab.expm1_le0_f64(lpy, em, m)
     for k in range(m):
         g = gb + k * ks
         if flag[k] == 1 or flag[k] == 3:
@@ -215,10 +220,11 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                         g[c * cs] = <floating>(<double>g[c * cs] - gamma)
             wy = p.w[yi] if p.w != NULL else 1.0
             b = p.coef * (1.0 - eps) * wy
-            if a[k] == b:       # no smoothing / probability mass: one libm call
-                g[yi * cs] = <floating>(b * _expm1_le0(lpy[k]) - gamma * wy)
+            em1 = em[k] if batch else _expm1_le0(lpy[k])
+            if a[k] == b:       # no smoothing / probability mass
+                g[yi * cs] = <floating>(b * em1 - gamma * wy)
             else:
-                g[yi * cs] = <floating>(b * _expm1_le0(lpy[k]) + (a[k] - b) * c_exp(lpy[k])
+                g[yi * cs] = <floating>(b * em1 + (a[k] - b) * c_exp(lpy[k])
                                         - gamma * wy)
         elif p.mode == 1:
             qs = qb + k * qks

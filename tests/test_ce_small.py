@@ -397,3 +397,21 @@ def test_class_targets_f64(C, kind, fused):
             loss, g = csoftmax.cross_entropy(x, t, temperature=T, weight=w,
                                              reduction="none", return_grad=True)
             _check64(loss, g, x, t, temperature=T, weight=w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,axis", [(40, -1), (300, -1), (5, 0), (21, 0)])
+def test_target_near_one_fixup_paths(C, axis, dtype, fused):
+    """The paths this kernel does not take (rows longer than 32, columns)
+    compute the target entries a block at a time (expm1_le0_f64): p_t from
+    1 - 1e-35 to ~0, both sides of the exp(t) - 1 / series switch at -0.3."""
+    gaps = np.array([80.0, 40.0, 17.0, 9.0, 5.0, 3.0, 1.0, 0.3, 0.2, 0.0, -2.0])
+    x = np.zeros((gaps.size * 7, C), dtype=dtype)
+    x[:, 1] = np.repeat(gaps, 7)
+    x += (np.arange(x.shape[0])[:, None] % 7) * 1e-3 * (np.arange(C) % 3)
+    t = np.full(x.shape[0], 1)
+    xa = x if axis == -1 else np.ascontiguousarray(x.T)
+    loss, g = csoftmax.cross_entropy(xa, t, axis=axis, reduction="none",
+                                     return_grad=True)
+    g = g if axis == -1 else g.T
+    _check_dt(loss, g, x.astype(dtype), t)

@@ -207,6 +207,10 @@ typedef void (*csm_ce_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                  const double *a, const int *t, double *lp,
                                  double *y, ptrdiff_t y_row_stride);
 
+/* out[i] = expm1(t[i]) for t[i] <= 0 or NaN (relative error < 1e-15; the
+ * cross-entropy target entries; may be NULL) */
+typedef void (*csm_expm1_le0_f64)(const double *t, double *out, ptrdiff_t n);
+
 typedef struct {
     csm_isa isa;
     const char *name;
@@ -261,6 +265,7 @@ typedef struct {
     /* cross-entropy gradient of short rows in one call (may be NULL) */
     csm_ce_small_f32 ce_small_f32;
     csm_ce_small_f64 ce_small_f64;
+    csm_expm1_le0_f64 expm1_le0_f64;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

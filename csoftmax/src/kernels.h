@@ -105,6 +105,7 @@ void csm_ce_small_f32_avx2(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
         double, const double *, const int *, double *, float *, ptrdiff_t);
 void csm_ce_small_f64_avx2(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
         double, const double *, const int *, double *, double *, ptrdiff_t);
+void csm_expm1_le0_f64_avx2(const double *, double *, ptrdiff_t);
 #endif
 #if defined(__aarch64__)
 #define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */

@@ -2948,6 +2948,21 @@ static inline __m256d expm1_le0_pd_(__m256d t)
     return _mm256_blendv_pd(q, _mm256_sub_pd(e, one), big);
 }
 
+/* out[i] = expm1(t[i]) for t[i] <= 0 (NaN -> NaN), 4 lanes at a time:
+ * the cross-entropy fix-ups' target entries, a block at a time. */
+void csm_expm1_le0_f64_avx2(const double *t, double *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm256_storeu_pd(out + i, expm1_le0_pd_(_mm256_loadu_pd(t + i)));
+    if (i < n) {
+        double b[4] = {0.0, 0.0, 0.0, 0.0};
+        for (ptrdiff_t k = i; k < n; ++k) b[k - i] = t[k];
+        _mm256_storeu_pd(b, expm1_le0_pd_(_mm256_loadu_pd(b)));
+        for (ptrdiff_t k = i; k < n; ++k) out[k] = b[k - i];
+    }
+}
+
 /* Cross-entropy gradient of float32 short rows in one call (see
  * csoftmax.h): the fused short-row softmax (one exp_f32acc_ per element,
  * kept in float64; elements equal to the max counted apart so log_sum =
