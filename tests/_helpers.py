@@ -19,9 +19,12 @@ result dtype)``, i.e. the error in units in the last place of the correctly
 rounded result.  Non-finite references must be matched exactly (same NaN
 positions, same infinities).
 """
+import contextlib
+
 import numpy as np
 
 import csoftmax
+from csoftmax import _core
 
 LONG_OK = np.finfo(np.longdouble).nmant >= 63   # x87 extended precision
 
@@ -212,3 +215,13 @@ def fd_grad(f, x, h=1e-6):
         xm[i] -= h
         g[i] = (f(xp) - f(xm)) / (2 * h)
     return g
+
+
+@contextlib.contextmanager
+def fused_kernels(flag):
+    """The one-exp AVX2 kernels on or off (``_core._use_fused``) for a block."""
+    prev = _core._use_fused(flag)
+    try:
+        yield
+    finally:
+        _core._use_fused(prev)

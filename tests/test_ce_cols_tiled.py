@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import csoftmax
-from csoftmax import _core
 
+from _helpers import fused_kernels
 from test_ce_store import _ulps
 from test_cross_entropy import ref_ce
 
@@ -35,11 +35,8 @@ def _check(g, want, t, axis, what):
 
 
 def _untiled(f):
-    prev = _core._use_fused(False)
-    try:
+    with fused_kernels(False):
         return f()
-    finally:
-        _core._use_fused(prev)
 
 
 @pytest.mark.parametrize("C", [2, 21, 100, 130])      # 130: too many rows for tiles

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import csoftmax
-from csoftmax import _core
+from _helpers import fused_kernels
 
 TINY = np.finfo(np.float32).tiny
 SIZES = [1, 2, 3, 7, 8, 9, 10, 16, 17, 31, 32]
@@ -201,12 +201,9 @@ def test_special_rows_among_clean_rows(dtype, fused):
         assert _ulps(np.delete(g[12], 2), p12).max() <= ULP
     else:
         np.testing.assert_allclose(np.delete(g[12], 2), p12, rtol=2e-15)
-    prev = _core._use_fused(False)
-    try:
+    with fused_kernels(False):
         loss2, g2 = csoftmax.cross_entropy(x, t, reduction="none",
                                            return_grad=True)
-    finally:
-        _core._use_fused(prev)
     np.testing.assert_array_equal(loss[1:4], loss2[1:4])
     np.testing.assert_array_equal(g[1:4], g2[1:4])
     # a zero class weight: zeros, and the target entry 0 * expm1(log p_t)
@@ -214,12 +211,9 @@ def test_special_rows_among_clean_rows(dtype, fused):
     w0[2] = 0.0
     outs = []
     for flag in (True, False):
-        prev = _core._use_fused(flag)
-        try:
+        with fused_kernels(flag):
             outs.append(csoftmax.cross_entropy(x, t, weight=w0, reduction="none",
                                                return_grad=True))
-        finally:
-            _core._use_fused(prev)
     (l1, g1), (l2, g2) = outs
     np.testing.assert_array_equal(g1, g2)
     np.testing.assert_array_equal(l1, l2)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import csoftmax
-from csoftmax import _core
 
+from _helpers import fused_kernels
 from test_cross_entropy import ref_ce
 
 TINY = np.finfo(np.float32).tiny
@@ -147,12 +147,9 @@ def test_special_rows_among_clean_rows(fused):
     np.testing.assert_allclose(loss[clean], rl[clean], rtol=2e-6)
     _check_grad(g[clean], rg[clean], t[clean], "clean rows")
     assert np.isnan(loss[1]) and np.all(np.isnan(g[1]))
-    prev = _core._use_fused(False)
-    try:
+    with fused_kernels(False):
         loss2, g2 = csoftmax.cross_entropy(x, t, reduction="none",
                                            return_grad=True)
-    finally:
-        _core._use_fused(prev)
     np.testing.assert_array_equal(loss[1:4], loss2[1:4])
     np.testing.assert_array_equal(g[1:4], g2[1:4])
 
@@ -164,12 +161,9 @@ def test_store_matches_write_path(C):
     t = rng.integers(0, C, 64)
     out = []
     for flag in (True, False):
-        prev = _core._use_fused(flag)
-        try:
+        with fused_kernels(flag):
             out.append(csoftmax.cross_entropy(x, t, reduction="none",
                                               return_grad=True))
-        finally:
-            _core._use_fused(prev)
     (l1, g1), (l2, g2) = out
     np.testing.assert_allclose(l1, l2, rtol=1e-6)
     assert _ulps(g1, g2).max() <= 4.0
@@ -278,12 +272,9 @@ def test_float64_special_rows_and_weights(fused):
 
 
 def _unfused64(x, t, w):
-    prev = _core._use_fused(False)
-    try:
+    with fused_kernels(False):
         return csoftmax.cross_entropy(x, t, weight=w, reduction="none",
                                       return_grad=True)
-    finally:
-        _core._use_fused(prev)
 
 
 def test_float64_in_place_and_backward(fused):
