@@ -349,15 +349,19 @@ def exact_ce64(x, t, *, weight=None, temperature=1.0):
 
 def _check64(loss, g, x, t, **kw):
     """Each gradient entry within 8 float64 ULP + delta * size, delta =
-    2^-51 (|d| + log S + sum_j p_j |d_j|) (the rounding of its exponent
-    argument: d itself, and log S through the terms' arguments), size =
+    2^-51 (|d| + log S + sum_j p_j |d_j| + C R / 4) (the rounding of its
+    exponent argument: d itself, log S through the terms' arguments and the
+    summation of the terms below the max, R their share of the sum), size =
     |g| (the target entry a * expm1(lp): a * p_t); the loss within 8 ULP +
     delta_t * w_t."""
     rl, rg, d, lS, a = exact_ce64(x, t, **kw)
     rows = np.arange(g.shape[0])
     tc = np.where(t != -100, t, 0)
     H = (np.abs(d) * np.exp(d - lS[:, None])).sum(axis=1)    # sum p_j |d_j|
-    delta = (np.abs(d) + (lS + H)[:, None]) * 2.0 ** -51
+    # the sum of the n terms below the max (sequential in the scalar
+    # kernels): relative error n 2^-53 of their share R of the sum
+    R = np.where(d < 0, np.exp(d - lS[:, None]), 0.0).sum(axis=1)
+    delta = (np.abs(d) + (lS + H + d.shape[1] * R / 4)[:, None]) * 2.0 ** -51
     size = np.abs(rg)
     size[rows, tc] = np.abs(a) * np.exp(d[rows, tc] - lS)
     rg64 = rg.astype(np.float64)
