@@ -127,6 +127,13 @@ cdef extern from "csoftmax.h" nogil:
     ctypedef void (*csm_expm1_le0_f64)(const double *t, double *out,
                                        Py_ssize_t n) noexcept nogil
 
+    ctypedef void (*csm_bwd_cols_f32)(const float *y, const float *dy, float *o,
+                                      Py_ssize_t n_cols, Py_ssize_t n,
+                                      Py_ssize_t row_stride) noexcept nogil
+    ctypedef void (*csm_bwd_cols_f64)(const double *y, const double *dy, double *o,
+                                      Py_ssize_t n_cols, Py_ssize_t n,
+                                      Py_ssize_t row_stride) noexcept nogil
+
     ctypedef struct csm_kernel_table:
         csm_isa isa
         const char *name
@@ -172,6 +179,10 @@ cdef extern from "csoftmax.h" nogil:
         csm_ce_small_f32 ce_small_f32
         csm_ce_small_f64 ce_small_f64
         csm_expm1_le0_f64 expm1_le0_f64
+        csm_bwd_cols_f32 softmax_bwd_cols_f32
+        csm_bwd_cols_f64 softmax_bwd_cols_f64
+        csm_bwd_cols_f32 log_softmax_bwd_cols_f32
+        csm_bwd_cols_f64 log_softmax_bwd_cols_f64
 
     const csm_kernel_table *csm_kernels()
     const csm_kernel_table *csm_kernels_for(csm_isa isa)

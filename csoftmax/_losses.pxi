@@ -745,11 +745,71 @@ cdef inline void _bwd_row(const floating *y, const floating *dy, floating *o,
             _tab.softmax_bwd_rows_f64(y, dy, o, 1, n)
 
 
+DEF BWD_TILE = 8192    # elements per column tile of the backward ops (y and dy each)
+
+
+cdef inline bint _bwd_cols_kernel(bint log) noexcept nogil:
+    """Whether the table has the column backward kernel (float32 entries
+    stand for both widths: they come as a set)."""
+    if log:
+        return _tab.log_softmax_bwd_cols_f32 != NULL and _fused_ok
+    return _tab.softmax_bwd_cols_f32 != NULL and _fused_ok
+
+
+cdef inline Py_ssize_t _bwd_tile_width(Py_ssize_t n) noexcept nogil:
+    """Columns per tile (a multiple of 16), or 0 when n rows leave fewer
+    than 64 (then the kernel runs on the array itself)."""
+    cdef Py_ssize_t tw = (BWD_TILE // n) // 16 * 16
+    return tw if tw >= 64 else 0
+
+
+cdef inline void _bwd_cols_call(const floating *y, const floating *dy,
+                                floating *o, Py_ssize_t cols, Py_ssize_t n,
+                                Py_ssize_t rs, bint log) noexcept nogil:
+    if floating is float:
+        if log:
+            _tab.log_softmax_bwd_cols_f32(y, dy, o, cols, n, rs)
+        else:
+            _tab.softmax_bwd_cols_f32(y, dy, o, cols, n, rs)
+    else:
+        if log:
+            _tab.log_softmax_bwd_cols_f64(y, dy, o, cols, n, rs)
+        else:
+            _tab.softmax_bwd_cols_f64(y, dy, o, cols, n, rs)
+
+
 cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
                     Py_ssize_t cols, Py_ssize_t n, Py_ssize_t inner,
                     bint log) noexcept nogil:
+    """cols (<= the unit width of _bwd_run) columns of n rows, inner apart.
+    With the AVX2 column kernels: through tiles of a padded pitch when the
+    columns fill one (the rows of y and dy are usually a multiple of 4 KiB
+    apart and share cache sets, as in the forward column tiles), the
+    result streamed out; o may be y or dy (the tiles are read first)."""
     cdef double s[COL_BLOCK]
-    cdef Py_ssize_t i, j, r
+    cdef Py_ssize_t i, j, r, P, tw
+    cdef floating *buf
+    if _bwd_cols_kernel(log):
+        tw = _bwd_tile_width(n)
+        if tw != 0 and cols >= 64:
+            P = tw + 16
+            buf = <floating *>malloc(2 * n * P * sizeof(floating))
+            if buf != NULL:
+                for i in range(n):
+                    memcpy(buf + i * P, y + i * inner, cols * sizeof(floating))
+                    memcpy(buf + (n + i) * P, dy + i * inner, cols * sizeof(floating))
+                _bwd_cols_call(buf, buf + n * P, buf + n * P, cols, n, P, log)
+                if floating is float:
+                    if _tab.copy_rows_nt_f32 != NULL:
+                        _tab.copy_rows_nt_f32(o, inner, buf + n * P, P, n, cols)
+                        free(buf)
+                        return
+                for i in range(n):
+                    memcpy(o + i * inner, buf + (n + i) * P, cols * sizeof(floating))
+                free(buf)
+                return
+        _bwd_cols_call(y, dy, o, cols, n, inner, log)
+        return
     for j in range(cols):
         s[j] = 0.0
     for i in range(n):
@@ -774,7 +834,7 @@ cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
                    Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
                    bint log) noexcept nogil:
     cdef int nth = _threads_for(outer * n * inner)
-    cdef Py_ssize_t r, nb, units, u, b, j0
+    cdef Py_ssize_t r, nb, units, u, b, j0, W
     if inner == 1:
         if nth <= 1 or outer < 2:
             for r in range(outer):
@@ -783,19 +843,24 @@ cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
             for r in prange(outer, num_threads=nth, schedule='static'):
                 _bwd_row(y + r * n, dy + r * n, o + r * n, n, log)
         return
-    nb = (inner + COL_BLOCK - 1) // COL_BLOCK
+    # units of W columns: a tile's width with the column kernels (COL_BLOCK
+    # on the array itself when n rows leave no tile), else COL_BLOCK (the
+    # scalar loop's sums)
+    W = COL_BLOCK
+    if _bwd_cols_kernel(log) and _bwd_tile_width(n) != 0:
+        W = _bwd_tile_width(n)
+    nb = (inner + W - 1) // W
     units = outer * nb
     if nth <= 1 or units < 2:
         for u in range(units):
-            b = (u // nb) * n * inner + (u % nb) * COL_BLOCK
-            _bwd_cols(y + b, dy + b, o + b,
-                      min(COL_BLOCK, inner - (u % nb) * COL_BLOCK), n, inner, log)
+            b = (u // nb) * n * inner + (u % nb) * W
+            _bwd_cols(y + b, dy + b, o + b, min(W, inner - (u % nb) * W), n,
+                      inner, log)
     else:
         for u in prange(units, num_threads=nth, schedule='static'):
-            j0 = (u % nb) * COL_BLOCK
+            j0 = (u % nb) * W
             b = (u // nb) * n * inner + j0
-            _bwd_cols(y + b, dy + b, o + b, min(COL_BLOCK, inner - j0), n,
-                      inner, log)
+            _bwd_cols(y + b, dy + b, o + b, min(W, inner - j0), n, inner, log)
 
 
 def softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, bint log):

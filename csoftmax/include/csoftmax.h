@@ -211,6 +211,16 @@ typedef void (*csm_ce_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
  * cross-entropy target entries; may be NULL) */
 typedef void (*csm_expm1_le0_f64)(const double *t, double *out, ptrdiff_t n);
 
+/* The backward kernels over n_cols columns of n rows, row_stride elements
+ * apart (the same stride for y, dy and o; o may be dy).  AVX2 only (NULL in
+ * the other tables). */
+typedef void (*csm_bwd_cols_f32)(const float *y, const float *dy, float *o,
+                                 ptrdiff_t n_cols, ptrdiff_t n,
+                                 ptrdiff_t row_stride);
+typedef void (*csm_bwd_cols_f64)(const double *y, const double *dy, double *o,
+                                 ptrdiff_t n_cols, ptrdiff_t n,
+                                 ptrdiff_t row_stride);
+
 typedef struct {
     csm_isa isa;
     const char *name;
@@ -266,6 +276,10 @@ typedef struct {
     csm_ce_small_f32 ce_small_f32;
     csm_ce_small_f64 ce_small_f64;
     csm_expm1_le0_f64 expm1_le0_f64;
+    csm_bwd_cols_f32 softmax_bwd_cols_f32;                /* may be NULL */
+    csm_bwd_cols_f64 softmax_bwd_cols_f64;
+    csm_bwd_cols_f32 log_softmax_bwd_cols_f32;
+    csm_bwd_cols_f64 log_softmax_bwd_cols_f64;
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or

@@ -106,6 +106,14 @@ void csm_ce_small_f32_avx2(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
 void csm_ce_small_f64_avx2(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
         double, const double *, const int *, double *, double *, ptrdiff_t);
 void csm_expm1_le0_f64_avx2(const double *, double *, ptrdiff_t);
+void csm_softmax_bwd_cols_f32_avx2(const float *, const float *, float *,
+        ptrdiff_t, ptrdiff_t, ptrdiff_t);
+void csm_softmax_bwd_cols_f64_avx2(const double *, const double *, double *,
+        ptrdiff_t, ptrdiff_t, ptrdiff_t);
+void csm_log_softmax_bwd_cols_f32_avx2(const float *, const float *, float *,
+        ptrdiff_t, ptrdiff_t, ptrdiff_t);
+void csm_log_softmax_bwd_cols_f64_avx2(const double *, const double *, double *,
+        ptrdiff_t, ptrdiff_t, ptrdiff_t);
 #endif
 #if defined(__aarch64__)
 #define CSM_BUILD_NEON 1 /* AdvSIMD is baseline on aarch64 */

@@ -2325,6 +2325,98 @@ void csm_log_softmax_bwd_rows_##SUF##_avx2(const T *y, const T *dy, T *o,      \
 DEFINE_AVX2_BWD(float, f32, exp_f32_)
 DEFINE_AVX2_BWD(double, f64, exp_f64_)
 
+/* ---- backward (VJP) over columns ----------------------------------------
+ * n_cols columns of n rows (row_stride apart; the same for y, dy and o,
+ * which may be dy itself): the row kernels' arithmetic (float64 lanes and
+ * sums) 8 columns at a time.  log_softmax: a group of 8 columns holding
+ * y > 0 or NaN is done column by column with libm exp (IEEE propagation),
+ * as the row kernel does such a row. */
+#define DEFINE_AVX2_BWD_COLS(T, SUF, EXP)                                      \
+static void log_bwd_col_##SUF##_(const T *y, const T *dy, T *o, ptrdiff_t n,   \
+                                 ptrdiff_t rs)                                 \
+{                                                                              \
+    double s = 0.0;                                                            \
+    for (ptrdiff_t i = 0; i < n; ++i) s += (double)dy[i * rs];                 \
+    for (ptrdiff_t i = 0; i < n; ++i)                                          \
+        o[i * rs] = (T)((double)dy[i * rs] - exp((double)y[i * rs]) * s);      \
+}                                                                              \
+void csm_softmax_bwd_cols_##SUF##_avx2(const T *y, const T *dy, T *o,          \
+        ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t rs)                           \
+{                                                                              \
+    for (ptrdiff_t j = 0; j < n_cols; j += 8) {                                \
+        const ptrdiff_t w = n_cols - j < 8 ? n_cols - j : 8;                   \
+        __m256d s0 = _mm256_setzero_pd(), s1 = s0, a, b, c, d;                 \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == 8) {                                                      \
+                load8_##SUF##_(y + i * rs + j, &a, &b);                        \
+                load8_##SUF##_(dy + i * rs + j, &c, &d);                       \
+            } else {                                                           \
+                load8m_##SUF##_(y + i * rs + j, w, 0, &a, &b);                 \
+                load8m_##SUF##_(dy + i * rs + j, w, 0, &c, &d);                \
+            }                                                                  \
+            s0 = _mm256_fmadd_pd(a, c, s0); s1 = _mm256_fmadd_pd(b, d, s1);    \
+        }                                                                      \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == 8) {                                                      \
+                load8_##SUF##_(y + i * rs + j, &a, &b);                        \
+                load8_##SUF##_(dy + i * rs + j, &c, &d);                       \
+                store8_##SUF##_(o + i * rs + j, _mm256_mul_pd(a, _mm256_sub_pd(c, s0)), \
+                                _mm256_mul_pd(b, _mm256_sub_pd(d, s1)));       \
+            } else {                                                           \
+                load8m_##SUF##_(y + i * rs + j, w, 0, &a, &b);                 \
+                load8m_##SUF##_(dy + i * rs + j, w, 0, &c, &d);                \
+                store8m_##SUF##_(o + i * rs + j, w,                            \
+                                 _mm256_mul_pd(a, _mm256_sub_pd(c, s0)),       \
+                                 _mm256_mul_pd(b, _mm256_sub_pd(d, s1)));      \
+            }                                                                  \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+void csm_log_softmax_bwd_cols_##SUF##_avx2(const T *y, const T *dy, T *o,      \
+        ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t rs)                           \
+{                                                                              \
+    const __m256d zero = _mm256_setzero_pd();                                  \
+    for (ptrdiff_t j = 0; j < n_cols; j += 8) {                                \
+        const ptrdiff_t w = n_cols - j < 8 ? n_cols - j : 8;                   \
+        __m256d s0 = zero, s1 = zero, bad = zero, a, b, c, d;                  \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == 8) {                                                      \
+                load8_##SUF##_(y + i * rs + j, &a, &b);                        \
+                load8_##SUF##_(dy + i * rs + j, &c, &d);                       \
+            } else {                                                           \
+                load8m_##SUF##_(y + i * rs + j, w, 0, &a, &b);                 \
+                load8m_##SUF##_(dy + i * rs + j, w, 0, &c, &d);                \
+            }                                                                  \
+            s0 = _mm256_add_pd(s0, c); s1 = _mm256_add_pd(s1, d);              \
+            bad = _mm256_or_pd(bad, _mm256_or_pd(                              \
+                _mm256_cmp_pd(a, zero, _CMP_NLE_UQ),                           \
+                _mm256_cmp_pd(b, zero, _CMP_NLE_UQ)));                         \
+        }                                                                      \
+        if (_mm256_movemask_pd(bad)) {                                         \
+            for (ptrdiff_t k = 0; k < w; ++k)                                  \
+                log_bwd_col_##SUF##_(y + j + k, dy + j + k, o + j + k, n, rs); \
+            continue;                                                          \
+        }                                                                      \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == 8) {                                                      \
+                load8_##SUF##_(y + i * rs + j, &a, &b);                        \
+                load8_##SUF##_(dy + i * rs + j, &c, &d);                       \
+                store8_##SUF##_(o + i * rs + j, _mm256_fnmadd_pd(EXP(a), s0, c), \
+                                _mm256_fnmadd_pd(EXP(b), s1, d));              \
+            } else {                                                           \
+                load8m_##SUF##_(y + i * rs + j, w, 0, &a, &b);                 \
+                load8m_##SUF##_(dy + i * rs + j, w, 0, &c, &d);                \
+                store8m_##SUF##_(o + i * rs + j, w,                            \
+                                 _mm256_fnmadd_pd(EXP(a), s0, c),              \
+                                 _mm256_fnmadd_pd(EXP(b), s1, d));             \
+            }                                                                  \
+        }                                                                      \
+    }                                                                          \
+}
+DEFINE_AVX2_BWD_COLS(float, f32, exp_f32_)
+DEFINE_AVX2_BWD_COLS(double, f64, exp_f64_)
+#undef DEFINE_AVX2_BWD_COLS
+
 /* ==== short rows: several rows per vector (n <= CSM_SMALL_MAX) ==========
  *
  * For short rows the per-row kernels above are dominated by fixed costs
