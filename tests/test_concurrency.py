@@ -275,7 +275,19 @@ def test_multiprocessing_fork_after_openmp_does_not_hang(tmp_path):
     assert "OK" in out
 
 
+# libasan before LLVM 18 (gcc 12's included) takes no allocator locks around
+# fork(): a child forked while another thread is inside malloc can hang on the
+# allocator's lock (google/sanitizers#774; fixed by llvm-project PR 75290).
+# CPython skips its fork-with-threads tests under ASan for the same reason
+# (gh-110656).  Seen once in tools/sanitize.sh (the child hung, 120 s); the
+# test runs in every other CI stage.
+not_under_asan = pytest.mark.skipif(
+    bool(os.environ.get("CSOFTMAX_TEST_UNDER_ASAN")),
+    reason="libasan's allocator is not fork-safe with a second thread allocating")
+
+
 @needs_fork
+@not_under_asan
 def test_fork_while_another_thread_runs_openmp(tmp_path):
     """fork() from the main thread while a second Python thread is inside
     OpenMP parallel regions: the child (serial) computes correctly and exits."""
