@@ -3055,6 +3055,29 @@ void csm_expm1_le0_f64_avx2(const double *t, double *out, ptrdiff_t n)
     }
 }
 
+/* One row of the ce_small kernels outside the vector lanes (a NaN or a
+ * non-finite max): the scalar kernels, zeros for a == 0, then the target
+ * entry a * expm1(lp) with libm and lp stored. */
+#define DEFINE_CE_SMALL_ROW(T, SUF)                                            \
+static void ce_small_row_##SUF##_(const T *x, T *y, ptrdiff_t n, double scale, \
+                                  double a, int t, double *lp)                 \
+{                                                                              \
+    double mx, ls, l = 0.0;                                                    \
+    small_lse_row_##SUF##_(x, n, scale, &mx, &ls);                             \
+    if (t >= 0) l = scale * ((double)x[t] - mx) - ls;                          \
+    if (a == 0.0)                                                              \
+        for (ptrdiff_t i = 0; i < n; ++i) y[i] = 0;                            \
+    else                                                                       \
+        csm_softmax_rows_##SUF##_scalar(x, 1, n, 0, scale, &mx, &ls, a, y, 0); \
+    if (t >= 0) {                                                              \
+        y[t] = (T)(a * (l < -0.3 ? exp(l) - 1.0 : expm1(l)));                  \
+        *lp = l;                                                               \
+    }                                                                          \
+}
+DEFINE_CE_SMALL_ROW(float, f32)
+DEFINE_CE_SMALL_ROW(double, f64)
+#undef DEFINE_CE_SMALL_ROW
+
 /* Cross-entropy gradient of float32 short rows in one call (see
  * csoftmax.h): the fused short-row softmax (one exp_f32acc_ per element,
  * kept in float64; elements equal to the max counted apart so log_sum =
@@ -3196,20 +3219,8 @@ void csm_ce_small_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             small_out_f32_(T, n, q, store);
         }
         for (ptrdiff_t k = 0; k < w; ++k)
-            if (!(fin >> k & 1)) {
-                double mx, ls, l = 0.0;
-                small_lse_row_f32_(p[k], n, scale, &mx, &ls);
-                if (tk[k] >= 0) l = scale * ((double)p[k][tk[k]] - mx) - ls;
-                if (av[k] == 0.0)
-                    for (ptrdiff_t i = 0; i < n; ++i) q[k][i] = 0.0f;
-                else
-                    csm_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                                av[k], q[k], 0);
-                if (tk[k] >= 0) {
-                    q[k][tk[k]] = (float)(av[k] * (l < -0.3 ? exp(l) - 1.0 : expm1(l)));
-                    lp[g + k] = l;
-                }
-            }
+            if (!(fin >> k & 1))
+                ce_small_row_f32_(p[k], q[k], n, scale, av[k], tk[k], lp + g + k);
     }
 }
 
@@ -3440,20 +3451,8 @@ void csm_ce_small_f64_avx2(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
             small_out_f64_(T, n, q, store);
         }
         for (ptrdiff_t k = 0; k < w; ++k)
-            if (!(fin >> k & 1)) {
-                double mx, ls, l = 0.0;
-                small_lse_row_f64_(p[k], n, scale, &mx, &ls);
-                if (tk[k] >= 0) l = scale * (p[k][tk[k]] - mx) - ls;
-                if (av[k] == 0.0)
-                    for (ptrdiff_t i = 0; i < n; ++i) q[k][i] = 0.0;
-                else
-                    csm_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                                av[k], q[k], 0);
-                if (tk[k] >= 0) {
-                    q[k][tk[k]] = av[k] * (l < -0.3 ? exp(l) - 1.0 : expm1(l));
-                    lp[g + k] = l;
-                }
-            }
+            if (!(fin >> k & 1))
+                ce_small_row_f64_(p[k], q[k], n, scale, av[k], tk[k], lp + g + k);
     }
 }
 
