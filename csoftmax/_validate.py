@@ -133,6 +133,9 @@ def resolve_dtype(dtype, compute, result):
 
 
 def positive_scalar(value, name):
+    # float() would also take "1" or True: not numbers here, as in sample()
+    if isinstance(value, (str, bytes, bytearray, bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         v = operator.index(value) if isinstance(value, (int, np.integer)) else float(value)
     except (TypeError, ValueError) as e:

@@ -54,6 +54,18 @@ T = [
      ValueError, "temperature must be a finite number > 0", X(), O()),
     ("softmax temperature str", lambda x, o: cs.softmax(x, temperature="hot", out=o), TypeError,
      "temperature must be a real number", X(), O()),
+    ("softmax temperature numeric str",
+     lambda x, o: cs.softmax(x, temperature="1", out=o), TypeError,
+     "temperature must be a real number, got '1'", X(), O()),
+    ("log_softmax temperature bool",
+     lambda x, o: cs.log_softmax(x, temperature=True, out=o), TypeError,
+     "temperature must be a real number, got True", X(), O()),
+    ("cross_entropy temperature bytes",
+     lambda x, o: cs.cross_entropy(x, np.array([0, 1, 2]), temperature=b"2",
+                                   return_grad=True, grad_out=o), TypeError,
+     "temperature must be a real number", X(), O()),
+    ("smooth_max sharpness str", lambda x, o: cs.smooth_max(x, sharpness="10"), TypeError,
+     "sharpness must be a real number", X(), None),
     ("softmax bad dtype=", lambda x, o: cs.softmax(x, dtype=np.int32, out=o), TypeError,
      "dtype=int32 is not supported", X(), O()),
     ("log_softmax complex", lambda x, o: cs.log_softmax(x, out=o), TypeError, "complex dtype",
@@ -237,3 +249,12 @@ def test_nan_targets_propagate():
     q[1, 2] = np.nan
     lo = cs.cross_entropy(X(), q, reduction="none")
     assert np.isnan(lo[1]) and np.all(np.isfinite(lo[[0, 2]]))
+
+
+def test_real_scalar_forms_are_accepted():
+    """temperature as int, NumPy scalar or 0-d array gives the same bits as
+    the float (only strings and booleans are rejected, rows above)."""
+    x = X()
+    ref = cs.softmax(x, temperature=2.0)
+    for T in (2, np.int64(2), np.float32(2.0), np.array(2.0)):
+        np.testing.assert_array_equal(cs.softmax(x, temperature=T), ref)
