@@ -20,21 +20,10 @@ import pytest
 
 import csoftmax
 from _helpers import fused_kernels
+from test_ce_store import _ulps
 
-TINY = np.finfo(np.float32).tiny
 SIZES = [1, 2, 3, 7, 8, 9, 10, 16, 17, 31, 32]
 ULP = 4.0
-
-
-def _ulps(got, want):
-    """|got - want| in float32 ULPs of want (normal range; 0 elsewhere)."""
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    sp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        err = np.abs(got - want) / sp
-    err = np.where(np.isinf(got) & (got == want), 0.0, err)
-    return np.where(np.abs(want) >= TINY, err, 0.0)
 
 
 def exact_ce(x, t, *, weight=None, temperature=1.0, reduction="sum",
