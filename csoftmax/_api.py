@@ -6,8 +6,8 @@ import math
 import numpy as np
 
 from . import _core
-from ._validate import (as_input, check_out, normalize_axes, positive_scalar,
-                        reshape_view, resolve_dtype)
+from ._validate import (as_input, check_out, may_write_directly, normalize_axes,
+                        positive_scalar, reshape_view, resolve_dtype)
 from ._version import __version__
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
@@ -54,11 +54,6 @@ def _plan(a, axes):
     return "rows", np.ascontiguousarray(moved).reshape(-1, n), (rest, list(axes))
 
 
-def _same_memory(a, b):
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides and a.shape == b.shape)
-
-
 def _softmax_family(x, axis, temperature, out, dtype, log):
     a, comp, res = as_input(x)
     comp, res = resolve_dtype(dtype, comp, res)
@@ -72,13 +67,14 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
         kind, xv, moved = _plan(xc, axes)
         y = None
         yv = None
-        if (out is not None and out.dtype == comp and moved is None
-                and (not np.may_share_memory(out, a) or _same_memory(out, xc))):
+        if out is not None and out.dtype == comp and moved is None:
             # write straight into out when it has a layout the kernels take
+            # and it is not memory the kernel reads (out=x is: in place)
             yv = reshape_view(out, xv.shape)
             item = out.itemsize
             if (yv is None or not out.flags.aligned or any(s % item for s in yv.strides)
-                    or yv.strides[-1] != item):
+                    or yv.strides[-1] != item
+                    or not may_write_directly(yv, (xv,), in_place=(xv,))):
                 yv = None
             else:
                 y = out
@@ -138,9 +134,11 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     -------
     ndarray
         Same shape as `x`; each slice along `axis` is >= 0 and sums to 1.
-        Rows containing NaN give NaN; a row with +inf gives NaN at the +inf
-        entries and 0 elsewhere; an all -inf row gives NaN (IEEE arithmetic
-        on the formula, as scipy.special.softmax).
+        Rows containing NaN give NaN; an all -inf row gives NaN.  A row
+        with +inf entries gives NaN at those entries and exactly 0 at every
+        finite one -- the limit of softmax as those entries grow, with the
+        undefined split among them marked NaN.  (scipy.special.softmax and
+        torch return NaN for the whole row there.)
 
     Raises
     ------
@@ -197,7 +195,9 @@ def log_softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     Returns
     -------
     ndarray
-        Same shape as `x`, all entries <= 0 (NaN for NaN rows).
+        Same shape as `x`, all entries <= 0 (NaN for NaN rows and all -inf
+        rows).  A row with +inf entries gives NaN at those entries and -inf
+        at every finite one (the log of :func:`softmax`'s result).
 
     Raises
     ------
@@ -383,7 +383,8 @@ def get_config():
     -------
     dict
         ``version``, ``isa`` (kernel table in use), ``available_isas``,
-        ``openmp`` (built with OpenMP), ``num_threads``.
+        ``openmp`` (built with OpenMP), ``num_threads``, ``max_threads``
+        (the largest count :func:`set_num_threads` accepts).
     """
     return {
         "version": __version__,
@@ -391,6 +392,7 @@ def get_config():
         "available_isas": _core.available_isas(),
         "openmp": _core.have_openmp(),
         "num_threads": _core.get_num_threads(),
+        "max_threads": _core.max_num_threads(),
     }
 
 
@@ -407,8 +409,10 @@ def set_num_threads(n):
 
     Parameters
     ----------
-    n : int >= 1 or None
-        Thread count for large inputs, or None to follow OpenMP.
+    n : int or None
+        Thread count for large inputs, ``1 <= n <= get_config()["max_threads"]``
+        (4 per processor, at least 64, and within ``OMP_THREAD_LIMIT``), or
+        None to follow OpenMP.
 
     Returns
     -------
@@ -419,9 +423,11 @@ def set_num_threads(n):
     Raises
     ------
     ValueError
-        ``n < 1``.
+        ``n < 1``, or ``n`` above the cap: more threads only oversubscribe
+        the cores, and an OpenMP runtime that cannot create them aborts the
+        process.  (A larger ``OMP_NUM_THREADS`` is clamped to the cap.)
     TypeError
-        `n` is neither an integer nor None.
+        `n` is neither an integer nor None (bools are refused).
 
     Notes
     -----

@@ -9,8 +9,9 @@ import operator
 import numpy as np
 
 from . import _core
-from ._api import _plan, _same_memory
-from ._validate import as_input, check_out, normalize_axes, positive_scalar, reshape_view
+from ._api import _plan
+from ._validate import (as_input, check_out, may_write_directly, normalize_axes,
+                        positive_scalar, reshape_view)
 
 __all__ = ["cross_entropy", "nll_loss", "softmax_backward",
            "log_softmax_backward", "logsumexp_backward"]
@@ -36,10 +37,19 @@ def _reduction(reduction):
 
 
 def _ignore(ignore_index):
+    if isinstance(ignore_index, (bool, np.bool_)):
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
     try:
-        return operator.index(ignore_index)
+        v = operator.index(ignore_index)
     except TypeError as e:
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from e
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        raise OverflowError(f"ignore_index={v} does not fit in a signed 64-bit "
+                            "integer (labels are int64)")
+    return v
+
+
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 def _weight(weight, C):
@@ -56,8 +66,10 @@ def _labels(t, tshape, C, ignore, w, name="target"):
     if t.dtype.kind not in "iu":
         raise TypeError(f"{name} with shape {t.shape} holds class indices and must "
                         f"have an integer dtype, got {t.dtype}")
-    if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-        bad = int(np.argmax(t > np.iinfo(np.int64).max))
+    # by value, whatever the dtype's byte order: a uint64 label above the int64
+    # range would wrap to a negative one (and could equal ignore_index)
+    if t.dtype.kind == "u" and t.itemsize >= 8 and t.size and int(t.max()) > _INT64_MAX:
+        bad = int(np.argmax((t > _INT64_MAX).reshape(-1)))
         pos = np.unravel_index(bad, tshape)
         raise ValueError(f"{name}[{', '.join(map(str, pos))}] = {t.reshape(-1)[bad]} "
                          f"is not a class index in [0, {C})")
@@ -80,16 +92,16 @@ def _rows_view(arr, shape):
     return v
 
 
-def _grad_target(grad_out, a, xc, xv, comp, others=()):
+def _grad_target(grad_out, xv, reads, comp):
     """(array the kernels write, its view of xv's shape): grad_out itself when
-    its layout allows (also grad_out=logits), else a fresh buffer."""
-    if grad_out is not None and grad_out.dtype == comp and (
-            not np.may_share_memory(grad_out, a) or _same_memory(grad_out, xc)) and \
-            not any(np.may_share_memory(grad_out, o) for o in others):
+    its layout allows and it overlaps none of the arrays the kernel `reads`
+    (except being exactly the logits `xv`: in place), else a fresh buffer."""
+    if grad_out is not None and grad_out.dtype == comp:
         gv = reshape_view(grad_out, xv.shape)
         item = grad_out.itemsize
         if (gv is not None and grad_out.flags.aligned and gv.strides[-1] == item
-                and not any(s % item for s in gv.strides)):
+                and not any(s % item for s in gv.strides)
+                and may_write_directly(gv, reads, in_place=(xv,))):
             return grad_out, gv
     g = np.empty(xv.shape, dtype=comp)
     return g, g
@@ -299,7 +311,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     lo = np.empty(N, dtype=np.float64)
     g = gv = None
     if return_grad:
-        g, gv = _grad_target(grad_out, a, xc, xv, comp, (t,) if prob else ())
+        g, gv = _grad_target(grad_out, xv, (xv, qv, y, w), comp)
     if N:
         _core.ce_pass(xv, qv, gv, y, w, W, scale, eps, coef, ignore,
                       1 if prob else 0, None, lo)
@@ -399,7 +411,13 @@ def _bwd(y, dy, axis, out, log, names):
     yc = np.ascontiguousarray(a, dtype=comp).reshape(s3)
     dc = np.ascontiguousarray(d, dtype=comp).reshape(s3)
     direct = out is not None and out.dtype == comp and out.flags.c_contiguous
-    o = out.reshape(s3) if direct else np.empty(s3, dtype=comp)
+    if direct:
+        o = out.reshape(s3)
+        # out=y / out=dy work in place (each slice's sum is formed before
+        # it is written); any other overlap goes through a temporary
+        direct = may_write_directly(o, (yc, dc), in_place=(yc, dc))
+    if not direct:
+        o = np.empty(s3, dtype=comp)
     _core.softmax_bwd(yc, dc, o, log)
     if out is not None:
         if not direct:
@@ -514,6 +532,6 @@ def logsumexp_backward(x, dy, axis=-1, *, out=None):
         return g
     xc = a.astype(comp, copy=False)
     _, xv, _ = _plan(xc, (ax,))
-    g, gv = _grad_target(out, a, xc, xv, comp)
+    g, gv = _grad_target(out, xv, (xv, dv), comp)
     _core.ce_pass(xv, None, gv, None, None, 0.0, 1.0, 0.0, 1.0, -100, 2, dv, None)
     return _finish(g, gv, a.shape, res, out)

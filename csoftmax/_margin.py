@@ -658,6 +658,9 @@ def sample(logits, *, temperature=1.0, top_k=None, axis=-1, seed=None):
     T = float(temperature)
     if not (T >= 0 and math.isfinite(T)):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if T > 0:
+        # the rule of every temperature: 1/T must be finite (0 means argmax)
+        T = positive_scalar(T, "temperature")
     ax = _class_axis(axis, a.ndim)
     n = a.shape[ax]
     if n == 0:
@@ -671,8 +674,6 @@ def sample(logits, *, temperature=1.0, top_k=None, axis=-1, seed=None):
             k = 0
     key = _seed_key(seed)
     scale = 1.0 / T if T > 0 else 0.0
-    if not math.isfinite(scale):
-        scale = 0.0
     xv, batch = _rows(a, ax)
     rows = xv.shape[0]
     out = np.empty(rows, dtype=np.int64)

@@ -66,6 +66,7 @@ def _from_dlpack(x, name):
         raise TypeError(f"{name} is a {kind} that requires grad; csoftmax's NumPy "
                         "functions return ndarrays and cannot propagate a gradient. "
                         f"Pass {name}.detach() to compute on its values")
+    x = _resolve_lazy_bits(x)
     try:
         return np.from_dlpack(x)
     except (BufferError, RuntimeError, TypeError, ValueError) as e:
@@ -73,6 +74,18 @@ def _from_dlpack(x, name):
         raise TypeError(f"{name} ({kind}, dtype {dt}) cannot be read through "
                         f"DLPack ({str(e).rstrip('.')}); csoftmax takes float16/32/64, integer "
                         "and bool data (convert first, e.g. x.float())") from e
+
+
+def _resolve_lazy_bits(x):
+    """A torch tensor whose negation or conjugation is a lazy bit (``x.neg()``
+    views, ``x.conj().imag``) exports its *unnegated* memory through DLPack:
+    materialise such a tensor first (one copy), so the values read are the
+    values the tensor holds."""
+    for bit, resolve in (("is_neg", "resolve_neg"), ("is_conj", "resolve_conj")):
+        test = getattr(x, bit, None)
+        if callable(test) and test():
+            x = getattr(x, resolve)()
+    return x
 
 
 def _to_ndarray(x, name):
@@ -86,7 +99,15 @@ def _to_ndarray(x, name):
     providers.
     """
     if isinstance(x, np.ndarray):
-        return x
+        if type(x) is np.ndarray:
+            return x
+        if isinstance(x, np.ma.MaskedArray):
+            raise TypeError(f"{name} is a numpy.ma.MaskedArray; csoftmax would ignore its "
+                            f"mask: pass {name}.filled(-np.inf) (masked entries get "
+                            "probability 0) or the plain data")
+        # subclasses (np.matrix keeps two dimensions under reshape): compute on
+        # the plain ndarray view of the same memory, return plain ndarrays
+        return x.view(np.ndarray)
     if not isinstance(x, np.generic) and hasattr(type(x), "__dlpack__"):
         return _from_dlpack(x, name)
     return np.asarray(x)
@@ -143,7 +164,16 @@ def positive_scalar(value, name):
     v = float(v)
     if not (v > 0.0 and np.isfinite(v)):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if v < _MIN_INVERTIBLE:
+        # 1/v overflows float64: the kernels would scale by inf and give NaN
+        raise ValueError(f"{name} must be >= {_MIN_INVERTIBLE:.17g} (the smallest "
+                         f"number whose reciprocal is finite in float64), got {value!r}")
     return v
+
+
+# the smallest positive double whose reciprocal is finite: 1 / DBL_MAX,
+# rounded up (2^-1024 would give exactly 2^1024 = inf)
+_MIN_INVERTIBLE = float(np.nextafter(1.0 / np.finfo(np.float64).max, 1.0))
 
 
 def normalize_axes(axis, ndim):
@@ -159,6 +189,10 @@ def normalize_axes(axis, ndim):
 
 
 def _one_axis(a, ndim):
+    # bool is an int to operator.index: axis=True would silently mean axis 1
+    # (numpy, scipy and torch refuse it)
+    if isinstance(a, (bool, np.bool_)):
+        raise TypeError(f"axis must be an integer, a tuple of integers or None, got {a!r}")
     try:
         a = operator.index(a)
     except TypeError as e:
@@ -181,6 +215,36 @@ def check_out(out, shape, dtype, name="out"):
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return out
+
+
+def same_memory(a, b):
+    """True when `a` and `b` view exactly the same elements the same way
+    (first byte, dtype, shape and strides): an elementwise kernel may then
+    write one while reading the other."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.dtype == b.dtype and a.strides == b.strides and a.shape == b.shape)
+
+
+def may_write_directly(dest, reads, in_place=()):
+    """May a kernel write `dest` while it reads the arrays in `reads`?
+
+    The one overlap rule of every function that writes caller memory
+    (``out=``, ``grad_out=``): yes when `dest` shares no memory with any
+    array the kernel reads, or when it *is* one of the arrays in `in_place`
+    (same elements, same layout: those kernels finish reading each slice
+    before they write it).  Otherwise -- any partial or differently strided
+    overlap, with any argument -- the caller must compute into a fresh
+    temporary and copy it into `dest` afterwards.  `reads` holds the arrays
+    exactly as they are passed to the kernel (after any dtype or layout
+    conversion); None entries are skipped.
+    """
+    for r in reads:
+        if r is None or not np.may_share_memory(dest, r):
+            continue
+        if any(r is i for i in in_place) and same_memory(dest, r):
+            continue
+        return False
+    return True
 
 
 def reshape_view(a, shape):

@@ -40,11 +40,10 @@ except ImportError as _e:  # pragma: no cover - exercised only without dask
         "(or `pip install \"dask[distributed]\"`)") from _e
 
 import functools
-import operator
 
 import numpy as np
 
-from . import _api, _core
+from . import _api, _core, _losses
 from ._validate import normalize_axes, positive_scalar
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "cross_entropy"]
@@ -369,7 +368,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     scale = 1.0 / positive_scalar(temperature, "temperature")
-    ignore = operator.index(ignore_index)
+    ignore = _losses._ignore(ignore_index)
     tshape = x.shape[:ax] + x.shape[ax + 1:]
     t = target if isinstance(target, _da.Array) else _da.asarray(np.asarray(target))
     if t.dtype.kind not in "iu":
