@@ -30,6 +30,8 @@ from libc.math cimport expm1 as c_expm1_
 cdef extern from "omp_compat.h" nogil:
     int CSM_HAVE_OPENMP
     int omp_get_max_threads()
+    int omp_get_num_procs()
+    int omp_get_thread_limit()
 
 cdef extern from *:
     """
@@ -145,13 +147,43 @@ def have_openmp():
     return bool(CSM_HAVE_OPENMP)
 
 
+# The most threads csoftmax starts: 4 per processor (at least 64), and no
+# more than the OpenMP runtime's thread-limit-var.  Larger teams only
+# oversubscribe the cores, and libgomp aborts or crashes the process when it
+# cannot create the threads (2**24 or 2**31 - 1 of them), so set_num_threads
+# refuses counts above it and an OMP_NUM_THREADS above it is clamped.
+cdef int _thread_cap = 1
+
+
+cdef int _compute_thread_cap() noexcept nogil:
+    cdef int procs = omp_get_num_procs()
+    cdef int limit = omp_get_thread_limit()
+    cdef int cap = 4 * procs if procs < (1 << 20) else (1 << 22)
+    if cap < 64:
+        cap = 64
+    if limit > 0 and limit < cap:
+        cap = limit
+    return cap if CSM_HAVE_OPENMP else 1
+
+
+_thread_cap = _compute_thread_cap()
+
+
+def max_num_threads():
+    """The largest thread count csoftmax will use (see set_num_threads)."""
+    return _thread_cap
+
+
 cdef inline int _max_threads() noexcept nogil:
     """Threads for a large input: the set_num_threads value, else the OpenMP
-    runtime's current nthreads-var of the calling thread (cheap to read)."""
+    runtime's current nthreads-var of the calling thread (cheap to read),
+    clamped to _thread_cap."""
     cdef int n
     if _nthreads_user > 0:
         return _nthreads_user
     n = omp_get_max_threads()
+    if n > _thread_cap:
+        return _thread_cap
     return n if n > 0 else 1
 
 
@@ -160,20 +192,26 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Fix the thread count (n >= 1), or follow OpenMP again (n = None).
-    Returns the previous setting (None when it followed OpenMP)."""
+    """Fix the thread count (1 <= n <= max_num_threads()), or follow OpenMP
+    again (n = None).  Returns the previous setting (None when it followed
+    OpenMP)."""
     global _nthreads_user
     cdef int k = 0
     if n is not None:
+        if isinstance(n, (bool, np.bool_)):
+            raise TypeError(f"number of threads must be an integer or None, got {n!r}")
         try:
-            k = operator.index(n)
+            v = operator.index(n)
         except TypeError:
             raise TypeError(f"number of threads must be an integer or None, "
                             f"got {n!r}") from None
-        if k < 1:
+        if v < 1:
             raise ValueError(f"number of threads must be >= 1, got {n}")
-        if not CSM_HAVE_OPENMP:
-            k = 1
+        if v > _thread_cap and CSM_HAVE_OPENMP:
+            raise ValueError(f"number of threads must be <= {_thread_cap} (4 per "
+                             f"processor, at least 64, within OMP_THREAD_LIMIT), "
+                             f"got {n}")
+        k = v if CSM_HAVE_OPENMP else 1
     prev = _nthreads_user if _nthreads_user > 0 else None
     _nthreads_user = k
     return prev
