@@ -9,6 +9,25 @@ forward and trained with any optimiser::
     loss = ct.cross_entropy(model(x), y)      # like F.cross_entropy
     loss.backward()
 
+The functions take the signatures of their torch counterparts --
+``softmax`` / ``log_softmax`` / ``softmin(input, dim=None, _stacklevel=3,
+dtype=None)`` as ``torch.nn.functional``, ``logsumexp(input, dim=-1,
+keepdim=False)`` as :func:`torch.logsumexp` (where `dim` is required),
+``cross_entropy`` / ``nll_loss`` as ``torch.nn.functional`` (``size_average``
+/ ``reduce`` included) -- and the modules ``CrossEntropyLoss``, ``NLLLoss``,
+``Softmax``, ``LogSoftmax``, ``Softmin``, ``Softmax2d`` the constructor
+arguments of ``torch.nn``'s.  The csoftmax extras (``temperature``, the class
+axis ``dim`` of the losses) are keyword-only.  As in torch:
+
+* a 0-d tensor is one element: ``dim`` may be 0, -1 or ``(0,)``;
+* ``dim=None`` for the softmax family picks torch's legacy implicit dim
+  (0 for 0-, 1- and 3-d input, else 1) and warns as torch does;
+* ``dtype=`` casts the input before the operation; the gradient flows back
+  to the input's own dtype;
+* the deprecated ``size_average`` / ``reduce`` map to ``reduction`` by
+  torch's legacy rule (both default True: mean; ``reduce=False``: none;
+  ``size_average=False``: sum), with torch's deprecation warning.
+
 Inputs reach the C kernels without a copy (``tensor.numpy()`` shares the
 memory, strided layouts included) and results come back without a copy
 (``torch.from_numpy``).  float32 and float64 are native, float16 is computed
@@ -19,7 +38,8 @@ backward are :func:`csoftmax.softmax_backward` /
 :func:`csoftmax.log_softmax_backward` on the saved output; ``cross_entropy``
 and ``margin_cross_entropy`` compute their gradient in the same pass as the
 loss during forward (when an input requires grad) and backward only scales it
-by ``grad_output``.  Backward functions are first-order
+by ``grad_output``; ``nll_loss``'s gradient (``-w[y]`` at the targets) is
+built in backward from the targets.  Backward functions are first-order
 (``once_differentiable``): no double backward.
 """
 try:
@@ -29,13 +49,16 @@ except ImportError as _e:  # pragma: no cover - exercised only without torch
         "csoftmax.torch needs PyTorch; install it with `pip install csoftmax[torch]` "
         "(or `pip install torch`)") from _e
 
+import warnings
+
 import numpy as np
 from torch.autograd.function import once_differentiable as _once
 
 from . import _api, _losses, _margin
 
-__all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy",
-           "margin_cross_entropy", "CrossEntropyLoss"]
+__all__ = ["softmax", "log_softmax", "softmin", "logsumexp", "cross_entropy", "nll_loss",
+           "margin_cross_entropy", "CrossEntropyLoss", "NLLLoss", "Softmax", "LogSoftmax",
+           "Softmin", "Softmax2d"]
 
 _NATIVE = (_torch.float16, _torch.float32, _torch.float64)
 
@@ -71,6 +94,65 @@ def _dim(d):
     if isinstance(d, (list, tuple)):
         return tuple(int(i) for i in d)
     return None if d is None else int(d)
+
+
+def _tensor(t, name="input"):
+    if not isinstance(t, _torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def _scalar_dims(dim):
+    """Check `dim` for a 0-d input, which torch treats as one element: each
+    dim must be 0 or -1 (IndexError otherwise, as torch), without repeats."""
+    dims = dim if isinstance(dim, tuple) else (dim,)
+    for d in dims:
+        if d is not None and d not in (0, -1):
+            raise IndexError(f"Dimension out of range (expected to be in range of [-1, 0], "
+                             f"but got {d})")
+    if len(dims) > 1 and None not in dims:
+        raise RuntimeError("dim 0 appears multiple times in the list of dims")
+
+
+def _implicit_dim(name, ndim, stacklevel):
+    """torch's legacy choice for ``dim=None`` (F._get_softmax_dim), with its
+    deprecation warning."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
+                  "Change the call to include dim=X as an argument.", stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _cast(t, dtype):
+    """``input.to(dtype)`` before the op, as torch's `dtype=` (differentiable:
+    the gradient comes back in the input's dtype)."""
+    if dtype is None:
+        return t
+    if not isinstance(dtype, _torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return t.to(dtype)
+
+
+def _legacy_reduction(size_average, reduce, reduction):
+    """torch's ``_Reduction.legacy_get_string``: the deprecated `size_average`
+    and `reduce` (None = True) override `reduction` when either is given."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    ret = "mean" if (size_average and reduce) else "sum" if reduce else "none"
+    warnings.warn("size_average and reduce args will be deprecated, please use "
+                  f"reduction='{ret}' instead.", stacklevel=3)
+    return ret
+
+
+def _class_dim(input, dim):
+    """The class axis of a loss: torch's dim 1 (dim 0 for a 1-D input)."""
+    if dim is None:
+        dim = 1 if input.dim() >= 2 else 0
+    dim = int(dim)
+    if input.dim():
+        dim = dim % input.dim()
+    return dim
 
 
 # ---------------------------------------------------------------------------
@@ -111,19 +193,47 @@ def _tuple_bwd(y, g, dims, log):
     return r.astype(y.dtype)
 
 
-def softmax(input, dim=-1, *, temperature=1.0):
+def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name):
+    _tensor(input)
+    if dim is None:
+        dim = _implicit_dim(name, input.dim(), stacklevel + 1)
+    x = _cast(input, dtype)
+    dim, T = _dim(dim), float(temperature)
+    if x.dim() == 0:
+        # one element: run it as a 1-element vector (reshape is differentiable)
+        _scalar_dims(dim)
+        return _Softmax.apply(x.reshape(1), 0, T, log).reshape(())
+    return _Softmax.apply(x, dim, T, log)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
     r"""Differentiable :func:`csoftmax.softmax` of a CPU tensor along `dim`
-    (``exp(x/T - LSE(x/T))``; an int or a tuple of dims).  Same result as
-    ``torch.softmax(input / temperature, dim)``; float32 is accumulated in
-    float64 (within 1 ULP of the exact result)."""
-    return _Softmax.apply(input, _dim(dim), float(temperature), False)
+    (``exp(x/T - LSE(x/T))``; an int or a tuple of dims), with the signature
+    of :func:`torch.nn.functional.softmax`.  Same result as
+    ``F.softmax(input / temperature, dim, dtype=dtype)``; float32 is
+    accumulated in float64 (within 1 ULP of the exact result).
+
+    ``dim=None`` takes torch's legacy implicit dim (with its warning);
+    `dtype` casts the input first; a 0-d input is one element (result 1)."""
+    return _softmax_family(input, dim, _stacklevel, dtype, temperature, False, "softmax")
 
 
-def log_softmax(input, dim=-1, *, temperature=1.0):
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
     r"""Differentiable :func:`csoftmax.log_softmax` of a CPU tensor along `dim`
-    (``x/T - LSE(x/T)``).  Same result as
-    ``torch.log_softmax(input / temperature, dim)``."""
-    return _Softmax.apply(input, _dim(dim), float(temperature), True)
+    (``x/T - LSE(x/T)``), with the signature of
+    :func:`torch.nn.functional.log_softmax`.  Same result as
+    ``F.log_softmax(input / temperature, dim, dtype=dtype)``."""
+    return _softmax_family(input, dim, _stacklevel, dtype, temperature, True, "log_softmax")
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
+    r"""``softmax(-input)``, with the signature of
+    :func:`torch.nn.functional.softmin` (as torch, the input is negated
+    before the `dtype` cast)."""
+    _tensor(input)
+    if dim is None:
+        dim = _implicit_dim("softmin", input.dim(), _stacklevel)
+    return _softmax_family(-input, dim, _stacklevel, dtype, temperature, False, "softmin")
 
 
 # ---------------------------------------------------------------------------
@@ -157,9 +267,16 @@ class _LogSumExp(_torch.autograd.Function):
 
 def logsumexp(input, dim=-1, keepdim=False):
     r"""Differentiable :func:`csoftmax.logsumexp` of a CPU tensor over `dim`
-    (an int, a tuple of dims or None for all), as :func:`torch.logsumexp`.
+    (an int, a tuple of dims or None for all), as :func:`torch.logsumexp`
+    (whose `dim` has no default; here it is the last dim).  A 0-d input is
+    one element (dim 0, -1, ``(0,)``; the result is the input).
     The gradient is ``softmax(x) * grad_output`` (one fused kernel pass)."""
-    return _LogSumExp.apply(input, _dim(dim), bool(keepdim))
+    _tensor(input)
+    dim, keepdim = _dim(dim), bool(keepdim)
+    if input.dim() == 0:
+        _scalar_dims(dim)
+        return _LogSumExp.apply(input.reshape(1), 0, keepdim).reshape(())
+    return _LogSumExp.apply(input, dim, keepdim)
 
 
 # ---------------------------------------------------------------------------
@@ -216,8 +333,9 @@ class _CrossEntropy(_torch.autograd.Function):
         return gx, gt, None, None, None, None, None, None
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, *, dim=None, temperature=1.0):
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0, *, dim=None,
+                  temperature=1.0):
     r"""Differentiable :func:`csoftmax.cross_entropy` with the signature of
     :func:`torch.nn.functional.cross_entropy`.
 
@@ -225,7 +343,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     convention: dim 1 (dim 0 for a 1-D input).  `target` is integer class
     indices (shape of `input` without `dim`) or class probabilities (shape
     of `input`).  `weight`, `ignore_index`, `reduction`, `label_smoothing`
-    are torch's; `temperature` divides the logits first.
+    are torch's, and so is the legacy mapping of the deprecated
+    `size_average` / `reduce` onto `reduction`; `temperature` divides the
+    logits first.
 
     The gradient with respect to `input` is computed in the forward pass by
     the fused kernel (only when `input` requires grad) and scaled by
@@ -233,34 +353,150 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     ``-(1-eps) w_c log p_c`` (divided by N for 'mean'); `weight` is not
     differentiated.
     """
-    if not isinstance(input, _torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    if dim is None:
-        dim = 1 if input.dim() >= 2 else 0
-    dim = int(dim)
-    if input.dim():
-        dim = dim % input.dim()
-    return _CrossEntropy.apply(input, target, weight, dim, int(ignore_index), reduction,
-                               float(label_smoothing), float(temperature))
+    _tensor(input)
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _CrossEntropy.apply(input, target, weight, _class_dim(input, dim),
+                               int(ignore_index), reduction, float(label_smoothing),
+                               float(temperature))
 
 
 class CrossEntropyLoss(_torch.nn.Module):
     """``nn.CrossEntropyLoss`` on csoftmax's fused kernels (same arguments,
-    plus `dim` and `temperature`); see :func:`cross_entropy`."""
+    plus keyword-only `dim` and `temperature`); see :func:`cross_entropy`."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean",
-                 label_smoothing=0.0, *, dim=None, temperature=1.0):
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0, *, dim=None, temperature=1.0):
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
-        self.reduction = reduction
+        self.reduction = _legacy_reduction(size_average, reduce, reduction)
         self.label_smoothing = label_smoothing
         self.dim = dim
         self.temperature = temperature
 
     def forward(self, input, target):
-        return cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
-                             self.label_smoothing, dim=self.dim, temperature=self.temperature)
+        return cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing,
+                             dim=self.dim, temperature=self.temperature)
+
+
+# ---------------------------------------------------------------------------
+# nll_loss
+
+class _NLLLoss(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, target, weight, dim, ignore_index, reduction):
+        xa, ta = _np(x), _np(target, "target")
+        wa = None if weight is None else _np(weight, "weight")
+        loss = _losses.nll_loss(xa, ta, axis=dim, weight=wa, ignore_index=ignore_index,
+                                reduction=reduction)
+        ctx.dim, ctx.ignore_index, ctx.reduction = dim, ignore_index, reduction
+        ctx.shape, ctx.dtype = x.shape, x.dtype
+        ctx.save_for_backward(target, weight)
+        return _tt(np.asarray(loss), x)
+
+    @staticmethod
+    @_once
+    def backward(ctx, g):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        target, weight = ctx.saved_tensors
+        # d loss_i / d input[i, y_i] = -w[y_i] (/ sum of the kept w[y] for 'mean');
+        # 0 everywhere else and for ignored samples.  A zero total weight gives
+        # -0/0 = NaN at the kept targets, as torch.
+        y = target.detach().to(_torch.int64)
+        keep = y != ctx.ignore_index
+        yc = _torch.where(keep, y, _torch.zeros_like(y))
+        if weight is None:
+            wy = keep.to(_torch.float64)
+        else:
+            wy = weight.detach().to(_torch.float64)[yc] * keep
+        if ctx.reduction == "mean":
+            wy = _torch.where(keep, wy / wy.sum(), _torch.zeros_like(wy))
+        coef = -wy * g.detach().to(_torch.float64)
+        gx = _torch.zeros(ctx.shape, dtype=ctx.dtype)
+        gx.scatter_(ctx.dim, yc.unsqueeze(ctx.dim), coef.unsqueeze(ctx.dim).to(ctx.dtype))
+        return gx, None, None, None, None, None
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean", *, dim=None):
+    r"""Differentiable :func:`csoftmax.nll_loss` with the signature of
+    :func:`torch.nn.functional.nll_loss`.
+
+    `input` holds log-probabilities with the class axis at `dim` (default
+    torch's: dim 1, dim 0 for a 1-D input; targets ``(N, d1, ...)`` for
+    input ``(N, C, d1, ...)``).  ``'mean'`` divides by the sum of the kept
+    samples' weights (NaN if every sample is ignored).  The gradient with
+    respect to `input` is ``-w[y]`` (divided by that sum for 'mean') at each
+    kept sample's target entry and 0 elsewhere; `weight` is not
+    differentiated.
+    """
+    _tensor(input)
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _NLLLoss.apply(input, target, weight, _class_dim(input, dim), int(ignore_index),
+                          reduction)
+
+
+class NLLLoss(_torch.nn.Module):
+    """``nn.NLLLoss`` over :func:`nll_loss` (same arguments, plus keyword-only
+    `dim`)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", *, dim=None):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.reduction = _legacy_reduction(size_average, reduce, reduction)
+        self.dim = dim
+
+    def forward(self, input, target):
+        return nll_loss(input, target, self.weight, ignore_index=self.ignore_index,
+                        reduction=self.reduction, dim=self.dim)
+
+
+# ---------------------------------------------------------------------------
+# softmax modules
+
+class Softmax(_torch.nn.Module):
+    """``nn.Softmax(dim)`` over :func:`softmax` (plus keyword-only
+    `temperature`)."""
+
+    def __init__(self, dim=None, *, temperature=1.0):
+        super().__init__()
+        self.dim = dim
+        self.temperature = temperature
+
+    def forward(self, input):
+        return softmax(input, self.dim, _stacklevel=5, temperature=self.temperature)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """``nn.LogSoftmax(dim)`` over :func:`log_softmax`."""
+
+    def forward(self, input):
+        return log_softmax(input, self.dim, _stacklevel=5, temperature=self.temperature)
+
+
+class Softmin(Softmax):
+    """``nn.Softmin(dim)`` over :func:`softmin`."""
+
+    def forward(self, input):
+        return softmin(input, self.dim, _stacklevel=5, temperature=self.temperature)
+
+
+class Softmax2d(_torch.nn.Module):
+    """``nn.Softmax2d``: softmax over the channels (dim -3) of a (C, H, W) or
+    (N, C, H, W) input."""
+
+    def forward(self, input):
+        if input.dim() not in (3, 4):
+            raise ValueError(f"Softmax2d: expected input to be 3D or 4D, got {input.dim()}D "
+                             "instead")
+        return softmax(input, -3, _stacklevel=5)
 
 
 # ---------------------------------------------------------------------------

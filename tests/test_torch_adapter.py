@@ -10,6 +10,9 @@ float32 gradients get atol 2e-6 instead: a VJP formed from the float32
 *output* y has an absolute error ~ eps32 * max|dy| (|dy| <= ~10 here);
 gradcheck runs in float64 with its defaults (eps 1e-6, atol 1e-5, rtol 1e-3).
 """
+import inspect
+import warnings
+
 import numpy as np
 import pytest
 
@@ -206,7 +209,7 @@ def test_margin_cross_entropy_matches_autograd_reference():
 
 def test_results_share_memory_with_numpy_output():
     x = torch.randn(4, 8, dtype=torch.float32)
-    y = ct.softmax(x)
+    y = ct.softmax(x, -1)
     # from_numpy result: writable, contiguous, a NumPy view of the same memory
     assert y.numpy().__array_interface__["data"][0] == y.data_ptr()
     np.testing.assert_array_equal(y.numpy(), csoftmax.softmax(x.numpy()))
@@ -214,10 +217,10 @@ def test_results_share_memory_with_numpy_output():
 
 def test_strided_input_and_half_types():
     x = torch.randn(6, 10, dtype=torch.float64)[:, ::2]
-    _close(ct.softmax(x), torch.softmax(x, -1), torch.float64)
+    _close(ct.softmax(x, -1), torch.softmax(x, -1), torch.float64)
     for dt in (torch.float16, torch.bfloat16):
         h = torch.randn(3, 9).to(dt)
-        r = ct.log_softmax(h)
+        r = ct.log_softmax(h, -1)
         assert r.dtype == dt
         torch.testing.assert_close(r.float(), torch.log_softmax(h.float(), -1).to(dt).float(),
                                    rtol=1e-2, atol=1e-2)
@@ -231,7 +234,7 @@ def test_no_grad_path_and_errors():
     with pytest.raises(ValueError, match="not a class index"):
         ct.cross_entropy(x, torch.tensor([0, 1, 9]))
     with pytest.raises(TypeError, match="complex"):
-        ct.softmax(torch.randn(2, 2, dtype=torch.complex64))
+        ct.softmax(torch.randn(2, 2, dtype=torch.complex64), -1)
     with pytest.raises(TypeError, match="torch.Tensor"):
         ct.cross_entropy(np.zeros((2, 2)), torch.tensor([0, 1]))
 
@@ -239,7 +242,7 @@ def test_no_grad_path_and_errors():
 def test_meta_device_rejected():
     x = torch.empty(2, 3, device="meta")
     with pytest.raises(ValueError, match="CPU"):
-        ct.softmax(x)
+        ct.softmax(x, -1)
 
 
 # ---------------------------------------------------------------------------
@@ -271,3 +274,238 @@ def test_training_loop_matches_torch(dtype, rtol):
     assert ours[-1] < 0.5 * ours[0]                  # it does train
     np.testing.assert_allclose(ours, ref, rtol=rtol)
     torch.testing.assert_close(w_ours, w_ref, rtol=rtol, atol=rtol)
+
+
+# ---------------------------------------------------------------------------
+# torch.nn.functional's signatures and input domain (0-d, dtype=, dim=None,
+# nll_loss, size_average / reduce, the module forms)
+
+# (getattr: an adapter without softmin fails these tests one by one instead of
+# failing the whole module at import)
+SOFTMAX_FAMILY = [(ct.softmax, F.softmax), (ct.log_softmax, F.log_softmax),
+                  (getattr(ct, "softmin", None), F.softmin)]
+
+
+@pytest.mark.parametrize("ours,ref", [
+    ("softmax", F.softmax), ("log_softmax", F.log_softmax), ("softmin", F.softmin),
+    ("cross_entropy", F.cross_entropy), ("nll_loss", F.nll_loss),
+    ("CrossEntropyLoss", torch.nn.CrossEntropyLoss), ("NLLLoss", torch.nn.NLLLoss),
+    ("Softmax", torch.nn.Softmax), ("LogSoftmax", torch.nn.LogSoftmax),
+    ("Softmin", torch.nn.Softmin), ("Softmax2d", torch.nn.Softmax2d)], ids=str)
+def test_signature_is_torchs(ours, ref):
+    """torch's parameters, in torch's order with torch's defaults, come first;
+    csoftmax's extras (temperature, dim of the losses) are keyword-only."""
+    f = getattr(ct, ours)
+    sig, rsig = inspect.signature(f), inspect.signature(ref)
+    theirs = [(p.name, p.default) for p in rsig.parameters.values()]
+    mine = list(sig.parameters.values())
+    assert [(p.name, p.default) for p in mine[:len(theirs)]] == theirs
+    assert all(p.kind is p.KEYWORD_ONLY for p in mine[len(theirs):])
+    assert ours in ct.__all__
+
+
+def test_positional_arguments_follow_torch():
+    # F.cross_entropy(input, target, weight, size_average, ignore_index, ...)
+    x, y = _x((6, 4)), torch.tensor([0, 1, 2, 3, 1, 1])
+    w = torch.linspace(0.5, 2.0, 4, dtype=torch.float64)
+    for f, ref in ((ct.cross_entropy, F.cross_entropy), (ct.nll_loss, F.nll_loss)):
+        _close(f(x, y, w, None, 1, None, "sum"), ref(x, y, w, None, 1, None, "sum"),
+               torch.float64)
+
+
+@pytest.mark.parametrize("value", [2.5, -1e300, float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("dim", [0, -1, (0,)], ids=str)
+def test_zero_dim_input_is_one_element(value, dim):
+    for f, ref in SOFTMAX_FAMILY + [(ct.logsumexp, torch.logsumexp)]:
+        if ref is not torch.logsumexp and isinstance(dim, tuple):
+            ref_dim = dim[0]
+        else:
+            ref_dim = dim
+        for dtype in (torch.float32, torch.float64):
+            x = torch.tensor(value, dtype=dtype, requires_grad=True)
+            xr = x.detach().clone().requires_grad_()
+            y, yr = f(x, dim), ref(xr, ref_dim)
+            assert y.shape == () and y.dtype == dtype
+            torch.testing.assert_close(y, yr, equal_nan=True, rtol=0, atol=0)
+            g, = torch.autograd.grad(y, x, torch.tensor(1.7, dtype=dtype))
+            gr, = torch.autograd.grad(yr, xr, torch.tensor(1.7, dtype=dtype))
+            torch.testing.assert_close(g, gr, equal_nan=True, rtol=0, atol=0)
+
+
+def test_zero_dim_keepdim_module_and_bad_dims():
+    x = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    assert ct.logsumexp(x, (0,), True).shape == ()
+    assert ct.logsumexp(x, None).item() == pytest.approx(0.3)
+    assert torch.autograd.gradcheck(lambda t: ct.logsumexp(t, 0, True), (x,))
+    assert torch.autograd.gradcheck(lambda t: ct.log_softmax(t, 0, temperature=2.0), (x,))
+    for mod in (ct.Softmax(0), ct.LogSoftmax(-1), ct.Softmin(0)):
+        assert mod(x).shape == ()
+    for f in (ct.softmax, ct.log_softmax, ct.softmin, ct.logsumexp):
+        with pytest.raises(IndexError, match=r"range of \[-1, 0\], but got 1"):
+            f(x, 1)
+        with pytest.raises(IndexError, match="got -2"):
+            f(x, (-2,))
+    with pytest.raises(RuntimeError, match="multiple times"):
+        ct.logsumexp(x, (0, -1))
+
+
+@pytest.mark.parametrize("in_dtype,dtype", [(torch.float32, torch.float64),
+                                            (torch.float64, torch.float32),
+                                            (torch.float16, torch.float64),
+                                            (torch.float32, torch.float32)], ids=str)
+def test_dtype_argument_casts_first(in_dtype, dtype):
+    """dtype= casts the input before the op (as torch); the gradient comes
+    back in the input's dtype."""
+    for f, ref in SOFTMAX_FAMILY:
+        x = _x((5, 9), in_dtype)
+        xr = x.detach().clone().requires_grad_()
+        y, yr = f(x, 1, dtype=dtype), ref(xr, 1, dtype=dtype)
+        assert y.dtype == dtype
+        _close(y, yr, dtype)
+        up = _x((5, 9), dtype, seed=4, grad=False)
+        g, = torch.autograd.grad(y, x, up)
+        gr, = torch.autograd.grad(yr, xr, up)
+        assert g.dtype == in_dtype
+        tol = dict(rtol=1e-2, atol=1e-3) if in_dtype == torch.float16 else \
+            dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g, gr, **tol)
+    with pytest.raises(TypeError, match="floating-point"):
+        ct.softmax(_x((2, 3)), 1, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("ndim", [0, 1, 2, 3, 4])
+def test_implicit_dim_is_torchs_legacy_rule(ndim):
+    shape = (2, 3, 4, 5)[:ndim]
+    x = _x(shape)
+    for f, ref in SOFTMAX_FAMILY:
+        name = ref.__name__
+        with pytest.warns(UserWarning, match=f"Implicit dimension choice for {name} ") as rec:
+            y = f(x)
+        # the warning points at the caller, as torch's does
+        assert rec[0].filename == __file__
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _close(y, ref(x), torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ct.softmax(x, -1 if ndim else 0)      # an explicit dim does not warn
+
+
+NLL_CASES = [dict(), dict(reduction="sum"), dict(reduction="none"),
+             dict(weight="w"), dict(weight="w", reduction="none"),
+             dict(ignore_index=1), dict(ignore_index=0, weight="w", reduction="sum"),
+             dict(ignore_index=2, weight="w")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(7, 3), (2, 3, 4, 2), (3,)], ids=str)
+@pytest.mark.parametrize("case", NLL_CASES, ids=str)
+def test_nll_loss_matches_torch(case, shape, dtype):
+    g = torch.Generator().manual_seed(5)
+    lp = torch.log_softmax(torch.randn(shape, generator=g, dtype=torch.float64),
+                           1 if len(shape) > 1 else 0).to(dtype).requires_grad_()
+    lpr = _ref(lp)
+    tshape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    y = torch.randint(0, 3, tshape, generator=g)
+    if y.dim():
+        y.view(-1)[0] = 1                         # so ignore_index=1 has something to skip
+    kw = _ce_args(case, 3, dtype)
+    loss = ct.nll_loss(lp, y, **kw)
+    if "weight" in kw:
+        kw["weight"] = kw["weight"].double()
+    ref = F.nll_loss(lpr, y, **kw)
+    assert loss.dtype == dtype and loss.shape == ref.shape
+    _close(loss, ref, dtype)
+    up = torch.linspace(0.5, 1.5, max(ref.numel(), 1), dtype=torch.float64).reshape(ref.shape)
+    g1, = torch.autograd.grad(loss, lp, up.to(dtype))
+    g2, = torch.autograd.grad(ref, lpr, up)
+    _close(g1, g2, dtype, grad=True)
+
+
+def test_nll_loss_gradcheck_and_edge_cases():
+    lp = _x((5, 4, 3))
+    y = torch.tensor([[0, 3, 1], [2, 2, 0], [1, 1, 1], [3, 0, 2], [0, 0, 0]])
+    w = torch.tensor([0.5, 2.0, 1.0, 3.0], dtype=torch.float64)
+    for red in ("mean", "sum", "none"):
+        assert torch.autograd.gradcheck(
+            lambda t: ct.nll_loss(t, y, w, ignore_index=1, reduction=red), (lp,))
+    # every sample ignored: NaN loss and a zero gradient (torch's result)
+    x = _x((2, 3))
+    loss = ct.nll_loss(x, torch.tensor([1, 1]), ignore_index=1)
+    assert torch.isnan(loss)
+    assert torch.equal(torch.autograd.grad(loss, x)[0], torch.zeros(2, 3, dtype=torch.float64))
+    # kept samples of total weight 0: -0/0 = NaN at the targets, as torch
+    wz = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    g1, = torch.autograd.grad(ct.nll_loss(x, torch.tensor([1, 1]), wz), x)
+    g2, = torch.autograd.grad(F.nll_loss(x, torch.tensor([1, 1]), wz), x)
+    torch.testing.assert_close(g1, g2, equal_nan=True)
+    # no grad wanted: no backward graph
+    with torch.no_grad():
+        assert ct.nll_loss(x, torch.tensor([0, 2])).grad_fn is None
+    with pytest.raises(ValueError, match="not a class index"):
+        ct.nll_loss(x, torch.tensor([0, 3]))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        ct.nll_loss(np.zeros((2, 3)), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("size_average", [None, True, False])
+@pytest.mark.parametrize("reduce", [None, True, False])
+def test_size_average_and_reduce_follow_torchs_legacy_mapping(size_average, reduce):
+    x, y = _x((6, 4)), torch.tensor([0, 1, 2, 3, 1, 1])
+    legacy = size_average is not None or reduce is not None
+    for f, ref, mod, rmod in ((ct.cross_entropy, F.cross_entropy, ct.CrossEntropyLoss,
+                               torch.nn.CrossEntropyLoss),
+                              (ct.nll_loss, F.nll_loss, ct.NLLLoss, torch.nn.NLLLoss)):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            a = f(x, y, size_average=size_average, reduce=reduce, reduction="sum")
+            m = mod(size_average=size_average, reduce=reduce, reduction="sum")
+        with warnings.catch_warnings(record=True) as want:
+            warnings.simplefilter("always")
+            b = ref(x, y, size_average=size_average, reduce=reduce, reduction="sum")
+            r = rmod(size_average=size_average, reduce=reduce, reduction="sum")
+        assert m.reduction == r.reduction
+        _close(a, b, torch.float64)
+        _close(m(x, y), r(x, y), torch.float64)
+        assert [str(w.message) for w in got] == [str(w.message) for w in want]
+        assert bool(got) == legacy
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_loss_modules_match_torch(dtype):
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(4, 5, 3, generator=g, dtype=dtype).requires_grad_()
+    xr = _ref(x)
+    y = torch.randint(0, 5, (4, 3), generator=g)
+    w = torch.linspace(0.5, 2.0, 5, dtype=dtype)
+    for mod, rmod in ((ct.NLLLoss(w, ignore_index=4, reduction="sum"),
+                       torch.nn.NLLLoss(w.double(), ignore_index=4, reduction="sum")),
+                      (ct.CrossEntropyLoss(w, ignore_index=2, label_smoothing=0.1),
+                       torch.nn.CrossEntropyLoss(w.double(), ignore_index=2,
+                                                 label_smoothing=0.1))):
+        assert torch.equal(mod.weight, w) and "weight" in dict(mod.named_buffers())
+        loss, ref = mod(x, y), rmod(xr, y)
+        _close(loss, ref, dtype)
+        g1, = torch.autograd.grad(loss, x)
+        g2, = torch.autograd.grad(ref, xr)
+        _close(g1, g2, dtype, grad=True)
+
+
+def test_softmax_modules_match_torch():
+    x = _x((2, 3, 4, 5))
+    for mod, rmod in ((ct.Softmax(1), torch.nn.Softmax(1)),
+                      (ct.LogSoftmax(-1), torch.nn.LogSoftmax(-1)),
+                      (ct.Softmin(2), torch.nn.Softmin(2)),
+                      (ct.Softmax(1, temperature=2.0), None),
+                      (ct.Softmax2d(), torch.nn.Softmax2d())):
+        y = mod(x)
+        yr = rmod(x) if rmod is not None else torch.softmax(x / 2.0, 1)
+        _close(y, yr, torch.float64)
+        up = _x(x.shape, seed=2, grad=False)
+        _close(torch.autograd.grad(y, x, up)[0], torch.autograd.grad(yr, x, up)[0],
+               torch.float64)
+    assert repr(ct.Softmax(1)) == "Softmax(dim=1)"
+    with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):
+        ct.Softmax()(x)
+    with pytest.raises(ValueError, match="3D or 4D"):
+        ct.Softmax2d()(x[0, 0])
