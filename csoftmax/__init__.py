@@ -34,7 +34,7 @@ if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_serial_after_fork)
 
 
-def get_include():
+def get_include() -> str:
     """Directory of the public C header ``csoftmax.h``.
 
     Pass it as ``include_dirs`` when compiling a Cython extension that does

@@ -21,8 +21,11 @@ def _parser():
     pb = sub.add_parser(
         "bench", help="side-by-side benchmark (ns/element) against the memcpy floor and peers",
         description="Time csoftmax beside the memory floor (np.copyto; np.sum for "
-                    "reductions), NumPy's stable formula, scipy.special, torch and jax "
-                    "(when installed), in this process, best-of-K in ns per element.")
+                    "reductions), the textbook max-shifted formula written in NumPy, "
+                    "scipy.special, torch and jax (those installed), in this process, "
+                    "best-of-K in ns per element. The table ends with a definition of "
+                    "every column; missing peers are listed with the command that adds "
+                    "them.")
     pb.add_argument("--quick", action="store_true",
                     help="fewer repeats and shapes (about 15 s)")
     pb.add_argument("--threads", type=int, default=1, metavar="N",
@@ -37,7 +40,8 @@ def _parser():
                     help=f"comma-separated ops from {', '.join(_bench.OPS)} "
                          f"(default: all; with --quick {', '.join(_bench.DEFAULT_OPS)})")
     pb.add_argument("--peers", default=None, metavar="LIST",
-                    help=f"restrict competitors to these of {', '.join(_bench.RIVALS)}")
+                    help=f"compare only with these of {', '.join(_bench.RIVALS)} "
+                         f"(default: all that are installed)")
     pb.add_argument("--repeat", type=int, default=None, metavar="K",
                     help="timed calls per measurement, best is kept (default 7, quick 3)")
     pb.add_argument("--budget", type=float, default=None, metavar="SEC",

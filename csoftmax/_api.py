@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from ._typing import Any, ArrayLike, Axes, DTypeLike, FloatArray, FloatResult, Result
+
 from . import _core
 from ._validate import (as_input, check_out, may_write_directly, normalize_axes,
                         positive_scalar, reshape_view, resolve_dtype)
@@ -100,7 +102,8 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
     return y if y.ndim else y[()]
 
 
-def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
+            out: FloatArray | None = None, dtype: DTypeLike | None = None) -> FloatArray:
     r"""Softmax of `x` along `axis`: ``exp(x/T - logsumexp(x/T))``.
 
     .. math:: \mathrm{softmax}(x)_i = \frac{e^{x_i/T}}{\sum_j e^{x_j/T}}
@@ -173,7 +176,8 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     return _softmax_family(x, axis, temperature, out, dtype, False)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
+                out: FloatArray | None = None, dtype: DTypeLike | None = None) -> FloatArray:
     r"""Logarithm of the softmax: ``x/T - logsumexp(x/T)`` along `axis`.
 
     Computed as ``(x_i - max x)/T - log S`` so that entries near 0 keep
@@ -236,7 +240,8 @@ def _keep(r, shape, axes, keepdims):
     return r
 
 
-def logsumexp(x, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
+              keepdims: bool = False, return_sign: bool = False) -> Result:
     r"""Log of the sum of exponentials, ``log(sum(b * exp(x)))``, computed stably.
 
     Same signature and semantics as :func:`scipy.special.logsumexp`:
@@ -332,7 +337,8 @@ def _weighted_lse(a, b, axes):
     return lse.reshape(kept), sgn.reshape(kept)
 
 
-def smooth_max(x, axis=-1, *, sharpness=1.0, keepdims=False):
+def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
+               keepdims: bool = False) -> FloatResult:
     r"""Smooth (differentiable) maximum ``LSE(k*x)/k`` along `axis`.
 
     ``max(x) <= smooth_max(x) <= max(x) + log(n)/k``; as the sharpness
@@ -376,7 +382,7 @@ def smooth_max(x, axis=-1, *, sharpness=1.0, keepdims=False):
     return r if r.ndim else r[()]
 
 
-def get_config():
+def get_config() -> dict[str, Any]:
     """Build and runtime configuration.
 
     Returns
@@ -396,7 +402,7 @@ def get_config():
     }
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> int | None:
     """Fix the number of OpenMP threads csoftmax uses, or follow OpenMP again.
 
     By default (and after ``set_num_threads(None)``) csoftmax reads the
@@ -447,7 +453,7 @@ def set_num_threads(n):
     return _core.set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Number of threads csoftmax will use for large inputs now.
 
     The :func:`set_num_threads` value if one is set, else the OpenMP

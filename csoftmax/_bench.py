@@ -29,6 +29,25 @@ PEERS = ("numpy", "scipy", "torch", "jax", "csoftmax")
 RIVALS = ("numpy", "scipy", "torch", "jax")       # peers csoftmax is compared to
 PEER_TITLES = {"numpy": "numpy formula", "scipy": "scipy.special",
                "torch": "torch", "jax": "jax", "csoftmax": "csoftmax"}
+# what each column times (the legend printed under the table)
+PEER_LEGEND = {
+    "numpy": "the textbook max-shifted formula written with NumPy ufuncs, per op below "
+             "(what one writes without a library)",
+    "scipy": "scipy.special.softmax / log_softmax / logsumexp (no cross-entropy or backward)",
+    "torch": "torch.softmax / log_softmax / logsumexp, F.cross_entropy forward+backward, "
+             "torch._softmax_backward_data, on torch.from_numpy(x) (no copy), torch threads "
+             "= --threads",
+    "jax": "jax.nn.softmax / log_softmax, jax.scipy.special.logsumexp, value_and_grad for "
+           "cross-entropy, each under jax.jit, on a jax CPU array",
+    "csoftmax": "this package (csoftmax.softmax, ...), threads = --threads",
+}
+# how to add a peer that is not installed: CPU builds (the default torch
+# wheel on Linux pulls the CUDA build and ~20 nvidia wheels)
+PEER_INSTALL = {
+    "scipy": "pip install scipy",
+    "torch": "pip install torch --index-url https://download.pytorch.org/whl/cpu",
+    "jax": "pip install jax",
+}
 
 DEFAULT_SHAPES = "8192x1000,512x32000,64x256000,262144x10"
 # full run only: one long row (split across threads) and a non-last axis
@@ -219,7 +238,7 @@ def _np_softmax(x, ax):
 
 
 register(
-    "softmax", doc="exp(x - max) / sum",
+    "softmax", doc="e = exp(x - max); e / sum(e)",
     numpy=lambda c, m: lambda: _np_softmax(c.x, c.axis),
     scipy=lambda c, m: lambda: m.softmax(c.x, axis=c.axis),
     torch=lambda c, m: lambda: m.softmax(c.t, dim=c.axis),
@@ -265,7 +284,7 @@ register(
 # smooth_max ----------------------------------------------------------------
 _K = SMOOTH_MAX_SHARPNESS
 register(
-    "smooth_max", floor="sum", doc=f"LSE(k*x)/k, k={_K:g}",
+    "smooth_max", floor="sum", doc=f"max + log(sum(exp(k*(x - max))))/k with k={_K:g}",
     numpy=lambda c, m: lambda: _np_logsumexp(c.x, c.axis, _K),
     scipy=lambda c, m: lambda: m.logsumexp(c.x * _K, axis=c.axis) / _K,
     torch=lambda c, m: lambda: m.logsumexp(c.t * _K, dim=c.axis) / _K,
@@ -310,7 +329,9 @@ def _jax_cross_entropy(c, jax):
 
 
 register(
-    "cross_entropy", doc="fwd+grad, mean, int targets",
+    "cross_entropy", doc="forward + gradient, mean over rows, integer labels: "
+        "logp = x - max - log(sum(exp(x - max))); loss = -mean(logp[label]); "
+        "grad = (exp(logp) - onehot) / n_rows",
     available=lambda cs: hasattr(cs, "cross_entropy"),
     numpy=lambda c, m: lambda: _np_cross_entropy(c.x, c.target, c.axis),
     torch=_torch_cross_entropy,
@@ -541,6 +562,7 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
     if repeat < 1:
         raise ValueError("repeat must be >= 1")
 
+    not_selected = [p for p in RIVALS if p not in pe.use]
     prev_threads = csoftmax.get_num_threads()
     torch = pe.get("torch")
     prev_torch = torch.get_num_threads() if torch is not None else None
@@ -604,7 +626,10 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
                    "wall_s": round(time.perf_counter() - t_start, 2)},
         "threads": threads,
         "peers": active,
-        "missing_peers": [p for p in PEERS if p not in active],
+        # selected (all by default, or --peers) but not importable
+        "missing_peers": [p for p in PEERS if p not in active and p not in not_selected],
+        # left out by --peers: installed or not, never imported
+        "not_selected_peers": not_selected,
         "env": environment(pe),
         "results": results,
     }
@@ -630,12 +655,15 @@ def format_table(doc):
     ]
     if "jax" in doc["peers"]:
         lines.append("jax: one thread requested via XLA_FLAGS when threads=1, else XLA's own pool")
-    if doc["missing_peers"]:
-        lines.append("not installed: " + ", ".join(doc["missing_peers"]))
+    missing = doc["missing_peers"]
+    if missing:
+        lines.append("not installed: " + ", ".join(missing) + " (their columns are left out)")
+        lines += [f"  add {p}: {PEER_INSTALL[p]}" for p in missing if p in PEER_INSTALL]
+    if doc.get("not_selected_peers"):
+        lines.append("not selected (--peers): " + ", ".join(doc["not_selected_peers"]))
     t = doc["timing"]
     lines.append(f"ns per element, best of {t['repeat']} (budget {t['budget_s']} s per "
-                 f"measurement); floor = np.copyto into a preallocated array "
-                 f"(reductions: np.sum over the axis, marked 'sum')")
+                 f"measurement); the columns are defined under the table")
     lines.append("")
     peers = [p for p in PEERS if p in doc["peers"]]
     head = ["op", "shape", "dtype", "floor"] + [PEER_TITLES[p] for p in peers] + \
@@ -658,6 +686,33 @@ def format_table(doc):
     lines.append("  ".join("-" * w for w in widths))
     lines += [fmt_row(r) for r in rows]
     lines.append("")
-    lines.append("cs/floor: csoftmax time / floor;  speed-up: fastest other peer's time / "
-                 "csoftmax's (>1 = csoftmax faster)")
+    lines += legend(doc)
     return "\n".join(lines)
+
+
+def _item(key, text, width, indent=2):
+    import textwrap
+    return textwrap.wrap(text, 100, initial_indent=" " * indent + key.ljust(width) + " ",
+                         subsequent_indent=" " * (indent + width + 1))
+
+
+def legend(doc):
+    """Lines defining every column of :func:`format_table`'s table."""
+    peers = [p for p in PEERS if p in doc["peers"]]
+    cols = [("floor", "np.copyto(out, x) into a preallocated array: the memory traffic of "
+                      "reading x and writing a result of its size; 'sum': np.sum(x, axis), "
+                      "the floor of a reduction")]
+    cols += [(PEER_TITLES[p], PEER_LEGEND[p]) for p in peers]
+    cols += [("cs/floor", "csoftmax time / floor (1.00x = as fast as copying the array)"),
+             ("speed-up", "fastest other column's time / csoftmax's, and which one "
+                          "(>1 = csoftmax faster; '-': no other column has the op)")]
+    lines = ["columns (ns per input element, lower is faster):"]
+    for k, v in cols:
+        lines += _item(k, v, 13)
+    if "numpy" in peers:
+        ops = list(dict.fromkeys(r["op"] for r in doc["results"]))
+        lines.append("numpy formula, per op (max and sums along the axis):")
+        for o in ops:
+            if o in OPS:
+                lines += _item(o, OPS[o].doc, 20)
+    return lines

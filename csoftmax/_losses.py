@@ -8,6 +8,8 @@ import operator
 
 import numpy as np
 
+from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, Result
+
 from . import _core
 from ._api import _plan
 from ._validate import (as_input, check_out, may_write_directly, normalize_axes,
@@ -134,9 +136,11 @@ def _reduce_loss(lo, reduction, denom, tshape, res):
 # ---------------------------------------------------------------------------
 # cross_entropy
 
-def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0, temperature=1.0,
-                  return_grad=False, grad_out=None):
+def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
+                  weight: ArrayLike | None = None, ignore_index: int = -100,
+                  reduction: Reduction = "mean", label_smoothing: float = 0.0,
+                  temperature: float = 1.0, return_grad: bool = False,
+                  grad_out: FloatArray | None = None) -> Result:
     r"""Cross-entropy of ``softmax(logits / T)`` against `target`, optionally
     with its gradient, in one fused pass.
 
@@ -324,8 +328,9 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
 # ---------------------------------------------------------------------------
 # nll_loss
 
-def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100,
-             reduction="mean"):
+def nll_loss(log_probs: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
+             weight: ArrayLike | None = None, ignore_index: int = -100,
+             reduction: Reduction = "mean") -> FloatResult:
     r"""Negative log-likelihood loss, as :func:`torch.nn.functional.nll_loss`
     (class axis at `axis`).
 
@@ -427,7 +432,8 @@ def _bwd(y, dy, axis, out, log, names):
     return r
 
 
-def softmax_backward(y, dy, axis=-1, *, out=None):
+def softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
+                     out: FloatArray | None = None) -> FloatArray:
     r"""Vector-Jacobian product of softmax: the gradient with respect to the
     softmax *input*, given its output `y` and the upstream gradient `dy`.
 
@@ -465,7 +471,8 @@ def softmax_backward(y, dy, axis=-1, *, out=None):
     return _bwd(y, dy, axis, out, False, ("y", "dy"))
 
 
-def log_softmax_backward(y, dy, axis=-1, *, out=None):
+def log_softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
+                         out: FloatArray | None = None) -> FloatArray:
     r"""Vector-Jacobian product of log-softmax, given its output `y` (the
     log-probabilities) and the upstream gradient `dy`.
 
@@ -479,7 +486,8 @@ def log_softmax_backward(y, dy, axis=-1, *, out=None):
     return _bwd(y, dy, axis, out, True, ("y", "dy"))
 
 
-def logsumexp_backward(x, dy, axis=-1, *, out=None):
+def logsumexp_backward(x: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
+                       out: FloatArray | None = None) -> FloatArray:
     r"""Vector-Jacobian product of ``LSE(x)`` along `axis`: the gradient with
     respect to `x`.
 

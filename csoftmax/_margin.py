@@ -9,6 +9,9 @@ import operator
 
 import numpy as np
 
+from ._typing import (ArrayLike, Axis, FloatArray, FloatResult, IntResult, KLReduction,
+                      MarginKind, Reduction, Result)
+
 from . import _core
 from ._validate import as_input, normalize_axes, positive_scalar, reshape_view
 
@@ -113,8 +116,9 @@ def _finish(losses, batch, reduction, res, count):
 # ---------------------------------------------------------------------------
 # knowledge distillation
 
-def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, axis=-1,
-                      reduction="batchmean", return_grad=False):
+def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
+                      temperature: float = 1.0, axis: Axis = -1,
+                      reduction: KLReduction = "batchmean", return_grad: bool = False) -> Result:
     r"""Knowledge-distillation loss ``T^2 KL(softmax(t/T) || softmax(s/T))``.
 
     For every distribution (slice along `axis`) with teacher probabilities
@@ -207,7 +211,8 @@ def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, axis=-
     return loss
 
 
-def kl_div(log_q, p_or_log_p, *, log_target=False, reduction="mean"):
+def kl_div(log_q: ArrayLike, p_or_log_p: ArrayLike, *, log_target: bool = False,
+           reduction: KLReduction = "mean") -> FloatResult:
     r"""Kullback-Leibler divergence with ``torch.nn.functional.kl_div`` semantics.
 
     `log_q` holds log-probabilities of the approximating distribution
@@ -309,8 +314,9 @@ def _margin_args(cos, target, scale, margin, kind, easy_margin, axis):
     return c, cv, batch, tg, ax, s, m, _KINDS[kind], bool(easy_margin), res
 
 
-def margin_logits(cos, target, *, scale=64.0, margin=0.0, kind="normface",
-                  easy_margin=False, axis=-1):
+def margin_logits(cos: ArrayLike, target: ArrayLike, *, scale: float = 64.0,
+                  margin: float = 0.0, kind: MarginKind = "normface",
+                  easy_margin: bool = False, axis: Axis = -1) -> FloatArray:
     r"""Logits of the margin-softmax family (NormFace, CosFace, ArcFace).
 
     `cos` holds cosines :math:`\cos\theta_j` between normalised features and
@@ -369,8 +375,10 @@ def margin_logits(cos, target, *, scale=64.0, margin=0.0, kind="normface",
     return _unrows(z, batch, ax, c.ndim).astype(res, copy=False)
 
 
-def margin_cross_entropy(cos, target, *, scale=64.0, margin=0.0, kind="normface",
-                         easy_margin=False, axis=-1, reduction="mean", return_grad=False):
+def margin_cross_entropy(cos: ArrayLike, target: ArrayLike, *, scale: float = 64.0,
+                         margin: float = 0.0, kind: MarginKind = "normface",
+                         easy_margin: bool = False, axis: Axis = -1,
+                         reduction: Reduction = "mean", return_grad: bool = False) -> Result:
     r"""Fused margin logits + cross-entropy (+ gradient with respect to `cos`).
 
     With :math:`z` = :func:`margin_logits` ``(cos, target, ...)`` the loss of a
@@ -449,7 +457,7 @@ def margin_cross_entropy(cos, target, *, scale=64.0, margin=0.0, kind="normface"
 # ---------------------------------------------------------------------------
 # softplus and the smooth multi-class hinge
 
-def softplus(x, *, beta=1.0, threshold=20.0):
+def softplus(x: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) -> FloatResult:
     r"""Softplus ``log(1 + exp(beta x)) / beta``, torch semantics, stable.
 
     .. math::
@@ -505,7 +513,8 @@ def softplus(x, *, beta=1.0, threshold=20.0):
     return y if y.ndim else y[()]
 
 
-def soft_hinge(logits, target, *, margin=0.0, axis=-1, reduction="mean", return_grad=False):
+def soft_hinge(logits: ArrayLike, target: ArrayLike, *, margin: float = 0.0, axis: Axis = -1,
+               reduction: Reduction = "mean", return_grad: bool = False) -> Result:
     r"""Smooth multi-class hinge loss ``softplus(LSE_{j != y} x_j - x_y + m)``.
 
     The hinge ``max(0, max_{j != y} x_j - x_y + m)`` with both the max and
@@ -599,7 +608,8 @@ def _seed_key(seed):
     return int(np.random.SeedSequence(sd).generate_state(1, np.uint64)[0])
 
 
-def sample(logits, *, temperature=1.0, top_k=None, axis=-1, seed=None):
+def sample(logits: ArrayLike, *, temperature: float = 1.0, top_k: int | None = None,
+           axis: Axis = -1, seed: int | None = None) -> IntResult:
     r"""Draw one class index per row from ``softmax(x / T)`` (optionally top-k).
 
     For every slice along `axis` a class :math:`j` is drawn with probability

@@ -1,7 +1,7 @@
 """dask adapter: softmax family and cross-entropy on chunked (and
 vocabulary-sharded) dask arrays, for dask.distributed clusters.
 
-``import csoftmax.dask`` needs dask (``pip install csoftmax[dask]``).  The
+``import csoftmax.dask`` needs dask (from a clone: ``pip install ".[dask]"``).  The
 logits may be chunked along the rows **and along the class axis** (B x V
 larger than one machine): nothing ever gathers a full row on one worker.
 
@@ -36,8 +36,9 @@ try:
     import dask.array as _da
 except ImportError as _e:  # pragma: no cover - exercised only without dask
     raise ImportError(
-        "csoftmax.dask needs dask; install it with `pip install csoftmax[dask]` "
-        "(or `pip install \"dask[distributed]\"`)") from _e
+        "csoftmax.dask needs dask, which is not installed. From a clone of csoftmax "
+        "(it is not on PyPI yet): `pip install \".[dask]\"`; or dask alone: "
+        "`pip install \"dask[distributed]\"`") from _e
 
 import functools
 

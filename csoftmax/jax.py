@@ -1,6 +1,6 @@
 """JAX adapter: csoftmax as differentiable, jit-compatible JAX functions.
 
-``import csoftmax.jax`` needs JAX (``pip install csoftmax[jax]``).  Each
+``import csoftmax.jax`` needs JAX (from a clone: ``pip install ".[jax]"``).  Each
 function is a :func:`jax.custom_vjp` whose forward and backward call the
 csoftmax C kernels on the host through :func:`jax.pure_callback`, so they
 work under :func:`jax.jit`, :func:`jax.grad` and :func:`jax.vmap` (CPU
@@ -21,8 +21,9 @@ try:
     import jax.numpy as _jnp
 except ImportError as _e:  # pragma: no cover - exercised only without jax
     raise ImportError(
-        "csoftmax.jax needs JAX; install it with `pip install csoftmax[jax]` "
-        "(or `pip install jax`)") from _e
+        "csoftmax.jax needs JAX, which is not installed. From a clone of csoftmax "
+        "(it is not on PyPI yet): `pip install \".[jax]\"`; or JAX alone: "
+        "`pip install jax`") from _e
 
 import functools
 

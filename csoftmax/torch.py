@@ -46,8 +46,10 @@ try:
     import torch as _torch
 except ImportError as _e:  # pragma: no cover - exercised only without torch
     raise ImportError(
-        "csoftmax.torch needs PyTorch; install it with `pip install csoftmax[torch]` "
-        "(or `pip install torch`)") from _e
+        "csoftmax.torch needs PyTorch, which is not installed. From a clone of csoftmax "
+        "(it is not on PyPI yet): `pip install \".[torch]\"`; or PyTorch alone, the "
+        "CPU build: `pip install torch --index-url https://download.pytorch.org/whl/cpu`"
+    ) from _e
 
 import warnings
 

@@ -205,3 +205,70 @@ def test_asv_benchmarks_run_once(shape):
         getattr(bench, "teardown", lambda *a: None)(*args)
     assert ran >= 10
     assert csoftmax.get_num_threads() == prev
+
+
+# ---------------------------------------------------------------------------
+# peers: "not selected" is not "not installed"; missing peers get a command
+
+def _installed(name):
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
+
+
+def test_bench_peers_not_selected_is_not_not_installed():
+    r = run_cli("bench", "--quick", "--shapes", "8x16", "--ops", "softmax",
+                "--peers", "numpy", "--repeat", "1", "--json", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["not_selected_peers"] == ["scipy", "torch", "jax"]
+    assert doc["missing_peers"] == []          # numpy is selected and always installed
+    assert doc["peers"] == ["numpy", "csoftmax"]
+    r = run_cli("bench", "--quick", "--shapes", "8x16", "--ops", "softmax",
+                "--peers", "numpy", "--repeat", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "not selected (--peers): scipy, torch, jax" in r.stdout
+    assert "not installed" not in r.stdout
+
+
+@pytest.mark.skipif(not _installed("scipy"), reason="scipy not installed")
+def test_bench_peers_scipy_only():
+    r = run_cli("bench", "--quick", "--shapes", "8x16", "--ops", "softmax",
+                "--peers", "scipy", "--repeat", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "not installed" not in r.stdout
+    assert "not selected (--peers): numpy, torch, jax" in r.stdout
+    header = next(line for line in r.stdout.splitlines() if line.startswith("op "))
+    assert "scipy.special" in header and "numpy formula" not in header
+
+
+def _small_doc(peers=_bench.PEERS):
+    return _bench.run(ops=["softmax", "logsumexp"], shapes="4x8", quick=True, repeat=1,
+                      budget=0.0, peers=peers, progress=None)
+
+
+def test_bench_missing_peers_print_the_command_that_adds_them():
+    doc = _small_doc(peers=("numpy", "csoftmax"))
+    doc["missing_peers"] = ["scipy", "torch", "jax"]      # as on a bare install
+    doc["not_selected_peers"] = []
+    out = _bench.format_table(doc)
+    assert "not installed: scipy, torch, jax" in out
+    assert "pip install scipy" in out
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in out
+    assert "pip install jax" in out
+    assert "not selected" not in out
+
+
+def test_bench_every_column_is_defined():
+    doc = _small_doc()
+    out = _bench.format_table(doc)
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("op "))
+    legend = lines[lines.index("columns (ns per input element, lower is faster):"):]
+    defined = {line[2:15].strip() for line in legend if line.startswith("  ") and line[2] != " "}
+    shown = ["floor", "cs/floor", "speed-up"] + [_bench.PEER_TITLES[p] for p in doc["peers"]]
+    for col in shown:
+        assert col in header and col in defined, col
+    # the numpy column's formula is spelled out for each op in the table
+    i = lines.index("numpy formula, per op (max and sums along the axis):")
+    assert lines[i + 1].split()[0] == "softmax" and "exp(x - max)" in lines[i + 1]
+    assert lines[i + 2].split()[0] == "logsumexp"
