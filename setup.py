@@ -67,6 +67,13 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# The Cython declaration of the kernel table is generated from the kernel
+# list (csoftmax/include/csoftmax_kernels.def) before cythonize reads it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "csoftmax", "src"))
+import gen_kernel_list  # noqa: E402
+
+gen_kernel_list.main()
+
 extensions = [
     Extension(
         "csoftmax._core",

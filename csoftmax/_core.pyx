@@ -104,6 +104,25 @@ def available_isas():
     return names
 
 
+def kernel_list():
+    """The kernel list (include/csoftmax_kernels.def) and which tables have
+    each kernel: [(name, {isa: bool})] for the ISAs this CPU offers, in
+    list (= table) order.  Tests and benchmarks walk it."""
+    cdef int i, k, n = csm_kernel_count()
+    cdef const csm_kernel_table *t
+    cdef csm_isa codes[3]
+    codes[0], codes[1], codes[2] = CSM_ISA_SCALAR, CSM_ISA_AVX2, CSM_ISA_NEON
+    names = ("scalar", "avx2", "neon")
+    out = [(csm_kernel_name(i).decode(), {}) for i in range(n)]
+    for k in range(3):
+        t = csm_kernels_for(codes[k])
+        if t == NULL:
+            continue
+        for i in range(n):
+            out[i][1][names[k]] = bool(csm_kernel_present(t, i))
+    return out
+
+
 def isa_request_error():
     return bool(csm_isa_request_error())
 
