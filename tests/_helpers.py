@@ -225,3 +225,244 @@ def fused_kernels(flag):
         yield
     finally:
         _core._use_fused(prev)
+
+
+# ===========================================================================
+# The accuracy contract (README "Accuracy", docs/accuracy.md) and the helpers
+# every contract test uses.
+#
+# Each output element must satisfy
+#     |got - ref| <= ulps * ulp(ref) + kappa * cond
+# with ulp() the spacing of the reference rounded to the result dtype
+# (subnormal spacing below the normal range), ref an accurate float64
+# (float32/float16 data) or long double (float64 data) reference of the SAME
+# input, and cond the sum of the magnitudes of the terms that cancel in that
+# element (None where nothing cancels: pure ULP bound).  kappa is float64
+# accumulation error: 2^-36 for float32 results (n * 2^-53 for rows of up to
+# 2^17 terms), 2^-44 for float64 results (measured <= 2^-47 at V = 32000).
+
+KAPPA = {np.dtype(np.float16): 2.0 ** -36, np.dtype(np.float32): 2.0 ** -36,
+         np.dtype(np.float64): 2.0 ** -44}
+
+# Not yet at the aim: the float32 cross-entropy gradient with label smoothing
+# or probability targets forms p_i W - w_i q'_i from a float32-accurate p_i
+# (measured up to ~2^-26 x (p_i |W| + |w_i q'_i|) where the two cancel).
+KAPPA_CE_SOFT = {np.dtype(np.float32): 2.0 ** -22, np.dtype(np.float16): 2.0 ** -22}
+
+# op -> {dtype: ulps}; the README table states the same figures.
+CONTRACT = {
+    "softmax":              {np.float32: 4, np.float64: 8, np.float16: 1},
+    "log_softmax":          {np.float32: 4, np.float64: 8, np.float16: 1},
+    "logsumexp":            {np.float32: 4, np.float64: 8, np.float16: 1},
+    "cross_entropy":        {np.float32: 4, np.float64: 4, np.float16: 1},  # loss
+    "cross_entropy_grad":   {np.float32: 4, np.float64: 4, np.float16: 1},
+    "nll_loss":             {np.float32: 4, np.float64: 4, np.float16: 1},
+    "softmax_backward":     {np.float32: 4, np.float64: 4, np.float16: 1},
+    "log_softmax_backward": {np.float32: 4, np.float64: 4, np.float16: 1},
+    "logsumexp_backward":   {np.float32: 4, np.float64: 8, np.float16: 1},
+}
+
+
+def bound(op, dtype):
+    """(ulps, kappa) of `op` for results of `dtype`."""
+    dt = np.dtype(dtype)
+    return CONTRACT[op][dt.type], KAPPA[dt]
+
+
+class Ref(np.ndarray):
+    """A reference value (long double / float64 array) carrying `cond`, the
+    magnitudes of the terms that cancel (None: nothing cancels), and
+    `slack`, an absolute allowance of float64 results derived from the float64
+    forward ops (f64_slack: the conditioning of exp in float64)."""
+    cond = None
+    slack = None
+    kappa = None      # overrides KAPPA (see KAPPA_CE_SOFT)
+
+
+def mkref(value, cond=None, slack=None, kappa=None):
+    r = np.asarray(value).view(Ref)
+    r.kappa = kappa
+    r.cond = None if cond is None else np.asarray(cond)
+    r.slack = None if slack is None else np.asarray(slack)
+    return r
+
+
+def ulp_of(want, dtype):
+    """ULP of each reference value rounded to `dtype`; the smallest
+    subnormal below the normal range, and for zero."""
+    dtype = np.dtype(dtype)
+    w = np.abs(np.asarray(want, dtype=work_dtype(dtype)))
+    with np.errstate(over="ignore"):
+        sp = np.spacing(w.astype(dtype)).astype(w.dtype)
+    return np.where(np.isfinite(sp) & (sp > 0), sp, np.spacing(dtype.type(0)))
+
+
+def err_ulps(got, want, dtype=None, kappa=0.0, cond=None, slack=None):
+    """Per element: (|got - want| - kappa * cond - slack) / ulp(want), >= 0.
+    Non-finite references must be matched exactly (inf where not)."""
+    got = np.asarray(got)
+    dtype = np.dtype(dtype or got.dtype)
+    wd = work_dtype(dtype)
+    g = got.astype(wd)
+    w = np.asarray(want).astype(wd)
+    fin = np.isfinite(w)
+    same = (np.isnan(g) & np.isnan(w)) | (g == w)
+    with np.errstate(all="ignore"):
+        d = np.abs(g - w)
+        if cond is not None:
+            d = np.maximum(d - wd(kappa) * np.asarray(cond).astype(wd), 0)
+        if slack is not None:
+            d = np.maximum(d - np.asarray(slack).astype(wd), 0)
+        e = np.where(fin, d / ulp_of(w, dtype), np.where(same, 0.0, np.inf))
+    e = np.where(fin & ~np.isfinite(g), np.inf, e)
+    return e.astype(np.float64)
+
+
+def assert_within(actual, ref, ulps, cond=None, kappa=None, what=""):
+    """Assert |actual - ref| <= ulps * ulp(ref) + kappa * cond element-wise
+    (see CONTRACT); report the worst element.  `ulps` may be an op name of
+    CONTRACT; `cond` defaults to ref.cond; kappa to KAPPA of actual's dtype."""
+    actual = np.asarray(actual)
+    dtype = actual.dtype
+    if isinstance(ulps, str):
+        ulps = CONTRACT[ulps][dtype.type]
+    if cond is None:
+        cond = getattr(ref, "cond", None)
+    if kappa is None:
+        kappa = getattr(ref, "kappa", None)
+        kappa = KAPPA[dtype] if kappa is None else kappa.get(dtype, KAPPA[dtype])
+    assert actual.shape == np.shape(ref), (what, actual.shape, np.shape(ref))
+    slack = getattr(ref, "slack", None) if dtype == np.float64 else None
+    e = err_ulps(actual, ref, dtype, kappa, cond, slack)
+    if e.size:
+        i = np.unravel_index(np.argmax(e), e.shape)
+        r = np.asarray(ref)
+        c = "" if cond is None else f", cond {float(np.asarray(cond)[i]):.3g}"
+        assert e[i] <= ulps, (f"{what}: {e[i]:.3g} ULP > {ulps} at {i}: got {actual[i]!r}, "
+                              f"want {float(r[i])!r}{c} (kappa {kappa:.3g})")
+
+
+def _wide(a, dtype=None):
+    a = np.asarray(a)
+    return a.astype(work_dtype(dtype or a.dtype))
+
+
+def ref_softmax_bwd(y, dy, axis=-1, dtype=None):
+    """y (dy - sum y dy); cond y (|dy| + sum y |dy|)."""
+    y, dy = _wide(y, dtype), _wide(dy, dtype)
+    s = (y * dy).sum(axis, keepdims=True)
+    c = np.abs(y) * (np.abs(dy) + np.abs(y * dy).sum(axis, keepdims=True))
+    with np.errstate(invalid="ignore"):
+        return mkref(y * (dy - s), c)
+
+
+def ref_log_softmax_bwd(y, dy, axis=-1, dtype=None):
+    """dy - exp(y) sum dy; cond |dy| + exp(y) sum |dy|."""
+    y, dy = _wide(y, dtype), _wide(dy, dtype)
+    e = np.exp(y)
+    with np.errstate(invalid="ignore"):
+        v = dy - e * dy.sum(axis, keepdims=True)
+        c = np.abs(dy) + e * np.abs(dy).sum(axis, keepdims=True)
+    return mkref(v, c)
+
+
+def ref_logsumexp_bwd(x, g, axis=-1, temperature=1.0):
+    """softmax(x) * g (g broadcast along axis); nothing cancels.  float64:
+    slack = |g| x f64_slack of softmax (exp's conditioning in float64)."""
+    x = np.asarray(x)
+    p = ref("softmax", x, axis, temperature)
+    gw = np.expand_dims(_wide(g, x.dtype), axis)
+    sl = None
+    if x.dtype == np.float64 and LONG_OK:
+        sl = np.abs(gw) * f64_slack("softmax", x, axis, temperature)
+    return mkref(p * gw, slack=sl)
+
+
+def ref_ce(x, t, *, axis=-1, weight=None, ignore_index=-100, reduction="mean",
+           label_smoothing=0.0, temperature=1.0, dtype=None):
+    """(loss, grad) of cross_entropy as Ref values in the working dtype of
+    `dtype` (default x's): long double for float64 data, float64 otherwise.
+
+    log p from the accurate log_softmax reference (the argmax through
+    log1p(rest)); 1 - p_i of a row's single maximum as rest / (1 + rest),
+    so p - 1 keeps its relative accuracy.  grad_i = (p_i W - wq_i) s / T,
+    W = sum_c w_c q'_c, computed as (W - wq_i) - W (1 - p_i) where q' is a
+    one-hot (hard target, no smoothing).  cond: loss -- sum of |w q' log p|
+    terms (they cancel only with negative weights); grad -- p_i |W| + |wq_i|.
+    """
+    x = np.asarray(x)
+    dt = np.dtype(dtype or (x.dtype if x.dtype.kind == "f" else np.float64))
+    wd = work_dtype(dt)
+    ax = axis % x.ndim
+    xm = np.moveaxis(x, ax, -1)
+    lp = ref("log_softmax", xm, -1, temperature, wd=wd)
+    p = np.exp(lp)
+    s = wd(np.float64(1.0) / np.float64(temperature))
+    x2 = xm.reshape(-1, xm.shape[-1]).astype(wd)
+    m, d, _ = _rows_state(x2, s)
+    eq = x2 == m
+    cnt = eq.sum(1, keepdims=True)
+    with np.errstate(all="ignore"):
+        rest = np.where(eq, 0, np.exp(d)).sum(1, keepdims=True)
+        one_m_p = np.where(eq & (cnt == 1), rest / (1 + rest), 1 - p.reshape(x2.shape))
+    one_m_p = one_m_p.reshape(p.shape)
+    C = p.shape[-1]
+    w = np.ones(C, wd) if weight is None else np.asarray(weight).astype(wd)
+    eps = wd(label_smoothing)
+    t = np.asarray(t)
+    hard = t.shape != x.shape
+    if not hard:
+        q = np.moveaxis(t.astype(wd), ax, -1) * (1 - eps) + eps / C
+        keep = np.ones(p.shape[:-1], bool)
+        denom = wd(keep.size)
+    else:
+        keep = t != ignore_index
+        tc = np.where(keep, t, 0)
+        q = (1 - eps) * (np.arange(C) == tc[..., None]) + eps / C
+        denom = w[tc][keep].sum()
+    wq = w * q
+    W = wq.sum(-1, keepdims=True)
+    with np.errstate(all="ignore"):
+        terms = wq * lp
+        li = np.where(keep, -terms.sum(-1), 0)
+        lc = np.where(keep, np.abs(terms).sum(-1), 0)
+        if hard and eps == 0:
+            onehot = np.arange(C) == tc[..., None]
+            dz = np.where(onehot, -W * one_m_p, p * W)
+        else:
+            dz = p * W - wq
+        dz = np.where(keep[..., None], dz, 0)
+        gc = np.where(keep[..., None], p * np.abs(W) + np.abs(wq), 0)
+        if reduction == "none":
+            loss, lcond, k = li, lc, wd(1)
+        elif reduction == "sum":
+            loss, lcond, k = li.sum(), lc.sum(), wd(1)
+        else:
+            loss, lcond, k = li.sum() / denom, lc.sum() / np.abs(denom), 1 / denom
+        sc = k * s
+    grad = np.moveaxis(dz * sc, -1, ax)
+    gcond = np.moveaxis(gc * np.abs(sc), -1, ax)
+    # weights of both signs: the reduced loss may cancel
+    soft = not (hard and eps == 0)
+    return mkref(loss, lcond), mkref(grad, gcond, kappa=KAPPA_CE_SOFT if soft else None)
+
+
+def ref_nll(lp, t, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", dtype=None):
+    """nll_loss of log-probabilities `lp` (Ref, cond = sum of |terms|)."""
+    lp = np.asarray(lp)
+    dt = np.dtype(dtype or lp.dtype)
+    wd = work_dtype(dt)
+    l2 = np.moveaxis(lp.astype(wd), axis, -1)
+    C = l2.shape[-1]
+    w = np.ones(C, wd) if weight is None else np.asarray(weight).astype(wd)
+    t = np.asarray(t)
+    keep = t != ignore_index
+    tc = np.where(keep, t, 0)
+    with np.errstate(all="ignore"):
+        li = np.where(keep, -w[tc] * np.take_along_axis(l2, tc[..., None], -1)[..., 0], 0)
+        if reduction == "none":
+            return mkref(li, np.abs(li))
+        if reduction == "sum":
+            return mkref(li.sum(), np.abs(li).sum())
+        den = w[tc][keep].sum()
+        return mkref(li.sum() / den, np.abs(li).sum() / np.abs(den))
