@@ -17,13 +17,14 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+import glob as _glob
+
 SOURCES = [
     "csoftmax/_core.pyx",
     "csoftmax/src/dispatch.c",
     "csoftmax/src/kernels_scalar.c",
-    "csoftmax/src/kernels_avx2.c",
     "csoftmax/src/kernels_neon.c",
-]
+] + sorted(_glob.glob("csoftmax/src/avx2/*.c"))   # one file per kernel family
 
 
 def _openmp_flags(compiler):

@@ -443,7 +443,7 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
         return
     # softmax of longer rows (n > CSM_SMALL_MAX): one fused AVX2 call per
-    # block (one exp per element; see kernels_avx2.c)
+    # block (one exp per element; see src/avx2/fused_rows_f32.c)
     if (mode == 0 and n > CSM_SMALL_MAX and _fused_ok and
             n * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES):
         if floating is float:
@@ -547,7 +547,7 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
 
 cdef inline bint _cols_tiled(int mode) noexcept nogil:
     """Whether float32 columns of this mode go through the AVX2 tiled
-    kernels (fused softmax / log_softmax, wide blocks; see kernels_avx2.c)."""
+    kernels (fused softmax / log_softmax, wide blocks; see src/avx2/cols_tiled_f32.c)."""
     if mode == 0:
         return _fused_ok and _tab.softmax_fused_cols_f32 != NULL
     return mode == 1 and _fused_ok and _tab.log_softmax_tiled_cols_f32 != NULL

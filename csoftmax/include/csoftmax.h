@@ -158,7 +158,7 @@ typedef csm_small_rows_f64_fn *csm_small_rows_f64;
 /* Whole softmax of each row (reduction, finalize and write in one call),
  * y = alpha * softmax(scale * x), rows of length n contiguous; x and y may
  * be the same memory.  AVX2 only (NULL in the other tables): one exp per
- * element, the terms are stored in y and rescaled (see kernels_avx2.c). */
+ * element, the terms are stored in y and rescaled (see avx2/fused_rows_f32.c). */
 typedef void csm_softmax_fused_rows_f32_fn(const float *x, ptrdiff_t n_rows,
                                            ptrdiff_t n, ptrdiff_t x_row_stride,
                                            double scale, double alpha, float *y,
