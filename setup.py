@@ -17,13 +17,14 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+import glob as _glob
+
 SOURCES = [
     "csoftmax/_core.pyx",
     "csoftmax/src/dispatch.c",
     "csoftmax/src/kernels_scalar.c",
-    "csoftmax/src/kernels_avx2.c",
     "csoftmax/src/kernels_neon.c",
-]
+] + sorted(_glob.glob("csoftmax/src/avx2/*.c"))   # one file per kernel family
 
 
 def _openmp_flags(compiler):
@@ -66,6 +67,13 @@ class BuildExt(build_ext):
             ext.extra_link_args = lflags + extra_link
         super().build_extensions()
 
+
+# The Cython declaration of the kernel table is generated from the kernel
+# list (csoftmax/include/csoftmax_kernels.def) before cythonize reads it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "csoftmax", "src"))
+import gen_kernel_list  # noqa: E402
+
+gen_kernel_list.main()
 
 extensions = [
     Extension(

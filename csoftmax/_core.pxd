@@ -134,60 +134,20 @@ cdef extern from "csoftmax.h" nogil:
                                       Py_ssize_t n_cols, Py_ssize_t n,
                                       Py_ssize_t row_stride) noexcept nogil
 
-    ctypedef struct csm_kernel_table:
-        csm_isa isa
-        const char *name
-        csm_lse_rows_f32 lse_rows_f32
-        csm_lse_rows_f64 lse_rows_f64
-        csm_lse_rows_f32 lse_cols_f32
-        csm_lse_rows_f64 lse_cols_f64
-        csm_write_rows_f32 softmax_rows_f32
-        csm_write_rows_f64 softmax_rows_f64
-        csm_write_rows_f32 log_softmax_rows_f32
-        csm_write_rows_f64 log_softmax_rows_f64
-        csm_write_rows_f32 softmax_cols_f32
-        csm_write_rows_f64 softmax_cols_f64
-        csm_write_rows_f32 log_softmax_cols_f32
-        csm_write_rows_f64 log_softmax_cols_f64
-        csm_finalize_fn finalize
-        csm_bwd_rows_f32 softmax_bwd_rows_f32
-        csm_bwd_rows_f64 softmax_bwd_rows_f64
-        csm_bwd_rows_f32 log_softmax_bwd_rows_f32
-        csm_bwd_rows_f64 log_softmax_bwd_rows_f64
-        # short rows (n <= CSM_SMALL_MAX); NULL when the ISA has none
-        csm_lse_small_f32 lse_small_f32
-        csm_lse_small_f64 lse_small_f64
-        csm_small_rows_f32 softmax_small_f32
-        csm_small_rows_f64 softmax_small_f64
-        csm_small_rows_f32 log_softmax_small_f32
-        csm_small_rows_f64 log_softmax_small_f64
-        csm_write_rows_f32 softmax_write_small_f32
-        csm_write_rows_f64 softmax_write_small_f64
-        csm_softmax_fused_rows_f32 softmax_fused_rows_f32
-        csm_softmax_fused_rows_f64 softmax_fused_rows_f64
-        csm_lse_store_rows_f32 lse_store_rows_f32
-        csm_write_rows_f32 softmax_scale_rows_f32
-        csm_lse_rows_pw_f32 lse_rows_pw_f32
-        csm_lse_rows_pw_f64 lse_rows_pw_f64
-        csm_softmax_fused_rows_f32 softmax_fused_cols_f32
-        csm_softmax_fused_rows_f32 log_softmax_tiled_cols_f32
-        csm_copy_rows_f32 copy_rows_nt_f32
-        csm_lse_store_rows_f32 lse_store_cols_f32
-        csm_write_rows_f32 softmax_scale_cols_f32
-        csm_lse_store_rows_f64 lse_store_rows_f64
-        csm_write_rows_f64 softmax_scale_rows_f64
-        csm_ce_small_f32 ce_small_f32
-        csm_ce_small_f64 ce_small_f64
-        csm_expm1_le0_f64 expm1_le0_f64
-        csm_bwd_cols_f32 softmax_bwd_cols_f32
-        csm_bwd_cols_f64 softmax_bwd_cols_f64
-        csm_bwd_cols_f32 log_softmax_bwd_cols_f32
-        csm_bwd_cols_f64 log_softmax_bwd_cols_f64
-
-    const csm_kernel_table *csm_kernels()
-    const csm_kernel_table *csm_kernels_for(csm_isa isa)
+    # the kernel list at run time (dispatch.c)
+    int csm_kernel_count()
+    const char *csm_kernel_name(int i)
     int csm_isa_request_error()
     void csm_lse_merge(csm_lse_state *a, const csm_lse_state *b, double scale)
+
+# csm_kernel_table: its members are the lines of csoftmax_kernels.def
+# (generated at build time by csoftmax/src/gen_kernel_list.py)
+include "_kernel_table.pxi"
+
+cdef extern from "csoftmax.h" nogil:
+    const csm_kernel_table *csm_kernels()
+    const csm_kernel_table *csm_kernels_for(csm_isa isa)
+    int csm_kernel_present(const csm_kernel_table *t, int i)
 
 
 

@@ -104,6 +104,25 @@ def available_isas():
     return names
 
 
+def kernel_list():
+    """The kernel list (include/csoftmax_kernels.def) and which tables have
+    each kernel: [(name, {isa: bool})] for the ISAs this CPU offers, in
+    list (= table) order.  Tests and benchmarks walk it."""
+    cdef int i, k, n = csm_kernel_count()
+    cdef const csm_kernel_table *t
+    cdef csm_isa codes[3]
+    codes[0], codes[1], codes[2] = CSM_ISA_SCALAR, CSM_ISA_AVX2, CSM_ISA_NEON
+    names = ("scalar", "avx2", "neon")
+    out = [(csm_kernel_name(i).decode(), {}) for i in range(n)]
+    for k in range(3):
+        t = csm_kernels_for(codes[k])
+        if t == NULL:
+            continue
+        for i in range(n):
+            out[i][1][names[k]] = bool(csm_kernel_present(t, i))
+    return out
+
+
 def isa_request_error():
     return bool(csm_isa_request_error())
 
@@ -424,7 +443,7 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
         return
     # softmax of longer rows (n > CSM_SMALL_MAX): one fused AVX2 call per
-    # block (one exp per element; see kernels_avx2.c)
+    # block (one exp per element; see src/avx2/fused_rows_f32.c)
     if (mode == 0 and n > CSM_SMALL_MAX and _fused_ok and
             n * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES):
         if floating is float:
@@ -528,7 +547,7 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
 
 cdef inline bint _cols_tiled(int mode) noexcept nogil:
     """Whether float32 columns of this mode go through the AVX2 tiled
-    kernels (fused softmax / log_softmax, wide blocks; see kernels_avx2.c)."""
+    kernels (fused softmax / log_softmax, wide blocks; see src/avx2/cols_tiled_f32.c)."""
     if mode == 0:
         return _fused_ok and _tab.softmax_fused_cols_f32 != NULL
     return mode == 1 and _fused_ok and _tab.log_softmax_tiled_cols_f32 != NULL

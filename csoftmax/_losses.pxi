@@ -506,7 +506,7 @@ cdef void _ce_cols_tiled(const float *x, Py_ssize_t cols, Py_ssize_t xrs,
     """_ce_cols on up to FUSED_COL_BLOCK columns, copied a tile at a time
     into contiguous rows of a padded pitch (the class rows of x are usually
     a multiple of 4 KiB apart and share cache sets: see the column tiles in
-    kernels_avx2.c); the gradient tile is streamed out.  g may be x."""
+    src/avx2/cols_f32.c); the gradient tile is streamed out.  g may be x."""
     cdef Py_ssize_t C = p.C, tw = _ce_tile_width(C), P, j, j2, w, i
     cdef float *buf
     cdef float *tg

@@ -14,8 +14,10 @@ import sys
 import xml.etree.ElementTree as ET
 
 OUR_SOURCES = {"_core.c", "_core.pyx", "_losses.pxi", "_margin.pxi",
-               "dispatch.c", "kernels_scalar.c", "kernels_avx2.c", "kernels.h",
+               "dispatch.c", "kernels_scalar.c", "kernels.h",
                "csoftmax.h", "omp_compat.h"}
+# and every file of src/avx2/ (one per kernel family)
+OUR_DIRS = ("/avx2",)
 
 
 def frames(error):
@@ -30,7 +32,8 @@ def is_ours(frame):
     obj, fn, d, file, line = frame
     base = os.path.basename(obj)
     return ((base.startswith("_core.") and base.endswith(".so")
-             and "csoftmax" in obj) or file in OUR_SOURCES)
+             and "csoftmax" in obj) or file in OUR_SOURCES
+            or (d.endswith(OUR_DIRS) and "csoftmax" in d))
 
 
 def describe(error):

@@ -12,9 +12,12 @@
  *   - counts and strides are in elements, never bytes;
  *   - `const` inputs first, outputs last;
  *   - `scale` is 1/temperature (> 0): the kernels work on scale * x;
- *   - kernels hold no global state, take no locks and never allocate, so
- *     they may be called concurrently from any number of threads
- *     (csoftmax's own Cython layer calls them inside OpenMP loops).
+ *   - kernels hold no global state and take no locks, so they may be
+ *     called concurrently from any number of threads (csoftmax's own Cython
+ *     layer calls them inside OpenMP loops).  One allocates: the AVX2
+ *     column tiles (softmax_fused_cols_f32, log_softmax_tiled_cols_f32)
+ *     malloc a tile buffer per call (and take the untiled loop when
+ *     malloc fails).
  *
  * A row reduction is described by a csm_lse_state: the row maximum `max`
  * (of the unscaled inputs), `count`, the number of elements equal to it,
@@ -62,12 +65,14 @@ typedef struct {
 
 /* LSE state of each of `n_rows` rows of length `n`; row r starts at
  * x + r * row_stride.  Elements within a row are contiguous. */
-typedef void (*csm_lse_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef void csm_lse_rows_f32_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                  ptrdiff_t row_stride, double scale,
                                  csm_lse_state *states);
-typedef void (*csm_lse_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef csm_lse_rows_f32_fn *csm_lse_rows_f32;
+typedef void csm_lse_rows_f64_fn(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                  ptrdiff_t row_stride, double scale,
                                  csm_lse_state *states);
+typedef csm_lse_rows_f64_fn *csm_lse_rows_f64;
 
 /* LSE state of each of `n_cols` contiguous columns of an (n, n_cols) block
  * whose rows are `row_stride` elements apart: reduces x[i*row_stride + j]
@@ -80,16 +85,18 @@ typedef csm_lse_rows_f64 csm_lse_cols_f64;
  *   log_softmax: y = d
  * `max` and `log_sum` are per row (arrays of n_rows) -- see csm_lse_finalize.
  * x and y may be the same memory (in place). */
-typedef void (*csm_write_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef void csm_write_rows_f32_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                    ptrdiff_t x_row_stride, double scale,
                                    const double *max, const double *log_sum,
                                    double alpha, float *y,
                                    ptrdiff_t y_row_stride);
-typedef void (*csm_write_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef csm_write_rows_f32_fn *csm_write_rows_f32;
+typedef void csm_write_rows_f64_fn(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                    ptrdiff_t x_row_stride, double scale,
                                    const double *max, const double *log_sum,
                                    double alpha, double *y,
                                    ptrdiff_t y_row_stride);
+typedef csm_write_rows_f64_fn *csm_write_rows_f64;
 
 /* Column variant of the write pass: element (i, j) of an (n, n_cols) block,
  * max / log_sum indexed by column j. */
@@ -101,8 +108,9 @@ typedef csm_write_rows_f64 csm_write_cols_f64;
  * Non-finite rows follow IEEE arithmetic on the formula LSE = scale*max +
  * log_sum: a NaN row gives NaN, a row holding +inf gives +inf (log_sum =
  * log(count of +inf)), an empty or all -inf row gives max = -inf, log_sum = 0. */
-typedef void (*csm_finalize_fn)(const csm_lse_state *states, ptrdiff_t n,
-                                double scale, double *max, double *log_sum);
+typedef void csm_finalize_rows_fn(const csm_lse_state *states, ptrdiff_t n,
+                                  double scale, double *max, double *log_sum);
+typedef csm_finalize_rows_fn *csm_finalize_fn;
 
 /* Backward (vector-Jacobian product) over `n_rows` contiguous rows of length
  * n (row r starts at r * n), given the forward output y and the upstream
@@ -110,10 +118,12 @@ typedef void (*csm_finalize_fn)(const csm_lse_state *states, ptrdiff_t n,
  *   softmax:     o = y * (dy - sum(y * dy))
  *   log_softmax: o = dy - exp(y) * sum(dy)       (y = log-probabilities)
  * Sums are float64.  o may be the same memory as y or dy. */
-typedef void (*csm_bwd_rows_f32)(const float *y, const float *dy, float *o,
+typedef void csm_bwd_rows_f32_fn(const float *y, const float *dy, float *o,
                                  ptrdiff_t n_rows, ptrdiff_t n);
-typedef void (*csm_bwd_rows_f64)(const double *y, const double *dy, double *o,
+typedef csm_bwd_rows_f32_fn *csm_bwd_rows_f32;
+typedef void csm_bwd_rows_f64_fn(const double *y, const double *dy, double *o,
                                  ptrdiff_t n_rows, ptrdiff_t n);
+typedef csm_bwd_rows_f64_fn *csm_bwd_rows_f64;
 /* Short rows (n <= CSM_SMALL_MAX), several rows per vector; each row's
  * result depends only on that row.  NULL in tables without them (callers
  * then use the row kernels).
@@ -128,31 +138,37 @@ typedef void (*csm_bwd_rows_f64)(const double *y, const double *dy, double *o,
  *   softmax_write_small: the write pass with a given state and alpha
  *                  (csm_write_rows_* signature). */
 #define CSM_SMALL_MAX 64
-typedef void (*csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef void csm_lse_small_f32_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                   ptrdiff_t row_stride, double scale,
                                   int for_lse, double *max, double *log_sum);
-typedef void (*csm_lse_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef csm_lse_small_f32_fn *csm_lse_small_f32;
+typedef void csm_lse_small_f64_fn(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                   ptrdiff_t row_stride, double scale,
                                   int for_lse, double *max, double *log_sum);
-typedef void (*csm_small_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef csm_lse_small_f64_fn *csm_lse_small_f64;
+typedef void csm_small_rows_f32_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                    ptrdiff_t x_row_stride, double scale,
                                    float *y, ptrdiff_t y_row_stride);
-typedef void (*csm_small_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef csm_small_rows_f32_fn *csm_small_rows_f32;
+typedef void csm_small_rows_f64_fn(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                    ptrdiff_t x_row_stride, double scale,
                                    double *y, ptrdiff_t y_row_stride);
+typedef csm_small_rows_f64_fn *csm_small_rows_f64;
 
 /* Whole softmax of each row (reduction, finalize and write in one call),
  * y = alpha * softmax(scale * x), rows of length n contiguous; x and y may
  * be the same memory.  AVX2 only (NULL in the other tables): one exp per
- * element, the terms are stored in y and rescaled (see kernels_avx2.c). */
-typedef void (*csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
+ * element, the terms are stored in y and rescaled (see avx2/fused_rows_f32.c). */
+typedef void csm_softmax_fused_rows_f32_fn(const float *x, ptrdiff_t n_rows,
                                            ptrdiff_t n, ptrdiff_t x_row_stride,
                                            double scale, double alpha, float *y,
                                            ptrdiff_t y_row_stride);
-typedef void (*csm_softmax_fused_rows_f64)(const double *x, ptrdiff_t n_rows,
+typedef csm_softmax_fused_rows_f32_fn *csm_softmax_fused_rows_f32;
+typedef void csm_softmax_fused_rows_f64_fn(const double *x, ptrdiff_t n_rows,
                                            ptrdiff_t n, ptrdiff_t x_row_stride,
                                            double scale, double alpha, double *y,
                                            ptrdiff_t y_row_stride);
+typedef csm_softmax_fused_rows_f64_fn *csm_softmax_fused_rows_f64;
 
 /* Cross-entropy gradient with one exp per element (AVX2 only, NULL in the
  * other tables):
@@ -163,31 +179,36 @@ typedef void (*csm_softmax_fused_rows_f64)(const double *x, ptrdiff_t n_rows,
  *   softmax_scale_rows_f32: the write pass softmax_rows_f32 (same
  *       arguments, same results to within rounding) for y = e of the store
  *       kernel on the same x, state and scale; x must not overlap e or y. */
-typedef void (*csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows,
+typedef void csm_lse_store_rows_f32_fn(const float *x, ptrdiff_t n_rows,
                                        ptrdiff_t n, ptrdiff_t x_row_stride,
                                        double scale, csm_lse_state *states,
                                        float *e, ptrdiff_t e_row_stride);
+typedef csm_lse_store_rows_f32_fn *csm_lse_store_rows_f32;
 
 /* lse_rows_* that also fetch the rows w (w_row_stride apart, same length)
  * for writing while the exp pass runs, so that the write pass that follows
  * on the same block finds its destination in cache (AVX2 only, NULL in the
  * other tables).  A hint: w is never read or written, may be any memory
  * (x itself too); the states are those of lse_rows_*. */
-typedef void (*csm_lse_store_rows_f64)(const double *x, ptrdiff_t n_rows,
+typedef void csm_lse_store_rows_f64_fn(const double *x, ptrdiff_t n_rows,
                                        ptrdiff_t n, ptrdiff_t x_row_stride,
                                        double scale, csm_lse_state *states,
                                        double *e, ptrdiff_t e_row_stride);
-typedef void (*csm_copy_rows_f32)(float *d, ptrdiff_t d_row_stride,
+typedef csm_lse_store_rows_f64_fn *csm_lse_store_rows_f64;
+typedef void csm_copy_rows_f32_fn(float *d, ptrdiff_t d_row_stride,
                                   const float *s, ptrdiff_t s_row_stride,
                                   ptrdiff_t n_rows, ptrdiff_t n);
-typedef void (*csm_lse_rows_pw_f32)(const float *x, ptrdiff_t n_rows,
+typedef csm_copy_rows_f32_fn *csm_copy_rows_f32;
+typedef void csm_lse_rows_pw_f32_fn(const float *x, ptrdiff_t n_rows,
                                     ptrdiff_t n, ptrdiff_t row_stride,
                                     double scale, csm_lse_state *states,
                                     const float *w, ptrdiff_t w_row_stride);
-typedef void (*csm_lse_rows_pw_f64)(const double *x, ptrdiff_t n_rows,
+typedef csm_lse_rows_pw_f32_fn *csm_lse_rows_pw_f32;
+typedef void csm_lse_rows_pw_f64_fn(const double *x, ptrdiff_t n_rows,
                                     ptrdiff_t n, ptrdiff_t row_stride,
                                     double scale, csm_lse_state *states,
                                     const double *w, ptrdiff_t w_row_stride);
+typedef csm_lse_rows_pw_f64_fn *csm_lse_rows_pw_f64;
 
 /* Cross-entropy gradient of short rows (n <= CSM_SMALL_MAX) in one call
  * (AVX2 only, NULL in the other tables): for each row r,
@@ -198,88 +219,42 @@ typedef void (*csm_lse_rows_pw_f64)(const double *x, ptrdiff_t n_rows,
  * accuracy near p_t = 1), with lp[r] stored.  Rows with a[r] == 0 are zeros
  * before the target entry (even rows holding NaN).  a[r] must be finite.
  * x and y may be the same memory.  ce_small_f64 likewise (may be NULL). */
-typedef void (*csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef void csm_ce_small_f32_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                  ptrdiff_t x_row_stride, double scale,
                                  const double *a, const int *t, double *lp,
                                  float *y, ptrdiff_t y_row_stride);
-typedef void (*csm_ce_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+typedef csm_ce_small_f32_fn *csm_ce_small_f32;
+typedef void csm_ce_small_f64_fn(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                  ptrdiff_t x_row_stride, double scale,
                                  const double *a, const int *t, double *lp,
                                  double *y, ptrdiff_t y_row_stride);
+typedef csm_ce_small_f64_fn *csm_ce_small_f64;
 
 /* out[i] = expm1(t[i]) for t[i] <= 0 or NaN (relative error < 1e-15; the
  * cross-entropy target entries; may be NULL) */
-typedef void (*csm_expm1_le0_f64)(const double *t, double *out, ptrdiff_t n);
+typedef void csm_expm1_le0_f64_fn(const double *t, double *out, ptrdiff_t n);
+typedef csm_expm1_le0_f64_fn *csm_expm1_le0_f64;
 
 /* The backward kernels over n_cols columns of n rows, row_stride elements
  * apart (the same stride for y, dy and o; o may be dy).  AVX2 only (NULL in
  * the other tables). */
-typedef void (*csm_bwd_cols_f32)(const float *y, const float *dy, float *o,
+typedef void csm_bwd_cols_f32_fn(const float *y, const float *dy, float *o,
                                  ptrdiff_t n_cols, ptrdiff_t n,
                                  ptrdiff_t row_stride);
-typedef void (*csm_bwd_cols_f64)(const double *y, const double *dy, double *o,
+typedef csm_bwd_cols_f32_fn *csm_bwd_cols_f32;
+typedef void csm_bwd_cols_f64_fn(const double *y, const double *dy, double *o,
                                  ptrdiff_t n_cols, ptrdiff_t n,
                                  ptrdiff_t row_stride);
+typedef csm_bwd_cols_f64_fn *csm_bwd_cols_f64;
 
+/* The kernel table: one function pointer per line of csoftmax_kernels.def,
+ * in that order (NULL where an ISA has no such kernel). */
 typedef struct {
     csm_isa isa;
     const char *name;
-    csm_lse_rows_f32 lse_rows_f32;
-    csm_lse_rows_f64 lse_rows_f64;
-    csm_lse_cols_f32 lse_cols_f32;
-    csm_lse_cols_f64 lse_cols_f64;
-    csm_write_rows_f32 softmax_rows_f32;
-    csm_write_rows_f64 softmax_rows_f64;
-    csm_write_rows_f32 log_softmax_rows_f32;
-    csm_write_rows_f64 log_softmax_rows_f64;
-    csm_write_cols_f32 softmax_cols_f32;
-    csm_write_cols_f64 softmax_cols_f64;
-    csm_write_cols_f32 log_softmax_cols_f32;
-    csm_write_cols_f64 log_softmax_cols_f64;
-    csm_finalize_fn finalize;
-    csm_bwd_rows_f32 softmax_bwd_rows_f32;
-    csm_bwd_rows_f64 softmax_bwd_rows_f64;
-    csm_bwd_rows_f32 log_softmax_bwd_rows_f32;
-    csm_bwd_rows_f64 log_softmax_bwd_rows_f64;
-    /* short rows (may be NULL; see CSM_SMALL_MAX) */
-    csm_lse_small_f32 lse_small_f32;
-    csm_lse_small_f64 lse_small_f64;
-    csm_small_rows_f32 softmax_small_f32;
-    csm_small_rows_f64 softmax_small_f64;
-    csm_small_rows_f32 log_softmax_small_f32;
-    csm_small_rows_f64 log_softmax_small_f64;
-    csm_write_rows_f32 softmax_write_small_f32;
-    csm_write_rows_f64 softmax_write_small_f64;
-    csm_softmax_fused_rows_f32 softmax_fused_rows_f32;   /* may be NULL */
-    csm_softmax_fused_rows_f64 softmax_fused_rows_f64;   /* may be NULL */
-    csm_lse_store_rows_f32 lse_store_rows_f32;           /* may be NULL */
-    csm_write_rows_f32 softmax_scale_rows_f32;           /* may be NULL */
-    csm_lse_rows_pw_f32 lse_rows_pw_f32;                 /* may be NULL */
-    csm_lse_rows_pw_f64 lse_rows_pw_f64;                 /* may be NULL */
-    /* the fused softmax on n_cols columns of n rows (row_stride apart):
-     * one exp per element, as softmax_fused_rows_f32 (may be NULL) */
-    csm_softmax_fused_rows_f32 softmax_fused_cols_f32;
-    /* log_softmax on n_cols columns: lse_cols + finalize + log_softmax_cols
-     * in one call (alpha as there), through a contiguous tile (may be NULL) */
-    csm_softmax_fused_rows_f32 log_softmax_tiled_cols_f32;
-    /* d[i, :n] = s[i, :n] for n_rows rows, with streaming stores for the
-     * whole cache lines (for output not read back soon; may be NULL) */
-    csm_copy_rows_f32 copy_rows_nt_f32;
-    /* lse_store_rows_f32 / softmax_scale_rows_f32 for columns (the
-     * lse_cols / softmax_cols arguments; may be NULL) */
-    csm_lse_store_rows_f32 lse_store_cols_f32;
-    csm_write_cols_f32 softmax_scale_cols_f32;
-    /* lse_store_rows_f32 / softmax_scale_rows_f32 for float64 (may be NULL) */
-    csm_lse_store_rows_f64 lse_store_rows_f64;
-    csm_write_rows_f64 softmax_scale_rows_f64;
-    /* cross-entropy gradient of short rows in one call (may be NULL) */
-    csm_ce_small_f32 ce_small_f32;
-    csm_ce_small_f64 ce_small_f64;
-    csm_expm1_le0_f64 expm1_le0_f64;
-    csm_bwd_cols_f32 softmax_bwd_cols_f32;                /* may be NULL */
-    csm_bwd_cols_f64 softmax_bwd_cols_f64;
-    csm_bwd_cols_f32 log_softmax_bwd_cols_f32;
-    csm_bwd_cols_f64 log_softmax_bwd_cols_f64;
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) signature *field;
+#include "csoftmax_kernels.def"
+#undef CSM_KERNEL
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or
@@ -293,6 +268,12 @@ const csm_kernel_table *csm_kernels_for(csm_isa isa);
 
 /* Nonzero when CSOFTMAX_ISA named an ISA that could not be honoured. */
 int csm_isa_request_error(void);
+
+/* The kernel list (csoftmax_kernels.def) at run time: its length, the
+ * name (table member) of entry i, and whether table t has entry i. */
+int csm_kernel_count(void);
+const char *csm_kernel_name(int i);
+int csm_kernel_present(const csm_kernel_table *t, int i);
 
 /* Merge the state of segment `b` into `a` (one exp per merge; order-free). */
 static inline void csm_lse_merge(csm_lse_state *a, const csm_lse_state *b,

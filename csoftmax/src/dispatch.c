@@ -16,66 +16,64 @@
 #include <intrin.h>
 #endif
 
-/* the trailing arguments fill the short-row entries (CSM_NO_SMALL: none) */
-#define CSM_NO_SMALL NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-#define CSM_SMALL(ISA)                                                         \
-      csm_lse_small_f32_##ISA, csm_lse_small_f64_##ISA,                        \
-      csm_softmax_small_f32_##ISA, csm_softmax_small_f64_##ISA,                \
-      csm_log_softmax_small_f32_##ISA, csm_log_softmax_small_f64_##ISA,        \
-      csm_softmax_write_small_f32_##ISA, csm_softmax_write_small_f64_##ISA
-#define CSM_TABLE(ISA_ENUM, ISA, NAME, ...)                                   \
-    { ISA_ENUM, NAME,                                                          \
-      csm_lse_rows_f32_##ISA, csm_lse_rows_f64_##ISA,                          \
-      csm_lse_cols_f32_##ISA, csm_lse_cols_f64_##ISA,                          \
-      csm_softmax_rows_f32_##ISA, csm_softmax_rows_f64_##ISA,                  \
-      csm_log_softmax_rows_f32_##ISA, csm_log_softmax_rows_f64_##ISA,          \
-      csm_softmax_cols_f32_##ISA, csm_softmax_cols_f64_##ISA,                  \
-      csm_log_softmax_cols_f32_##ISA, csm_log_softmax_cols_f64_##ISA,          \
-      csm_finalize_##ISA,                                                      \
-      csm_softmax_bwd_rows_f32_##ISA, csm_softmax_bwd_rows_f64_##ISA,          \
-      csm_log_softmax_bwd_rows_f32_##ISA, csm_log_softmax_bwd_rows_f64_##ISA,  \
-      __VA_ARGS__ }
+/* The tables, from the kernel list: CSM_ENTRY_<Y|S|N>(field, isa) gives
+ * ".field = csm_<field>_<isa>," (Y), the scalar kernel (S) or nothing (N:
+ * the member stays NULL). */
+#define CSM_ENTRY_Y(field, isa) .field = csm_##field##_##isa,
+#define CSM_ENTRY_S(field, isa) .field = csm_##field##_scalar,
+#define CSM_ENTRY_N(field, isa)
 
-static const csm_kernel_table table_scalar = CSM_TABLE(CSM_ISA_SCALAR, scalar, "scalar", CSM_NO_SMALL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+static const csm_kernel_table table_scalar = {
+    .isa = CSM_ISA_SCALAR, .name = "scalar",
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) CSM_ENTRY_##on_scalar(field, scalar)
+#include "csoftmax_kernels.def"
+#undef CSM_KERNEL
+};
+
 #ifdef CSM_BUILD_AVX2
-static const csm_kernel_table table_avx2 = CSM_TABLE(CSM_ISA_AVX2, avx2, "avx2", CSM_SMALL(avx2),
-                                                     csm_softmax_fused_rows_f32_avx2,
-                                                     csm_softmax_fused_rows_f64_avx2,
-                                                     csm_lse_store_rows_f32_avx2,
-                                                     csm_softmax_scale_rows_f32_avx2,
-                                                     csm_lse_rows_pw_f32_avx2,
-                                                     csm_lse_rows_pw_f64_avx2,
-                                                     csm_softmax_fused_cols_f32_avx2,
-                                                     csm_log_softmax_tiled_cols_f32_avx2,
-                                                     csm_copy_rows_nt_f32_avx2,
-                                                     csm_lse_store_cols_f32_avx2,
-                                                     csm_softmax_scale_cols_f32_avx2,
-                                                     csm_lse_store_rows_f64_avx2,
-                                                     csm_softmax_scale_rows_f64_avx2,
-                                                     csm_ce_small_f32_avx2,
-                                                     csm_ce_small_f64_avx2,
-                                                     csm_expm1_le0_f64_avx2,
-                                                     csm_softmax_bwd_cols_f32_avx2,
-                                                     csm_softmax_bwd_cols_f64_avx2,
-                                                     csm_log_softmax_bwd_cols_f32_avx2,
-                                                     csm_log_softmax_bwd_cols_f64_avx2);
+static const csm_kernel_table table_avx2 = {
+    .isa = CSM_ISA_AVX2, .name = "avx2",
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) CSM_ENTRY_##on_avx2(field, avx2)
+#include "csoftmax_kernels.def"
+#undef CSM_KERNEL
+};
 #endif
+
 #ifdef CSM_BUILD_NEON
-/* finalize stays scalar (log1p per row; not a hot spot), and so do the
- * backward kernels (no NEON versions yet) */
 static const csm_kernel_table table_neon = {
-    CSM_ISA_NEON, "neon",
-    csm_lse_rows_f32_neon, csm_lse_rows_f64_neon,
-    csm_lse_cols_f32_neon, csm_lse_cols_f64_neon,
-    csm_softmax_rows_f32_neon, csm_softmax_rows_f64_neon,
-    csm_log_softmax_rows_f32_neon, csm_log_softmax_rows_f64_neon,
-    csm_softmax_cols_f32_neon, csm_softmax_cols_f64_neon,
-    csm_log_softmax_cols_f32_neon, csm_log_softmax_cols_f64_neon,
-    csm_finalize_scalar,
-    csm_softmax_bwd_rows_f32_scalar, csm_softmax_bwd_rows_f64_scalar,
-    csm_log_softmax_bwd_rows_f32_scalar, csm_log_softmax_bwd_rows_f64_scalar,
-    CSM_NO_SMALL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+    .isa = CSM_ISA_NEON, .name = "neon",
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) CSM_ENTRY_##on_neon(field, neon)
+#include "csoftmax_kernels.def"
+#undef CSM_KERNEL
+};
 #endif
+
+/* The list itself, for introspection (csoftmax._core.kernel_list()). */
+static const char *const kernel_names[] = {
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) #field,
+#include "csoftmax_kernels.def"
+#undef CSM_KERNEL
+};
+
+int csm_kernel_count(void)
+{
+    return (int)(sizeof kernel_names / sizeof kernel_names[0]);
+}
+
+const char *csm_kernel_name(int i)
+{
+    return (i >= 0 && i < csm_kernel_count()) ? kernel_names[i] : NULL;
+}
+
+int csm_kernel_present(const csm_kernel_table *t, int i)
+{
+    int k = 0;
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) \
+    if (i == k++) return t->field != NULL;
+#include "csoftmax_kernels.def"
+#undef CSM_KERNEL
+    return 0;
+}
 
 #ifdef CSM_BUILD_AVX2
 static int cpu_has_avx2_fma(void)

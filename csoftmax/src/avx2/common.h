@@ -1,0 +1,57 @@
+/*
+ * avx2/common.h -- what every AVX2 + FMA kernel file includes first.
+ *
+ * The kernels of csoftmax_kernels.def's avx2 column live in this folder,
+ * one file per family; each is compiled with the baseline flags of the
+ * extension and switched to AVX2+FMA by the target pragma below (closed by
+ * end.h), and dispatch.c calls them only after CPUID said the CPU (and OS)
+ * support them.
+ *
+ * Numerics (see csoftmax.h): the generic kernels widen float32 data to
+ * float64 lanes, so x - max is exact and the exp argument carries no float32
+ * rounding error; exp is evaluated in float64 (magic-bias rounding,
+ * Cody-Waite reduction, polynomial), sums accumulate in float64.  The float32
+ * row fast paths (below) stay in float32 lanes with an exact reduction of
+ * scale * x itself (see "all-float32 reduction").
+ *   exp_f32acc_: degree-6 polynomial, max rel. error 2.6e-9 (target: f32)
+ *   exp_f64acc_: degree-11 polynomial (fitted), two-constant reduction,
+ *                max rel. error of the polynomial 1.8e-17 (target: f64)
+ * Both are valid on d in [-708, 0]; lanes below -708 are zeroed by the
+ * callers (float32: e^-708 underflows anyway) or recomputed with libm
+ * (float64, where the result may be a denormal).
+ */
+#ifndef CSM_AVX2_COMMON_H
+#define CSM_AVX2_COMMON_H
+#include "csoftmax.h"
+#include "kernels.h"
+
+#ifdef CSM_BUILD_AVX2
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx2,fma")
+#endif
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 2048 /* elements per max+sum block of a long row (fits L1) */
+#define EXP_LOW (-708.0)
+/* static helpers of the headers that some kernel files do not call */
+#define CSM_MAYBE_UNUSED __attribute__((unused))
+
+/* the float32 generic kernels (float64 lanes), the fast paths' fallback
+ * (defined in rows_f32.c by DEFINE_AVX2_KERNELS) */
+csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2, csm_lse_cols_f32_generic_avx2;
+csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2,
+    csm_softmax_cols_f32_generic_avx2, csm_log_softmax_cols_f32_generic_avx2;
+
+#include "exp.h"
+#include "lanes_f32.h"
+
+#endif /* CSM_BUILD_AVX2 */
+#endif /* CSM_AVX2_COMMON_H */

@@ -1,0 +1,208 @@
+/*
+ * avx2/fused_rows_f32.c -- float32 rows with one exp per element: the
+ * fused softmax and the cross-entropy store / rescale kernels
+ */
+#include "common.h"
+
+#ifdef CSM_BUILD_AVX2
+
+/* Pass 2 of a clean row (see above): stores e'_i (sentinel -1 for lanes
+ * equal to m) into y; returns the row's count and S' = sum of the other
+ * e'_i (the rest is S' * rc->factor). */
+static inline __attribute__((always_inline)) double
+xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, float *y, const float *pf, xr_row_ *rcp,
+                  double *count_out, const int S1)
+{
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, scale * m);
+    *rcp = rc;
+    const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
+    const __m256 neg1 = _mm256_set1_ps(-1.0f);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    __m256i cnt = _mm256_setzero_si256();
+#define FU_STEP(a, e)                                                          \
+    do {                                                                       \
+        __m256 eq_ = _mm256_cmp_ps(a, mf, _CMP_EQ_OQ);                         \
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
+        e = xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a, Lv), Lv, eq_), &rc, S1); \
+        st_ = _mm256_blendv_ps(e, neg1, eq_);                                  \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 e0, e1, e2, e3, st_;
+        _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf + i + 16), _MM_HINT_T0);
+        FU_STEP(_mm256_loadu_ps(x + i), e0);
+        _mm256_storeu_ps(y + i, st_);
+        FU_STEP(_mm256_loadu_ps(x + i + 8), e1);
+        _mm256_storeu_ps(y + i + 8, st_);
+        FU_STEP(_mm256_loadu_ps(x + i + 16), e2);
+        _mm256_storeu_ps(y + i + 16, st_);
+        FU_STEP(_mm256_loadu_ps(x + i + 24), e3);
+        _mm256_storeu_ps(y + i + 24, st_);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+    }
+    for (; i < n; i += 8) {
+        __m256 a, e, st_;
+        if (i + 8 <= n) {
+            FU_STEP(_mm256_loadu_ps(x + i), e);
+            _mm256_storeu_ps(y + i, st_);
+        } else {
+            __m256i msk = tail_mask32_(n - i);
+            a = _mm256_blendv_ps(Lv, _mm256_maskload_ps(x + i, msk),
+                                 _mm256_castsi256_ps(msk));
+            FU_STEP(a, e);
+            _mm256_maskstore_ps(y + i, msk, st_);
+        }
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+#undef FU_STEP
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cnt),
+                               _mm256_extracti128_si256(cnt, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+    *count_out = (double)_mm_cvtsi128_si32(c4);
+    return hsum_pd_(_mm256_add_pd(s0, s1));
+}
+
+/* Pass 3: y_i = (e'_i f) 2^-XR_BIAS, sentinel lanes ym.  f in [2^-92,
+ * 2^13]: f_lo is a normal float32, e' f_hi is finite. */
+static inline __attribute__((always_inline)) void
+xr_scale_row_f32_(float *y, ptrdiff_t n, double f, float ym)
+{
+    float fhf = (float)f;
+    const __m256 fh = _mm256_set1_ps(fhf);
+    const __m256 fl = _mm256_set1_ps((float)(f - (double)fhf));
+    const __m256 ymv = _mm256_set1_ps(ym);
+    const __m256 down = _mm256_set1_ps(0x1p-96f);
+#define FU_SCALE(p)                                                            \
+    do {                                                                       \
+        __m256 e_ = _mm256_loadu_ps(p);                                        \
+        __m256 v_ = _mm256_fmadd_ps(e_, fh, _mm256_mul_ps(e_, fl));            \
+        _mm256_storeu_ps(p, _mm256_blendv_ps(_mm256_mul_ps(v_, down), ymv, e_)); \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) { FU_SCALE(y + i); FU_SCALE(y + i + 8); }
+    for (; i + 8 <= n; i += 8) FU_SCALE(y + i);
+    if (i < n) {
+        __m256i msk = tail_mask32_(n - i);
+        __m256 e_ = _mm256_maskload_ps(y + i, msk);
+        __m256 v_ = _mm256_fmadd_ps(e_, fh, _mm256_mul_ps(e_, fl));
+        _mm256_maskstore_ps(y + i, msk,
+                            _mm256_blendv_ps(_mm256_mul_ps(v_, down), ymv, e_));
+    }
+#undef FU_SCALE
+}
+
+/* A row whose terms pass 2 may store: long enough for the vector loop,
+ * finite max with a representable clamp (span_s = XR_SPAN / scale).  The
+ * fused softmax and the cross-entropy store / rescale kernels decide with
+ * this one test, so the store and rescale kernels always agree. */
+static inline int store_clean_(double m, double scale, double span_s,
+                               ptrdiff_t n, float *L)
+{
+    return n >= 32 && n <= ((ptrdiff_t)1 << 30) &&
+           clamp_bound_(m, scale, XR_SPAN, span_s, L);
+}
+
+void csm_softmax_fused_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
+        float L;
+        double m = ok_a ? row_max_f32_(xr, n) : NAN;
+        if (ok_a && store_clean_(m, scale, span_s, n, &L)) {
+            /* keep the memory busy during the in-cache passes: the
+             * reduction prefetches the same offsets of the next row (a
+             * hint: past the end of x it cannot fault) */
+            const float *pf = xr + x_row_stride;
+            xr_row_ rc;
+            double count, sum = scale == 1.0
+                ? xr_store_row_f32_(xr, n, scale, m, L, yr, pf, &rc, &count, 1)
+                : xr_store_row_f32_(xr, n, scale, m, L, yr, pf, &rc, &count, 0);
+            double S = count + sum * rc.factor;
+            xr_scale_row_f32_(yr, n, alpha * (0x1p96 * rc.factor) / S,
+                              (float)(alpha / S));
+            continue;
+        }
+        csm_lse_state st;
+        double mx, ls;
+        csm_lse_rows_f32_avx2(xr, 1, n, n, scale, &st);
+        csm_finalize_avx2(&st, 1, scale, &mx, &ls);
+        csm_softmax_rows_f32_avx2(xr, 1, n, n, scale, &mx, &ls, alpha, yr, n);
+    }
+}
+
+/* ---- reduction that keeps its terms (cross-entropy gradient) -----------
+ *
+ * csm_lse_store_rows_f32: the states of csm_lse_rows_f32_avx2 (same
+ * numbers for rows of up to CHUNK elements; longer rows are one chunk
+ * here) and, for every clean row (the fused-softmax conditions that do
+ * not involve alpha), the terms e'_i of pass 2 stored into e.  Rows that
+ * are not clean leave their e row untouched.
+ * csm_softmax_scale_rows_f32: the write pass of csm_softmax_rows_f32 for
+ * such an e: y = alpha exp(scale (x - max) - log_sum) from the stored terms
+ * when the row was stored and f = alpha 2^96 factor exp(-log_sum) is in
+ * range, else from x (so x must not be e).  The per-row decision repeats
+ * the store kernel's from max[r] alone, so the two always agree.
+ * One exp per element instead of two; y may be the same memory as e. */
+void csm_lse_store_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+        ptrdiff_t x_row_stride, double scale, csm_lse_state *states,
+        float *e, ptrdiff_t e_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride;
+        float L;
+        double m = row_max_f32_(xr, n);
+        if (!store_clean_(m, scale, span_s, n, &L)) {
+            csm_lse_rows_f32_avx2(xr, 1, n, n, scale, states + r);
+            continue;
+        }
+        xr_row_ rc;
+        double count, sum = scale == 1.0
+            ? xr_store_row_f32_(xr, n, scale, m, L, e + r * e_row_stride,
+                                xr + x_row_stride, &rc, &count, 1)
+            : xr_store_row_f32_(xr, n, scale, m, L, e + r * e_row_stride,
+                                xr + x_row_stride, &rc, &count, 0);
+        states[r].max = m;
+        states[r].count = count;
+        states[r].rest = sum * rc.factor;
+        if (lse_cancels_(states + r, scale))
+            csm_lse_rows_f32_scalar(xr, 1, n, n, scale, states + r);
+    }
+}
+
+void csm_softmax_scale_rows_f32_avx2(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        float *yr = y + r * y_row_stride;
+        float L;
+        if (store_clean_(max[r], scale, span_s, n, &L)) {
+            xr_row_ rc;
+            xr_row_init_(&rc, scale, scale * max[r]);
+            double g = alpha * exp(-log_sum[r]);
+            double f = g * (0x1p96 * rc.factor);
+            if (fabs(f) >= 0x1p-92 && fabs(f) <= 0x1p13) {
+                xr_scale_row_f32_(yr, n, f, (float)g);
+                continue;
+            }
+        }
+        csm_softmax_rows_f32_avx2(x + r * x_row_stride, 1, n, 0, scale,
+                                  max + r, log_sum + r, alpha, yr, 0);
+    }
+}
+
+#include "end.h"
+#endif /* CSM_BUILD_AVX2 */
