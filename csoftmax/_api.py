@@ -304,7 +304,6 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
             # float64 b -> float64); integer weights do not
             res = np.result_type(res, bb.dtype.newbyteorder("="))
     axes = normalize_axes(axis, a.ndim)
-    out_shape = [a.shape[i] for i in range(a.ndim) if i not in axes]
     if b is None:
         mx, ls = _reduce(a, comp, axes, 1.0)
         with np.errstate(invalid="ignore"):

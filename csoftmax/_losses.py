@@ -4,7 +4,6 @@ Validation, dtype rules and layout live here (everything is checked before
 the first write); the loops run in ``_core`` (``_losses.pxi``) with the GIL
 released, on the same C kernels as :func:`csoftmax.softmax`.
 """
-import operator
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, 
 
 from . import _core
 from ._api import _plan
-from ._validate import (as_input, check_out, may_write_directly, normalize_axes,
+from ._validate import (as_input, check_out, integer, may_write_directly, normalize_axes,
                         positive_scalar, reshape_view)
 
 __all__ = ["cross_entropy", "nll_loss", "softmax_backward",
@@ -39,12 +38,7 @@ def _reduction(reduction):
 
 
 def _ignore(ignore_index):
-    if isinstance(ignore_index, (bool, np.bool_)):
-        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
-    try:
-        v = operator.index(ignore_index)
-    except TypeError as e:
-        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from e
+    v = integer(ignore_index, f"ignore_index must be an integer, got {ignore_index!r}")
     if not _INT64_MIN <= v <= _INT64_MAX:
         raise OverflowError(f"ignore_index={v} does not fit in a signed 64-bit "
                             "integer (labels are int64)")

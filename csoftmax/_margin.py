@@ -5,7 +5,6 @@ rules and layout live here (everything is validated before anything is
 written); the loops, threads and kernels live in ``csoftmax._core``.
 """
 import math
-import operator
 
 import numpy as np
 
@@ -13,7 +12,7 @@ from ._typing import (ArrayLike, Axis, FloatArray, FloatResult, IntResult, KLRed
                       MarginKind, Reduction, Result)
 
 from . import _core
-from ._validate import as_input, normalize_axes, positive_scalar, reshape_view
+from ._validate import as_input, integer, normalize_axes, positive_scalar, reshape_view
 
 __all__ = ["distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
            "softplus", "soft_hinge", "sample"]
@@ -78,14 +77,8 @@ def _reduction(reduction, allowed):
 
 
 def _integer(value, name, what):
-    """operator.index(value); bools and non-integers -> TypeError naming `what`."""
-    msg = f"{name} must be {what} or None, got {value!r}"
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(msg)
-    try:
-        return operator.index(value)
-    except TypeError as e:
-        raise TypeError(msg) from e
+    """_validate.integer with a message naming `what`."""
+    return integer(value, f"{name} must be {what} or None, got {value!r}")
 
 
 def _real(value, name):

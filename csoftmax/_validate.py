@@ -188,15 +188,20 @@ def normalize_axes(axis, ndim):
     return (_one_axis(axis, ndim),)
 
 
-def _one_axis(a, ndim):
-    # bool is an int to operator.index: axis=True would silently mean axis 1
-    # (numpy, scipy and torch refuse it)
-    if isinstance(a, (bool, np.bool_)):
-        raise TypeError(f"axis must be an integer, a tuple of integers or None, got {a!r}")
+def integer(value, message):
+    """operator.index(value), refusing bools (an int to operator.index:
+    axis=True would silently mean axis 1; numpy, scipy and torch refuse
+    it) and non-integers with TypeError(message)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(message)
     try:
-        a = operator.index(a)
+        return operator.index(value)
     except TypeError as e:
-        raise TypeError(f"axis must be an integer, a tuple of integers or None, got {a!r}") from e
+        raise TypeError(message) from e
+
+
+def _one_axis(a, ndim):
+    a = integer(a, f"axis must be an integer, a tuple of integers or None, got {a!r}")
     if not -ndim <= a < ndim:
         raise AxisError(a, ndim)
     return a % ndim
