@@ -7,6 +7,16 @@
  * end.h), and dispatch.c calls them only after CPUID said the CPU (and OS)
  * support them.
  *
+ * float32 / float64: one body per algorithm.  Where both dtypes run the
+ * same algorithm the body is written once and stamped out per dtype
+ * (DEFINE_AVX2_KERNELS in generic.h, DEFINE_AVX2_BWD / _BWD_COLS in
+ * finalize_backward.c, DEFINE_CE_SMALL_ROW in small.h).  The float32 fast
+ * paths are a different algorithm -- float32 lanes with an exact argument
+ * reduction (lanes_f32.h), 8 rows per vector for short rows -- so
+ * rows_f32.c / fused_rows_f32.c / cols*_f32.c / small_f32.c have no
+ * float64 twin; their float64 counterparts are the generic float64-lane
+ * kernels (rows_f64.c) and small_f64.c (4 rows per vector).
+ *
  * Numerics (see csoftmax.h): the generic kernels widen float32 data to
  * float64 lanes, so x - max is exact and the exp argument carries no float32
  * rounding error; exp is evaluated in float64 (magic-bias rounding,
