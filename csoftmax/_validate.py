@@ -203,6 +203,10 @@ def integer(value, message):
 def _one_axis(a, ndim):
     a = integer(a, f"axis must be an integer, a tuple of integers or None, got {a!r}")
     if not -ndim <= a < ndim:
+        if ndim == 0:
+            # scipy.special.softmax(3.0) is 1.0: say how to get that here
+            raise AxisError(a, ndim, msg_prefix="a 0-d input has no axis to reduce: pass "
+                            "axis=None (every axis, scipy's default) or use csoftmax.scipy")
         raise AxisError(a, ndim)
     return a % ndim
 

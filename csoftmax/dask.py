@@ -153,17 +153,21 @@ def _lse_block(s, scale, res):
         return (scale * s["m"] + s["l"]).astype(res)
 
 
-def logsumexp(x, axis=-1, keepdims=False, *, split_every=None):
-    r"""``log(sum(exp(x)))`` along one `axis` of a dask array (lazy).
+def logsumexp(x, axis=None, keepdims=False, *, split_every=None):
+    r"""``log(sum(exp(x)))`` over `axis` of a dask array (lazy).
 
-    Chunks along `axis` are reduced separately by the C kernels and their
+    Chunks along the axis are reduced separately by the C kernels and their
     (max, log-sum) states merged in a tree; see the module docstring.
+    The default reduces every axis, as :func:`csoftmax.logsumexp`,
+    ``csoftmax.jax.logsumexp`` and ``scipy.special.logsumexp``.
 
     Parameters
     ----------
     x : dask.array.Array or array_like
-    axis : int, optional
-        The reduced axis (default: last).
+    axis : None, int or tuple of ints, optional
+        The reduced axes (default: all).  Several axes are reduced one after
+        the other in float64 (LSE is associative), then rounded once to the
+        result dtype.
     keepdims : bool, optional
     split_every : int, optional
         Fan-in of the merge tree (dask's default if None).
@@ -171,16 +175,27 @@ def logsumexp(x, axis=-1, keepdims=False, *, split_every=None):
     Returns
     -------
     dask.array.Array
-        Shape of `x` without `axis`; dtype as :func:`csoftmax.logsumexp`.
+        Shape of `x` without the reduced axes; dtype as :func:`csoftmax.logsumexp`.
     """
     x = _asdask(x)
-    ax = _axis(axis, x.ndim)
+    axes = normalize_axes(axis, x.ndim)
     _, res = _dtypes(x.dtype)
-    st = lse_state(x, ax, split_every=split_every)
-    r = st.map_blocks(_lse_block, 1.0, res, dtype=res, meta=np.empty((0,) * st.ndim, res))
+    if len(axes) == 1:
+        r = _lse_one_axis(x, axes[0], res, split_every)
+    else:
+        r = x if x.dtype == np.float64 else x.astype(np.float64)
+        for ax in sorted(axes, reverse=True):
+            r = _lse_one_axis(r, ax, np.dtype(np.float64), split_every)
+        r = r.astype(res)
     if keepdims:
-        r = _da.expand_dims(r, ax)
+        for ax in sorted(axes):
+            r = _da.expand_dims(r, ax)
     return r
+
+
+def _lse_one_axis(x, ax, res, split_every):
+    st = lse_state(x, ax, split_every=split_every)
+    return st.map_blocks(_lse_block, 1.0, res, dtype=res, meta=np.empty((0,) * st.ndim, res))
 
 
 def _rows_of(a, ax):

@@ -267,10 +267,12 @@ class _LogSumExp(_torch.autograd.Function):
         return _tt(gx, x), None, None
 
 
-def logsumexp(input, dim=-1, keepdim=False):
+def logsumexp(input, dim=None, keepdim=False):
     r"""Differentiable :func:`csoftmax.logsumexp` of a CPU tensor over `dim`
-    (an int, a tuple of dims or None for all), as :func:`torch.logsumexp`
-    (whose `dim` has no default; here it is the last dim).  A 0-d input is
+    (an int, a tuple of dims or None for all), as :func:`torch.logsumexp`.
+    torch's `dim` has no default; here the default is csoftmax's own, all
+    dims (as :func:`csoftmax.logsumexp`, ``csoftmax.jax`` and
+    ``csoftmax.dask``; pass ``dim=-1`` for the last).  A 0-d input is
     one element (dim 0, -1, ``(0,)``; the result is the input).
     The gradient is ``softmax(x) * grad_output`` (one fused kernel pass)."""
     _tensor(input)

@@ -118,8 +118,8 @@ def test_special_values_across_chunks(client):
     x[4] = [1e300, -1e300, 5, 1e300, 0, 0, 0, 1]
     x[5, :] = -1e8
     X = da.from_array(x, chunks=(2, 3))
-    check("logsumexp", cd.logsumexp(X).compute(), csoftmax.logsumexp(x, axis=-1), x)
-    assert cd.logsumexp(X).compute()[0] == pytest.approx(7 * np.exp(-40), rel=1e-14)
+    check("logsumexp", cd.logsumexp(X, -1).compute(), csoftmax.logsumexp(x, axis=-1), x)
+    assert cd.logsumexp(X, -1).compute()[0] == pytest.approx(7 * np.exp(-40), rel=1e-14)
     with np.errstate(all="ignore"):
         got = cd.softmax(X).compute()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(csoftmax.softmax(x)))
@@ -210,7 +210,7 @@ def test_larger_than_a_worker(client):
     head = slice(0, 128)
 
     # one graph at a time: each streams X through the workers chunk by chunk
-    lse_v = cd.logsumexp(X).compute()
+    lse_v = cd.logsumexp(X, -1).compute()
     rs = cd.softmax(X).sum(axis=1, dtype=np.float64).compute()
     x_head = X[head].compute()
     assert ulp(lse_v[head], csoftmax.logsumexp(x_head, axis=1), np.float32) <= 4
@@ -227,3 +227,19 @@ def test_larger_than_a_worker(client):
     np.testing.assert_allclose(loss_v, per.astype(np.float64).mean(), rtol=4e-7)
     check_grad(g_head, G / B)                    # 'mean' = sum / 2**11 (exact scaling)
     np.testing.assert_allclose(g_rowsum, 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("axis", [None, (0, 1), (1, 2), (0, 2)])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_logsumexp_default_and_several_axes(client, axis, dt):
+    """The default reduces every axis, as csoftmax.logsumexp and
+    csoftmax.jax.logsumexp; several axes are merged in float64 and rounded
+    once (float32: within the 4 ULP contract)."""
+    x = (np.random.default_rng(9).standard_normal((6, 10, 7)) * 5).astype(dt)
+    X = da.from_array(x, chunks=(4, 3, 5))
+    got = (cd.logsumexp(X) if axis is None else cd.logsumexp(X, axis)).compute()
+    want = csoftmax.logsumexp(x, axis=axis)
+    assert got.dtype == want.dtype and np.shape(got) == np.shape(want)
+    assert np.all(ulp(got, want, dt) <= (4 if dt == np.float32 else 16))
+    kd = cd.logsumexp(X, axis, keepdims=True).compute()
+    assert kd.shape == csoftmax.logsumexp(x, axis=axis, keepdims=True).shape
