@@ -36,7 +36,9 @@
       csm_log_softmax_bwd_rows_f32_##ISA, csm_log_softmax_bwd_rows_f64_##ISA,  \
       __VA_ARGS__ }
 
-static const csm_kernel_table table_scalar = CSM_TABLE(CSM_ISA_SCALAR, scalar, "scalar", CSM_NO_SMALL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+static const csm_kernel_table table_scalar = CSM_TABLE(CSM_ISA_SCALAR, scalar, "scalar", CSM_NO_SMALL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    csm_ce_soft_rows_f32_scalar, csm_ce_soft_cols_f32_scalar,
+    csm_ce_soft_fix_rows_f32_scalar, csm_ce_soft_fix_cols_f32_scalar);
 #ifdef CSM_BUILD_AVX2
 static const csm_kernel_table table_avx2 = CSM_TABLE(CSM_ISA_AVX2, avx2, "avx2", CSM_SMALL(avx2),
                                                      csm_softmax_fused_rows_f32_avx2,
@@ -58,7 +60,11 @@ static const csm_kernel_table table_avx2 = CSM_TABLE(CSM_ISA_AVX2, avx2, "avx2",
                                                      csm_softmax_bwd_cols_f32_avx2,
                                                      csm_softmax_bwd_cols_f64_avx2,
                                                      csm_log_softmax_bwd_cols_f32_avx2,
-                                                     csm_log_softmax_bwd_cols_f64_avx2);
+                                                     csm_log_softmax_bwd_cols_f64_avx2,
+                                                     csm_ce_soft_rows_f32_avx2,
+                                                     csm_ce_soft_cols_f32_avx2,
+                                                     csm_ce_soft_fix_rows_f32_avx2,
+                                                     csm_ce_soft_fix_cols_f32_avx2);
 #endif
 #ifdef CSM_BUILD_NEON
 /* finalize stays scalar (log1p per row; not a hot spot), and so do the
@@ -74,7 +80,9 @@ static const csm_kernel_table table_neon = {
     csm_finalize_scalar,
     csm_softmax_bwd_rows_f32_scalar, csm_softmax_bwd_rows_f64_scalar,
     csm_log_softmax_bwd_rows_f32_scalar, csm_log_softmax_bwd_rows_f64_scalar,
-    CSM_NO_SMALL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+    CSM_NO_SMALL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    csm_ce_soft_rows_f32_scalar, csm_ce_soft_cols_f32_scalar,
+    csm_ce_soft_fix_rows_f32_scalar, csm_ce_soft_fix_cols_f32_scalar };
 #endif
 
 #ifdef CSM_BUILD_AVX2

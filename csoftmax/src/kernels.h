@@ -49,6 +49,16 @@ void csm_log_softmax_bwd_rows_f64_##ISA(const double *, const double *,        \
                                         double *, ptrdiff_t, ptrdiff_t);
 
 CSM_DECLARE_ISA(scalar)
+void csm_ce_soft_rows_f32_scalar(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        double, const double *, const double *, const double *, const float *,
+        ptrdiff_t, const double *, double, double, float *, ptrdiff_t, double *);
+void csm_ce_soft_cols_f32_scalar(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        double, const double *, const double *, const double *, const float *,
+        ptrdiff_t, const double *, double, double, float *, ptrdiff_t, double *);
+void csm_ce_soft_fix_rows_f32_scalar(float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        const float *, ptrdiff_t, const double *, double, double, const double *);
+void csm_ce_soft_fix_cols_f32_scalar(float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        const float *, ptrdiff_t, const double *, double, double, const double *);
 #if defined(__x86_64__) || defined(_M_X64)
 #define CSM_BUILD_AVX2 1
 CSM_DECLARE_ISA(avx2)
@@ -106,6 +116,17 @@ void csm_ce_small_f32_avx2(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
 void csm_ce_small_f64_avx2(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
         double, const double *, const int *, double *, double *, ptrdiff_t);
 void csm_expm1_le0_f64_avx2(const double *, double *, ptrdiff_t);
+void csm_ce_soft_rows_f32_avx2(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        double, const double *, const double *, const double *, const float *,
+        ptrdiff_t, const double *, double, double, float *, ptrdiff_t, double *);
+void csm_ce_soft_cols_f32_avx2(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        double, const double *, const double *, const double *, const float *,
+        ptrdiff_t, const double *, double, double, float *, ptrdiff_t, double *);
+void csm_ce_soft_fix_rows_f32_avx2(float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        const float *, ptrdiff_t, const double *, double, double, const double *);
+void csm_ce_soft_fix_cols_f32_avx2(float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+        const float *, ptrdiff_t, const double *, double, double, const double *);
+
 void csm_softmax_bwd_cols_f32_avx2(const float *, const float *, float *,
         ptrdiff_t, ptrdiff_t, ptrdiff_t);
 void csm_softmax_bwd_cols_f64_avx2(const double *, const double *, double *,
