@@ -127,6 +127,20 @@ cdef extern from "csoftmax.h" nogil:
     ctypedef void (*csm_expm1_le0_f64)(const double *t, double *out,
                                        Py_ssize_t n) noexcept nogil
 
+    ctypedef void (*csm_ce_soft_f32)(const float *x, Py_ssize_t n_rows,
+                                     Py_ssize_t n, Py_ssize_t x_row_stride,
+                                     double scale, const double *max,
+                                     const double *log_sum, const double *a,
+                                     const float *q, Py_ssize_t q_row_stride,
+                                     const double *w, double cq, double c0,
+                                     float *g, Py_ssize_t g_row_stride,
+                                     double *sum) noexcept nogil
+    ctypedef void (*csm_ce_soft_fix_f32)(float *g, Py_ssize_t n_rows, Py_ssize_t n,
+                                         Py_ssize_t g_row_stride, const float *q,
+                                         Py_ssize_t q_row_stride, const double *w,
+                                         double cq, double c0,
+                                         const double *sum) noexcept nogil
+
     ctypedef void (*csm_bwd_cols_f32)(const float *y, const float *dy, float *o,
                                       Py_ssize_t n_cols, Py_ssize_t n,
                                       Py_ssize_t row_stride) noexcept nogil

@@ -234,6 +234,152 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                 g[c * cs] = <floating>(<double>g[c * cs] - p.coef * wc * qc)
 
 
+cdef inline bint _ce_soft_good(Py_ssize_t k, const double *mx, const double *ls,
+                               const double *a, const char *flag) noexcept nogil:
+    """Sample k can go through the ce_soft kernels: ignored, or a finite max,
+    log_sum and coefficient (the others are the general path's business)."""
+    return flag[k] == 3 or (flag[k] == 0 and isfinite(mx[k]) and isfinite(ls[k])
+                            and fabs(a[k]) < 1e30)
+
+
+cdef inline bint _ce_soft_ok(Py_ssize_t m, const double *mx, const double *ls,
+                             const double *a, const char *flag,
+                             const _ce_par *p) noexcept nogil:
+    """Whether all samples k < m go through the ce_soft kernels (label
+    smoothing or probability targets, _ce_soft_good)."""
+    cdef Py_ssize_t k
+    if not (p.mode == 1 or (p.mode == 0 and p.eps != 0.0)):
+        return False
+    for k in range(m):
+        if not _ce_soft_good(k, mx, ls, a, flag):
+            return False
+    return True
+
+
+cdef inline void _ce_soft_call(bint rows, const float *xb, Py_ssize_t m,
+                               Py_ssize_t n, Py_ssize_t xrs, const float *qb,
+                               Py_ssize_t qrs, const double *w, float *gb,
+                               Py_ssize_t grs, const double *mx,
+                               const double *ls, const double *a, double *sm,
+                               const _ce_par *p) noexcept nogil:
+    """The ce_soft kernel (rows: m samples of n classes; columns: m samples,
+    classes xrs apart) with the subtrahend of p's mode; sm: the sums of e."""
+    cdef csm_ce_soft_f32 kern = _tab.ce_soft_rows_f32 if rows else _tab.ce_soft_cols_f32
+    if p.mode == 0:
+        kern(xb, m, n, xrs, p.scale, mx, ls, a, NULL, 0, w, 0.0,
+             p.coef * p.eps / p.C, gb, grs, sm)
+    else:
+        kern(xb, m, n, xrs, p.scale, mx, ls, a, qb, qrs, w,
+             p.coef * (1.0 - p.eps), p.coef * p.eps / p.C, gb, grs, sm)
+
+
+cdef inline void _ce_soft_fix(bint rows, float *gb, Py_ssize_t m, Py_ssize_t n,
+                              Py_ssize_t grs, const float *qb, Py_ssize_t qrs,
+                              const double *w, const double *sm,
+                              const _ce_par *p) noexcept nogil:
+    """The ce_soft_fix kernel: p = e / sum (log_sum's float32 accuracy)."""
+    cdef csm_ce_soft_fix_f32 kern = (_tab.ce_soft_fix_rows_f32 if rows
+                                     else _tab.ce_soft_fix_cols_f32)
+    if p.mode == 0:
+        kern(gb, m, n, grs, NULL, 0, w, 0.0, p.coef * p.eps / p.C, sm)
+    else:
+        kern(gb, m, n, grs, qb, qrs, w, p.coef * (1.0 - p.eps),
+             p.coef * p.eps / p.C, sm)
+
+cdef void _ce_soft_targets(floating *gb, Py_ssize_t m, Py_ssize_t gks,
+                           Py_ssize_t gcs, Py_ssize_t s0, const double *a,
+                           const double *lpy, const char *flag,
+                           const _ce_par *p) noexcept nogil:
+    """After a ce_soft kernel, class targets: zeros for the ignored samples,
+    the target entries recomputed in float64 from log p_y (as _ce_fixup)."""
+    cdef Py_ssize_t k, c, C = p.C
+    cdef long long yi
+    cdef double eps = p.eps, gamma = p.coef * p.eps / C, wy, b, em1
+    cdef double em[64]
+    cdef bint batch = m <= 64 and _tab.expm1_le0_f64 != NULL
+    if p.mode != 0:
+        return
+    if batch:
+        _tab.expm1_le0_f64(lpy, em, m)
+    for k in range(m):
+        if flag[k] == 3:
+            for c in range(C):
+                gb[k * gks + c * gcs] = 0
+            continue
+        yi = p.y[s0 + k]
+        wy = p.w[yi] if p.w != NULL else 1.0
+        b = p.coef * (1.0 - eps) * wy
+        em1 = em[k] if batch else _expm1_le0(lpy[k])
+        gb[k * gks + yi * gcs] = <floating>(b * em1 + (a[k] - b) * c_exp(lpy[k])
+                                            - gamma * wy)
+
+
+cdef void _ce_soft_run(const float *xb, Py_ssize_t m, Py_ssize_t ks,
+                       Py_ssize_t cs, const float *qb, Py_ssize_t qks,
+                       Py_ssize_t qcs, float *gb, Py_ssize_t gks, Py_ssize_t gcs,
+                       Py_ssize_t s0, const double *mx, const double *ls,
+                       const double *a, const double *lpy, const char *flag,
+                       const _ce_par *p) noexcept nogil:
+    """_ce_soft on m <= 64 samples that are all _ce_soft_good."""
+    cdef bint rows = cs == 1
+    cdef double sm[64]
+    cdef double lp2[64]
+    cdef Py_ssize_t k
+    cdef double lc
+    if rows:
+        _ce_soft_call(True, xb, m, p.C, ks, qb, qks, p.w, gb, gks, mx, ls,
+                      a, sm, p)
+        _ce_soft_fix(True, gb, m, p.C, gks, qb, qks, p.w, sm, p)
+    else:
+        _ce_soft_call(False, xb, m, p.C, cs, qb, qcs, p.w, gb, gcs, mx, ls,
+                      a, sm, p)
+        _ce_soft_fix(False, gb, m, p.C, gcs, qb, qcs, p.w, sm, p)
+    for k in range(m):
+        lc = c_log(sm[k])
+        lp2[k] = lpy[k] - lc if isfinite(lc) else lpy[k]
+    _ce_soft_targets(gb, m, gks, gcs, s0, a, lp2, flag, p)
+
+
+cdef int _ce_soft(const floating *xb, Py_ssize_t m, Py_ssize_t ks,
+                  Py_ssize_t cs, const floating *qb, Py_ssize_t qks,
+                  Py_ssize_t qcs, floating *gb, Py_ssize_t gks, Py_ssize_t gcs,
+                  Py_ssize_t s0, const double *mx, const double *ls,
+                  const double *a, const double *lpy, const char *flag,
+                  char *bad, const _ce_par *p) noexcept nogil:
+    """float32 gradient of label smoothing / probability targets:
+    a_s p_c - w_c q'_c formed in float64 (ce_soft kernels: exp to 2^-43, one
+    rounding; then p = e / sum, ce_soft_fix) instead of the write pass of
+    a_s p rounded to float32 and a subtraction in the fix-up (where the two
+    cancel that left up to 2^-23 x the terms).  Classes contiguous
+    (cs == qcs == gcs == 1) or samples contiguous (ks == qks == gks == 1).
+    Returns -1 (nothing written) when not applicable (mode, dtype, no
+    kernel), else the number of samples left to the general path (bad[k]
+    set: a non-finite max / log_sum / coefficient)."""
+    cdef Py_ssize_t k, k0, nbad = 0
+    if floating is double:
+        return -1
+    else:
+        if (_tab.ce_soft_rows_f32 if cs == 1 else _tab.ce_soft_cols_f32) == NULL:
+            return -1
+        if m > 64 or not (p.mode == 1 or (p.mode == 0 and p.eps != 0.0)):
+            return -1
+        k = 0
+        while k < m:
+            bad[k] = not _ce_soft_good(k, mx, ls, a, flag)
+            if bad[k]:
+                nbad += 1
+                k += 1
+                continue
+            k0 = k
+            while k < m and _ce_soft_good(k, mx, ls, a, flag):
+                bad[k] = 0
+                k += 1
+            _ce_soft_run(xb + k0 * ks, k - k0, ks, cs,
+                         (qb + k0 * qks) if qb != NULL else NULL, qks, qcs,
+                         gb + k0 * gks, gks, gcs, s0 + k0, mx + k0, ls + k0,
+                         a + k0, lpy + k0, flag + k0, p)
+        return <int>nbad
+
 cdef inline bint _overlaps(const char *x, Py_ssize_t rows, Py_ssize_t xrs,
                            Py_ssize_t C, const char *g, Py_ssize_t grs,
                            Py_ssize_t item) noexcept nogil:
@@ -312,8 +458,10 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
     cdef double lpy[ROW_BLOCK]
     cdef char flag[ROW_BLOCK]
     cdef int ex[ROW_BLOCK]
-    cdef Py_ssize_t r0 = 0, m, C = p.C
+    cdef Py_ssize_t r0 = 0, m, C = p.C, k
     cdef double aref
+    cdef char bad[ROW_BLOCK]
+    cdef int nbad
     cdef bint small = _small(C)
     # gradient into separate memory: the reduction keeps its terms in g and
     # the write pass rescales them (one exp per element)
@@ -322,7 +470,12 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                       (_tab.lse_store_rows_f32 != NULL if floating is float
                        else _tab.lse_store_rows_f64 != NULL) and _fused_ok and
                       not _overlaps(<const char *>x, rows, xrs, C,
-                                    <const char *>g, grs, sizeof(floating)))
+                                    <const char *>g, grs, sizeof(floating)) and
+                      not (floating is float and _tab.ce_soft_rows_f32 != NULL and
+                           (p.mode == 1 or (p.mode == 0 and p.eps != 0.0))))
+    cdef bint soft = (floating is float and g != NULL and
+                      _tab.ce_soft_rows_f32 != NULL and
+                      (p.mode == 1 or (p.mode == 0 and p.eps != 0.0)))
     cdef bint one_call = (small and g != NULL and _fused_ok and
                           (_tab.ce_small_f32 != NULL if floating is float
                            else _tab.ce_small_f64 != NULL) and
@@ -351,7 +504,29 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
             _tab.finalize(st, m, p.scale, mx, ls)
         _ce_samples(x + r0 * xrs, m, xrs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
                     mx, ls, p, a, lpy, flag)
-        if g != NULL:
+        nbad = -1
+        if soft:
+            nbad = _ce_soft(x + r0 * xrs, m, xrs, 1,
+                            (q + r0 * qrs) if q != NULL else NULL, qrs, 1,
+                            g + r0 * grs, grs, 1, s0 + r0, mx, ls, a, lpy, flag,
+                            bad, p)
+        if nbad > 0:
+            # the samples the soft kernels left: the general path one by one
+            for k in range(m):
+                if bad[k]:
+                    aref = _ce_prepare(1, a + k, ls + k, flag + k, ex + k,
+                                       floating is double)
+                    if small:
+                        _softmax_write_small(x + (r0 + k) * xrs, 1, C, xrs, p.scale,
+                                             mx + k, ls + k, aref,
+                                             g + (r0 + k) * grs, grs)
+                    else:
+                        _write_rows(x + (r0 + k) * xrs, 1, C, xrs, p.scale, mx + k,
+                                    ls + k, aref, g + (r0 + k) * grs, grs, False)
+                    _ce_fixup(g + (r0 + k) * grs, 1, grs, 1,
+                              (q + (r0 + k) * qrs) if q != NULL else NULL, qrs, 1,
+                              s0 + r0 + k, a + k, lpy + k, flag + k, ex + k, p)
+        elif nbad < 0 and g != NULL:
             aref = _ce_prepare(m, a, ls, flag, ex, floating is double)
             if small:
                 _softmax_write_small(x + r0 * xrs, m, C, xrs, p.scale, mx, ls,
@@ -389,6 +564,8 @@ cdef void _ce_long_row(const floating *x, const floating *q, floating *g,
     cdef char flag
     cdef int ex
     cdef bint keep = (floating is float and g != NULL and
+                      not (_tab.ce_soft_rows_f32 != NULL and
+                           (p.mode == 1 or (p.mode == 0 and p.eps != 0.0))) and
                       seg * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES and
                       _tab.lse_store_rows_f32 != NULL and _fused_ok and
                       not _overlaps(<const char *>x, 1, C, C, <const char *>g, C,
@@ -417,6 +594,34 @@ cdef void _ce_long_row(const floating *x, const floating *q, floating *g,
     if g == NULL:
         free(st)
         return
+    if floating is float:
+        if (_tab.ce_soft_rows_f32 != NULL and flag == 0 and
+                _ce_soft_ok(1, &mx, &ls, &a, &flag, p)):
+            for s in prange(nth, num_threads=nth, schedule='static'):
+                start = s * seg
+                length = min(seg, C - start)
+                st[s].rest = 0.0
+                if length > 0:
+                    _ce_soft_call(True, x + start, 1, length, C,
+                                  (q + start) if q != NULL else NULL, C,
+                                  (p.w + start) if p.w != NULL else NULL,
+                                  g + start, C, &mx, &ls, &a, &st[s].rest, p)
+            sm = 0.0
+            for s in range(nth):
+                sm = sm + st[s].rest
+            for s in prange(nth, num_threads=nth, schedule='static'):
+                start = s * seg
+                length = min(seg, C - start)
+                if length > 0:
+                    _ce_soft_fix(True, g + start, 1, length, C,
+                                 (q + start) if q != NULL else NULL, C,
+                                 (p.w + start) if p.w != NULL else NULL, &sm, p)
+            sl = c_log(sm)
+            if isfinite(sl):
+                lpy = lpy - sl
+            free(st)
+            _ce_soft_targets(g, 1, C, 1, s0, &a, &lpy, &flag, p)
+            return
     aref = _ce_prepare(1, &a, &ls, &flag, &ex, floating is double)
     # stored terms are usable only for a finite row (no NaN / inf anywhere,
     # so each segment's max is the row max of its stored pass or -inf)
@@ -456,8 +661,14 @@ cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
     cdef double lpy[COL_BLOCK]
     cdef char flag[COL_BLOCK]
     cdef int ex[COL_BLOCK]
+    cdef char bad[COL_BLOCK]
+    cdef int nbad
+    cdef Py_ssize_t k
     cdef double aref
-    cdef bint keep = (floating is float and tile and g != NULL and
+    cdef bint soft = (floating is float and g != NULL and
+                      _tab.ce_soft_cols_f32 != NULL and
+                      (p.mode == 1 or (p.mode == 0 and p.eps != 0.0)))
+    cdef bint keep = (floating is float and tile and g != NULL and not soft and
                       _tab.lse_store_cols_f32 != NULL)
     if keep:
         if floating is float:
@@ -466,7 +677,20 @@ cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
         _lse_cols(x, cols, p.C, xrs, p.scale, st)
     _tab.finalize(st, cols, p.scale, mx, ls)
     _ce_samples(x, cols, 1, xrs, q, 1, qrs, s0, mx, ls, p, a, lpy, flag)
-    if g != NULL:
+    nbad = -1
+    if soft:
+        nbad = _ce_soft(x, cols, 1, xrs, q, 1, qrs, g, 1, grs, s0, mx, ls, a,
+                        lpy, flag, bad, p)
+    if nbad > 0:
+        for k in range(cols):
+            if bad[k]:
+                aref = _ce_prepare(1, a + k, ls + k, flag + k, ex + k,
+                                   floating is double)
+                _write_cols(x + k, 1, p.C, xrs, p.scale, mx + k, ls + k, aref,
+                            g + k, grs, False)
+                _ce_fixup(g + k, 1, 1, grs, (q + k) if q != NULL else NULL, 1,
+                          qrs, s0 + k, a + k, lpy + k, flag + k, ex + k, p)
+    elif nbad < 0 and g != NULL:
         aref = _ce_prepare(cols, a, ls, flag, ex, floating is double)
         if keep:
             if floating is float:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import csoftmax
+import _helpers as H
 from _helpers import OPS, assert_agree, check, run
 
 FLOATS = [np.float32, np.float64]
@@ -133,16 +134,6 @@ def test_fused_columns_exact_points(isa, inner, fused, rng):
     assert_agree(y, y2, "softmax", x, axis=1)
 
 
-def _ref_grad(x, t, w, coef, axis):
-    z = np.moveaxis(x.astype(np.float64), axis, -1)
-    p = np.exp(z - z.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    wy = w[t]
-    g = p * wy[..., None]
-    np.put_along_axis(g, t[..., None], np.take_along_axis(g, t[..., None], -1) - wy[..., None], -1)
-    return np.moveaxis(g * coef, -1, axis)
-
-
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("inner", [1, 9, 16, 65, 1023])
 def test_cross_entropy_grad_columns(isa, dtype, inner, rng, fused):
@@ -157,9 +148,14 @@ def test_cross_entropy_grad_columns(isa, dtype, inner, rng, fused):
         for red in ("mean", "sum"):
             loss, g = csoftmax.cross_entropy(x, t, axis=1, weight=w, reduction=red,
                                              return_grad=True)
-            coef = 1.0 / w[t].sum() if red == "mean" else 1.0
-            want = _ref_grad(x, t, w, coef, 1)
-            scale = np.abs(want).max()
-            tol = 2e-6 if dtype == np.float32 else 1e-13
-            np.testing.assert_allclose(g, want, rtol=0, atol=tol * scale,
-                                       err_msg=f"w={w[:2]} red={red}")
+            rl, rg = H.ref_ce(x, t, axis=1, weight=w, reduction=red)
+            # per element (no tolerance relative to the largest entry: with
+            # weights 1e+-20 that hid every entry of the 1e-20 classes)
+            H.assert_within(np.asarray(loss), rl, "cross_entropy",
+                            what=f"loss w={w[:2]} red={red}")
+            # float64: measured up to 2^-44.0 x the terms on the scalar
+            # column path with weights 1e30 (exp's argument conditioning in
+            # float64, at the edge of the contract's 2^-44): asserted at 2^-42
+            # here until that is understood (issue #21)
+            H.assert_within(g, rg, "cross_entropy_grad", what=f"w={w[:2]} red={red}",
+                            kappa=2.0 ** -42 if dtype == np.float64 else None)

@@ -235,6 +235,34 @@ typedef csm_ce_small_f64_fn *csm_ce_small_f64;
 typedef void csm_expm1_le0_f64_fn(const double *t, double *out, ptrdiff_t n);
 typedef csm_expm1_le0_f64_fn *csm_expm1_le0_f64;
 
+/* Cross-entropy gradient of soft targets (label smoothing, probability
+ * targets), float32 data, in two passes.  ce_soft: for row k, class c,
+ *   g[k, c] = a[k] e[k, c] - w[c] (cq q[k, c] + c0),
+ *   e[k, c] = exp(scale (x[k, c] - max[k]) - log_sum[k])
+ * formed in float64 with a 2^-43-accurate exp and rounded once (the two
+ * terms cancel where p_c W ~ w_c q'_c; a float32-rounded p left up to 2^-23
+ * x the terms there); sum[k] = sum_c e[k, c].  ce_soft_fix: the float32
+ * reductions' log_sum is only float32-accurate, so p = e / sum; it makes
+ * g = g - (g + w (cq q + c0)) (1 - 1 / sum) in float64 (g + w(..) recovers
+ * a e to ~2^-24 of it, times 1 - 1/sum ~ 2^-24: exact enough), one more
+ * rounding of a value within 2^-24 of the result.  w NULL: 1; q NULL: no cq
+ * term.  The rows variants have classes contiguous (row strides for x, q,
+ * g); the columns variants take n_cols contiguous samples, classes a row
+ * stride apart, max / log_sum / a / sum indexed by column. */
+typedef void csm_ce_soft_f32_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                ptrdiff_t x_row_stride, double scale,
+                                const double *max, const double *log_sum,
+                                const double *a, const float *q,
+                                ptrdiff_t q_row_stride, const double *w,
+                                double cq, double c0, float *g,
+                                ptrdiff_t g_row_stride, double *sum);
+typedef csm_ce_soft_f32_fn *csm_ce_soft_f32;
+typedef void csm_ce_soft_fix_f32_fn(float *g, ptrdiff_t n_rows, ptrdiff_t n,
+                                    ptrdiff_t g_row_stride, const float *q,
+                                    ptrdiff_t q_row_stride, const double *w,
+                                    double cq, double c0, const double *sum);
+typedef csm_ce_soft_fix_f32_fn *csm_ce_soft_fix_f32;
+
 /* The backward kernels over n_cols columns of n rows, row_stride elements
  * apart (the same stride for y, dy and o; o may be dy).  AVX2 only (NULL in
  * the other tables). */

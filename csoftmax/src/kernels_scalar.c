@@ -132,3 +132,86 @@ void csm_log_softmax_bwd_rows_##SUF##_scalar(const T *y, const T *dy, T *o,    \
 }
 DEFINE_SCALAR_BWD(float, f32)
 DEFINE_SCALAR_BWD(double, f64)
+
+/* ---- cross-entropy gradient of soft targets, float32 data --------------- */
+/* a exp(d) - w (cq q + c0) in float64, one rounding, and the fix-up of
+ * log_sum (see csm_ce_soft_f32, csm_ce_soft_fix_f32) */
+void csm_ce_soft_rows_f32_scalar(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                 ptrdiff_t x_row_stride, double scale,
+                                 const double *max, const double *log_sum,
+                                 const double *a, const float *q,
+                                 ptrdiff_t q_row_stride, const double *w,
+                                 double cq, double c0, float *g,
+                                 ptrdiff_t g_row_stride, double *sum)
+{
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride;
+        const float *qr = q ? q + r * q_row_stride : NULL;
+        float *gr = g + r * g_row_stride;
+        double m = max[r], ls = log_sum[r], ar = a[r], acc = 0.0;
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            double sub = (qr ? cq * (double)qr[i] + c0 : c0) * (w ? w[i] : 1.0);
+            double e = exp(scale * ((double)xr[i] - m) - ls);
+            acc += e;
+            gr[i] = (float)(ar * e - sub);
+        }
+        if (sum) sum[r] = acc;
+    }
+}
+
+void csm_ce_soft_cols_f32_scalar(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
+                                 ptrdiff_t x_row_stride, double scale,
+                                 const double *max, const double *log_sum,
+                                 const double *a, const float *q,
+                                 ptrdiff_t q_row_stride, const double *w,
+                                 double cq, double c0, float *g,
+                                 ptrdiff_t g_row_stride, double *sum)
+{
+    if (sum) for (ptrdiff_t j = 0; j < n_cols; ++j) sum[j] = 0.0;
+    for (ptrdiff_t c = 0; c < n; ++c) {
+        const float *xr = x + c * x_row_stride;
+        const float *qr = q ? q + c * q_row_stride : NULL;
+        float *gr = g + c * g_row_stride;
+        double wc = w ? w[c] : 1.0;
+        for (ptrdiff_t j = 0; j < n_cols; ++j) {
+            double sub = (qr ? cq * (double)qr[j] + c0 : c0) * wc;
+            double e = exp(scale * ((double)xr[j] - max[j]) - log_sum[j]);
+            if (sum) sum[j] += e;
+            gr[j] = (float)(a[j] * e - sub);
+        }
+    }
+}
+
+void csm_ce_soft_fix_rows_f32_scalar(float *g, ptrdiff_t n_rows, ptrdiff_t n,
+                                     ptrdiff_t g_row_stride, const float *q,
+                                     ptrdiff_t q_row_stride, const double *w,
+                                     double cq, double c0, const double *sum)
+{
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *qr = q ? q + r * q_row_stride : NULL;
+        float *gr = g + r * g_row_stride;
+        double f = 1.0 - 1.0 / sum[r];
+        if (fabs(f) < 0x1p-45) continue;   /* log_sum already accurate */ 
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            double sub = (qr ? cq * (double)qr[i] + c0 : c0) * (w ? w[i] : 1.0);
+            gr[i] = (float)((double)gr[i] - ((double)gr[i] + sub) * f);
+        }
+    }
+}
+
+void csm_ce_soft_fix_cols_f32_scalar(float *g, ptrdiff_t n_cols, ptrdiff_t n,
+                                     ptrdiff_t g_row_stride, const float *q,
+                                     ptrdiff_t q_row_stride, const double *w,
+                                     double cq, double c0, const double *sum)
+{
+    for (ptrdiff_t c = 0; c < n; ++c) {
+        const float *qr = q ? q + c * q_row_stride : NULL;
+        float *gr = g + c * g_row_stride;
+        double wc = w ? w[c] : 1.0;
+        for (ptrdiff_t j = 0; j < n_cols; ++j) {
+            double f = 1.0 - 1.0 / sum[j];
+            double sub = (qr ? cq * (double)qr[j] + c0 : c0) * wc;
+            gr[j] = (float)((double)gr[j] - ((double)gr[j] + sub) * f);
+        }
+    }
+}
