@@ -22,10 +22,20 @@ static void lse_row_##SUF##_(const T *x, ptrdiff_t n, ptrdiff_t step,          \
         else if (v > m) m = v;                                                 \
     }                                                                          \
     if (nan) { st->max = NAN; st->count = 1.0; st->rest = 0.0; return; }       \
+    /* compensated (Kahan) sum: one float64 accumulator over a long row   \
+     * would lose up to n * 2^-53 relative -- thousands of float64 ULP at   \
+     * n = 65536 when the terms repeat (ties) -- and these kernels are the  \
+     * reference the SIMD kernels are tested against; the terms are > 0 */ \
+    double comp = 0.0;                                                         \
     for (ptrdiff_t i = 0; i < n; ++i) {                                        \
         double v = (double)x[i * step];                                        \
         if (v == m) cnt += 1.0;                                                \
-        else rest += exp(scale * (v - m));                                     \
+        else {                                                                 \
+            double t = exp(scale * (v - m)) - comp;                            \
+            double s = rest + t;                                               \
+            comp = (s - rest) - t;                                             \
+            rest = s;                                                          \
+        }                                                                      \
     }                                                                          \
     st->max = m; st->count = cnt; st->rest = rest;                             \
 }                                                                              \
