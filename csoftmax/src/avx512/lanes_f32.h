@@ -1,7 +1,7 @@
 /*
  * avx512/lanes_f32.h -- float32-lane helpers on 16 lanes: clamp bounds, the
  * exact-reduction exp (xr_*), the reduction of a chunk, the cancellation
- * test, log of sums >= 1.  The numerics (and the reasons for them) are
+ * test.  The numerics (and the reasons for them) are
  * those of src/avx2/lanes_f32.h; read its comments.
  * (internal; included by the kernel files of this folder after common.h)
  */
@@ -165,40 +165,6 @@ static inline int lse_cancels_(const csm_lse_state *st, double scale)
 static inline __m512 logsm16_c3_f32_(__m512 a, __m512 c1, __m512 c2, __m512 c3)
 {
     return _mm512_sub_ps(_mm512_sub_ps(_mm512_sub_ps(a, c1), c2), c3);
-}
-
-/* log(u) for finite u >= 1 (float64, about 1 ULP), 8 lanes */
-static inline __m512d log_ge1_512_(__m512d u)
-{
-    const __m512i mant_mask = _mm512_set1_epi64(0x000FFFFFFFFFFFFFLL);
-    const __m512i one_bits = _mm512_set1_epi64(0x3FF0000000000000LL);
-    __m512i bits = _mm512_castpd_si512(u);
-    __m512i e = _mm512_srli_epi64(bits, 52);
-    __m512d k = _mm512_sub_pd(
-        _mm512_castsi512_pd(_mm512_or_si512(e, _mm512_set1_epi64(0x4330000000000000LL))),
-        _mm512_set1_pd(0x1p52 + 1023.0));
-    __m512d f = _mm512_castsi512_pd(_mm512_or_si512(_mm512_and_si512(bits, mant_mask), one_bits));
-    __mmask8 big = _mm512_cmp_pd_mask(f, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    f = _mm512_mask_mul_pd(f, big, f, _mm512_set1_pd(0.5));
-    k = _mm512_mask_add_pd(k, big, k, _mm512_set1_pd(1.0));
-    __m512d g = _mm512_sub_pd(f, _mm512_set1_pd(1.0));
-    __m512d s = _mm512_div_pd(g, _mm512_add_pd(g, _mm512_set1_pd(2.0)));
-    __m512d z = _mm512_mul_pd(s, s);
-    __m512d p = _mm512_set1_pd(1.0 / 21.0);
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 19.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 17.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 15.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 13.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 11.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 9.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 7.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 5.0));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / 3.0));
-    __m512d s2 = _mm512_add_pd(s, s);
-    __m512d lf = _mm512_fmadd_pd(_mm512_mul_pd(s2, z), p,
-                                 _mm512_mul_pd(k, _mm512_set1_pd(1.90821492927058770002e-10)));
-    lf = _mm512_add_pd(lf, s2);
-    return _mm512_fmadd_pd(k, _mm512_set1_pd(6.93147180369123816490e-01), lf);
 }
 
 #endif /* CSM_AVX512_LANES_F32_H */

@@ -255,7 +255,7 @@ void csm_softmax_fused_rows_f64_avx512(const double *x, ptrdiff_t n_rows,
         csm_lse_state st;
         double mx, ls;
         csm_lse_rows_f64_avx512(xr, 1, n, n, scale, &st);
-        csm_finalize_avx512(&st, 1, scale, &mx, &ls);
+        csm_finalize_avx2(&st, 1, scale, &mx, &ls);
         csm_softmax_rows_f64_avx512(xr, 1, n, n, scale, &mx, &ls, alpha, yr, n);
     }
 }
