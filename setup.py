@@ -24,7 +24,8 @@ SOURCES = [
     "csoftmax/src/dispatch.c",
     "csoftmax/src/kernels_scalar.c",
     "csoftmax/src/kernels_neon.c",
-] + sorted(_glob.glob("csoftmax/src/avx2/*.c"))   # one file per kernel family
+] + sorted(_glob.glob("csoftmax/src/avx2/*.c")) \
+  + sorted(_glob.glob("csoftmax/src/avx512/*.c"))  # one file per kernel family
 
 
 def _openmp_flags(compiler):

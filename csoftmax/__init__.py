@@ -1,7 +1,7 @@
 """csoftmax: fast, accurate softmax, log-softmax and LogSumExp for NumPy.
 
-The core is hand-written C with SIMD (AVX2+FMA, chosen at import from CPUID;
-``CSOFTMAX_ISA=scalar|avx2|neon`` forces one), wrapped by Cython, parallel with
+The core is hand-written C with SIMD (AVX-512, AVX2+FMA or NEON, chosen at
+import from CPUID; ``CSOFTMAX_ISA=scalar|avx2|avx512|neon`` forces one), wrapped by Cython, parallel with
 OpenMP and the GIL released.
 """
 import os as _os
@@ -40,9 +40,10 @@ def get_include() -> str:
     Pass it as ``include_dirs`` when compiling a Cython extension that does
     ``cimport csoftmax`` (the ``.pxd`` files ship inside the package and are
     found on ``sys.path``).  ``csoftmax.h`` declares the kernel table: one
-    set of row/column kernels per instruction set (AVX2+FMA and portable
-    scalar), of which the best one the CPU and OS support is chosen once
-    from CPUID at first use (``CSOFTMAX_ISA=scalar|avx2|neon`` forces one).
+    set of row/column kernels per instruction set (AVX-512, AVX2+FMA, NEON
+    and portable scalar), of which the best one the CPU and OS support is
+    chosen once from CPUID at first use (``CSOFTMAX_ISA=scalar|avx2|avx512|neon``
+    forces one).
 
     Another extension reaches the kernels through the Cython-level API in
     ``csoftmax/_core.pxd`` -- nogil row functions ``lse_rows_f32/_f64``,

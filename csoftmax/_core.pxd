@@ -18,7 +18,7 @@
 #    1/temperature > 0, then the outputs.  They run on the calling thread
 #    (csoftmax starts no threads inside them), never allocate, hold no
 #    locks, and go through the same ISA-dispatched kernel table as the
-#    Python functions (AVX2+FMA or scalar, chosen once from CPUID, or by
+#    Python functions (AVX-512, AVX2+FMA or scalar, chosen once from CPUID, or by
 #    CSOFTMAX_ISA; see csoftmax.h), with the same accuracy.  One row per
 #    call gives bit for bit what csoftmax.softmax(x[r]) gives; the AVX2
 #    kernels may round the last bit differently when rows are grouped
@@ -39,6 +39,7 @@ cdef extern from "csoftmax.h" nogil:
         CSM_ISA_SCALAR
         CSM_ISA_AVX2
         CSM_ISA_NEON
+        CSM_ISA_AVX512
 
     ctypedef struct csm_lse_state:
         double max

@@ -90,7 +90,7 @@ cdef int _last_team = 1
 # configuration
 
 def isa():
-    """Name of the kernel table in use ('avx2', 'neon' or 'scalar')."""
+    """Name of the kernel table in use ('avx512', 'avx2', 'neon' or 'scalar')."""
     return _tab.name.decode()
 
 
@@ -99,6 +99,8 @@ def available_isas():
     names = ["scalar"]
     if csm_kernels_for(CSM_ISA_AVX2) != NULL:
         names.append("avx2")
+    if csm_kernels_for(CSM_ISA_AVX512) != NULL:
+        names.append("avx512")
     if csm_kernels_for(CSM_ISA_NEON) != NULL:
         names.append("neon")
     return names
@@ -110,11 +112,12 @@ def kernel_list():
     list (= table) order.  Tests and benchmarks walk it."""
     cdef int i, k, n = csm_kernel_count()
     cdef const csm_kernel_table *t
-    cdef csm_isa codes[3]
-    codes[0], codes[1], codes[2] = CSM_ISA_SCALAR, CSM_ISA_AVX2, CSM_ISA_NEON
-    names = ("scalar", "avx2", "neon")
+    cdef csm_isa codes[4]
+    codes[0], codes[1], codes[2], codes[3] = (CSM_ISA_SCALAR, CSM_ISA_AVX2,
+                                              CSM_ISA_NEON, CSM_ISA_AVX512)
+    names = ("scalar", "avx2", "neon", "avx512")
     out = [(csm_kernel_name(i).decode(), {}) for i in range(n)]
-    for k in range(3):
+    for k in range(4):
         t = csm_kernels_for(codes[k])
         if t == NULL:
             continue
@@ -135,6 +138,8 @@ def _use_isa(name):
         t = csm_kernels_for(CSM_ISA_SCALAR)
     elif name == "avx2":
         t = csm_kernels_for(CSM_ISA_AVX2)
+    elif name == "avx512":
+        t = csm_kernels_for(CSM_ISA_AVX512)
     elif name == "neon":
         t = csm_kernels_for(CSM_ISA_NEON)
     if t == NULL:

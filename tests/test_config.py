@@ -41,7 +41,7 @@ def test_get_config_keys():
     assert c["version"] == csoftmax.__version__ and isinstance(c["version"], str)
     assert c["isa"] in c["available_isas"]
     assert "scalar" in c["available_isas"]
-    assert set(c["available_isas"]) <= {"scalar", "avx2"}
+    assert set(c["available_isas"]) <= {"scalar", "avx2", "avx512"}
     assert isinstance(c["openmp"], bool)
     assert isinstance(c["num_threads"], int) and c["num_threads"] >= 1
 
@@ -88,11 +88,28 @@ def test_env_isa_avx2_honoured():
     assert _probe(CSOFTMAX_ISA="avx2")["config"]["isa"] == "avx2"
 
 
+@pytest.mark.skipif("avx512" not in _core.available_isas(),
+                    reason="no AVX-512 F/BW/DQ/VL (or no OS ZMM state) on this CPU")
+def test_env_isa_avx512_honoured():
+    r = _probe(CSOFTMAX_ISA="avx512")
+    assert r["config"]["isa"] == "avx512"
+    assert not r["warnings"]
+    assert [round(v, 4) for v in r["y"]] == [0.0321, 0.0871, 0.2369, 0.6439]
+
+
+def test_env_isa_avx512_unavailable_warns():
+    if "avx512" in _core.available_isas():
+        pytest.skip("this CPU has AVX-512: the request is honoured")
+    r = _probe(CSOFTMAX_ISA="avx512")
+    assert r["config"]["isa"] == _core.available_isas()[-1]
+    assert any(cat == "RuntimeWarning" for cat, _ in r["warnings"]), r["warnings"]
+
+
 def test_env_isa_unknown_warns_and_falls_back():
     best = _core.available_isas()[-1]
-    r = _probe(CSOFTMAX_ISA="avx512-please")
+    r = _probe(CSOFTMAX_ISA="avx1024-please")
     assert r["config"]["isa"] == best
-    assert any(cat == "RuntimeWarning" and "avx512-please" in msg
+    assert any(cat == "RuntimeWarning" and "avx1024-please" in msg
                for cat, msg in r["warnings"]), r["warnings"]
     assert [round(v, 4) for v in r["y"]] == [0.0321, 0.0871, 0.2369, 0.6439]
 

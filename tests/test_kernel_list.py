@@ -27,7 +27,19 @@ def test_tables_follow_the_list():
     for (field, _, cols), (_, present) in zip(listed, built):
         assert present, field
         for isa, has in present.items():
-            assert has == (cols[isa] != "N"), (field, isa, cols[isa])
+            # A: the avx512 table borrows the AVX2 kernel
+            want = cols["avx2"] if cols[isa] == "A" else cols[isa]
+            assert has == (want != "N"), (field, isa, cols[isa])
+
+
+def test_only_avx512_borrows_avx2_kernels():
+    """'A' (the AVX2 kernel) is a value of the avx512 column only, and only
+    where the AVX2 table has its own kernel."""
+    for field, _, cols in _def_list():
+        for isa, v in cols.items():
+            if v == "A":
+                assert isa == "avx512", (field, isa)
+                assert cols["avx2"] == "Y", field
 
 
 def test_every_isa_table_has_the_core_kernels():

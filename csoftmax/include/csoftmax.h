@@ -4,7 +4,7 @@
  * Row kernels for the softmax family (LogSumExp, softmax, log-softmax) in
  * float32 and float64.  Every kernel exists once per instruction set
  * (`csm_<op>_<dtype>_<isa>`); `csm_kernels()` returns the table chosen once
- * from CPUID (honouring the environment variable CSOFTMAX_ISA=scalar|avx2|neon),
+ * from CPUID (honouring the environment variable CSOFTMAX_ISA=scalar|avx2|avx512|neon),
  * and callers go through that table.  aarch64 builds always offer NEON
  * (AdvSIMD is part of the aarch64 baseline).
  *
@@ -52,7 +52,8 @@ extern "C" {
 typedef enum {
     CSM_ISA_SCALAR = 0,
     CSM_ISA_AVX2 = 1,
-    CSM_ISA_NEON = 2   /* aarch64 AdvSIMD */
+    CSM_ISA_NEON = 2,  /* aarch64 AdvSIMD */
+    CSM_ISA_AVX512 = 3 /* x86-64 AVX-512 F+BW+DQ+VL (+ FMA) */
 } csm_isa;
 
 typedef struct {
@@ -280,13 +281,13 @@ typedef csm_bwd_cols_f64_fn *csm_bwd_cols_f64;
 typedef struct {
     csm_isa isa;
     const char *name;
-#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) signature *field;
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon, on_avx512) signature *field;
 #include "csoftmax_kernels.def"
 #undef CSM_KERNEL
 } csm_kernel_table;
 
 /* The table chosen at first call: the best ISA the CPU and OS support, or
- * the one named by CSOFTMAX_ISA ("scalar", "avx2" or "neon"; an unavailable or
+ * the one named by CSOFTMAX_ISA ("scalar", "avx2", "avx512" or "neon"; an unavailable or
  * unknown name falls back to the best available and is reported by
  * csm_isa_request_error()).  Thread-safe after the first call. */
 const csm_kernel_table *csm_kernels(void);

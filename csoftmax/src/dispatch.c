@@ -5,7 +5,11 @@
  * OS saves YMM state (OSXSAVE + XGETBV), so the scalar path is what runs on
  * older CPUs and on non-x86 builds.  On aarch64 the NEON table is always
  * offered (AdvSIMD is baseline there) and is the default.
- * CSOFTMAX_ISA=scalar|avx2|neon forces a table.
+ * The AVX-512 table is offered when CPUID reports AVX-512 F, BW, DQ and VL
+ * (and AVX2 + FMA, whose kernels its A entries borrow) and XGETBV shows
+ * that the OS saves the opmask and ZMM state (XCR0 bits 1, 2, 5, 6, 7); it
+ * is then the default.
+ * CSOFTMAX_ISA=scalar|avx2|avx512|neon forces a table.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,16 +20,17 @@
 #include <intrin.h>
 #endif
 
-/* The tables, from the kernel list: CSM_ENTRY_<Y|S|N>(field, isa) gives
- * ".field = csm_<field>_<isa>," (Y), the scalar kernel (S) or nothing (N:
- * the member stays NULL). */
+/* The tables, from the kernel list: CSM_ENTRY_<Y|S|A|N>(field, isa) gives
+ * ".field = csm_<field>_<isa>," (Y), the scalar kernel (S), the AVX2
+ * kernel (A) or nothing (N: the member stays NULL). */
 #define CSM_ENTRY_Y(field, isa) .field = csm_##field##_##isa,
 #define CSM_ENTRY_S(field, isa) .field = csm_##field##_scalar,
+#define CSM_ENTRY_A(field, isa) .field = csm_##field##_avx2,
 #define CSM_ENTRY_N(field, isa)
 
 static const csm_kernel_table table_scalar = {
     .isa = CSM_ISA_SCALAR, .name = "scalar",
-#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) CSM_ENTRY_##on_scalar(field, scalar)
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon, on_avx512) CSM_ENTRY_##on_scalar(field, scalar)
 #include "csoftmax_kernels.def"
 #undef CSM_KERNEL
 };
@@ -33,7 +38,16 @@ static const csm_kernel_table table_scalar = {
 #ifdef CSM_BUILD_AVX2
 static const csm_kernel_table table_avx2 = {
     .isa = CSM_ISA_AVX2, .name = "avx2",
-#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) CSM_ENTRY_##on_avx2(field, avx2)
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon, on_avx512) CSM_ENTRY_##on_avx2(field, avx2)
+#include "csoftmax_kernels.def"
+#undef CSM_KERNEL
+};
+#endif
+
+#ifdef CSM_BUILD_AVX512
+static const csm_kernel_table table_avx512 = {
+    .isa = CSM_ISA_AVX512, .name = "avx512",
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon, on_avx512) CSM_ENTRY_##on_avx512(field, avx512)
 #include "csoftmax_kernels.def"
 #undef CSM_KERNEL
 };
@@ -42,7 +56,7 @@ static const csm_kernel_table table_avx2 = {
 #ifdef CSM_BUILD_NEON
 static const csm_kernel_table table_neon = {
     .isa = CSM_ISA_NEON, .name = "neon",
-#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) CSM_ENTRY_##on_neon(field, neon)
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon, on_avx512) CSM_ENTRY_##on_neon(field, neon)
 #include "csoftmax_kernels.def"
 #undef CSM_KERNEL
 };
@@ -50,7 +64,7 @@ static const csm_kernel_table table_neon = {
 
 /* The list itself, for introspection (csoftmax._core.kernel_list()). */
 static const char *const kernel_names[] = {
-#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) #field,
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon, on_avx512) #field,
 #include "csoftmax_kernels.def"
 #undef CSM_KERNEL
 };
@@ -68,7 +82,7 @@ const char *csm_kernel_name(int i)
 int csm_kernel_present(const csm_kernel_table *t, int i)
 {
     int k = 0;
-#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon) \
+#define CSM_KERNEL(field, signature, on_scalar, on_avx2, on_neon, on_avx512) \
     if (i == k++) return t->field != NULL;
 #include "csoftmax_kernels.def"
 #undef CSM_KERNEL
@@ -96,12 +110,36 @@ static int cpu_has_avx2_fma(void)
 }
 #endif /* CSM_BUILD_AVX2 */
 
+#ifdef CSM_BUILD_AVX512
+#include <cpuid.h>
+/* AVX-512 F+BW+DQ+VL from CPUID leaf 7 and, from XGETBV, an OS that saves
+ * SSE, AVX, opmask, ZMM0-15 upper halves and ZMM16-31 (XCR0 bits 1, 2, 5,
+ * 6, 7).  Checked by hand rather than with __builtin_cpu_supports, which
+ * (depending on the compiler version) does not look at XCR0. */
+static int cpu_has_avx512(void)
+{
+    unsigned a, b, c, d;
+    if (!cpu_has_avx2_fma()) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; /* OSXSAVE */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xE6u) != 0xE6u) return 0;
+    if (__get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned need = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31); /* F DQ BW VL */
+    return (b & need) == need;
+}
+#endif /* CSM_BUILD_AVX512 */
+
 const csm_kernel_table *csm_kernels_for(csm_isa isa)
 {
     switch (isa) {
     case CSM_ISA_SCALAR: return &table_scalar;
 #ifdef CSM_BUILD_AVX2
     case CSM_ISA_AVX2: return cpu_has_avx2_fma() ? &table_avx2 : NULL;
+#endif
+#ifdef CSM_BUILD_AVX512
+    case CSM_ISA_AVX512: return cpu_has_avx512() ? &table_avx512 : NULL;
 #endif
 #ifdef CSM_BUILD_NEON
     case CSM_ISA_NEON: return &table_neon;
@@ -117,7 +155,8 @@ const csm_kernel_table *csm_kernels(void)
 {
     /* Idempotent: a race between two first callers stores the same pointer. */
     if (chosen) return chosen;
-    const csm_kernel_table *best = csm_kernels_for(CSM_ISA_AVX2);
+    const csm_kernel_table *best = csm_kernels_for(CSM_ISA_AVX512);
+    if (!best) best = csm_kernels_for(CSM_ISA_AVX2);
     if (!best) best = csm_kernels_for(CSM_ISA_NEON);
     if (!best) best = &table_scalar;
     const char *req = getenv("CSOFTMAX_ISA");
@@ -125,6 +164,7 @@ const csm_kernel_table *csm_kernels(void)
         const csm_kernel_table *t = NULL;
         if (strcmp(req, "scalar") == 0) t = csm_kernels_for(CSM_ISA_SCALAR);
         else if (strcmp(req, "avx2") == 0) t = csm_kernels_for(CSM_ISA_AVX2);
+        else if (strcmp(req, "avx512") == 0) t = csm_kernels_for(CSM_ISA_AVX512);
         else if (strcmp(req, "neon") == 0) t = csm_kernels_for(CSM_ISA_NEON);
         if (t) best = t; else request_error = 1;
     }

@@ -16,14 +16,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PKG = os.path.dirname(HERE)
 DEF = os.path.join(PKG, "include", "csoftmax_kernels.def")
 OUT = os.path.join(PKG, "_kernel_table.pxi")
-ISAS = ("scalar", "avx2", "neon")
+ISAS = ("scalar", "avx2", "neon", "avx512")
 
+# the ISA columns: scalar, avx2, neon take Y/S/N; avx512 also A (the AVX2
+# kernel)
 _LINE = re.compile(r"^CSM_KERNEL\(\s*(\w+)\s*,\s*(\w+)\s*,\s*([YSN])\s*,\s*([YSN])\s*,"
-                   r"\s*([YSN])\s*\)\s*$")
+                   r"\s*([YSN])\s*,\s*([YSAN])\s*\)\s*$")
 
 
 def read_list(path=DEF):
-    """[(field, signature, {isa: 'Y'|'S'|'N'})] in list order."""
+    """[(field, signature, {isa: 'Y'|'S'|'A'|'N'})] in list order."""
     out = []
     with open(path) as f:
         for line in f:
@@ -34,7 +36,7 @@ def read_list(path=DEF):
             if not m:
                 raise SystemExit(f"{path}: cannot parse {line!r}")
             field, sig = m.group(1), m.group(2)
-            out.append((field, sig, dict(zip(ISAS, m.group(3, 4, 5)))))
+            out.append((field, sig, dict(zip(ISAS, m.group(3, 4, 5, 6)))))
     if not out:
         raise SystemExit(f"{path}: no CSM_KERNEL lines")
     return out
