@@ -16,6 +16,11 @@ pass and the write pass (rows: <= 32 KiB of input per block; columns: 64
 columns at a time), and blocks are spread over OpenMP threads with the GIL
 released.  A few very long rows are split into per-thread segments whose
 partial (max, count, rest) states are merged exactly.
+
+Which of these paths a call takes (and which kernels, threads, block size)
+is decided once per call by the planner, _plan.pxi, from its one table of
+thresholds; _core.plan(op, shape, dtype, axis) shows the decision and
+_core.forced(op, path) overrides it (tests, A/B timings).
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -544,14 +549,13 @@ cdef inline Py_ssize_t _estride(cnp.ndarray a, int axis):
     return a.strides[axis] // a.itemsize
 
 
-cdef inline csm_plan _plan_or_raise(int op, cnp.ndarray x, int layout,
-                                    Py_ssize_t rows, Py_ssize_t n,
-                                    Py_ssize_t inner, int flags) except *:
+cdef inline csm_plan _plan_entry(int op, bint f64, int layout,
+                                 Py_ssize_t rows, Py_ssize_t n,
+                                 Py_ssize_t inner, int flags) noexcept:
+    """The plan of an entry point's call (the caller raises on PATH_INVALID
+    through _raise_plan); threads are those of _max_threads()."""
     global _last_op, _last_path
-    cdef csm_plan p = _plan_call(op, x.dtype.num != cnp.NPY_FLOAT, layout,
-                                 rows, n, inner, flags, _max_threads())
-    if p.path == PATH_INVALID:
-        _raise_plan(p)
+    cdef csm_plan p = _plan_call(op, f64, layout, rows, n, inner, flags, 0)
     _last_op = op
     _last_path = p.path
     return p
@@ -566,8 +570,11 @@ def rows_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint 
     cdef csm_plan pl
     if rows == 0 or n == 0:
         return
-    pl = _plan_or_raise(OP_LOG_SOFTMAX if log else OP_SOFTMAX, x, LAYOUT_ROWS,
-                        rows, n, 1, PF_ALPHA1 if alpha == 1.0 else 0)
+    pl = _plan_entry(OP_LOG_SOFTMAX if log else OP_SOFTMAX,
+                     x.dtype.num != cnp.NPY_FLOAT, LAYOUT_ROWS, rows, n, 1,
+                     PF_ALPHA1 if alpha == 1.0 else 0)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _rows_run(<const float *>px, rows, n, xrs, scale, alpha,
@@ -590,7 +597,10 @@ def rows_reduce(cnp.ndarray x, double scale):
     cdef csm_plan p
     if rows == 0:
         return mx, ls
-    p = _plan_or_raise(OP_LSE, x, LAYOUT_ROWS, rows, n, 1, PF_ALPHA1)
+    p = _plan_entry(OP_LSE, x.dtype.num != cnp.NPY_FLOAT, LAYOUT_ROWS, rows, n, 1,
+                    PF_ALPHA1)
+    if p.path == PATH_INVALID:
+        _raise_plan(p)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _rows_run(<const float *>px, rows, n, xrs, scale, 1.0,
@@ -612,8 +622,11 @@ def cols_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint 
     cdef csm_plan pl
     if outer == 0 or n == 0 or inner == 0:
         return
-    pl = _plan_or_raise(OP_LOG_SOFTMAX if log else OP_SOFTMAX, x, LAYOUT_COLS,
-                        outer, n, inner, PF_ALPHA1 if alpha == 1.0 else 0)
+    pl = _plan_entry(OP_LOG_SOFTMAX if log else OP_SOFTMAX,
+                     x.dtype.num != cnp.NPY_FLOAT, LAYOUT_COLS, outer, n, inner,
+                     PF_ALPHA1 if alpha == 1.0 else 0)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,
@@ -636,7 +649,10 @@ def cols_reduce(cnp.ndarray x, double scale):
     cdef csm_plan p
     if outer == 0 or inner == 0:
         return mx, ls
-    p = _plan_or_raise(OP_LSE, x, LAYOUT_COLS, outer, n, inner, PF_ALPHA1)
+    p = _plan_entry(OP_LSE, x.dtype.num != cnp.NPY_FLOAT, LAYOUT_COLS, outer, n, inner,
+                    PF_ALPHA1)
+    if p.path == PATH_INVALID:
+        _raise_plan(p)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,

@@ -36,14 +36,14 @@ cdef struct _ce_par:
     Py_ssize_t C
     int mode              # CE_CLASS: class targets, CE_PROB: probability targets,
                           # CE_SCALE: scale only (logsumexp_backward)
-    const long long *y    # mode 0: class index per sample
+    const long long *y    # CE_CLASS: class index per sample
     const double *w       # class weights (length C) or NULL
     double W              # sum of the weights (C without weights)
     double scale          # 1 / temperature
     double eps            # label smoothing
     double coef           # gradient factor: (1 / denominator) / temperature
     long long ignore      # ignore_index
-    const double *dy      # mode 2: per-sample upstream gradient
+    const double *dy      # CE_SCALE: per-sample upstream gradient
     double *loss          # per-sample loss (modes 0, 1)
 
 
@@ -594,6 +594,9 @@ cdef inline Py_ssize_t _es(cnp.ndarray a, int axis):
 def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
             double coef, long long ignore, int mode, dy, loss):
     """Fused cross-entropy pass (arguments validated by csoftmax._losses).
+    mode: CE_CLASS (0, class targets: op cross_entropy), CE_PROB (1,
+    probability targets: cross_entropy_soft) or CE_SCALE (2, per-sample
+    scale only: logsumexp_backward).
 
     x: 2-D (samples, C) with contiguous rows, or 3-D (outer, C, inner) with
     a contiguous last axis.  q (probability targets) and g (gradient, may be
@@ -646,8 +649,11 @@ def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
             flags |= PF_INPLACE
     if eps != 0.0:
         flags |= PF_SMOOTH
-    pl = _plan_or_raise(OP_CE + mode, x, LAYOUT_COLS if cols else LAYOUT_ROWS,
-                        outer, C, inner if cols else 1, flags)
+    pl = _plan_entry(OP_CE + mode, x.dtype.num != cnp.NPY_FLOAT,
+                     LAYOUT_COLS if cols else LAYOUT_ROWS, outer, C,
+                     inner if cols else 1, flags)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _ce_run(<const float *>px, <const float *>pq, <float *>pg, outer,
@@ -842,9 +848,12 @@ def softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, bint log):
     cdef csm_plan pl
     if y.size == 0:
         return
-    pl = _plan_or_raise(OP_LOG_SOFTMAX_BWD if log else OP_SOFTMAX_BWD, y,
-                        LAYOUT_ROWS if inner == 1 else LAYOUT_COLS, outer, n,
-                        inner, PF_GRAD)
+    pl = _plan_entry(OP_LOG_SOFTMAX_BWD if log else OP_SOFTMAX_BWD,
+                     y.dtype.num != cnp.NPY_FLOAT,
+                     LAYOUT_ROWS if inner == 1 else LAYOUT_COLS, outer, n, inner,
+                     PF_GRAD)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if y.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _bwd_run(<const float *>py, <const float *>pd, <float *>po, outer,

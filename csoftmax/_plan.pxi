@@ -213,7 +213,11 @@ cdef inline int _threads_for(Py_ssize_t elements) noexcept nogil:
 
 
 cdef inline int _nth(Py_ssize_t elements, int nth_max) noexcept nogil:
-    return 1 if elements < PAR_MIN_ELEMENTS else nth_max
+    """Threads for a call of this many elements; nth_max <= 0: ask
+    _max_threads() (only when the call is large enough to thread)."""
+    if elements < PAR_MIN_ELEMENTS:
+        return 1
+    return nth_max if nth_max > 0 else _max_threads()
 
 
 cdef inline Py_ssize_t _ce_tile_width(Py_ssize_t C) noexcept nogil:
@@ -421,7 +425,7 @@ cdef csm_plan _plan_call(int op, bint f64, int layout, Py_ssize_t rows,
                          int nth_max) noexcept nogil:
     """THE planner.  rows: rows (rows layout) or outer (cols layout); n:
     the reduced length (the class count for CE); inner: columns (cols
-    layout, else 1); nth_max: threads available (_max_threads()).  Returns
+    layout, else 1); nth_max: threads available (<= 0: _max_threads()).  Returns
     the path, the driver's team size and block; path PATH_INVALID (and why)
     when a forced path cannot serve the call."""
     cdef csm_plan p
