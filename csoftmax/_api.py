@@ -19,13 +19,32 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
 # ---------------------------------------------------------------------------
 # layout: bring the reduction into one of the two shapes the kernels take
 
+def _layout(shape, axes):
+    """The kernels' view of a reduction over `axes` of an array of `shape`:
+    ("rows", rows, n, 1) or ("cols", outer, n, inner).  The one place that
+    chooses between the row and the column drivers (_plan arranges the
+    data accordingly; _core.plan reports the path it leads to)."""
+    if not axes:                                # axis=() or a 0-d array: n = 1
+        return "rows", math.prod(shape), 1, 1
+    n = math.prod(shape[i] for i in axes)
+    if len(axes) == 1 or axes == tuple(range(axes[0], axes[0] + len(axes))):
+        outer = math.prod(shape[:axes[0]])      # contiguous run of axes
+        inner = math.prod(shape[axes[-1] + 1:])
+        if inner == 1:
+            return "rows", outer, n, 1
+        return "cols", outer, n, inner
+    # several non-adjacent axes: moved to the end (a copy)
+    return "rows", math.prod(shape) // n if n else 0, n, 1
+
+
 def _plan(a, axes):
     """How to run a reduction over `axes` of `a` without a transposed copy.
 
     Returns (kind, view, info): kind 'rows' -> view is 2-D (rows, n) with
     contiguous rows; kind 'cols' -> view is 3-D (outer, n, inner) with a
-    contiguous last axis.  A copy is made only when the memory layout admits
-    neither (non-unit inner stride, several non-adjacent axes, ...).
+    contiguous last axis (kind: _layout).  A copy is made only when the
+    memory layout admits neither (non-unit inner stride, several
+    non-adjacent axes, ...).
     """
     if not a.flags.aligned:
         # the C kernels dereference typed pointers: misaligned data is copied
@@ -33,14 +52,11 @@ def _plan(a, axes):
     shape = a.shape
     item = a.itemsize
     nd = a.ndim
+    kind, outer, n, inner = _layout(shape, axes)
     if not axes:                                # axis=() or a 0-d array: n = 1
         return "rows", np.ascontiguousarray(a).reshape(-1, 1), None
-    n = math.prod(shape[i] for i in axes)
     if len(axes) == 1 or axes == tuple(range(axes[0], axes[0] + len(axes))):
-        k0, k1 = axes[0], axes[-1] + 1          # contiguous run of axes
-        outer = math.prod(shape[:k0])
-        inner = math.prod(shape[k1:])
-        if inner == 1:
+        if kind == "rows":
             v = reshape_view(a, (outer, n))
             if v is not None and (v.strides[1] == item or n == 1) and v.strides[0] % item == 0:
                 return "rows", v, None

@@ -16,6 +16,11 @@ pass and the write pass (rows: <= 32 KiB of input per block; columns: 64
 columns at a time), and blocks are spread over OpenMP threads with the GIL
 released.  A few very long rows are split into per-thread segments whose
 partial (max, count, rest) states are merged exactly.
+
+Which of these paths a call takes (and which kernels, threads, block size)
+is decided once per call by the planner, _plan.pxi, from its one table of
+thresholds; _core.plan(op, shape, dtype, axis) shows the decision and
+_core.forced(op, path) overrides it (tests, A/B timings).
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -66,23 +71,14 @@ import numpy as np
 
 cnp.import_array()
 
-DEF ROW_BLOCK = 64          # rows per reduction/write block (stack buffers)
-DEF COL_BLOCK = 64          # columns per block in the non-last-axis path
-DEF FUSED_COL_BLOCK = 1024  # columns per block of the tiled float32 column kernels
-DEF BLOCK_BYTES = 32768     # input bytes per row block (about L1)
-DEF PAR_MIN_ELEMENTS = 32768  # below this, never start threads
-DEF SPLIT_MIN_ROW = 65536     # rows at least this long may be split
-DEF FUSED_MAX_BYTES = 4194304  # longer rows (segments) take the two-pass path:
-                               # the kept terms would be re-read from DRAM
+# (the thresholds -- block sizes, when to thread, split, take the short-row
+# or fused kernels -- are in _plan.pxi, with the planner)
 
 cdef const csm_kernel_table *_tab = csm_kernels()
 # Threads: 0 = follow the OpenMP runtime, read at every call (so
 # OMP_NUM_THREADS, omp_set_num_threads and threadpoolctl.threadpool_limits
 # apply); > 0 = fixed by set_num_threads(n).
 cdef int _nthreads_user = 0
-# softmax rows may use the table's fused kernels (False: A/B tests)
-cdef bint _fused_ok = True
-cdef bint _pw_on = True      # _use_write_prefetch(False): plain lse_rows (A/B)
 # team size of the last parallel row / column loop (1 if it ran serial)
 cdef int _last_team = 1
 
@@ -146,24 +142,6 @@ def _use_isa(name):
         raise ValueError(f"ISA {name!r} is not available on this CPU/build")
     prev = isa()
     _tab = t
-    return prev
-
-
-def _use_write_prefetch(flag):
-    """Let the row reductions fetch the write pass's destination (for A/B
-    timings); returns the previous setting."""
-    global _pw_on
-    prev = bool(_pw_on)
-    _pw_on = bool(flag)
-    return prev
-
-
-def _use_fused(flag):
-    """Allow the fused softmax rows kernels (for tests and A/B
-    timings); returns the previous setting."""
-    global _fused_ok
-    prev = bool(_fused_ok)
-    _fused_ok = bool(flag)
     return prev
 
 
@@ -267,10 +245,10 @@ cdef inline void _note_serial() noexcept nogil:
     _last_team = 1
 
 
-cdef inline int _threads_for(Py_ssize_t elements) noexcept nogil:
-    if elements < PAR_MIN_ELEMENTS:
-        return 1
-    return _max_threads()
+# --------------------------------------------------------------------------
+# the planner and its thresholds
+
+include "_plan.pxi"
 
 # --------------------------------------------------------------------------
 # typed dispatch onto the kernel table
@@ -283,24 +261,15 @@ cdef inline void _lse_rows(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     else:
         _tab.lse_rows_f64(x, rows, n, rs, scale, st)
 
-cdef inline void _lse_rows_w(const floating *x, Py_ssize_t rows, Py_ssize_t n,
-                             Py_ssize_t rs, double scale, csm_lse_state *st,
-                             const floating *w, Py_ssize_t wrs) noexcept nogil:
+cdef inline void _lse_rows_pw(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                              Py_ssize_t rs, double scale, csm_lse_state *st,
+                              const floating *w, Py_ssize_t wrs) noexcept nogil:
     """_lse_rows, fetching the destination rows w for writing meanwhile (so
-    the write pass that follows finds them in cache) when the ISA can and
-    a row fits the cache (FUSED_MAX_BYTES)."""
+    the write pass that follows finds them in cache): TWO_PASS_PREFETCH."""
     if floating is float:
-        if (_tab.lse_rows_pw_f32 != NULL and _pw_on and
-                n * <Py_ssize_t>sizeof(float) <= FUSED_MAX_BYTES):
-            _tab.lse_rows_pw_f32(x, rows, n, rs, scale, st, w, wrs)
-        else:
-            _tab.lse_rows_f32(x, rows, n, rs, scale, st)
+        _tab.lse_rows_pw_f32(x, rows, n, rs, scale, st, w, wrs)
     else:
-        if (_tab.lse_rows_pw_f64 != NULL and _pw_on and
-                n * <Py_ssize_t>sizeof(double) <= FUSED_MAX_BYTES):
-            _tab.lse_rows_pw_f64(x, rows, n, rs, scale, st, w, wrs)
-        else:
-            _tab.lse_rows_f64(x, rows, n, rs, scale, st)
+        _tab.lse_rows_pw_f64(x, rows, n, rs, scale, st, w, wrs)
 
 cdef inline void _lse_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
                            Py_ssize_t rs, double scale,
@@ -342,38 +311,10 @@ cdef inline void _write_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
 
 # short rows (n <= CSM_SMALL_MAX): kernels with several rows per vector
 
-cdef bint _small_on = True    # _use_small_rows(False): row kernels only (A/B, tests)
-
-# The fused softmax beats the row kernels up to CSM_SMALL_MAX; uses that
-# need log_sum (log_softmax, reductions, cross-entropy) only up to about 32
-# (at 64 the row kernels are faster: measured 262144 x {33, 64}, AVX2).
-DEF SMALL_LOG_MAX = 32
-
-cdef inline bint _small(Py_ssize_t n) noexcept nogil:
-    """Whether rows of length n go through the short-row kernels (any use)."""
-    return n <= SMALL_LOG_MAX and _small_on and _tab.lse_small_f32 != NULL
-
-cdef inline bint _small_softmax(Py_ssize_t n) noexcept nogil:
-    """Whether the fused short-row softmax takes rows of length n."""
-    return n <= CSM_SMALL_MAX and _small_on and _tab.lse_small_f32 != NULL
-
-
-def _use_small_rows(flag):
-    """Switch the short-row kernels on/off (for tests and A/B timing);
-    returns the previous setting.  Without them every row length takes the
-    per-row kernels, as on ISAs that have no short-row kernels."""
-    global _small_on
-    prev = bool(_small_on)
-    _small_on = bool(flag)
-    return prev
-
-
-def _small_rows_max():
-    """(longest row of the fused softmax, of the other short-row uses);
-    (0, 0) when the ISA has no short-row kernels."""
-    if _tab.lse_small_f32 == NULL:
-        return (0, 0)
-    return (CSM_SMALL_MAX, SMALL_LOG_MAX)
+cdef inline bint _small_natural(Py_ssize_t n) noexcept nogil:
+    """Whether the C-level API's reductions take the short-row kernels (the
+    planner's natural choice for logsumexp, without overrides)."""
+    return n <= SMALL_LOG_MAX and _tab.lse_small_f32 != NULL
 
 cdef inline void _lse_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                             Py_ssize_t rs, double scale, bint for_lse,
@@ -408,25 +349,28 @@ cdef inline void _softmax_write_small(const floating *x, Py_ssize_t rows,
         _tab.softmax_write_small_f64(x, rows, n, xrs, scale, mx, ls, alpha, y, yrs)
 
 # --------------------------------------------------------------------------
-# blocks: reduction + finalize (+ write) on data that is still in cache
+# blocks: reduction + finalize (+ write) on data that is still in cache.
+# The drivers below follow a plan (_plan_call): they take no decision of
+# their own beyond the per-unit fall-backs listed in _plan.pxi.
 
 cdef void _rows_block_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                             Py_ssize_t xrs, double scale, double alpha,
-                            floating *y, Py_ssize_t yrs, int mode,
+                            floating *y, Py_ssize_t yrs, int op, int path,
                             double *mx_out, double *ls_out) noexcept nogil:
-    """_rows_block for short rows (see _small): one fused kernel call."""
+    """_rows_block on the short-row kernels: SMALL (one fused call; alpha
+    is 1) or SMALL_TWO_PASS (lse_small, then the write pass with alpha)."""
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m
-    if mode == 2:
+    if op == OP_LSE:
         _lse_small(x, rows, n, xrs, scale, True, mx_out, ls_out)
-    elif alpha == 1.0:
-        _fused_small(x, rows, n, xrs, scale, y, yrs, mode == 1)
+    elif path == PATH_SMALL:
+        _fused_small(x, rows, n, xrs, scale, y, yrs, op == OP_LOG_SOFTMAX)
     else:
         while r0 < rows:
             m = min(ROW_BLOCK, rows - r0)
             _lse_small(x + r0 * xrs, m, n, xrs, scale, False, mx, ls)
-            if mode == 1:
+            if op == OP_LOG_SOFTMAX:
                 _write_rows(x + r0 * xrs, m, n, xrs, scale, mx, ls, alpha,
                             y + r0 * yrs, yrs, True)
             else:
@@ -437,47 +381,47 @@ cdef void _rows_block_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
 
 cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                       Py_ssize_t xrs, double scale, double alpha,
-                      floating *y, Py_ssize_t yrs, int mode,
+                      floating *y, Py_ssize_t yrs, int op, int path,
                       double *mx_out, double *ls_out) noexcept nogil:
-    """mode 0: softmax, 1: log_softmax, 2: reduction only (mx_out, ls_out)."""
+    """op OP_SOFTMAX / OP_LOG_SOFTMAX (into y), OP_LSE (reduction only, into
+    mx_out, ls_out) of a block of rows by path SMALL, SMALL_TWO_PASS, FUSED,
+    TWO_PASS or TWO_PASS_PREFETCH."""
     cdef csm_lse_state st[ROW_BLOCK]
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m
-    if _small(n) or (mode == 0 and alpha == 1.0 and _small_softmax(n)):
-        _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, mode, mx_out, ls_out)
+    if path == PATH_SMALL or path == PATH_SMALL_TWO_PASS:
+        _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, op, path,
+                          mx_out, ls_out)
         return
-    # softmax of longer rows (n > CSM_SMALL_MAX): one fused AVX2 call per
-    # block (one exp per element; see src/avx2/fused_rows_f32.c)
-    if (mode == 0 and n > CSM_SMALL_MAX and _fused_ok and
-            n * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES):
+    if path == PATH_FUSED:
+        # softmax: one fused call per block (one exp per element; see src/avx2/fused_rows_f32.c)
         if floating is float:
-            if _tab.softmax_fused_rows_f32 != NULL:
-                _tab.softmax_fused_rows_f32(x, rows, n, xrs, scale, alpha, y, yrs)
-                return
+            _tab.softmax_fused_rows_f32(x, rows, n, xrs, scale, alpha, y, yrs)
         else:
-            if _tab.softmax_fused_rows_f64 != NULL:
-                _tab.softmax_fused_rows_f64(x, rows, n, xrs, scale, alpha, y, yrs)
-                return
+            _tab.softmax_fused_rows_f64(x, rows, n, xrs, scale, alpha, y, yrs)
+        return
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
-        if mode == 2:
+        if op == OP_LSE:
             _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)
-        else:
-            _lse_rows_w(x + r0 * xrs, m, n, xrs, scale, st, y + r0 * yrs, yrs)
-        if mode == 2:
             _tab.finalize(st, m, scale, mx_out + r0, ls_out + r0)
         else:
+            if path == PATH_TWO_PASS_PREFETCH:
+                _lse_rows_pw(x + r0 * xrs, m, n, xrs, scale, st, y + r0 * yrs, yrs)
+            else:
+                _lse_rows(x + r0 * xrs, m, n, xrs, scale, st)
             _tab.finalize(st, m, scale, mx, ls)
             _write_rows(x + r0 * xrs, m, n, xrs, scale, mx, ls, alpha,
-                        y + r0 * yrs, yrs, mode == 1)
+                        y + r0 * yrs, yrs, op == OP_LOG_SOFTMAX)
         r0 += m
 
 
 cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
-                    double alpha, floating *y, int mode, double *mx_out,
+                    double alpha, floating *y, int op, double *mx_out,
                     double *ls_out, int nth) noexcept nogil:
-    """One long row split into nth segments reduced (and written) in parallel."""
+    """LONG_ROW_SPLIT: one long row split into nth segments reduced (and
+    written) in parallel."""
     cdef Py_ssize_t seg = (n + nth - 1) // nth
     cdef Py_ssize_t s, start, length
     cdef csm_lse_state *st = <csm_lse_state *>malloc(nth * sizeof(csm_lse_state))
@@ -485,7 +429,7 @@ cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
     cdef double mx, ls
     if st == NULL:
         _note_serial()
-        _rows_block(x, 1, n, n, scale, alpha, y, n, mode, mx_out, ls_out)
+        _rows_block(x, 1, n, n, scale, alpha, y, n, op, PATH_TWO_PASS, mx_out, ls_out)
         return
     for s in prange(nth, num_threads=nth, schedule='static'):
         if s == 0:
@@ -503,7 +447,7 @@ cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
         csm_lse_merge(&acc, &st[s], scale)
     free(st)
     _tab.finalize(&acc, 1, scale, &mx, &ls)
-    if mode == 2:
+    if op == OP_LSE:
         mx_out[0] = mx
         ls_out[0] = ls
         return
@@ -512,100 +456,85 @@ cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
         length = min(seg, n - start)
         if length > 0:
             _write_rows(x + start, 1, length, length, scale, &mx, &ls, alpha,
-                        y + start, length, mode == 1)
+                        y + start, length, op == OP_LOG_SOFTMAX)
 
 
 cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                     Py_ssize_t xrs, double scale, double alpha, floating *y,
-                    Py_ssize_t yrs, int mode, double *mx_out,
+                    Py_ssize_t yrs, const csm_plan *pl, double *mx_out,
                     double *ls_out) noexcept nogil:
-    cdef int nth = _threads_for(rows * n)
-    cdef Py_ssize_t per, nblocks, b, r0, r
-    if nth > 1 and rows < nth and n >= SPLIT_MIN_ROW:
+    cdef int op = pl.op, path = pl.path, nth = pl.threads
+    cdef Py_ssize_t per = pl.block, nblocks, b, r0, r
+    if path == PATH_LONG_ROW_SPLIT:
         for r in range(rows):
-            _long_row(x + r * xrs, n, scale, alpha, y + r * yrs, mode,
+            _long_row(x + r * xrs, n, scale, alpha, y + r * yrs, op,
                       mx_out + r, ls_out + r, nth)
         return
-    per = BLOCK_BYTES // (max(n, 1) * <Py_ssize_t>sizeof(floating))
-    per = max(1, min(per, ROW_BLOCK))
     nblocks = (rows + per - 1) // per
-    if nth <= 1 or nblocks < 2:
+    if nth <= 1:
         # block by block here too: a block (<= BLOCK_BYTES of input) is
         # still in L1/L2 for its write pass, 64 rows of 32000 would not be
         _note_serial()
         for b in range(nblocks):
             r0 = b * per
-            if mode == 2:
+            if op == OP_LSE:
                 _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale,
-                            alpha, y, yrs, mode, mx_out + r0, ls_out + r0)
+                            alpha, y, yrs, op, path, mx_out + r0, ls_out + r0)
             else:
                 _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale,
-                            alpha, y + r0 * yrs, yrs, mode, mx_out, ls_out)
+                            alpha, y + r0 * yrs, yrs, op, path, mx_out, ls_out)
         return
     for b in prange(nblocks, num_threads=nth, schedule='static'):
         if b == 0:
             _note_team()
         r0 = b * per
         _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale, alpha,
-                    y + r0 * yrs, yrs, mode, mx_out + r0, ls_out + r0)
-
-
-cdef inline bint _cols_tiled(int mode) noexcept nogil:
-    """Whether float32 columns of this mode go through the AVX2 tiled
-    kernels (fused softmax / log_softmax, wide blocks; see src/avx2/cols_tiled_f32.c)."""
-    if mode == 0:
-        return _fused_ok and _tab.softmax_fused_cols_f32 != NULL
-    return mode == 1 and _fused_ok and _tab.log_softmax_tiled_cols_f32 != NULL
+                    y + r0 * yrs, yrs, op, path, mx_out + r0, ls_out + r0)
 
 
 cdef void _cols_block(const floating *x, Py_ssize_t cols, Py_ssize_t n,
                       Py_ssize_t xrs, double scale, double alpha, floating *y,
-                      Py_ssize_t yrs, int mode, double *mx_out,
+                      Py_ssize_t yrs, int op, int path, double *mx_out,
                       double *ls_out) noexcept nogil:
+    """COLS_TILED (float32 softmax / log_softmax: the tiled kernels) or
+    COLS_BLOCKS (lse_cols + finalize + write) on up to COL_BLOCK columns
+    (FUSED_COL_BLOCK tiled)."""
     cdef csm_lse_state st[COL_BLOCK]
     cdef double mx[COL_BLOCK]
     cdef double ls[COL_BLOCK]
     if floating is float:
-        if _cols_tiled(mode):
-            if mode == 0:
+        if path == PATH_COLS_TILED:
+            if op == OP_SOFTMAX:
                 _tab.softmax_fused_cols_f32(x, cols, n, xrs, scale, alpha, y, yrs)
             else:
                 _tab.log_softmax_tiled_cols_f32(x, cols, n, xrs, scale, alpha, y, yrs)
             return
     _lse_cols(x, cols, n, xrs, scale, st)
-    if mode == 2:
+    if op == OP_LSE:
         _tab.finalize(st, cols, scale, mx_out, ls_out)
     else:
         _tab.finalize(st, cols, scale, mx, ls)
-        _write_cols(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs, mode == 1)
+        _write_cols(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs, op == OP_LOG_SOFTMAX)
 
 
 cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
                     Py_ssize_t inner, Py_ssize_t xos, Py_ssize_t xrs,
                     double scale, double alpha, floating *y, Py_ssize_t yos,
-                    Py_ssize_t yrs, int mode, double *mx_out,
+                    Py_ssize_t yrs, const csm_plan *pl, double *mx_out,
                     double *ls_out) noexcept nogil:
-    # the tiled float32 softmax / log_softmax take wide blocks (they copy
-    # them through a tile themselves: longer runs of each row make the
-    # strided access cheaper)
-    cdef Py_ssize_t cb = COL_BLOCK
-    cdef int nth = _threads_for(outer * n * inner)
-    if floating is float:
-        if _cols_tiled(mode):
-            cb = FUSED_COL_BLOCK
-            # but at least two blocks per thread when there are threads
-            if nth > 1 and outer * ((inner + cb - 1) // cb) < 2 * nth:
-                cb = max(<Py_ssize_t>COL_BLOCK,
-                         ((inner + 2 * nth - 1) // (2 * nth) + 15) // 16 * 16)
+    # units of pl.block columns (wide for the tiled float32 kernels: they
+    # copy them through a tile themselves)
+    cdef int op = pl.op, path = pl.path, nth = pl.threads
+    cdef Py_ssize_t cb = pl.block
     cdef Py_ssize_t nb = (inner + cb - 1) // cb
     cdef Py_ssize_t units = outer * nb, u, o, j0
-    if nth <= 1 or units < 2:
+    if nth <= 1:
         _note_serial()
         for u in range(units):
             o = u // nb
             j0 = (u % nb) * cb
             _cols_block(x + o * xos + j0, min(cb, inner - j0), n, xrs,
-                        scale, alpha, y + o * yos + j0, yrs, mode,
+                        scale, alpha, y + o * yos + j0, yrs, op, path,
                         mx_out + o * inner + j0, ls_out + o * inner + j0)
         return
     for u in prange(units, num_threads=nth, schedule='static'):
@@ -614,33 +543,51 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
         o = u // nb
         j0 = (u % nb) * cb
         _cols_block(x + o * xos + j0, min(cb, inner - j0), n, xrs,
-                    scale, alpha, y + o * yos + j0, yrs, mode,
+                    scale, alpha, y + o * yos + j0, yrs, op, path,
                     mx_out + o * inner + j0, ls_out + o * inner + j0)
 
 # --------------------------------------------------------------------------
-# Python entry points (arguments already validated by the facade)
+# Python entry points (arguments already validated by the facade); each
+# plans once, then runs the driver without the GIL
 
 cdef inline Py_ssize_t _estride(cnp.ndarray a, int axis):
     return a.strides[axis] // a.itemsize
+
+
+cdef inline csm_plan _plan_entry(int op, bint f64, int layout,
+                                 Py_ssize_t rows, Py_ssize_t n,
+                                 Py_ssize_t inner, int flags) noexcept:
+    """The plan of an entry point's call (the caller raises on PATH_INVALID
+    through _raise_plan); threads are those of _max_threads()."""
+    global _last_op, _last_path
+    cdef csm_plan p = _plan_call(op, f64, layout, rows, n, inner, flags, 0)
+    _last_op = op
+    _last_path = p.path
+    return p
 
 
 def rows_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint log):
     """y[r, :] = softmax / log_softmax of x[r, :] (2-D, contiguous rows)."""
     cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t xrs = _estride(x, 0), yrs = _estride(y, 0)
-    cdef int mode = 1 if log else 0
     cdef void *px = cnp.PyArray_DATA(x)
     cdef void *py = cnp.PyArray_DATA(y)
+    cdef csm_plan pl
     if rows == 0 or n == 0:
         return
+    pl = _plan_entry(OP_LOG_SOFTMAX if log else OP_SOFTMAX,
+                     x.dtype.num != cnp.NPY_FLOAT, LAYOUT_ROWS, rows, n, 1,
+                     PF_ALPHA1 if alpha == 1.0 else 0)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _rows_run(<const float *>px, rows, n, xrs, scale, alpha,
-                      <float *>py, yrs, mode, NULL, NULL)
+                      <float *>py, yrs, &pl, NULL, NULL)
     else:
         with nogil:
             _rows_run(<const double *>px, rows, n, xrs, scale, alpha,
-                      <double *>py, yrs, mode, NULL, NULL)
+                      <double *>py, yrs, &pl, NULL, NULL)
 
 
 def rows_reduce(cnp.ndarray x, double scale):
@@ -652,16 +599,21 @@ def rows_reduce(cnp.ndarray x, double scale):
     cdef double *pm = <double *>cnp.PyArray_DATA(mx)
     cdef double *pl = <double *>cnp.PyArray_DATA(ls)
     cdef void *px = cnp.PyArray_DATA(x)
+    cdef csm_plan p
     if rows == 0:
         return mx, ls
+    p = _plan_entry(OP_LSE, x.dtype.num != cnp.NPY_FLOAT, LAYOUT_ROWS, rows, n, 1,
+                    PF_ALPHA1)
+    if p.path == PATH_INVALID:
+        _raise_plan(p)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _rows_run(<const float *>px, rows, n, xrs, scale, 1.0,
-                      <float *>NULL, 0, 2, pm, pl)
+                      <float *>NULL, 0, &p, pm, pl)
     else:
         with nogil:
             _rows_run(<const double *>px, rows, n, xrs, scale, 1.0,
-                      <double *>NULL, 0, 2, pm, pl)
+                      <double *>NULL, 0, &p, pm, pl)
     return mx, ls
 
 
@@ -670,19 +622,24 @@ def cols_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint 
     cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t xos = _estride(x, 0), xrs = _estride(x, 1)
     cdef Py_ssize_t yos = _estride(y, 0), yrs = _estride(y, 1)
-    cdef int mode = 1 if log else 0
     cdef void *px = cnp.PyArray_DATA(x)
     cdef void *py = cnp.PyArray_DATA(y)
+    cdef csm_plan pl
     if outer == 0 or n == 0 or inner == 0:
         return
+    pl = _plan_entry(OP_LOG_SOFTMAX if log else OP_SOFTMAX,
+                     x.dtype.num != cnp.NPY_FLOAT, LAYOUT_COLS, outer, n, inner,
+                     PF_ALPHA1 if alpha == 1.0 else 0)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,
-                      alpha, <float *>py, yos, yrs, mode, NULL, NULL)
+                      alpha, <float *>py, yos, yrs, &pl, NULL, NULL)
     else:
         with nogil:
             _cols_run(<const double *>px, outer, n, inner, xos, xrs, scale,
-                      alpha, <double *>py, yos, yrs, mode, NULL, NULL)
+                      alpha, <double *>py, yos, yrs, &pl, NULL, NULL)
 
 
 def cols_reduce(cnp.ndarray x, double scale):
@@ -694,16 +651,21 @@ def cols_reduce(cnp.ndarray x, double scale):
     cdef double *pm = <double *>cnp.PyArray_DATA(mx)
     cdef double *pl = <double *>cnp.PyArray_DATA(ls)
     cdef void *px = cnp.PyArray_DATA(x)
+    cdef csm_plan p
     if outer == 0 or inner == 0:
         return mx, ls
+    p = _plan_entry(OP_LSE, x.dtype.num != cnp.NPY_FLOAT, LAYOUT_COLS, outer, n, inner,
+                    PF_ALPHA1)
+    if p.path == PATH_INVALID:
+        _raise_plan(p)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,
-                      1.0, <float *>NULL, 0, 0, 2, pm, pl)
+                      1.0, <float *>NULL, 0, 0, &p, pm, pl)
     else:
         with nogil:
             _cols_run(<const double *>px, outer, n, inner, xos, xrs, scale,
-                      1.0, <double *>NULL, 0, 0, 2, pm, pl)
+                      1.0, <double *>NULL, 0, 0, &p, pm, pl)
     return mx, ls
 
 
@@ -716,19 +678,29 @@ cdef const csm_kernel_table *kernel_table() noexcept nogil:
     return _tab
 
 
+cdef inline int _c_api_path(int op, bint f64, Py_ssize_t rows,
+                            Py_ssize_t n) noexcept nogil:
+    """The path of a C-level API call: the planner's, one thread (so never
+    a long-row split), paths avoided by forced(...) skipped, forced paths
+    not applied (no GIL to raise with)."""
+    return _plan_natural(op, f64, LAYOUT_ROWS, rows, n, 1, PF_ALPHA1, 1)
+
+
 cdef inline void _lse_out(const floating *x, Py_ssize_t n_rows, Py_ssize_t n,
                           Py_ssize_t rs, double scale, double *out) noexcept nogil:
     cdef csm_lse_state st[ROW_BLOCK]
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m, i
+    cdef int path
     if n <= 0:
         for i in range(n_rows):
             out[i] = -1.0 / 0.0
         return
+    path = _c_api_path(OP_LSE, floating is double, n_rows, n)
     while r0 < n_rows:
         m = min(ROW_BLOCK, n_rows - r0)
-        if _small(n):
+        if path == PATH_SMALL:
             _lse_small(x + r0 * rs, m, n, rs, scale, True, mx, ls)
         else:
             _lse_rows(x + r0 * rs, m, n, rs, scale, st)
@@ -753,28 +725,32 @@ cdef void softmax_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
                            Py_ssize_t y_row_stride) noexcept nogil:
     if n_rows > 0 and n > 0:
         _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
-                    0, NULL, NULL)
+                    OP_SOFTMAX, _c_api_path(OP_SOFTMAX, False, n_rows, n),
+                    NULL, NULL)
 
 cdef void softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
                            Py_ssize_t x_row_stride, double scale, double *y,
                            Py_ssize_t y_row_stride) noexcept nogil:
     if n_rows > 0 and n > 0:
         _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
-                    0, NULL, NULL)
+                    OP_SOFTMAX, _c_api_path(OP_SOFTMAX, True, n_rows, n),
+                    NULL, NULL)
 
 cdef void log_softmax_rows_f32(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
                                Py_ssize_t x_row_stride, double scale, float *y,
                                Py_ssize_t y_row_stride) noexcept nogil:
     if n_rows > 0 and n > 0:
         _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
-                    1, NULL, NULL)
+                    OP_LOG_SOFTMAX, _c_api_path(OP_LOG_SOFTMAX, False, n_rows, n),
+                    NULL, NULL)
 
 cdef void log_softmax_rows_f64(const double *x, Py_ssize_t n_rows, Py_ssize_t n,
                                Py_ssize_t x_row_stride, double scale, double *y,
                                Py_ssize_t y_row_stride) noexcept nogil:
     if n_rows > 0 and n > 0:
         _rows_block(x, n_rows, n, x_row_stride, scale, 1.0, y, y_row_stride,
-                    1, NULL, NULL)
+                    OP_LOG_SOFTMAX, _c_api_path(OP_LOG_SOFTMAX, True, n_rows, n),
+                    NULL, NULL)
 
 
 cdef inline double _ce_row(const floating *x, Py_ssize_t n, Py_ssize_t target,

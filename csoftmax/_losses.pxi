@@ -34,15 +34,16 @@ from libc.math cimport expm1 as c_expm1, frexp as c_frexp, ldexp as c_ldexp
 
 cdef struct _ce_par:
     Py_ssize_t C
-    int mode              # 0: class targets, 1: probability targets, 2: scale only
-    const long long *y    # mode 0: class index per sample
+    int mode              # CE_CLASS: class targets, CE_PROB: probability targets,
+                          # CE_SCALE: scale only (logsumexp_backward)
+    const long long *y    # CE_CLASS: class index per sample
     const double *w       # class weights (length C) or NULL
     double W              # sum of the weights (C without weights)
     double scale          # 1 / temperature
     double eps            # label smoothing
     double coef           # gradient factor: (1 / denominator) / temperature
     long long ignore      # ignore_index
-    const double *dy      # mode 2: per-sample upstream gradient
+    const double *dy      # CE_SCALE: per-sample upstream gradient
     double *loss          # per-sample loss (modes 0, 1)
 
 
@@ -63,10 +64,10 @@ cdef void _ce_samples(const floating *xb, Py_ssize_t m, Py_ssize_t ks,
         m_ = mx[k]
         flag[k] = 0
         lpy[k] = 0.0
-        if p.mode == 2:
+        if p.mode == CE_SCALE:
             a[k] = p.dy[s0 + k]
             continue
-        if p.mode == 0:
+        if p.mode == CE_CLASS:
             yi = p.y[s0 + k]
             if yi == p.ignore:
                 p.loss[s0 + k] = 0.0
@@ -185,7 +186,7 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
     cdef double eps = p.eps, gamma = p.coef * p.eps / C, wy, b, qc, wc, f, em1
     cdef double em[64]
     # the target entries' expm1, a block at a time in vector lanes
-    cdef bint batch = p.mode == 0 and m <= 64 and _tab.expm1_le0_f64 != NULL
+    cdef bint batch = p.mode == CE_CLASS and m <= 64 and _tab.expm1_le0_f64 != NULL
     if batch:
         _tab.expm1_le0_f64(lpy, em, m)
     for k in range(m):
@@ -209,7 +210,7 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
         elif flag[k] == 2:
             for c in range(C):
                 g[c * cs] = -g[c * cs]
-        if p.mode == 0:
+        if p.mode == CE_CLASS:
             yi = p.y[s0 + k]
             if gamma != 0.0:
                 if p.w != NULL:
@@ -226,7 +227,7 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
             else:
                 g[yi * cs] = <floating>(b * em1 + (a[k] - b) * c_exp(lpy[k])
                                         - gamma * wy)
-        elif p.mode == 1:
+        elif p.mode == CE_PROB:
             qs = qb + k * qks
             for c in range(C):
                 qc = (1.0 - eps) * <double>qs[c * qcs] + eps / C
@@ -415,7 +416,7 @@ cdef bint _ce_small_block(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
     cdef double wy, eps = p.eps
     cdef double c1 = 1.0 - eps, c2 = eps * p.W / C     # as in _ce_samples
     cdef bint fin = True
-    if p.mode == 2:
+    if p.mode == CE_SCALE:
         for k in range(m):
             a[k] = p.dy[s0 + k]
             fin = fin & isfinite(a[k])
@@ -433,12 +434,12 @@ cdef bint _ce_small_block(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
     if not fin:
         return False
     if floating is float:
-        _tab.ce_small_f32(x, m, C, xrs, p.scale, a, t if p.mode == 0 else NULL,
+        _tab.ce_small_f32(x, m, C, xrs, p.scale, a, t if p.mode == CE_CLASS else NULL,
                           lp, g, grs)
     else:
-        _tab.ce_small_f64(x, m, C, xrs, p.scale, a, t if p.mode == 0 else NULL,
+        _tab.ce_small_f64(x, m, C, xrs, p.scale, a, t if p.mode == CE_CLASS else NULL,
                           lp, g, grs)
-    if p.mode == 0:
+    if p.mode == CE_CLASS:
         for k in range(m):
             if t[k] < 0:
                 p.loss[s0 + k] = 0.0
@@ -450,7 +451,11 @@ cdef bint _ce_small_block(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
 
 cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                    const floating *q, Py_ssize_t qrs, floating *g,
-                   Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p) noexcept nogil:
+                   Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p,
+                   int path) noexcept nogil:
+    """A block of samples by path SMALL (ce_small; a block with a
+    non-finite coefficient takes the SMALL_TWO_PASS code), SMALL_TWO_PASS,
+    FUSED (terms stored in g, rescaled), TWO_PASS_PREFETCH or TWO_PASS."""
     cdef csm_lse_state st[ROW_BLOCK]
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
@@ -462,24 +467,14 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
     cdef double aref
     cdef char bad[ROW_BLOCK]
     cdef int nbad
-    cdef bint small = _small(C)
-    # gradient into separate memory: the reduction keeps its terms in g and
-    # the write pass rescales them (one exp per element)
-    cdef bint keep = (not small and g != NULL and
-                      C * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES and
-                      (_tab.lse_store_rows_f32 != NULL if floating is float
-                       else _tab.lse_store_rows_f64 != NULL) and _fused_ok and
-                      not _overlaps(<const char *>x, rows, xrs, C,
-                                    <const char *>g, grs, sizeof(floating)) and
-                      not (floating is float and _tab.ce_soft_rows_f32 != NULL and
-                           (p.mode == 1 or (p.mode == 0 and p.eps != 0.0))))
+    cdef bint small = path == PATH_SMALL or path == PATH_SMALL_TWO_PASS
+    cdef bint keep = path == PATH_FUSED
+    cdef bint one_call = path == PATH_SMALL
+    # float32 soft targets: the gradient formed in float64 (ce_soft kernels;
+    # the planner then never picks the stored-terms path FUSED)
     cdef bint soft = (floating is float and g != NULL and
                       _tab.ce_soft_rows_f32 != NULL and
                       (p.mode == 1 or (p.mode == 0 and p.eps != 0.0)))
-    cdef bint one_call = (small and g != NULL and _fused_ok and
-                          (_tab.ce_small_f32 != NULL if floating is float
-                           else _tab.ce_small_f64 != NULL) and
-                          (p.mode == 2 or (p.mode == 0 and p.eps == 0.0)))
     while r0 < rows:
         m = min(ROW_BLOCK, rows - r0)
         if one_call and _ce_small_block(x + r0 * xrs, m, xrs, g + r0 * grs,
@@ -496,8 +491,8 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
                 _tab.lse_store_rows_f64(x + r0 * xrs, m, C, xrs, p.scale, st,
                                         g + r0 * grs, grs)
             _tab.finalize(st, m, p.scale, mx, ls)
-        elif g != NULL:
-            _lse_rows_w(x + r0 * xrs, m, C, xrs, p.scale, st, g + r0 * grs, grs)
+        elif path == PATH_TWO_PASS_PREFETCH:
+            _lse_rows_pw(x + r0 * xrs, m, C, xrs, p.scale, st, g + r0 * grs, grs)
             _tab.finalize(st, m, p.scale, mx, ls)
         else:
             _lse_rows(x + r0 * xrs, m, C, xrs, p.scale, st)
@@ -547,14 +542,15 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
 
 
 cdef void _ce_long_row(const floating *x, const floating *q, floating *g,
-                       Py_ssize_t s0, const _ce_par *p, int nth) noexcept nogil:
+                       Py_ssize_t s0, const _ce_par *p, int nth,
+                       bint keep) noexcept nogil:
     """Sample s0, one long row, split into nth segments: the reduction and
     the gradient write run in parallel, the per-sample loss and fix-ups
     (O(1) for class targets without smoothing, else a pass over the row)
     once in between and after.  float32 gradients into separate memory keep
     each segment's terms (relative to the segment's own max) and rescale
     them by exp(-log_sum - scale (max - segment max)): one exp per element,
-    as in _ce_rows."""
+    as in _ce_rows (keep: LONG_ROW_STORE, else LONG_ROW_SPLIT)."""
     cdef Py_ssize_t C = p.C
     cdef Py_ssize_t seg = (C + nth - 1) // nth
     cdef Py_ssize_t s, start, length
@@ -563,15 +559,10 @@ cdef void _ce_long_row(const floating *x, const floating *q, floating *g,
     cdef double mx, ls, a, lpy, aref, sm, sl
     cdef char flag
     cdef int ex
-    cdef bint keep = (floating is float and g != NULL and
-                      not (_tab.ce_soft_rows_f32 != NULL and
-                           (p.mode == 1 or (p.mode == 0 and p.eps != 0.0))) and
-                      seg * <Py_ssize_t>sizeof(floating) <= FUSED_MAX_BYTES and
-                      _tab.lse_store_rows_f32 != NULL and _fused_ok and
-                      not _overlaps(<const char *>x, 1, C, C, <const char *>g, C,
-                                    sizeof(floating)))
+    if floating is double:
+        keep = False            # (the planner never asks: float32 only)
     if st == NULL:
-        _ce_rows(x, 1, C, q, C, g, C, s0, p)
+        _ce_rows(x, 1, C, q, C, g, C, s0, p, PATH_TWO_PASS)
         return
     for s in prange(nth, num_threads=nth, schedule='static'):
         start = s * seg
@@ -713,16 +704,6 @@ cdef inline void _ce_cols_unit(const floating *x, Py_ssize_t cols,
     _ce_cols_blocks(x, cols, xrs, q, qrs, g, grs, s0, p, False)
 
 
-DEF CE_TILE = 8192    # floats per column tile of the cross-entropy (x and g each)
-
-
-cdef inline Py_ssize_t _ce_tile_width(Py_ssize_t C) noexcept nogil:
-    """Columns per float32 tile of the column cross-entropy (a multiple of
-    16), or 0 when C rows leave fewer than 64 (then no tiles)."""
-    cdef Py_ssize_t tw = (CE_TILE // C) // 16 * 16
-    return tw if tw >= 64 else 0
-
-
 cdef void _ce_cols_tiled(const float *x, Py_ssize_t cols, Py_ssize_t xrs,
                          const float *q, Py_ssize_t qrs, float *g,
                          Py_ssize_t grs, Py_ssize_t s0,
@@ -734,7 +715,7 @@ cdef void _ce_cols_tiled(const float *x, Py_ssize_t cols, Py_ssize_t xrs,
     cdef Py_ssize_t C = p.C, tw = _ce_tile_width(C), P, j, j2, w, i
     cdef float *buf
     cdef float *tg
-    if tw == 0 or cols < 64:
+    if tw == 0 or cols < TILE_MIN_COLS:
         _ce_cols_blocks(x, cols, xrs, q, qrs, g, grs, s0, p, False)
         return
     P = tw + 16
@@ -777,47 +758,40 @@ cdef inline void _ce_cols_blocks(const floating *x, Py_ssize_t cols,
 cdef void _ce_run(const floating *x, const floating *q, floating *g,
                   Py_ssize_t outer, Py_ssize_t inner, Py_ssize_t xos,
                   Py_ssize_t xrs, Py_ssize_t qos, Py_ssize_t qrs,
-                  Py_ssize_t gos, Py_ssize_t grs, const _ce_par *p) noexcept nogil:
-    """inner == 0: rows layout (outer rows of C, row strides xos/qos/gos);
-    otherwise columns layout (outer, C, inner)."""
-    cdef Py_ssize_t C = p.C, per, nblocks, b, r0, nb, units, u, o, j0, cb
+                  Py_ssize_t gos, Py_ssize_t grs, const _ce_par *p,
+                  const csm_plan *pl) noexcept nogil:
+    """pl.layout LAYOUT_ROWS: outer rows of C, row strides xos/qos/gos;
+    LAYOUT_COLS: (outer, C, inner)."""
+    cdef Py_ssize_t C = p.C, per = pl.block, nblocks, b, r0, nb, units, u, o, j0
+    cdef Py_ssize_t cb = pl.block
+    cdef int path = pl.path, nth = pl.threads
     cdef bint tiled
-    cdef int nth
-    if inner == 0:
-        nth = _threads_for(outer * C)
-        if nth > 1 and outer < nth and C >= SPLIT_MIN_ROW:
+    if pl.layout == LAYOUT_ROWS:
+        if path == PATH_LONG_ROW_SPLIT or path == PATH_LONG_ROW_STORE:
             for r0 in range(outer):
                 _ce_long_row(x + r0 * xos, (q + r0 * qos) if q != NULL else NULL,
-                             (g + r0 * gos) if g != NULL else NULL, r0, p, nth)
+                             (g + r0 * gos) if g != NULL else NULL, r0, p, nth,
+                             path == PATH_LONG_ROW_STORE)
             return
-        per = BLOCK_BYTES // (max(C, 1) * <Py_ssize_t>sizeof(floating))
-        per = max(1, min(per, ROW_BLOCK))
         nblocks = (outer + per - 1) // per
-        if nth <= 1 or nblocks < 2:
+        if nth <= 1:
             for b in range(nblocks):
                 r0 = b * per
                 _ce_rows(x + r0 * xos, min(per, outer - r0), xos,
                          (q + r0 * qos) if q != NULL else NULL, qos,
-                         (g + r0 * gos) if g != NULL else NULL, gos, r0, p)
+                         (g + r0 * gos) if g != NULL else NULL, gos, r0, p, path)
             return
         for b in prange(nblocks, num_threads=nth, schedule='static'):
             r0 = b * per
             _ce_rows(x + r0 * xos, min(per, outer - r0), xos, q + r0 * qos, qos,
-                     (g + r0 * gos) if g != NULL else NULL, gos, r0, p)
+                     (g + r0 * gos) if g != NULL else NULL, gos, r0, p, path)
         return
-    nth = _threads_for(outer * C * inner)
-    cb = COL_BLOCK
-    tiled = (floating is float and _fused_ok and _ce_tile_width(C) > 0 and
-             _tab.copy_rows_nt_f32 != NULL)
-    if tiled:
-        # wide blocks, copied through tiles; two blocks per thread at least
-        cb = FUSED_COL_BLOCK
-        if nth > 1 and outer * ((inner + cb - 1) // cb) < 2 * nth:
-            cb = max(<Py_ssize_t>COL_BLOCK,
-                     ((inner + 2 * nth - 1) // (2 * nth) + 15) // 16 * 16)
+    # columns: units of pl.block columns (COLS_TILED: wide units, copied
+    # through tiles)
+    tiled = path == PATH_COLS_TILED
     nb = (inner + cb - 1) // cb
     units = outer * nb
-    if nth <= 1 or units < 2:
+    if nth <= 1:
         for u in range(units):
             o = u // nb
             j0 = (u % nb) * cb
@@ -842,6 +816,9 @@ cdef inline Py_ssize_t _es(cnp.ndarray a, int axis):
 def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
             double coef, long long ignore, int mode, dy, loss):
     """Fused cross-entropy pass (arguments validated by csoftmax._losses).
+    mode: CE_CLASS (0, class targets: op cross_entropy), CE_PROB (1,
+    probability targets: cross_entropy_soft) or CE_SCALE (2, per-sample
+    scale only: logsumexp_backward).
 
     x: 2-D (samples, C) with contiguous rows, or 3-D (outer, C, inner) with
     a contiguous last axis.  q (probability targets) and g (gradient, may be
@@ -859,6 +836,8 @@ def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
     cdef void *pq = NULL
     cdef void *pg = NULL
     cdef cnp.ndarray qa, ga
+    cdef csm_plan pl
+    cdef int flags = 0
     p.C = C
     p.mode = mode
     p.y = <const long long *>cnp.PyArray_DATA(y) if y is not None else NULL
@@ -882,14 +861,29 @@ def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
         grs = _es(ga, 1) if cols else 1
     if outer == 0 or (cols and inner == 0):
         return
+    if pg != NULL:
+        flags |= PF_GRAD
+        # rows whose gradient overlaps the logits (grad=logits) cannot keep
+        # their terms in it (FUSED, LONG_ROW_STORE): the byte ranges of all
+        # rows of x and g (columns copy through tiles: no test needed)
+        if not cols and _overlaps(<const char *>px, outer, xos, C,
+                                  <const char *>pg, gos, x.itemsize):
+            flags |= PF_INPLACE
+    if eps != 0.0:
+        flags |= PF_SMOOTH
+    pl = _plan_entry(OP_CE + mode, x.dtype.num != cnp.NPY_FLOAT,
+                     LAYOUT_COLS if cols else LAYOUT_ROWS, outer, C,
+                     inner if cols else 1, flags)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _ce_run(<const float *>px, <const float *>pq, <float *>pg, outer,
-                    inner, xos, xrs, qos, qrs, gos, grs, &p)
+                    inner, xos, xrs, qos, qrs, gos, grs, &p, &pl)
     else:
         with nogil:
             _ce_run(<const double *>px, <const double *>pq, <double *>pg, outer,
-                    inner, xos, xrs, qos, qrs, gos, grs, &p)
+                    inner, xos, xrs, qos, qrs, gos, grs, &p, &pl)
 
 
 def check_labels(cnp.ndarray y, Py_ssize_t C, long long ignore, w):
@@ -969,24 +963,6 @@ cdef inline void _bwd_row(const floating *y, const floating *dy, floating *o,
             _tab.softmax_bwd_rows_f64(y, dy, o, 1, n)
 
 
-DEF BWD_TILE = 8192    # elements per column tile of the backward ops (y and dy each)
-
-
-cdef inline bint _bwd_cols_kernel(bint log) noexcept nogil:
-    """Whether the table has the column backward kernel (float32 entries
-    stand for both widths: they come as a set)."""
-    if log:
-        return _tab.log_softmax_bwd_cols_f32 != NULL and _fused_ok
-    return _tab.softmax_bwd_cols_f32 != NULL and _fused_ok
-
-
-cdef inline Py_ssize_t _bwd_tile_width(Py_ssize_t n) noexcept nogil:
-    """Columns per tile (a multiple of 16), or 0 when n rows leave fewer
-    than 64 (then the kernel runs on the array itself)."""
-    cdef Py_ssize_t tw = (BWD_TILE // n) // 16 * 16
-    return tw if tw >= 64 else 0
-
-
 cdef inline void _bwd_cols_call(const floating *y, const floating *dy,
                                 floating *o, Py_ssize_t cols, Py_ssize_t n,
                                 Py_ssize_t rs, bint log) noexcept nogil:
@@ -1004,18 +980,19 @@ cdef inline void _bwd_cols_call(const floating *y, const floating *dy,
 
 cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
                     Py_ssize_t cols, Py_ssize_t n, Py_ssize_t inner,
-                    bint log) noexcept nogil:
+                    bint log, int path) noexcept nogil:
     """cols (<= the unit width of _bwd_run) columns of n rows, inner apart.
-    With the AVX2 column kernels: through tiles of a padded pitch when the
+    COLS_TILED: the column kernel through tiles of a padded pitch when the
     columns fill one (the rows of y and dy are usually a multiple of 4 KiB
     apart and share cache sets, as in the forward column tiles), the
-    result streamed out; o may be y or dy (the tiles are read first)."""
+    result streamed out; o may be y or dy (the tiles are read first).
+    COLS_BLOCKS: the column kernel on the array; COLS_LOOP: the loop here."""
     cdef double s[COL_BLOCK]
     cdef Py_ssize_t i, j, r, P, tw
     cdef floating *buf
-    if _bwd_cols_kernel(log):
+    if path != PATH_COLS_LOOP:
         tw = _bwd_tile_width(n)
-        if tw != 0 and cols >= 64:
+        if path == PATH_COLS_TILED and tw != 0 and cols >= TILE_MIN_COLS:
             P = tw + 16
             buf = <floating *>malloc(2 * n * P * sizeof(floating))
             if buf != NULL:
@@ -1056,35 +1033,31 @@ cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
 
 cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
                    Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
-                   bint log) noexcept nogil:
-    cdef int nth = _threads_for(outer * n * inner)
+                   bint log, const csm_plan *pl) noexcept nogil:
+    cdef int nth = pl.threads, path = pl.path
     cdef Py_ssize_t r, nb, units, u, b, j0, W
-    if inner == 1:
-        if nth <= 1 or outer < 2:
+    if path == PATH_ROWS:
+        if nth <= 1:
             for r in range(outer):
                 _bwd_row(y + r * n, dy + r * n, o + r * n, n, log)
         else:
             for r in prange(outer, num_threads=nth, schedule='static'):
                 _bwd_row(y + r * n, dy + r * n, o + r * n, n, log)
         return
-    # units of W columns: a tile's width with the column kernels (COL_BLOCK
-    # on the array itself when n rows leave no tile), else COL_BLOCK (the
-    # scalar loop's sums)
-    W = COL_BLOCK
-    if _bwd_cols_kernel(log) and _bwd_tile_width(n) != 0:
-        W = _bwd_tile_width(n)
+    # units of W columns: a tile's width (COLS_TILED), else COL_BLOCK
+    W = pl.block
     nb = (inner + W - 1) // W
     units = outer * nb
-    if nth <= 1 or units < 2:
+    if nth <= 1:
         for u in range(units):
             b = (u // nb) * n * inner + (u % nb) * W
             _bwd_cols(y + b, dy + b, o + b, min(W, inner - (u % nb) * W), n,
-                      inner, log)
+                      inner, log, path)
     else:
         for u in prange(units, num_threads=nth, schedule='static'):
             j0 = (u % nb) * W
             b = (u // nb) * n * inner + j0
-            _bwd_cols(y + b, dy + b, o + b, min(W, inner - j0), n, inner, log)
+            _bwd_cols(y + b, dy + b, o + b, min(W, inner - j0), n, inner, log, path)
 
 
 def softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, bint log):
@@ -1094,13 +1067,20 @@ def softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, bint log):
     cdef void *py = cnp.PyArray_DATA(y)
     cdef void *pd = cnp.PyArray_DATA(dy)
     cdef void *po = cnp.PyArray_DATA(out)
+    cdef csm_plan pl
     if y.size == 0:
         return
+    pl = _plan_entry(OP_LOG_SOFTMAX_BWD if log else OP_SOFTMAX_BWD,
+                     y.dtype.num != cnp.NPY_FLOAT,
+                     LAYOUT_ROWS if inner == 1 else LAYOUT_COLS, outer, n, inner,
+                     PF_GRAD)
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
     if y.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _bwd_run(<const float *>py, <const float *>pd, <float *>po, outer,
-                     n, inner, log)
+                     n, inner, log, &pl)
     else:
         with nogil:
             _bwd_run(<const double *>py, <const double *>pd, <double *>po,
-                     outer, n, inner, log)
+                     outer, n, inner, log, &pl)

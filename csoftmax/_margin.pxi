@@ -13,7 +13,7 @@ from libc.math cimport sqrt as c_sqrt, expm1 as c_expm1, cos as c_cos, sin as c_
 from libc.stdint cimport uint64_t, int64_t
 
 DEF TINY_SUM = 1e-250   # below this a row sum re-computed without the target
-DEF FLAT_CHUNK = 8192   # elements per chunk of element-wise loops
+# (FLAT_CHUNK, the chunk of the element-wise loops: _plan.pxi)
 
 
 cdef inline double _softplus1(double u) noexcept nogil:

@@ -219,12 +219,13 @@ def fd_grad(f, x, h=1e-6):
 
 @contextlib.contextmanager
 def fused_kernels(flag):
-    """The one-exp AVX2 kernels on or off (``_core._use_fused``) for a block."""
-    prev = _core._use_fused(flag)
-    try:
+    """The one-exp AVX2 kernels on or off for a block (off: the planner
+    avoids each op's ``_core.ONE_EXP_PATHS``)."""
+    if flag:
         yield
-    finally:
-        _core._use_fused(prev)
+    else:
+        with _core.unfused():
+            yield
 
 
 # ===========================================================================

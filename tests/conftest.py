@@ -51,13 +51,15 @@ def threads(request):
 
 @pytest.fixture(params=[True, False], ids=["fused", "unfused"])
 def fused(request):
-    """The one-exp AVX2 kernels (fused softmax rows, cross-entropy store +
-    rescale) on, then off (reduction + exp write pass)."""
-    prev = _core._use_fused(request.param)
-    try:
-        yield request.param
-    finally:
-        _core._use_fused(prev)
+    """The one-exp AVX2 kernels (fused softmax rows, column tiles,
+    cross-entropy store + rescale, ce_small, backward column kernels) on,
+    then off (reduction + exp write pass): the planner avoids each op's
+    ONE_EXP_PATHS (csoftmax/_plan.pxi)."""
+    if request.param:
+        yield True
+    else:
+        with _core.unfused():
+            yield False
 
 
 @pytest.fixture

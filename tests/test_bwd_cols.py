@@ -10,7 +10,7 @@ element:
 bound = 2 ULP of the result dtype + the float64 work (n 2^-52 of the sum's
 terms, 2^-50 of the two terms of o) + for float32 log_softmax the vector
 exp's 3e-9 relative error on exp(y) s.  The same with the kernels off
-(_use_fused(False): the scalar loop), special columns (y > 0, NaN, -inf)
+(_core.unfused(): the scalar loop), special columns (y > 0, NaN, -inf)
 as the scalar path gives them, in place, and 1 vs 2 threads bit for bit.
 """
 import numpy as np

@@ -9,7 +9,7 @@ Checked as the row version (test_ce_store): gradient entries other than the
 target within 4 float32 ULP of float64, the rest against the reference;
 columns the store kernel does not take (NaN, inf, all -inf) and columns
 whose rescale factor leaves its range must come out as they do with the
-tiles off (_use_fused(False)).
+tiles off (_core.unfused()).
 """
 import numpy as np
 import pytest

@@ -11,7 +11,7 @@ log1p(sum_{j != t} exp(z_j - z_t)) when z_t is within 1 of the max
 * every gradient entry, the target's included, within 4 float32 ULP
   (softmax's bound) wherever the reference is a normal float32;
 * the per-sample loss within 4 float32 ULP (relative 2.4e-7).
-With the one-exp kernels off (_use_fused(False): reduction, write pass and
+With the one-exp kernels off (_core.unfused(): reduction, write pass and
 per-sample fix-ups) the same bounds hold, and rows with NaN / inf / all
 -inf come out bit for bit as there.
 """

@@ -6,7 +6,7 @@ Checked element by element, not against the largest entry: every gradient
 entry other than the target's is coef * p_i, so it must be within 4 float32
 ULP of the float64 reference (the softmax bound) wherever the reference is a
 normal float32; the target entry and the loss as in test_cross_entropy.
-The same calls with the kernels switched off (_use_fused(False): reduction
+The same calls with the kernels switched off (_core.unfused(): reduction
 + exp write pass) must agree to the same bound, and rows the store kernel
 does not take (NaN, inf, all -inf, short) must come out as they do there.
 """

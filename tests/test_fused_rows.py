@@ -128,13 +128,10 @@ def test_threads_agree(shape, dtype, threads, fused):
 @DTYPES
 def test_fused_matches_unfused(n, dtype, isa):
     x = (np.random.default_rng(13).standard_normal((16, n)) * 4).astype(dtype)
-    prev = _core._use_fused(True)
-    try:
-        a = csoftmax.softmax(x, temperature=1.3)
-        _core._use_fused(False)
+    assert _core.plan("softmax", x.shape, dtype)["path"] == "FUSED" or isa != "avx2"
+    a = csoftmax.softmax(x, temperature=1.3)
+    with _core.unfused():
         b = csoftmax.softmax(x, temperature=1.3)
-    finally:
-        _core._use_fused(prev)
     assert_agree(a, b, "softmax", x * dtype(1 / 1.3))
 
 
@@ -166,8 +163,8 @@ def test_write_prefetch_changes_no_bits(shape, dtype, isa, fused):
     t = rng.integers(0, shape[1], shape[0])
     runs = []
     for pw in (True, False):
-        prev = _core._use_write_prefetch(pw)
-        try:
+        avoid = () if pw else ("TWO_PASS_PREFETCH",)
+        with _core.forced(None, avoid=avoid):
             out = np.zeros((shape[0], 2 * shape[1]), dtype)[:, ::2]
             xi = x[::-1].copy()
             runs.append([csoftmax.log_softmax(x), csoftmax.softmax(x[::-1]),
@@ -175,8 +172,6 @@ def test_write_prefetch_changes_no_bits(shape, dtype, isa, fused):
                          csoftmax.log_softmax(xi, out=xi),
                          *csoftmax.cross_entropy(x, t, reduction="none",
                                                  return_grad=True)])
-        finally:
-            _core._use_write_prefetch(prev)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
     check("log_softmax", runs[0][0], x)

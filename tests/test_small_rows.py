@@ -11,7 +11,7 @@ What is special about them, and tested here:
   bit for bit the same whatever rows surround it;
 * results within the stated bounds of the float64 / longdouble reference,
   and in agreement with the scalar ISA and with the row kernels
-  (``_core._use_small_rows(False)``);
+  (the planner told to avoid SMALL and SMALL_TWO_PASS);
 * strided, negative-stride, in-place and ``out=`` layouts; 1 vs 2 threads;
 * cross-entropy (loss and gradient), whose rows also take these kernels.
 """
@@ -37,11 +37,11 @@ def _longest(op):
 
 @contextlib.contextmanager
 def small_rows(flag):
-    prev = _core._use_small_rows(flag)
-    try:
+    if flag:
         yield
-    finally:
-        _core._use_small_rows(prev)
+    else:
+        with _core.forced(None, avoid=("SMALL", "SMALL_TWO_PASS")):
+            yield
 
 
 @contextlib.contextmanager

@@ -214,3 +214,90 @@ class RatioToFloor(_Threads):
             floor = lambda: np.copyto(out, x)        # noqa: E731
         t_floor, t_op = _best_round_robin([floor, lambda: self.fn(x, ax)])
         return t_op / t_floor
+
+
+# ---------------------------------------------------------------------------
+# every kernel path, forced (issue #17): the planner's paths timed one by one
+# through csoftmax._core.forced, so a regression in a path the default plan
+# does not take on these shapes (the unfused write, column blocks, ...) shows.
+
+# shape of each path's cell (threads 2 for the long-row splits: one segment
+# per thread); "op:path" pairs a path cannot serve on this ISA/dtype skip
+PATH_SHAPES = {"SMALL": "262144x10", "SMALL_TWO_PASS": "262144x10",
+               "FUSED": "8192x1000", "TWO_PASS": "8192x1000",
+               "TWO_PASS_PREFETCH": "8192x1000", "LONG_ROW_SPLIT": "1x10000000",
+               "LONG_ROW_STORE": "1x10000000", "ROWS": "8192x1000",
+               "COLS_BLOCKS": "32x21x128x128:1", "COLS_TILED": "32x21x128x128:1",
+               "COLS_LOOP": "32x21x128x128:1"}
+OP_PATHS = [
+    "softmax:SMALL", "softmax:SMALL_TWO_PASS", "softmax:FUSED", "softmax:TWO_PASS",
+    "softmax:TWO_PASS_PREFETCH", "softmax:LONG_ROW_SPLIT", "softmax:COLS_TILED",
+    "softmax:COLS_BLOCKS",
+    "log_softmax:SMALL", "log_softmax:SMALL_TWO_PASS", "log_softmax:TWO_PASS",
+    "log_softmax:TWO_PASS_PREFETCH", "log_softmax:LONG_ROW_SPLIT",
+    "log_softmax:COLS_TILED", "log_softmax:COLS_BLOCKS",
+    "logsumexp:SMALL", "logsumexp:TWO_PASS", "logsumexp:LONG_ROW_SPLIT",
+    "logsumexp:COLS_BLOCKS",
+    "cross_entropy:SMALL", "cross_entropy:SMALL_TWO_PASS", "cross_entropy:FUSED",
+    "cross_entropy:TWO_PASS", "cross_entropy:TWO_PASS_PREFETCH",
+    "cross_entropy:LONG_ROW_SPLIT", "cross_entropy:LONG_ROW_STORE",
+    "cross_entropy:COLS_TILED", "cross_entropy:COLS_BLOCKS",
+    "logsumexp_backward:SMALL", "logsumexp_backward:FUSED",
+    "logsumexp_backward:COLS_TILED", "logsumexp_backward:COLS_BLOCKS",
+    "softmax_backward:ROWS", "softmax_backward:COLS_TILED",
+    "softmax_backward:COLS_BLOCKS", "softmax_backward:COLS_LOOP",
+    "log_softmax_backward:ROWS", "log_softmax_backward:COLS_TILED",
+    "log_softmax_backward:COLS_BLOCKS", "log_softmax_backward:COLS_LOOP",
+]
+
+
+class KernelPaths:
+    """One call of `op` with the planner forced onto `path` (private API:
+    skipped on commits without csoftmax._core.forced)."""
+    params = [OP_PATHS, DTYPES]
+    param_names = ["op_path", "dtype"]
+    timeout = 600
+
+    def setup(self, op_path, dtype):
+        from csoftmax import _core
+        if not hasattr(_core, "forced"):
+            raise NotImplementedError("no planner in this commit")
+        op, path = op_path.split(":")
+        label = PATH_SHAPES[path]
+        shape, axis = parse_shape(label)
+        threads = 2 if path.startswith("LONG_ROW") else 1
+        try:
+            with _core.forced(op, path):
+                _core.plan(op, shape, dtype, axis, threads=threads)
+        except ValueError as e:
+            raise NotImplementedError(str(e)) from None
+        x, axis = make_input(label, dtype)
+        self._prev = csoftmax.get_num_threads()
+        csoftmax.set_num_threads(threads)
+        if op == "cross_entropy":
+            t = _target(x, axis)
+            self.fn = lambda: csoftmax.cross_entropy(x, t, axis=axis, return_grad=True)
+        elif op == "logsumexp_backward":
+            dl = np.random.default_rng(3).standard_normal(np.sum(x, axis=axis).shape)
+            self.fn = lambda: csoftmax.logsumexp_backward(x, dl, axis=axis)
+        elif op.endswith("_backward"):
+            log = op.startswith("log")
+            y = (csoftmax.log_softmax if log else csoftmax.softmax)(x, axis=axis)
+            dy = np.random.default_rng(2).standard_normal(x.shape).astype(dtype)
+            f = getattr(csoftmax, op)
+            self.fn = lambda: f(y, dy, axis=axis)
+        else:
+            f = getattr(csoftmax, op)
+            self.fn = lambda: f(x, axis=axis)
+        self._forced = _core.forced(op, path)
+        self._forced.__enter__()
+
+    def teardown(self, *params):
+        if getattr(self, "_forced", None) is not None:
+            self._forced.__exit__(None, None, None)
+            self._forced = None
+        if getattr(self, "_prev", None) is not None:
+            csoftmax.set_num_threads(self._prev)
+
+    def time_path(self, op_path, dtype):
+        self.fn()

@@ -1,0 +1,727 @@
+# The planner: which path -- and so which kernels of the table -- serves a
+# call, with how many threads and what block size.  Included into _core.pyx
+# before the drivers (_rows_run, _cols_run, _ce_run, _bwd_run), which follow
+# the plan it returns instead of deciding themselves.  The one table of
+# thresholds it decides with is the first section below.
+#
+#     facade (_api._layout: rows or cols)  ->  entry point (rows_softmax,
+#     cols_reduce, ce_pass, softmax_bwd, ...)  ->  _plan_call (once per
+#     call, nogil, a few dozen comparisons)  ->  driver(plan)  ->  kernels
+#
+# Introspection: csoftmax._core.plan(op, shape, dtype, axis) returns what
+# _plan_call decides for a call (path, table members, threads, block).
+# Forcing (tests, A/B timings): csoftmax._core.forced(op, path) makes the
+# planner return `path` for `op` only; forced(op, avoid=[...]) makes it
+# skip paths and take the next one in its order of preference.  A forced
+# path that cannot serve a call makes the call raise ValueError.
+#
+# Decided inside the kernels (data or n, not lifted here):
+#   * lse_rows_* (avx2): rows longer than CHUNK = 2048 elements are reduced
+#     chunk by chunk; rows shorter than 32 take the masked generic loop;
+#     rows whose LSE = scale*max + log_sum may cancel are redone with libm
+#     (lse_cancels_, a second sweep); the clamp XR_SPAN / XR_SM_SPAN of
+#     the terms;
+#   * softmax_fused_rows_* / lse_store_rows_* / softmax_scale_rows_* (avx2):
+#     per row, store_clean_ (n >= 32, finite max, representable clamp) picks
+#     the stored-terms loop, else the two-pass code inside the kernel; alpha
+#     outside [FUSED_ALPHA_MIN, FUSED_ALPHA_MAX] = [2^-60, 2^12] takes the
+#     unfused write; the float64 store kernel redoes rows with n < 8 or a
+#     non-finite max by lse_rows_f64;
+#   * softmax_fused_cols_f32 / log_softmax_tiled_cols_f32: tiles of
+#     COLS_TILE = 8192 floats when a tile holds >= 64 columns and the block
+#     has >= 64 columns, else the strided unfused kernels;
+#   * *_small_*: per-lane cancellation redo (small_cancels_);
+#   * the drivers, per unit: a column unit narrower than TILE_MIN_COLS (the
+#     last one of a row of units) takes the untiled code of its path; a CE
+#     block with a non-finite coefficient leaves ce_small for the short-row
+#     two-pass code; a long CE row keeps its stored terms only when the row
+#     is finite; a failed malloc (long-row states, tiles) falls back to
+#     TWO_PASS / the untiled code.
+
+# --------------------------------------------------------------------------
+# thresholds: everything the planner (and the drivers' block loops) decide with
+
+DEF ROW_BLOCK = 64          # rows per reduction/write block: the length of the
+                            # drivers' stack buffers (states, max, log_sum, CE
+                            # coefficients), so also the most rows a block has
+DEF COL_BLOCK = 64          # columns per block in the non-last-axis path (the
+                            # column drivers' stack buffers)
+DEF FUSED_COL_BLOCK = 1024  # columns per unit of the tiled float32 column paths
+                            # (softmax / log_softmax / CE): the kernels copy them
+                            # through a tile themselves, and longer runs of each
+                            # row make the strided access cheaper; cut down to
+                            # give every thread at least two units
+DEF BLOCK_BYTES = 32768     # input bytes per row block (about L1): a block is
+                            # still in L1/L2 for its write pass, 64 rows of
+                            # 32000 would not be
+DEF PAR_MIN_ELEMENTS = 32768  # below this many elements, never start threads
+DEF SPLIT_MIN_ROW = 65536     # rows at least this long are split into per-thread
+                              # segments (LONG_ROW_*) when there are fewer rows
+                              # than threads; the segments' states are merged
+                              # exactly
+DEF FUSED_MAX_BYTES = 4194304  # longer rows (segments) take the two-pass path:
+                               # the kept terms of FUSED / LONG_ROW_STORE would be
+                               # re-read from DRAM; also the longest row whose
+                               # destination the reduction prefetches
+                               # (TWO_PASS_PREFETCH)
+# CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
+# (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
+# to it.
+DEF SMALL_LOG_MAX = 32      # uses that need log_sum (log_softmax, reductions,
+                            # cross-entropy) take the short-row kernels only up
+                            # to 32: at 64 the row kernels are faster (measured
+                            # 262144 x {33, 64}, AVX2)
+DEF CE_TILE = 8192          # floats per column tile of the cross-entropy (x and g
+                            # each): class rows of x are usually a multiple of
+                            # 4 KiB apart and share cache sets; tiles have a
+                            # padded pitch
+DEF BWD_TILE = 8192         # elements per column tile of the backward ops (y and
+                            # dy each), for the same reason
+DEF TILE_MIN_COLS = 64      # a column tile must hold at least this many columns
+                            # (else the column kernels run on the array itself)
+DEF FLAT_CHUNK = 8192       # elements per chunk of the element-wise loops of
+                            # _margin.pxi (KL, softplus), the unit of their threads
+
+
+def thresholds():
+    """The planner's thresholds (csoftmax/_plan.pxi), by name."""
+    return {"ROW_BLOCK": ROW_BLOCK, "COL_BLOCK": COL_BLOCK,
+            "FUSED_COL_BLOCK": FUSED_COL_BLOCK, "BLOCK_BYTES": BLOCK_BYTES,
+            "PAR_MIN_ELEMENTS": PAR_MIN_ELEMENTS, "SPLIT_MIN_ROW": SPLIT_MIN_ROW,
+            "FUSED_MAX_BYTES": FUSED_MAX_BYTES, "CSM_SMALL_MAX": CSM_SMALL_MAX,
+            "SMALL_LOG_MAX": SMALL_LOG_MAX, "CE_TILE": CE_TILE,
+            "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
+            "FLAT_CHUNK": FLAT_CHUNK}
+
+# --------------------------------------------------------------------------
+# ops, layouts, paths
+
+cdef enum:
+    OP_SOFTMAX = 0          # the forward ops' values are the drivers' old
+    OP_LOG_SOFTMAX = 1      # "mode" 0 / 1 / 2
+    OP_LSE = 2              # logsumexp, smooth_max (reduction only)
+    OP_CE = 3               # cross_entropy, class targets   (ce_pass mode 0)
+    OP_CE_SOFT = 4          # cross_entropy, probability targets   (mode 1)
+    OP_LSE_BWD = 5          # logsumexp_backward: the CE machinery, scale only (mode 2)
+    OP_SOFTMAX_BWD = 6
+    OP_LOG_SOFTMAX_BWD = 7
+    N_OPS = 8
+
+cdef enum:                  # _ce_par.mode (= op - OP_CE)
+    CE_CLASS = 0
+    CE_PROB = 1
+    CE_SCALE = 2
+
+cdef enum:
+    LAYOUT_ROWS = 0         # 2-D (rows, n), contiguous rows, reduce axis 1
+    LAYOUT_COLS = 1         # 3-D (outer, n, inner), contiguous inner, reduce axis 1
+
+cdef enum:
+    PATH_INVALID = -1       # a forced path that cannot serve the call
+    PATH_SMALL = 0          # short rows, several per vector, one kernel call a block
+    PATH_SMALL_TWO_PASS = 1 # short-row reduction (lse_small) + a write pass
+    PATH_FUSED = 2          # one call a block, one exp per element (terms kept)
+    PATH_TWO_PASS = 3       # lse_rows + finalize (+ write pass), blocks of rows
+    PATH_TWO_PASS_PREFETCH = 4  # the same, the reduction fetching the destination
+    PATH_LONG_ROW_SPLIT = 5 # one long row in per-thread segments, states merged
+    PATH_LONG_ROW_STORE = 6 # CE float32: the same, segments keep their terms
+    PATH_COLS_BLOCKS = 7    # non-last axis: column kernels on COL_BLOCK columns
+    PATH_COLS_TILED = 8     # non-last axis float32: wide units through tiles
+    PATH_COLS_LOOP = 9      # backward, non-last axis: the Cython loop (no kernel)
+    PATH_ROWS = 10          # backward, last axis: the row kernel, rows over threads
+    N_PATHS = 11
+
+PATH_NAMES = ("SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
+              "LONG_ROW_SPLIT", "LONG_ROW_STORE", "COLS_BLOCKS", "COLS_TILED",
+              "COLS_LOOP", "ROWS")
+OP_NAMES = ("softmax", "log_softmax", "logsumexp", "cross_entropy",
+            "cross_entropy_soft", "logsumexp_backward", "softmax_backward",
+            "log_softmax_backward")
+
+cdef enum:                  # planner inputs besides the shape
+    PF_ALPHA1 = 1           # forward: output scale alpha == 1
+    PF_GRAD = 2             # CE: a gradient is written
+    PF_INPLACE = 4          # CE: the gradient overlaps the logits
+    PF_SMOOTH = 8           # CE: label smoothing (eps != 0)
+
+cdef enum:                  # why a path cannot serve a call (PATH_INVALID)
+    WHY_OK = 0
+    WHY_NOT_OF_OP = 1
+    WHY_NO_KERNEL = 2
+    WHY_TOO_LONG = 3
+    WHY_F32_ONLY = 4
+    WHY_NO_OUTPUT = 5
+    WHY_OVERLAP = 6
+    WHY_TILE = 7
+    WHY_TARGETS = 8
+    WHY_ALPHA = 9
+    WHY_SOFT = 10
+
+_WHY = ("", "it is not a path of this op and layout",
+        "the kernel table lacks its kernels",
+        "the rows are longer than the short-row kernels take (CSM_SMALL_MAX)",
+        "it is float32 only", "it needs an output / a gradient",
+        "the gradient overlaps the logits",
+        "a column tile would hold fewer than TILE_MIN_COLS columns",
+        "it takes class targets without label smoothing (or the scale-only mode)",
+        "it needs alpha == 1",
+        "float32 soft targets (label smoothing, probabilities) take the ce_soft "
+        "kernels: the gradient formed in float64, not from stored float32 terms")
+
+
+cdef struct csm_plan:
+    int op
+    int layout
+    int path
+    int threads             # team size of the driver's loop (1: serial)
+    Py_ssize_t block        # rows per block (rows), columns per unit (cols),
+                            # elements per segment (LONG_ROW_*), 1 (ROWS)
+    int why                 # WHY_* when path == PATH_INVALID
+
+
+# Overrides (tests, A/B timings): per op a forced path (-1: none) and a set
+# of paths to skip (bit p).  _overridden: any set, so the common call reads
+# one flag.
+cdef int _forced_path[N_OPS]
+cdef unsigned int _avoided[N_OPS]
+cdef bint _overridden = False
+for _i in range(N_OPS):
+    _forced_path[_i] = -1
+    _avoided[_i] = 0
+
+
+# op and path of the last call planned by an entry point (diagnostics: which
+# path ran; not meaningful while other threads call csoftmax)
+cdef int _last_op = -1
+cdef int _last_path = -1
+
+
+def _last_plan():
+    """(op, path) names of the last call an entry point planned (and ran),
+    or None; for tests (the process's last call, whichever thread made it)."""
+    if _last_op < 0:
+        return None
+    return (OP_NAMES[_last_op], PATH_NAMES[_last_path])
+
+
+cdef inline bint _ok(int op, int path) noexcept nogil:
+    """Whether the planner may choose `path` for `op` (not avoided)."""
+    return not _overridden or not ((_avoided[op] >> path) & 1)
+
+
+cdef inline int _threads_for(Py_ssize_t elements) noexcept nogil:
+    if elements < PAR_MIN_ELEMENTS:
+        return 1
+    return _max_threads()
+
+
+cdef inline int _nth(Py_ssize_t elements, int nth_max) noexcept nogil:
+    """Threads for a call of this many elements; nth_max <= 0: ask
+    _max_threads() (only when the call is large enough to thread)."""
+    if elements < PAR_MIN_ELEMENTS:
+        return 1
+    return nth_max if nth_max > 0 else _max_threads()
+
+
+cdef inline Py_ssize_t _ce_tile_width(Py_ssize_t C) noexcept nogil:
+    """Columns per float32 tile of the column cross-entropy (a multiple of
+    16), or 0 when C rows leave fewer than TILE_MIN_COLS (then no tiles)."""
+    cdef Py_ssize_t tw = (CE_TILE // C) // 16 * 16 if C > 0 else 0
+    return tw if tw >= TILE_MIN_COLS else 0
+
+
+cdef inline Py_ssize_t _bwd_tile_width(Py_ssize_t n) noexcept nogil:
+    """Columns per tile of the backward column kernels (a multiple of 16),
+    or 0 when n rows leave fewer than TILE_MIN_COLS."""
+    cdef Py_ssize_t tw = (BWD_TILE // n) // 16 * 16 if n > 0 else 0
+    return tw if tw >= TILE_MIN_COLS else 0
+
+
+cdef inline bint _has_small() noexcept nogil:
+    # the short-row kernels come as a set (lse/softmax/log_softmax/write, both widths)
+    return _tab.lse_small_f32 != NULL
+
+
+cdef inline bint _has_bwd_cols(bint log) noexcept nogil:
+    # float32 entries stand for both widths: they come as a set
+    if log:
+        return _tab.log_softmax_bwd_cols_f32 != NULL
+    return _tab.softmax_bwd_cols_f32 != NULL
+
+
+cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
+                  Py_ssize_t inner, int flags) noexcept nogil:
+    """WHY_OK if `path` can serve op on this table, dtype, layout, row
+    length n (class count for CE), inner (columns) and flags; else why not.
+    Only what the kernels need -- not what is fast (that is _plan_natural)."""
+    cdef bint grad = flags & PF_GRAD
+    if op <= OP_LSE:
+        if layout == LAYOUT_COLS:
+            if path == PATH_COLS_BLOCKS:
+                return WHY_OK
+            if path != PATH_COLS_TILED or op == OP_LSE:
+                return WHY_NOT_OF_OP
+            if f64:
+                return WHY_F32_ONLY
+            if op == OP_SOFTMAX:
+                return WHY_OK if _tab.softmax_fused_cols_f32 != NULL else WHY_NO_KERNEL
+            return WHY_OK if _tab.log_softmax_tiled_cols_f32 != NULL else WHY_NO_KERNEL
+        if path == PATH_TWO_PASS or path == PATH_LONG_ROW_SPLIT:
+            return WHY_OK
+        if path == PATH_SMALL or path == PATH_SMALL_TWO_PASS:
+            if path == PATH_SMALL_TWO_PASS and op == OP_LSE:
+                return WHY_NOT_OF_OP
+            if not _has_small():
+                return WHY_NO_KERNEL
+            if n > CSM_SMALL_MAX:
+                return WHY_TOO_LONG
+            if path == PATH_SMALL and op != OP_LSE and not (flags & PF_ALPHA1):
+                return WHY_ALPHA
+            return WHY_OK
+        if path == PATH_FUSED:
+            if op != OP_SOFTMAX:
+                return WHY_NOT_OF_OP
+            if (_tab.softmax_fused_rows_f64 == NULL if f64
+                    else _tab.softmax_fused_rows_f32 == NULL):
+                return WHY_NO_KERNEL
+            return WHY_OK
+        if path == PATH_TWO_PASS_PREFETCH:
+            if op == OP_LSE:
+                return WHY_NO_OUTPUT
+            if _tab.lse_rows_pw_f64 == NULL if f64 else _tab.lse_rows_pw_f32 == NULL:
+                return WHY_NO_KERNEL
+            return WHY_OK
+        return WHY_NOT_OF_OP
+    if op <= OP_LSE_BWD:
+        if layout == LAYOUT_COLS:
+            if path == PATH_COLS_BLOCKS:
+                return WHY_OK
+            if path != PATH_COLS_TILED:
+                return WHY_NOT_OF_OP
+            if f64:
+                return WHY_F32_ONLY
+            if _tab.copy_rows_nt_f32 == NULL:
+                return WHY_NO_KERNEL
+            if _ce_tile_width(n) == 0 or inner < TILE_MIN_COLS:
+                return WHY_TILE
+            return WHY_OK
+        if path == PATH_TWO_PASS or path == PATH_LONG_ROW_SPLIT:
+            return WHY_OK
+        if path == PATH_SMALL:
+            if _tab.ce_small_f64 == NULL if f64 else _tab.ce_small_f32 == NULL:
+                return WHY_NO_KERNEL
+            if n > CSM_SMALL_MAX:
+                return WHY_TOO_LONG
+            if not grad:
+                return WHY_NO_OUTPUT
+            if not (op == OP_LSE_BWD or (op == OP_CE and not (flags & PF_SMOOTH))):
+                return WHY_TARGETS
+            return WHY_OK
+        if path == PATH_SMALL_TWO_PASS:
+            if not _has_small():
+                return WHY_NO_KERNEL
+            return WHY_TOO_LONG if n > CSM_SMALL_MAX else WHY_OK
+        if path == PATH_FUSED or path == PATH_LONG_ROW_STORE:
+            if path == PATH_LONG_ROW_STORE and f64:
+                return WHY_F32_ONLY
+            if (not f64 and grad and _tab.ce_soft_rows_f32 != NULL and
+                    (op == OP_CE_SOFT or (op == OP_CE and flags & PF_SMOOTH))):
+                return WHY_SOFT
+            if f64:
+                if _tab.lse_store_rows_f64 == NULL or _tab.softmax_scale_rows_f64 == NULL:
+                    return WHY_NO_KERNEL
+            elif _tab.lse_store_rows_f32 == NULL or _tab.softmax_scale_rows_f32 == NULL:
+                return WHY_NO_KERNEL
+            if not grad:
+                return WHY_NO_OUTPUT
+            if flags & PF_INPLACE:
+                return WHY_OVERLAP
+            return WHY_OK
+        if path == PATH_TWO_PASS_PREFETCH:
+            if _tab.lse_rows_pw_f64 == NULL if f64 else _tab.lse_rows_pw_f32 == NULL:
+                return WHY_NO_KERNEL
+            return WHY_OK if grad else WHY_NO_OUTPUT
+        return WHY_NOT_OF_OP
+    # backward
+    if layout == LAYOUT_ROWS:
+        return WHY_OK if path == PATH_ROWS else WHY_NOT_OF_OP
+    if path == PATH_COLS_LOOP:
+        return WHY_OK
+    if path != PATH_COLS_TILED and path != PATH_COLS_BLOCKS:
+        return WHY_NOT_OF_OP
+    if not _has_bwd_cols(op == OP_LOG_SOFTMAX_BWD):
+        return WHY_NO_KERNEL
+    if path == PATH_COLS_TILED and (_bwd_tile_width(n) == 0 or inner < TILE_MIN_COLS):
+        return WHY_TILE
+    return WHY_OK
+
+
+cdef inline bint _take(int op, int path, bint f64, int layout, Py_ssize_t n,
+                       Py_ssize_t inner, int flags) noexcept nogil:
+    return _ok(op, path) and _why_not(op, path, f64, layout, n, inner, flags) == WHY_OK
+
+
+cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
+                       Py_ssize_t n, Py_ssize_t inner, int flags,
+                       int nth) noexcept nogil:
+    """The path of a call when nothing is forced: the first path, in order
+    of preference, that is not avoided, can serve the call, and whose
+    thresholds admit it.  nth: the threads the call would get."""
+    cdef Py_ssize_t size = 8 if f64 else 4
+    cdef bint grad = flags & PF_GRAD
+    cdef Py_ssize_t seg
+    if op >= OP_SOFTMAX_BWD:
+        if layout == LAYOUT_ROWS:
+            return PATH_ROWS
+        if _take(op, PATH_COLS_TILED, f64, layout, n, inner, flags):
+            return PATH_COLS_TILED
+        if _take(op, PATH_COLS_BLOCKS, f64, layout, n, inner, flags):
+            return PATH_COLS_BLOCKS
+        return PATH_COLS_LOOP
+    if layout == LAYOUT_COLS:
+        if _take(op, PATH_COLS_TILED, f64, layout, n, inner, flags):
+            return PATH_COLS_TILED
+        return PATH_COLS_BLOCKS
+    # rows: a few long rows are split across the threads
+    if nth > 1 and rows < nth and n >= SPLIT_MIN_ROW:
+        if op >= OP_CE:
+            seg = (n + nth - 1) // nth
+            if (seg * size <= FUSED_MAX_BYTES and
+                    _take(op, PATH_LONG_ROW_STORE, f64, layout, n, inner, flags)):
+                return PATH_LONG_ROW_STORE
+        if _ok(op, PATH_LONG_ROW_SPLIT):
+            return PATH_LONG_ROW_SPLIT
+    if op <= OP_LSE:
+        # short rows: softmax (alpha == 1) up to CSM_SMALL_MAX, the uses
+        # needing log_sum up to SMALL_LOG_MAX
+        if n <= SMALL_LOG_MAX or (op == OP_SOFTMAX and flags & PF_ALPHA1 and
+                                  n <= CSM_SMALL_MAX):
+            if op == OP_LSE or flags & PF_ALPHA1:
+                if _take(op, PATH_SMALL, f64, layout, n, inner, flags):
+                    return PATH_SMALL
+            elif _take(op, PATH_SMALL_TWO_PASS, f64, layout, n, inner, flags):
+                return PATH_SMALL_TWO_PASS
+        # longer softmax rows: one fused call a block while the kept terms
+        # stay in cache
+        if (op == OP_SOFTMAX and n > CSM_SMALL_MAX and n * size <= FUSED_MAX_BYTES and
+                _take(op, PATH_FUSED, f64, layout, n, inner, flags)):
+            return PATH_FUSED
+        if (n * size <= FUSED_MAX_BYTES and
+                _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags)):
+            return PATH_TWO_PASS_PREFETCH
+        return PATH_TWO_PASS
+    # cross-entropy rows
+    if n <= SMALL_LOG_MAX and _has_small():
+        if _take(op, PATH_SMALL, f64, layout, n, inner, flags):
+            return PATH_SMALL
+        if _take(op, PATH_SMALL_TWO_PASS, f64, layout, n, inner, flags):
+            return PATH_SMALL_TWO_PASS
+    # gradient into separate memory: the reduction keeps its terms in g and
+    # the write pass rescales them (one exp per element)
+    if n * size <= FUSED_MAX_BYTES:
+        if _take(op, PATH_FUSED, f64, layout, n, inner, flags):
+            return PATH_FUSED
+        if _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags):
+            return PATH_TWO_PASS_PREFETCH
+    return PATH_TWO_PASS
+
+
+cdef csm_plan _plan_call(int op, bint f64, int layout, Py_ssize_t rows,
+                         Py_ssize_t n, Py_ssize_t inner, int flags,
+                         int nth_max) noexcept nogil:
+    """THE planner.  rows: rows (rows layout) or outer (cols layout); n:
+    the reduced length (the class count for CE); inner: columns (cols
+    layout, else 1); nth_max: threads available (<= 0: _max_threads()).  Returns
+    the path, the driver's team size and block; path PATH_INVALID (and why)
+    when a forced path cannot serve the call."""
+    cdef csm_plan p
+    cdef Py_ssize_t size = 8 if f64 else 4
+    cdef Py_ssize_t elements = rows * n * (inner if layout == LAYOUT_COLS else 1)
+    cdef Py_ssize_t per, units, cb
+    cdef int nth = _nth(elements, nth_max)
+    p.op = op
+    p.layout = layout
+    p.why = WHY_OK
+    p.path = _plan_natural(op, f64, layout, rows, n, inner, flags, nth)
+    if _overridden and _forced_path[op] >= 0 and _forced_path[op] != p.path:
+        p.why = _why_not(op, _forced_path[op], f64, layout, n, inner, flags)
+        if p.why != WHY_OK:
+            p.path = PATH_INVALID
+            p.threads = 1
+            p.block = 0
+            return p
+        p.path = _forced_path[op]
+    # team and block of the chosen path
+    if p.path == PATH_LONG_ROW_SPLIT or p.path == PATH_LONG_ROW_STORE:
+        p.threads = nth
+        p.block = (n + nth - 1) // nth
+    elif p.path == PATH_ROWS:
+        p.threads = nth if rows >= 2 else 1
+        p.block = 1
+    elif layout == LAYOUT_ROWS:
+        per = BLOCK_BYTES // (max(n, 1) * size)
+        per = max(1, min(per, ROW_BLOCK))
+        p.block = per
+        p.threads = nth if (rows + per - 1) // per >= 2 else 1
+    else:
+        cb = COL_BLOCK
+        if p.path == PATH_COLS_TILED:
+            if op >= OP_SOFTMAX_BWD:
+                cb = _bwd_tile_width(n)
+            else:
+                # wide units, copied through tiles; two units per thread at least
+                cb = FUSED_COL_BLOCK
+                if nth > 1 and rows * ((inner + cb - 1) // cb) < 2 * nth:
+                    cb = max(<Py_ssize_t>COL_BLOCK,
+                             ((inner + 2 * nth - 1) // (2 * nth) + 15) // 16 * 16)
+        p.block = cb
+        units = rows * ((inner + cb - 1) // cb)
+        p.threads = nth if units >= 2 else 1
+    if nth <= 1:
+        p.threads = 1
+    return p
+
+
+# --------------------------------------------------------------------------
+# Python side: names, introspection, forcing
+
+import contextlib
+
+_OP_ALIASES = {"lse": OP_LSE, "smooth_max": OP_LSE, "ce": OP_CE,
+               "ce_soft": OP_CE_SOFT, "lse_bwd": OP_LSE_BWD,
+               "softmax_bwd": OP_SOFTMAX_BWD, "log_softmax_bwd": OP_LOG_SOFTMAX_BWD}
+
+
+def _op_code(op):
+    if isinstance(op, str):
+        key = op.lower()
+        if key in OP_NAMES:
+            return OP_NAMES.index(key)
+        if key in _OP_ALIASES:
+            return _OP_ALIASES[key]
+    raise ValueError(f"unknown op {op!r}; ops: {', '.join(OP_NAMES)}")
+
+
+def _path_code(path):
+    if isinstance(path, str) and path.upper() in PATH_NAMES:
+        return PATH_NAMES.index(path.upper())
+    raise ValueError(f"unknown path {path!r}; paths: {', '.join(PATH_NAMES)}")
+
+
+def _kernels(int op, int path, bint f64, int flags):
+    """The kernel-table members a path calls (for introspection and the
+    coverage test); runtime fall-backs inside a path are not listed."""
+    cdef bint grad = flags & PF_GRAD
+    sfx = "_f64" if f64 else "_f32"
+    write = {OP_SOFTMAX: "softmax", OP_LOG_SOFTMAX: "log_softmax"}.get(op)
+    if op <= OP_LSE:
+        if path == PATH_SMALL:
+            return [("lse" if op == OP_LSE else write) + "_small" + sfx]
+        if path == PATH_SMALL_TWO_PASS:
+            return ["lse_small" + sfx, ("softmax_write_small" if op == OP_SOFTMAX
+                                        else "log_softmax_rows") + sfx]
+        if path == PATH_FUSED:
+            return ["softmax_fused_rows" + sfx]
+        if path == PATH_COLS_TILED:
+            return ["softmax_fused_cols_f32" if op == OP_SOFTMAX
+                    else "log_softmax_tiled_cols_f32"]
+        if path == PATH_COLS_BLOCKS:
+            k = ["lse_cols" + sfx, "finalize"]
+            return k + ([write + "_cols" + sfx] if write else [])
+        red = "lse_rows_pw" if path == PATH_TWO_PASS_PREFETCH else "lse_rows"
+        return [red + sfx, "finalize"] + ([write + "_rows" + sfx] if write else [])
+    if op <= OP_LSE_BWD:
+        fix = ["expm1_le0_f64"] if (op == OP_CE and grad and
+                                    _tab.expm1_le0_f64 != NULL) else []
+        if (not f64 and grad and _tab.ce_soft_rows_f32 != NULL and
+                (op == OP_CE_SOFT or (op == OP_CE and flags & PF_SMOOTH))):
+            # float32 soft targets: the reduction of the path, then the
+            # gradient formed in float64 by the ce_soft kernels (every path
+            # but the stored-terms ones, which the planner refuses: WHY_SOFT)
+            if path == PATH_COLS_TILED or path == PATH_COLS_BLOCKS:
+                k = ["lse_cols_f32", "finalize", "ce_soft_cols_f32", "ce_soft_fix_cols_f32"]
+                return k + (["copy_rows_nt_f32"] if path == PATH_COLS_TILED else [])
+            if path == PATH_SMALL_TWO_PASS:
+                red = "lse_small_f32"
+            else:
+                red = "lse_rows_pw_f32" if path == PATH_TWO_PASS_PREFETCH else "lse_rows_f32"
+            return [red] + ([] if red == "lse_small_f32" else ["finalize"]) + [
+                "ce_soft_rows_f32", "ce_soft_fix_rows_f32"]
+        if path == PATH_SMALL:
+            return ["ce_small" + sfx]
+        if path == PATH_SMALL_TWO_PASS:
+            return ["lse_small" + sfx] + (["softmax_write_small" + sfx] + fix if grad else [])
+        if path == PATH_FUSED or path == PATH_LONG_ROW_STORE:
+            return ["lse_store_rows" + sfx, "finalize", "softmax_scale_rows" + sfx] + fix
+        if path == PATH_COLS_TILED:
+            if not grad:
+                return ["lse_cols_f32", "finalize"]
+            if _tab.lse_store_cols_f32 != NULL:
+                k = ["lse_store_cols_f32", "finalize", "softmax_scale_cols_f32"]
+            else:
+                k = ["lse_cols_f32", "finalize", "softmax_cols_f32"]
+            return k + fix + ["copy_rows_nt_f32"]
+        if path == PATH_COLS_BLOCKS:
+            return ["lse_cols" + sfx, "finalize"] + (["softmax_cols" + sfx] + fix if grad else [])
+        red = "lse_rows_pw" if path == PATH_TWO_PASS_PREFETCH else "lse_rows"
+        return [red + sfx, "finalize"] + (["softmax_rows" + sfx] + fix if grad else [])
+    name = "log_softmax" if op == OP_LOG_SOFTMAX_BWD else "softmax"
+    if path == PATH_ROWS:
+        return [name + "_bwd_rows" + sfx]
+    if path == PATH_COLS_LOOP:
+        return []
+    k = [name + "_bwd_cols" + sfx]
+    if path == PATH_COLS_TILED and not f64 and _tab.copy_rows_nt_f32 != NULL:
+        k.append("copy_rows_nt_f32")
+    return k
+
+
+cdef _raise_plan(csm_plan p):
+    raise ValueError(f"forced path {PATH_NAMES[_forced_path[p.op]]} cannot serve "
+                     f"{OP_NAMES[p.op]} here ({isa()} table, "
+                     f"{'rows' if p.layout == LAYOUT_ROWS else 'columns'}): "
+                     f"{_WHY[p.why]}")
+
+
+def plan(op, shape, dtype, axis=-1, *, grad=True, smoothing=False,
+         inplace=False, threads=None):
+    """What a call would run: {"op", "layout", "path", "kernels", "threads",
+    "block"}, from the same planner the drivers call (private; tests,
+    benchmarks, debugging).
+
+    op: "softmax", "log_softmax", "logsumexp" (also smooth_max),
+    "cross_entropy" (class targets), "cross_entropy_soft" (probability
+    targets), "logsumexp_backward", "softmax_backward",
+    "log_softmax_backward".  shape, dtype, axis: of the input as the public
+    function gets it (axis: an int, a tuple, or None for logsumexp).
+    Cross-entropy: grad (a gradient is returned), smoothing (label
+    smoothing != 0), inplace (the gradient is written into the logits).
+    threads: the thread count to plan for (default: the current one).
+    "kernels": the kernel-table members the path calls; "block": rows per
+    block, columns per unit, or the segment length of a split long row.
+    Raises ValueError if a forced path cannot serve the call."""
+    from ._api import _layout
+    from ._validate import normalize_axes
+    cdef int opc = _op_code(op)
+    cdef csm_plan p
+    cdef int flags = PF_ALPHA1
+    shape = tuple(int(s) for s in shape)
+    dt = np.dtype(dtype)
+    cdef bint f64 = not (dt == np.float32 or dt == np.float16)
+    if opc >= OP_CE:
+        if not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"{OP_NAMES[opc]} takes one axis, got {axis!r}")
+        axes = normalize_axes(axis, len(shape))
+    else:
+        axes = normalize_axes(axis, len(shape))
+    kind, rows, n, inner = _layout(shape, axes)
+    if opc >= OP_CE:
+        if grad or opc == OP_LSE_BWD or opc >= OP_SOFTMAX_BWD:
+            flags |= PF_GRAD
+        if smoothing:
+            flags |= PF_SMOOTH
+        if inplace:
+            flags |= PF_INPLACE
+    if opc >= OP_SOFTMAX_BWD:       # the backward facade: (outer, n, inner) always
+        kind = "rows" if inner == 1 else "cols"
+    cdef int layout = LAYOUT_ROWS if kind == "rows" else LAYOUT_COLS
+    cdef int nth = _max_threads() if threads is None else max(1, int(threads))
+    p = _plan_call(opc, f64, layout, rows, n, inner if layout == LAYOUT_COLS else 1,
+                   flags, nth)
+    if p.path == PATH_INVALID:
+        _raise_plan(p)
+    return {"op": OP_NAMES[opc], "layout": kind, "path": PATH_NAMES[p.path],
+            "kernels": _kernels(opc, p.path, f64, flags), "threads": p.threads,
+            "block": p.block}
+
+
+def _override(op):
+    """(forced path name or None, avoided path names) of op."""
+    cdef int o = _op_code(op)
+    return (PATH_NAMES[_forced_path[o]] if _forced_path[o] >= 0 else None,
+            tuple(PATH_NAMES[k] for k in range(N_PATHS) if (_avoided[o] >> k) & 1))
+
+
+def _set_override(op, path=None, avoid=()):
+    """Force `path` (None: none) and avoid `avoid` for op (a name); returns
+    the previous (path, avoid).  Refuses paths that are not paths of the op
+    or whose kernels the current table lacks for every dtype and layout."""
+    global _overridden
+    cdef int o = _op_code(op), k, f = -1
+    cdef unsigned int mask = 0
+    prev = _override(op)
+    cdef int why = 99, w, wide, lay
+    if path is not None:
+        f = _path_code(path)
+        for wide in range(2):
+            for lay in range(2):
+                w = _why_not(o, f, wide, lay, 1, TILE_MIN_COLS, PF_ALPHA1 | PF_GRAD)
+                # the reason of a layout the path belongs to, if any
+                if w != WHY_NOT_OF_OP and (why == 99 or why == WHY_NOT_OF_OP):
+                    why = w
+                elif w != WHY_NOT_OF_OP:
+                    why = min(why, w)
+                elif why == 99:
+                    why = w
+        if why != WHY_OK:
+            raise ValueError(f"path {PATH_NAMES[f]} cannot serve {OP_NAMES[o]} on the "
+                             f"{isa()} table: {_WHY[why]}")
+    if isinstance(avoid, str):
+        avoid = (avoid,)
+    for a in avoid:
+        mask |= (<unsigned int>1) << _path_code(a)
+    _forced_path[o] = f
+    _avoided[o] = mask
+    _overridden = any(_forced_path[k] >= 0 or _avoided[k] for k in range(N_OPS))
+    return prev
+
+
+@contextlib.contextmanager
+def forced(op, path=None, *, avoid=(), reset=False):
+    """Within the block, the planner returns `path` for `op` (and only for
+    op), or -- with avoid -- skips those paths for op and takes the next
+    one (TWO_PASS, COLS_BLOCKS of the forward ops and CE, COLS_LOOP and
+    ROWS cannot be avoided: they end the order).  op: a name, a sequence of
+    names, or None for every op.  Nested blocks add to the outer ones
+    (reset=True: replace them).  A call the forced path cannot serve raises
+    ValueError.
+
+        with forced("log_softmax", "TWO_PASS"): ...
+        with forced(None, avoid=["SMALL", "SMALL_TWO_PASS"]): ...
+    """
+    ops = (OP_NAMES if op is None else (op,) if isinstance(op, str) else tuple(op))
+    if isinstance(avoid, str):
+        avoid = (avoid,)
+    saved = []
+    try:
+        for o in ops:
+            p, a = (None, ()) if reset else _override(o)   # nested: add
+            saved.append((o, _set_override(o, path if path is not None else p,
+                                           tuple(a) + tuple(avoid))))
+        yield
+    finally:
+        for o, (p, a) in reversed(saved):
+            _set_override(o, p, a)
+
+
+# the one-exp kernels (FUSED rows, column tiles, CE store + rescale, ce_small,
+# the backward column kernels): what the tests' `fused` fixture switches off
+ONE_EXP_PATHS = {
+    "softmax": ("FUSED", "COLS_TILED"),
+    "log_softmax": ("COLS_TILED",),
+    "cross_entropy": ("SMALL", "FUSED", "LONG_ROW_STORE", "COLS_TILED"),
+    "cross_entropy_soft": ("SMALL", "FUSED", "LONG_ROW_STORE", "COLS_TILED"),
+    "logsumexp_backward": ("SMALL", "FUSED", "LONG_ROW_STORE", "COLS_TILED"),
+    "softmax_backward": ("COLS_TILED", "COLS_BLOCKS"),
+    "log_softmax_backward": ("COLS_TILED", "COLS_BLOCKS"),
+}
+
+
+@contextlib.contextmanager
+def unfused():
+    """Every op avoids its one-exp paths (ONE_EXP_PATHS): reduction + exp
+    write pass everywhere (the tests' `fused=False`)."""
+    with contextlib.ExitStack() as stack:
+        for o, paths in ONE_EXP_PATHS.items():
+            stack.enter_context(forced(o, avoid=paths))
+        yield

@@ -1,0 +1,387 @@
+"""The planner (csoftmax/_plan.pxi): which path and kernels serve a call.
+
+* a table of (op, shape, axis, options, threads) -> expected path on each
+  ISA, asserted through ``_core.plan`` for both dtypes -- and, for the
+  cases small enough to run, the path the call actually ran
+  (``_core._last_plan``);
+* every path of every op forced in turn (``_core.forced``): the result is
+  within the accuracy contract (tests/_helpers.py CONTRACT) of the
+  reference, as the unforced one is, and TWO_PASS_PREFETCH gives the bits
+  of TWO_PASS (the prefetch is a hint); a path the ISA or the call cannot
+  take is refused with ValueError, by ``plan`` and by the call;
+* coverage: every kernel of ``_core.kernel_list()`` that the current table
+  has is named by the plan of at least one case here, so a kernel that no
+  path reaches fails this test.
+"""
+import numpy as np
+import pytest
+
+import csoftmax
+from csoftmax import _core
+from _helpers import (assert_within, check, ref_ce, ref_log_softmax_bwd,
+                      ref_logsumexp_bwd, ref_softmax_bwd)
+
+FLOATS = [np.float32, np.float64]
+SIMD = {"avx2", "avx512"}  # tables with the short-row / fused / tiled kernels
+
+# (op, shape, axis, plan options, threads, expected path) -- expected: one
+# name, or {"avx2": ..., "other": ...} (other: scalar and neon), or
+# {(isa-group, dtype name): ...} where the two dtypes differ.
+T = "TWO_PASS"
+CASES = [
+    # softmax: short rows up to CSM_SMALL_MAX = 64, fused rows while the row
+    # fits FUSED_MAX_BYTES, long rows split when fewer rows than threads
+    ("softmax", (8192, 1000), -1, {}, 1, {"avx2": "FUSED", "other": T}),
+    ("softmax", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("softmax", (100, 64), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("softmax", (100, 65), -1, {}, 1, {"avx2": "FUSED", "other": T}),
+    ("softmax", (4, 600_000), -1, {}, 1,
+     {("avx2", "float32"): "FUSED", ("avx2", "float64"): T, "other": T}),
+    ("softmax", (4, 2_000_000), -1, {}, 1, T),
+    ("softmax", (3, 70000), -1, {}, 2, {"avx2": "FUSED", "other": T}),
+    ("softmax", (1, 70000), -1, {}, 2, "LONG_ROW_SPLIT"),
+    ("softmax", (1, 70000), -1, {}, 1, {"avx2": "FUSED", "other": T}),
+    ("softmax", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
+    ("softmax", (32, 21, 128, 128), 1, {}, 2,
+     {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
+      ("avx2", "float64"): "COLS_BLOCKS"}),
+    # log_softmax: short rows up to SMALL_LOG_MAX = 32, then the two-pass
+    # reduction that prefetches the destination
+    ("log_softmax", (8192, 1000), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
+    ("log_softmax", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("log_softmax", (100, 32), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("log_softmax", (100, 33), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
+    ("log_softmax", (4, 2_000_000), -1, {}, 1, T),
+    ("log_softmax", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
+    ("log_softmax", (32, 21, 128, 128), 1, {}, 2,
+     {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
+      ("avx2", "float64"): "COLS_BLOCKS"}),
+    # logsumexp (and smooth_max): reductions only
+    ("logsumexp", (8192, 1000), -1, {}, 1, T),
+    ("logsumexp", (100, 32), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("logsumexp", (100, 33), -1, {}, 1, T),
+    ("logsumexp", (8, 1000), None, {}, 1, T),
+    ("logsumexp", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
+    ("logsumexp", (32, 21, 128, 128), 1, {}, 2, "COLS_BLOCKS"),
+    ("smooth_max", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    # cross-entropy, class targets
+    ("cross_entropy", (8192, 1000), -1, {}, 1, {"avx2": "FUSED", "other": T}),
+    ("cross_entropy", (8192, 1000), -1, {"grad": False}, 1, T),
+    ("cross_entropy", (8192, 1000), -1, {"inplace": True}, 1,
+     {"avx2": "TWO_PASS_PREFETCH", "other": T}),
+    ("cross_entropy", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("cross_entropy", (262144, 10), -1, {"smoothing": True}, 1,
+     {"avx2": "SMALL_TWO_PASS", "other": T}),
+    ("cross_entropy", (262144, 10), -1, {"grad": False}, 1,
+     {"avx2": "SMALL_TWO_PASS", "other": T}),
+    ("cross_entropy", (1, 1_000_000), -1, {}, 2,
+     {("avx2", "float32"): "LONG_ROW_STORE", "other": "LONG_ROW_SPLIT",
+      ("avx2", "float64"): "LONG_ROW_SPLIT"}),
+    ("cross_entropy", (1, 1_000_000), -1, {"inplace": True}, 2, "LONG_ROW_SPLIT"),
+    ("cross_entropy", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
+    ("cross_entropy", (64, 100, 256), 1, {}, 2,
+     {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
+      ("avx2", "float64"): "COLS_BLOCKS"}),
+    ("cross_entropy", (64, 200, 256), 1, {}, 2, "COLS_BLOCKS"),
+    ("cross_entropy", (64, 10, 32), 1, {}, 2, "COLS_BLOCKS"),
+    # probability targets, logsumexp_backward (the same machinery)
+    ("cross_entropy_soft", (262144, 10), -1, {}, 1, {"avx2": "SMALL_TWO_PASS", "other": T}),
+    # float32 soft targets never keep float32 terms (FUSED): their gradient is
+    # formed in float64 by the ce_soft kernels after the reduction
+    ("cross_entropy_soft", (8192, 1000), -1, {}, 1,
+     {("avx2", "float32"): "TWO_PASS_PREFETCH", ("avx2", "float64"): "FUSED", "other": T}),
+    ("cross_entropy", (8192, 1000), -1, {"smoothing": True}, 1,
+     {("avx2", "float32"): "TWO_PASS_PREFETCH", ("avx2", "float64"): "FUSED", "other": T}),
+    ("cross_entropy_soft", (1, 1_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
+    ("logsumexp_backward", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("logsumexp_backward", (8192, 1000), -1, {}, 1, {"avx2": "FUSED", "other": T}),
+    ("logsumexp_backward", (32, 21, 128, 128), 1, {}, 2,
+     {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
+      ("avx2", "float64"): "COLS_BLOCKS"}),
+    # backward
+    ("softmax_backward", (8192, 1000), -1, {}, 2, "ROWS"),
+    ("softmax_backward", (64, 100, 256), 1, {}, 2, {"avx2": "COLS_TILED", "other": "COLS_LOOP"}),
+    ("softmax_backward", (64, 200, 256), 1, {}, 2, {"avx2": "COLS_BLOCKS", "other": "COLS_LOOP"}),
+    ("softmax_backward", (64, 100, 32), 1, {}, 2, {"avx2": "COLS_BLOCKS", "other": "COLS_LOOP"}),
+    ("log_softmax_backward", (262144, 10), -1, {}, 1, "ROWS"),
+    ("log_softmax_backward", (64, 100, 256), 1, {}, 2,
+     {"avx2": "COLS_TILED", "other": "COLS_LOOP"}),
+    ("log_softmax_backward", (64, 200, 256), 1, {}, 2,
+     {"avx2": "COLS_BLOCKS", "other": "COLS_LOOP"}),
+]
+
+
+def _expected(want, isa, dtype):
+    if isinstance(want, str):
+        return want
+    group = "avx2" if isa in SIMD else "other"
+    dn = np.dtype(dtype).name
+    return want.get((group, dn), want.get(group))
+
+
+def _id(c):
+    op, shape, axis, kw, th, _ = c
+    extra = ",".join(k for k, v in kw.items() if v)
+    return f"{op}-{'x'.join(map(str, shape))}-ax{axis}-t{th}" + (f"-{extra}" if extra else "")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_expected_path(case, dtype, isa):
+    op, shape, axis, kw, threads, want = case
+    p = _core.plan(op, shape, dtype, axis, threads=threads, **kw)
+    assert p["path"] == _expected(want, isa, dtype), p
+    assert p["threads"] in (1, threads)
+    assert p["block"] >= 1
+    present = {name for name, on in _core.kernel_list() if on[isa]}
+    assert set(p["kernels"]) <= present, p
+
+
+def test_threads_and_blocks():
+    p = _core.plan("log_softmax", (8192, 1000), np.float32, threads=1)
+    assert (p["threads"], p["block"]) == (1, 32768 // 4000)
+    assert _core.plan("log_softmax", (8192, 1000), np.float32, threads=2)["threads"] == 2
+    # below PAR_MIN_ELEMENTS no threads are started
+    assert _core.plan("softmax", (100, 10), np.float32, threads=4)["threads"] == 1
+    # a long row: one segment per thread
+    p = _core.plan("logsumexp", (1, 10_000_000), np.float64, threads=4)
+    assert (p["path"], p["threads"], p["block"]) == ("LONG_ROW_SPLIT", 4, 2_500_000)
+    assert p["layout"] == "rows"
+    assert _core.plan("softmax", (32, 21, 128, 128), np.float32, 1)["layout"] == "cols"
+    th = _core.thresholds()
+    assert th["ROW_BLOCK"] == 64 and th["CSM_SMALL_MAX"] == 64 and th["SMALL_LOG_MAX"] == 32
+
+
+# ---------------------------------------------------------------------------
+# running a call: the path the planner reports is the path the call takes
+
+def _inputs(op, shape, axis, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    ax = -1 if axis is None else axis
+    C = shape[ax]
+    tshape = shape[:ax % len(shape)] + shape[ax % len(shape) + 1:]
+    return x, rng, C, tshape
+
+
+def _call(op, x, axis, kw, rng, C, tshape):
+    """Run op on x; returns (results, reference check function)."""
+    dt = x.dtype
+    if op in ("softmax", "log_softmax", "logsumexp"):
+        f = getattr(csoftmax, op)
+        r = f(x, axis=axis)
+
+        def verify(got):
+            check(op, got, x, axis)
+        return r, verify
+    if op == "smooth_max":
+        r = csoftmax.smooth_max(x, axis=axis)
+
+        def verify(got):
+            check("logsumexp", got, x, axis)
+        return r, verify
+    if op in ("cross_entropy", "cross_entropy_soft"):
+        eps = 0.1 if kw.get("smoothing") else 0.0
+        if op == "cross_entropy":
+            t = rng.integers(0, C, tshape)
+        else:
+            t = csoftmax.softmax(rng.standard_normal(x.shape).astype(dt), axis=axis)
+        grad = kw.get("grad", True)
+        xin = x.copy() if kw.get("inplace") else x
+        r = csoftmax.cross_entropy(xin, t, axis=axis, reduction="none",
+                                   label_smoothing=eps, return_grad=grad,
+                                   grad_out=xin if kw.get("inplace") else None)
+
+        def verify(got):
+            loss, g = ref_ce(x, t, axis=axis, reduction="none", label_smoothing=eps)
+            lo = got[0] if grad else got
+            assert_within(np.asarray(lo), loss, "cross_entropy", what="loss")
+            if grad:
+                assert_within(got[1], g, "cross_entropy_grad", what="grad")
+        return r, verify
+    if op == "logsumexp_backward":
+        g = rng.standard_normal(tshape)
+        r = csoftmax.logsumexp_backward(x, g, axis=axis)
+
+        def verify(got):
+            assert_within(got, ref_logsumexp_bwd(x, g, axis), "logsumexp_backward")
+        return r, verify
+    log = op == "log_softmax_backward"
+    y = (csoftmax.log_softmax if log else csoftmax.softmax)(x, axis=axis)
+    dy = rng.standard_normal(x.shape).astype(dt)
+    f = csoftmax.log_softmax_backward if log else csoftmax.softmax_backward
+    r = f(y, dy, axis=axis)
+
+    def verify(got):
+        want = (ref_log_softmax_bwd if log else ref_softmax_bwd)(y, dy, axis)
+        assert_within(got, want, op)
+    return r, verify
+
+
+PLAN_OP = {"smooth_max": "logsumexp"}
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("case", [c for c in CASES if np.prod(c[1]) <= 2_100_000], ids=_id)
+def test_call_takes_planned_path(case, dtype, isa):
+    op, shape, axis, kw, threads, want = case
+    prev = csoftmax.set_num_threads(threads)
+    try:
+        x, rng, C, tshape = _inputs(op, shape, axis, dtype)
+        p = _core.plan(op, shape, dtype, axis, threads=threads, **kw)
+        _call(op, x, axis, kw, rng, C, tshape)
+        assert _core._last_plan() == (PLAN_OP.get(op, op), p["path"])
+        assert p["path"] == _expected(want, isa, dtype)
+    finally:
+        csoftmax.set_num_threads(prev)
+
+
+# ---------------------------------------------------------------------------
+# forcing every path of every op
+
+ROWS_SHAPES = {"SMALL": (37, 20), "SMALL_TWO_PASS": (37, 50), "FUSED": (9, 1000),
+               "TWO_PASS": (9, 1000), "TWO_PASS_PREFETCH": (9, 1000),
+               "LONG_ROW_SPLIT": (2, 70001), "LONG_ROW_STORE": (2, 70001),
+               "ROWS": (9, 1000)}
+COLS = ((2, 33, 130), 1)
+PATHS = {
+    "softmax": ["SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
+                "LONG_ROW_SPLIT", "COLS_TILED", "COLS_BLOCKS"],
+    "log_softmax": ["SMALL", "SMALL_TWO_PASS", "TWO_PASS", "TWO_PASS_PREFETCH",
+                    "LONG_ROW_SPLIT", "COLS_TILED", "COLS_BLOCKS"],
+    "logsumexp": ["SMALL", "TWO_PASS", "LONG_ROW_SPLIT", "COLS_BLOCKS"],
+    "cross_entropy": ["SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
+                      "LONG_ROW_SPLIT", "LONG_ROW_STORE", "COLS_TILED", "COLS_BLOCKS"],
+    "cross_entropy_soft": ["SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
+                           "LONG_ROW_SPLIT", "LONG_ROW_STORE", "COLS_TILED", "COLS_BLOCKS"],
+    "logsumexp_backward": ["SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS",
+                           "TWO_PASS_PREFETCH", "LONG_ROW_SPLIT", "LONG_ROW_STORE",
+                           "COLS_TILED", "COLS_BLOCKS"],
+    "softmax_backward": ["ROWS", "COLS_TILED", "COLS_BLOCKS", "COLS_LOOP"],
+    "log_softmax_backward": ["ROWS", "COLS_TILED", "COLS_BLOCKS", "COLS_LOOP"],
+}
+FORCED = [(op, path) for op, paths in PATHS.items() for path in paths]
+
+
+def _forced_case(op, path):
+    if path.startswith("COLS"):
+        return COLS
+    shape = ROWS_SHAPES[path]
+    if op == "log_softmax" and path == "SMALL":
+        shape = (37, 50)      # past SMALL_LOG_MAX: the kernels take up to 64
+    return shape, -1
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("op,path", FORCED, ids=[f"{o}-{p}" for o, p in FORCED])
+def test_forced_path(op, path, dtype, isa):
+    shape, axis = _forced_case(op, path)
+    prev = csoftmax.set_num_threads(2)
+    try:
+        x, rng, C, tshape = _inputs(op, shape, axis, dtype, seed=len(path))
+        natural = _core.plan(op, shape, dtype, axis)["path"]
+        try:
+            with _core.forced(op, path):
+                p = _core.plan(op, shape, dtype, axis)
+        except ValueError:
+            # refused for this ISA (at forcing time) or this call (by plan):
+            # then the call is refused too, and nothing else is affected
+            with pytest.raises(ValueError):
+                with _core.forced(op, path):
+                    _call(op, x, axis, {}, np.random.default_rng(0), C, tshape)
+            return
+        assert p["path"] == path
+        r0, verify = _call(op, x, axis, {}, np.random.default_rng(1), C, tshape)
+        assert _core._last_plan()[1] == natural
+        verify(r0)
+        other = "logsumexp" if op != "logsumexp" else "softmax"
+        other_plan = _core.plan(other, shape, dtype, axis)
+        with _core.forced(op, path):
+            r1, _ = _call(op, x, axis, {}, np.random.default_rng(1), C, tshape)
+            assert _core._last_plan() == (op, path)
+            # only op is forced: the others keep their plans
+            assert _core.plan(other, shape, dtype, axis) == other_plan
+        verify(r1)
+        if path == "TWO_PASS_PREFETCH":
+            # a prefetch hint: the bits of TWO_PASS
+            with _core.forced(op, "TWO_PASS"):
+                r2, _ = _call(op, x, axis, {}, np.random.default_rng(1), C, tshape)
+            for a, b in zip(r1 if isinstance(r1, tuple) else (r1,),
+                            r2 if isinstance(r2, tuple) else (r2,)):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        csoftmax.set_num_threads(prev)
+
+
+def test_forcing_is_per_op_and_restored():
+    before = {op: _core._override(op) for op in _core.OP_NAMES}
+    with _core.forced("log_softmax", "TWO_PASS"):
+        assert _core.plan("log_softmax", (9, 1000), np.float32)["path"] == "TWO_PASS"
+        assert _core._override("softmax") == before["softmax"]
+        with _core.forced("log_softmax", avoid="SMALL"):
+            assert _core._override("log_softmax") == ("TWO_PASS", ("SMALL",))
+        assert _core._override("log_softmax") == ("TWO_PASS", ())
+    assert {op: _core._override(op) for op in _core.OP_NAMES} == before
+
+
+def test_forcing_refusals():
+    with pytest.raises(ValueError):
+        with _core.forced("softmax", "NO_SUCH_PATH"):
+            pass
+    with pytest.raises(ValueError):
+        with _core.forced("no_such_op", "TWO_PASS"):
+            pass
+    with pytest.raises(ValueError):          # not a path of the op
+        with _core.forced("logsumexp", "FUSED"):
+            pass
+    with _core.forced("softmax", "TWO_PASS"):
+        with pytest.raises(ValueError):      # a rows path for a column call
+            csoftmax.softmax(np.zeros((2, 3, 4), np.float32), axis=1)
+    if _core.isa() in SIMD:
+        with _core.forced("softmax", "SMALL"):
+            with pytest.raises(ValueError, match="longer"):
+                csoftmax.softmax(np.zeros((2, 65), np.float32))
+        with _core.forced("log_softmax", "COLS_TILED"):
+            with pytest.raises(ValueError, match="float32"):
+                csoftmax.log_softmax(np.zeros((2, 3, 4)), axis=1)
+    prev = _core._use_isa("scalar")
+    try:
+        for op, path in [("softmax", "SMALL"), ("softmax", "FUSED"),
+                         ("cross_entropy", "LONG_ROW_STORE")]:
+            with pytest.raises(ValueError, match="lacks"):
+                with _core.forced(op, path):
+                    pass
+    finally:
+        _core._use_isa(prev)
+
+
+def test_avoid_takes_the_next_path(isa):
+    if isa not in SIMD:
+        pytest.skip("the fused / short-row paths are AVX2 only")
+    with _core.forced("softmax", avoid=["FUSED"]):
+        assert _core.plan("softmax", (9, 1000), np.float32)["path"] == "TWO_PASS_PREFETCH"
+        with _core.forced("softmax", avoid=["TWO_PASS_PREFETCH"]):
+            assert _core.plan("softmax", (9, 1000), np.float32)["path"] == "TWO_PASS"
+    with _core.unfused():
+        assert _core.plan("cross_entropy", (37, 20), np.float32)["path"] == "SMALL_TWO_PASS"
+        assert _core.plan("softmax_backward", (4, 100, 256), np.float32, 1)["path"] == "COLS_LOOP"
+
+
+# ---------------------------------------------------------------------------
+# every kernel the table has is reached by some case
+
+def test_every_kernel_is_planned(isa):
+    named = set()
+    for dtype in FLOATS:
+        for op, shape, axis, kw, threads, _ in CASES:
+            named.update(_core.plan(op, shape, dtype, axis, threads=threads, **kw)["kernels"])
+        for op, path in FORCED:
+            shape, axis = _forced_case(op, path)
+            try:
+                with _core.forced(op, path):
+                    named.update(_core.plan(op, shape, dtype, axis, threads=2)["kernels"])
+            except ValueError:
+                pass
+    present = [name for name, on in _core.kernel_list() if on[isa]]
+    missing = [k for k in present if k not in named]
+    assert not missing, f"kernels of the {isa} table that no planned path calls: {missing}"
