@@ -61,8 +61,27 @@ cdef extern from *:
     #else
     static const char *csm_openmp_library(void) { return NULL; }
     #endif
+    /* how this extension was compiled (golden digests depend on it) */
+    #if defined(__VERSION__)
+    static const char *csm_cc_version = __VERSION__;
+    #else
+    static const char *csm_cc_version = "unknown";
+    #endif
+    #if defined(__SANITIZE_ADDRESS__)
+    static const int csm_cc_sanitized = 1;
+    #elif defined(__has_feature)
+    #if __has_feature(address_sanitizer)
+    static const int csm_cc_sanitized = 1;
+    #else
+    static const int csm_cc_sanitized = 0;
+    #endif
+    #else
+    static const int csm_cc_sanitized = 0;
+    #endif
     """
     int csm_team_size() nogil
+    const char *csm_cc_version
+    int csm_cc_sanitized
     const char *csm_openmp_library()
 
 import operator
@@ -100,6 +119,13 @@ def available_isas():
     if csm_kernels_for(CSM_ISA_NEON) != NULL:
         names.append("neon")
     return names
+
+
+def build_info():
+    """{"compiler": the C compiler's version string, "sanitized": built
+    with AddressSanitizer} -- floating-point results can depend on both
+    (contraction into FMA, inlining), so tools/golden.py records them."""
+    return {"compiler": csm_cc_version.decode(), "sanitized": bool(csm_cc_sanitized)}
 
 
 def kernel_list():

@@ -20,7 +20,7 @@ trap 'rm -rf "$WORK"' EXIT
 if [ -n "${WHEEL_PYTEST_ARGS:-}" ]; then
     read -r -a PYTEST_ARGS <<< "$WHEEL_PYTEST_ARGS"
 else
-    PYTEST_ARGS=(-q -m "not slow")
+    PYTEST_ARGS=(-q -m "not slow and not examples")
 fi
 
 # shellcheck source-path=SCRIPTDIR source=_copy_tree.sh

@@ -194,7 +194,8 @@ def main(argv=None):
     got = compute()
     if a.write:
         with open(PATH, "w") as f:
-            json.dump({"csoftmax": cs.__version__, "cases": got}, f, indent=0, sort_keys=True)
+            json.dump({"csoftmax": cs.__version__, "build": _core.build_info(), "cases": got},
+                      f, indent=0, sort_keys=True)
         print(f"wrote {len(got)} golden cases to {os.path.relpath(PATH)}")
         return 0
     with open(PATH) as f:

@@ -25,7 +25,7 @@ trap 'rm -rf "$WORK"' EXIT
 if [ -n "${SANITIZE_PYTEST_ARGS:-}" ]; then
     read -r -a PYTEST_ARGS <<< "$SANITIZE_PYTEST_ARGS"
 else
-    PYTEST_ARGS=(-q -m "not slow")
+    PYTEST_ARGS=(-q -m "not slow and not examples")
 fi
 say() { echo "sanitize: $*"; }
 t0=$SECONDS
