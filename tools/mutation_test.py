@@ -11,7 +11,7 @@ counted; `runner = "neon"` mutants run tools/neon/run.sh (aarch64 cross
 build under qemu) instead of pytest and are skipped where that toolchain is
 missing.
 
-    python tools/mutation_test.py                 # everything (~25 min here)
+    python tools/mutation_test.py                 # everything (~50 min, 2 cores)
     python tools/mutation_test.py --list
     python tools/mutation_test.py --only avx2_tail_mask64 api_keepdims
     python tools/mutation_test.py --check         # snippets still match?
@@ -383,6 +383,9 @@ def main(argv=None):
                         res = run_mutant(tree, m, args)
                 except SetupError as e:
                     errors.append(str(e))
+                    return
+                except Exception as e:   # noqa: BLE001 -- report, do not hang the others
+                    errors.append(f"{m['id']}: {e!r}")
                     return
                 with lock:
                     results[m["id"]] = res
