@@ -1,6 +1,7 @@
 """The adapters' ImportError tells how to install the framework from where
 csoftmax really is (a clone; not on PyPI), with the extra quoted."""
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -22,8 +23,10 @@ def test_adapter_import_error_names_the_install_command(adapter, framework, extr
     code = (f"import sys; sys.modules[{framework!r}] = None\n"
             f"try:\n    import csoftmax.{adapter}\n"
             f"except ImportError as e:\n    print(e)\nelse:\n    print('IMPORTED')\n")
+    # from outside the checkout: `python -c` puts the cwd first on sys.path,
+    # and the source tree's csoftmax/ has no compiled _core
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, cwd=tempfile.gettempdir())
     assert r.returncode == 0, r.stderr
     msg = r.stdout
     assert "IMPORTED" not in msg
