@@ -537,6 +537,36 @@ class _Progress:
             self.stream.flush()
 
 
+def _set_affinity(cpus):
+    """Put every thread of this process on `cpus` (Linux: each task of
+    /proc/self/task; elsewhere the calling thread's affinity)."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for t in tids:
+        try:
+            os.sched_setaffinity(t, cpus)
+        except OSError:          # a thread that ended meanwhile
+            pass
+
+
+def pin_process(n):
+    """Pin the whole process -- csoftmax's OpenMP team, torch's and XLA's
+    pools -- to `n` of the CPUs it may use, so that an n-thread run gives
+    every library the same n cores (XLA ignores its thread flags).
+    Returns (previous CPUs, chosen CPUs), or None where the OS has no
+    affinity call or n covers every CPU already."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cur = sorted(os.sched_getaffinity(0))
+    if n >= len(cur):
+        return None
+    chosen = set(cur[-n:])
+    _set_affinity(chosen)
+    return set(cur), chosen
+
+
 def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
         repeat=None, budget=None, peers=PEERS, progress=sys.stderr):
     """Run the benchmark; returns a dict (the ``--json`` document).
@@ -546,6 +576,9 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
     ``sum``); ``speedup`` is the fastest rival's time over csoftmax's.
     """
     import csoftmax
+    # before the peers start their thread pools (threads created later
+    # inherit the affinity; the ones already running are moved too)
+    pinned = pin_process(threads)
     pe = Peers(peers, threads)
     if ops is None:
         ops = [o for o in (DEFAULT_OPS if quick else OPS) if OPS[o].available(csoftmax)]
@@ -617,6 +650,8 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
         csoftmax.set_num_threads(prev_threads)
         if torch is not None:
             torch.set_num_threads(prev_torch)
+        if pinned is not None:
+            _set_affinity(pinned[0])
 
     return {
         "unit": "ns/element",
@@ -625,6 +660,8 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
                    "budget_s": budget, "quick": bool(quick),
                    "wall_s": round(time.perf_counter() - t_start, 2)},
         "threads": threads,
+        # the CPUs the whole process was pinned to (None: not pinned)
+        "pinned_cpus": sorted(pinned[1]) if pinned is not None else None,
         "peers": active,
         # selected (all by default, or --peers) but not importable
         "missing_peers": [p for p in PEERS if p not in active and p not in not_selected],
@@ -653,8 +690,14 @@ def format_table(doc):
         f"{env['cpu'] or 'unknown CPU'}, {env['cpu_count']} CPUs, threads={doc['threads']}",
         f"versions: python {env['python']}, {vers}",
     ]
+    if doc.get("pinned_cpus"):
+        lines.append(f"pinned: the whole process (csoftmax, numpy, scipy, torch, jax) to "
+                     f"CPU{'s' if len(doc['pinned_cpus']) > 1 else ''} "
+                     f"{', '.join(map(str, doc['pinned_cpus']))} -- every library on the "
+                     f"same {doc['threads']} core{'s' if doc['threads'] > 1 else ''}")
     if "jax" in doc["peers"]:
-        lines.append("jax: one thread requested via XLA_FLAGS when threads=1, else XLA's own pool")
+        lines.append("jax: one thread requested via XLA_FLAGS when threads=1 (XLA ignores "
+                     "it; the pinning above holds it to the same cores)")
     missing = doc["missing_peers"]
     if missing:
         lines.append("not installed: " + ", ".join(missing) + " (their columns are left out)")

@@ -92,6 +92,38 @@ def test_bench_quick_json_structure():
         assert row["times"][best] == min(rivals)
         assert row["speedup"] == pytest.approx(row["times"][best] / row["times"]["csoftmax"])
     assert "bench" in r.stderr          # progress goes to stderr
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if cpus > 1 and hasattr(os, "sched_setaffinity"):
+        # a 1-thread run pins the whole process (XLA ignores its thread flags)
+        assert doc["pinned_cpus"] is not None and len(doc["pinned_cpus"]) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity call here")
+def test_pin_process_moves_every_thread_and_restores():
+    import threading
+    before = os.sched_getaffinity(0)
+    if len(before) < 2:
+        pytest.skip("one CPU: nothing to pin")
+    seen = {}
+    ev, go = threading.Event(), threading.Event()
+
+    def worker():
+        ev.set()
+        go.wait(10)
+        seen["worker"] = os.sched_getaffinity(0)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    ev.wait(10)
+    pinned = _bench.pin_process(1)
+    try:
+        go.set()
+        t.join(10)
+        assert pinned is not None and len(pinned[1]) == 1
+        assert seen["worker"] == pinned[1] == os.sched_getaffinity(0)
+    finally:
+        _bench._set_affinity(pinned[0])
+    assert os.sched_getaffinity(0) == before
 
 
 def test_bench_table_options():
