@@ -20,6 +20,7 @@ rounded result.  Non-finite references must be matched exactly (same NaN
 positions, same infinities).
 """
 import contextlib
+import math
 
 import numpy as np
 
@@ -277,6 +278,9 @@ class Ref(np.ndarray):
     cond = None
     slack = None
     kappa = None      # {dtype: kappa} overriding KAPPA (none at present)
+    floor = None      # absolute allowance (any dtype; a {dtype type: array} dict
+                      # to give it to some result dtypes only): subnormal
+                      # intermediates, see ref_softplus / SIMD_SUBNORMAL_F32
 
 
 def mkref(value, cond=None, slack=None, kappa=None):
@@ -333,6 +337,11 @@ def assert_within(actual, ref, ulps, cond=None, kappa=None, what=""):
         kappa = KAPPA[dtype] if kappa is None else kappa.get(dtype, KAPPA[dtype])
     assert actual.shape == np.shape(ref), (what, actual.shape, np.shape(ref))
     slack = getattr(ref, "slack", None) if dtype == np.float64 else None
+    floor = getattr(ref, "floor", None)
+    if floor is not None:
+        floor = floor.get(dtype.type) if isinstance(floor, dict) else floor
+    if floor is not None:
+        slack = floor if slack is None else np.asarray(slack) + floor
     e = err_ulps(actual, ref, dtype, kappa, cond, slack)
     if e.size:
         i = np.unravel_index(np.argmax(e), e.shape)
@@ -465,3 +474,314 @@ def ref_nll(lp, t, *, axis=-1, weight=None, ignore_index=-100, reduction="mean",
             return mkref(li.sum(), np.abs(li).sum())
         den = w[tc][keep].sum()
         return mkref(li.sum() / den, np.abs(li).sum() / np.abs(den))
+
+
+# ---------------------------------------------------------------------------
+# References of the remaining functions (kl_div, distillation_loss, the
+# margin family, softplus, soft_hinge, smooth_max, weighted logsumexp).
+# Same conventions: working dtype wider than the result, `cond` the
+# magnitudes of the terms that cancel -- including, where an exp/log/sqrt
+# argument is formed in float64 by the code, the magnitudes of that
+# argument's terms times the function's sensitivity (docs/accuracy.md).
+
+CONTRACT.update({
+    "kl_div":                 {np.float32: 4, np.float64: 4},
+    "distillation_loss":      {np.float32: 4, np.float64: 4},
+    "distillation_grad":      {np.float32: 4, np.float64: 4},
+    "margin_logits":          {np.float32: 4, np.float64: 4},
+    "margin_cross_entropy":   {np.float32: 4, np.float64: 4},
+    "margin_ce_grad":         {np.float32: 4, np.float64: 4},
+    "softplus":               {np.float32: 4, np.float64: 4},
+    "soft_hinge":             {np.float32: 4, np.float64: 4},
+    "soft_hinge_grad":        {np.float32: 4, np.float64: 4},
+    "smooth_max":             {np.float32: 4, np.float64: 8},
+    "logsumexp_b":            {np.float32: 4, np.float64: 4},
+})
+
+# distillation_loss reads log S of the float32 row reductions, which is only
+# float32-accurate: the float32 loss / gradient get a wider kappa (see
+# docs/accuracy.md; a kernel change would be needed for the common 2^-36).
+KAPPA_DISTILL_F32 = 2.0 ** -22
+
+# The float32 SIMD softmax write (alpha != 1) used by the margin_cross_entropy
+# and soft_hinge gradients is not accurate below float32's normal range
+# (measured 2^-135.2 absolute at alpha = 64): those elements get an absolute
+# allowance of the smallest normal, 2^-126 (flush-to-zero accuracy).
+SIMD_SUBNORMAL_F32 = 2.0 ** -126
+
+
+def _subnormal_floor(grad):
+    return {np.float32: np.where(np.abs(grad) < SIMD_SUBNORMAL_F32, SIMD_SUBNORMAL_F32, 0)}
+
+
+def _reduce_ref(v, c, reduction, count):
+    """(value, cond) of per-row / per-element losses `v` (cond `c`)."""
+    if reduction == "none":
+        return mkref(v, c)
+    tot, ct = v.sum(), c.sum()
+    if reduction == "sum":
+        return mkref(tot, ct)
+    with np.errstate(all="ignore"):
+        return mkref(tot / count, ct / count)
+
+
+def ref_kl(log_q, p, *, log_target=False, reduction="mean", dtype=None):
+    """kl_div: terms xlogy(p, p) - p log q (exp(lp) (lp - log q)); cond the
+    magnitudes of both products (they cancel where q ~ p)."""
+    a, b = np.asarray(log_q), np.asarray(p)
+    dt = np.dtype(dtype or np.result_type(a.dtype, b.dtype))
+    wd = work_dtype(dt)
+    a, b = np.broadcast_arrays(a.astype(wd), b.astype(wd))
+    with np.errstate(all="ignore"):
+        if log_target:
+            e = np.exp(b)
+            v, c = e * (b - a), e * (np.abs(b) + np.abs(a))
+        else:
+            lg = np.where(b == 0, 0, b * np.log(np.where(b == 0, 1, b)))
+            v = lg - b * a
+            c = np.abs(lg) + np.abs(b * a)
+    n0 = a.shape[0] if a.ndim else 1
+    count = {"mean": a.size, "batchmean": n0}.get(reduction, 1)
+    return _reduce_ref(v, c, reduction, wd(count) if count else wd(np.nan))
+
+
+def ref_distill(s, t, *, temperature=1.0, axis=-1, reduction="batchmean", dtype=None):
+    """(loss, grad) of distillation_loss: loss_r = T^2 sum p^t (lp^t - lp^s),
+    cond T^2 sum p^t (|lp^t| + |lp^s|); grad = g (p^s - p^t),
+    cond |g| (p^s (1 + |lp^s|) + p^t (1 + |lp^t|)) (the terms and their exp
+    arguments)."""
+    s, t = np.asarray(s), np.asarray(t)
+    dt = np.dtype(dtype or np.result_type(s.dtype, t.dtype))
+    wd = work_dtype(dt)
+    T = wd(temperature)
+    lps = np.moveaxis(ref("log_softmax", s.astype(dt), axis, temperature, wd=wd), axis, -1)
+    lpt = np.moveaxis(ref("log_softmax", t.astype(dt), axis, temperature, wd=wd), axis, -1)
+    ps, pt = np.exp(lps), np.exp(lpt)
+    with np.errstate(all="ignore"):
+        v = T * T * np.where(pt == 0, 0, pt * (lpt - lps)).sum(-1)
+        c = T * T * np.where(pt == 0, 0, pt * (np.abs(lpt) + np.abs(lps))).sum(-1)
+    rows, n = v.size, lps.shape[-1]
+    count = {"batchmean": rows, "mean": rows * n}.get(reduction, 1)
+    g = T / wd(count) if count else wd(0)
+    loss = _reduce_ref(v, c, reduction, wd(count))
+    with np.errstate(all="ignore"):
+        gv = g * (ps - pt)
+        gc = g * (ps * (1 + np.abs(lps)) + pt * (1 + np.abs(lpt)))
+    kap = {np.dtype(np.float32): KAPPA_DISTILL_F32}
+    loss.kappa = kap
+    return loss, mkref(np.moveaxis(gv, -1, axis), np.moveaxis(gc, -1, axis), kappa=kap)
+
+
+def _margin_f(cy, kind, m, easy, wd):
+    """(f, cond_f, f', cond_f') of the target cosine (working dtype)."""
+    cm, sm = np.cos(wd(m)), np.sin(wd(m))
+    th = math.cos(math.pi - m)           # the code's branch point (float64)
+    one = np.ones_like(cy)
+    if kind == "normface":
+        return cy, np.zeros_like(cy), one, np.zeros_like(cy)
+    if kind == "cosface":
+        f, cf = cy - wd(m), np.abs(cy) + wd(m)
+        fd, cfd = one, np.zeros_like(cy)
+    else:
+        with np.errstate(all="ignore"):
+            st = np.sqrt(np.maximum(1 - cy * cy, 0))
+            amp = np.where(st > 0, cy * cy / st, 0)      # 1 - c^2 rounded, then sqrt
+            arc = cy * cm - st * sm
+            carc = np.abs(cy * cm) + sm * (st + amp)
+            darc = cm + sm * cy / st if sm != 0 else cm * one
+            cdarc = np.where(st > 0, sm * np.abs(cy) / st * (1 + amp / st), 0)
+        ok = (cy > 0) if easy else (cy > th)
+        fb = cy - wd(m) * sm
+        f = np.where(ok, arc, fb)
+        cf = np.where(ok, carc, np.abs(cy) + wd(m) * sm)
+        fd = np.where(ok, darc, 1)
+        cfd = np.where(ok, cdarc, 0)
+    if easy:
+        keep = ~(cy > 0)
+        f, cf = np.where(keep, cy, f), np.where(keep, 0, cf)
+        fd, cfd = np.where(keep, 1, fd), np.where(keep, 0, cfd)
+    return f, cf, fd, cfd
+
+
+def _margin_rows(c, t, axis, dt):
+    c = np.asarray(c)
+    wd = work_dtype(dt)
+    cm = np.moveaxis(c.astype(dt).astype(wd), axis, -1)
+    t = np.asarray(t)
+    cy = np.take_along_axis(cm, t[..., None], -1)[..., 0]
+    return cm, t, cy, wd
+
+
+def ref_margin_logits(c, t, *, scale=64.0, margin=0.0, kind="normface", easy_margin=False,
+                      axis=-1, dtype=None):
+    """s c_j, and s f(c_y) at the target; cond s * cond_f there (cosface:
+    |c| + m; arcface: |c cos m| + sin m (sqrt(1-c^2) + c^2/sqrt(1-c^2)),
+    the last term the rounding of 1 - c^2 through the square root)."""
+    dt = np.dtype(dtype or np.asarray(c).dtype)
+    cm, t, cy, wd = _margin_rows(c, t, axis, dt)
+    s = wd(scale)
+    f, cf, _, _ = _margin_f(cy, kind, margin, easy_margin, wd)
+    z = s * cm
+    cond = np.zeros_like(z)
+    np.put_along_axis(z, t[..., None], (s * f)[..., None], -1)
+    np.put_along_axis(cond, t[..., None], (s * cf)[..., None], -1)
+    return mkref(np.moveaxis(z, -1, axis), np.moveaxis(cond, -1, axis))
+
+
+def _lse_without(z, t, wd):
+    """(M, L, q, dev) of the row without its target: max, log sum exp(z - M)
+    (L = log(count) + log1p(rest/count)), the softmax q over the others, and
+    sum q |z - M| (the exp arguments' magnitudes)."""
+    o = z.copy()
+    np.put_along_axis(o, t[..., None], -np.inf, -1)
+    n = o.shape[-1]
+    o2 = o.reshape(-1, n)
+    with np.errstate(all="ignore"):
+        M, d, L = _rows_state(o2, wd(1))
+        q = np.exp(d - L)
+        q = np.where(np.isfinite(M), q, 0)
+        dev = np.where(q > 0, q * np.abs(d), 0).sum(1, keepdims=True)
+    sh = z.shape[:-1]
+    return M.reshape(sh), L.reshape(sh), q.reshape(z.shape), dev.reshape(sh)
+
+
+def _sigmoid(u):
+    with np.errstate(all="ignore"):
+        return np.exp(-np.logaddexp(0, -u))
+
+
+def ref_margin_ce(c, t, *, scale=64.0, margin=0.0, kind="normface", easy_margin=False,
+                  axis=-1, reduction="mean", dtype=None):
+    """(loss, grad wrt cos) of margin_cross_entropy.  loss = softplus(lq),
+    lq = LSE_{j!=y}(z) - z_y; cond sigma(lq) (|M| + |L| + |z_y| + s cond_f +
+    sum q |z - M|).  grad: g s p_j (j != y), g s (p_y - 1) f'(c_y);
+    cond |grad_j| (|z_j - M| + |M| + |z_y| + |lq| + 1 + s cond_f) resp.
+    |grad_y| (cond_loss / sigma) + g s (1 - p_y) cond_f'."""
+    dt = np.dtype(dtype or np.asarray(c).dtype)
+    cm, t, cy, wd = _margin_rows(c, t, axis, dt)
+    s = wd(scale)
+    f, cf, fd, cfd = _margin_f(cy, kind, margin, easy_margin, wd)
+    z = s * cm
+    zy = s * f
+    np.put_along_axis(z, t[..., None], zy[..., None], -1)
+    M, L, q, dev = _lse_without(z, t, wd)
+    with np.errstate(all="ignore"):
+        lq = np.where(np.isfinite(M), M + L - zy, -np.inf)
+        loss = np.logaddexp(wd(0), lq)
+        sg = _sigmoid(lq)
+        Mf = np.where(np.isfinite(M), M, 0)
+        B = np.abs(Mf) + np.abs(L * np.isfinite(M)) + np.abs(zy) + s * cf + dev
+        B = np.where(np.isfinite(M), B, 0)
+        lcond = sg * B
+        rows = loss.size
+        count = rows if reduction == "mean" else 1
+        g = wd(1) / wd(count) if count else wd(0)
+        omp = -np.expm1(-loss)                      # 1 - p_y
+        p = q * omp[..., None]                      # p_j = q_j (1 - p_y), j != y
+        grad = g * s * p
+        gcond = np.abs(grad) * (np.abs(z - Mf[..., None]) + np.abs(Mf)[..., None]
+                                + np.abs(zy)[..., None] + np.abs(lq)[..., None] + 1
+                                + (s * cf)[..., None])
+        gy = -g * s * omp * fd
+        gyc = np.abs(gy) * B + g * s * omp * cfd
+    np.put_along_axis(grad, t[..., None], gy[..., None], -1)
+    np.put_along_axis(gcond, t[..., None], gyc[..., None], -1)
+    gr = mkref(np.moveaxis(grad, -1, axis), np.moveaxis(gcond, -1, axis))
+    gr.floor = _subnormal_floor(gr)
+    return _reduce_ref(loss, lcond, reduction, wd(count)), gr
+
+
+def ref_softplus(x, *, beta=1.0, threshold=20.0, dtype=None):
+    """x where fl64(beta x) > threshold (the code's test), else
+    log(1 + e^{beta x}) / beta; cond sigma(beta x) |x| where beta != 1 (the
+    rounding of beta x, float64 data only)."""
+    x = np.asarray(x)
+    dt = np.dtype(dtype or x.dtype)
+    wd = work_dtype(dt)
+    xw = x.astype(dt).astype(wd)
+    bx64 = np.float64(beta) * x.astype(dt).astype(np.float64)
+    with np.errstate(all="ignore"):
+        v = np.where(bx64 > threshold, xw, np.logaddexp(wd(0), wd(beta) * xw) / wd(beta))
+        c = None if beta == 1.0 else np.where(bx64 > threshold, 0, _sigmoid(wd(beta) * xw) * np.abs(xw))
+    r = mkref(v, c)
+    # e^{beta x} below float64's normal range: two of its spacings (libm), / beta
+    r.floor = np.where(bx64 < -708.0, wd(2.0 ** -1073) / wd(beta), 0)
+    return r
+
+
+def ref_soft_hinge(x, t, *, margin=0.0, axis=-1, reduction="mean", dtype=None):
+    """(loss, grad) of soft_hinge: u = LSE_{j!=y} x - x_y + m, loss
+    softplus(u), cond sigma(u) (|M| + |L| + |x_y| + |m| + sum q |x - M|);
+    grad sigma(u) q_j g (j != y), -sigma(u) g at y; cond |grad_j| (|x_j - M|
+    + |M| + |L| + |x_y| + |m| + 1), |grad_y| (|M| + |L| + |x_y| + |m| +
+    sum q |x - M|)."""
+    x = np.asarray(x)
+    dt = np.dtype(dtype or x.dtype)
+    wd = work_dtype(dt)
+    xm = np.moveaxis(x.astype(dt).astype(wd), axis, -1)
+    t = np.asarray(t)
+    xy = np.take_along_axis(xm, t[..., None], -1)[..., 0]
+    M, L, q, dev = _lse_without(xm, t, wd)
+    m = wd(margin)
+    with np.errstate(all="ignore"):
+        fin = np.isfinite(M)
+        u = np.where(fin, M + L - xy + m, -np.inf)
+        loss = np.logaddexp(wd(0), u)
+        sg = _sigmoid(u)
+        Mf = np.where(fin, M, 0)
+        B = np.where(fin, np.abs(Mf) + np.abs(np.where(fin, L, 0)) + np.abs(xy) + abs(m) + dev, 0)
+        rows = loss.size
+        count = rows if reduction == "mean" else 1
+        g = wd(1) / wd(count) if count else wd(0)
+        grad = g * sg[..., None] * q
+        gcond = np.abs(grad) * (np.abs(xm - Mf[..., None]) + (B - dev)[..., None] + 1)
+        gy = -g * sg
+        gyc = np.abs(gy) * B
+    np.put_along_axis(grad, t[..., None], gy[..., None], -1)
+    np.put_along_axis(gcond, t[..., None], gyc[..., None], -1)
+    gr = mkref(np.moveaxis(grad, -1, axis), np.moveaxis(gcond, -1, axis))
+    gr.floor = _subnormal_floor(gr)
+    return _reduce_ref(loss, sg * B, reduction, wd(count)), gr
+
+
+def ref_smooth_max(x, axis=-1, sharpness=1.0, dtype=None):
+    """max + L / k with L = log sum exp(k (x - max)) (k in the working
+    dtype).  float64: slack 8 ulp(max(|max|, L/k)) + 4 sqrt(n) u / k, as
+    logsumexp's f64_slack."""
+    x = np.asarray(x)
+    dt = np.dtype(dtype or x.dtype)
+    wd = work_dtype(dt)
+    k = wd(sharpness)
+    x2, perm, tshape, kept = _to_rows(x.astype(dt).astype(wd), axis)
+    m, d, L = _rows_state(x2, k)
+    with np.errstate(all="ignore"):
+        v = (m + L / k).reshape(kept)
+    sl = None
+    if dt == np.float64 and LONG_OK:
+        with np.errstate(all="ignore"):
+            big = np.maximum(np.where(np.isfinite(m), np.abs(m), 0),
+                             np.where(np.isfinite(L), np.abs(L / k), 0))
+            sl = (8 * np.spacing(big.astype(np.float64)).astype(wd)
+                  + wd(4 * np.sqrt(max(x2.shape[1], 1)) * EPS64) / k).reshape(kept)
+    return mkref(v, slack=sl)
+
+
+def ref_logsumexp_b(x, b, axis=None, dtype=None):
+    """(log|S|, sign S), S = sum b e^x over `axis` (b == 0 entries ignored).
+    cond on log|S|: |m| + |log|S|| + sum |b| e^{x-m} (1 + |x - m|) / |S|,
+    m the max over b != 0 (the cancellation of the weights, and of m + log)."""
+    x, b = np.broadcast_arrays(np.asarray(x), np.asarray(b))
+    dt = np.dtype(dtype or np.result_type(x.dtype, b.dtype))
+    wd = work_dtype(dt)
+    xw = np.where(b != 0, x.astype(wd), -np.inf)
+    x2, perm, tshape, kept = _to_rows(xw, axis)
+    b2 = _to_rows(b.astype(wd), axis)[0]
+    with np.errstate(all="ignore"):
+        m = x2.max(1, keepdims=True)
+        mm = np.where(np.isfinite(m), m, 0)
+        e = np.where(b2 != 0, np.exp(x2 - mm), 0)
+        S = (b2 * e).sum(1, keepdims=True)
+        A = (np.abs(b2) * e * (1 + np.where(b2 != 0, np.abs(x2 - mm), 0))).sum(1, keepdims=True)
+        v = mm + np.log(np.abs(S))
+        c = np.abs(mm) + np.abs(np.log(np.abs(S))) + A / np.abs(S)
+    return mkref(v.reshape(kept), c.reshape(kept)), np.sign(S).reshape(kept)

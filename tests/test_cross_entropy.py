@@ -213,8 +213,8 @@ def test_float16_and_int_logits(rng):
     l16, g16 = csoftmax.cross_entropy(x.astype(np.float16), t, return_grad=True)
     assert np.asarray(l16).dtype == np.float16 and g16.dtype == np.float16
     rl, rg = ref_ce(x.astype(np.float16), t)
-    np.testing.assert_allclose(float(l16), rl, rtol=1e-3)
-    np.testing.assert_allclose(g16, rg, atol=1e-3)
+    H.assert_within(np.asarray(l16), rl, "cross_entropy", what="float16 loss")
+    H.assert_within(g16, rg, "cross_entropy_grad", what="float16 grad")
     xi = rng.integers(-3, 3, (5, 4))
     li = csoftmax.cross_entropy(xi, t)
     assert np.asarray(li).dtype == np.float64
@@ -381,11 +381,10 @@ def test_huge_logits(isa, dtype):
     expect = [d + math.log1p(math.exp(-d)), 2e8]
     loss, g = csoftmax.cross_entropy(x, np.array([1, 1]), reduction="none", return_grad=True)
     assert loss[0] > 0 and loss[1] > 0
-    np.testing.assert_allclose(loss.astype(np.float64), expect, rtol=tol(dtype))
-    p01 = 1 / (1 + math.exp(d))
-    np.testing.assert_allclose(g.astype(np.float64),
-                               [[1 - p01, p01 - 1, 0.0], [1.0, -1.0, 0.0]],
-                               rtol=tol(dtype), atol=1e-30)
+    rl, rg = ref_ce(x, np.array([1, 1]), reduction="none")
+    H.assert_within(loss, rl, "cross_entropy", what="huge logits loss")
+    H.assert_within(g, rg, "cross_entropy_grad", what="huge logits grad")
+    assert abs(float(rl[0]) - expect[0]) <= 1e-15 and float(rl[1]) == expect[1]
     # correct class far ahead: loss 0 (not NaN), gradient 0
     l0 = csoftmax.cross_entropy(x[1:], np.array([0]))
     assert float(l0) == 0.0
@@ -424,6 +423,7 @@ def test_grad_out_and_in_place(rng, kind, axis, dtype):
     o16 = np.empty_like(x16)
     csoftmax.cross_entropy(x16, t.astype(np.float16) if kind == "prob" else t,
                            return_grad=True, grad_out=o16, **kw)
+    # float16 grad_out misses the 1-ULP float16 bound (3.77 ULP measured): kept loose, see docs/accuracy.md
     np.testing.assert_allclose(o16, ref_ce(x16, t, **kw)[1], atol=2e-3)
 
 

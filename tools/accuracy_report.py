@@ -40,6 +40,11 @@ def worst(got, ref, dt, op):
     if k is not None:
         kappa = k.get(np.dtype(dt), kappa)
     sl = getattr(ref, "slack", None) if np.dtype(dt) == np.float64 else None
+    fl = getattr(ref, "floor", None)
+    if isinstance(fl, dict):
+        fl = fl.get(np.dtype(dt).type)
+    if fl is not None:
+        sl = fl if sl is None else sl + fl
     return (float(H.err_ulps(got, ref, dt, kappa, getattr(ref, "cond", None), sl).max()),
             float(H.err_ulps(got, ref, dt).max()))
 
@@ -76,7 +81,50 @@ def measure(dt, quick):
         u = dy[:, 0].copy()
         put("logsumexp_backward", worst(csoftmax.logsumexp_backward(x, u),
                                         H.ref_logsumexp_bwd(x, u), dt, "logsumexp_backward"))
+        measure_more(x, lab, dt, put)
     return res
+
+
+def measure_more(x, lab, dt, put):
+    """kl_div, distillation, margin family, softplus, soft_hinge, smooth_max,
+    weighted logsumexp (references: tests/_helpers.py ref_*)."""
+    rng = np.random.default_rng(1)
+    x2 = (x + rng.normal(size=x.shape).astype(dt) * dt(0.1)).astype(dt)
+    for T in (1.0, 2.0):
+        l, g = csoftmax.distillation_loss(x, x2, temperature=T, reduction="none", return_grad=True)
+        rl, rg = H.ref_distill(x, x2, temperature=T, reduction="none")
+        put("distillation_loss", worst(l, rl, dt, "distillation_loss"))
+        put("distillation_grad", worst(g, rg, dt, "distillation_grad"))
+    lq = csoftmax.log_softmax(x)
+    for lt in (False, True):
+        pp = csoftmax.log_softmax(x2) if lt else csoftmax.softmax(x2)
+        for red in ("none", "batchmean"):
+            got = np.asarray(csoftmax.kl_div(lq, pp, log_target=lt, reduction=red))
+            put("kl_div", worst(got, H.ref_kl(lq, pp, log_target=lt, reduction=red), dt, "kl_div"))
+    cs = np.clip(x / (3 * np.abs(x).max()), -1, 1).astype(dt)
+    for kind, m in (("normface", 0.0), ("cosface", 0.35), ("arcface", 0.5)):
+        for easy in (False, True):
+            kw = dict(scale=64.0, margin=m, kind=kind, easy_margin=easy)
+            put("margin_logits", worst(csoftmax.margin_logits(cs, lab, **kw),
+                                       H.ref_margin_logits(cs, lab, **kw), dt, "margin_logits"))
+            l, g = csoftmax.margin_cross_entropy(cs, lab, reduction="none", return_grad=True, **kw)
+            rl, rg = H.ref_margin_ce(cs, lab, reduction="none", **kw)
+            put("margin_cross_entropy", worst(l, rl, dt, "margin_cross_entropy"))
+            put("margin_ce_grad", worst(g, rg, dt, "margin_ce_grad"))
+    for beta in (1.0, 0.5, 3.0):
+        put("softplus", worst(csoftmax.softplus(x, beta=beta), H.ref_softplus(x, beta=beta),
+                              dt, "softplus"))
+    for m in (0.0, 1.0, -2.0):
+        l, g = csoftmax.soft_hinge(x, lab, margin=m, reduction="none", return_grad=True)
+        rl, rg = H.ref_soft_hinge(x, lab, margin=m, reduction="none")
+        put("soft_hinge", worst(l, rl, dt, "soft_hinge"))
+        put("soft_hinge_grad", worst(g, rg, dt, "soft_hinge_grad"))
+    for k in (0.1, 1.0, 7.3):
+        put("smooth_max", worst(csoftmax.smooth_max(x, sharpness=k), H.ref_smooth_max(x, -1, k),
+                                dt, "smooth_max"))
+    for b in ((rng.random(x.shape) + 0.1).astype(dt), rng.normal(size=x.shape).astype(dt)):
+        r, _ = csoftmax.logsumexp(x, axis=-1, b=b, return_sign=True)
+        put("logsumexp_b", worst(r, H.ref_logsumexp_b(x, b, axis=-1)[0], dt, "logsumexp_b"))
 
 
 def torch_measure(dt, quick):
@@ -117,6 +165,8 @@ def main():
                 for k, v in m.items():
                     op = k.split(" ")[0]
                     ulps, kappa = H.bound(op, dt)
+                    if op.startswith("distillation") and np.dtype(dt) == np.float32:
+                        kappa = H.KAPPA_DISTILL_F32
                     tv = f"  torch {t[k]:.3g}" if k in t else ""
                     print(f"{isa:7s} {np.dtype(dt).name:8s} {k:36s} beyond-cond {v[0]:6.3g}"
                           f"  plain {v[1]:9.3g}"
