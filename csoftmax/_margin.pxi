@@ -47,9 +47,20 @@ cdef void _state_without(const floating *x, Py_ssize_t n, Py_ssize_t y,
                          double scale, csm_lse_state *st) noexcept nogil:
     """Remove element y from the row's LSE state (in place).  When y was the
     only maximum and the remaining sum is too small to be trusted, the state
-    of the row without y is recomputed exactly (scalar, libm)."""
+    of the row without y is recomputed.
+
+    Too small: below TINY_SUM for float64 rows.  float32 rows: below 2^-20
+    of the whole sum -- the SIMD float32 reductions are accurate relative to
+    the whole sum (terms under the clamp are replaced by a value that is
+    only "invisible next to the max"), so once a dominant target is removed
+    what is left can be that junk (arcface m = 3, s = 64: a gradient e^8 too
+    large).  The recompute runs the kernel on a copy of the row with the
+    target at -inf (libm in float64 if the copy cannot be allocated)."""
     cdef double xy = x[y], m, v, k, rest
+    cdef double total = st.count + st.rest
+    cdef double tiny = total * 9.5367431640625e-07 if floating is float else TINY_SUM
     cdef Py_ssize_t j
+    cdef floating *buf
     if st.max != st.max:
         return
     if xy == st.max:
@@ -58,8 +69,16 @@ cdef void _state_without(const floating *x, Py_ssize_t n, Py_ssize_t y,
         st.rest -= c_exp(scale * (xy - st.max))
         if st.rest < 0.0:
             st.rest = 0.0
-    if st.count > 0.0 or st.rest >= TINY_SUM or n <= 1:
+    if st.count > 0.0 or st.rest >= tiny or n <= 1:
         return
+    if floating is float:
+        buf = <floating *>malloc(n * sizeof(floating))
+        if buf != NULL:
+            memcpy(buf, x, n * sizeof(floating))
+            buf[y] = -1.0 / 0.0
+            _lse_rows(<const floating *>buf, 1, n, n, scale, st)
+            free(buf)
+            return
     m = -1.0 / 0.0
     for j in range(n):
         if j != y and x[j] > m:
