@@ -54,12 +54,12 @@ static inline __m512d exp_f64_512_(__m512d d)
     __m512d e = _mm512_maskz_mov_pd((__mmask8)~tiny, exp_f64acc_512_(_mm512_max_pd(d, lo)));
     __mmask8 mask = _mm512_mask_cmp_pd_mask(tiny, d, _mm512_set1_pd(-746.0), _CMP_GE_OQ);
     if (mask) {
-        double dv[8], ev[8];
-        _mm512_storeu_pd(dv, d);
-        _mm512_storeu_pd(ev, e);
+        /* lane by lane through the vector extension, not a local array:
+         * with ASan's detect_stack_use_after_return a local lives on a
+         * fake stack that is not 64-byte aligned, and gcc stores a
+         * double[8] it aligned itself with vmovapd (SIGSEGV) */
         for (int k = 0; k < 8; ++k)
-            if (mask & (1 << k)) ev[k] = exp(dv[k]);
-        e = _mm512_loadu_pd(ev);
+            if (mask & (1 << k)) e[k] = exp(d[k]);
     }
     return e;
 }
