@@ -127,9 +127,15 @@ class Tree:
         env.update(extra or {})
         return env
 
-    def build(self, timeout):
+    def build(self, timeout, force=False):
+        """force: recompile every source -- setuptools tracks only the
+        sources' own times, so a mutated header (src/avx2/exp.h, ...)
+        would otherwise not be compiled in and its mutant would 'survive'."""
         t = time.monotonic()
-        p = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace"]
+        if force:
+            cmd.append("--force")
+        p = subprocess.run(cmd,
                            cwd=self.path, capture_output=True, text=True,
                            timeout=timeout, env=self.env())
         return p.returncode == 0, time.monotonic() - t, p.stdout + p.stderr
@@ -238,7 +244,9 @@ def run_mutant(tree, m, args):
         if any(f.endswith(BUILD_INPUTS) for f, _, _ in m["edits"]):
             rebuilt = True
             try:
-                ok, _, out = tree.build(args.timeout)
+                # always from scratch: objects left by an earlier (header)
+                # mutant must not be linked into this one
+                ok, _, out = tree.build(args.timeout, force=True)
             except subprocess.TimeoutExpired:
                 return "killed (build)", "build timed out", time.monotonic() - t0
             if not ok:
