@@ -128,6 +128,12 @@ cdef extern from "csoftmax.h" nogil:
     ctypedef void (*csm_expm1_le0_f64)(const double *t, double *out,
                                        Py_ssize_t n) noexcept nogil
 
+    ctypedef void (*csm_ce_soft_sums_f32)(const float *x, Py_ssize_t n_rows,
+                                          Py_ssize_t n, Py_ssize_t x_row_stride,
+                                          const double *max, const float *q,
+                                          Py_ssize_t q_row_stride, const double *w,
+                                          double cq, double c0, double *A,
+                                          double *B) noexcept nogil
     ctypedef void (*csm_ce_soft_f32)(const float *x, Py_ssize_t n_rows,
                                      Py_ssize_t n, Py_ssize_t x_row_stride,
                                      double scale, const double *max,

@@ -236,6 +236,20 @@ typedef csm_ce_small_f64_fn *csm_ce_small_f64;
 typedef void csm_expm1_le0_f64_fn(const double *t, double *out, ptrdiff_t n);
 typedef csm_expm1_le0_f64_fn *csm_expm1_le0_f64;
 
+/* The sums behind the loss of soft targets, float32 rows (classes
+ * contiguous), in float64: for row k with u_c = w[c] (cq q[k, c] + c0),
+ *   A[k] = sum_c u_c,   B[k] = sum_c u_c (x[k, c] - max[k])
+ * (w NULL: 1; q NULL: u_c = w[c] c0).  Label smoothing takes cq = 0,
+ * c0 = 1 (B = sum_c w_c (x_c - max)); probability targets cq = 1 - eps,
+ * c0 = eps / n.  Partial sums in any order: float64-accurate, not
+ * bit-fixed across ISAs. */
+typedef void csm_ce_soft_sums_f32_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                     ptrdiff_t x_row_stride, const double *max,
+                                     const float *q, ptrdiff_t q_row_stride,
+                                     const double *w, double cq, double c0,
+                                     double *A, double *B);
+typedef csm_ce_soft_sums_f32_fn *csm_ce_soft_sums_f32;
+
 /* Cross-entropy gradient of soft targets (label smoothing, probability
  * targets), float32 data, in two passes.  ce_soft: for row k, class c,
  *   g[k, c] = a[k] e[k, c] - w[c] (cq q[k, c] + c0),

@@ -169,6 +169,29 @@ void csm_ce_soft_rows_f32_scalar(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     }
 }
 
+/* A = sum u, B = sum u (x - max), u = w (cq q + c0): four partial sums
+ * (see csm_ce_soft_sums_f32) */
+void csm_ce_soft_sums_f32_scalar(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                 ptrdiff_t x_row_stride, const double *max,
+                                 const float *q, ptrdiff_t q_row_stride,
+                                 const double *w, double cq, double c0,
+                                 double *A, double *B)
+{
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride;
+        const float *qr = q ? q + r * q_row_stride : NULL;
+        const double m = max[r];
+        double a[4] = {0.0, 0.0, 0.0, 0.0}, b[4] = {0.0, 0.0, 0.0, 0.0};
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            double u = (qr ? cq * (double)qr[i] + c0 : c0) * (w ? w[i] : 1.0);
+            a[i & 3] += u;
+            b[i & 3] += u * ((double)xr[i] - m);
+        }
+        A[r] = (a[0] + a[1]) + (a[2] + a[3]);
+        B[r] = (b[0] + b[1]) + (b[2] + b[3]);
+    }
+}
+
 void csm_ce_soft_cols_f32_scalar(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
                                  ptrdiff_t x_row_stride, double scale,
                                  const double *max, const double *log_sum,

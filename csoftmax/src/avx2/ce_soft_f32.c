@@ -75,6 +75,45 @@ void csm_ce_soft_rows_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     }
 }
 
+/* A = sum u, B = sum u (x - max), u = w (cq q + c0), 8 classes a step in
+ * two float64 vectors each; the tail in scalar code, so that a non-finite
+ * max meets no padding lanes (see csm_ce_soft_sums_f32) */
+void csm_ce_soft_sums_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                               ptrdiff_t x_row_stride, const double *max,
+                               const float *q, ptrdiff_t q_row_stride,
+                               const double *w, double cq, double c0,
+                               double *A, double *B)
+{
+    const __m256d cqv = _mm256_set1_pd(cq), c0v = _mm256_set1_pd(c0);
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride;
+        const float *qr = q ? q + r * q_row_stride : NULL;
+        const double m = max[r];
+        const __m256d mv = _mm256_set1_pd(m);
+        __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+        __m256d x0, x1, u0 = c0v, u1 = c0v;
+        ptrdiff_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            load8_f32_(xr + i, &x0, &x1);
+            if (qr || w)
+                ce_soft_sub8_(qr ? qr + i : NULL, w ? w + i : NULL, 8, cqv, c0v, &u0, &u1);
+            a0 = _mm256_add_pd(a0, u0);
+            a1 = _mm256_add_pd(a1, u1);
+            b0 = _mm256_fmadd_pd(u0, _mm256_sub_pd(x0, mv), b0);
+            b1 = _mm256_fmadd_pd(u1, _mm256_sub_pd(x1, mv), b1);
+        }
+        double sa = hsum_pd_(_mm256_add_pd(a0, a1));
+        double sb = hsum_pd_(_mm256_add_pd(b0, b1));
+        for (; i < n; ++i) {
+            double u = (qr ? cq * (double)qr[i] + c0 : c0) * (w ? w[i] : 1.0);
+            sa += u;
+            sb += u * ((double)xr[i] - m);
+        }
+        A[r] = sa;
+        B[r] = sb;
+    }
+}
+
 void csm_ce_soft_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
                                ptrdiff_t x_row_stride, double scale,
                                const double *max, const double *log_sum,
