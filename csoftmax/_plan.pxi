@@ -511,6 +511,17 @@ def _path_code(path):
 def _kernels(int op, int path, bint f64, int flags):
     """The kernel-table members a path calls (for introspection and the
     coverage test); runtime fall-backs inside a path are not listed."""
+    k = _path_kernels(op, path, f64, flags)
+    if (not f64 and _tab.ce_soft_sums_f32 != NULL and
+            (op == OP_CE_SOFT or (op == OP_CE and flags & PF_SMOOTH)) and
+            path in (PATH_SMALL_TWO_PASS, PATH_FUSED, PATH_TWO_PASS,
+                     PATH_TWO_PASS_PREFETCH)):
+        # float32 soft targets, blocks of rows: the loss sums (_ce_rows)
+        k.append("ce_soft_sums_f32")
+    return k
+
+
+def _path_kernels(int op, int path, bint f64, int flags):
     cdef bint grad = flags & PF_GRAD
     sfx = "_f64" if f64 else "_f32"
     write = {OP_SOFTMAX: "softmax", OP_LOG_SOFTMAX: "log_softmax"}.get(op)
