@@ -8,7 +8,7 @@ import numpy as np
 from ._typing import Any, ArrayLike, Axes, DTypeLike, FloatArray, FloatResult, Result
 
 from . import _core
-from ._validate import (as_input, check_out, may_write_directly, normalize_axes,
+from ._validate import (as_input, check_out, half_kind, may_write_directly, normalize_axes,
                         positive_scalar, reshape_view, resolve_dtype)
 from ._version import __version__
 
@@ -78,6 +78,9 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
     scale = 1.0 / positive_scalar(temperature, "temperature")
     axes = normalize_axes(axis, a.ndim)
     check_out(out, a.shape, res)
+    hk = half_kind(a.dtype)
+    if hk and res == a.dtype and a.size:
+        return _softmax_half(a, axes, scale, out, log, hk)
     xc = a.astype(comp, copy=False)
     if a.size == 0:
         y = np.empty(a.shape, dtype=res)
@@ -115,6 +118,41 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
         if y is not out:
             np.copyto(out, y, casting="unsafe")
         return out
+    return y if y.ndim else y[()]
+
+
+def _undo_moved(y, shape, moved):
+    """The result of a kernel run on _plan's view, in the input's shape."""
+    if moved is not None:
+        rest, axs = moved
+        shp = [shape[i] for i in rest] + [shape[i] for i in axs]
+        return np.transpose(y.reshape(shp), np.argsort(rest + axs))
+    return y.reshape(shape)
+
+
+def _softmax_half(a, axes, scale, out, log, hk):
+    """float16 / bfloat16 softmax and log_softmax (HALF_BLOCKS): read and
+    written in the input's dtype, computed in float32 on chunks of scratch
+    (no full-size float32 copy)."""
+    kind, xv, moved = _plan(a, axes)
+    y = yv = None
+    if out is not None and moved is None:
+        yv = reshape_view(out, xv.shape)
+        item = out.itemsize
+        if (yv is None or not out.flags.aligned or any(s % item for s in yv.strides)
+                or yv.strides[-1] != item
+                or not may_write_directly(yv, (xv,), in_place=(xv,))):
+            yv = None
+        else:
+            y = out
+    if yv is None:
+        y = yv = np.empty(xv.shape, dtype=a.dtype)
+    _core.half_softmax(xv.view(np.uint16), yv.view(np.uint16), hk, scale, 1.0, log)
+    if y is not out:
+        y = _undo_moved(y, a.shape, moved)
+        if out is not None:
+            np.copyto(out, y)
+            return out
     return y if y.ndim else y[()]
 
 
@@ -235,13 +273,19 @@ def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
 
 def _reduce(a, comp, axes, scale):
     """(max, log_sum) of the reduction over `axes`, shaped like the kept axes."""
-    xc = a.astype(comp, copy=False)
     kept = [a.shape[i] for i in range(a.ndim) if i not in axes]
     if a.size == 0 and math.prod(kept) == 0:
         z = np.empty(kept)
         return z, z.copy()
     if math.prod(a.shape[i] for i in axes) == 0:
         return np.full(kept, -np.inf), np.zeros(kept)
+    hk = half_kind(a.dtype)
+    if hk:
+        # float16 / bfloat16: chunks through float32 scratch (HALF_BLOCKS)
+        kind, xv, moved = _plan(a, axes)
+        mx, ls = _core.half_reduce(xv.view(np.uint16), hk, scale)
+        return mx.reshape(kept), ls.reshape(kept)
+    xc = a.astype(comp, copy=False)
     kind, xv, moved = _plan(xc, axes)
     if kind == "rows":
         mx, ls = _core.rows_reduce(xv, scale)
