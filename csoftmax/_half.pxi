@@ -41,9 +41,18 @@ cdef void _h2f(int kind, const unsigned short *x, Py_ssize_t mo, Py_ssize_t nr,
                int nth) noexcept nogil:
     """s[(o, i, j)] (contiguous (mo, nr, w)) = x[o*xos + i*xrs + j], in units
     of about CVT_UNIT elements over nth threads."""
-    cdef Py_ssize_t sw = min(w, <Py_ssize_t>CVT_UNIT), nseg = (w + sw - 1) // sw
-    cdef Py_ssize_t rb = max(1, CVT_UNIT // w), nrb = (nr + rb - 1) // rb
-    cdef Py_ssize_t per = nrb * nseg, units = mo * per, u, o, i0, j0, rem
+    cdef Py_ssize_t sw, nseg, rb, nrb, per, units, u, o, i0, j0, rem
+    if xrs == w and (mo == 1 or xos == nr * w):
+        # contiguous (short rows back to back): one long row
+        w = mo * nr * w
+        nr = 1
+        mo = 1
+    sw = min(w, <Py_ssize_t>CVT_UNIT)
+    nseg = (w + sw - 1) // sw
+    rb = max(1, CVT_UNIT // w)
+    nrb = (nr + rb - 1) // rb
+    per = nrb * nseg
+    units = mo * per
     if nth <= 1 or units < 2:
         for u in range(units):
             o = u // per
@@ -66,9 +75,17 @@ cdef void _f2h(int kind, const float *s, Py_ssize_t mo, Py_ssize_t nr,
                Py_ssize_t w, unsigned short *y, Py_ssize_t yos, Py_ssize_t yrs,
                int nth) noexcept nogil:
     """y[o*yos + i*yrs + j] = s[(o, i, j)] rounded (the inverse of _h2f)."""
-    cdef Py_ssize_t sw = min(w, <Py_ssize_t>CVT_UNIT), nseg = (w + sw - 1) // sw
-    cdef Py_ssize_t rb = max(1, CVT_UNIT // w), nrb = (nr + rb - 1) // rb
-    cdef Py_ssize_t per = nrb * nseg, units = mo * per, u, o, i0, j0, rem
+    cdef Py_ssize_t sw, nseg, rb, nrb, per, units, u, o, i0, j0, rem
+    if yrs == w and (mo == 1 or yos == nr * w):
+        w = mo * nr * w          # contiguous: one long row
+        nr = 1
+        mo = 1
+    sw = min(w, <Py_ssize_t>CVT_UNIT)
+    nseg = (w + sw - 1) // sw
+    rb = max(1, CVT_UNIT // w)
+    nrb = (nr + rb - 1) // rb
+    per = nrb * nseg
+    units = mo * per
     if nth <= 1 or units < 2:
         for u in range(units):
             o = u // per
