@@ -16,7 +16,7 @@
 #
 # 16-bit data arrive as uint16 views (bit patterns); `kind` says which.
 
-from libc.string cimport memset
+from cython.parallel cimport threadid
 
 cdef inline void _cvt_in(int kind, const unsigned short *x, Py_ssize_t rows,
                          Py_ssize_t n, Py_ssize_t xrs, float *y,
@@ -110,26 +110,49 @@ cdef struct _hgeom:
     int layout
     Py_ssize_t outer, n, inner
     half_chunk c
-    int nth
+    int nth                           # threads of the call
+    int cnth                          # threads inside a chunk (1: per-thread chunks)
+    bint per_thread                   # chunks spread over the threads, each with
+                                      # its own scratch (one parallel region)
     Py_ssize_t nchunks, ncol          # chunks; column chunks per outer slice
+
+
+cdef inline void _hgeom_count(_hgeom *g) noexcept nogil:
+    if g.layout == LAYOUT_COLS and g.c.cb < g.inner:
+        g.ncol = (g.inner + g.c.cb - 1) // g.c.cb
+        g.nchunks = g.outer * g.ncol
+    else:
+        g.ncol = 1
+        g.nchunks = (g.outer + g.c.mo - 1) // g.c.mo
 
 
 cdef _hgeom _hgeom_make(int layout, Py_ssize_t outer, Py_ssize_t n,
                         Py_ssize_t inner) noexcept nogil:
+    """Per-thread chunks of HALF_CHUNK elements when there are at least as
+    many as threads (each thread converts, computes and writes back its own
+    chunks: one parallel region); otherwise (one thread, a few long rows)
+    chunks of HALF_CHUNK x threads elements, each converted and computed by
+    the whole team (a long row: the float32 LONG_ROW_SPLIT)."""
     cdef _hgeom g
     g.layout = layout
     g.outer = outer
     g.n = n
     g.inner = inner if layout == LAYOUT_COLS else 1
     g.nth = _nth(outer * n * g.inner, 0)
-    g.c = _half_chunk(layout, outer, n, g.inner, g.nth)
-    if layout == LAYOUT_COLS and g.c.cb < g.inner:
-        g.ncol = (g.inner + g.c.cb - 1) // g.c.cb
-        g.nchunks = outer * g.ncol
-    else:
-        g.ncol = 1
-        g.nchunks = (outer + g.c.mo - 1) // g.c.mo
+    g.c = _half_chunk(layout, outer, n, g.inner, 1)
+    _hgeom_count(&g)
+    g.per_thread = g.nth > 1 and g.nchunks >= g.nth
+    g.cnth = 1
+    if g.nth > 1 and not g.per_thread:
+        g.c = _half_chunk(layout, outer, n, g.inner, g.nth)
+        _hgeom_count(&g)
+        g.cnth = g.nth
     return g
+
+
+cdef inline Py_ssize_t _hfloats(const _hgeom *g) noexcept nogil:
+    """Scratch floats per converted array of the call."""
+    return g.c.floats * (g.nth if g.per_thread else 1)
 
 
 cdef inline void _hchunk(const _hgeom *g, Py_ssize_t k, Py_ssize_t *o0,
@@ -154,9 +177,9 @@ cdef inline void _hin(const _hgeom *g, int kind, const unsigned short *x,
     """Chunk of x -> scratch: rows layout (mo, n) contiguous; cols layout
     (mo, n, cb) contiguous."""
     if g.layout == LAYOUT_ROWS:
-        _h2f(kind, x + o0 * xos, 1, mo, g.n, 0, xos, s, g.nth)
+        _h2f(kind, x + o0 * xos, 1, mo, g.n, 0, xos, s, g.cnth)
     else:
-        _h2f(kind, x + o0 * xos + j0, mo, g.n, cb, xos, xrs, s, g.nth)
+        _h2f(kind, x + o0 * xos + j0, mo, g.n, cb, xos, xrs, s, g.cnth)
 
 
 cdef inline void _hout(const _hgeom *g, int kind, const float *s,
@@ -164,19 +187,21 @@ cdef inline void _hout(const _hgeom *g, int kind, const float *s,
                        Py_ssize_t o0, Py_ssize_t mo, Py_ssize_t j0,
                        Py_ssize_t cb) noexcept nogil:
     if g.layout == LAYOUT_ROWS:
-        _f2h(kind, s, 1, mo, g.n, y + o0 * yos, 0, yos, g.nth)
+        _f2h(kind, s, 1, mo, g.n, y + o0 * yos, 0, yos, g.cnth)
     else:
-        _f2h(kind, s, mo, g.n, cb, y + o0 * yos + j0, yos, yrs, g.nth)
+        _f2h(kind, s, mo, g.n, cb, y + o0 * yos + j0, yos, yrs, g.cnth)
 
 
 cdef inline csm_plan _hplan(const _hgeom *g, int op, Py_ssize_t mo,
                             Py_ssize_t cb, int flags) noexcept nogil:
     """The float32 plan of one chunk (the call's forced path where it can
-    serve the chunk, else the planner's own choice)."""
+    serve the chunk, else the planner's own choice), on the chunk's threads."""
     cdef csm_plan p = _plan_call_ex(op, False, g.layout, mo, g.n, cb, flags,
-                                    g.nth, True)
+                                    g.cnth, True)
     if p.path == PATH_INVALID:
-        p = _plan_call_ex(op, False, g.layout, mo, g.n, cb, flags, g.nth, False)
+        p = _plan_call_ex(op, False, g.layout, mo, g.n, cb, flags, g.cnth, False)
+    if g.cnth <= 1:
+        p.threads = 1
     return p
 
 
@@ -201,6 +226,54 @@ cdef void _half_check(int op, int layout, Py_ssize_t outer, Py_ssize_t n,
         _raise_plan(p)
 
 
+# ---- softmax / log_softmax / reductions -----------------------------------
+
+cdef struct _hfwd:
+    int kind, op, flags
+    const unsigned short *x
+    unsigned short *y
+    Py_ssize_t xos, xrs, yos, yrs
+    double scale, alpha
+    double *mx                         # OP_LSE: outputs (outer, inner)
+    double *ls
+
+
+cdef void _fwd_chunk(const _hgeom *g, const _hfwd *a, Py_ssize_t k,
+                     float *s) noexcept nogil:
+    cdef Py_ssize_t o0, mo, j0, cb, off
+    cdef csm_plan p
+    cdef bint cols = g.layout == LAYOUT_COLS
+    _hchunk(g, k, &o0, &mo, &j0, &cb)
+    _hin(g, a.kind, a.x, a.xos, a.xrs, o0, mo, j0, cb, s)
+    p = _hplan(g, a.op, mo, cb, a.flags)
+    if a.op == OP_LSE:
+        off = o0 * g.inner + j0 if cols else o0
+        if cols:
+            _cols_run(<const float *>s, mo, g.n, cb, g.n * cb, cb, a.scale, 1.0,
+                      <float *>NULL, 0, 0, &p, a.mx + off, a.ls + off)
+        else:
+            _rows_run(<const float *>s, mo, g.n, g.n, a.scale, 1.0, <float *>NULL,
+                      0, &p, a.mx + off, a.ls + off)
+        return
+    if cols:
+        _cols_run(<const float *>s, mo, g.n, cb, g.n * cb, cb, a.scale, a.alpha,
+                  s, g.n * cb, cb, &p, NULL, NULL)
+    else:
+        _rows_run(<const float *>s, mo, g.n, g.n, a.scale, a.alpha, s, g.n, &p,
+                  NULL, NULL)
+    _hout(g, a.kind, s, a.y, a.yos, a.yrs, o0, mo, j0, cb)
+
+
+cdef void _fwd_run(const _hgeom *g, const _hfwd *a, float *s) noexcept nogil:
+    cdef Py_ssize_t k
+    if g.per_thread:
+        for k in prange(g.nchunks, num_threads=g.nth, schedule='static'):
+            _fwd_chunk(g, a, k, s + threadid() * g.c.floats)
+    else:
+        for k in range(g.nchunks):
+            _fwd_chunk(g, a, k, s)
+
+
 def half_softmax(cnp.ndarray x, cnp.ndarray y, int kind, double scale,
                  double alpha, bint log):
     """softmax / log_softmax of 16-bit x into 16-bit y (uint16 views, same
@@ -211,35 +284,29 @@ def half_softmax(cnp.ndarray x, cnp.ndarray y, int kind, double scale,
     cdef int layout = LAYOUT_COLS if cols else LAYOUT_ROWS
     cdef Py_ssize_t outer = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t inner = x.shape[2] if cols else 1
-    cdef Py_ssize_t xos = _hs(x, 0)
-    cdef Py_ssize_t xrs = _hs(x, 1) if cols else 1
-    cdef Py_ssize_t yos = _hs(y, 0)
-    cdef Py_ssize_t yrs = _hs(y, 1) if cols else 1
-    cdef const unsigned short *px = <const unsigned short *>cnp.PyArray_DATA(x)
-    cdef unsigned short *py = <unsigned short *>cnp.PyArray_DATA(y)
-    cdef int op = OP_LOG_SOFTMAX if log else OP_SOFTMAX
-    cdef int flags = PF_ALPHA1 if alpha == 1.0 else 0
+    cdef _hfwd a
     cdef _hgeom g
-    cdef csm_plan p
     cdef float *s
-    cdef Py_ssize_t k, o0, mo, j0, cb
+    a.kind = kind
+    a.op = OP_LOG_SOFTMAX if log else OP_SOFTMAX
+    a.flags = PF_ALPHA1 if alpha == 1.0 else 0
+    a.x = <const unsigned short *>cnp.PyArray_DATA(x)
+    a.y = <unsigned short *>cnp.PyArray_DATA(y)
+    a.xos = _hs(x, 0)
+    a.xrs = _hs(x, 1) if cols else 1
+    a.yos = _hs(y, 0)
+    a.yrs = _hs(y, 1) if cols else 1
+    a.scale = scale
+    a.alpha = alpha
+    a.mx = NULL
+    a.ls = NULL
     if outer == 0 or n == 0 or inner == 0:
         return
-    _half_check(op, layout, outer, n, inner, flags)
+    _half_check(a.op, layout, outer, n, inner, a.flags)
     g = _hgeom_make(layout, outer, n, inner)
-    s = _scratch(g.c.floats)
+    s = _scratch(_hfloats(&g))
     with nogil:
-        for k in range(g.nchunks):
-            _hchunk(&g, k, &o0, &mo, &j0, &cb)
-            _hin(&g, kind, px, xos, xrs, o0, mo, j0, cb, s)
-            p = _hplan(&g, op, mo, cb, flags)
-            if cols:
-                _cols_run(<const float *>s, mo, n, cb, n * cb, cb, scale, alpha,
-                          s, n * cb, cb, &p, NULL, NULL)
-            else:
-                _rows_run(<const float *>s, mo, n, n, scale, alpha, s, n, &p,
-                          NULL, NULL)
-            _hout(&g, kind, s, py, yos, yrs, o0, mo, j0, cb)
+        _fwd_run(&g, &a, s)
     free(s)
 
 
@@ -250,37 +317,96 @@ def half_reduce(cnp.ndarray x, int kind, double scale):
     cdef int layout = LAYOUT_COLS if cols else LAYOUT_ROWS
     cdef Py_ssize_t outer = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t inner = x.shape[2] if cols else 1
-    cdef Py_ssize_t xos = _hs(x, 0)
-    cdef Py_ssize_t xrs = _hs(x, 1) if cols else 1
-    cdef const unsigned short *px = <const unsigned short *>cnp.PyArray_DATA(x)
     shape = [outer, inner] if cols else [outer]
     cdef cnp.ndarray mx = np.empty(shape, dtype=np.float64)
     cdef cnp.ndarray ls = np.empty(shape, dtype=np.float64)
-    cdef double *pm = <double *>cnp.PyArray_DATA(mx)
-    cdef double *pl = <double *>cnp.PyArray_DATA(ls)
+    cdef _hfwd a
     cdef _hgeom g
-    cdef csm_plan p
     cdef float *s
-    cdef Py_ssize_t k, o0, mo, j0, cb, off
+    a.kind = kind
+    a.op = OP_LSE
+    a.flags = PF_ALPHA1
+    a.x = <const unsigned short *>cnp.PyArray_DATA(x)
+    a.y = NULL
+    a.xos = _hs(x, 0)
+    a.xrs = _hs(x, 1) if cols else 1
+    a.yos = 0
+    a.yrs = 0
+    a.scale = scale
+    a.alpha = 1.0
+    a.mx = <double *>cnp.PyArray_DATA(mx)
+    a.ls = <double *>cnp.PyArray_DATA(ls)
     if outer == 0 or inner == 0:
         return mx, ls
     _half_check(OP_LSE, layout, outer, n, inner, PF_ALPHA1)
     g = _hgeom_make(layout, outer, n, inner)
-    s = _scratch(g.c.floats)
+    s = _scratch(_hfloats(&g))
     with nogil:
-        for k in range(g.nchunks):
-            _hchunk(&g, k, &o0, &mo, &j0, &cb)
-            _hin(&g, kind, px, xos, xrs, o0, mo, j0, cb, s)
-            p = _hplan(&g, OP_LSE, mo, cb, PF_ALPHA1)
-            if cols:
-                off = o0 * inner + j0
-                _cols_run(<const float *>s, mo, n, cb, n * cb, cb, scale, 1.0,
-                          <float *>NULL, 0, 0, &p, pm + off, pl + off)
-            else:
-                _rows_run(<const float *>s, mo, n, n, scale, 1.0, <float *>NULL,
-                          0, &p, pm + o0, pl + o0)
+        _fwd_run(&g, &a, s)
     free(s)
     return mx, ls
+
+
+# ---- cross-entropy (and logsumexp_backward) --------------------------------
+
+cdef struct _hce:
+    int kind, op, flags
+    const _ce_par *p
+    const unsigned short *x
+    const unsigned short *q16          # probability targets, 16-bit (or NULL)
+    const float *q32                   # probability targets, float32 (or NULL)
+    unsigned short *g                  # gradient (or NULL)
+    Py_ssize_t xos, xrs, qos, qrs, gos, grs
+
+
+cdef void _ce_chunk(const _hgeom *gm, const _hce *a, Py_ssize_t k, float *xs,
+                    float *gs, float *qs) noexcept nogil:
+    cdef Py_ssize_t o0, mo, j0, cb, off, cqos = 0, cqrs = 0
+    cdef Py_ssize_t C = gm.n
+    cdef bint cols = gm.layout == LAYOUT_COLS
+    cdef _ce_par pc = a.p[0]
+    cdef const float *qc = NULL
+    cdef csm_plan pl
+    _hchunk(gm, k, &o0, &mo, &j0, &cb)
+    _hin(gm, a.kind, a.x, a.xos, a.xrs, o0, mo, j0, cb, xs)
+    # the chunk's samples: offset the per-sample arrays
+    off = o0 * gm.inner + j0 if cols else o0
+    if pc.y != NULL:
+        pc.y = pc.y + off
+    if pc.dy != NULL:
+        pc.dy = pc.dy + off
+    if pc.loss != NULL:
+        pc.loss = pc.loss + off
+    if a.q16 != NULL:
+        _hin(gm, a.kind, a.q16, a.qos, a.qrs, o0, mo, j0, cb, qs)
+        qc = qs
+        cqos = C * cb if cols else C
+        cqrs = cb if cols else 1
+    elif a.q32 != NULL:
+        qc = a.q32 + o0 * a.qos + j0
+        cqos = a.qos
+        cqrs = a.qrs
+    pl = _hplan(gm, a.op, mo, cb, a.flags)
+    if cols:
+        _ce_run(<const float *>xs, qc, gs, mo, cb, C * cb, cb, cqos, cqrs,
+                C * cb, cb, &pc, &pl)
+    else:
+        _ce_run(<const float *>xs, qc, gs, mo, 1, C, 1, cqos, cqrs, C, 1, &pc, &pl)
+    if gs != NULL:
+        _hout(gm, a.kind, gs, a.g, a.gos, a.grs, o0, mo, j0, cb)
+
+
+cdef void _ce_half_run(const _hgeom *gm, const _hce *a, float *xs, float *gs,
+                       float *qs) noexcept nogil:
+    cdef Py_ssize_t k, t, f = gm.c.floats
+    if gm.per_thread:
+        for k in prange(gm.nchunks, num_threads=gm.nth, schedule='static'):
+            t = threadid()
+            _ce_chunk(gm, a, k, xs + t * f, (gs + t * f) if gs != NULL else NULL,
+                      (qs + t * f) if qs != NULL else NULL)
+    else:
+        for k in range(gm.nchunks):
+            _ce_chunk(gm, a, k, xs, gs, qs)
 
 
 def half_ce_pass(cnp.ndarray x, q, g, int kind, y, w, double W, double scale,
@@ -288,29 +414,19 @@ def half_ce_pass(cnp.ndarray x, q, g, int kind, y, w, double W, double scale,
     """ce_pass on 16-bit logits x (uint16 view, 2-D rows or 3-D cols); q
     (probability targets): None, a uint16 view of the same kind, or float32
     -- any of these with x's shape and a contiguous last axis; g: None or a
-    uint16 view (the gradient, same kind; may be x itself).  y, w, dy,
-    loss: as for ce_pass."""
-    cdef _ce_par p, pc
+    uint16 view (the gradient, same kind; may be x itself: a chunk is read
+    before it is written).  y, w, dy, loss: as for ce_pass."""
+    cdef _ce_par p
+    cdef _hce a
     cdef bint cols = x.ndim == 3
     cdef int layout = LAYOUT_COLS if cols else LAYOUT_ROWS
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1]
     cdef Py_ssize_t inner = x.shape[2] if cols else 1
-    cdef Py_ssize_t xos = _hs(x, 0)
-    cdef Py_ssize_t xrs = _hs(x, 1) if cols else 1
-    cdef Py_ssize_t qos = 0, qrs = 0, gos = 0, grs = 0
-    cdef const unsigned short *px = <const unsigned short *>cnp.PyArray_DATA(x)
-    cdef const unsigned short *pq16 = NULL
-    cdef const float *pq32 = NULL
-    cdef unsigned short *pg = NULL
     cdef cnp.ndarray qa, ga
     cdef _hgeom gm
-    cdef csm_plan pl
-    cdef int flags = 0
     cdef float *xs = NULL
     cdef float *gs = NULL
     cdef float *qs = NULL
-    cdef const float *qc
-    cdef Py_ssize_t k, o0, mo, j0, cb, off, chunk_qos, chunk_qrs
     p.C = C
     p.mode = mode
     p.y = <const long long *>cnp.PyArray_DATA(y) if y is not None else NULL
@@ -322,72 +438,68 @@ def half_ce_pass(cnp.ndarray x, q, g, int kind, y, w, double W, double scale,
     p.ignore = ignore
     p.dy = <const double *>cnp.PyArray_DATA(dy) if dy is not None else NULL
     p.loss = <double *>cnp.PyArray_DATA(loss) if loss is not None else NULL
+    a.kind = kind
+    a.op = OP_CE + mode
+    a.flags = 0
+    a.p = &p
+    a.x = <const unsigned short *>cnp.PyArray_DATA(x)
+    a.xos = _hs(x, 0)
+    a.xrs = _hs(x, 1) if cols else 1
+    a.q16 = NULL
+    a.q32 = NULL
+    a.g = NULL
+    a.qos = a.qrs = a.gos = a.grs = 0
     if q is not None:
         qa = q
         if qa.dtype.num == cnp.NPY_FLOAT:
-            pq32 = <const float *>cnp.PyArray_DATA(qa)
-            qos = qa.strides[0] // 4
-            qrs = qa.strides[1] // 4 if cols else 1
+            a.q32 = <const float *>cnp.PyArray_DATA(qa)
+            a.qos = qa.strides[0] // 4
+            a.qrs = qa.strides[1] // 4 if cols else 1
         else:
-            pq16 = <const unsigned short *>cnp.PyArray_DATA(qa)
-            qos = _hs(qa, 0)
-            qrs = _hs(qa, 1) if cols else 1
+            a.q16 = <const unsigned short *>cnp.PyArray_DATA(qa)
+            a.qos = _hs(qa, 0)
+            a.qrs = _hs(qa, 1) if cols else 1
     if g is not None:
         ga = g
-        pg = <unsigned short *>cnp.PyArray_DATA(ga)
-        gos = _hs(ga, 0)
-        grs = _hs(ga, 1) if cols else 1
-        flags |= PF_GRAD
+        a.g = <unsigned short *>cnp.PyArray_DATA(ga)
+        a.gos = _hs(ga, 0)
+        a.grs = _hs(ga, 1) if cols else 1
+        a.flags |= PF_GRAD
     if eps != 0.0:
-        flags |= PF_SMOOTH
+        a.flags |= PF_SMOOTH
     if outer == 0 or inner == 0:
         return
-    _half_check(OP_CE + mode, layout, outer, C, inner, flags)
+    _half_check(a.op, layout, outer, C, inner, a.flags)
     gm = _hgeom_make(layout, outer, C, inner)
     try:
-        xs = _scratch(gm.c.floats)
-        if pg != NULL:
-            gs = _scratch(gm.c.floats)
-        if pq16 != NULL:
-            qs = _scratch(gm.c.floats)
+        xs = _scratch(_hfloats(&gm))
+        if a.g != NULL:
+            gs = _scratch(_hfloats(&gm))
+        if a.q16 != NULL:
+            qs = _scratch(_hfloats(&gm))
         with nogil:
-            for k in range(gm.nchunks):
-                _hchunk(&gm, k, &o0, &mo, &j0, &cb)
-                _hin(&gm, kind, px, xos, xrs, o0, mo, j0, cb, xs)
-                # the chunk's samples: offset the per-sample arrays
-                off = o0 * inner + j0 if cols else o0
-                pc = p
-                if pc.y != NULL:
-                    pc.y = pc.y + off
-                if pc.dy != NULL:
-                    pc.dy = pc.dy + off
-                if pc.loss != NULL:
-                    pc.loss = pc.loss + off
-                qc = NULL
-                chunk_qos = 0
-                chunk_qrs = 0
-                if qs != NULL:
-                    _hin(&gm, kind, pq16, qos, qrs, o0, mo, j0, cb, qs)
-                    qc = qs
-                    chunk_qos = C * cb if cols else C
-                    chunk_qrs = cb if cols else 1
-                elif pq32 != NULL:
-                    qc = pq32 + o0 * qos + j0
-                    chunk_qos = qos
-                    chunk_qrs = qrs
-                pl = _hplan(&gm, OP_CE + mode, mo, cb, flags)
-                if cols:
-                    _ce_run(<const float *>xs, qc, gs, mo, cb, C * cb, cb,
-                            chunk_qos, chunk_qrs, C * cb, cb, &pc, &pl)
-                else:
-                    _ce_run(<const float *>xs, qc, gs, mo, 1, C, 1,
-                            chunk_qos, chunk_qrs, C, 1, &pc, &pl)
-                if gs != NULL:
-                    _hout(&gm, kind, gs, pg, gos, grs, o0, mo, j0, cb)
+            _ce_half_run(&gm, &a, xs, gs, qs)
     finally:
         free(xs)
         free(gs)
         free(qs)
+
+
+# ---- softmax_backward / log_softmax_backward -------------------------------
+
+cdef void _bwd_chunk(const _hgeom *g, int kind, const unsigned short *py,
+                     const unsigned short *pd, unsigned short *po, bint log,
+                     int op, Py_ssize_t k, float *ys, float *ds) noexcept nogil:
+    cdef Py_ssize_t o0, mo, j0, cb
+    cdef Py_ssize_t os = g.n * g.inner, rs = g.inner
+    cdef csm_plan p
+    _hchunk(g, k, &o0, &mo, &j0, &cb)
+    _hin(g, kind, py, os, rs, o0, mo, j0, cb, ys)
+    _hin(g, kind, pd, os, rs, o0, mo, j0, cb, ds)
+    p = _hplan(g, op, mo, cb, PF_GRAD)
+    _bwd_run(<const float *>ys, <const float *>ds, ds, mo, g.n,
+             cb if g.layout == LAYOUT_COLS else 1, log, &p)
+    _hout(g, kind, ds, po, os, rs, o0, mo, j0, cb)
 
 
 def half_softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, int kind,
@@ -401,28 +513,25 @@ def half_softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, int kind,
     cdef unsigned short *po = <unsigned short *>cnp.PyArray_DATA(out)
     cdef int op = OP_LOG_SOFTMAX_BWD if log else OP_SOFTMAX_BWD
     cdef _hgeom g
-    cdef csm_plan p
     cdef float *ys = NULL
     cdef float *ds = NULL
-    cdef Py_ssize_t k, o0, mo, j0, cb, os, rs
+    cdef Py_ssize_t k, t, f
     if y.size == 0:
         return
     _half_check(op, layout, outer, n, inner, PF_GRAD)
     g = _hgeom_make(layout, outer, n, inner)
-    os = n * inner if layout == LAYOUT_COLS else n   # outer stride of the chunks
-    rs = inner
+    f = g.c.floats
     try:
-        ys = _scratch(g.c.floats)
-        ds = _scratch(g.c.floats)
+        ys = _scratch(_hfloats(&g))
+        ds = _scratch(_hfloats(&g))
         with nogil:
-            for k in range(g.nchunks):
-                _hchunk(&g, k, &o0, &mo, &j0, &cb)
-                _hin(&g, kind, py, os, rs, o0, mo, j0, cb, ys)
-                _hin(&g, kind, pd, os, rs, o0, mo, j0, cb, ds)
-                p = _hplan(&g, op, mo, cb, PF_GRAD)
-                _bwd_run(<const float *>ys, <const float *>ds, ds, mo, n,
-                         cb if layout == LAYOUT_COLS else 1, log, &p)
-                _hout(&g, kind, ds, po, os, rs, o0, mo, j0, cb)
+            if g.per_thread:
+                for k in prange(g.nchunks, num_threads=g.nth, schedule='static'):
+                    t = threadid()
+                    _bwd_chunk(&g, kind, py, pd, po, log, op, k, ys + t * f, ds + t * f)
+            else:
+                for k in range(g.nchunks):
+                    _bwd_chunk(&g, kind, py, pd, po, log, op, k, ys, ds)
     finally:
         free(ys)
         free(ds)

@@ -502,12 +502,17 @@ cdef csm_plan _plan_call_ex(int op, bint f64, int layout, Py_ssize_t rows,
 
 # --------------------------------------------------------------------------
 # HALF_BLOCKS: float16 / bfloat16 data.  The call is cut into chunks of
-# about HALF_CHUNK elements per thread; each chunk is converted to float32
-# scratch (cvt_* kernels, threaded), the float32 path the planner picks for
-# the chunk runs on the scratch, and its result is converted back (rounded
-# once, to nearest even).  No full-size float32 copy: the scratch holds one
-# chunk, max(HALF_CHUNK * threads, n) floats per array it converts (x; CE:
-# x, gradient, probability targets; backward: y, dy).
+# about HALF_CHUNK elements; each chunk is converted to float32 scratch
+# (cvt_* kernels), the float32 path the planner picks for the chunk runs on
+# the scratch, and its result is converted back (rounded once, to nearest
+# even).  With at least as many chunks as threads each thread takes its own
+# chunks with its own scratch (one parallel region, the float32 path serial
+# inside); else (one thread; a few rows longer than a chunk) the chunks are
+# HALF_CHUNK x threads elements and the whole team converts and computes
+# each (a long row takes the float32 LONG_ROW_SPLIT).  No full-size float32
+# copy: per array it converts (x; CE: x, gradient, probability targets;
+# backward: y, dy) the scratch holds threads x max(HALF_CHUNK, n) floats
+# (per-thread chunks) or max(HALF_CHUNK x threads, n) (team chunks).
 
 cdef struct half_chunk:
     Py_ssize_t mo           # outer slices (cols) or rows (rows) per chunk
@@ -713,12 +718,22 @@ def _half_plan(int opc, int layout, Py_ssize_t rows, Py_ssize_t n,
                Py_ssize_t inner, int flags, int nth, int kind):
     """The HALF_BLOCKS part of plan(): the chunk, the float32 path of a full
     chunk, the conversion kernels, the scratch bound."""
-    cdef Py_ssize_t total = rows * n * (inner if layout == LAYOUT_COLS else 1)
-    cdef int th = _nth(total, nth)
-    cdef half_chunk c = _half_chunk(layout, rows, n, inner if layout == LAYOUT_COLS else 1, th)
+    cdef Py_ssize_t inn = inner if layout == LAYOUT_COLS else 1
+    cdef Py_ssize_t total = rows * n * inn
+    cdef int th = _nth(total, nth), cth = 1
+    cdef half_chunk c = _half_chunk(layout, rows, n, inn, 1)
+    cdef Py_ssize_t chunks
+    if layout == LAYOUT_COLS and c.cb < inn:
+        chunks = rows * ((inn + c.cb - 1) // c.cb)
+    else:
+        chunks = (rows + c.mo - 1) // c.mo
+    cdef bint per_thread = th > 1 and chunks >= th
+    if th > 1 and not per_thread:
+        c = _half_chunk(layout, rows, n, inn, th)
+        cth = th
     cdef csm_plan p = _plan_call(opc, False, layout, c.mo, n,
                                  c.cb if layout == LAYOUT_COLS else 1,
-                                 flags & ~PF_INPLACE, th)
+                                 flags & ~PF_INPLACE, cth)
     if p.path == PATH_INVALID:
         _raise_plan(p)
     arrays = 1
@@ -727,12 +742,13 @@ def _half_plan(int opc, int layout, Py_ssize_t rows, Py_ssize_t n,
     cv = "bf16" if kind == HALF_BF16 else "f16"
     return {"path": PATH_NAMES[p.path], "half": "HALF_BLOCKS",
             "chunk": [c.mo, c.cb if layout == LAYOUT_COLS else 1],
-            "threads": p.threads, "block": p.block,
+            "chunk_threads": "per-thread" if per_thread else "team",
+            "threads": th if per_thread else p.threads, "block": p.block,
             "kernels": [f"cvt_{cv}_to_f32"] + _kernels(opc, p.path, False, flags)
                        + ([] if opc == OP_LSE or (OP_CE <= opc <= OP_LSE_BWD
                                                   and not flags & PF_GRAD)
                           else [f"cvt_f32_to_{cv}"]),
-            "scratch_floats": arrays * c.floats}
+            "scratch_floats": arrays * c.floats * (th if per_thread else 1)}
 
 
 def _override(op):

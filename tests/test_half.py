@@ -351,9 +351,15 @@ def test_plan_names_half_blocks():
     assert p["kernels"][0] == "cvt_f16_to_f32" and p["kernels"][-1] == "cvt_f32_to_f16"
     t = _core.thresholds()["HALF_CHUNK"]
     assert p["scratch_floats"] <= max(t * p["threads"], 1000)
-    p = _core.plan("cross_entropy", (4, 100_000), BF16)
+    p = _core.plan("cross_entropy", (4, 100_000), BF16, threads=1)
     assert p["kernels"][0] == "cvt_bf16_to_f32"
     assert p["scratch_floats"] == 2 * 100_000          # x and gradient: one row each
+    p = _core.plan("cross_entropy", (4, 100_000), BF16, threads=2)
+    assert p["chunk_threads"] == "per-thread"          # a row per thread at a time
+    assert p["scratch_floats"] == 2 * 2 * 100_000 and p["path"] == "FUSED"
+    p = _core.plan("softmax", (1, 300_000), F16, threads=2)
+    assert p["chunk_threads"] == "team" and p["path"] == "LONG_ROW_SPLIT"
+    assert p["scratch_floats"] == 300_000
     p = _core.plan("logsumexp", (64, 100, 1000), np.float16, axis=1)
     assert "cvt_f32_to_f16" not in p["kernels"]
     assert "half" not in _core.plan("softmax", (10, 10), np.float32)
