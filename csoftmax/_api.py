@@ -168,8 +168,11 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     Parameters
     ----------
     x : array_like
-        Input. float32 and float64 are computed natively, float16 in float32,
-        integers and bools in float64.  Besides ndarrays, anything exposing
+        Input. float32 and float64 are computed natively; float16 and
+        bfloat16 (``ml_dtypes.bfloat16``, or torch / JAX bfloat16 tensors)
+        are read and written in their own dtype and computed in float32 on
+        cache-sized chunks (no float32 copy of the array); integers and
+        bools in float64.  Besides ndarrays, anything exposing
         ``__dlpack__`` (torch CPU tensors, JAX CPU arrays) or the buffer /
         array protocol (memoryview, array.array, ``__array_interface__``) is
         read in place, without a copy, when its dtype is float32/float64
@@ -185,7 +188,7 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
         Where to write the result; same shape as `x`, and the result dtype.
         ``out=x`` computes in place.
     dtype : dtype, optional
-        Result (and compute) dtype: float16, float32 or float64.
+        Result (and compute) dtype: float16, bfloat16, float32 or float64.
 
     Returns
     -------
@@ -248,7 +251,7 @@ def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     out : ndarray, optional
         Where to write the result; ``out=x`` computes in place.
     dtype : dtype, optional
-        Result dtype: float16, float32 or float64.
+        Result dtype: float16, bfloat16, float32 or float64.
 
     Returns
     -------
@@ -313,7 +316,8 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
     Parameters
     ----------
     x : array_like
-        Input (float32/float64 natively; float16 via float32; ints as float64).
+        Input (float32/float64 natively; float16 / bfloat16 read natively and
+        computed in float32, result in the input's dtype; ints as float64).
     axis : None, int or tuple of ints, optional
         Axes to reduce; None (default) reduces all of them.
     b : array_like, optional

@@ -183,8 +183,10 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     Parameters
     ----------
     logits : array_like
-        Unnormalised scores. float32/float64 natively, float16 via float32,
-        integers as float64.
+        Unnormalised scores. float32/float64 natively; float16 / bfloat16
+        read natively (with probability targets of the same dtype) and
+        computed in float32 on cache-sized chunks, loss and gradient in the
+        logits' dtype; integers as float64.
     target : array_like
         Integer class indices (shape of `logits` without `axis`) or class
         probabilities (floating, shape of `logits`).
