@@ -356,7 +356,10 @@ def test_plan_names_half_blocks():
     assert p["scratch_floats"] == 2 * 100_000          # x and gradient: one row each
     p = _core.plan("cross_entropy", (4, 100_000), BF16, threads=2)
     assert p["chunk_threads"] == "per-thread"          # a row per thread at a time
-    assert p["scratch_floats"] == 2 * 2 * 100_000 and p["path"] == "FUSED"
+    assert p["scratch_floats"] == 2 * 2 * 100_000
+    # the chunk's float32 path: that of one such row on one thread
+    assert p["path"] == _core.plan("cross_entropy", (1, 100_000), np.float32,
+                                   threads=1)["path"]
     p = _core.plan("softmax", (1, 300_000), F16, threads=2)
     assert p["chunk_threads"] == "team" and p["path"] == "LONG_ROW_SPLIT"
     assert p["scratch_floats"] == 300_000
