@@ -30,8 +30,9 @@ def _parser():
                     help="fewer repeats and shapes (about 15 s)")
     pb.add_argument("--threads", type=int, default=1, metavar="N",
                     help="threads for csoftmax and torch (default 1)")
-    pb.add_argument("--dtype", default="float32", metavar="float32|float64",
-                    help="comma-separated dtypes (default float32)")
+    pb.add_argument("--dtype", default="float32", metavar="float32|float64|float16|bfloat16",
+                    help="comma-separated dtypes (default float32; bfloat16 needs "
+                         "ml_dtypes; 16-bit dtypes are judged against the copy floor)")
     pb.add_argument("--shapes", default=None, metavar="SPEC",
                     help="comma-separated shapes, e.g. 8192x1000,512x32000; a suffix :A runs "
                          f"along axis A (e.g. 32x21x128x128:1). Default: {_bench.DEFAULT_SHAPES} "
@@ -77,7 +78,9 @@ def cmd_bench(args, parser):
     import csoftmax
     from . import _bench
     try:
-        dtypes = _bench.parse_list(args.dtype, ("float32", "float64"), "dtype")
+        dtypes = _bench.parse_list(args.dtype, _bench.DTYPES, "dtype")
+        if "bfloat16" in dtypes and _bench.bfloat16() is None:
+            raise ValueError("dtype bfloat16 needs ml_dtypes (pip install ml_dtypes)")
         ops = None
         if args.ops is not None:
             ops = _bench.parse_list(args.ops, tuple(_bench.OPS), "op")

@@ -8,7 +8,7 @@ import numpy as np
 from ._typing import Any, ArrayLike, Axes, DTypeLike, FloatArray, FloatResult, Result
 
 from . import _core
-from ._validate import (as_input, check_out, may_write_directly, normalize_axes,
+from ._validate import (as_input, check_out, half_kind, may_write_directly, normalize_axes,
                         positive_scalar, reshape_view, resolve_dtype)
 from ._version import __version__
 
@@ -78,6 +78,9 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
     scale = 1.0 / positive_scalar(temperature, "temperature")
     axes = normalize_axes(axis, a.ndim)
     check_out(out, a.shape, res)
+    hk = half_kind(a.dtype)
+    if hk and res == a.dtype and a.size:
+        return _softmax_half(a, axes, scale, out, log, hk)
     xc = a.astype(comp, copy=False)
     if a.size == 0:
         y = np.empty(a.shape, dtype=res)
@@ -118,6 +121,41 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
     return y if y.ndim else y[()]
 
 
+def _undo_moved(y, shape, moved):
+    """The result of a kernel run on _plan's view, in the input's shape."""
+    if moved is not None:
+        rest, axs = moved
+        shp = [shape[i] for i in rest] + [shape[i] for i in axs]
+        return np.transpose(y.reshape(shp), np.argsort(rest + axs))
+    return y.reshape(shape)
+
+
+def _softmax_half(a, axes, scale, out, log, hk):
+    """float16 / bfloat16 softmax and log_softmax (HALF_BLOCKS): read and
+    written in the input's dtype, computed in float32 on chunks of scratch
+    (no full-size float32 copy)."""
+    kind, xv, moved = _plan(a, axes)
+    y = yv = None
+    if out is not None and moved is None:
+        yv = reshape_view(out, xv.shape)
+        item = out.itemsize
+        if (yv is None or not out.flags.aligned or any(s % item for s in yv.strides)
+                or yv.strides[-1] != item
+                or not may_write_directly(yv, (xv,), in_place=(xv,))):
+            yv = None
+        else:
+            y = out
+    if yv is None:
+        y = yv = np.empty(xv.shape, dtype=a.dtype)
+    _core.half_softmax(xv.view(np.uint16), yv.view(np.uint16), hk, scale, 1.0, log)
+    if y is not out:
+        y = _undo_moved(y, a.shape, moved)
+        if out is not None:
+            np.copyto(out, y)
+            return out
+    return y if y.ndim else y[()]
+
+
 def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
             out: FloatArray | None = None, dtype: DTypeLike | None = None) -> FloatArray:
     r"""Softmax of `x` along `axis`: ``exp(x/T - logsumexp(x/T))``.
@@ -130,8 +168,11 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     Parameters
     ----------
     x : array_like
-        Input. float32 and float64 are computed natively, float16 in float32,
-        integers and bools in float64.  Besides ndarrays, anything exposing
+        Input. float32 and float64 are computed natively; float16 and
+        bfloat16 (``ml_dtypes.bfloat16``, or torch / JAX bfloat16 tensors)
+        are read and written in their own dtype and computed in float32 on
+        cache-sized chunks (no float32 copy of the array); integers and
+        bools in float64.  Besides ndarrays, anything exposing
         ``__dlpack__`` (torch CPU tensors, JAX CPU arrays) or the buffer /
         array protocol (memoryview, array.array, ``__array_interface__``) is
         read in place, without a copy, when its dtype is float32/float64
@@ -147,7 +188,7 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
         Where to write the result; same shape as `x`, and the result dtype.
         ``out=x`` computes in place.
     dtype : dtype, optional
-        Result (and compute) dtype: float16, float32 or float64.
+        Result (and compute) dtype: float16, bfloat16, float32 or float64.
 
     Returns
     -------
@@ -210,7 +251,7 @@ def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     out : ndarray, optional
         Where to write the result; ``out=x`` computes in place.
     dtype : dtype, optional
-        Result dtype: float16, float32 or float64.
+        Result dtype: float16, bfloat16, float32 or float64.
 
     Returns
     -------
@@ -235,13 +276,19 @@ def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
 
 def _reduce(a, comp, axes, scale):
     """(max, log_sum) of the reduction over `axes`, shaped like the kept axes."""
-    xc = a.astype(comp, copy=False)
     kept = [a.shape[i] for i in range(a.ndim) if i not in axes]
     if a.size == 0 and math.prod(kept) == 0:
         z = np.empty(kept)
         return z, z.copy()
     if math.prod(a.shape[i] for i in axes) == 0:
         return np.full(kept, -np.inf), np.zeros(kept)
+    hk = half_kind(a.dtype)
+    if hk:
+        # float16 / bfloat16: chunks through float32 scratch (HALF_BLOCKS)
+        kind, xv, moved = _plan(a, axes)
+        mx, ls = _core.half_reduce(xv.view(np.uint16), hk, scale)
+        return mx.reshape(kept), ls.reshape(kept)
+    xc = a.astype(comp, copy=False)
     kind, xv, moved = _plan(xc, axes)
     if kind == "rows":
         mx, ls = _core.rows_reduce(xv, scale)
@@ -269,7 +316,8 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
     Parameters
     ----------
     x : array_like
-        Input (float32/float64 natively; float16 via float32; ints as float64).
+        Input (float32/float64 natively; float16 / bfloat16 read natively and
+        computed in float32, result in the input's dtype; ints as float64).
     axis : None, int or tuple of ints, optional
         Axes to reduce; None (default) reduces all of them.
     b : array_like, optional

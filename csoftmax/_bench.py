@@ -121,6 +121,15 @@ class Peers:
 # ---------------------------------------------------------------------------
 # one input array and the views/extra inputs the peers need
 
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def bfloat16():
+    """ml_dtypes.bfloat16's dtype, or None without ml_dtypes."""
+    from ._validate import bfloat16_dtype
+    return bfloat16_dtype()
+
+
 class Case:
     """An input of `shape` and `dtype` with the op running along `axis`.
 
@@ -131,7 +140,7 @@ class Case:
     def __init__(self, shape, axis, dtype, peers, seed=0):
         self.shape = tuple(shape)
         self.axis = axis % len(shape)
-        self.dtype = np.dtype(dtype)
+        self.dtype = bfloat16() if dtype == "bfloat16" else np.dtype(dtype)
         self.peers = peers
         self.rng = np.random.default_rng(seed)
         self.x = self.rng.standard_normal(self.shape, dtype=np.float64).__imul__(3.0)
@@ -156,6 +165,9 @@ class Case:
     @property
     def t(self):
         torch = self.peers.get("torch")
+        if self.dtype.name == "bfloat16":
+            return self.cached("t", lambda: torch.from_numpy(self.x.view(np.int16))
+                               .view(torch.bfloat16))
         return self.cached("t", lambda: torch.from_numpy(self.x))
 
     @property
@@ -614,12 +626,19 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
             n = case.size
             head = f"{case.label} {case.dtype.name} ({i + 1}/{len(cases)})"
             fns = {"floor copy": floor_copy(case.x)}
-            if any(OPS[o].floor == "sum" for o in ops):
+            if any(OPS[o].floor == "sum" for o in ops) and case.dtype.itemsize > 2:
                 fns["floor sum"] = floor_sum(case.x, case.axis)
             for o in ops:
                 for p in active:
                     if p in OPS[o].builders:
-                        fn = OPS[o].builders[p](case, pe.get(p))
+                        try:
+                            fn = OPS[o].builders[p](case, pe.get(p))
+                            if fn is not None and case.dtype.itemsize == 2:
+                                fn()      # a peer without 16-bit support is left out
+                        except Exception:
+                            if case.dtype.itemsize != 2:
+                                raise
+                            fn = None
                         if fn is not None:
                             fns[f"{o} {p}"] = fn
             ns = measure(fns, repeat, budget, step=lambda msg: prog.show(f"{head}: {msg}"))
@@ -630,14 +649,17 @@ def run(ops=None, shapes=None, dtypes=("float32",), threads=1, quick=False,
                 op = OPS[o]
                 times = {p: ns.get(f"{o} {p}") for p in PEERS}
                 cs = times["csoftmax"]
-                fl = floors[op.floor]
+                # 16-bit data: the floor is the copy of the 2-byte array (NumPy's
+                # float16 sum is emulated, no floor)
+                fkind = "copy" if case.dtype.itemsize == 2 else op.floor
+                fl = floors[fkind]
                 rivals = {p: times[p] for p in RIVALS if times[p] is not None}
                 best = min(rivals, key=rivals.get) if rivals else None
                 results.append({
                     "op": o, "shape": list(case.shape), "axis": case.axis,
                     "label": case.label, "dtype": case.dtype.name, "n_elements": n,
                     "floor_copy": floors["copy"], "floor_sum": floors["sum"],
-                    "floor_kind": op.floor, "times": times,
+                    "floor_kind": fkind, "times": times,
                     "ratio_to_floor": cs / fl if cs and fl else None,
                     "best_peer": best,
                     "speedup": rivals[best] / cs if best and cs else None,

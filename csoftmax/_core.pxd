@@ -155,6 +155,14 @@ cdef extern from "csoftmax.h" nogil:
                                       Py_ssize_t n_cols, Py_ssize_t n,
                                       Py_ssize_t row_stride) noexcept nogil
 
+    # half precision <-> float32 rows (16-bit data as bit patterns)
+    ctypedef void (*csm_cvt_h2f)(const unsigned short *x, Py_ssize_t n_rows,
+                                 Py_ssize_t n, Py_ssize_t x_row_stride, float *y,
+                                 Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_cvt_f2h)(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
+                                 Py_ssize_t x_row_stride, unsigned short *y,
+                                 Py_ssize_t y_row_stride) noexcept nogil
+
     # the kernel list at run time (dispatch.c)
     int csm_kernel_count()
     const char *csm_kernel_name(int i)

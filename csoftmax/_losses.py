@@ -11,8 +11,8 @@ from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, 
 
 from . import _core
 from ._api import _plan
-from ._validate import (as_input, check_out, integer, may_write_directly, normalize_axes,
-                        positive_scalar, reshape_view)
+from ._validate import (as_input, check_out, half_kind, integer, may_write_directly,
+                        normalize_axes, positive_scalar, reshape_view)
 
 __all__ = ["cross_entropy", "nll_loss", "softmax_backward",
            "log_softmax_backward", "logsumexp_backward"]
@@ -183,8 +183,10 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     Parameters
     ----------
     logits : array_like
-        Unnormalised scores. float32/float64 natively, float16 via float32,
-        integers as float64.
+        Unnormalised scores. float32/float64 natively; float16 / bfloat16
+        read natively (with probability targets of the same dtype) and
+        computed in float32 on cache-sized chunks, loss and gradient in the
+        logits' dtype; integers as float64.
     target : array_like
         Integer class indices (shape of `logits` without `axis`) or class
         probabilities (floating, shape of `logits`).
@@ -271,7 +273,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     tshape = a.shape[:ax] + a.shape[ax + 1:]
     if t.shape == a.shape:
         prob = True
-        if t.dtype.kind != "f":
+        if t.dtype.kind != "f" and half_kind(t.dtype) != 2:
             raise TypeError(f"target has the shape of logits {a.shape}, so it holds class "
                             f"probabilities and must be floating, got {t.dtype}")
         if ignore >= 0:
@@ -303,6 +305,10 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
         coef = scale
 
     # ---- nothing is written before this point
+    hk = half_kind(a.dtype)
+    if hk and N:
+        return _ce_half(a, ax, t if prob else None, y, w, W, scale, eps, coef, ignore,
+                        N, reduction, denom, tshape, res, return_grad, grad_out, hk)
     xc = a.astype(comp, copy=False)
     kind, xv, _ = _plan(xc, (ax,))
     qv = _rows_view(t.astype(comp, copy=False), xv.shape) if prob else None
@@ -313,6 +319,31 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     if N:
         _core.ce_pass(xv, qv, gv, y, w, W, scale, eps, coef, ignore,
                       1 if prob else 0, None, lo)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res)
+    if not return_grad:
+        return loss
+    return loss, _finish(g, gv, a.shape, res, grad_out)
+
+
+def _ce_half(a, ax, t, y, w, W, scale, eps, coef, ignore, N, reduction, denom,
+             tshape, res, return_grad, grad_out, hk):
+    """cross_entropy of float16 / bfloat16 logits (HALF_BLOCKS): logits,
+    probability targets of the same dtype and the gradient stay 16-bit;
+    chunks are computed in float32 scratch.  Targets of another floating
+    dtype are read as float32."""
+    kind, xv, _ = _plan(a, (ax,))
+    qv = None
+    if t is not None:
+        qv = (_rows_view(t, xv.shape) if t.dtype == a.dtype
+              else _rows_view(t.astype(np.float32, copy=False), xv.shape))
+    lo = np.empty(N, dtype=np.float64)
+    g = gv = None
+    if return_grad:
+        g, gv = _grad_target(grad_out, xv, (xv, qv, y, w), res)
+    _core.half_ce_pass(xv.view(np.uint16),
+                       None if qv is None else (qv.view(np.uint16) if qv.itemsize == 2 else qv),
+                       None if gv is None else gv.view(np.uint16), hk, y, w, W, scale,
+                       eps, coef, ignore, 0 if t is None else 1, None, lo)
     loss = _reduce_loss(lo, reduction, denom, tshape, res)
     if not return_grad:
         return loss
@@ -407,6 +438,24 @@ def _bwd(y, dy, axis, out, log, names):
     outer = int(np.prod(shape[:ax], dtype=np.int64))
     inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
     s3 = (outer, shape[ax], inner)
+    hk = half_kind(a.dtype)
+    if hk and d.dtype == a.dtype and res == a.dtype:
+        # float16 / bfloat16 (HALF_BLOCKS): 16-bit in and out, float32 chunks
+        yc = np.ascontiguousarray(a).reshape(s3)
+        dc = np.ascontiguousarray(d).reshape(s3)
+        direct = out is not None and out.flags.c_contiguous
+        if direct:
+            o = out.reshape(s3)
+            direct = may_write_directly(o, (yc, dc), in_place=(yc, dc))
+        if not direct:
+            o = np.empty(s3, dtype=res)
+        _core.half_softmax_bwd(yc.view(np.uint16), dc.view(np.uint16), o.view(np.uint16),
+                               hk, log)
+        if out is not None:
+            if not direct:
+                np.copyto(out, o.reshape(shape))
+            return out
+        return o.reshape(shape)
     yc = np.ascontiguousarray(a, dtype=comp).reshape(s3)
     dc = np.ascontiguousarray(d, dtype=comp).reshape(s3)
     direct = out is not None and out.dtype == comp and out.flags.c_contiguous
@@ -532,6 +581,14 @@ def logsumexp_backward(x: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
         if out is not None:
             return out
         return g
+    hk = half_kind(a.dtype)
+    if hk:
+        # float16 / bfloat16 (HALF_BLOCKS)
+        _, xv, _ = _plan(a, (ax,))
+        g, gv = _grad_target(out, xv, (xv, dv), res)
+        _core.half_ce_pass(xv.view(np.uint16), None, gv.view(np.uint16), hk, None, None,
+                           0.0, 1.0, 0.0, 1.0, -100, 2, dv, None)
+        return _finish(g, gv, a.shape, res, out)
     xc = a.astype(comp, copy=False)
     _, xv, _ = _plan(xc, (ax,))
     g, gv = _grad_target(out, xv, (xv, dv), comp)

@@ -81,6 +81,12 @@ DEF TILE_MIN_COLS = 64      # a column tile must hold at least this many columns
                             # (else the column kernels run on the array itself)
 DEF FLAT_CHUNK = 8192       # elements per chunk of the element-wise loops of
                             # _margin.pxi (KL, softplus), the unit of their threads
+DEF HALF_CHUNK = 32768      # float16 / bfloat16 (HALF_BLOCKS, _half.pxi): elements
+                            # per thread of a chunk converted to float32 scratch
+                            # (128 KiB a thread: in L2 between the conversion, the
+                            # float32 path and the conversion back); a row longer
+                            # than a chunk is one chunk (scratch O(n))
+DEF CVT_UNIT = 8192         # elements per unit of the threaded conversion loops
 
 
 def thresholds():
@@ -91,7 +97,8 @@ def thresholds():
             "FUSED_MAX_BYTES": FUSED_MAX_BYTES, "CSM_SMALL_MAX": CSM_SMALL_MAX,
             "SMALL_LOG_MAX": SMALL_LOG_MAX, "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
-            "FLAT_CHUNK": FLAT_CHUNK}
+            "FLAT_CHUNK": FLAT_CHUNK, "HALF_CHUNK": HALF_CHUNK,
+            "CVT_UNIT": CVT_UNIT}
 
 # --------------------------------------------------------------------------
 # ops, layouts, paths
@@ -137,6 +144,10 @@ PATH_NAMES = ("SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH
 OP_NAMES = ("softmax", "log_softmax", "logsumexp", "cross_entropy",
             "cross_entropy_soft", "logsumexp_backward", "softmax_backward",
             "log_softmax_backward")
+
+cdef enum:                  # half-precision kinds (HALF_BLOCKS)
+    HALF_F16 = 1
+    HALF_BF16 = 2
 
 cdef enum:                  # planner inputs besides the shape
     PF_ALPHA1 = 1           # forward: output scale alpha == 1
@@ -426,10 +437,17 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     return PATH_TWO_PASS
 
 
-cdef csm_plan _plan_call(int op, bint f64, int layout, Py_ssize_t rows,
-                         Py_ssize_t n, Py_ssize_t inner, int flags,
-                         int nth_max) noexcept nogil:
-    """THE planner.  rows: rows (rows layout) or outer (cols layout); n:
+cdef inline csm_plan _plan_call(int op, bint f64, int layout, Py_ssize_t rows,
+                                Py_ssize_t n, Py_ssize_t inner, int flags,
+                                int nth_max) noexcept nogil:
+    return _plan_call_ex(op, f64, layout, rows, n, inner, flags, nth_max, True)
+
+
+cdef csm_plan _plan_call_ex(int op, bint f64, int layout, Py_ssize_t rows,
+                            Py_ssize_t n, Py_ssize_t inner, int flags,
+                            int nth_max, bint force) noexcept nogil:
+    """THE planner (force False: a forced path is ignored -- the chunks of
+    HALF_BLOCKS that a path forced for the whole call cannot serve).  rows: rows (rows layout) or outer (cols layout); n:
     the reduced length (the class count for CE); inner: columns (cols
     layout, else 1); nth_max: threads available (<= 0: _max_threads()).  Returns
     the path, the driver's team size and block; path PATH_INVALID (and why)
@@ -443,7 +461,7 @@ cdef csm_plan _plan_call(int op, bint f64, int layout, Py_ssize_t rows,
     p.layout = layout
     p.why = WHY_OK
     p.path = _plan_natural(op, f64, layout, rows, n, inner, flags, nth)
-    if _overridden and _forced_path[op] >= 0 and _forced_path[op] != p.path:
+    if force and _overridden and _forced_path[op] >= 0 and _forced_path[op] != p.path:
         p.why = _why_not(op, _forced_path[op], f64, layout, n, inner, flags)
         if p.why != WHY_OK:
             p.path = PATH_INVALID
@@ -480,6 +498,55 @@ cdef csm_plan _plan_call(int op, bint f64, int layout, Py_ssize_t rows,
     if nth <= 1:
         p.threads = 1
     return p
+
+
+# --------------------------------------------------------------------------
+# HALF_BLOCKS: float16 / bfloat16 data.  The call is cut into chunks of
+# about HALF_CHUNK elements; each chunk is converted to float32 scratch
+# (cvt_* kernels), the float32 path the planner picks for the chunk runs on
+# the scratch, and its result is converted back (rounded once, to nearest
+# even).  With at least as many chunks as threads each thread takes its own
+# chunks with its own scratch (one parallel region, the float32 path serial
+# inside); else (one thread; a few rows longer than a chunk) the chunks are
+# HALF_CHUNK x threads elements and the whole team converts and computes
+# each (a long row takes the float32 LONG_ROW_SPLIT).  No full-size float32
+# copy: per array it converts (x; CE: x, gradient, probability targets;
+# backward: y, dy) the scratch holds threads x max(HALF_CHUNK, n) floats
+# (per-thread chunks) or max(HALF_CHUNK x threads, n) (team chunks).
+
+cdef struct half_chunk:
+    Py_ssize_t mo           # outer slices (cols) or rows (rows) per chunk
+    Py_ssize_t cb           # columns per chunk (cols layout; inner when whole)
+    Py_ssize_t floats       # scratch floats per converted array
+
+
+cdef half_chunk _half_chunk(int layout, Py_ssize_t rows, Py_ssize_t n,
+                            Py_ssize_t inner, int nth) noexcept nogil:
+    """Chunk shape of a HALF_BLOCKS call: rows layout -> mo rows of n; cols
+    layout -> mo outer slices of (n, cb), cb == inner unless one slice
+    exceeds a chunk (then mo = 1 and cb columns, a multiple of 16 when
+    >= 16)."""
+    cdef half_chunk c
+    cdef Py_ssize_t target = <Py_ssize_t>HALF_CHUNK * max(nth, 1)
+    cdef Py_ssize_t per
+    n = max(n, 1)
+    if layout == LAYOUT_ROWS:
+        c.mo = max(1, min(rows, target // n))
+        c.cb = 1
+        c.floats = c.mo * n
+        return c
+    per = n * inner
+    if per <= target:
+        c.mo = max(1, min(rows, target // per))
+        c.cb = inner
+    else:
+        c.mo = 1
+        c.cb = max(1, target // n)
+        if c.cb >= 16:
+            c.cb = c.cb // 16 * 16
+        c.cb = min(c.cb, inner)
+    c.floats = c.mo * n * c.cb
+    return c
 
 
 # --------------------------------------------------------------------------
@@ -618,7 +685,7 @@ def plan(op, shape, dtype, axis=-1, *, grad=True, smoothing=False,
     cdef int flags = PF_ALPHA1
     shape = tuple(int(s) for s in shape)
     dt = np.dtype(dtype)
-    cdef bint f64 = not (dt == np.float32 or dt == np.float16)
+    cdef bint f64 = not (dt == np.float32 or dt == np.float16 or half_kind(dt))
     if opc >= OP_CE:
         if not isinstance(axis, (int, np.integer)):
             raise ValueError(f"{OP_NAMES[opc]} takes one axis, got {axis!r}")
@@ -641,9 +708,58 @@ def plan(op, shape, dtype, axis=-1, *, grad=True, smoothing=False,
                    flags, nth)
     if p.path == PATH_INVALID:
         _raise_plan(p)
-    return {"op": OP_NAMES[opc], "layout": kind, "path": PATH_NAMES[p.path],
-            "kernels": _kernels(opc, p.path, f64, flags), "threads": p.threads,
-            "block": p.block}
+    out = {"op": OP_NAMES[opc], "layout": kind, "path": PATH_NAMES[p.path],
+           "kernels": _kernels(opc, p.path, f64, flags), "threads": p.threads,
+           "block": p.block}
+    if half_kind(dt):
+        out.update(_half_plan(opc, layout, rows, n, inner, flags, nth, half_kind(dt)))
+    return out
+
+
+def half_kind(dt):
+    """HALF_F16 / HALF_BF16 for a float16 / bfloat16 dtype, else 0."""
+    if dt == np.float16:
+        return HALF_F16
+    if dt.kind == "V" and dt.name == "bfloat16" or (dt.itemsize == 2 and dt.name == "bfloat16"):
+        return HALF_BF16
+    return 0
+
+
+def _half_plan(int opc, int layout, Py_ssize_t rows, Py_ssize_t n,
+               Py_ssize_t inner, int flags, int nth, int kind):
+    """The HALF_BLOCKS part of plan(): the chunk, the float32 path of a full
+    chunk, the conversion kernels, the scratch bound."""
+    cdef Py_ssize_t inn = inner if layout == LAYOUT_COLS else 1
+    cdef Py_ssize_t total = rows * n * inn
+    cdef int th = _nth(total, nth), cth = 1
+    cdef half_chunk c = _half_chunk(layout, rows, n, inn, 1)
+    cdef Py_ssize_t chunks
+    if layout == LAYOUT_COLS and c.cb < inn:
+        chunks = rows * ((inn + c.cb - 1) // c.cb)
+    else:
+        chunks = (rows + c.mo - 1) // c.mo
+    cdef bint per_thread = th > 1 and chunks >= th
+    if th > 1 and not per_thread:
+        c = _half_chunk(layout, rows, n, inn, th)
+        cth = th
+    cdef csm_plan p = _plan_call(opc, False, layout, c.mo, n,
+                                 c.cb if layout == LAYOUT_COLS else 1,
+                                 flags & ~PF_INPLACE, cth)
+    if p.path == PATH_INVALID:
+        _raise_plan(p)
+    arrays = 1
+    if opc >= OP_SOFTMAX_BWD or (opc >= OP_CE and flags & PF_GRAD):
+        arrays = 2
+    cv = "bf16" if kind == HALF_BF16 else "f16"
+    return {"path": PATH_NAMES[p.path], "half": "HALF_BLOCKS",
+            "chunk": [c.mo, c.cb if layout == LAYOUT_COLS else 1],
+            "chunk_threads": "per-thread" if per_thread else "team",
+            "threads": th if per_thread else p.threads, "block": p.block,
+            "kernels": [f"cvt_{cv}_to_f32"] + _kernels(opc, p.path, False, flags)
+                       + ([] if opc == OP_LSE or (OP_CE <= opc <= OP_LSE_BWD
+                                                  and not flags & PF_GRAD)
+                          else [f"cvt_f32_to_{cv}"]),
+            "scratch_floats": arrays * c.floats * (th if per_thread else 1)}
 
 
 def _override(op):

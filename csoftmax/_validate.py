@@ -43,7 +43,9 @@ def _from_dlpack(x, name):
     * a torch tensor that requires grad is refused with TypeError: the
       NumPy-returning functions cannot carry a gradient, and silently
       dropping it (``.detach()``) would hide that -- pass ``x.detach()``;
-    * a dtype NumPy cannot represent (bfloat16, float8, ...) is a TypeError.
+    * bfloat16 becomes an ``ml_dtypes.bfloat16`` view (TypeError without
+      ml_dtypes); another dtype NumPy cannot represent (float8, ...) is a
+      TypeError.
     The view is read-only for producers that say so (JAX); csoftmax only
     reads its inputs, so that costs nothing.
     """
@@ -67,6 +69,8 @@ def _from_dlpack(x, name):
                         "functions return ndarrays and cannot propagate a gradient. "
                         f"Pass {name}.detach() to compute on its values")
     x = _resolve_lazy_bits(x)
+    if "bfloat16" in str(getattr(x, "dtype", "")):
+        return _bfloat16_view(x, name, kind)
     try:
         return np.from_dlpack(x)
     except (BufferError, RuntimeError, TypeError, ValueError) as e:
@@ -74,6 +78,26 @@ def _from_dlpack(x, name):
         raise TypeError(f"{name} ({kind}, dtype {dt}) cannot be read through "
                         f"DLPack ({str(e).rstrip('.')}); csoftmax takes float16/32/64, integer "
                         "and bool data (convert first, e.g. x.float())") from e
+
+
+def _bfloat16_view(x, name, kind):
+    """A bfloat16 tensor (torch, JAX) as an ``ml_dtypes.bfloat16`` ndarray
+    sharing its memory: NumPy's DLPack import does not know bfloat16, so the
+    tensor is exported as 16-bit integers and the bits reinterpreted."""
+    bf = bfloat16_dtype()
+    if bf is None:
+        raise TypeError(f"{name} ({kind}) is bfloat16; csoftmax reads bfloat16 through "
+                        "the optional dependency ml_dtypes: pip install ml_dtypes "
+                        "(or convert first, e.g. x.float())")
+    view = getattr(x, "view", None)
+    mod = type(x).__module__.split(".")[0]
+    if mod == "torch" and callable(view):
+        import torch
+        return np.from_dlpack(x.view(torch.int16)).view(bf)
+    a = np.asarray(x)           # JAX and others: NumPy arrays of ml_dtypes.bfloat16
+    if a.dtype != bf:
+        raise TypeError(f"{name} ({kind}) is bfloat16 but exports dtype {a.dtype}")
+    return a
 
 
 def _resolve_lazy_bits(x):
@@ -113,6 +137,28 @@ def _to_ndarray(x, name):
     return np.asarray(x)
 
 
+def half_kind(dt):
+    """1 for native float16, 2 for bfloat16 (``ml_dtypes.bfloat16``, however
+    it arrived), 0 otherwise: the dtypes of the half-precision paths."""
+    if dt.itemsize != 2:
+        return 0
+    if dt.kind == "f":
+        return 1 if dt.isnative else 0
+    if dt.name == "bfloat16":
+        return 2
+    return 0
+
+
+def bfloat16_dtype():
+    """The NumPy dtype of ``ml_dtypes.bfloat16`` (imported lazily: an
+    optional dependency), or None when ml_dtypes is not installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 def as_input(x, name="x"):
     """`x` as an ndarray with its compute dtype: (array, compute_dtype, result_dtype).
 
@@ -124,6 +170,9 @@ def as_input(x, name="x"):
     if dt.kind == "c":
         raise TypeError(f"{name} has complex dtype {dt}; csoftmax works on real "
                         "floating-point data (take .real or abs() first)")
+    if half_kind(dt) == 2:
+        # ml_dtypes.bfloat16: computed in float32 lanes, returned as bfloat16
+        return a, np.dtype(np.float32), dt
     if dt.kind == "f":
         if not dt.isnative:          # byte-swapped: compute (and return) native
             dt = dt.newbyteorder("=")
@@ -132,7 +181,7 @@ def as_input(x, name="x"):
         if dt.type in _FLOATS:
             return a, dt, dt
         raise TypeError(f"{name} has dtype {dt}; supported floating dtypes are "
-                        "float16, float32 and float64")
+                        "float16, bfloat16 (ml_dtypes), float32 and float64")
     if dt.kind in "biu":
         return a, np.dtype(np.float64), np.dtype(np.float64)
     raise TypeError(f"{name} has non-numeric dtype {dt}; expected a real numeric array")
@@ -146,11 +195,11 @@ def resolve_dtype(dtype, compute, result):
         d = np.dtype(dtype)
     except TypeError as e:
         raise TypeError(f"dtype={dtype!r} is not a valid dtype") from e
-    if d == np.float16:
+    if d == np.float16 or half_kind(d) == 2:
         return np.dtype(np.float32), d
     if d.type in _FLOATS:
         return d, d
-    raise TypeError(f"dtype={d} is not supported; use float16, float32 or float64")
+    raise TypeError(f"dtype={d} is not supported; use float16, bfloat16, float32 or float64")
 
 
 def positive_scalar(value, name):

@@ -9,8 +9,9 @@ arrays; on an accelerator the callback copies to the host and back)::
     import jax, csoftmax.jax as cj
     loss = jax.jit(jax.value_and_grad(lambda x, y: cj.cross_entropy(x, y)))
 
-float32 and float64 are native (float64 needs ``jax_enable_x64``), float16
-is computed in float32, bfloat16 is converted to float32 and back.  The
+float32 and float64 are native (float64 needs ``jax_enable_x64``); float16
+and bfloat16 are read and written in their own dtype and computed in float32
+on cache-sized chunks.  The
 backward rules are first-order (no higher derivatives through them).
 
 The cross-entropy forward rule computes the gradient in the same fused pass
@@ -36,9 +37,11 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
 
 
 def _host(a):
-    """ndarray for the kernels: bfloat16 (and other non-NumPy floats) -> float32."""
+    """ndarray for the kernels: bfloat16 stays bfloat16 (an ml_dtypes array,
+    computed natively); other non-NumPy floats -> float32."""
     a = np.asarray(a)
-    if a.dtype not in (np.float16, np.float32, np.float64) and a.dtype.kind not in "iub":
+    if (a.dtype not in (np.float16, np.float32, np.float64) and a.dtype.kind not in "iub"
+            and a.dtype.name != "bfloat16"):
         a = a.astype(np.float32)
     return a
 

@@ -30,8 +30,10 @@ axis ``dim`` of the losses) are keyword-only.  As in torch:
 
 Inputs reach the C kernels without a copy (``tensor.numpy()`` shares the
 memory, strided layouts included) and results come back without a copy
-(``torch.from_numpy``).  float32 and float64 are native, float16 is computed
-in float32 and bfloat16 is converted to float32 and back.
+(``torch.from_numpy``).  float32 and float64 are native; float16 and
+bfloat16 are read and written in place in their own dtype and computed in
+float32 on cache-sized chunks (bfloat16 through the optional ml_dtypes; without
+it bfloat16 is converted to float32 and back).
 
 The backward passes use csoftmax's fused kernels: softmax / log_softmax
 backward are :func:`csoftmax.softmax_backward` /
@@ -57,6 +59,7 @@ import numpy as np
 from torch.autograd.function import once_differentiable as _once
 
 from . import _api, _losses, _margin
+from ._validate import bfloat16_dtype as _bfloat16_dtype
 
 __all__ = ["softmax", "log_softmax", "softmin", "logsumexp", "cross_entropy", "nll_loss",
            "margin_cross_entropy", "CrossEntropyLoss", "NLLLoss", "Softmax", "LogSoftmax",
@@ -79,14 +82,22 @@ def _np(t, name="input"):
         raise TypeError(f"{name} is complex ({t.dtype}); csoftmax needs real input")
     t = t.detach()
     if t.dtype == _torch.bfloat16:
-        t = t.float()
+        bf = _bfloat16_dtype()
+        if bf is None:            # without ml_dtypes: computed from a float32 copy
+            return t.float().numpy()
+        # bfloat16 read in place: NumPy has no bfloat16, ml_dtypes does
+        return t.resolve_neg().view(_torch.int16).numpy().view(bf)
     return t.resolve_conj().resolve_neg().numpy()
 
 
 def _tt(a, like=None):
     """Tensor sharing `a`'s memory; cast to `like`'s dtype if that is not a
     NumPy dtype (bfloat16)."""
-    t = _torch.from_numpy(np.asarray(a))
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":
+        t = _torch.from_numpy(a.view(np.int16)).view(_torch.bfloat16)
+    else:
+        t = _torch.from_numpy(a)
     if like is not None and like.is_floating_point() and like.dtype not in _NATIVE:
         t = t.to(like.dtype)
     return t

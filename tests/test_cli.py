@@ -53,7 +53,7 @@ def test_no_or_unknown_command_prints_usage_and_exits_2(args):
 
 
 @pytest.mark.parametrize("args", [
-    ("--dtype", "float16"), ("--ops", "softmax,nope"), ("--shapes", "64xabc"),
+    ("--dtype", "float8"), ("--ops", "softmax,nope"), ("--shapes", "64xabc"),
     ("--shapes", "0x10"), ("--shapes", "8x8:2"), ("--threads", "0"), ("--repeat", "0"),
 ])
 def test_bench_bad_option_exits_2(args):
@@ -304,3 +304,16 @@ def test_bench_every_column_is_defined():
     i = lines.index("numpy formula, per op (max and sums along the axis):")
     assert lines[i + 1].split()[0] == "softmax" and "exp(x - max)" in lines[i + 1]
     assert lines[i + 2].split()[0] == "logsumexp"
+
+
+def test_bench_half_dtypes_judged_against_their_copy():
+    pytest.importorskip("ml_dtypes")
+    r = run_cli("bench", "--quick", "--shapes", "64x100", "--ops", "softmax,logsumexp",
+                "--dtype", "float16,bfloat16", "--json", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    rows = doc["results"]
+    assert {row["dtype"] for row in rows} == {"float16", "bfloat16"}
+    for row in rows:
+        assert row["floor_kind"] == "copy" and row["floor_copy"] > 0
+        assert row["times"]["csoftmax"] > 0

@@ -84,5 +84,5 @@ def test_bad_dtype_parameter():
 def test_longdouble_rejected():
     if np.dtype(np.longdouble) == np.float64:
         pytest.skip("longdouble is float64 here")
-    with pytest.raises(TypeError, match="float16, float32 and float64"):
+    with pytest.raises(TypeError, match=r"float16, bfloat16 \(ml_dtypes\), float32 and float64"):
         csoftmax.softmax(np.ones(3, np.longdouble))

@@ -382,6 +382,15 @@ def test_every_kernel_is_planned(isa):
                     named.update(_core.plan(op, shape, dtype, axis, threads=2)["kernels"])
             except ValueError:
                 pass
+    # the conversions of the half-precision path (HALF_BLOCKS)
+    half = [np.float16]
+    try:
+        import ml_dtypes
+        half.append(ml_dtypes.bfloat16)
+    except ImportError:
+        named.update(["cvt_bf16_to_f32", "cvt_f32_to_bf16"])
+    for dtype in half:
+        named.update(_core.plan("softmax", (64, 100), dtype)["kernels"])
     present = [name for name, on in _core.kernel_list() if on[isa]]
     missing = [k for k in present if k not in named]
     assert not missing, f"kernels of the {isa} table that no planned path calls: {missing}"

@@ -1,4 +1,5 @@
-"""Golden outputs: every public function x float32/float64 x ISA x path.
+"""Golden outputs: every public function x float32/float64 x ISA x path
+(and the half-precision ops x float16/bfloat16).
 
 The kernel restructure (issue 17) must keep every result bit-identical, or
 explain each difference.  This tool records, from the build it imports, the
@@ -138,6 +139,61 @@ def cases():
                 x, dy[:, 0], axis=1)
 
 
+def half_cases():
+    """float16 and bfloat16 (ml_dtypes, when installed): the ops with a
+    half-precision path (HALF_BLOCKS, issue #20), row and column shapes."""
+    dts = [np.float16]
+    try:
+        import ml_dtypes
+        dts.append(ml_dtypes.bfloat16)
+    except ImportError:
+        pass
+    for dt in dts:
+        dn = np.dtype(dt).name
+        for shape in ROW_SHAPES:
+            rows, n = shape
+            s = rows * 1000 + n
+            tag = f"{dn}|rows{rows}x{n}"
+            x = _x(s, shape, dt)
+            t = _labels(s, rows, n)
+            dy = _x(s + 3, shape, dt)
+            q = cs.softmax(_x(s + 9, shape, dt) / 2)
+            wt = (np.random.default_rng(s + 5).random(n) + 0.5)
+            y = cs.softmax(x)
+            ly = cs.log_softmax(x)
+            yield f"softmax|{tag}", lambda x=x: cs.softmax(x)
+            yield f"log_softmax T=0.37|{tag}", lambda x=x: cs.log_softmax(x, temperature=0.37)
+            yield f"softmax reversed|{tag}", lambda x=x: cs.softmax(x[::-1, ::-1])
+            yield f"logsumexp|{tag}", lambda x=x: cs.logsumexp(x, axis=-1)
+            yield f"cross_entropy|{tag}", lambda x=x, t=t: cs.cross_entropy(
+                x, t, reduction="none", return_grad=True)
+            yield f"cross_entropy opts|{tag}", lambda x=x, t=t, wt=wt: cs.cross_entropy(
+                x, np.where(t == 0, -100, t), weight=wt, label_smoothing=0.1,
+                temperature=1.7, reduction="none", return_grad=True)
+            yield f"cross_entropy prob|{tag}", lambda x=x, q=q: cs.cross_entropy(
+                x, q, reduction="none", return_grad=True)
+            yield f"softmax_backward|{tag}", lambda y=y, dy=dy: cs.softmax_backward(y, dy)
+            yield f"log_softmax_backward|{tag}", lambda ly=ly, dy=dy: cs.log_softmax_backward(
+                ly, dy)
+            yield f"logsumexp_backward|{tag}", lambda x=x, dy=dy: cs.logsumexp_backward(
+                x, dy[:, 0].astype(np.float64))
+        for shape in COL_SHAPES:
+            o, n, inner = shape
+            s = o * 100000 + n * 100 + inner
+            tag = f"{dn}|cols{o}x{n}x{inner}"
+            x = _x(s, shape, dt)
+            t = np.random.default_rng(s).integers(0, n, (o, inner))
+            dy = _x(s + 3, shape, dt)
+            y = cs.softmax(x, axis=1)
+            yield f"softmax|{tag}", lambda x=x: cs.softmax(x, axis=1)
+            yield f"log_softmax|{tag}", lambda x=x: cs.log_softmax(x, axis=1)
+            yield f"logsumexp|{tag}", lambda x=x: cs.logsumexp(x, axis=1)
+            yield f"cross_entropy|{tag}", lambda x=x, t=t: cs.cross_entropy(
+                x, t, axis=1, reduction="none", return_grad=True)
+            yield f"softmax_backward|{tag}", lambda y=y, dy=dy: cs.softmax_backward(
+                y, dy, axis=1)
+
+
 def _flat(res):
     if isinstance(res, tuple):
         return [np.asarray(r) for r in res]
@@ -163,7 +219,7 @@ def compute(isas=None):
     try:
         for isa in isas or _core.available_isas():
             _core._use_isa(isa)
-            for key, thunk in cases():
+            for key, thunk in list(cases()) + list(half_cases()):
                 d, total = digest(thunk())
                 out[f"{isa}|{key}"] = [d, total]
     finally:
@@ -183,7 +239,7 @@ def main(argv=None):
         key, path = a.dump
         isa, rest = key.split("|", 1)
         _core._use_isa(isa)
-        for k, thunk in cases():
+        for k, thunk in list(cases()) + list(half_cases()):
             if k == rest:
                 res = _flat(thunk())
                 np.savez(path, *res)

@@ -42,6 +42,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -289,6 +290,78 @@ typedef void csm_bwd_cols_f64_fn(const double *y, const double *dy, double *o,
                                  ptrdiff_t n_cols, ptrdiff_t n,
                                  ptrdiff_t row_stride);
 typedef csm_bwd_cols_f64_fn *csm_bwd_cols_f64;
+
+/* Half precision (float16 = IEEE binary16, bfloat16 = the top half of a
+ * float32) <-> float32, on n_rows rows of n contiguous elements, rows
+ * x_row_stride / y_row_stride elements apart; 16-bit data are passed as
+ * their bit patterns (uint16_t).  To float32: exact (NaN stays NaN, its
+ * payload kept).  From float32: rounded to nearest, ties to even, with
+ * overflow to +-inf, subnormal results rounded the same way (float16) and
+ * NaN kept a quiet NaN of the same sign (its top payload bits kept).
+ * Every ISA gives the same bits.  x and y must not overlap. */
+typedef void csm_cvt_h2f_fn(const uint16_t *x, ptrdiff_t n_rows, ptrdiff_t n,
+                            ptrdiff_t x_row_stride, float *y,
+                            ptrdiff_t y_row_stride);
+typedef csm_cvt_h2f_fn *csm_cvt_h2f;
+typedef void csm_cvt_f2h_fn(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                            ptrdiff_t x_row_stride, uint16_t *y,
+                            ptrdiff_t y_row_stride);
+typedef csm_cvt_f2h_fn *csm_cvt_f2h;
+
+/* The scalar conversions of one element (the reference every ISA matches;
+ * portable C, no floating-point environment dependence). */
+static inline float csm_f16_to_f32(uint16_t h)
+{
+    uint32_t s = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    union { uint32_t u; float f; } v;
+    if (e == 0x1fu) v.u = s | 0x7f800000u | (m << 13);          /* inf, NaN */
+    else if (e != 0) v.u = s | ((e + 112u) << 23) | (m << 13);   /* normal */
+    else {                                                       /* 0, subnormal */
+        v.f = (float)m * 5.9604644775390625e-08f;                /* m * 2^-24: exact */
+        v.u |= s;
+    }
+    return v.f;
+}
+
+static inline uint16_t csm_f32_to_f16(float f)
+{
+    union { float f; uint32_t u; } v;
+    v.f = f;
+    uint32_t s = (v.u >> 16) & 0x8000u, a = v.u & 0x7fffffffu;
+    if (a >= 0x7f800000u)                                 /* inf; NaN quiet */
+        return (uint16_t)(a == 0x7f800000u ? s | 0x7c00u
+                                           : s | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) return (uint16_t)(s | 0x7c00u); /* >= 65520: inf */
+    if (a >= 0x38800000u) {                               /* normal result */
+        uint32_t r = a - (112u << 23);
+        r += 0xfffu + ((r >> 13) & 1u);
+        return (uint16_t)(s | (r >> 13));
+    }
+    if (a <= 0x33000000u) return (uint16_t)s;             /* <= 2^-25: 0 */
+    {                                                     /* subnormal result */
+        uint32_t e = a >> 23, mant = (a & 0x7fffffu) | 0x800000u;
+        uint32_t sh = 126u - e;                           /* 14 .. 24 */
+        uint32_t q = mant >> sh, rem = mant & ((1u << sh) - 1u), half = 1u << (sh - 1u);
+        if (rem > half || (rem == half && (q & 1u))) ++q;
+        return (uint16_t)(s | q);
+    }
+}
+
+static inline float csm_bf16_to_f32(uint16_t h)
+{
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)h << 16;
+    return v.f;
+}
+
+static inline uint16_t csm_f32_to_bf16(float f)
+{
+    union { float f; uint32_t u; } v;
+    v.f = f;
+    if ((v.u & 0x7fffffffu) > 0x7f800000u)                /* NaN: quiet */
+        return (uint16_t)((v.u >> 16) | 0x40u);
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
 
 /* The kernel table: one function pointer per line of csoftmax_kernels.def,
  * in that order (NULL where an ISA has no such kernel). */

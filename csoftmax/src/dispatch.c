@@ -1,8 +1,9 @@
 /*
  * dispatch.c -- CPU detection (once) and the kernel tables.
  *
- * The AVX2 table is offered only when CPUID reports AVX2 and FMA *and* the
- * OS saves YMM state (OSXSAVE + XGETBV), so the scalar path is what runs on
+ * The AVX2 table is offered only when CPUID reports AVX2, FMA and F16C (the
+ * float16 conversions, src/avx2/half.c) *and* the OS saves YMM state
+ * (OSXSAVE + XGETBV), so the scalar path is what runs on
  * older CPUs and on non-x86 builds.  On aarch64 the NEON table is always
  * offered (AdvSIMD is baseline there) and is the default.
  * The AVX-512 table is offered when CPUID reports AVX-512 F, BW, DQ and VL
@@ -90,17 +91,26 @@ int csm_kernel_present(const csm_kernel_table *t, int i)
 }
 
 #ifdef CSM_BUILD_AVX2
+#if defined(__GNUC__) || defined(__clang__)
+#include <cpuid.h>
+#endif
 static int cpu_has_avx2_fma(void)
 {
 #if defined(CSM_BUILD_AVX2) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     /* libgcc/compiler-rt only report AVX2 when the OS enables YMM state. */
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+    /* F16C: CPUID leaf 1, ECX bit 29 (not every compiler's
+     * __builtin_cpu_supports knows "f16c") */
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c >> 29) & 1;
 #elif defined(CSM_BUILD_AVX2) && defined(_MSC_VER)
     int r[4];
     __cpuid(r, 1);
     int fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1;
-    if (!(fma && osxsave && avx)) return 0;
+    int f16c = (r[2] >> 29) & 1;
+    if (!(fma && osxsave && avx && f16c)) return 0;
     if ((_xgetbv(0) & 6) != 6) return 0;
     __cpuidex(r, 7, 0);
     return (r[1] >> 5) & 1;

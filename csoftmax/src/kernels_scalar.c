@@ -248,3 +248,18 @@ void csm_ce_soft_fix_cols_f32_scalar(float *g, ptrdiff_t n_cols, ptrdiff_t n,
         }
     }
 }
+
+/* ---- half precision <-> float32 (csoftmax.h: csm_cvt_*) ----------------- */
+
+#define DEFINE_SCALAR_CVT(NAME, IN, OUT, FN)                                   \
+void csm_##NAME##_scalar(const IN *x, ptrdiff_t n_rows, ptrdiff_t n,           \
+                         ptrdiff_t xrs, OUT *y, ptrdiff_t yrs)                 \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r)                                     \
+        for (ptrdiff_t i = 0; i < n; ++i)                                      \
+            y[r * yrs + i] = FN(x[r * xrs + i]);                               \
+}
+DEFINE_SCALAR_CVT(cvt_f16_to_f32, uint16_t, float, csm_f16_to_f32)
+DEFINE_SCALAR_CVT(cvt_f32_to_f16, float, uint16_t, csm_f32_to_f16)
+DEFINE_SCALAR_CVT(cvt_bf16_to_f32, uint16_t, float, csm_bf16_to_f32)
+DEFINE_SCALAR_CVT(cvt_f32_to_bf16, float, uint16_t, csm_f32_to_bf16)
