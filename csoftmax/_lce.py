@@ -131,8 +131,10 @@ def _prepare(h, weight, target, bias, class_weight, ignore_index, reduction,
                 denom=denom, chunk=chunk)
 
 
-def _run(P, return_grad):
-    """The chunk loop: (per-row float64 losses, dh2d, dW, db) in P['comp']."""
+def _run(P, return_grad, row_scale=None):
+    """The chunk loop: (per-row float64 losses, dh2d, dW, db) in P['comp'].
+    row_scale (float64, one per row): the gradients of sum_i s_i loss_i
+    instead of the loss's (torch's backward of reduction='none')."""
     comp, B, D, V, chunk = P["comp"], P["B"], P["D"], P["V"], P["chunk"]
     h2 = np.ascontiguousarray(P["h"], dtype=comp).reshape(B, D)
     W = np.ascontiguousarray(P["weight"], dtype=comp)
@@ -163,8 +165,15 @@ def _run(P, return_grad):
                       P["eps"], P["coef"], P["ignore"], mode, None, lo[r0:r0 + m])
         if not return_grad:
             continue
-        np.matmul(g, W, out=dh[r0:r0 + m])
-        if db is not None:
+        dhc = dh[r0:r0 + m]
+        np.matmul(g, W, out=dhc)
+        if row_scale is not None:
+            sc = row_scale[r0:r0 + m]
+            np.multiply(dhc, sc[:, None], out=dhc, casting="unsafe")
+            hc = (hc * sc[:, None]).astype(comp, copy=False)
+            if db is not None:
+                db += sc.astype(comp) @ g
+        elif db is not None:
             db += g.sum(axis=0, dtype=np.float64)
         if first:
             np.matmul(g.T, hc, out=dW)
@@ -279,9 +288,19 @@ def linear_cross_entropy(h: ArrayLike, weight: ArrayLike, target: ArrayLike, *,
     >>> dh.shape, dW.shape
     ((2, 2), (3, 2))
     """
+    return _linear_ce(h, weight, target, bias, class_weight, ignore_index, reduction,
+                      label_smoothing, temperature, return_grad, chunk_size)
+
+
+def _linear_ce(h, weight, target, bias, class_weight, ignore_index, reduction,
+               label_smoothing, temperature, return_grad, chunk_size, row_scale=None):
     P = _prepare(h, weight, target, bias, class_weight, ignore_index, reduction,
                  label_smoothing, temperature, chunk_size)
-    lo, dh, dW, db = _run(P, return_grad)
+    if row_scale is not None:
+        row_scale = np.ascontiguousarray(row_scale, dtype=np.float64).reshape(-1)
+        if row_scale.shape != (P["B"],):
+            raise ValueError(f"row_scale has {row_scale.size} values, expected {P['B']}")
+    lo, dh, dW, db = _run(P, return_grad, row_scale)
     res = P["res"]
     loss = _reduce_loss(lo, P["reduction"], P["denom"], P["tshape"], res)
     if not return_grad:
