@@ -29,16 +29,20 @@ from ._validate import as_input, integer, positive_scalar
 
 __all__ = ["linear_cross_entropy"]
 
-#: default chunk: rows whose logits take about this many bytes (see the
-#: docstring of linear_cross_entropy for the measurement behind it)
-_CHUNK_BYTES = 32 << 20
-#: ... but at least this many rows (BLAS efficiency), at most the batch
-_CHUNK_MIN_ROWS = 256
+#: default chunk: this many rows (see the docstring of linear_cross_entropy
+#: for the measurement behind it) ...
+_CHUNK_ROWS = 1024
+#: ... fewer only when their logits would pass this many bytes
+_CHUNK_MAX_BYTES = 1 << 30
+#: the temporary for dW += G.T @ h: vocabulary slices of about this size
+_TMP_BYTES = 8 << 20
+_TMP_MIN_ROWS = 256
 
 
 def default_chunk_size(B, V, itemsize):
-    """Rows per chunk when `chunk_size` is None."""
-    rows = max(_CHUNK_MIN_ROWS, _CHUNK_BYTES // max(1, V * itemsize))
+    """Rows per chunk when `chunk_size` is None: 1024, fewer only when their
+    logits would pass 1 GiB, at most the batch."""
+    rows = min(_CHUNK_ROWS, _CHUNK_MAX_BYTES // max(1, V * itemsize))
     return int(max(1, min(B, rows)))
 
 
@@ -179,8 +183,11 @@ def _run(P, return_grad, row_scale=None):
             np.matmul(g.T, hc, out=dW)
             first = False
             continue
-        # dW += g.T @ hc through a temporary of at most m x V elements
-        vb = int(min(V, max(1, (m * V) // max(D, 1))))
+        # dW += g.T @ hc through a temporary of vocabulary slices: about
+        # _TMP_BYTES (but >= _TMP_MIN_ROWS rows for BLAS), never more than
+        # m x V elements (the memory bound)
+        vb = max(_TMP_MIN_ROWS, _TMP_BYTES // max(1, D * comp.itemsize))
+        vb = int(max(1, min(V, vb, (m * V) // max(D, 1))))
         if tmp is None or tmp.shape[0] < vb:
             tmp = np.empty((vb, D), dtype=comp)
         for v0 in range(0, V, vb):
@@ -233,14 +240,17 @@ def linear_cross_entropy(h: ArrayLike, weight: ArrayLike, target: ArrayLike, *,
         for ``'none'``) with respect to `h`, `weight` and (if given) `bias`.
     chunk_size : int, optional
         Rows per chunk (>= 1; larger than the batch means one chunk).  The
-        default takes the rows whose logits fill 32 MiB, but at least 256
-        (and at most the batch): 256 rows for V=32000 float32 (32 MiB), 64
-        rows' worth of bytes would be 256 at V=131072 (128 MiB).  Measured
-        (B=4096, D=512, V=32000 float32, loss and gradients, 2 threads):
-        the time is flat within ~5 % from 256 to 2048 rows (it is the three
-        GEMMs), below 256 rows the GEMMs lose efficiency and each chunk
-        re-reads the whole weight twice; so the smallest chunk that keeps
-        BLAS at full speed, which keeps the memory low.  See BENCHMARKS.md.
+        default is 1024 rows -- fewer only when their logits would pass
+        1 GiB (V > 262144 in float32), at most the batch: the buffer is
+        125 MiB for V=32000 float32, 512 MiB for V=131072.  Why 1024: the
+        time is the three GEMMs per chunk, and the one contracting over
+        the vocabulary (``dh = G @ W``, inner length V) runs far below
+        BLAS speed for short chunks when BLAS threads (2 threads, loaded
+        2-core machine, loss and gradients): B=4096, D=512, V=32000 took
+        17.4 / 7.7 / 5.1 / 6.1 / 5.6 s for 256 / 512 / 1024 / 2048 / 4096
+        rows, and B=2048, V=131072 38.1 / 17.6 / 10.7 s for 256 / 512 /
+        1024 rows, while the peak memory grows with the chunk.  1024 rows
+        is where the time stops improving.  See BENCHMARKS.md.
 
     Returns
     -------

@@ -415,3 +415,21 @@ def test_dask_adapter():
     np.testing.assert_allclose(grads[1], wg[1], rtol=1e-4, atol=1e-7)
     with pytest.raises(ValueError, match="chunked along the features"):
         cd.linear_cross_entropy(da.from_array(h, chunks=(10, 8)), W, yd)
+
+
+def test_torch_signature():
+    """torch's parameters, order and defaults first; the extras keyword-only."""
+    import inspect
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    import csoftmax.torch as ct
+    if not hasattr(F, "linear_cross_entropy"):
+        pytest.skip("torch without F.linear_cross_entropy")
+    sig = inspect.signature(ct.linear_cross_entropy)
+    rsig = inspect.signature(F.linear_cross_entropy)
+    theirs = [(p.name, p.default, p.kind) for p in rsig.parameters.values()]
+    mine = list(sig.parameters.values())
+    assert [(p.name, p.default, p.kind) for p in mine[:len(theirs)]] == theirs
+    assert all(p.kind is p.KEYWORD_ONLY for p in mine[len(theirs):])
+    assert "linear_cross_entropy" in ct.__all__
+    del torch
