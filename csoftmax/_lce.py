@@ -217,8 +217,12 @@ def linear_cross_entropy(h: ArrayLike, weight: ArrayLike, target: ArrayLike, *,
     the logits by the fused cross-entropy pass (the same C kernels as
     ``cross_entropy(..., return_grad=True)``), and multiplied into ``dh``
     and ``dweight`` by BLAS.  Extra memory: at most ``2 x chunk x V``
-    elements (the buffer and a temporary for accumulating ``dweight``) on
-    top of the outputs.
+    elements (the buffer and a temporary for accumulating ``dweight``, of
+    at most 8 MiB or ``chunk x V``) on top of the outputs, besides
+    ``O(B + V)`` bookkeeping, copies of `h` / `weight` that are not
+    C-contiguous in the compute dtype, and a converted chunk of probability
+    targets whose dtype differs from the compute dtype.  Only the rows are
+    chunked: one row of V logits must fit in memory.
 
     Parameters
     ----------
@@ -282,8 +286,7 @@ def linear_cross_entropy(h: ArrayLike, weight: ArrayLike, target: ArrayLike, *,
     against an exact (float64) reference the loss carries, besides
     :func:`cross_entropy`'s bound, the GEMM's rounding of the logits (at
     most ``2 max_c |Δz_c|`` per row), and the gradients the GEMM's
-    rounding of ``G @ W`` and ``G.T @ h``.  Only the rows are chunked: one
-    row of V logits must fit in memory.
+    rounding of ``G @ W`` and ``G.T @ h``.
 
     Examples
     --------
