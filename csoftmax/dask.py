@@ -27,6 +27,10 @@ larger than one machine): nothing ever gathers a full row on one worker.
 For cross-entropy each chunk also contributes the logit of the target class
 (if it holds that column) and ``sum_c w_c x_c`` (label smoothing).
 
+:func:`linear_cross_entropy` (hidden states instead of logits) is sharded
+by rows only: each row block runs :func:`csoftmax.linear_cross_entropy`
+with the weight, which enters the graph once.
+
 Results equal the in-memory csoftmax results within the core's bounds
 (float32: a few ULP).  Everything is lazy: call ``.compute()`` (or
 ``dask.compute(loss, grad)`` to share the reduction) on a
