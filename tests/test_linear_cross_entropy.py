@@ -433,3 +433,34 @@ def test_torch_signature():
     assert all(p.kind is p.KEYWORD_ONLY for p in mine[len(theirs):])
     assert "linear_cross_entropy" in ct.__all__
     del torch
+
+
+def test_dask_distributed():
+    """On a LocalCluster of 2 worker processes: the weight is one graph key
+    (sent once per worker), results equal the in-memory function's."""
+    pytest.importorskip("dask.distributed")
+    import dask.array as da
+    from dask.distributed import Client, LocalCluster
+    import csoftmax.dask as cd
+    B, D, V = 60, 8, 19
+    h, W, b = make(B, D, V, np.float64, exact=False, bias=True)
+    y = RNG.integers(0, V, B)
+    want, wg = csoftmax.linear_cross_entropy(h, W, y, bias=b, return_grad=True)
+    loss, grads = cd.linear_cross_entropy(da.from_array(h, chunks=(16, D)), W, y, bias=b,
+                                          return_grad=True)
+    # the weight: one key of the graph, shared by every block's task
+    graph = dict(grads[1].__dask_graph__())
+    held = [k for k, v in graph.items()
+            if getattr(v, "value", v) is W or (isinstance(getattr(v, "value", v), np.ndarray)
+                                               and getattr(v, "value", v).shape == W.shape)]
+    assert len(held) == 1, held
+    blocks = [v for k, v in graph.items() if str(k).startswith("_lce_block")]
+    assert len(blocks) == 4
+    if all(hasattr(v, "dependencies") for v in blocks):
+        assert all(held[0] in v.dependencies for v in blocks)
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        loss, dh, dW, db = client.compute([loss, *grads], sync=True)
+    np.testing.assert_allclose(loss, want, rtol=1e-13)
+    for g, w in zip((dh, dW, db), wg):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
