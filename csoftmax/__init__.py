@@ -14,6 +14,7 @@ from ._margin import (distillation_loss, kl_div, margin_cross_entropy, margin_lo
                       sample, soft_hinge, softplus)
 from ._losses import (cross_entropy, log_softmax_backward, logsumexp_backward,
                       nll_loss, softmax_backward)
+from ._lce import linear_cross_entropy
 from . import _core
 
 if _core.isa_request_error():
@@ -66,4 +67,4 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
            "distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
            "softplus", "soft_hinge", "sample",
            "cross_entropy", "nll_loss", "softmax_backward", "log_softmax_backward",
-           "logsumexp_backward"]
+           "logsumexp_backward", "linear_cross_entropy"]

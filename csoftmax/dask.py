@@ -27,6 +27,10 @@ larger than one machine): nothing ever gathers a full row on one worker.
 For cross-entropy each chunk also contributes the logit of the target class
 (if it holds that column) and ``sum_c w_c x_c`` (label smoothing).
 
+:func:`linear_cross_entropy` (hidden states instead of logits) is sharded
+by rows only: each row block runs :func:`csoftmax.linear_cross_entropy`
+with the weight, which enters the graph once.
+
 Results equal the in-memory csoftmax results within the core's bounds
 (float32: a few ULP).  Everything is lazy: call ``.compute()`` (or
 ``dask.compute(loss, grad)`` to share the reduction) on a
@@ -44,10 +48,10 @@ import functools
 
 import numpy as np
 
-from . import _api, _core, _losses
+from . import _api, _core, _lce, _losses
 from ._validate import normalize_axes, positive_scalar
 
-__all__ = ["logsumexp", "softmax", "log_softmax", "cross_entropy"]
+__all__ = ["logsumexp", "softmax", "log_softmax", "cross_entropy", "linear_cross_entropy"]
 
 #: per-row partial state of a chunk: LSE(s * x) = s * m + l
 STATE = np.dtype([("m", "<f8"), ("l", "<f8")])
@@ -440,3 +444,126 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
                          *wargs, coef, (), ax=ax, C=C, ignore=ignore, w=w, W=W, eps=eps,
                          scale=scale, res=res, dtype=res, meta=np.empty((0,) * x.ndim, res))
     return loss, grad
+
+
+# ---------------------------------------------------------------------------
+# linear_cross_entropy: rows across workers, the weight broadcast once
+
+def _lce_block(hb, tb, W, b, cw, denom, ignore, eps, temperature, chunk, need):
+    """One row block: (per-row float64 losses, dh, dW, db) with the global
+    gradient coefficient (the 'mean' denominator is computed beforehand)."""
+    P = _lce._prepare(hb, W, tb, b, cw, ignore, "sum", eps, temperature, chunk)
+    if denom is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            P["coef"] = float(np.float64(P["scale"]) / np.float64(denom))
+    return _lce._run(P, need)
+
+
+def _lce_denom(tb, V, ignore, cw):
+    t = np.asarray(tb)
+    if t.ndim == 2:                 # probability targets: the number of rows
+        return float(t.shape[0])
+    return float(np.sum(_denom_block(t, cw, ignore)))
+
+
+def _pairwise_sum(parts):
+    import dask
+    add = dask.delayed(np.add, pure=True)
+    while len(parts) > 1:
+        parts = [add(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def linear_cross_entropy(h, weight, target, *, bias=None, class_weight=None,
+                         ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                         temperature=1.0, return_grad=False, chunk_size=None):
+    """:func:`csoftmax.linear_cross_entropy` on a dask array of hidden states
+    chunked along the rows -- lazy.
+
+    Each row block runs the in-memory function on its worker; `weight` (and
+    `bias`, `class_weight`: NumPy arrays) enter the graph once, as one key
+    each, so every worker receives them once.  The losses and ``dh`` stay
+    per block; ``dweight`` and ``dbias`` are summed over the blocks in a
+    pairwise tree.  For 'mean' the denominator (the kept samples' weight)
+    is summed from the targets first and each block's gradients carry the
+    global ``1 / denominator``, so the numbers are the in-memory ones (up
+    to the order of the final sums).
+
+    Parameters
+    ----------
+    h : dask.array.Array or array_like, shape (B, D)
+        Chunked along the rows only (one chunk across the features).
+    weight : array_like, shape (V, D)
+        A NumPy array (it is broadcast whole).
+    target : dask.array.Array or array_like
+        Class indices (B,) or probabilities (B, V); rechunked to `h`'s rows.
+    bias, class_weight, ignore_index, reduction, label_smoothing, temperature, chunk_size
+        As :func:`csoftmax.linear_cross_entropy` (`chunk_size`: rows per
+        chunk within a block).
+    return_grad : bool, optional
+        Also return ``(dh, dweight[, dbias])`` as dask arrays.
+
+    Returns
+    -------
+    loss : dask.array.Array
+        0-d for 'mean' / 'sum', (B,) for 'none'.
+    grads : tuple of dask.array.Array
+        Only with ``return_grad=True``.
+    """
+    import dask
+    x = _asdask(h, "h")
+    if x.ndim != 2:
+        raise ValueError(f"h must be 2-D (rows, features), got shape {x.shape}")
+    B, D = x.shape
+    if x.numblocks[1] != 1:
+        raise ValueError(f"h is chunked along the features ({x.chunks[1]}); chunk it "
+                         "along the rows only: h.rechunk({1: -1})")
+    W = np.asarray(weight)
+    b = None if bias is None else np.asarray(bias)
+    cw = None if class_weight is None else np.asarray(class_weight)
+    t = target if isinstance(target, _da.Array) else _da.asarray(np.asarray(target))
+    # every check but the label range (done per block at compute time)
+    probe = _lce._prepare(np.empty((0, D), x.dtype), W, np.empty((0,) + t.shape[1:], t.dtype),
+                          b, cw, ignore_index, reduction, label_smoothing, temperature,
+                          chunk_size)
+    V, comp, res = probe["V"], probe["comp"], probe["res"]
+    if t.shape not in ((B,), (B, V)):
+        raise ValueError(f"target has shape {t.shape}; expected {(B,)} (class indices) "
+                         f"or {(B, V)} (probabilities) for h of shape {x.shape}")
+    t = t.rechunk((x.chunks[0],) + ((V,) if t.ndim == 2 else ()))
+    cw64 = probe["w"]
+    ignore = probe["ignore"]
+    Wk = dask.delayed(W, pure=True)
+    bk = None if b is None else dask.delayed(b, pure=True)
+    cwk = None if cw is None else dask.delayed(cw, pure=True)
+    denom = None
+    if reduction == "mean":
+        parts_den = [dask.delayed(_lce_denom, pure=True)(tb, V, ignore, cw64)
+                     for tb in t.to_delayed().ravel()]
+        denom = dask.delayed(sum, pure=True)(parts_den)
+    blk = dask.delayed(_lce_block, pure=True, nout=4)
+    parts = [blk(hb, tb, Wk, bk, cwk, denom, ignore_index, label_smoothing, temperature,
+                 chunk_size, return_grad)
+             for hb, tb in zip(x.to_delayed().ravel(), t.to_delayed().ravel())]
+    rows = x.chunks[0]
+    lo = _da.concatenate([_da.from_delayed(p[0], (r,), np.float64)
+                          for p, r in zip(parts, rows)]) if parts else \
+        _da.zeros((0,), np.float64)
+    if reduction == "none":
+        loss = lo.astype(res)
+    elif reduction == "sum":
+        loss = lo.sum().astype(res)
+    else:
+        dn = _da.from_delayed(denom, (), np.float64)
+        loss = (lo.sum() / _da.where(dn == 0, np.nan, dn)).astype(res)
+    if not return_grad:
+        return loss
+    dh = _da.concatenate([_da.from_delayed(p[1], (r, D), comp)
+                          for p, r in zip(parts, rows)]).astype(res)
+    dW = _da.from_delayed(_pairwise_sum([p[2] for p in parts]), (V, D), comp).astype(res)
+    grads = (dh, dW)
+    if b is not None:
+        db = _da.from_delayed(_pairwise_sum([p[3] for p in parts]), (V,), np.float64)
+        grads += (db.astype(res),)
+    return loss, grads

@@ -58,11 +58,11 @@ import warnings
 import numpy as np
 from torch.autograd.function import once_differentiable as _once
 
-from . import _api, _losses, _margin
+from . import _api, _lce, _losses, _margin
 from ._validate import bfloat16_dtype as _bfloat16_dtype
 
 __all__ = ["softmax", "log_softmax", "softmin", "logsumexp", "cross_entropy", "nll_loss",
-           "margin_cross_entropy", "CrossEntropyLoss", "NLLLoss", "Softmax", "LogSoftmax",
+           "margin_cross_entropy", "linear_cross_entropy", "CrossEntropyLoss", "NLLLoss", "Softmax", "LogSoftmax",
            "Softmin", "Softmax2d"]
 
 _NATIVE = (_torch.float16, _torch.float32, _torch.float64)
@@ -557,3 +557,90 @@ def margin_cross_entropy(cos, target, *, scale=64.0, margin=0.0, kind="normface"
         dim = dim % cos.dim()
     return _MarginCE.apply(cos, target, float(scale), float(margin), kind,
                            bool(easy_margin), dim, reduction)
+
+
+# ---------------------------------------------------------------------------
+# linear_cross_entropy
+
+class _LinearCE(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, target, cw, reduction, ignore_index, eps, temperature,
+                chunk):
+        need = ctx.needs_input_grad[:3]
+        xa, wa, ta = _np(x), _np(w, "linear_weight"), _np(target, "target")
+        ba = None if b is None else _np(b, "linear_bias")
+        cwa = None if cw is None else _np(cw, "weight")
+        args = (ba, cwa, ignore_index, reduction, eps, temperature)
+        ctx.grads = None
+        ctx.reduction = reduction
+        ctx.args = args + (chunk,)
+        if any(need) and reduction != "none":
+            loss, grads = _lce._linear_ce(xa, wa, ta, *args, True, chunk)
+            ctx.grads = tuple(_tt(g, t) for g, t in zip(grads, (x, w, b)))
+        else:
+            loss = _lce._linear_ce(xa, wa, ta, *args, False, chunk)
+        if any(need) and reduction == "none":
+            # each row's gradient weighs by its grad_output: recomputed in
+            # backward (dW = G^T diag(g) h needs G itself)
+            ctx.save_for_backward(x, w, b, target)
+        return _tt(np.asarray(loss), x)
+
+    @staticmethod
+    @_once
+    def backward(ctx, g):
+        out = [None] * 10
+        if ctx.reduction == "none":
+            if not any(ctx.needs_input_grad[:3]):
+                return tuple(out)
+            x, w, b, target = ctx.saved_tensors
+            ba, cwa, ignore_index, reduction, eps, temperature, chunk = ctx.args
+            _, grads = _lce._linear_ce(_np(x), _np(w, "linear_weight"),
+                                       _np(target, "target"), ba, cwa, ignore_index,
+                                       "sum", eps, temperature, True, chunk,
+                                       row_scale=_np(g.detach(), "grad_output"))
+            grads = tuple(_tt(d, t) for d, t in zip(grads, (x, w, b)))
+        else:
+            if ctx.grads is None:
+                return tuple(out)
+            grads = tuple(d * g.to(d.dtype) for d in ctx.grads)
+        for i, d in enumerate(grads):
+            if ctx.needs_input_grad[i]:
+                out[i] = d
+        return tuple(out)
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
+                         reduction="mean", ignore_index=None, label_smoothing=0.0,
+                         options=None, temperature=1.0, chunk_size=None):
+    r"""Differentiable :func:`csoftmax.linear_cross_entropy` with the signature
+    of :func:`torch.nn.functional.linear_cross_entropy` (torch 2.13).
+
+    ``cross_entropy(input @ linear_weight.T + linear_bias, target, weight=weight,
+    ...)`` without the logits: `input` is ``(N, in_features)`` or
+    ``(in_features,)``, `linear_weight` ``(C, in_features)``, `linear_bias`
+    ``(C,)``; `target` class indices (``ignore_index=None`` means -100, as
+    torch) or probabilities ``(N, C)``.  The gradients of `input`,
+    `linear_weight` and `linear_bias` are computed in the forward pass
+    (chunk by chunk, for the tensors that require grad) and scaled by
+    ``grad_output`` in backward.  `options` (a
+    ``torch.nn.LinearCrossEntropyOptions``) is accepted for compatibility:
+    its ``batch_chunk_size``, if set, is the chunk size; `chunk_size` (an
+    extra keyword) overrides it.  `weight` and probability targets are not
+    differentiated.
+
+    With ``reduction='none'`` each row's gradient weighs by its
+    ``grad_output``, so the gradients are computed in backward (a second
+    pass over the chunks, with the logits recomputed) instead of forward.
+    """
+    _tensor(input)
+    _tensor(linear_weight, "linear_weight")
+    if input.dim() not in (1, 2):
+        raise ValueError(f"input must be 1-D (in_features,) or 2-D (N, in_features), "
+                         f"got shape {tuple(input.shape)}")
+    if ignore_index is None:
+        ignore_index = -100
+    if chunk_size is None and options is not None:
+        chunk_size = getattr(options, "batch_chunk_size", None)
+    return _LinearCE.apply(input, linear_weight, linear_bias, target, weight, reduction,
+                           int(ignore_index), float(label_smoothing), float(temperature),
+                           chunk_size)

@@ -612,6 +612,26 @@ def exercise_errors():
             failures.append(f"logsumexp({bad.dtype}) did not raise TypeError")
 
 
+def exercise_linear_cross_entropy(rng):
+    """Against cross_entropy of the explicit logits and their float64 GEMMs."""
+    for dt, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
+        for B, D, V, chunk in ((9, 5, 13, 4), (1, 3, 2, None), (17, 8, 40, 1)):
+            h = rng.standard_normal((B, D)).astype(dt)
+            W = rng.standard_normal((V, D)).astype(dt)
+            b = rng.standard_normal(V).astype(dt)
+            y = rng.integers(0, V, B)
+            y[0] = -100
+            loss, (dh, dW, db) = call(csoftmax.linear_cross_entropy, h, W, y, bias=b,
+                                      label_smoothing=0.1, return_grad=True,
+                                      chunk_size=chunk)
+            z = h.astype(np.float64) @ W.astype(np.float64).T + b
+            want, g = csoftmax.cross_entropy(z, y, label_smoothing=0.1, return_grad=True)
+            close(f"linear_cross_entropy {dt.__name__} {B}x{D}x{V}", loss, want, rtol)
+            close("linear_cross_entropy dh", dh, g @ W.astype(np.float64), rtol)
+            close("linear_cross_entropy dW", dW, g.T @ h.astype(np.float64), rtol)
+            close("linear_cross_entropy db", db, g.sum(0), rtol)
+
+
 def main():
     rng = np.random.default_rng(2024)
     cfg = call(csoftmax.get_config)
@@ -622,6 +642,7 @@ def main():
         exercise_reductions(name, a)
     exercise_threads(rng)
     exercise_cross_entropy(rng)
+    exercise_linear_cross_entropy(rng)
     exercise_backward(rng)
     exercise_distillation(rng)
     exercise_margin(rng)
