@@ -299,7 +299,7 @@ static inline void c3_split8_(__m256d ml, __m256d mh, __m256d ll, __m256d lh,
 }
 
 /* log-softmax write: y = scale * (x - max) - log_sum per lane (finite max);
- * at scale 1 (and finite log_sum) in float32 lanes (logsm8_c3_f32_). */
+ * at scale 1 (and finite log_sum) in float32 lanes (logsm_c3_f32_). */
 void csm_log_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
@@ -335,8 +335,8 @@ void csm_log_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
                 const float *xi = x + i * x_row_stride + j;
                 float *yi = y + i * y_row_stride + j;
                 COLS_PF(xi + 16);
-                _mm256_storeu_ps(yi, logsm8_c3_f32_(_mm256_loadu_ps(xi), a1, a2, a3));
-                _mm256_storeu_ps(yi + 8, logsm8_c3_f32_(_mm256_loadu_ps(xi + 8), b1, b2, b3));
+                _mm256_storeu_ps(yi, logsm_c3_f32_(_mm256_loadu_ps(xi), a1, a2, a3));
+                _mm256_storeu_ps(yi + 8, logsm_c3_f32_(_mm256_loadu_ps(xi + 8), b1, b2, b3));
             }
             continue;
         }

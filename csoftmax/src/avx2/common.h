@@ -12,7 +12,7 @@
  * (DEFINE_AVX2_KERNELS in generic.h, DEFINE_AVX2_BWD / _BWD_COLS in
  * finalize_backward.c, DEFINE_CE_SMALL_ROW in small.h).  The float32 fast
  * paths are a different algorithm -- float32 lanes with an exact argument
- * reduction (lanes_f32.h), 8 rows per vector for short rows -- so
+ * reduction (simd/xr_f32.h), 8 rows per vector for short rows -- so
  * rows_f32.c / fused_rows_f32.c / cols*_f32.c / small_f32.c have no
  * float64 twin; their float64 counterparts are the generic float64-lane
  * kernels (rows_f64.c) and small_f64.c (4 rows per vector).
@@ -61,6 +61,8 @@ csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f3
     csm_softmax_cols_f32_generic_avx2, csm_log_softmax_cols_f32_generic_avx2;
 
 #include "exp.h"
+#include "../simd/v_avx2.h"
+#include "../simd/xr_f32.h"
 #include "lanes_f32.h"
 
 #endif /* CSM_BUILD_AVX2 */

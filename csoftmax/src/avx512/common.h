@@ -8,7 +8,11 @@
  * pragma below (closed by end.h); dispatch.c calls them only after CPUID
  * and XGETBV said the CPU and OS support them.
  *
- * Numerics: those of the AVX2 kernels (src/avx2/common.h, lanes_f32.h),
+ * Shared bodies: where the AVX2 and AVX-512 kernels run the same
+ * algorithm, it is written once in src/simd/ against the lane abstraction
+ * (v_avx2.h / v_avx512.h: V, VLEN, v_load, v_tail, ...) and compiled in
+ * both folders (e.g. avx512/rows_f32.c = common.h + simd/rows_f32_body.h).
+ * Numerics: those of the AVX2 kernels (src/avx2/common.h, simd/xr_f32.h),
  * lane for lane -- the same exact argument reduction of s*x in float32
  * lanes, float64 sums, elements equal to the max counted apart, the same
  * exp polynomials, the LSE cancellation recompute -- on 16 float32 / 8
@@ -45,7 +49,8 @@ csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2;
 csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2;
 
 #include "exp.h"
-#include "lanes_f32.h"
+#include "../simd/v_avx512.h"
+#include "../simd/xr_f32.h"
 
 #endif /* CSM_BUILD_AVX512 */
 #endif /* CSM_AVX512_COMMON_H */

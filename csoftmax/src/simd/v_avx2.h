@@ -1,0 +1,82 @@
+/*
+ * simd/v_avx2.h -- the lane abstraction of the shared kernel bodies
+ * (src/simd/, the *_body.h files and xr_f32.h) for AVX2 + FMA: 8 float32 lanes (V),
+ * 4 float64 lanes (VD, half a V), int32 lanes (VI), a lane mask (VM: all-ones
+ * lanes of a float vector), a tail mask (VT: the first r lanes).
+ * A body written against these names compiles to the AVX2 kernels here and
+ * to the AVX-512 kernels with v_avx512.h; each operation is the intrinsic
+ * (or the short sequence) the hand-written kernels used, so the results
+ * are those of the hand-written code, bit for bit, per ISA.
+ * (internal; included by src/avx2/common.h, after <immintrin.h> and
+ * exp.h, whose tail_mask32_ and hsum_pd_ it uses)
+ */
+#ifndef CSM_V_AVX2_H
+#define CSM_V_AVX2_H
+
+#define VLEN 8
+typedef __m256 V;
+typedef __m256d VD;
+typedef __m256i VI;
+typedef __m256 VM;
+typedef __m256i VT;
+
+#define CSM_SUFFIX_CAT_(a, b) a##b
+#define SUFFIX(name) CSM_SUFFIX_CAT_(name, _avx2)
+
+#define v_set1(f)        _mm256_set1_ps(f)
+#define v_zero()         _mm256_setzero_ps()
+#define v_load(p)        _mm256_loadu_ps(p)
+#define v_store(p, a)    _mm256_storeu_ps(p, a)
+#define v_add(a, b)      _mm256_add_ps(a, b)
+#define v_sub(a, b)      _mm256_sub_ps(a, b)
+#define v_mul(a, b)      _mm256_mul_ps(a, b)
+#define v_max(a, b)      _mm256_max_ps(a, b)
+#define v_fmadd(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define v_fmsub(a, b, c) _mm256_fmsub_ps(a, b, c)
+#define v_fnmadd(a, b, c) _mm256_fnmadd_ps(a, b, c)
+/* lanes where a == b (ordered) */
+#define v_cmpeq(a, b)    _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
+/* m ? b : a */
+#define v_select(m, a, b) _mm256_blendv_ps(a, b, m)
+/* lanes whose sign bit is set */
+#define v_signmask(a)    (a)
+
+/* tails: the first r lanes (r >= VLEN: all) */
+#define v_tail(r)        tail_mask32_(r)
+#define v_loadz_tail(p, t)    _mm256_maskload_ps(p, t)
+#define v_load_tail(p, t, fill) \
+    _mm256_blendv_ps(fill, _mm256_maskload_ps(p, t), _mm256_castsi256_ps(t))
+#define v_store_tail(p, t, a) _mm256_maskstore_ps(p, t, a)
+
+/* int32 lanes: counts of mask lanes, exponent field */
+#define vi_zero()        _mm256_setzero_si256()
+#define vi_count(c, m)   _mm256_sub_epi32(c, _mm256_castps_si256(m))
+static inline int vi_hsum_(VI c)
+{
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(c),
+                               _mm256_extracti128_si256(c, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+    return _mm_cvtsi128_si32(c4);
+}
+#define vi_hsum(c)       vi_hsum_(c)
+/* p * 2^(bits of t << 23): an integer add to the exponent field */
+#define v_addexp(p, t) _mm256_castsi256_ps(_mm256_add_epi32( \
+    _mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23)))
+
+/* float64 lanes (half a V each) */
+#define vd_set1(f)       _mm256_set1_pd(f)
+#define vd_zero()        _mm256_setzero_pd()
+#define vd_add(a, b)     _mm256_add_pd(a, b)
+#define vd_sub(a, b)     _mm256_sub_pd(a, b)
+#define vd_fmsub(a, b, c) _mm256_fmsub_pd(a, b, c)
+#define vd_hsum(a)       hsum_pd_(a)
+/* V -> two VD (low, high half) and back */
+#define v_lo_pd(a)       _mm256_cvtps_pd(_mm256_castps256_ps128(a))
+#define v_hi_pd(a)       _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))
+#define v_from_pd(lo, hi) _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo))
+
+/* the row maximum (NaN if any NaN), src/avx2/exp.h */
+#define v_row_max_f32(x, n) row_max_f32_(x, n)
+
+#endif /* CSM_V_AVX2_H */
