@@ -11,7 +11,7 @@
  * Lanes = columns: 16 contiguous columns (one cache line of float32) per
  * row step, as two 8-lane groups, so every pass consumes whole lines and
  * has four independent float64 exp chains in flight.  Same numerics as the
- * float32 row fast paths (the xr_ exact reduction, softmax8_f32_,
+ * float32 row fast paths (the xr_ exact reduction, softmax_v_f32_,
  * logsm8_f32_) with a
  * per-lane max / clamp; the per-lane checks (clamp bounds, cancellation)
  * are vectorised: with n = 21 rows a scalar check per lane cost as much as

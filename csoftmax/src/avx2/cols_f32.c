@@ -236,7 +236,7 @@ void csm_softmax_scale_cols_f32_avx2(const float *x, ptrdiff_t n_cols,
 /* Softmax write: alpha is folded into the per-column constant,
  * y = exp(scale*x - (scale*max + log_sum - log alpha)) (one rounding), with
  * the sign of a negative alpha applied after; |log alpha| <= 39 (alpha in [2^-56, 2^56]) keeps the
- * results inside the exponent range softmax8_f32_ handles and the clamped
+ * results inside the exponent range softmax_v_f32_ handles and the clamped
  * elements invisible. */
 static inline int softmax_cols_prep8_(const double *max, const double *log_sum,
                                       __m256d sv, double la, double span_s,
@@ -285,8 +285,8 @@ void csm_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
                 COLS_PF(xi + 16);
                 __m256 a = _mm256_max_ps(_mm256_loadu_ps(xi), L0);
                 __m256 b = _mm256_max_ps(_mm256_loadu_ps(xi + 8), L1);
-                a = _mm256_xor_ps(softmax8_f32_(a, sv, cv0, cv1), sgn);
-                b = _mm256_xor_ps(softmax8_f32_(b, sv, cv2, cv3), sgn);
+                a = _mm256_xor_ps(softmax_v_f32_(a, sv, cv0, cv1), sgn);
+                b = _mm256_xor_ps(softmax_v_f32_(b, sv, cv2, cv3), sgn);
                 _mm256_storeu_ps(yi, a);
                 _mm256_storeu_ps(yi + 8, b);
             }
@@ -296,7 +296,7 @@ void csm_softmax_cols_f32_avx2(const float *x, ptrdiff_t n_cols, ptrdiff_t n,
                 const float *xi = x + i * x_row_stride + j;
                 __m256 a = _mm256_max_ps(_mm256_loadu_ps(xi), L0);
                 _mm256_storeu_ps(y + i * y_row_stride + j,
-                                 _mm256_xor_ps(softmax8_f32_(a, sv, cv0, cv1), sgn));
+                                 _mm256_xor_ps(softmax_v_f32_(a, sv, cv0, cv1), sgn));
             }
             j += 8;
         }

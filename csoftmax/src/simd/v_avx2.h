@@ -79,4 +79,52 @@ static inline int vi_hsum_(VI c)
 /* the row maximum (NaN if any NaN), src/avx2/exp.h */
 #define v_row_max_f32(x, n) row_max_f32_(x, n)
 
+/* ---- more float64-lane operations (column kernels) ---------------------- */
+typedef __m256d VDM;                 /* float64 lane mask */
+#define VDLEN 4
+#define vd_loadu(p)      _mm256_loadu_pd(p)
+#define vd_storeu(p, a)  _mm256_storeu_pd(p, a)
+#define vd_mul(a, b)     _mm256_mul_pd(a, b)
+#define vd_div(a, b)     _mm256_div_pd(a, b)
+#define vd_fmadd(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define vd_fnmadd(a, b, c) _mm256_fnmadd_pd(a, b, c)
+#define vd_abs(a) _mm256_and_pd(a, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL)))
+#define vd_round(a) _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define vd_exp_f64acc(a) exp_f64acc_(a)
+#define vd_exp_f64(a)    exp_f64_(a)
+#define vd_cmp(a, b, P)  _mm256_cmp_pd(a, b, P)
+#define vdm_and(a, b)    _mm256_and_pd(a, b)
+#define vdm_bits(m)      _mm256_movemask_pd(m)
+#define vdm_all(m)       (_mm256_movemask_pd(m) == 15)
+/* exponent (as a double) and mantissa in [1, 2) of u > 0 */
+static inline void vd_frexp_(VD u, VD *e, VD *f)
+{
+    __m256i b = _mm256_castpd_si256(u);
+    *e = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(b, 52),
+                                            _mm256_set1_epi64x(0x4330000000000000LL))),
+        _mm256_set1_pd(0x1p52 + 1023.0));
+    *f = _mm256_castsi256_pd(_mm256_or_si256(
+        _mm256_and_si256(b, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
+        _mm256_set1_epi64x(0x3FF0000000000000LL)));
+}
+/* int32 lanes -> float64 (low, high half) */
+#define vi_lo_pd(c)      _mm256_cvtepi32_pd(_mm256_castsi256_si128(c))
+#define vi_hi_pd(c)      _mm256_cvtepi32_pd(_mm256_extracti128_si256(c, 1))
+/* the low 32 bits of every float64 lane of lo, hi as int32 lanes */
+#define v_lowbits_pd(lo, hi) _mm256_permute4x64_epi64(_mm256_castps_si256( \
+    _mm256_shuffle_ps(_mm256_castpd_ps(lo), _mm256_castpd_ps(hi), 0x88)), 0xD8)
+#define vi_max(a, b)     _mm256_max_epi32(a, b)
+#define vi_set1(k)       _mm256_set1_epi32(k)
+/* 2^(k - 127) from int32 lanes k in [1, 254] */
+#define v_pow2_bits(k)   _mm256_castsi256_ps(_mm256_slli_epi32(k, 23))
+#define v_xor(a, b)      _mm256_xor_ps(a, b)
+#define v_stream(p, a)   _mm256_stream_ps(p, a)
+#define v_anynan(m)      _mm256_movemask_ps(m)
+#define v_cmpunord(a, b) _mm256_cmp_ps(a, b, _CMP_UNORD_Q)
+#define vm_or(a, b)      _mm256_or_ps(a, b)
+#define vm_none()        _mm256_setzero_ps()
+/* the AVX2 column kernels that take the columns a group of VLEN cannot */
+#define COLS_REST(name)  CSM_SUFFIX_CAT_(name, _generic_avx2)
+
 #endif /* CSM_V_AVX2_H */

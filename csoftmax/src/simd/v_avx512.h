@@ -57,4 +57,50 @@ typedef __mmask16 VT;
 
 #define v_row_max_f32(x, n) row_max_f32_512_(x, n)
 
+/* ---- more float64-lane operations (column kernels) ---------------------- */
+typedef __mmask8 VDM;
+#define VDLEN 8
+#define vd_loadu(p)      _mm512_loadu_pd(p)
+#define vd_storeu(p, a)  _mm512_storeu_pd(p, a)
+#define vd_mul(a, b)     _mm512_mul_pd(a, b)
+#define vd_div(a, b)     _mm512_div_pd(a, b)
+#define vd_fmadd(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define vd_fnmadd(a, b, c) _mm512_fnmadd_pd(a, b, c)
+#define vd_abs(a)        _mm512_abs_pd(a)
+#define vd_round(a) _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define vd_exp_f64acc(a) exp_f64acc_512_(a)
+#define vd_exp_f64(a)    exp_f64_512_(a)
+#define vd_cmp(a, b, P)  _mm512_cmp_pd_mask(a, b, P)
+#define vdm_and(a, b)    ((VDM)((a) & (b)))
+#define vdm_bits(m)      ((int)(m))
+#define vdm_all(m)       ((m) == 0xFF)
+static inline void vd_frexp_(VD u, VD *e, VD *f)
+{
+    __m512i b = _mm512_castpd_si512(u);
+    *e = _mm512_sub_pd(
+        _mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64(b, 52),
+                                            _mm512_set1_epi64(0x4330000000000000LL))),
+        _mm512_set1_pd(0x1p52 + 1023.0));
+    *f = _mm512_castsi512_pd(_mm512_or_si512(
+        _mm512_and_si512(b, _mm512_set1_epi64(0x000FFFFFFFFFFFFFLL)),
+        _mm512_set1_epi64(0x3FF0000000000000LL)));
+}
+#define vi_lo_pd(c)      _mm512_cvtepi32_pd(_mm512_castsi512_si256(c))
+#define vi_hi_pd(c)      _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(c, 1))
+#define v_lowbits_pd(lo, hi) _mm512_inserti64x4(_mm512_castsi256_si512( \
+    _mm512_cvtepi64_epi32(_mm512_castpd_si512(lo))), \
+    _mm512_cvtepi64_epi32(_mm512_castpd_si512(hi)), 1)
+#define vi_max(a, b)     _mm512_max_epi32(a, b)
+#define vi_set1(k)       _mm512_set1_epi32(k)
+#define v_pow2_bits(k)   _mm512_castsi512_ps(_mm512_slli_epi32(k, 23))
+#define v_xor(a, b)      _mm512_xor_ps(a, b)
+#define v_stream(p, a)   _mm512_stream_ps(p, a)
+#define v_anynan(m)      (m)
+#define v_cmpunord(a, b) _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q)
+#define vm_or(a, b)      ((VM)((a) | (b)))
+#define vm_none()        ((VM)0)
+/* columns a group of 16 cannot take (< 16 left): the AVX2 kernel, which
+ * does them 8 at a time with the same lane arithmetic */
+#define COLS_REST(name)  CSM_SUFFIX_CAT_(name, _avx2)
+
 #endif /* CSM_V_AVX512_H */

@@ -194,6 +194,49 @@ static inline int lse_cancels_(const csm_lse_state *st, double scale)
     return (fabs(sm + lg) < 1.3) & (sm != 0.0) & (fabs(st->max) < INFINITY);
 }
 
+/* ==== float32 fast paths ================================================
+ *
+ * Reduction: exp stays in float64 (exp_f32acc_, 2^-28.5), but the per-lane
+ * bookkeeping is done once per 8 float32 lanes: elements equal to the max
+ * are counted in int32 lanes and, like -inf and anything far below the max,
+ * replaced by a clamp value L with scale*(L - max) ~ -600, whose exp
+ * (~1e-261) cannot affect any float32 result.  So the float64 lanes carry
+ * no compare/mask work, d = scale*x - scale*max is one FMA, and exp needs
+ * no range check.
+ *
+ * Softmax write: the argument reduction d = scale*x - (scale*max + log_sum),
+ * n = round(d/ln2), r = d - n ln2 is done in float64 (so r carries no
+ * float32 cancellation error), then r is rounded to float32 (|error| <=
+ * 2^-26) and exp(r) is a float32 degree-6 polynomial on 8 lanes (fitted
+ * with c0 = c1 = 1, rel. error 3e-9; evaluation error < 0.7 ULP).  2^n is
+ * applied as (p * 2^(n+32)) * 2^-32: the first product is exact, so
+ * denormal results are rounded once, correctly.  Total < 1 ULP.
+ * The fast paths need finite max, alpha == 1 (softmax), |scale*max| <=
+ * 2^20 and a representable clamp value; otherwise the generic kernels run.
+ */
+#define F32_LSE_SPAN 120.0   /* reduction clamp: exp(-90..-150) is invisible */
+#define F32_SM_SPAN 200.0    /* softmax write clamp: exp(-200) -> 0 in f32 */
+#define F32_SM_BIAS 32
+
+/* softmax of VLEN floats (already clamped) -> VLEN floats */
+static inline V softmax_v_f32_(V a, VD sv, VD cvl, VD cvh)
+{
+    const VD magic = vd_set1(0x1.8p52 + (127 + F32_SM_BIAS));
+    const VD log2e = vd_set1(1.4426950408889634);
+    const VD ln2 = vd_set1(0x1.62e42fefa39efp-1);
+    VD lo = v_lo_pd(a), hi = v_hi_pd(a);
+    lo = vd_fmsub(lo, sv, cvl);
+    hi = vd_fmsub(hi, sv, cvh);
+    VD tl = vd_fmadd(lo, log2e, magic);
+    VD th = vd_fmadd(hi, log2e, magic);
+    VD rl = vd_fnmadd(vd_sub(tl, magic), ln2, lo);
+    VD rh = vd_fnmadd(vd_sub(th, magic), ln2, hi);
+    V r = v_from_pd(rl, rh);
+    VI ni = vi_max(v_lowbits_pd(tl, th), vi_set1(1));
+    V p = v_mul(exp_poly_ps_(r), v_pow2_bits(ni));
+    return v_mul(p, v_set1(0x1p-32f));
+}
+
 /* ---- fused float32 softmax rows (one exp per element) --------------------
  *
  * Three passes over a row, the last two on data still in L1/L2:
