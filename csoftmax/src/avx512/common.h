@@ -44,9 +44,11 @@
 #define CSM_MAYBE_UNUSED __attribute__((unused))
 
 /* the AVX2 float32 generic kernels (float64 lanes, src/avx2/rows_f32.c):
- * the fallback of the float32 fast paths for rows they do not take */
-csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2;
-csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2;
+ * the fallback of the float32 fast paths for rows / columns they do not
+ * take */
+csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2, csm_lse_cols_f32_generic_avx2;
+csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2,
+    csm_softmax_cols_f32_generic_avx2, csm_log_softmax_cols_f32_generic_avx2;
 
 #include "exp.h"
 #include "../simd/v_avx512.h"

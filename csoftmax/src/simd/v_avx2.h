@@ -124,7 +124,5 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define v_cmpunord(a, b) _mm256_cmp_ps(a, b, _CMP_UNORD_Q)
 #define vm_or(a, b)      _mm256_or_ps(a, b)
 #define vm_none()        _mm256_setzero_ps()
-/* the AVX2 column kernels that take the columns a group of VLEN cannot */
-#define COLS_REST(name)  CSM_SUFFIX_CAT_(name, _generic_avx2)
 
 #endif /* CSM_V_AVX2_H */

@@ -99,8 +99,5 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define v_cmpunord(a, b) _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q)
 #define vm_or(a, b)      ((VM)((a) | (b)))
 #define vm_none()        ((VM)0)
-/* columns a group of 16 cannot take (< 16 left): the AVX2 kernel, which
- * does them 8 at a time with the same lane arithmetic */
-#define COLS_REST(name)  CSM_SUFFIX_CAT_(name, _avx2)
 
 #endif /* CSM_V_AVX512_H */
