@@ -133,4 +133,86 @@ static inline __m512 narrow16_(__m512d lo, __m512d hi)
                               _mm512_cvtpd_ps(hi), 1);
 }
 
+/* exp(d), d <= 0, relative error < 2^-43: src/avx2/exp.h's exp_mid_ (the
+ * float32 log_softmax backward) on 8 lanes; d < -708 gives 0 */
+static inline __m512d exp_mid_512_(__m512d d)
+{
+    const __m512d lo = _mm512_set1_pd(EXP_LOW);
+    const __m512d magic = _mm512_set1_pd(0x1.8p52);
+    __mmask8 tiny = _mm512_cmp_pd_mask(d, lo, _CMP_LT_OQ);
+    d = _mm512_max_pd(d, lo);
+    __m512d t = _mm512_fmadd_pd(d, _mm512_set1_pd(1.4426950408889634), magic);
+    __m512d n = _mm512_sub_pd(t, magic);
+    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(0x1.62e42fefa39efp-1), d);
+    __m512d p = _mm512_set1_pd(0x1.72ae6d7753994p-19);
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.a13856200182dp-16));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.a019c2b97ad8fp-13));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.6c166ae95f35dp-10));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.111111172585dp-7));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.555555660ec62p-5));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.5555555554f75p-3));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.fffffffffdfacp-2));
+    p = _mm512_fmadd_pd(p, _mm512_mul_pd(r, r), r);
+    p = _mm512_add_pd(p, _mm512_set1_pd(1.0));
+    return _mm512_maskz_mov_pd((__mmask8)~tiny, exp_scale_512_(p, t));
+}
+
+/* dy - exp(y) * s (log_softmax backward), one rounding */
+static inline __m512d lsb_f32_512_(__m512d y, __m512d s, __m512d dy)
+{
+    return _mm512_fnmadd_pd(exp_mid_512_(y), s, dy);
+}
+static inline __m512d lsb_f64_512_(__m512d y, __m512d s, __m512d dy)
+{
+    return _mm512_fnmadd_pd(exp_f64_512_(y), s, dy);
+}
+
+/* ---- 16 elements as two 8-lane float64 vectors (r: valid elements of a
+ * tail, the others read as fill / not stored) ----------------------------- */
+
+static inline __mmask8 kmask8c_(ptrdiff_t r)   /* r may be <= 0 */
+{
+    return r <= 0 ? (__mmask8)0 : kmask8_(r);
+}
+static inline void load16_f32_(const float *p, __m512d *lo, __m512d *hi)
+{
+    widen16_(_mm512_loadu_ps(p), lo, hi);
+}
+static inline void load16m_f32_(const float *p, ptrdiff_t r, float fill,
+                                __m512d *lo, __m512d *hi)
+{
+    widen16_(_mm512_mask_loadu_ps(_mm512_set1_ps(fill), kmask16_(r), p), lo, hi);
+}
+static inline void store16_f32_(float *p, __m512d lo, __m512d hi)
+{
+    _mm512_storeu_ps(p, narrow16_(lo, hi));
+}
+static inline void store16m_f32_(float *p, ptrdiff_t r, __m512d lo, __m512d hi)
+{
+    _mm512_mask_storeu_ps(p, kmask16_(r), narrow16_(lo, hi));
+}
+static inline void load16_f64_(const double *p, __m512d *lo, __m512d *hi)
+{
+    *lo = _mm512_loadu_pd(p);
+    *hi = _mm512_loadu_pd(p + 8);
+}
+static inline void load16m_f64_(const double *p, ptrdiff_t r, double fill,
+                                __m512d *lo, __m512d *hi)
+{
+    const __m512d f = _mm512_set1_pd(fill);
+    *lo = _mm512_mask_loadu_pd(f, kmask8c_(r), p);
+    *hi = _mm512_mask_loadu_pd(f, kmask8c_(r - 8), p + 8);
+}
+static inline void store16_f64_(double *p, __m512d lo, __m512d hi)
+{
+    _mm512_storeu_pd(p, lo);
+    _mm512_storeu_pd(p + 8, hi);
+}
+static inline void store16m_f64_(double *p, ptrdiff_t r, __m512d lo, __m512d hi)
+{
+    _mm512_mask_storeu_pd(p, kmask8c_(r), lo);
+    _mm512_mask_storeu_pd(p + 8, kmask8c_(r - 8), hi);
+}
+
+
 #endif /* CSM_AVX512_EXP_H */

@@ -125,4 +125,21 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vm_or(a, b)      _mm256_or_ps(a, b)
 #define vm_none()        _mm256_setzero_ps()
 
+/* ---- VLEN elements as two VD halves (backward kernels) ------------------ */
+#define vload2_f32   load8_f32_
+#define vload2m_f32  load8m_f32_
+#define vstore2_f32  store8_f32_
+#define vstore2m_f32 store8m_f32_
+#define vload2_f64   load8_f64_
+#define vload2m_f64  load8m_f64_
+#define vstore2_f64  store8_f64_
+#define vstore2m_f64 store8m_f64_
+#define vd_lsb_f32   lsb_f32_
+#define vd_lsb_f64   lsb_f64_
+#define vdm_or(a, b) _mm256_or_pd(a, b)
+#define vdm_none()   _mm256_setzero_pd()
+#define vdm_any(m)   _mm256_movemask_pd(m)
+
+#define vd_exp_mid   exp_mid_
+
 #endif /* CSM_V_AVX2_H */

@@ -100,4 +100,21 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vm_or(a, b)      ((VM)((a) | (b)))
 #define vm_none()        ((VM)0)
 
+/* ---- VLEN elements as two VD halves (backward kernels) ------------------ */
+#define vload2_f32   load16_f32_
+#define vload2m_f32  load16m_f32_
+#define vstore2_f32  store16_f32_
+#define vstore2m_f32 store16m_f32_
+#define vload2_f64   load16_f64_
+#define vload2m_f64  load16m_f64_
+#define vstore2_f64  store16_f64_
+#define vstore2m_f64 store16m_f64_
+#define vd_lsb_f32   lsb_f32_512_
+#define vd_lsb_f64   lsb_f64_512_
+#define vdm_or(a, b) ((VDM)((a) | (b)))
+#define vdm_none()   ((VDM)0)
+#define vdm_any(m)   ((int)(m))
+
+#define vd_exp_mid   exp_mid_512_
+
 #endif /* CSM_V_AVX512_H */
