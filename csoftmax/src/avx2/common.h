@@ -9,8 +9,8 @@
  *
  * float32 / float64: one body per algorithm.  Where both dtypes run the
  * same algorithm the body is written once and stamped out per dtype
- * (DEFINE_AVX2_KERNELS in generic.h, DEFINE_AVX2_BWD / _BWD_COLS in
- * finalize_backward.c, DEFINE_CE_SMALL_ROW in small.h).  The float32 fast
+ * (DEFINE_KERNELS in simd/generic.h, DEFINE_BWD / _BWD_COLS in
+ * simd/backward_body.h, DEFINE_CE_SMALL_ROW in small.h).  The float32 fast
  * paths are a different algorithm -- float32 lanes with an exact argument
  * reduction (simd/xr_f32.h), 8 rows per vector for short rows -- so
  * rows_f32.c / fused_rows_f32.c / cols*_f32.c / small_f32.c have no
@@ -55,7 +55,7 @@
 #define CSM_MAYBE_UNUSED __attribute__((unused))
 
 /* the float32 generic kernels (float64 lanes), the fast paths' fallback
- * (defined in rows_f32.c by DEFINE_AVX2_KERNELS) */
+ * (defined in rows_f32.c by DEFINE_KERNELS) */
 csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2, csm_lse_cols_f32_generic_avx2;
 csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2,
     csm_softmax_cols_f32_generic_avx2, csm_log_softmax_cols_f32_generic_avx2;

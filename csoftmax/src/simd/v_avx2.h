@@ -142,4 +142,15 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 
 #define vd_exp_mid   exp_mid_
 
+/* ---- float64-lane kernels (simd/generic.h, rows_f64_body.h) ------------- */
+#define vd_max(a, b)     _mm256_max_pd(a, b)
+#define vd_unless(m, a)  _mm256_andnot_pd(m, a)      /* m ? 0 : a */
+#define vd_when(m, a)    _mm256_and_pd(m, a)         /* m ? a : 0 */
+#define v_row_max_f64(x, n) row_max_f64_(x, n)
+/* the first r (>= 1) of VDLEN float64 lanes */
+#define vd_load_tail(p, r, fill) _mm256_blendv_pd(_mm256_set1_pd(fill), \
+    _mm256_maskload_pd(p, tail_mask64_(r)), _mm256_castsi256_pd(tail_mask64_(r)))
+#define vd_loadz_tail(p, r) _mm256_maskload_pd(p, tail_mask64_(r))
+#define vd_store_tail(p, r, a) _mm256_maskstore_pd(p, tail_mask64_(r), a)
+
 #endif /* CSM_V_AVX2_H */
