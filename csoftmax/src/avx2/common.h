@@ -62,6 +62,7 @@ csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f3
 
 #include "exp.h"
 #include "../simd/v_avx2.h"
+#include "../simd/exp_f64.h"
 #include "../simd/xr_f32.h"
 #include "lanes_f32.h"
 

@@ -21,7 +21,7 @@ void csm_softmax_fused_rows_f64_avx512(const double *x, ptrdiff_t n_rows,
     const int ok_a = alpha > 0.0 && alpha <= 1.0;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const double *xr = x + r * x_row_stride; double *yr = y + r * y_row_stride;
-        double m = ok_a ? row_max_f64_512_(xr, n) : NAN;
+        double m = ok_a ? row_max_f64_(xr, n) : NAN;
         if (m > -INFINITY && m < INFINITY) {
             double count, rest = store_row_f64_(xr, n, scale, m, yr,
                                                 xr + x_row_stride, &count);

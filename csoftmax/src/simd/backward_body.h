@@ -111,9 +111,9 @@ void SUFFIX(csm_log_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,     \
         }                                                                      \
     }                                                                          \
 }
-DEFINE_BWD(float, f32, vd_lsb_f32)
+DEFINE_BWD(float, f32, lsb_f32_)
 #ifndef CSM_BWD_ROWS_F64_FROM_AVX2   /* see src/avx512/backward.c */
-DEFINE_BWD(double, f64, vd_lsb_f64)
+DEFINE_BWD(double, f64, lsb_f64_)
 #endif
 
 /* ---- backward (VJP) over columns ----------------------------------------
@@ -205,7 +205,7 @@ void SUFFIX(csm_log_softmax_bwd_cols_##SUF)(const T *y, const T *dy, T *o,     \
         }                                                                      \
     }                                                                          \
 }
-DEFINE_BWD_COLS(float, f32, vd_lsb_f32)
-DEFINE_BWD_COLS(double, f64, vd_lsb_f64)
+DEFINE_BWD_COLS(float, f32, lsb_f32_)
+DEFINE_BWD_COLS(double, f64, lsb_f64_)
 #undef DEFINE_BWD_COLS
 

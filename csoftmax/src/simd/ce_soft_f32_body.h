@@ -15,7 +15,7 @@
  * ~2^-43 x their magnitude. */
 static inline VD ce_soft_vd_(VD x, VD sv, VD m, VD l, VD a, VD sub, VD *acc)
 {
-    VD e = vd_exp_mid(vd_fmsub(sv, vd_sub(x, m), l));
+    VD e = exp_mid_(vd_fmsub(sv, vd_sub(x, m), l));
     *acc = vd_add(*acc, e);
     return vd_fmsub(a, e, sub);
 }

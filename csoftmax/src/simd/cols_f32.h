@@ -37,7 +37,7 @@ static inline void xr_lanes_init_(xr_row_ *c, double scale, VD ml, VD mh,
         VD nm = vd_round(vd_mul(sm[h], l2e));
         VD rm = vd_fnmadd(nm, vd_set1(6.93147180369123816490e-01), sm[h]);
         rm = vd_fnmadd(nm, vd_set1(1.90821492927058770002e-10), rm);
-        f[h] = vd_mul(down, vd_exp_f64acc(vd_sub(vd_zero(), rm)));
+        f[h] = vd_mul(down, exp_f64acc_(vd_sub(vd_zero(), rm)));
         mg[h] = vd_sub(mag, nm);   /* exact integers */
     }
     c->magic = v_from_pd(mg[0], mg[1]);

@@ -183,7 +183,7 @@ void SUFFIX(csm_softmax_scale_cols_f32)(const float *x, ptrdiff_t n_cols,
             xr_lanes_init_(&xc, scale, ml, mh, &fac[0], &fac[1]);
             for (int k = 0; k < 2; ++k) {
                 VD ls = vd_loadu(lp + VDLEN * k);
-                gv[k] = vd_mul(av, vd_exp_f64(vd_sub(vd_zero(), ls)));
+                gv[k] = vd_mul(av, exp_f64_(vd_sub(vd_zero(), ls)));
                 fv[k] = vd_mul(gv[k], vd_mul(up, fac[k]));
                 VD af = vd_abs(fv[k]);
                 if (!vdm_all(vdm_and(vd_cmp(af, fmin, _CMP_GE_OQ),

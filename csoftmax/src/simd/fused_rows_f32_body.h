@@ -99,7 +99,7 @@ void SUFFIX(csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
         float L;
-        double m = ok_a ? v_row_max_f32(xr, n) : NAN;
+        double m = ok_a ? row_max_f32_(xr, n) : NAN;
         if (ok_a && store_clean_(m, scale, span_s, n, &L)) {
             /* keep the memory busy during the in-cache passes: the
              * reduction prefetches the same offsets of the next row (a
@@ -143,7 +143,7 @@ void SUFFIX(csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t 
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride;
         float L;
-        double m = v_row_max_f32(xr, n);
+        double m = row_max_f32_(xr, n);
         if (!store_clean_(m, scale, span_s, n, &L)) {
             SUFFIX(csm_lse_rows_f32)(xr, 1, n, n, scale, states + r);
             continue;

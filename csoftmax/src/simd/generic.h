@@ -43,7 +43,7 @@
 static CSM_MAYBE_UNUSED void lse_chunk_##SUF##G##_(const T *x, ptrdiff_t n, double scale, \
                                csm_lse_state *st, const T *pf, const T *pw)    \
 {                                                                              \
-    double m = v_row_max_##SUF(x, n);                                          \
+    double m = row_max_##SUF##_(x, n);                                          \
     if (!(m > -INFINITY && m < INFINITY)) { /* NaN, +-inf, empty: rare */      \
         csm_lse_rows_##SUF##_scalar(x, 1, n, n, scale, st);                    \
         return;                                                                \

@@ -18,7 +18,7 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
         csm_lse_rows_f32_generic_avx2(x, 1, n, n, scale, st);
         return;
     }
-    double m = v_row_max_f32(x, n);
+    double m = row_max_f32_(x, n);
     float L;
     if (!clamp_bound_(m, scale, XR_SPAN, span_s, &L)) {
         csm_lse_rows_f32_generic_avx2(x, 1, n, n, scale, st);

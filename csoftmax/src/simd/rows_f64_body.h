@@ -10,7 +10,7 @@
  */
 #include "generic.h"
 
-DEFINE_KERNELS(double, f64, vd_exp_f64, , )
+DEFINE_KERNELS(double, f64, exp_f64_, , )
 
 void SUFFIX(csm_lse_rows_pw_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                  ptrdiff_t row_stride, double scale,
@@ -44,7 +44,7 @@ static inline double store_row_f64_(const double *x, ptrdiff_t n, double scale,
 #define ST_STEP(a, r_, c_)                                                     \
     do {                                                                       \
         VDM eq_ = vd_cmp(a, mv, _CMP_EQ_OQ);                                   \
-        e_ = vd_exp_f64(vd_mul(vd_sub(a, mv), sv));                            \
+        e_ = exp_f64_(vd_mul(vd_sub(a, mv), sv));                            \
         r_ = vd_add(r_, vd_unless(eq_, e_));                                   \
         c_ = vd_add(c_, vd_when(eq_, one));                                    \
     } while (0)
@@ -84,7 +84,7 @@ void SUFFIX(csm_lse_store_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t
 {
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const double *xr = x + r * x_row_stride;
-        double m = v_row_max_f64(xr, n);
+        double m = row_max_f64_(xr, n);
         if (!(m > -INFINITY && m < INFINITY) || n < 8) {
             SUFFIX(csm_lse_rows_f64)(xr, 1, n, n, scale, states + r);
             continue;

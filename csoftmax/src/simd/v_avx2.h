@@ -76,8 +76,6 @@ static inline int vi_hsum_(VI c)
 #define v_hi_pd(a)       _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))
 #define v_from_pd(lo, hi) _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo))
 
-/* the row maximum (NaN if any NaN), src/avx2/exp.h */
-#define v_row_max_f32(x, n) row_max_f32_(x, n)
 
 /* ---- more float64-lane operations (column kernels) ---------------------- */
 typedef __m256d VDM;                 /* float64 lane mask */
@@ -90,8 +88,6 @@ typedef __m256d VDM;                 /* float64 lane mask */
 #define vd_fnmadd(a, b, c) _mm256_fnmadd_pd(a, b, c)
 #define vd_abs(a) _mm256_and_pd(a, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL)))
 #define vd_round(a) _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define vd_exp_f64acc(a) exp_f64acc_(a)
-#define vd_exp_f64(a)    exp_f64_(a)
 #define vd_cmp(a, b, P)  _mm256_cmp_pd(a, b, P)
 #define vdm_and(a, b)    _mm256_and_pd(a, b)
 #define vdm_bits(m)      _mm256_movemask_pd(m)
@@ -134,23 +130,31 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vload2m_f64  load8m_f64_
 #define vstore2_f64  store8_f64_
 #define vstore2m_f64 store8m_f64_
-#define vd_lsb_f32   lsb_f32_
-#define vd_lsb_f64   lsb_f64_
 #define vdm_or(a, b) _mm256_or_pd(a, b)
 #define vdm_none()   _mm256_setzero_pd()
 #define vdm_any(m)   _mm256_movemask_pd(m)
 
-#define vd_exp_mid   exp_mid_
 
 /* ---- float64-lane kernels (simd/generic.h, rows_f64_body.h) ------------- */
 #define vd_max(a, b)     _mm256_max_pd(a, b)
 #define vd_unless(m, a)  _mm256_andnot_pd(m, a)      /* m ? 0 : a */
 #define vd_when(m, a)    _mm256_and_pd(m, a)         /* m ? a : 0 */
-#define v_row_max_f64(x, n) row_max_f64_(x, n)
 /* the first r (>= 1) of VDLEN float64 lanes */
 #define vd_load_tail(p, r, fill) _mm256_blendv_pd(_mm256_set1_pd(fill), \
     _mm256_maskload_pd(p, tail_mask64_(r)), _mm256_castsi256_pd(tail_mask64_(r)))
 #define vd_loadz_tail(p, r) _mm256_maskload_pd(p, tail_mask64_(r))
 #define vd_store_tail(p, r, a) _mm256_maskstore_pd(p, tail_mask64_(r), a)
+
+#define vd_addexp(p, t) _mm256_castsi256_pd(_mm256_add_epi64( \
+    _mm256_castpd_si256(p), _mm256_slli_epi64(_mm256_castpd_si256(t), 52)))
+#define vd_hmax(a)       hmax_pd_(a)
+static inline float v_hmax_(V m)
+{
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+#define v_hmax(a)        v_hmax_(a)
 
 #endif /* CSM_V_AVX2_H */

@@ -3,7 +3,7 @@
  * AVX-512 F/BW/DQ/VL: 16 float32 lanes (V), 8 float64 lanes (VD), opmask
  * registers for lane masks (VM) and tails (VT).  See v_avx2.h.
  * (internal; included by src/avx512/common.h after <immintrin.h> and
- * exp.h, whose kmask16_ and row_max_f32_512_ it uses)
+ * exp.h, whose kmask16_ it uses)
  */
 #ifndef CSM_V_AVX512_H
 #define CSM_V_AVX512_H
@@ -55,7 +55,6 @@ typedef __mmask16 VT;
 #define v_from_pd(lo, hi) _mm512_insertf32x8( \
     _mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1)
 
-#define v_row_max_f32(x, n) row_max_f32_512_(x, n)
 
 /* ---- more float64-lane operations (column kernels) ---------------------- */
 typedef __mmask8 VDM;
@@ -68,8 +67,6 @@ typedef __mmask8 VDM;
 #define vd_fnmadd(a, b, c) _mm512_fnmadd_pd(a, b, c)
 #define vd_abs(a)        _mm512_abs_pd(a)
 #define vd_round(a) _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define vd_exp_f64acc(a) exp_f64acc_512_(a)
-#define vd_exp_f64(a)    exp_f64_512_(a)
 #define vd_cmp(a, b, P)  _mm512_cmp_pd_mask(a, b, P)
 #define vdm_and(a, b)    ((VDM)((a) & (b)))
 #define vdm_bits(m)      ((int)(m))
@@ -109,21 +106,22 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vload2m_f64  load16m_f64_
 #define vstore2_f64  store16_f64_
 #define vstore2m_f64 store16m_f64_
-#define vd_lsb_f32   lsb_f32_512_
-#define vd_lsb_f64   lsb_f64_512_
 #define vdm_or(a, b) ((VDM)((a) | (b)))
 #define vdm_none()   ((VDM)0)
 #define vdm_any(m)   ((int)(m))
 
-#define vd_exp_mid   exp_mid_512_
 
 /* ---- float64-lane kernels (simd/generic.h, rows_f64_body.h) ------------- */
 #define vd_max(a, b)     _mm512_max_pd(a, b)
 #define vd_unless(m, a)  _mm512_maskz_mov_pd((__mmask8)~(m), a)
 #define vd_when(m, a)    _mm512_maskz_mov_pd(m, a)
-#define v_row_max_f64(x, n) row_max_f64_512_(x, n)
 #define vd_load_tail(p, r, fill) _mm512_mask_loadu_pd(_mm512_set1_pd(fill), kmask8_(r), p)
 #define vd_loadz_tail(p, r) _mm512_maskz_loadu_pd(kmask8_(r), p)
 #define vd_store_tail(p, r, a) _mm512_mask_storeu_pd(p, kmask8_(r), a)
+
+#define vd_addexp(p, t) _mm512_castsi512_pd(_mm512_add_epi64( \
+    _mm512_castpd_si512(p), _mm512_slli_epi64(_mm512_castpd_si512(t), 52)))
+#define vd_hmax(a)       _mm512_reduce_max_pd(a)
+#define v_hmax(a)        _mm512_reduce_max_ps(a)
 
 #endif /* CSM_V_AVX512_H */
