@@ -43,23 +43,7 @@
 #pragma GCC target("avx2,fma")
 #endif
 
-#include <immintrin.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define CHUNK 2048 /* elements per max+sum block of a long row (fits L1) */
-#define EXP_LOW (-708.0)
-/* static helpers of the headers that some kernel files do not call */
-#define CSM_MAYBE_UNUSED __attribute__((unused))
-
-/* the float32 generic kernels (float64 lanes), the fast paths' fallback
- * (defined in rows_f32.c by DEFINE_KERNELS) */
-csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2, csm_lse_cols_f32_generic_avx2;
-csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2,
-    csm_softmax_cols_f32_generic_avx2, csm_log_softmax_cols_f32_generic_avx2;
-
+#include "../simd/common.h"
 #include "exp.h"
 #include "../simd/v_avx2.h"
 #include "../simd/exp_f64.h"

@@ -33,23 +33,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 #endif
 
-#include <immintrin.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define CHUNK 2048 /* elements per max+sum block of a long row (fits L1) */
-#define EXP_LOW (-708.0)
-#define CSM_MAYBE_UNUSED __attribute__((unused))
-
-/* the AVX2 float32 generic kernels (float64 lanes, src/avx2/rows_f32.c):
- * the fallback of the float32 fast paths for rows / columns they do not
- * take */
-csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2, csm_lse_cols_f32_generic_avx2;
-csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2,
-    csm_softmax_cols_f32_generic_avx2, csm_log_softmax_cols_f32_generic_avx2;
-
+#include "../simd/common.h"
 #include "exp.h"
 #include "../simd/v_avx512.h"
 #include "../simd/exp_f64.h"
