@@ -47,6 +47,7 @@ for f in csoftmax/_core.pyx csoftmax/_core.pxd csoftmax/include/csoftmax.h \
          csoftmax/src/dispatch.c csoftmax/src/kernels_scalar.c \
          csoftmax/src/avx2/common.h csoftmax/src/avx2/rows_f32.c \
          csoftmax/src/avx512/common.h csoftmax/src/avx512/rows_f32.c \
+         csoftmax/src/simd/v_avx512.h csoftmax/src/simd/rows_f32_body.h \
          csoftmax/include/csoftmax_kernels.def csoftmax/src/gen_kernel_list.py \
          setup.py pyproject.toml; do
     grep -q "/$f\$" <<< "$listing" || { say "sdist lacks $f"; exit 1; }

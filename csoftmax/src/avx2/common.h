@@ -9,10 +9,10 @@
  *
  * float32 / float64: one body per algorithm.  Where both dtypes run the
  * same algorithm the body is written once and stamped out per dtype
- * (DEFINE_AVX2_KERNELS in generic.h, DEFINE_AVX2_BWD / _BWD_COLS in
- * finalize_backward.c, DEFINE_CE_SMALL_ROW in small.h).  The float32 fast
+ * (DEFINE_KERNELS in simd/generic.h, DEFINE_BWD / _BWD_COLS in
+ * simd/backward_body.h, DEFINE_CE_SMALL_ROW in small.h).  The float32 fast
  * paths are a different algorithm -- float32 lanes with an exact argument
- * reduction (lanes_f32.h), 8 rows per vector for short rows -- so
+ * reduction (simd/xr_f32.h), 8 rows per vector for short rows -- so
  * rows_f32.c / fused_rows_f32.c / cols*_f32.c / small_f32.c have no
  * float64 twin; their float64 counterparts are the generic float64-lane
  * kernels (rows_f64.c) and small_f64.c (4 rows per vector).
@@ -43,24 +43,11 @@
 #pragma GCC target("avx2,fma")
 #endif
 
-#include <immintrin.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define CHUNK 2048 /* elements per max+sum block of a long row (fits L1) */
-#define EXP_LOW (-708.0)
-/* static helpers of the headers that some kernel files do not call */
-#define CSM_MAYBE_UNUSED __attribute__((unused))
-
-/* the float32 generic kernels (float64 lanes), the fast paths' fallback
- * (defined in rows_f32.c by DEFINE_AVX2_KERNELS) */
-csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2, csm_lse_cols_f32_generic_avx2;
-csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2,
-    csm_softmax_cols_f32_generic_avx2, csm_log_softmax_cols_f32_generic_avx2;
-
+#include "../simd/common.h"
 #include "exp.h"
+#include "../simd/v_avx2.h"
+#include "../simd/exp_f64.h"
+#include "../simd/xr_f32.h"
 #include "lanes_f32.h"
 
 #endif /* CSM_BUILD_AVX2 */

@@ -16,7 +16,7 @@
  *     T[i] = (x[r][i], x[r+1][i], ...),   i < n,
  * reduced or written with the per-element steps of the row kernels (the
  * float32 fast paths: clamp, int32 counts, float64 exp_f32acc_ for the sum,
- * softmax8_f32_ for the write; float64: exp_f64_ and exact compares) with a
+ * softmax_v_f32_ for the write; float64: exp_f64_ and exact compares) with a
  * per-lane max / clamp / log_sum, finalized 4 lanes at a time as in
  * csm_finalize_avx2, and (write pass) transposed back.
  *

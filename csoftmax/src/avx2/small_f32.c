@@ -274,7 +274,7 @@ void csm_log_softmax_small_f32_avx2(const float *x, ptrdiff_t n_rows,
 /* Softmax write of float32 rows with a given (max, log_sum) and a factor
  * alpha (y = alpha * exp(scale * (x - max) - log_sum); cross-entropy's
  * gradient).  With 0 < alpha <= 1, lanes with a representable clamp take
- * softmax8_f32_ (the row kernel's fast path) on log_sum - log(alpha) >=
+ * softmax_v_f32_ (the row kernel's fast path) on log_sum - log(alpha) >=
  * log_sum (so the clamped elements still give 0; the float64 log(alpha)
  * adds < 1e-13 to the argument); the other finite-max lanes take exp_f32_
  * in float64 (a second, masked sweep); the rest are redone by the scalar
@@ -320,11 +320,11 @@ void csm_softmax_write_small_f32_avx2(const float *x, ptrdiff_t n_rows,
                 if (gen) {
                     const __m256 fm = small_lanes_ps_(fast);
                     for (ptrdiff_t i = 0; i < n; ++i)
-                        T[i] = _mm256_blendv_ps(T[i], softmax8_f32_(
+                        T[i] = _mm256_blendv_ps(T[i], softmax_v_f32_(
                             _mm256_max_ps(T[i], Lv), sv, cvl, cvh), fm);
                 } else {
                     for (ptrdiff_t i = 0; i < n; ++i)
-                        T[i] = softmax8_f32_(_mm256_max_ps(T[i], Lv), sv, cvl, cvh);
+                        T[i] = softmax_v_f32_(_mm256_max_ps(T[i], Lv), sv, cvl, cvh);
                 }
             }
             if (gen) {

@@ -8,7 +8,11 @@
  * pragma below (closed by end.h); dispatch.c calls them only after CPUID
  * and XGETBV said the CPU and OS support them.
  *
- * Numerics: those of the AVX2 kernels (src/avx2/common.h, lanes_f32.h),
+ * Shared bodies: where the AVX2 and AVX-512 kernels run the same
+ * algorithm, it is written once in src/simd/ against the lane abstraction
+ * (v_avx2.h / v_avx512.h: V, VLEN, v_load, v_tail, ...) and compiled in
+ * both folders (e.g. avx512/rows_f32.c = common.h + simd/rows_f32_body.h).
+ * Numerics: those of the AVX2 kernels (src/avx2/common.h, simd/xr_f32.h),
  * lane for lane -- the same exact argument reduction of s*x in float32
  * lanes, float64 sums, elements equal to the max counted apart, the same
  * exp polynomials, the LSE cancellation recompute -- on 16 float32 / 8
@@ -29,23 +33,11 @@
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 #endif
 
-#include <immintrin.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define CHUNK 2048 /* elements per max+sum block of a long row (fits L1) */
-#define EXP_LOW (-708.0)
-#define CSM_MAYBE_UNUSED __attribute__((unused))
-
-/* the AVX2 float32 generic kernels (float64 lanes, src/avx2/rows_f32.c):
- * the fallback of the float32 fast paths for rows they do not take */
-csm_lse_rows_f32_fn csm_lse_rows_f32_generic_avx2;
-csm_write_rows_f32_fn csm_softmax_rows_f32_generic_avx2, csm_log_softmax_rows_f32_generic_avx2;
-
+#include "../simd/common.h"
 #include "exp.h"
-#include "lanes_f32.h"
+#include "../simd/v_avx512.h"
+#include "../simd/exp_f64.h"
+#include "../simd/xr_f32.h"
 
 #endif /* CSM_BUILD_AVX512 */
 #endif /* CSM_AVX512_COMMON_H */

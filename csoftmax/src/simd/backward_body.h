@@ -1,0 +1,211 @@
+/*
+ * simd/backward_body.h -- the backward kernels (vector-Jacobian products of
+ * softmax / log_softmax) over rows and columns, float32 and float64,
+ * written once against the lane abstraction and compiled per ISA by
+ * src/avx2/finalize_backward.c and src/avx512/backward.c.
+ * (internal; included once, by those files, after common.h)
+ */
+
+/* ---- backward (VJP) over contiguous rows --------------------------------
+ * Both passes widen to float64 (VLEN / 2 lanes) and sum with 4 accumulators.
+ * log_softmax needs exp(y): the vector exp is valid for y <= 0 (what a
+ * log-probability is); a row holding y > 0 or NaN is done by the scalar
+ * kernel (libm exp, IEEE propagation).  dy - exp(y) * sum is one fused
+ * multiply-add rounded to float64, then once to the result type, with an
+ * exp accurate enough for the difference: float32 data, exp_mid_ (2^-43);
+ * float64 data, the float64 exp. */
+#define DEFINE_BWD(T, SUF, EXP)                                                \
+void SUFFIX(csm_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,         \
+                                       ptrdiff_t n_rows, ptrdiff_t n)          \
+{                                                                              \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *yr = y + r * n, *gr = dy + r * n; T *orow = o + r * n;        \
+        VD s0 = vd_zero(), s1 = s0, s2 = s0, s3 = s0;                          \
+        VD a, b, c, d;                                                         \
+        ptrdiff_t i = 0;                                                       \
+        for (; i + 2 * VLEN <= n; i += 2 * VLEN) {                             \
+            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
+            s0 = vd_fmadd(a, c, s0); s1 = vd_fmadd(b, d, s1);                  \
+            vload2_##SUF(yr + i + VLEN, &a, &b);                               \
+            vload2_##SUF(gr + i + VLEN, &c, &d);                               \
+            s2 = vd_fmadd(a, c, s2); s3 = vd_fmadd(b, d, s3);                  \
+        }                                                                      \
+        for (; i + VLEN <= n; i += VLEN) {                                     \
+            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
+            s0 = vd_fmadd(a, c, s0); s1 = vd_fmadd(b, d, s1);                  \
+        }                                                                      \
+        if (i < n) {                                                           \
+            vload2m_##SUF(yr + i, n - i, 0, &a, &b);                           \
+            vload2m_##SUF(gr + i, n - i, 0, &c, &d);                           \
+            s0 = vd_fmadd(a, c, s0); s1 = vd_fmadd(b, d, s1);                  \
+        }                                                                      \
+        const VD sv = vd_set1(                                                 \
+            vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
+        for (i = 0; i + VLEN <= n; i += VLEN) {                                \
+            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
+            vstore2_##SUF(orow + i, vd_mul(a, vd_sub(c, sv)),                  \
+                            vd_mul(b, vd_sub(d, sv)));                         \
+        }                                                                      \
+        if (i < n) {                                                           \
+            vload2m_##SUF(yr + i, n - i, 0, &a, &b);                           \
+            vload2m_##SUF(gr + i, n - i, 0, &c, &d);                           \
+            vstore2m_##SUF(orow + i, n - i,                                    \
+                             vd_mul(a, vd_sub(c, sv)),                         \
+                             vd_mul(b, vd_sub(d, sv)));                        \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+void SUFFIX(csm_log_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,     \
+                                           ptrdiff_t n_rows, ptrdiff_t n)      \
+{                                                                              \
+    const VD zero = vd_zero();                                                 \
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
+        const T *yr = y + r * n, *gr = dy + r * n; T *orow = o + r * n;        \
+        VD s0 = zero, s1 = zero, s2 = zero, s3 = zero; VDM bad = vdm_none();   \
+        VD a, b, c, d;                                                         \
+        ptrdiff_t i = 0;                                                       \
+        for (; i + 2 * VLEN <= n; i += 2 * VLEN) {                             \
+            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
+            s0 = vd_add(s0, c); s1 = vd_add(s1, d);                            \
+            bad = vdm_or(bad, vdm_or(                                          \
+                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
+                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
+            vload2_##SUF(yr + i + VLEN, &a, &b);                               \
+            vload2_##SUF(gr + i + VLEN, &c, &d);                               \
+            s2 = vd_add(s2, c); s3 = vd_add(s3, d);                            \
+            bad = vdm_or(bad, vdm_or(                                          \
+                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
+                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
+        }                                                                      \
+        for (; i + VLEN <= n; i += VLEN) {                                     \
+            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
+            s0 = vd_add(s0, c); s1 = vd_add(s1, d);                            \
+            bad = vdm_or(bad, vdm_or(                                          \
+                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
+                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
+        }                                                                      \
+        if (i < n) {                                                           \
+            vload2m_##SUF(yr + i, n - i, 0, &a, &b);                           \
+            vload2m_##SUF(gr + i, n - i, 0, &c, &d);                           \
+            s0 = vd_add(s0, c); s1 = vd_add(s1, d);                            \
+            bad = vdm_or(bad, vdm_or(                                          \
+                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
+                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
+        }                                                                      \
+        if (vdm_any(bad)) {                                                    \
+            csm_log_softmax_bwd_rows_##SUF##_scalar(yr, gr, orow, 1, n);       \
+            continue;                                                          \
+        }                                                                      \
+        const VD sv = vd_set1(                                                 \
+            vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
+        for (i = 0; i + VLEN <= n; i += VLEN) {                                \
+            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
+            vstore2_##SUF(orow + i, EXP(a, sv, c),                             \
+                            EXP(b, sv, d));                                    \
+        }                                                                      \
+        if (i < n) {                                                           \
+            vload2m_##SUF(yr + i, n - i, 0, &a, &b);                           \
+            vload2m_##SUF(gr + i, n - i, 0, &c, &d);                           \
+            vstore2m_##SUF(orow + i, n - i, EXP(a, sv, c),                     \
+                             EXP(b, sv, d));                                   \
+        }                                                                      \
+    }                                                                          \
+}
+DEFINE_BWD(float, f32, lsb_f32_)
+#ifndef CSM_BWD_ROWS_F64_FROM_AVX2   /* see src/avx512/backward.c */
+DEFINE_BWD(double, f64, lsb_f64_)
+#endif
+
+/* ---- backward (VJP) over columns ----------------------------------------
+ * n_cols columns of n rows (row_stride apart; the same for y, dy and o,
+ * which may be dy itself): the row kernels' arithmetic (float64 lanes and
+ * sums) VLEN columns at a time (lanes = columns: AVX2 and AVX-512 give
+ * the same bits).  log_softmax: a group of VLEN columns holding
+ * y > 0 or NaN is done column by column with libm exp (IEEE propagation),
+ * as the row kernel does such a row. */
+#define DEFINE_BWD_COLS(T, SUF, EXP)                                           \
+static void log_bwd_col_##SUF##_(const T *y, const T *dy, T *o, ptrdiff_t n,   \
+                                 ptrdiff_t rs)                                 \
+{                                                                              \
+    double s = 0.0;                                                            \
+    for (ptrdiff_t i = 0; i < n; ++i) s += (double)dy[i * rs];                 \
+    for (ptrdiff_t i = 0; i < n; ++i)                                          \
+        o[i * rs] = (T)((double)dy[i * rs] - exp((double)y[i * rs]) * s);      \
+}                                                                              \
+void SUFFIX(csm_softmax_bwd_cols_##SUF)(const T *y, const T *dy, T *o,         \
+        ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t rs)                           \
+{                                                                              \
+    for (ptrdiff_t j = 0; j < n_cols; j += VLEN) {                             \
+        const ptrdiff_t w = n_cols - j < VLEN ? n_cols - j : VLEN;             \
+        VD s0 = vd_zero(), s1 = s0, a, b, c, d;                                \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == VLEN) {                                                   \
+                vload2_##SUF(y + i * rs + j, &a, &b);                          \
+                vload2_##SUF(dy + i * rs + j, &c, &d);                         \
+            } else {                                                           \
+                vload2m_##SUF(y + i * rs + j, w, 0, &a, &b);                   \
+                vload2m_##SUF(dy + i * rs + j, w, 0, &c, &d);                  \
+            }                                                                  \
+            s0 = vd_fmadd(a, c, s0); s1 = vd_fmadd(b, d, s1);                  \
+        }                                                                      \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == VLEN) {                                                   \
+                vload2_##SUF(y + i * rs + j, &a, &b);                          \
+                vload2_##SUF(dy + i * rs + j, &c, &d);                         \
+                vstore2_##SUF(o + i * rs + j, vd_mul(a, vd_sub(c, s0)),        \
+                                vd_mul(b, vd_sub(d, s1)));                     \
+            } else {                                                           \
+                vload2m_##SUF(y + i * rs + j, w, 0, &a, &b);                   \
+                vload2m_##SUF(dy + i * rs + j, w, 0, &c, &d);                  \
+                vstore2m_##SUF(o + i * rs + j, w,                              \
+                                 vd_mul(a, vd_sub(c, s0)),                     \
+                                 vd_mul(b, vd_sub(d, s1)));                    \
+            }                                                                  \
+        }                                                                      \
+    }                                                                          \
+}                                                                              \
+void SUFFIX(csm_log_softmax_bwd_cols_##SUF)(const T *y, const T *dy, T *o,     \
+        ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t rs)                           \
+{                                                                              \
+    const VD zero = vd_zero();                                                 \
+    for (ptrdiff_t j = 0; j < n_cols; j += VLEN) {                             \
+        const ptrdiff_t w = n_cols - j < VLEN ? n_cols - j : VLEN;             \
+        VD s0 = zero, s1 = zero, a, b, c, d; VDM bad = vdm_none();             \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == VLEN) {                                                   \
+                vload2_##SUF(y + i * rs + j, &a, &b);                          \
+                vload2_##SUF(dy + i * rs + j, &c, &d);                         \
+            } else {                                                           \
+                vload2m_##SUF(y + i * rs + j, w, 0, &a, &b);                   \
+                vload2m_##SUF(dy + i * rs + j, w, 0, &c, &d);                  \
+            }                                                                  \
+            s0 = vd_add(s0, c); s1 = vd_add(s1, d);                            \
+            bad = vdm_or(bad, vdm_or(                                          \
+                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
+                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
+        }                                                                      \
+        if (vdm_any(bad)) {                                                    \
+            for (ptrdiff_t k = 0; k < w; ++k)                                  \
+                log_bwd_col_##SUF##_(y + j + k, dy + j + k, o + j + k, n, rs); \
+            continue;                                                          \
+        }                                                                      \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                    \
+            if (w == VLEN) {                                                   \
+                vload2_##SUF(y + i * rs + j, &a, &b);                          \
+                vload2_##SUF(dy + i * rs + j, &c, &d);                         \
+                vstore2_##SUF(o + i * rs + j, EXP(a, s0, c),                   \
+                                EXP(b, s1, d));                                \
+            } else {                                                           \
+                vload2m_##SUF(y + i * rs + j, w, 0, &a, &b);                   \
+                vload2m_##SUF(dy + i * rs + j, w, 0, &c, &d);                  \
+                vstore2m_##SUF(o + i * rs + j, w,                              \
+                                 EXP(a, s0, c),                                \
+                                 EXP(b, s1, d));                               \
+            }                                                                  \
+        }                                                                      \
+    }                                                                          \
+}
+DEFINE_BWD_COLS(float, f32, lsb_f32_)
+DEFINE_BWD_COLS(double, f64, lsb_f64_)
+#undef DEFINE_BWD_COLS
+

@@ -1,0 +1,183 @@
+/*
+ * simd/exp_f64.h -- exp in float64 lanes (the polynomials of both ISAs)
+ * and the row maximum, written once against the lane abstraction
+ * (internal; included by src/avx2/common.h and src/avx512/common.h after
+ * their v_*.h)
+ */
+#ifndef CSM_SIMD_EXP_F64_H
+#define CSM_SIMD_EXP_F64_H
+
+/* ---- exp ---------------------------------------------------------------- */
+
+static inline VD exp_scale_(VD p, VD t)
+{
+    return vd_addexp(p, t);
+}
+
+static inline VD exp_f32acc_(VD d)
+{
+    const VD magic = vd_set1(0x1.8p52);
+    VD t = vd_fmadd(d, vd_set1(1.4426950408889634), magic);
+    VD n = vd_sub(t, magic);
+    VD r = vd_fnmadd(n, vd_set1(0x1.62e42fefa39efp-1), d);
+    VD p = vd_set1(0x1.6d7531fa74153p-10);
+    p = vd_fmadd(p, r, vd_set1(0x1.126fa6fd93876p-7));
+    p = vd_fmadd(p, r, vd_set1(0x1.5554ace10c6afp-5));
+    p = vd_fmadd(p, r, vd_set1(0x1.5554043e283b8p-3));
+    p = vd_fmadd(p, r, vd_set1(0x1.00000028795a0p-1));
+    p = vd_fmadd(p, r, vd_set1(0x1.000000a1fd6adp+0));
+    p = vd_fmadd(p, r, vd_set1(1.0));
+    return exp_scale_(p, t);
+}
+
+static inline VD exp_f64acc_(VD d)
+{
+    const VD magic = vd_set1(0x1.8p52);
+    VD t = vd_fmadd(d, vd_set1(1.4426950408889634), magic);
+    VD n = vd_sub(t, magic);
+    VD r = vd_fnmadd(n, vd_set1(6.93147180369123816490e-01), d);
+    r = vd_fnmadd(n, vd_set1(1.90821492927058770002e-10), r);
+    /* exp(r) = 1 + r + r^2 q(r), q of degree 9 fitted (Chebyshev) to
+     * (exp(r) - 1 - r) / r^2 on |r| <= ln2/2 + 1e-3: relative error of
+     * the polynomial (double coefficients) < 1.8e-17, two FMAs fewer than
+     * the degree-13 Taylor polynomial it replaces. */
+    VD p = vd_set1(0x1.af39d92ab3282p-26);
+    p = vd_fmadd(p, r, vd_set1(0x1.28927c0646723p-22));
+    p = vd_fmadd(p, r, vd_set1(0x1.71de0d2e6e42bp-19));
+    p = vd_fmadd(p, r, vd_set1(0x1.a019b83d2cea4p-16));
+    p = vd_fmadd(p, r, vd_set1(0x1.a01a01a7e5259p-13));
+    p = vd_fmadd(p, r, vd_set1(0x1.6c16c178c18a5p-10));
+    p = vd_fmadd(p, r, vd_set1(0x1.1111111110989p-7));
+    p = vd_fmadd(p, r, vd_set1(0x1.5555555553cd9p-5));
+    p = vd_fmadd(p, r, vd_set1(0x1.5555555555556p-3));
+    p = vd_fmadd(p, r, vd_set1(0x1.0000000000001p-1));
+    p = vd_mul(p, vd_mul(r, r));
+    p = vd_add(vd_add(p, r), vd_set1(1.0)); /* 1 + r + r^2 q */
+    return exp_scale_(p, t);
+}
+
+/* exp(d) for d <= 0 (or -inf); lanes where d < -708 are exact zeros. */
+static inline VD exp_f32_(VD d)
+{
+    const VD lo = vd_set1(EXP_LOW);
+    VDM tiny = vd_cmp(d, lo, _CMP_LT_OQ);
+    return vd_unless(tiny, exp_f32acc_(vd_max(d, lo)));
+}
+
+/* exp(d) for d <= 0 (or -inf) with relative error < 2^-43 (float32 data of
+ * the log_softmax backward, where dy_i - exp(y_i) sum(dy) may cancel and a
+ * float32-accurate exp -- 2^-29, exp_f32_ -- left up to a few hundred
+ * float32 ULP of the difference): one-constant reduction (|n| <= 1022,
+ * error < 2^-45) and exp(r) = 1 + r + r^2 q(r), q of degree 7 (Chebyshev
+ * interpolant of (exp(r) - 1 - r) / r^2 on |r| <= ln2/2 + 1e-3, 2^-43.6);
+ * four multiply-adds more than exp_f32_, four fewer than exp_f64acc_.
+ * Lanes where d < -708 are exact zeros. */
+static inline VD exp_mid_(VD d)
+{
+    const VD lo = vd_set1(EXP_LOW);
+    const VD magic = vd_set1(0x1.8p52);
+    VDM tiny = vd_cmp(d, lo, _CMP_LT_OQ);
+    d = vd_max(d, lo);
+    VD t = vd_fmadd(d, vd_set1(1.4426950408889634), magic);
+    VD n = vd_sub(t, magic);
+    VD r = vd_fnmadd(n, vd_set1(0x1.62e42fefa39efp-1), d);
+    VD p = vd_set1(0x1.72ae6d7753994p-19);
+    p = vd_fmadd(p, r, vd_set1(0x1.a13856200182dp-16));
+    p = vd_fmadd(p, r, vd_set1(0x1.a019c2b97ad8fp-13));
+    p = vd_fmadd(p, r, vd_set1(0x1.6c166ae95f35dp-10));
+    p = vd_fmadd(p, r, vd_set1(0x1.111111172585dp-7));
+    p = vd_fmadd(p, r, vd_set1(0x1.555555660ec62p-5));
+    p = vd_fmadd(p, r, vd_set1(0x1.5555555554f75p-3));
+    p = vd_fmadd(p, r, vd_set1(0x1.fffffffffdfacp-2));
+    p = vd_fmadd(p, vd_mul(r, r), r);
+    p = vd_add(p, vd_set1(1.0));
+    return vd_unless(tiny, exp_scale_(p, t));
+}
+
+/* dy - exp(y) * s (log_softmax backward) in float64 lanes, one rounding. */
+static inline VD lsb_f32_(VD y, VD s, VD dy)
+{
+    return vd_fnmadd(exp_mid_(y), s, dy);
+}
+
+/* exp(d) for d <= 0 (or -inf); lanes in [-746, -708) go through libm
+ * (denormal results), lanes below that are exact zeros. */
+static inline VD exp_f64_(VD d)
+{
+    const VD lo = vd_set1(EXP_LOW);
+    VDM tiny = vd_cmp(d, lo, _CMP_LT_OQ);
+    VD e = vd_unless(tiny, exp_f64acc_(vd_max(d, lo)));
+    int mask = vdm_bits(vdm_and(tiny, vd_cmp(d, vd_set1(-746.0), _CMP_GE_OQ)));
+    if (mask) {
+        /* lane by lane through the vector extension, not a local array:
+         * with ASan's detect_stack_use_after_return a local lives on a
+         * fake stack that is not 64-byte aligned, and gcc stores a
+         * double[8] it aligned itself with vmovapd (SIGSEGV) */
+        for (int k = 0; k < VDLEN; ++k)
+            if (mask & (1 << k)) e[k] = exp(d[k]);
+    }
+    return e;
+}
+
+static inline VD lsb_f64_(VD y, VD s, VD dy)
+{
+    return vd_fnmadd(exp_f64_(y), s, dy);
+}
+
+/* ---- row maximum (with NaN detection): returns NaN if any NaN ----------- */
+
+static CSM_MAYBE_UNUSED double row_max_f32_(const float *x, ptrdiff_t n)
+{
+    const V ninf = v_set1(-INFINITY);
+    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    VM bad = vm_none();
+    ptrdiff_t i = 0;
+    for (; i + 4 * VLEN <= n; i += 4 * VLEN) {
+        V a = v_load(x + i), b = v_load(x + i + VLEN);
+        V c = v_load(x + i + 2 * VLEN), d = v_load(x + i + 3 * VLEN);
+        m0 = v_max(m0, a); m1 = v_max(m1, b);
+        m2 = v_max(m2, c); m3 = v_max(m3, d);
+        bad = vm_or(bad, vm_or(v_cmpunord(a, b), v_cmpunord(c, d)));
+    }
+    for (; i + VLEN <= n; i += VLEN) {
+        V a = v_load(x + i);
+        m0 = v_max(m0, a);
+        bad = vm_or(bad, v_cmpunord(a, a));
+    }
+    if (i < n) {
+        V a = v_load_tail(x + i, v_tail(n - i), ninf);
+        m1 = v_max(m1, a);
+        bad = vm_or(bad, v_cmpunord(a, a));
+    }
+    if (v_anynan(bad)) return NAN;
+    return (double)v_hmax(v_max(v_max(m0, m1), v_max(m2, m3)));
+}
+
+static CSM_MAYBE_UNUSED double row_max_f64_(const double *x, ptrdiff_t n)
+{
+    const VD ninf = vd_set1(-INFINITY);
+    VD m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    VDM bad = vdm_none();
+    ptrdiff_t i = 0;
+    for (; i + 4 * VDLEN <= n; i += 4 * VDLEN) {
+        VD a = vd_loadu(x + i), b = vd_loadu(x + i + VDLEN);
+        VD c = vd_loadu(x + i + 2 * VDLEN), d = vd_loadu(x + i + 3 * VDLEN);
+        m0 = vd_max(m0, a); m1 = vd_max(m1, b);
+        m2 = vd_max(m2, c); m3 = vd_max(m3, d);
+        bad = vdm_or(bad, vdm_or(vd_cmp(a, b, _CMP_UNORD_Q), vd_cmp(c, d, _CMP_UNORD_Q)));
+    }
+    for (; i + VDLEN <= n; i += VDLEN) {
+        VD a = vd_loadu(x + i);
+        m0 = vd_max(m0, a);
+        bad = vdm_or(bad, vd_cmp(a, a, _CMP_UNORD_Q));
+    }
+    if (i < n) {
+        VD a = vd_load_tail(x + i, n - i, -INFINITY);
+        m1 = vd_max(m1, a);
+        bad = vdm_or(bad, vd_cmp(a, a, _CMP_UNORD_Q));
+    }
+    if (vdm_any(bad)) return NAN;
+    return vd_hmax(vd_max(vd_max(m0, m1), vd_max(m2, m3)));
+}
+
+#endif /* CSM_SIMD_EXP_F64_H */

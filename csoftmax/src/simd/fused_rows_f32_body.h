@@ -1,0 +1,186 @@
+/*
+ * simd/fused_rows_f32_body.h -- float32 rows with one exp per element (the
+ * algorithm of xr_f32.h, "fused float32 softmax rows"): the fused softmax
+ * and the cross-entropy store / rescale kernels.  Written once against the
+ * lane abstraction, compiled per ISA by src/avx2/fused_rows_f32.c and
+ * src/avx512/fused_rows_f32.c.
+ * (internal; included once, by those files, after common.h)
+ */
+
+/* Pass 2 of a clean row: stores e'_i (sentinel -1 for lanes equal to m)
+ * into y; returns the row's count and S' = sum of the other e'_i (the rest
+ * is S' * rc->factor). */
+static inline __attribute__((always_inline)) double
+xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, float *y, const float *pf, xr_row_ *rcp,
+                  double *count_out, const int S1)
+{
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, scale * m);
+    *rcp = rc;
+    const V mf = v_set1((float)m), Lv = v_set1(L), neg1 = v_set1(-1.0f);
+    VD s0 = vd_zero(), s1 = s0;
+    VI cnt = vi_zero();
+#define FU_STEP(a, e, out)                                                     \
+    do {                                                                       \
+        VM eq_ = v_cmpeq(a, mf);                                               \
+        cnt = vi_count(cnt, eq_);                                              \
+        e = xr_exp_(v_select(eq_, v_max(a, Lv), Lv), &rc, S1);                 \
+        out = v_select(eq_, e, neg1);                                          \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 4 * VLEN <= n; i += 4 * VLEN) {
+        V e0, e1, e2, e3, o;
+        XR_PF(pf, i);
+        FU_STEP(v_load(x + i), e0, o);
+        v_store(y + i, o);
+        FU_STEP(v_load(x + i + VLEN), e1, o);
+        v_store(y + i + VLEN, o);
+        FU_STEP(v_load(x + i + 2 * VLEN), e2, o);
+        v_store(y + i + 2 * VLEN, o);
+        FU_STEP(v_load(x + i + 3 * VLEN), e3, o);
+        v_store(y + i + 3 * VLEN, o);
+        V s = v_add(v_add(e0, e1), v_add(e2, e3));
+        XR_ACC(s);
+    }
+    for (; i < n; i += VLEN) {
+        VT t = v_tail(n - i);
+        V a = v_load_tail(x + i, t, Lv), e, o;
+        FU_STEP(a, e, o);
+        v_store_tail(y + i, t, o);
+        XR_ACC(e);
+    }
+#undef FU_STEP
+    *count_out = (double)vi_hsum(cnt);
+    return vd_hsum(vd_add(s0, s1));
+}
+
+/* Pass 3: y_i = (e'_i f) 2^-XR_BIAS, sentinel (negative) lanes ym.  f in
+ * [2^-92, 2^13]: f_lo is a normal float32, e' f_hi is finite. */
+static inline __attribute__((always_inline)) void
+xr_scale_row_f32_(float *y, ptrdiff_t n, double f, float ym)
+{
+    float fhf = (float)f;
+    const V fh = v_set1(fhf), fl = v_set1((float)(f - (double)fhf));
+    const V ymv = v_set1(ym), down = v_set1(0x1p-96f);
+#define FU_SCALE(e_)                                                           \
+    v_select(v_signmask(e_), v_mul(v_fmadd(e_, fh, v_mul(e_, fl)), down), ymv)
+    ptrdiff_t i = 0;
+    for (; i + 2 * VLEN <= n; i += 2 * VLEN) {
+        V a = v_load(y + i), b = v_load(y + i + VLEN);
+        v_store(y + i, FU_SCALE(a));
+        v_store(y + i + VLEN, FU_SCALE(b));
+    }
+    for (; i < n; i += VLEN) {
+        VT t = v_tail(n - i);
+        V a = v_loadz_tail(y + i, t);
+        v_store_tail(y + i, t, FU_SCALE(a));
+    }
+#undef FU_SCALE
+}
+
+/* A row whose terms pass 2 may store: long enough for the vector loop,
+ * finite max with a representable clamp (span_s = XR_SPAN / scale).  The
+ * fused softmax and the cross-entropy store / rescale kernels decide with
+ * this one test, so the store and rescale kernels always agree. */
+static inline int store_clean_(double m, double scale, double span_s,
+                               ptrdiff_t n, float *L)
+{
+    return n >= 32 && n <= ((ptrdiff_t)1 << 30) &&
+           clamp_bound_(m, scale, XR_SPAN, span_s, L);
+}
+
+void SUFFIX(csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
+        float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
+        float L;
+        double m = ok_a ? row_max_f32_(xr, n) : NAN;
+        if (ok_a && store_clean_(m, scale, span_s, n, &L)) {
+            /* keep the memory busy during the in-cache passes: the
+             * reduction prefetches the same offsets of the next row (a
+             * hint: past the end of x it cannot fault) */
+            const float *pf = xr + x_row_stride;
+            xr_row_ rc;
+            double count, sum = scale == 1.0
+                ? xr_store_row_f32_(xr, n, scale, m, L, yr, pf, &rc, &count, 1)
+                : xr_store_row_f32_(xr, n, scale, m, L, yr, pf, &rc, &count, 0);
+            double S = count + sum * rc.factor;
+            xr_scale_row_f32_(yr, n, alpha * (0x1p96 * rc.factor) / S,
+                              (float)(alpha / S));
+            continue;
+        }
+        csm_lse_state st;
+        double mx, ls;
+        SUFFIX(csm_lse_rows_f32)(xr, 1, n, n, scale, &st);
+        csm_finalize_avx2(&st, 1, scale, &mx, &ls);
+        SUFFIX(csm_softmax_rows_f32)(xr, 1, n, n, scale, &mx, &ls, alpha, yr, n);
+    }
+}
+
+/* ---- reduction that keeps its terms (cross-entropy gradient) -----------
+ *
+ * csm_lse_store_rows_f32: the states of csm_lse_rows_f32 (same numbers for
+ * rows of up to CHUNK elements; longer rows are one chunk here) and, for
+ * every clean row (the fused-softmax conditions that do not involve
+ * alpha), the terms e'_i of pass 2 stored into e.  Rows that are not
+ * clean leave their e row untouched.
+ * csm_softmax_scale_rows_f32: the write pass of csm_softmax_rows_f32 for
+ * such an e: y = alpha exp(scale (x - max) - log_sum) from the stored terms
+ * when the row was stored and f = alpha 2^96 factor exp(-log_sum) is in
+ * range, else from x (so x must not be e).  The per-row decision repeats
+ * the store kernel's from max[r] alone, so the two always agree.
+ * One exp per element instead of two; y may be the same memory as e. */
+void SUFFIX(csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+        ptrdiff_t x_row_stride, double scale, csm_lse_state *states,
+        float *e, ptrdiff_t e_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const float *xr = x + r * x_row_stride;
+        float L;
+        double m = row_max_f32_(xr, n);
+        if (!store_clean_(m, scale, span_s, n, &L)) {
+            SUFFIX(csm_lse_rows_f32)(xr, 1, n, n, scale, states + r);
+            continue;
+        }
+        xr_row_ rc;
+        double count, sum = scale == 1.0
+            ? xr_store_row_f32_(xr, n, scale, m, L, e + r * e_row_stride,
+                                xr + x_row_stride, &rc, &count, 1)
+            : xr_store_row_f32_(xr, n, scale, m, L, e + r * e_row_stride,
+                                xr + x_row_stride, &rc, &count, 0);
+        states[r].max = m;
+        states[r].count = count;
+        states[r].rest = sum * rc.factor;
+        if (lse_cancels_(states + r, scale))
+            csm_lse_rows_f32_scalar(xr, 1, n, n, scale, states + r);
+    }
+}
+
+void SUFFIX(csm_softmax_scale_rows_f32)(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
+{
+    const double span_s = XR_SPAN / scale;
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        float *yr = y + r * y_row_stride;
+        float L;
+        if (store_clean_(max[r], scale, span_s, n, &L)) {
+            xr_row_ rc;
+            xr_row_init_(&rc, scale, scale * max[r]);
+            double g = alpha * exp(-log_sum[r]);
+            double f = g * (0x1p96 * rc.factor);
+            if (fabs(f) >= 0x1p-92 && fabs(f) <= 0x1p13) {
+                xr_scale_row_f32_(yr, n, f, (float)g);
+                continue;
+            }
+        }
+        SUFFIX(csm_softmax_rows_f32)(x + r * x_row_stride, 1, n, 0, scale,
+                                     max + r, log_sum + r, alpha, yr, 0);
+    }
+}

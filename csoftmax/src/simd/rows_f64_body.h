@@ -1,0 +1,115 @@
+/*
+ * simd/rows_f64_body.h -- float64 rows: the generic kernels (simd/
+ * generic.h: reduction, softmax / log_softmax write, and their column
+ * versions), the reduction that fetches the write destination, and the
+ * cross-entropy store / rescale with one exp per element.  Written once
+ * against the lane abstraction, compiled per ISA by src/avx2/rows_f64.c and
+ * src/avx512/rows_f64.c; the fused softmax rows stay in those files (see
+ * there).
+ * (internal; included once, by those files, after common.h)
+ */
+#include "generic.h"
+
+DEFINE_KERNELS(double, f64, exp_f64_, , )
+
+void SUFFIX(csm_lse_rows_pw_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+                                 ptrdiff_t row_stride, double scale,
+                                 csm_lse_state *states, const double *w,
+                                 ptrdiff_t w_row_stride)
+{
+    lse_rows_f64_(x, n_rows, n, row_stride, scale, states, w, w_row_stride);
+}
+
+/* y[0:n] *= f in place (the rescale pass of the float64 one-exp kernels) */
+static inline void scale_row_f64_(double *y, ptrdiff_t n, double f)
+{
+    const VD fv = vd_set1(f);
+    ptrdiff_t i = 0;
+    for (; i + 2 * VDLEN <= n; i += 2 * VDLEN) {
+        vd_storeu(y + i, vd_mul(vd_loadu(y + i), fv));
+        vd_storeu(y + i + VDLEN, vd_mul(vd_loadu(y + i + VDLEN), fv));
+    }
+    for (; i < n; i += VDLEN)
+        vd_store_tail(y + i, n - i, vd_mul(vd_loadz_tail(y + i, n - i), fv));
+}
+
+/* e_i = exp(scale (x_i - m)) stored into y (exactly 1 where x_i == m);
+ * returns the sum of the other terms, *count the number of such lanes */
+static inline double store_row_f64_(const double *x, ptrdiff_t n, double scale,
+                                    double m, double *y, const double *pf,
+                                    double *count)
+{
+    const VD mv = vd_set1(m), sv = vd_set1(scale), one = vd_set1(1.0);
+    VD r0 = vd_zero(), r1 = r0, c0 = r0, c1 = r0;
+#define ST_STEP(a, r_, c_)                                                     \
+    do {                                                                       \
+        VDM eq_ = vd_cmp(a, mv, _CMP_EQ_OQ);                                   \
+        e_ = exp_f64_(vd_mul(vd_sub(a, mv), sv));                            \
+        r_ = vd_add(r_, vd_unless(eq_, e_));                                   \
+        c_ = vd_add(c_, vd_when(eq_, one));                                    \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 2 * VDLEN <= n; i += 2 * VDLEN) {
+        for (ptrdiff_t k = 0; k < 2 * VDLEN; k += 8)
+            _mm_prefetch((const char *)(pf + i + k), _MM_HINT_T0);
+        VD a = vd_loadu(x + i), b = vd_loadu(x + i + VDLEN), e_;
+        ST_STEP(a, r0, c0);
+        vd_storeu(y + i, e_);
+        ST_STEP(b, r1, c1);
+        vd_storeu(y + i + VDLEN, e_);
+    }
+    for (; i < n; i += VDLEN) {
+        VD a = vd_load_tail(x + i, n - i, -INFINITY), e_;
+        ST_STEP(a, r0, c0);
+        vd_store_tail(y + i, n - i, e_);
+    }
+#undef ST_STEP
+    *count = vd_hsum(vd_add(c0, c1));
+    return vd_hsum(vd_add(r0, r1));
+}
+
+/* ---- float64 cross-entropy gradient with one exp per element -------------
+ *
+ * csm_lse_store_rows_f64: for rows of >= 8 elements with a finite max M,
+ * the terms e_i = exp(scale (x_i - M)) (exactly 1 where x_i == M) stored
+ * into e, and the states (max, count, rest) of csm_lse_rows_f64 from them;
+ * other rows: csm_lse_rows_f64, e untouched.
+ * csm_softmax_scale_rows_f64: y = e f with f = alpha exp(-log_sum) for the
+ * rows the store kernel took (the same test on max[r]) whose f is in
+ * [2^-60, 1] (so a denormal term is never magnified); other rows are
+ * written from x.  y may be e, not x. */
+void SUFFIX(csm_lse_store_rows_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
+        ptrdiff_t x_row_stride, double scale, csm_lse_state *states,
+        double *e, ptrdiff_t e_row_stride)
+{
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        const double *xr = x + r * x_row_stride;
+        double m = row_max_f64_(xr, n);
+        if (!(m > -INFINITY && m < INFINITY) || n < 8) {
+            SUFFIX(csm_lse_rows_f64)(xr, 1, n, n, scale, states + r);
+            continue;
+        }
+        double count, rest = store_row_f64_(xr, n, scale, m, e + r * e_row_stride,
+                                            xr + x_row_stride, &count);
+        states[r].max = m;
+        states[r].count = count;
+        states[r].rest = rest;
+    }
+}
+
+void SUFFIX(csm_softmax_scale_rows_f64)(const double *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, double *y, ptrdiff_t y_row_stride)
+{
+    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+        double *yr = y + r * y_row_stride;
+        double f = alpha * exp(-log_sum[r]);
+        if (!(max[r] > -INFINITY && max[r] < INFINITY) || n < 8 ||
+            !(fabs(f) >= 0x1p-60 && fabs(f) <= 1.0)) {
+            SUFFIX(csm_softmax_rows_f64)(x + r * x_row_stride, 1, n, 0, scale,
+                                         max + r, log_sum + r, alpha, yr, 0);
+            continue;
+        }
+        scale_row_f64_(yr, n, f);
+    }
+}

@@ -1,0 +1,276 @@
+/*
+ * simd/xr_f32.h -- the float32-lane exact-reduction exp (xr_*), written
+ * once against the lane abstraction (v_avx2.h / v_avx512.h): clamp bounds,
+ * the float32 exp polynomial, the reduction of a chunk, the cancellation
+ * test, log_softmax at scale 1 in float32 lanes.  Shared by the row,
+ * column and short-row kernels of both vector widths.
+ * (internal; included by src/avx2/common.h and src/avx512/common.h after
+ * their v_*.h)
+ */
+#ifndef CSM_SIMD_XR_F32_H
+#define CSM_SIMD_XR_F32_H
+
+/* span_s = span / scale, computed once per call by the caller */
+static inline int clamp_bound_(double m, double scale, double span,
+                               double span_s, float *L)
+{
+    if (!(m > -INFINITY && m < INFINITY)) return 0;
+    if (!(fabs(scale * m) <= 0x1p20)) return 0;
+    double Ld = m - span_s;
+    if (!(Ld > -3.0e38)) return 0;
+    float Lf = (float)Ld;
+    double dd = scale * ((double)Lf - m);
+    if (!(dd >= -1.25 * span && dd <= -0.75 * span)) return 0;
+    *L = Lf;
+    return 1;
+}
+
+/* exp(r) for |r| <= ~0.35, float32: 1 + r (1 + r q(r)), q by Estrin
+ * (shorter dependency chain than Horner). */
+static inline V exp_poly_ps_(V r)
+{
+    V r2 = v_mul(r, r);
+    V a = v_fmadd(v_set1(0x1.55548cp-3f), r, v_set1(0x1.fffffcp-2f));
+    V b = v_fmadd(v_set1(0x1.123d4cp-7f), r, v_set1(0x1.555906p-5f));
+    b = v_fmadd(v_set1(0x1.6a1e8cp-10f), r2, b);
+    V q = v_fmadd(b, r2, a);
+    q = v_fmadd(q, r, v_set1(1.0f));
+    return v_fmadd(q, r, v_set1(1.0f));
+}
+
+/* ---- all-float32 reduction ----------------------------------------------
+ *
+ * exp(s (x - m)) without forming x - m: every lane reduces s*x itself,
+ *     s x = n ln2 + r,   n = round(s x / ln2),  |r| <= ln2/2,
+ * and the row constant s*m = n_m ln2 + r_m is reduced once in float64, so
+ *     exp(s (x - m)) = 2^(n - n_m) exp(r) exp(-r_m).
+ * The lanes then compute 2^(n - n_m + XR_BIAS) * p(r), p the float32
+ * degree-6 polynomial of exp_poly_ps_ (rel. error 3e-9), and the row
+ * factor 2^-XR_BIAS exp(-r_m) is applied once to the float64 sum.
+ * Why not x - m: it is not exact in float32 (x = -15.3, m = 5.1 rounds by
+ * up to 2^-21, a relative error of 8 ULP in every term, the same sign for
+ * a whole row of similar values), and making it exact (TwoSum) costs
+ * five more operations per vector than the whole reduction of s x.
+ * r is exact up to two roundings (|error| <= 2^-25: the FMA s x - n ln2_hi
+ * is rounded once, then - n ln2_lo), so every term is within ~1 ULP of
+ * float32, and the float64 sum of the terms within a small fraction of
+ * that.  s != 1: s x is split exactly as ph + pl (s = s_hi + s_lo in
+ * float32, FMA for the product error) and pl is added to r.
+ * XR_BIAS keeps every term (down to the clamp e^-150) a normal float32 and
+ * a 2048-element partial sum (< 2^107) finite.  Lanes equal to the max are
+ * counted (int32 lanes) and, like everything below the clamp L (-inf
+ * included), replaced by L, whose term is invisible in the float64 state.
+ * The sums are associated per vector width (4 vectors of VLEN lanes added
+ * in float32, then two float64 accumulators of VLEN / 2 lanes), so AVX2 and
+ * AVX-512 results differ in the last bits; both meet the same bounds.
+ */
+#define XR_BIAS 96
+#define XR_SPAN 150.0     /* reduction clamp: terms down to e^-150 */
+#define XR_SM_SPAN 120.0  /* softmax write clamp: e^-120 -> 0 in float32; keeps
+                             n - n_c + XR_BIAS >= -112 (log_sum < 22) */
+
+typedef struct {
+    V magic, sh, sl;        /* magic + XR_BIAS - n_m; scale hi/lo */
+    double factor;          /* 2^-XR_BIAS exp(-r_m) */
+} xr_row_;
+
+/* sm: the row constant (scale * max; softmax write: + log_sum) */
+static inline void xr_row_init_(xr_row_ *c, double scale, double sm)
+{
+    double nm = nearbyint(sm * 1.4426950408889634);
+    double rm = (sm - nm * 6.93147180369123816490e-01) - nm * 1.90821492927058770002e-10;
+    c->magic = v_set1(0x1.8p23f + (float)(XR_BIAS - nm));
+    float sh = (float)scale;
+    c->sh = v_set1(sh);
+    c->sl = v_set1((float)(scale - (double)sh));
+    c->factor = 0x1p-96 * exp(-rm);
+}
+
+/* p(r) and the magic-biased t, whose low bits hold n - n_m + XR_BIAS */
+static inline V xr_poly_(V a, const xr_row_ *c, V *tp, const int S1)
+{
+    V ph = a, pl = v_zero();
+    if (!S1) {
+        ph = v_mul(a, c->sh);
+        pl = v_fmadd(a, c->sl, v_fmsub(a, c->sh, ph));
+    }
+    V t = v_fmadd(ph, v_set1(0x1.715476p+0f), c->magic);
+    V n = v_sub(t, c->magic);
+    V r = v_fnmadd(n, v_set1(0x1.62e430p-1f), ph);
+    if (!S1) r = v_add(r, pl);
+    r = v_fnmadd(n, v_set1(-0x1.05c610p-29f), r);
+    *tp = t;
+    return exp_poly_ps_(r);
+}
+
+/* p * 2^(n - n_m + XR_BIAS) by an integer add to the exponent field (the
+ * result is a normal float: no over/underflow for clamped inputs) */
+static inline V xr_scale_(V p, V t)
+{
+    return v_addexp(p, t);
+}
+
+/* 2^(n - n_m + XR_BIAS) p(r) for VLEN (clamped) floats */
+static inline V xr_exp_(V a, const xr_row_ *c, const int S1)
+{
+    V t, p = xr_poly_(a, c, &t, S1);
+    return xr_scale_(p, t);
+}
+
+/* clamp to L, count and retire the lanes equal to the max, exp */
+#define XR_STEP(a, e)                                                          \
+    do {                                                                       \
+        VM eq_ = v_cmpeq(a, mf);                                               \
+        cnt = vi_count(cnt, eq_);                                              \
+        e = xr_exp_(v_select(eq_, v_max(a, Lv), Lv), &rc, S1);                 \
+    } while (0)
+
+/* prefetch the 4 VLEN floats at p + i: one hint per 64-byte line (pw: for
+ * writing) */
+#define XR_PF(p, i)                                                            \
+    do {                                                                       \
+        for (int k_ = 0; k_ < 4 * VLEN; k_ += 16)                              \
+            _mm_prefetch((const char *)((p) + (i) + k_), _MM_HINT_T0);         \
+    } while (0)
+#define XR_PFW(p, i)                                                           \
+    do {                                                                       \
+        for (int k_ = 0; k_ < 4 * VLEN; k_ += 16)                              \
+            __builtin_prefetch((p) + (i) + k_, 1, 3);                          \
+    } while (0)
+
+/* add VLEN float32 terms to two float64 accumulators (low, high half) */
+#define XR_ACC(s)                                                              \
+    do {                                                                       \
+        s0 = vd_add(s0, v_lo_pd(s));                                           \
+        s1 = vd_add(s1, v_hi_pd(s));                                           \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, csm_lse_state *st, const float *pf, const float *pw,
+                  const int S1)
+{
+    xr_row_ rc;
+    xr_row_init_(&rc, scale, scale * m);
+    const V mf = v_set1((float)m), Lv = v_set1(L);
+    VD s0 = vd_zero(), s1 = s0;
+    VI cnt = vi_zero();
+    ptrdiff_t i = 0;
+    for (; i + 4 * VLEN <= n; i += 4 * VLEN) {
+        V e0, e1, e2, e3;
+        XR_PF(pf, i);
+        if (pw) XR_PFW(pw, i);
+        XR_STEP(v_load(x + i), e0);
+        XR_STEP(v_load(x + i + VLEN), e1);
+        XR_STEP(v_load(x + i + 2 * VLEN), e2);
+        XR_STEP(v_load(x + i + 3 * VLEN), e3);
+        V s = v_add(v_add(e0, e1), v_add(e2, e3));
+        XR_ACC(s);
+    }
+    for (; i < n; i += VLEN) {
+        VT t = v_tail(n - i);
+        V a = v_load_tail(x + i, t, Lv), e;
+        XR_STEP(a, e);
+        XR_ACC(e);
+    }
+    st->max = m;
+    st->count = (double)vi_hsum(cnt);
+    st->rest = vd_hsum(vd_add(s0, s1)) * rc.factor;
+}
+
+/* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
+ * relative error of the float32 terms would show as many ULPs of LSE.
+ * Such rows (|LSE| < ~1.2, judged with a crude log) are redone by the
+ * scalar kernel (libm exp in float64). */
+static inline int lse_cancels_(const csm_lse_state *st, double scale)
+{
+    /* branch-free (the outcome is almost always "no") */
+    double sm = scale * st->max;
+    double u = st->count + st->rest;
+    union { double d; unsigned long long b; } v = { u };
+    double lg = (double)((long long)(v.b >> 52) - 1023);
+    v.b = (v.b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
+    lg = (lg + (v.d - 1.0)) * 0.6931471805599453;   /* error < 0.07 */
+    return (fabs(sm + lg) < 1.3) & (sm != 0.0) & (fabs(st->max) < INFINITY);
+}
+
+/* ==== float32 fast paths ================================================
+ *
+ * Reduction: exp stays in float64 (exp_f32acc_, 2^-28.5), but the per-lane
+ * bookkeeping is done once per 8 float32 lanes: elements equal to the max
+ * are counted in int32 lanes and, like -inf and anything far below the max,
+ * replaced by a clamp value L with scale*(L - max) ~ -600, whose exp
+ * (~1e-261) cannot affect any float32 result.  So the float64 lanes carry
+ * no compare/mask work, d = scale*x - scale*max is one FMA, and exp needs
+ * no range check.
+ *
+ * Softmax write: the argument reduction d = scale*x - (scale*max + log_sum),
+ * n = round(d/ln2), r = d - n ln2 is done in float64 (so r carries no
+ * float32 cancellation error), then r is rounded to float32 (|error| <=
+ * 2^-26) and exp(r) is a float32 degree-6 polynomial on 8 lanes (fitted
+ * with c0 = c1 = 1, rel. error 3e-9; evaluation error < 0.7 ULP).  2^n is
+ * applied as (p * 2^(n+32)) * 2^-32: the first product is exact, so
+ * denormal results are rounded once, correctly.  Total < 1 ULP.
+ * The fast paths need finite max, alpha == 1 (softmax), |scale*max| <=
+ * 2^20 and a representable clamp value; otherwise the generic kernels run.
+ */
+#define F32_LSE_SPAN 120.0   /* reduction clamp: exp(-90..-150) is invisible */
+#define F32_SM_SPAN 200.0    /* softmax write clamp: exp(-200) -> 0 in f32 */
+#define F32_SM_BIAS 32
+
+/* softmax of VLEN floats (already clamped) -> VLEN floats */
+static inline V softmax_v_f32_(V a, VD sv, VD cvl, VD cvh)
+{
+    const VD magic = vd_set1(0x1.8p52 + (127 + F32_SM_BIAS));
+    const VD log2e = vd_set1(1.4426950408889634);
+    const VD ln2 = vd_set1(0x1.62e42fefa39efp-1);
+    VD lo = v_lo_pd(a), hi = v_hi_pd(a);
+    lo = vd_fmsub(lo, sv, cvl);
+    hi = vd_fmsub(hi, sv, cvh);
+    VD tl = vd_fmadd(lo, log2e, magic);
+    VD th = vd_fmadd(hi, log2e, magic);
+    VD rl = vd_fnmadd(vd_sub(tl, magic), ln2, lo);
+    VD rh = vd_fnmadd(vd_sub(th, magic), ln2, hi);
+    V r = v_from_pd(rl, rh);
+    VI ni = vi_max(v_lowbits_pd(tl, th), vi_set1(1));
+    V p = v_mul(exp_poly_ps_(r), v_pow2_bits(ni));
+    return v_mul(p, v_set1(0x1p-32f));
+}
+
+/* ---- fused float32 softmax rows (one exp per element) --------------------
+ *
+ * Three passes over a row, the last two on data still in L1/L2:
+ *   1. M = row max (NaN / inf detection, clamp L = M - XR_SPAN/scale);
+ *   2. the all-float32 reduction above with the row's global max, storing
+ *      every term e'_i = 2^XR_BIAS exp(r_M) exp(s (x_i - M)) into y (a
+ *      normal float32 in [2^-121, 2^96.6]; lanes equal to M store the
+ *      sentinel -1, clamped lanes the clamp's term) while summing them in
+ *      float64 as csm_lse_rows_f32 does: S = count + rest;
+ *   3. y_i = (e'_i f) 2^-XR_BIAS with f = alpha exp(-r_M) / S, applied as
+ *      fma(e', f_hi, e' f_lo) (rounded once) then the exact -- or, for a
+ *      denormal y, correctly rounding -- product with 2^-XR_BIAS; sentinel
+ *      lanes get fl32(alpha / S), so a dominant max gives exactly alpha.
+ * Error: e'_i (r <= 2^-25 abs., polynomial ~0.55 ULP, p rounding) + S (a
+ * float64 sum of such terms: relative error <~ 2^-24) + 0.5 ULP.  The
+ * lse_cancels_ sweep is not needed here: it guards LSE = s M + log S
+ * against cancellation, and softmax uses S only through 1/S.
+ * Rows that are not clean (NaN, +-inf max, |s M| > 2^20, no representable
+ * clamp, extreme alpha) are decided before anything is written and take
+ * the reduction + finalize + write path (so x == y is fine). */
+#define FUSED_ALPHA_MIN 0x1p-60
+#define FUSED_ALPHA_MAX 0x1p12
+
+/* scale == 1: y = x - c, c = max + log_sum, in float32 lanes as
+ * ((x - c1) - c2) - c3 with c = c1 + c2 + c3 (three float32 parts, so c is
+ * kept to ~2^-72 relative).  Where x is within a factor 2 of c1, x - c1 is
+ * exact (Sterbenz) and the two later subtractions round once each on a
+ * result that cancellation cannot blow up (the max gives -log_sum rounded
+ * once or twice); elsewhere |y| >= |c1| / 2 or |x| / 2, so c2 and c3 are
+ * below an ULP of y and the three roundings stay within ~1.5 ULP.  A
+ * quarter of the float64 lane version's operations. */
+static inline V logsm_c3_f32_(V a, V c1, V c2, V c3)
+{
+    return v_sub(v_sub(v_sub(a, c1), c2), c3);
+}
+
+#endif /* CSM_SIMD_XR_F32_H */
