@@ -871,6 +871,7 @@ def rows_weighted_lse(cnp.ndarray x, cnp.ndarray b):
 
 include "_losses.pxi"
 include "_margin.pxi"
+include "_masked.pxi"
 
 
 # --------------------------------------------------------------------------
