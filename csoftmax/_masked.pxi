@@ -14,12 +14,12 @@
 
 cdef inline void _lse_rows_m(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                              Py_ssize_t rs, const unsigned char *m,
-                             Py_ssize_t mrs, double scale,
-                             csm_lse_state *st) noexcept nogil:
+                             Py_ssize_t mrs, double scale, csm_lse_state *st,
+                             const floating *w, Py_ssize_t wrs) noexcept nogil:
     if floating is float:
-        _tab.lse_rows_masked_f32(x, rows, n, rs, m, mrs, scale, st)
+        _tab.lse_rows_masked_f32(x, rows, n, rs, m, mrs, scale, st, w, wrs)
     else:
-        _tab.lse_rows_masked_f64(x, rows, n, rs, m, mrs, scale, st)
+        _tab.lse_rows_masked_f64(x, rows, n, rs, m, mrs, scale, st, w, wrs)
 
 cdef inline void _write_rows_m(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                                Py_ssize_t xrs, const unsigned char *m,
@@ -41,15 +41,24 @@ cdef inline void _write_rows_m(const floating *x, Py_ssize_t rows, Py_ssize_t n,
 cdef void _masked_rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                              Py_ssize_t xrs, const unsigned char *m,
                              Py_ssize_t mrs, double scale, double alpha,
-                             floating *y, Py_ssize_t yrs, int op,
+                             floating *y, Py_ssize_t yrs, int op, int path,
                              double *mx_out, double *ls_out) noexcept nogil:
     cdef csm_lse_state st[ROW_BLOCK]
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, k
+    if floating is float:
+        if path == PATH_MASKED_FUSED:
+            _tab.softmax_fused_rows_masked_f32(x, rows, n, xrs, m, mrs, scale,
+                                               alpha, y, yrs)
+            return
     while r0 < rows:
         k = min(ROW_BLOCK, rows - r0)
-        _lse_rows_m(x + r0 * xrs, k, n, xrs, m + r0 * mrs, mrs, scale, st)
+        # the write pass's destination is fetched during the reduction
+        # (as TWO_PASS_PREFETCH) while a row is short enough to stay cached
+        _lse_rows_m(x + r0 * xrs, k, n, xrs, m + r0 * mrs, mrs, scale, st,
+                    y + r0 * yrs if (y != NULL and n * sizeof(floating) <= FUSED_MAX_BYTES)
+                    else <floating *>NULL, yrs)
         if op == OP_LSE:
             _tab.finalize(st, k, scale, mx_out + r0, ls_out + r0)
         else:
@@ -72,7 +81,7 @@ cdef void _masked_rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
             r0 = b * per
             _masked_rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs,
                                m + r0 * mrs, mrs, scale, alpha,
-                               y + r0 * yrs if y != NULL else y, yrs, op,
+                               y + r0 * yrs if y != NULL else y, yrs, op, pl.path,
                                mx_out + r0 if mx_out != NULL else mx_out,
                                ls_out + r0 if ls_out != NULL else ls_out)
         return
@@ -82,7 +91,7 @@ cdef void _masked_rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         r0 = b * per
         _masked_rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs,
                            m + r0 * mrs, mrs, scale, alpha,
-                           y + r0 * yrs if y != NULL else y, yrs, op,
+                           y + r0 * yrs if y != NULL else y, yrs, op, pl.path,
                            mx_out + r0 if mx_out != NULL else mx_out,
                            ls_out + r0 if ls_out != NULL else ls_out)
 

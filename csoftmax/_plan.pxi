@@ -131,11 +131,13 @@ cdef enum:
     PATH_ROWS = 10          # backward, last axis: the row kernel, rows over threads
     PATH_MASKED_ROWS = 11   # where=: masked row kernels (mask read with x), blocks of rows
     PATH_MASKED_COLS = 12   # where=, non-last axis: masked column kernels (scalar)
-    N_PATHS = 13
+    PATH_MASKED_FUSED = 13  # where=, float32 softmax rows: one fused call a block
+    N_PATHS = 14
 
 PATH_NAMES = ("SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
               "LONG_ROW_SPLIT", "LONG_ROW_STORE", "COLS_BLOCKS", "COLS_TILED",
-              "COLS_LOOP", "ROWS", "MASKED_ROWS", "MASKED_COLS")
+              "COLS_LOOP", "ROWS", "MASKED_ROWS", "MASKED_COLS",
+              "MASKED_FUSED")
 OP_NAMES = ("softmax", "log_softmax", "logsumexp", "cross_entropy",
             "cross_entropy_soft", "logsumexp_backward", "softmax_backward",
             "log_softmax_backward")
@@ -260,15 +262,22 @@ cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
     length n (class count for CE), inner (columns) and flags; else why not.
     Only what the kernels need -- not what is fast (that is _plan_natural)."""
     cdef bint grad = flags & PF_GRAD
-    cdef bint masked = path == PATH_MASKED_ROWS or path == PATH_MASKED_COLS
+    cdef bint masked = path >= PATH_MASKED_ROWS
     cdef bint want_mask = (flags & PF_MASK) != 0
     if masked != want_mask:
         return WHY_MASK if (masked or op <= OP_LSE or op >= OP_SOFTMAX_BWD) else WHY_NOT_OF_OP
     if masked:
         if op > OP_LSE and op < OP_SOFTMAX_BWD:
             return WHY_NOT_OF_OP
-        if (layout == LAYOUT_ROWS) != (path == PATH_MASKED_ROWS):
+        if (layout == LAYOUT_ROWS) != (path != PATH_MASKED_COLS):
             return WHY_NOT_OF_OP
+        if path == PATH_MASKED_FUSED:
+            if op != OP_SOFTMAX:
+                return WHY_NOT_OF_OP
+            if f64:
+                return WHY_F32_ONLY
+            if _tab.softmax_fused_rows_masked_f32 == NULL:
+                return WHY_NO_KERNEL
         return WHY_OK
     if op <= OP_LSE:
         if layout == LAYOUT_COLS:
@@ -386,7 +395,12 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     cdef bint grad = flags & PF_GRAD
     cdef Py_ssize_t seg
     if flags & PF_MASK:
-        return PATH_MASKED_ROWS if layout == LAYOUT_ROWS else PATH_MASKED_COLS
+        if layout == LAYOUT_COLS:
+            return PATH_MASKED_COLS
+        if (op == OP_SOFTMAX and n * size <= FUSED_MAX_BYTES and
+                _take(op, PATH_MASKED_FUSED, f64, layout, n, inner, flags)):
+            return PATH_MASKED_FUSED
+        return PATH_MASKED_ROWS
     if op >= OP_SOFTMAX_BWD:
         if layout == LAYOUT_ROWS:
             return PATH_ROWS
@@ -533,6 +547,8 @@ def _kernels(int op, int path, bint f64, int flags):
     cdef bint grad = flags & PF_GRAD
     sfx = "_f64" if f64 else "_f32"
     write = {OP_SOFTMAX: "softmax", OP_LOG_SOFTMAX: "log_softmax"}.get(op)
+    if path == PATH_MASKED_FUSED:
+        return ["softmax_fused_rows_masked_f32"]
     if path == PATH_MASKED_ROWS or path == PATH_MASKED_COLS:
         kind = "_rows_masked" if path == PATH_MASKED_ROWS else "_cols_masked"
         if op >= OP_SOFTMAX_BWD:   # MASKED_COLS: a Cython loop (_masked.pxi)

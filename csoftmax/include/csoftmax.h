@@ -284,24 +284,36 @@ typedef csm_bwd_cols_f64_fn *csm_bwd_cols_f64;
  * there does not reach the result): they are left out of the max and the
  * sum, the write passes give 0 (softmax) / -inf (log_softmax) there.  A
  * row with no element kept has count 0 (finalize: max -inf, log_sum 0), so
- * LSE -inf, softmax 0, log_softmax -inf -- jax.nn's where= semantics. */
+ * LSE -inf, softmax 0, log_softmax -inf -- jax.nn's where= semantics.
+ * lse_rows_masked: w (may be NULL) as in lse_rows_pw, the destination of
+ * the write pass that follows, fetched for writing (a hint).
+ * softmax_fused_rows_masked_f32: the whole masked softmax of each row with
+ * one exp per element, as softmax_fused_rows_f32 (AVX2 only, NULL in the
+ * other tables); x and y may be the same memory. */
 typedef void csm_lse_rows_masked_f32_fn(const float *x, ptrdiff_t n_rows,
                                         ptrdiff_t n, ptrdiff_t row_stride,
                                         const unsigned char *mask,
                                         ptrdiff_t mask_row_stride, double scale,
-                                        csm_lse_state *states);
+                                        csm_lse_state *states, const float *w,
+                                        ptrdiff_t w_row_stride);
 typedef csm_lse_rows_masked_f32_fn *csm_lse_rows_masked_f32;
 typedef void csm_lse_rows_masked_f64_fn(const double *x, ptrdiff_t n_rows,
                                         ptrdiff_t n, ptrdiff_t row_stride,
                                         const unsigned char *mask,
                                         ptrdiff_t mask_row_stride, double scale,
-                                        csm_lse_state *states);
+                                        csm_lse_state *states, const double *w,
+                                        ptrdiff_t w_row_stride);
 typedef csm_lse_rows_masked_f64_fn *csm_lse_rows_masked_f64;
 typedef void csm_write_rows_masked_f32_fn(const float *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,
         ptrdiff_t mask_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride);
 typedef csm_write_rows_masked_f32_fn *csm_write_rows_masked_f32;
+typedef void csm_softmax_fused_rows_masked_f32_fn(const float *x,
+        ptrdiff_t n_rows, ptrdiff_t n, ptrdiff_t x_row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride, double scale,
+        double alpha, float *y, ptrdiff_t y_row_stride);
+typedef csm_softmax_fused_rows_masked_f32_fn *csm_softmax_fused_rows_masked_f32;
 typedef void csm_write_rows_masked_f64_fn(const double *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,
         ptrdiff_t mask_row_stride, double scale, const double *max,

@@ -53,8 +53,10 @@ static void write_masked_##SUF##_(const T *x, ptrdiff_t n, ptrdiff_t step,     \
 }                                                                              \
 void csm_lse_rows_masked_##SUF##_scalar(const T *x, ptrdiff_t n_rows,          \
         ptrdiff_t n, ptrdiff_t row_stride, const unsigned char *mask,          \
-        ptrdiff_t mask_row_stride, double scale, csm_lse_state *states)        \
+        ptrdiff_t mask_row_stride, double scale, csm_lse_state *states,        \
+        const T *w, ptrdiff_t w_row_stride)                                    \
 {                                                                              \
+    (void)w; (void)w_row_stride;                                               \
     for (ptrdiff_t r = 0; r < n_rows; ++r)                                     \
         lse_row_masked_##SUF##_(x + r * row_stride, n, 1,                      \
                                 mask + r * mask_row_stride, 1, scale,          \

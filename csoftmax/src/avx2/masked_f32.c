@@ -5,13 +5,14 @@
  *
  * Reduction: the masked row maximum (masked lanes -> -inf before the max
  * and the NaN test), then the all-float32 exact-reduction exp sum of
- * lanes_f32.h (lse_chunk_f32_xr_'s loop) with masked lanes replaced by the
- * clamp value L -- exactly what that loop does with -inf entries, whose
- * term (e^-150 relative) is invisible in the float64 state.  So a row
- * whose masked entries are -inf gives bit for bit the state of the
- * unmasked kernel.  The lse_cancels_ sweep redoes the same rows with the
- * scalar masked kernel (libm).  Write passes: the unmasked lane code, the
- * result blended with 0 (softmax) or -inf (log_softmax) where masked.
+ * lanes_f32.h (lse_chunk_f32_xr_'s loop) with the term and the
+ * equal-to-max count of masked lanes cleared (ANDs with the lane mask), so
+ * kept lanes compute exactly what the unmasked kernel computes and an
+ * all-true mask gives its states bit for bit (rows of >= 32 elements: the
+ * unmasked kernel takes its float64-lane loop below 32).  The
+ * lse_cancels_ sweep redoes the same rows with the scalar masked kernel
+ * (libm).  Write passes: the unmasked lane code, the result cleared (0,
+ * softmax) or blended with -inf (log_softmax) where masked.
  * Rows that are not clean (NaN, +-inf or no kept element, no representable
  * clamp) take the scalar masked kernels.
  */
@@ -20,70 +21,59 @@
 
 #ifdef CSM_BUILD_AVX2
 
-static double row_max_masked_f32_(const float *x, const unsigned char *mk,
-                                  ptrdiff_t n)
-{
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    __m256 m0 = ninf, m1 = ninf, bad = _mm256_setzero_ps();
-    ptrdiff_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 a = _mm256_blendv_ps(ninf, _mm256_loadu_ps(x + i), keep8_(mk + i));
-        __m256 b = _mm256_blendv_ps(ninf, _mm256_loadu_ps(x + i + 8),
-                                    keep8_(mk + i + 8));
-        m0 = _mm256_max_ps(m0, a);
-        m1 = _mm256_max_ps(m1, b);
-        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
-    }
-    for (; i < n; i += 8) {
-        __m256 a;
-        if (i + 8 <= n)
-            a = _mm256_blendv_ps(ninf, _mm256_loadu_ps(x + i), keep8_(mk + i));
-        else
-            a = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, tail_mask32_(n - i)),
-                                 keep8t_(mk + i, n - i));
-        m0 = _mm256_max_ps(m0, a);
-        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
-    }
-    if (_mm256_movemask_ps(bad)) return NAN;
-    __m256 m = _mm256_max_ps(m0, m1);
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-    return (double)_mm_cvtss_f32(h);
-}
-
 static inline __attribute__((always_inline)) void
 lse_chunk_masked_f32_xr_(const float *x, const unsigned char *mk, ptrdiff_t n,
                          double scale, double m, float L, csm_lse_state *st,
-                         const int S1)
+                         const float *pf, const unsigned char *pfm,
+                         const float *pw, const int S1)
 {
     xr_row_ rc;
     xr_row_init_(&rc, scale, scale * m);
     const __m256 mf = _mm256_set1_ps((float)m), Lv = _mm256_set1_ps(L);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0;
     __m256i cnt = _mm256_setzero_si256();
+    /* XR_STEP with the mask applied to the compare and the term (two ANDs:
+     * cheaper than a blendv of the input); a masked lane's value goes
+     * through the lanes' arithmetic but its term and count are cleared */
+#define XR_STEPM(a, kp, e)                                                     \
+    do {                                                                       \
+        __m256 k_ = (kp), a_ = (a);                                            \
+        __m256 eq_ = _mm256_and_ps(_mm256_cmp_ps(a_, mf, _CMP_EQ_OQ), k_);     \
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(eq_));                 \
+        e = _mm256_and_ps(xr_exp_(_mm256_blendv_ps(_mm256_max_ps(a_, Lv), Lv,  \
+                                                   eq_), &rc, S1), k_);        \
+    } while (0)
     ptrdiff_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m256 e0, e1, e2, e3;
-        XR_STEP(_mm256_blendv_ps(Lv, _mm256_loadu_ps(x + i), keep8_(mk + i)), e0);
-        XR_STEP(_mm256_blendv_ps(Lv, _mm256_loadu_ps(x + i + 8), keep8_(mk + i + 8)), e1);
-        XR_STEP(_mm256_blendv_ps(Lv, _mm256_loadu_ps(x + i + 16), keep8_(mk + i + 16)), e2);
-        XR_STEP(_mm256_blendv_ps(Lv, _mm256_loadu_ps(x + i + 24), keep8_(mk + i + 24)), e3);
+        /* the next chunk or row (x and mask): the hardware prefetcher
+         * alone leaves the max pass waiting on memory (as lse_rows_f32) */
+        _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf + i + 16), _MM_HINT_T0);
+        if ((i & 63) == 0) _mm_prefetch((const char *)(pfm + i), _MM_HINT_T0);
+        if (pw) {
+            __builtin_prefetch(pw + i, 1, 3);
+            __builtin_prefetch(pw + i + 16, 1, 3);
+        }
+        XR_STEPM(_mm256_loadu_ps(x + i), keep8_(mk + i), e0);
+        XR_STEPM(_mm256_loadu_ps(x + i + 8), keep8_(mk + i + 8), e1);
+        XR_STEPM(_mm256_loadu_ps(x + i + 16), keep8_(mk + i + 16), e2);
+        XR_STEPM(_mm256_loadu_ps(x + i + 24), keep8_(mk + i + 24), e3);
         __m256 s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
         s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
         s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
     }
     for (; i < n; i += 8) {
-        __m256 a, e;
+        __m256 e;
         if (i + 8 <= n)
-            a = _mm256_blendv_ps(Lv, _mm256_loadu_ps(x + i), keep8_(mk + i));
+            XR_STEPM(_mm256_loadu_ps(x + i), keep8_(mk + i), e);
         else
-            a = _mm256_blendv_ps(Lv, _mm256_maskload_ps(x + i, tail_mask32_(n - i)),
-                                 keep8t_(mk + i, n - i));
-        XR_STEP(a, e);
+            XR_STEPM(_mm256_maskload_ps(x + i, tail_mask32_(n - i)),
+                     keep8t_(mk + i, n - i), e);
         s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
+#undef XR_STEPM
     __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cnt),
                                _mm256_extracti128_si256(cnt, 1));
     c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
@@ -95,34 +85,42 @@ lse_chunk_masked_f32_xr_(const float *x, const unsigned char *mk, ptrdiff_t n,
 
 static void lse_chunk_masked_f32_(const float *x, const unsigned char *mk,
                                   ptrdiff_t n, double scale, double span_s,
-                                  csm_lse_state *st)
+                                  csm_lse_state *st, const float *pf,
+                                  const unsigned char *pfm, const float *pw)
 {
     double m = row_max_masked_f32_(x, mk, n);
     float L;
     if (!clamp_bound_(m, scale, XR_SPAN, span_s, &L)) {
         /* NaN, +-inf, nothing kept: rare */
-        csm_lse_rows_masked_f32_scalar(x, 1, n, n, mk, 0, scale, st);
+        csm_lse_rows_masked_f32_scalar(x, 1, n, n, mk, 0, scale, st, NULL, 0);
         return;
     }
-    if (scale == 1.0) lse_chunk_masked_f32_xr_(x, mk, n, scale, m, L, st, 1);
-    else lse_chunk_masked_f32_xr_(x, mk, n, scale, m, L, st, 0);
+    if (scale == 1.0) lse_chunk_masked_f32_xr_(x, mk, n, scale, m, L, st, pf, pfm, pw, 1);
+    else lse_chunk_masked_f32_xr_(x, mk, n, scale, m, L, st, pf, pfm, pw, 0);
 }
 
 void csm_lse_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                   ptrdiff_t row_stride, const unsigned char *mask,
                                   ptrdiff_t mask_row_stride, double scale,
-                                  csm_lse_state *states)
+                                  csm_lse_state *states, const float *w,
+                                  ptrdiff_t w_row_stride)
 {
     const double span_s = XR_SPAN / scale;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * row_stride;
         const unsigned char *mr = mask + r * mask_row_stride;
+        const float *wr = w ? w + r * w_row_stride : NULL;
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;
         if (n <= CHUNK) {
-            lse_chunk_masked_f32_(xr, mr, n, scale, span_s, &acc);
+            lse_chunk_masked_f32_(xr, mr, n, scale, span_s, &acc,
+                                  xr + row_stride, mr + mask_row_stride, wr);
         } else for (ptrdiff_t c = 0; c < n; c += CHUNK) {
+            int more = n - c > CHUNK;
             lse_chunk_masked_f32_(xr + c, mr + c, n - c < CHUNK ? n - c : CHUNK,
-                                  scale, span_s, &part);
+                                  scale, span_s, &part,
+                                  more ? xr + c + CHUNK : xr + row_stride,
+                                  more ? mr + c + CHUNK : mr + mask_row_stride,
+                                  wr ? wr + c : NULL);
             csm_lse_merge(&acc, &part, scale);
         }
         states[r] = acc;
@@ -132,7 +130,7 @@ void csm_lse_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         if (lse_cancels_(states + r, scale))
             csm_lse_rows_masked_f32_scalar(x + r * row_stride, 1, n, n,
                                            mask + r * mask_row_stride, 0,
-                                           scale, states + r);
+                                           scale, states + r, NULL, 0);
 }
 
 /* softmax_row_f32_xr_ (rows_f32.c) with the result zeroed where masked */
@@ -150,7 +148,7 @@ softmax_row_masked_f32_xr_(const float *x, const unsigned char *mk, ptrdiff_t n,
     const __m256 Lv = _mm256_set1_ps(L), down = _mm256_set1_ps(0x1p-96f);
 #define XR_SM8M(a, kp, out)                                                    \
     do {                                                                       \
-        __m256 k_ = (kp), a_ = _mm256_blendv_ps(Lv, (a), k_);                  \
+        __m256 k_ = (kp), a_ = (a);   /* masked lanes: cleared at the end */  \
         __m256 t_, p_ = xr_poly_(_mm256_max_ps(a_, Lv), &rc, &t_, S1);         \
         p_ = _mm256_fmadd_ps(p_, kh, _mm256_mul_ps(p_, kl));                   \
         out = _mm256_blendv_ps(_mm256_mul_ps(xr_scale_(p_, t_), down), ymv,    \

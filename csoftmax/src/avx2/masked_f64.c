@@ -52,11 +52,13 @@ static inline __m256d load4k_(const double *x, const unsigned char *mk,
 }
 
 static void lse_chunk_masked_f64_(const double *x, const unsigned char *mk,
-                                  ptrdiff_t n, double scale, csm_lse_state *st)
+                                  ptrdiff_t n, double scale, csm_lse_state *st,
+                                  const double *pf, const unsigned char *pfm,
+                                  const double *pw)
 {
     double m = row_max_masked_f64_(x, mk, n);
     if (!(m > -INFINITY && m < INFINITY)) {   /* NaN, +-inf, nothing kept */
-        csm_lse_rows_masked_f64_scalar(x, 1, n, n, mk, 0, scale, st);
+        csm_lse_rows_masked_f64_scalar(x, 1, n, n, mk, 0, scale, st, NULL, 0);
         return;
     }
     const __m256d mv = _mm256_set1_pd(m), sv = _mm256_set1_pd(scale);
@@ -64,6 +66,9 @@ static void lse_chunk_masked_f64_(const double *x, const unsigned char *mk,
     __m256d r0 = _mm256_setzero_pd(), r1 = r0, c0 = r0, c1 = r0;
     ptrdiff_t i = 0;
     for (; i < n; i += 8) {
+        _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);   /* next chunk / row */
+        if ((i & 63) == 0) _mm_prefetch((const char *)(pfm + i), _MM_HINT_T0);
+        if (pw) __builtin_prefetch(pw + i, 1, 3);
         __m256d lo = load4k_(x, mk, i, n);
         __m256d hi = i + 4 < n ? load4k_(x, mk, i + 4, n) : _mm256_set1_pd(-INFINITY);
         SUM_STEP(exp_f64_, lo, hi);
@@ -76,17 +81,24 @@ static void lse_chunk_masked_f64_(const double *x, const unsigned char *mk,
 void csm_lse_rows_masked_f64_avx2(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                                   ptrdiff_t row_stride, const unsigned char *mask,
                                   ptrdiff_t mask_row_stride, double scale,
-                                  csm_lse_state *states)
+                                  csm_lse_state *states, const double *w,
+                                  ptrdiff_t w_row_stride)
 {
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const double *xr = x + r * row_stride;
         const unsigned char *mr = mask + r * mask_row_stride;
+        const double *wr = w ? w + r * w_row_stride : NULL;
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;
         if (n <= CHUNK) {
-            lse_chunk_masked_f64_(xr, mr, n, scale, &acc);
+            lse_chunk_masked_f64_(xr, mr, n, scale, &acc, xr + row_stride,
+                                  mr + mask_row_stride, wr);
         } else for (ptrdiff_t c = 0; c < n; c += CHUNK) {
+            int more = n - c > CHUNK;
             lse_chunk_masked_f64_(xr + c, mr + c, n - c < CHUNK ? n - c : CHUNK,
-                                  scale, &part);
+                                  scale, &part,
+                                  more ? xr + c + CHUNK : xr + row_stride,
+                                  more ? mr + c + CHUNK : mr + mask_row_stride,
+                                  wr ? wr + c : NULL);
             csm_lse_merge(&acc, &part, scale);
         }
         states[r] = acc;
