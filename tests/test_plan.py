@@ -386,6 +386,7 @@ MASKED_CASES = [
     ("log_softmax", (32, 21, 128), 0, "MASKED_COLS"),
     ("logsumexp", (32, 21, 128), 1, "MASKED_COLS"),
     ("softmax_backward", (512, 100), -1, "MASKED_ROWS"),
+    ("log_softmax_backward", (512, 100), -1, "MASKED_ROWS"),
     ("log_softmax_backward", (64, 100, 32), 1, "MASKED_COLS"),
 ]
 
