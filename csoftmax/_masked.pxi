@@ -375,3 +375,26 @@ def softmax_bwd_masked(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out,
         with nogil:
             _bwd_masked_run(<const double *>py, <const double *>pd, <double *>po,
                             outer, n, inner, pm, mos, mrs, mcs, log, &pl)
+
+
+def rows_write_masked(cnp.ndarray x, cnp.ndarray m, cnp.ndarray y, cnp.ndarray mx,
+                      cnp.ndarray ls, double scale, double alpha, bint log):
+    """rows_write with a where= mask m (rows, n) of bytes with a unit element
+    stride: 0 / -inf at excluded entries.  One thread (csoftmax.dask)."""
+    cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
+    cdef Py_ssize_t xrs = _estride(x, 0), yrs = _estride(y, 0), mrs = m.strides[0]
+    cdef const double *pm = <const double *>cnp.PyArray_DATA(mx)
+    cdef const double *pl = <const double *>cnp.PyArray_DATA(ls)
+    cdef const unsigned char *pk = <const unsigned char *>cnp.PyArray_DATA(m)
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    if rows == 0 or n == 0:
+        return
+    if not _is_f64(x):
+        with nogil:
+            _write_rows_m(<const float *>px, rows, n, xrs, pk, mrs, scale, pm, pl,
+                          alpha, <float *>py, yrs, log)
+    else:
+        with nogil:
+            _write_rows_m(<const double *>px, rows, n, xrs, pk, mrs, scale, pm, pl,
+                          alpha, <double *>py, yrs, log)

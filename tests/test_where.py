@@ -516,3 +516,103 @@ def test_against_jax(rng):
         np.testing.assert_allclose(lo, float(jlo), rtol=1e-13)
     finally:
         config.update("jax_enable_x64", False)
+
+
+# ---- adapters ------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_adapter(dtype, rng):
+    torch = pytest.importorskip("torch")
+    import csoftmax.torch as ct
+    x = torch.tensor(rng.standard_normal((5, 40)) * 3, dtype=getattr(torch, dtype),
+                     requires_grad=True)
+    w = torch.tensor(rng.random((5, 40)) < 0.6)
+    w[2] = False
+    w[:, 0] |= torch.arange(5) != 2
+    xm = x.masked_fill(~w, -float("inf"))
+    c = torch.tensor(rng.standard_normal((5, 40)), dtype=x.dtype)
+    tol = dict(rtol=4e-6, atol=1e-7) if dtype == "float32" else dict(rtol=1e-12, atol=1e-14)
+    for f, tf, fill in ((ct.softmax, torch.softmax, 0.0),
+                        (ct.log_softmax, torch.log_softmax, -np.inf)):
+        y = f(x, dim=-1, where=w)
+        want = torch.where(w, tf(xm, -1), fill)
+        want[2] = fill                                   # nothing kept (torch: NaN)
+        np.testing.assert_allclose(y.detach().numpy(), want.detach().numpy(), **tol)
+        g, = torch.autograd.grad((torch.where(w, y, 0) * c).sum(), x)
+        assert torch.all(g[~w] == 0)
+        xr = x.detach().clone().requires_grad_()
+        yr = tf(xr.masked_fill(~w, -float("inf"))[[0, 1, 3, 4]], -1)
+        gr, = torch.autograd.grad((torch.where(w[[0, 1, 3, 4]], yr, 0) * c[[0, 1, 3, 4]]).sum(),
+                                  xr)
+        np.testing.assert_allclose(g[[0, 1, 3, 4]].numpy(), gr[[0, 1, 3, 4]].numpy(), **tol)
+    lse = ct.logsumexp(x, dim=-1, where=w)
+    assert lse[2] == -np.inf
+    g, = torch.autograd.grad(lse[[0, 1, 3, 4]].sum(), x)
+    assert torch.all(g[~w] == 0) and torch.all(g[2] == 0)
+    t = torch.zeros(5, dtype=torch.long)
+    loss = ct.cross_entropy(x[[0, 1, 3, 4]], t[:4], where=w[[0, 1, 3, 4]])
+    want = torch.nn.functional.cross_entropy(xm[[0, 1, 3, 4]], t[:4])
+    np.testing.assert_allclose(loss.item(), want.item(), rtol=tol["rtol"])
+    # uint8 / broadcast masks
+    y8 = ct.softmax(x, dim=-1, where=w.to(torch.uint8))
+    np.testing.assert_array_equal(y8.detach().numpy(),
+                                  ct.softmax(x, dim=-1, where=w).detach().numpy())
+    yb = ct.softmax(x, dim=-1, where=w[0])
+    np.testing.assert_array_equal(yb.detach().numpy(),
+                                  cs.softmax(x.detach().numpy(), where=w[0].numpy()))
+
+
+def test_jax_adapter(rng):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    import csoftmax.jax as cj
+    x = jnp.asarray(rng.standard_normal((6, 30)).astype(np.float32))
+    w = rng.random((6, 30)) < 0.6
+    w[1] = False
+    w[:, 3] |= np.arange(6) != 1
+    wj = jnp.asarray(w)
+    c = jnp.asarray(rng.standard_normal((6, 30)).astype(np.float32))
+    for f, jf in ((cj.softmax, jax.nn.softmax), (cj.log_softmax, jax.nn.log_softmax)):
+        np.testing.assert_allclose(f(x, where=wj), jf(x, where=wj), rtol=2e-5, atol=1e-7)
+        np.testing.assert_allclose(jax.jit(lambda z: f(z, where=wj))(x), f(x, where=wj))
+        np.testing.assert_allclose(jax.vmap(lambda z: f(z, where=wj[0]))(x),
+                                   jf(x, where=wj[0]), rtol=2e-5, atol=1e-7)
+        g1 = jax.grad(lambda z: jnp.sum(jnp.where(wj, f(z, where=wj), 0) * c))(x)
+        g2 = jax.grad(lambda z: jnp.sum(jnp.where(wj, jf(z, where=wj), 0) * c))(x)
+        np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-6)
+        assert np.all(np.asarray(g1)[~w] == 0)
+    np.testing.assert_allclose(cj.logsumexp(x, axis=-1, where=wj),
+                               jax.nn.logsumexp(x, axis=-1, where=wj), rtol=1e-6)
+    g = jax.grad(lambda z: cj.logsumexp(z, axis=-1, where=wj).sum())(x)
+    np.testing.assert_allclose(g, jax.grad(lambda z: jax.nn.logsumexp(z, axis=-1,
+                                                                      where=wj).sum())(x),
+                               rtol=1e-5, atol=1e-7)
+    ok = jnp.asarray(np.arange(6) != 1)
+    t = jnp.full(6, 3)
+    l, g = jax.value_and_grad(lambda z: cj.cross_entropy(z[ok], t[ok], where=wj[ok]))(x)
+    l2, g2 = jax.value_and_grad(
+        lambda z: -jnp.mean(jax.nn.log_softmax(z[ok], where=wj[ok])[:, 3]))(x)
+    np.testing.assert_allclose(l, l2, rtol=1e-6)
+    np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-7)
+
+
+def test_dask_adapter(rng):
+    da = pytest.importorskip("dask.array")
+    import csoftmax.dask as cd
+    x = (rng.standard_normal((30, 50)) * 3).astype(np.float32)
+    w = rng.random((30, 50)) < 0.5
+    w[3] = False
+    w[:, 7] = False
+    xd = da.from_array(x, chunks=(7, 13))
+    for wm in (da.from_array(w, chunks=(5, 9)), w, w[0], w[:, :1]):
+        wn = np.asarray(wm)
+        for f, g in ((cd.softmax, cs.softmax), (cd.log_softmax, cs.log_softmax)):
+            for ax in (0, 1):
+                got = f(xd, axis=ax, where=wm).compute()
+                assert_ulp(got, g(x, axis=ax, where=wn).astype(np.float64), 8, np.float32)
+        for ax in (0, 1, None, (0, 1)):
+            got = cd.logsumexp(xd, axis=ax, where=wm).compute()
+            assert_ulp(np.asarray(got), np.asarray(cs.logsumexp(x, axis=ax, where=wn),
+                                                   dtype=np.float64), 8, np.float32)
+    with pytest.raises(ValueError, match="broadcast"):
+        cd.softmax(xd, where=np.ones(3, bool))
