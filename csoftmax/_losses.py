@@ -10,7 +10,7 @@ import numpy as np
 from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, Result
 
 from . import _core
-from ._api import _plan, _reduce, _softmax_family
+from ._api import _mask_view, _plan, _reduce, _softmax_family
 from ._validate import (as_input, as_mask, check_out, integer, may_write_directly, normalize_axes,
                         positive_scalar, reshape_view)
 
@@ -353,7 +353,17 @@ def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
     gradient is the masked softmax (kernel) times a = coef w_y, with the
     target entry a expm1(log p_y)."""
     xc = a.astype(comp, copy=False)
-    mx, ls = _reduce(xc, comp, (ax,), scale, mb)
+    # class axis last with a mask the row kernels take: one masked reduction
+    # (max, log_sum), the loss from it, and the gradient written from the
+    # same state by one masked write pass (alpha = the 'mean' / sum factor)
+    kind, xv, moved = _plan(xc, (ax,))
+    mv = keep = None
+    if kind == "rows" and moved is None:
+        mv, keep = _mask_view(mb, kind, xv.shape, moved)
+    if mv is not None:
+        mx, ls = _core.rows_reduce_masked(xv, mv, scale)
+    else:
+        mx, ls = _reduce(xc, comp, (ax,), scale, mb)
     mx, ls = mx.reshape(-1), ls.reshape(-1)
     ign = y == ignore
     yy = np.where(ign, 0, y)
@@ -369,24 +379,46 @@ def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
     loss = _reduce_loss(lo, reduction, denom, tshape, res)
     if not return_grad:
         return loss
-    direct = grad_out is not None and grad_out.dtype == comp
-    g = _softmax_family(xc, ax, 1.0 / scale, grad_out if direct else None, comp,
-                        False, mb)
-    gm = np.moveaxis(g, ax, -1)
     # a target on an excluded class: the loss is the constant +inf, so the
     # sample's gradient is 0 (as jax differentiates log_softmax(where=))
     zero = ign | ~kt
     acoef = np.where(zero, 0.0, coef * wt)
-    gm *= acoef.reshape(tshape)[..., None].astype(comp)
+    direct = grad_out is not None and grad_out.dtype == comp
+    if mv is not None:
+        g = gv = None
+        if direct:
+            gv = reshape_view(grad_out, xv.shape)
+            item = grad_out.itemsize
+            if (gv is None or not grad_out.flags.aligned or gv.strides[-1] != item
+                    or any(st % item for st in gv.strides)
+                    or not may_write_directly(gv, (xv, mv), in_place=(xv,))):
+                gv = None
+            else:
+                g = grad_out
+        if gv is None:
+            g = gv = np.empty(xv.shape, dtype=comp)
+        _core.rows_write_masked(xv, mv, gv, mx, ls, scale, coef if w is None else 1.0,
+                                False)
+        if w is not None:
+            gv *= (coef * wt)[:, None].astype(comp)
+        if g is not grad_out:
+            g = g.reshape(a.shape)
+        gm = np.moveaxis(g, ax, -1)
+    else:
+        g = _softmax_family(xc, ax, 1.0 / scale, grad_out if direct else None, comp,
+                            False, mb)
+        gm = np.moveaxis(g, ax, -1)
+        gm *= acoef.reshape(tshape)[..., None].astype(comp)
     if zero.any():
         gm[zero.reshape(tshape)] = 0    # exact zeros, NaN logits too
     with np.errstate(invalid="ignore"):
         tv = np.where(kt & ~ign, acoef * np.expm1(lp), 0.0)
     np.put_along_axis(gm, ynd, tv.reshape(tshape)[..., None].astype(comp), axis=-1)
-    if grad_out is not None and not direct:
-        np.copyto(grad_out, g, casting="unsafe")
-        g = grad_out
-    elif grad_out is None:
+    if grad_out is not None:
+        if g is not grad_out:
+            np.copyto(grad_out, g, casting="unsafe")
+            g = grad_out
+    else:
         g = g.astype(res, copy=False)
     return loss, g
 

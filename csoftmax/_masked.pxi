@@ -380,7 +380,8 @@ def softmax_bwd_masked(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out,
 def rows_write_masked(cnp.ndarray x, cnp.ndarray m, cnp.ndarray y, cnp.ndarray mx,
                       cnp.ndarray ls, double scale, double alpha, bint log):
     """rows_write with a where= mask m (rows, n) of bytes with a unit element
-    stride: 0 / -inf at excluded entries.  One thread (csoftmax.dask)."""
+    stride: 0 / -inf at excluded entries (csoftmax.dask, the gradient pass
+    of cross_entropy(where=)); threads for large calls."""
     cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t xrs = _estride(x, 0), yrs = _estride(y, 0), mrs = m.strides[0]
     cdef const double *pm = <const double *>cnp.PyArray_DATA(mx)
@@ -388,13 +389,36 @@ def rows_write_masked(cnp.ndarray x, cnp.ndarray m, cnp.ndarray y, cnp.ndarray m
     cdef const unsigned char *pk = <const unsigned char *>cnp.PyArray_DATA(m)
     cdef void *px = cnp.PyArray_DATA(x)
     cdef void *py = cnp.PyArray_DATA(y)
+    cdef Py_ssize_t per, nb, b, r0
+    cdef int nth
     if rows == 0 or n == 0:
+        return
+    # blocks of rows over the threads of a call this large (cross_entropy's
+    # gradient pass); one block per call otherwise
+    nth = _threads_for(rows * n)
+    per = max(1, min(ROW_BLOCK, BLOCK_BYTES // (n * x.itemsize)))
+    nb = (rows + per - 1) // per
+    if nth <= 1 or nb < 2:
+        if not _is_f64(x):
+            with nogil:
+                _write_rows_m(<const float *>px, rows, n, xrs, pk, mrs, scale, pm, pl,
+                              alpha, <float *>py, yrs, log)
+        else:
+            with nogil:
+                _write_rows_m(<const double *>px, rows, n, xrs, pk, mrs, scale, pm, pl,
+                              alpha, <double *>py, yrs, log)
         return
     if not _is_f64(x):
         with nogil:
-            _write_rows_m(<const float *>px, rows, n, xrs, pk, mrs, scale, pm, pl,
-                          alpha, <float *>py, yrs, log)
+            for b in prange(nb, num_threads=nth, schedule='static'):
+                r0 = b * per
+                _write_rows_m(<const float *>px + r0 * xrs, min(per, rows - r0), n, xrs,
+                              pk + r0 * mrs, mrs, scale, pm + r0, pl + r0, alpha,
+                              <float *>py + r0 * yrs, yrs, log)
     else:
         with nogil:
-            _write_rows_m(<const double *>px, rows, n, xrs, pk, mrs, scale, pm, pl,
-                          alpha, <double *>py, yrs, log)
+            for b in prange(nb, num_threads=nth, schedule='static'):
+                r0 = b * per
+                _write_rows_m(<const double *>px + r0 * xrs, min(per, rows - r0), n, xrs,
+                              pk + r0 * mrs, mrs, scale, pm + r0, pl + r0, alpha,
+                              <double *>py + r0 * yrs, yrs, log)

@@ -469,6 +469,25 @@ def test_cross_entropy_where_refusals_and_axis(rng):
     loss, g2 = cs.cross_entropy(x, t, axis=1, where=w[:, None], return_grad=True,
                                 grad_out=g)
     assert g2 is g
+    # grad_out on the rows path: fresh, in place (= logits), overlapping the
+    # mask; all give the same gradient
+    x2 = rng.standard_normal((8, 40)).astype(np.float32)
+    w2 = rng.random(40) < 0.7
+    t2 = np.flatnonzero(w2)[rng.integers(0, w2.sum(), 8)]
+    l0, g0 = cs.cross_entropy(x2, t2, where=w2, return_grad=True)
+    l1, g1 = cs.cross_entropy(x2.copy(), t2, where=w2, return_grad=True,
+                              grad_out=np.empty_like(x2))
+    xi = x2.copy()
+    l2, g2 = cs.cross_entropy(xi, t2, where=w2, return_grad=True, grad_out=xi)
+    assert g2 is xi
+    buf = np.zeros(8 * 40 * 4, np.uint8)
+    go = buf.view(np.float32).reshape(8, 40)
+    mo = buf[:40]
+    mo[:] = w2
+    l4, g4 = cs.cross_entropy(x2, t2, where=mo, return_grad=True, grad_out=go)
+    for gg in (g1, g2, g4):
+        np.testing.assert_array_equal(gg, g0)
+    assert l0 == l1 == l2 == l4
 
 
 # ---- against jax.nn ----------------------------------------------------------
