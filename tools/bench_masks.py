@@ -7,22 +7,36 @@ mask broadcast along rows; best of 40 round-robin rounds of the calling
 thread's CPU time (time.thread_time: robust on a loaded machine, where wall
 time moves by 2x).  "ce" adds cross_entropy with return_grad=True.
 """
-import numpy as np, time, csoftmax as cs, sys
+import sys
+import time
+
+import numpy as np
+
+import csoftmax as cs
+
 cs.set_num_threads(1)
 rng = np.random.default_rng(0)
 B, V = 8192, 1000
 x = rng.standard_normal((B, V)).astype(np.float32)
 full = rng.random((B, V)) < 0.8
 bc = rng.random(V) < 0.8
-t = rng.integers(0, V, B); t[~bc[t]] = np.flatnonzero(bc)[0]
+t = rng.integers(0, V, B)
+t[~bc[t]] = np.flatnonzero(bc)[0]   # targets on kept classes
 out = np.empty_like(x)
-src = np.empty_like(x); dst = np.empty_like(x)
+src = np.empty_like(x)
+dst = np.empty_like(x)
+
+
 def run(fs, rounds=40):
     best = [1e9] * len(fs)
     for _ in range(rounds):
         for k, f in enumerate(fs):
-            t0 = time.thread_time(); f(); best[k] = min(best[k], time.thread_time() - t0)
+            t0 = time.thread_time()
+            f()
+            best[k] = min(best[k], time.thread_time() - t0)
     return best
+
+
 mc, = run([lambda: np.copyto(dst, src)])
 print(f"isa {cs.get_config()['isa']}  memcpy {mc*1e3:.2f} ms ({mc/x.size*1e9:.3f} ns/el)")
 ops = [("softmax", lambda w: cs.softmax(x, out=out, where=w)),
