@@ -171,7 +171,8 @@ cdef extern from "csoftmax.h" nogil:
     ctypedef void (*csm_softmax_fused_rows_masked_f32)(const float *x,
             Py_ssize_t n_rows, Py_ssize_t n, Py_ssize_t x_row_stride,
             const unsigned char *mask, Py_ssize_t mask_row_stride, double scale,
-            double alpha, float *y, Py_ssize_t y_row_stride) noexcept nogil
+            double alpha, float *y, Py_ssize_t y_row_stride,
+            csm_lse_state *states) noexcept nogil
     ctypedef void (*csm_lse_cols_masked_f32)(const float *x, Py_ssize_t n_cols,
             Py_ssize_t n, Py_ssize_t row_stride, const unsigned char *mask,
             Py_ssize_t mask_row_stride, Py_ssize_t mask_col_stride, double scale,

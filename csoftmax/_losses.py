@@ -348,19 +348,41 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
 def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
                denom, tshape, return_grad, grad_out):
     """cross_entropy with where= (class targets, no smoothing): the masked
-    reduction gives (max, log_sum) over the kept classes, the loss is
+    kernels give (max, log_sum) over the kept classes, the loss is
     -w_y log p_y with log p_y = scale (x_y - max) - log_sum in float64; the
-    gradient is the masked softmax (kernel) times a = coef w_y, with the
-    target entry a expm1(log p_y)."""
+    gradient is the masked softmax times a = coef w_y (planner: MASKED_FUSED
+    / MASKED_ROWS of cross_entropy), with the target entry a expm1(log p_y);
+    other layouts: the masked reduction and softmax of the facade."""
     xc = a.astype(comp, copy=False)
-    # class axis last with a mask the row kernels take: one masked reduction
-    # (max, log_sum), the loss from it, and the gradient written from the
-    # same state by one masked write pass (alpha = the 'mean' / sum factor)
+    # class axis last with a mask the row kernels take: the driver
+    # _core.ce_rows_masked returns the states (max, log_sum) for the loss and
+    # writes alpha * the masked softmax (alpha = the 'mean' / sum factor);
+    # the loss alone: one masked reduction
     kind, xv, moved = _plan(xc, (ax,))
     mv = keep = None
     if kind == "rows" and moved is None:
         mv, keep = _mask_view(mb, kind, xv.shape, moved)
-    if mv is not None:
+    gv = None
+    if mv is not None and return_grad:
+        # one driver: the states and the gradient's softmax in one pass over
+        # the blocks (float32: the fused masked kernel, one exp per element)
+        g = None
+        if grad_out is not None and grad_out.dtype == comp:
+            gv = reshape_view(grad_out, xv.shape)
+            item = grad_out.itemsize
+            if (gv is None or not grad_out.flags.aligned or gv.strides[-1] != item
+                    or any(st % item for st in gv.strides)
+                    or not may_write_directly(gv, (xv, mv), in_place=(xv,))):
+                gv = None
+            else:
+                g = grad_out
+        if gv is None:
+            g = gv = np.empty(xv.shape, dtype=comp)
+        # the target logits before an in-place gradient overwrites them
+        yy0 = np.where(y == ignore, 0, y)
+        xt0 = xv[np.arange(xv.shape[0]), yy0].astype(np.float64)
+        mx, ls = _core.ce_rows_masked(xv, mv, gv, scale, coef if w is None else 1.0)
+    elif mv is not None:
         mx, ls = _core.rows_reduce_masked(xv, mv, scale)
     else:
         mx, ls = _reduce(xc, comp, (ax,), scale, mb)
@@ -368,7 +390,10 @@ def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
     ign = y == ignore
     yy = np.where(ign, 0, y)
     ynd = yy.reshape(tshape)[..., None]
-    xt = np.take_along_axis(np.moveaxis(xc, ax, -1), ynd, axis=-1).reshape(-1)
+    if gv is not None:
+        xt = xt0
+    else:
+        xt = np.take_along_axis(np.moveaxis(xc, ax, -1), ynd, axis=-1).reshape(-1)
     kt = np.take_along_axis(np.moveaxis(mb, ax, -1), ynd, axis=-1).reshape(-1) != 0
     with np.errstate(invalid="ignore", over="ignore"):
         lp = scale * (xt.astype(np.float64) - mx) - ls
@@ -384,21 +409,7 @@ def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
     zero = ign | ~kt
     acoef = np.where(zero, 0.0, coef * wt)
     direct = grad_out is not None and grad_out.dtype == comp
-    if mv is not None:
-        g = gv = None
-        if direct:
-            gv = reshape_view(grad_out, xv.shape)
-            item = grad_out.itemsize
-            if (gv is None or not grad_out.flags.aligned or gv.strides[-1] != item
-                    or any(st % item for st in gv.strides)
-                    or not may_write_directly(gv, (xv, mv), in_place=(xv,))):
-                gv = None
-            else:
-                g = grad_out
-        if gv is None:
-            g = gv = np.empty(xv.shape, dtype=comp)
-        _core.rows_write_masked(xv, mv, gv, mx, ls, scale, coef if w is None else 1.0,
-                                False)
+    if gv is not None:
         if w is not None:
             gv *= (coef * wt)[:, None].astype(comp)
         if g is not grad_out:

@@ -50,7 +50,7 @@ cdef void _masked_rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     if floating is float:
         if path == PATH_MASKED_FUSED:
             _tab.softmax_fused_rows_masked_f32(x, rows, n, xrs, m, mrs, scale,
-                                               alpha, y, yrs)
+                                               alpha, y, yrs, NULL)
             return
     while r0 < rows:
         k = min(ROW_BLOCK, rows - r0)
@@ -422,3 +422,87 @@ def rows_write_masked(cnp.ndarray x, cnp.ndarray m, cnp.ndarray y, cnp.ndarray m
                 _write_rows_m(<const double *>px + r0 * xrs, min(per, rows - r0), n, xrs,
                               pk + r0 * mrs, mrs, scale, pm + r0, pl + r0, alpha,
                               <double *>py + r0 * yrs, yrs, log)
+
+
+# ---- cross_entropy(where=), class axis last ---------------------------------
+
+cdef void _ce_masked_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                           Py_ssize_t xrs, const unsigned char *m,
+                           Py_ssize_t mrs, double scale, double alpha,
+                           floating *y, Py_ssize_t yrs, int path,
+                           double *mx_out, double *ls_out) noexcept nogil:
+    """The states (max, log_sum) of a block of rows and y = alpha * the
+    masked softmax: MASKED_FUSED (float32: one fused call, one exp per
+    element, the states returned by the kernel) or MASKED_ROWS (reduction,
+    finalize, write pass)."""
+    cdef csm_lse_state st[ROW_BLOCK]
+    cdef Py_ssize_t r0 = 0, k
+    while r0 < rows:
+        k = min(ROW_BLOCK, rows - r0)
+        if floating is float:
+            if path == PATH_MASKED_FUSED:
+                _tab.softmax_fused_rows_masked_f32(x + r0 * xrs, k, n, xrs, m + r0 * mrs,
+                                                   mrs, scale, alpha, y + r0 * yrs,
+                                                   yrs, st)
+                _tab.finalize(st, k, scale, mx_out + r0, ls_out + r0)
+                r0 += k
+                continue
+        _lse_rows_m(x + r0 * xrs, k, n, xrs, m + r0 * mrs, mrs, scale, st,
+                    y + r0 * yrs, yrs)
+        _tab.finalize(st, k, scale, mx_out + r0, ls_out + r0)
+        _write_rows_m(x + r0 * xrs, k, n, xrs, m + r0 * mrs, mrs, scale,
+                      mx_out + r0, ls_out + r0, alpha, y + r0 * yrs, yrs, False)
+        r0 += k
+
+
+cdef void _ce_masked_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
+                         Py_ssize_t xrs, const unsigned char *m, Py_ssize_t mrs,
+                         double scale, double alpha, floating *y, Py_ssize_t yrs,
+                         const csm_plan *pl, double *mx_out,
+                         double *ls_out) noexcept nogil:
+    cdef int nth = pl.threads
+    cdef Py_ssize_t per = pl.block, nblocks = (rows + per - 1) // per, b, r0
+    if nth <= 1:
+        _note_serial()
+        _ce_masked_block(x, rows, n, xrs, m, mrs, scale, alpha, y, yrs, pl.path,
+                         mx_out, ls_out)
+        return
+    for b in prange(nblocks, num_threads=nth, schedule='static'):
+        if b == 0:
+            _note_team()
+        r0 = b * per
+        _ce_masked_block(x + r0 * xrs, min(per, rows - r0), n, xrs, m + r0 * mrs,
+                         mrs, scale, alpha, y + r0 * yrs, yrs, pl.path,
+                         mx_out + r0, ls_out + r0)
+
+
+def ce_rows_masked(cnp.ndarray x, cnp.ndarray m, cnp.ndarray y, double scale,
+                   double alpha):
+    """cross_entropy(where=) with a gradient, classes along rows: y = alpha *
+    the masked softmax of scale * x; returns the rows' (max, log_sum).
+    x, y: 2-D with contiguous rows; m: bytes, unit element stride."""
+    cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
+    cdef Py_ssize_t xrs = _estride(x, 0), yrs = _estride(y, 0), mrs = m.strides[0]
+    cdef cnp.ndarray mx = np.empty(rows, dtype=np.float64)
+    cdef cnp.ndarray ls = np.empty(rows, dtype=np.float64)
+    cdef double *pmx = <double *>cnp.PyArray_DATA(mx)
+    cdef double *pls = <double *>cnp.PyArray_DATA(ls)
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    cdef const unsigned char *pm = <const unsigned char *>cnp.PyArray_DATA(m)
+    cdef csm_plan pl
+    if rows == 0 or n == 0:
+        return mx, ls
+    pl = _plan_entry(OP_CE, _is_f64(x), LAYOUT_ROWS, rows, n, 1,
+                     PF_MASK | PF_GRAD | (PF_ALPHA1 if alpha == 1.0 else 0))
+    if pl.path == PATH_INVALID:
+        _raise_plan(pl)
+    if not _is_f64(x):
+        with nogil:
+            _ce_masked_run(<const float *>px, rows, n, xrs, pm, mrs, scale, alpha,
+                           <float *>py, yrs, &pl, pmx, pls)
+    else:
+        with nogil:
+            _ce_masked_run(<const double *>px, rows, n, xrs, pm, mrs, scale, alpha,
+                           <double *>py, yrs, &pl, pmx, pls)
+    return mx, ls

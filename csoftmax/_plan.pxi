@@ -267,12 +267,13 @@ cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
     if masked != want_mask:
         return WHY_MASK if (masked or op <= OP_LSE or op >= OP_SOFTMAX_BWD) else WHY_NOT_OF_OP
     if masked:
-        if op > OP_LSE and op < OP_SOFTMAX_BWD:
+        # cross_entropy(where=), class targets: the rows paths
+        if op > OP_LSE and op < OP_SOFTMAX_BWD and (op != OP_CE or layout != LAYOUT_ROWS):
             return WHY_NOT_OF_OP
         if (layout == LAYOUT_ROWS) != (path != PATH_MASKED_COLS):
             return WHY_NOT_OF_OP
         if path == PATH_MASKED_FUSED:
-            if op != OP_SOFTMAX:
+            if op != OP_SOFTMAX and op != OP_CE:
                 return WHY_NOT_OF_OP
             if f64:
                 return WHY_F32_ONLY
@@ -397,7 +398,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     if flags & PF_MASK:
         if layout == LAYOUT_COLS:
             return PATH_MASKED_COLS
-        if (op == OP_SOFTMAX and n * size <= FUSED_MAX_BYTES and
+        if ((op == OP_SOFTMAX or op == OP_CE) and n * size <= FUSED_MAX_BYTES and
                 _take(op, PATH_MASKED_FUSED, f64, layout, n, inner, flags)):
             return PATH_MASKED_FUSED
         return PATH_MASKED_ROWS
@@ -548,7 +549,11 @@ def _kernels(int op, int path, bint f64, int flags):
     sfx = "_f64" if f64 else "_f32"
     write = {OP_SOFTMAX: "softmax", OP_LOG_SOFTMAX: "log_softmax"}.get(op)
     if path == PATH_MASKED_FUSED:
-        return ["softmax_fused_rows_masked_f32"]
+        return ["softmax_fused_rows_masked_f32"] + (["finalize"] if op == OP_CE else [])
+    if op == OP_CE and (path == PATH_MASKED_ROWS or path == PATH_MASKED_COLS):
+        # (columns: the facade's masked reduction and softmax)
+        kind = "_rows_masked" if path == PATH_MASKED_ROWS else "_cols_masked"
+        return ["lse" + kind + sfx, "finalize", "softmax" + kind + sfx]
     if path == PATH_MASKED_ROWS or path == PATH_MASKED_COLS:
         kind = "_rows_masked" if path == PATH_MASKED_ROWS else "_cols_masked"
         if op >= OP_SOFTMAX_BWD:   # MASKED_COLS: a Cython loop (_masked.pxi)

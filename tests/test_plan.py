@@ -388,6 +388,9 @@ MASKED_CASES = [
     ("softmax_backward", (512, 100), -1, "MASKED_ROWS"),
     ("log_softmax_backward", (512, 100), -1, "MASKED_ROWS"),
     ("log_softmax_backward", (64, 100, 32), 1, "MASKED_COLS"),
+    ("cross_entropy", (8192, 1000), -1, {("avx2", "float32"): "MASKED_FUSED",
+                                         ("avx2", "float64"): "MASKED_ROWS",
+                                         "other": "MASKED_ROWS"}),
 ]
 
 
@@ -405,7 +408,10 @@ def test_masked_path(case, dtype, isa):
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.random(shape) < 0.5
     fn = getattr(csoftmax, op)
-    if op.endswith("_backward"):
+    if op == "cross_entropy":
+        t = np.argmax(np.where(w, 1.0, 0.0), axis=axis)
+        fn(x, t, axis=axis, where=w, return_grad=True)
+    elif op.endswith("_backward"):
         fn(x, x, axis=axis, where=w)
     else:
         fn(x, axis=axis, where=w)

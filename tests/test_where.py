@@ -234,6 +234,14 @@ def test_paths_named(rng):
                                                  "softmax_cols_masked_f64"]
     cs.softmax_backward(x32, x32, where=w)
     assert _core._last_plan() == ("softmax_backward", "MASKED_ROWS")
+    t = np.argmax(w, axis=1)
+    cs.cross_entropy(x32, t, where=w, return_grad=True)
+    assert _core._last_plan() == ("cross_entropy", expect_sm)
+    cs.cross_entropy(x32.astype(np.float64), t, where=w, return_grad=True)
+    assert _core._last_plan() == ("cross_entropy", "MASKED_ROWS")
+    assert _core.plan("cross_entropy", (4, 5, 6), np.float32, axis=1,
+                      where=True)["kernels"] == ["lse_cols_masked_f32", "finalize",
+                                                 "softmax_cols_masked_f32"]
     cs.log_softmax_backward(x32, x32, axis=0, where=w)
     assert _core._last_plan() == ("log_softmax_backward", "MASKED_COLS")
     # the unmasked call never takes a masked path, and cannot be forced to

@@ -288,8 +288,10 @@ typedef csm_bwd_cols_f64_fn *csm_bwd_cols_f64;
  * lse_rows_masked: w (may be NULL) as in lse_rows_pw, the destination of
  * the write pass that follows, fetched for writing (a hint).
  * softmax_fused_rows_masked_f32: the whole masked softmax of each row with
- * one exp per element, as softmax_fused_rows_f32 (AVX2 only, NULL in the
- * other tables); x and y may be the same memory. */
+ * one exp per element, as softmax_fused_rows_f32 (AVX2 / AVX-512, NULL in
+ * the other tables); x and y may be the same memory.  states (NULL: not
+ * wanted) receives each row's reduction state, that of lse_rows_masked to
+ * within rounding (the cross-entropy loss of where=). */
 typedef void csm_lse_rows_masked_f32_fn(const float *x, ptrdiff_t n_rows,
                                         ptrdiff_t n, ptrdiff_t row_stride,
                                         const unsigned char *mask,
@@ -312,7 +314,7 @@ typedef csm_write_rows_masked_f32_fn *csm_write_rows_masked_f32;
 typedef void csm_softmax_fused_rows_masked_f32_fn(const float *x,
         ptrdiff_t n_rows, ptrdiff_t n, ptrdiff_t x_row_stride,
         const unsigned char *mask, ptrdiff_t mask_row_stride, double scale,
-        double alpha, float *y, ptrdiff_t y_row_stride);
+        double alpha, float *y, ptrdiff_t y_row_stride, csm_lse_state *states);
 typedef csm_softmax_fused_rows_masked_f32_fn *csm_softmax_fused_rows_masked_f32;
 typedef void csm_write_rows_masked_f64_fn(const double *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,

@@ -217,7 +217,7 @@ xr_store_row_masked_f32_(const float *x, const unsigned char *mk, ptrdiff_t n,
 void csm_softmax_fused_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,
         ptrdiff_t mask_row_stride, double scale, double alpha, float *y,
-        ptrdiff_t y_row_stride)
+        ptrdiff_t y_row_stride, csm_lse_state *states)
 {
     const double span_s = XR_SPAN / scale;
     const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX;
@@ -234,6 +234,11 @@ void csm_softmax_fused_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows,
                 : xr_store_row_masked_f32_(xr, mr, n, scale, m, L, yr, xr + x_row_stride,
                                            mr + mask_row_stride, &rc, &count, 0);
             double S = count + sum * rc.factor;
+            if (states) {
+                states[r].max = m;
+                states[r].count = count;
+                states[r].rest = sum * rc.factor;
+            }
             xr_scale_row_f32_(yr, n, alpha * (0x1p96 * rc.factor) / S,
                               (float)(alpha / S));
             continue;
@@ -241,6 +246,7 @@ void csm_softmax_fused_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows,
         csm_lse_state st;
         double mx, ls;
         csm_lse_rows_masked_f32_avx2(xr, 1, n, n, mr, 0, scale, &st, NULL, 0);
+        if (states) states[r] = st;
         csm_finalize_avx2(&st, 1, scale, &mx, &ls);
         csm_softmax_rows_masked_f32_avx2(xr, 1, n, n, mr, 0, scale, &mx, &ls,
                                          alpha, yr, n);
