@@ -23,6 +23,7 @@ SOURCES = [
     "csoftmax/_core.pyx",
     "csoftmax/src/dispatch.c",
     "csoftmax/src/kernels_scalar.c",
+    "csoftmax/src/scalar_masked.c",
     "csoftmax/src/kernels_neon.c",
 ] + sorted(_glob.glob("csoftmax/src/avx2/*.c")) \
   + sorted(_glob.glob("csoftmax/src/avx512/*.c"))  # one file per kernel family

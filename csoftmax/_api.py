@@ -8,8 +8,8 @@ import numpy as np
 from ._typing import Any, ArrayLike, Axes, DTypeLike, FloatArray, FloatResult, Result
 
 from . import _core
-from ._validate import (as_input, check_out, half_kind, may_write_directly, normalize_axes,
-                        positive_scalar, reshape_view, resolve_dtype)
+from ._validate import (as_input, as_mask, check_out, half_kind, may_write_directly,
+                        normalize_axes, positive_scalar, reshape_view, resolve_dtype)
 from ._version import __version__
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
@@ -72,20 +72,48 @@ def _plan(a, axes):
     return "rows", np.ascontiguousarray(moved).reshape(-1, n), (rest, list(axes))
 
 
-def _softmax_family(x, axis, temperature, out, dtype, log):
+def _mask_view(mb, kind, vshape, moved):
+    """The where= mask `mb` (bytes, broadcast to the input's shape) in the
+    kernels' view of the input (_plan's kind, view shape and moved axes):
+    (mask view, None), or (None, keep) when the mask is constant along the
+    reduced axis of the rows layout (shape (B, 1) for (B, V)): then `keep`
+    (one bool per row) selects whole rows.  The mask is copied (bytes, never
+    x) only when its layout admits no view: a non-unit stride along the
+    rows, or broadcast axes that do not merge."""
+    if moved is not None:
+        rest, axs = moved
+        mb = np.transpose(mb, rest + axs)
+    mv = reshape_view(mb, vshape)
+    if kind == "rows":
+        n = vshape[1]
+        if mv is not None and n > 1 and mv.strides[1] == 0:
+            return None, mv[:, 0].astype(bool)
+        if mv is None or (n > 1 and mv.strides[1] != 1):
+            mv = np.ascontiguousarray(mb).reshape(vshape)
+        return mv, None
+    if mv is None:
+        mv = np.ascontiguousarray(mb).reshape(vshape)
+    return mv, None
+
+
+def _softmax_family(x, axis, temperature, out, dtype, log, where=None):
     a, comp, res = as_input(x)
     comp, res = resolve_dtype(dtype, comp, res)
     scale = 1.0 / positive_scalar(temperature, "temperature")
     axes = normalize_axes(axis, a.ndim)
     check_out(out, a.shape, res)
+    mb = None if where is None else as_mask(where, a.shape)
     hk = half_kind(a.dtype)
-    if hk and res == a.dtype and a.size:
+    if hk and mb is None and res == a.dtype and a.size:
         return _softmax_half(a, axes, scale, out, log, hk)
     xc = a.astype(comp, copy=False)
     if a.size == 0:
         y = np.empty(a.shape, dtype=res)
     else:
         kind, xv, moved = _plan(xc, axes)
+        mv = keep = None
+        if mb is not None:
+            mv, keep = _mask_view(mb, kind, xv.shape, moved)
         y = None
         yv = None
         if out is not None and out.dtype == comp and moved is None:
@@ -95,17 +123,24 @@ def _softmax_family(x, axis, temperature, out, dtype, log):
             item = out.itemsize
             if (yv is None or not out.flags.aligned or any(s % item for s in yv.strides)
                     or yv.strides[-1] != item
-                    or not may_write_directly(yv, (xv,), in_place=(xv,))):
+                    or not may_write_directly(yv, (xv, mv), in_place=(xv,))):
                 yv = None
             else:
                 y = out
         if yv is None:
             y = np.empty(xv.shape, dtype=comp)
             yv = y
-        if kind == "rows":
-            _core.rows_softmax(xv, yv, scale, 1.0, log)
+        if mv is None:
+            if kind == "rows":
+                _core.rows_softmax(xv, yv, scale, 1.0, log)
+            else:
+                _core.cols_softmax(xv, yv, scale, 1.0, log)
+            if keep is not None:            # whole rows dropped by the mask
+                yv[~keep] = -np.inf if log else 0.0
+        elif kind == "rows":
+            _core.rows_softmax_masked(xv, mv, yv, scale, 1.0, log)
         else:
-            _core.cols_softmax(xv, yv, scale, 1.0, log)
+            _core.cols_softmax_masked(xv, mv, yv, scale, 1.0, log)
         if y is not out:
             if moved is not None:
                 rest, axs = moved
@@ -157,7 +192,8 @@ def _softmax_half(a, axes, scale, out, log, hk):
 
 
 def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
-            out: FloatArray | None = None, dtype: DTypeLike | None = None) -> FloatArray:
+            out: FloatArray | None = None, dtype: DTypeLike | None = None,
+            where: ArrayLike | None = None) -> FloatArray:
     r"""Softmax of `x` along `axis`: ``exp(x/T - logsumexp(x/T))``.
 
     .. math:: \mathrm{softmax}(x)_i = \frac{e^{x_i/T}}{\sum_j e^{x_j/T}}
@@ -189,6 +225,14 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
         ``out=x`` computes in place.
     dtype : dtype, optional
         Result (and compute) dtype: float16, bfloat16, float32 or float64.
+    where : array_like of bool, optional
+        Elements to include, broadcast against `x` (as ``jax.nn.softmax``'s
+        `where`; numpy's ufunc rule for the dtype: nonzero = included).
+        Excluded elements take no part in the max or the sum and give 0; a
+        slice with nothing included gives all 0.  Their values are never
+        used (NaN or inf there does not reach the result).  The mask is read
+        by the kernels in the same pass as `x`: no masked copy of `x` is
+        made.  Default: all included.
 
     Returns
     -------
@@ -203,13 +247,15 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     Raises
     ------
     TypeError
-        Complex or non-numeric input, bad `dtype`, `out` of the wrong dtype.
+        Complex or non-numeric input, bad `dtype`, `out` of the wrong dtype,
+        a complex / object / string `where`.
     numpy.exceptions.AxisError
         `axis` out of range.
     ValueError
         `temperature` not a finite positive number, `out` of the wrong shape
-        or read-only, or `x` on a device the CPU cannot read (a CUDA tensor:
-        move it with ``x.cpu()`` first).
+        or read-only, `where` that does not broadcast to `x`, or `x` on a
+        device the CPU cannot read (a CUDA tensor: move it with ``x.cpu()``
+        first).
 
     A torch tensor with ``requires_grad=True`` is refused (TypeError): the
     result is an ndarray and cannot carry the gradient, so pass
@@ -230,11 +276,12 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     >>> csoftmax.softmax([1.0, 2.0, 3.0, 4.0], temperature=10).round(4)
     array([0.2138, 0.2363, 0.2612, 0.2887])
     """
-    return _softmax_family(x, axis, temperature, out, dtype, False)
+    return _softmax_family(x, axis, temperature, out, dtype, False, where)
 
 
 def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
-                out: FloatArray | None = None, dtype: DTypeLike | None = None) -> FloatArray:
+                out: FloatArray | None = None, dtype: DTypeLike | None = None,
+                where: ArrayLike | None = None) -> FloatArray:
     r"""Logarithm of the softmax: ``x/T - logsumexp(x/T)`` along `axis`.
 
     Computed as ``(x_i - max x)/T - log S`` so that entries near 0 keep
@@ -252,6 +299,9 @@ def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
         Where to write the result; ``out=x`` computes in place.
     dtype : dtype, optional
         Result dtype: float16, bfloat16, float32 or float64.
+    where : array_like of bool, optional
+        Elements to include (see :func:`softmax`); excluded elements give
+        -inf, and so does a slice with nothing included (``jax.nn.log_softmax``).
 
     Returns
     -------
@@ -271,11 +321,12 @@ def log_softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
     >>> csoftmax.log_softmax([0.0, -40.0])
     array([-4.24835426e-18, -4.00000000e+01])
     """
-    return _softmax_family(x, axis, temperature, out, dtype, True)
+    return _softmax_family(x, axis, temperature, out, dtype, True, where)
 
 
-def _reduce(a, comp, axes, scale):
-    """(max, log_sum) of the reduction over `axes`, shaped like the kept axes."""
+def _reduce(a, comp, axes, scale, mb=None):
+    """(max, log_sum) of the reduction over `axes`, shaped like the kept axes
+    (over the elements `mb` keeps, if given: a byte mask broadcast to a)."""
     kept = [a.shape[i] for i in range(a.ndim) if i not in axes]
     if a.size == 0 and math.prod(kept) == 0:
         z = np.empty(kept)
@@ -283,15 +334,26 @@ def _reduce(a, comp, axes, scale):
     if math.prod(a.shape[i] for i in axes) == 0:
         return np.full(kept, -np.inf), np.zeros(kept)
     hk = half_kind(a.dtype)
-    if hk:
+    if hk and mb is None:
         # float16 / bfloat16: chunks through float32 scratch (HALF_BLOCKS)
         kind, xv, moved = _plan(a, axes)
         mx, ls = _core.half_reduce(xv.view(np.uint16), hk, scale)
         return mx.reshape(kept), ls.reshape(kept)
     xc = a.astype(comp, copy=False)
     kind, xv, moved = _plan(xc, axes)
-    if kind == "rows":
+    mv = keep = None
+    if mb is not None:
+        mv, keep = _mask_view(mb, kind, xv.shape, moved)
+    if mv is not None:
+        if kind == "rows":
+            mx, ls = _core.rows_reduce_masked(xv, mv, scale)
+        else:
+            mx, ls = _core.cols_reduce_masked(xv, mv, scale)
+    elif kind == "rows":
         mx, ls = _core.rows_reduce(xv, scale)
+        if keep is not None:            # whole rows dropped by the mask
+            mx[~keep] = -np.inf
+            ls[~keep] = 0.0
     else:
         mx, ls = _core.cols_reduce(xv, scale)
     return mx.reshape(kept), ls.reshape(kept)
@@ -304,7 +366,8 @@ def _keep(r, shape, axes, keepdims):
 
 
 def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
-              keepdims: bool = False, return_sign: bool = False) -> Result:
+              keepdims: bool = False, return_sign: bool = False, *,
+              where: ArrayLike | None = None) -> Result:
     r"""Log of the sum of exponentials, ``log(sum(b * exp(x)))``, computed stably.
 
     Same signature and semantics as :func:`scipy.special.logsumexp`:
@@ -329,6 +392,13 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
     return_sign : bool, optional
         If True return ``(log|sum|, sign(sum))``; otherwise a negative sum
         gives NaN.
+    where : array_like of bool, optional
+        Elements to include, broadcast against `x` (``jax.nn.logsumexp``'s
+        `where`; nonzero = included).  Excluded elements take no part in the
+        max or the sum and their values are never used; a reduction with
+        nothing included gives -inf (sign 0).  Read by the kernels in the
+        same pass as `x` (with `b`: folded into the weights, ``b = 0``
+        where excluded).
 
     Returns
     -------
@@ -345,7 +415,9 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
     numpy.exceptions.AxisError
         `axis` out of range.
     ValueError
-        `b` does not broadcast with `x`.
+        `b` or `where` does not broadcast with `x`.
+    TypeError
+        A complex / object / string `where`.
 
     Examples
     --------
@@ -367,13 +439,16 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
             # floating weights promote the result as in scipy (float32 x with
             # float64 b -> float64); integer weights do not
             res = np.result_type(res, bb.dtype.newbyteorder("="))
+    mb = None if where is None else as_mask(where, a.shape)
     axes = normalize_axes(axis, a.ndim)
     if b is None:
-        mx, ls = _reduce(a, comp, axes, 1.0)
+        mx, ls = _reduce(a, comp, axes, 1.0, mb)
         with np.errstate(invalid="ignore"):
             lse = mx + ls
         sgn = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
     else:
+        if mb is not None:
+            bb = np.where(mb.view(bool), bb, 0)
         lse, sgn = _weighted_lse(a, bb, axes)
         if not return_sign:
             lse = np.where(sgn < 0, np.nan, lse)

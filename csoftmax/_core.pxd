@@ -162,6 +162,54 @@ cdef extern from "csoftmax.h" nogil:
     ctypedef void (*csm_cvt_f2h)(const float *x, Py_ssize_t n_rows, Py_ssize_t n,
                                  Py_ssize_t x_row_stride, unsigned short *y,
                                  Py_ssize_t y_row_stride) noexcept nogil
+    # masked kernels (where=)
+    ctypedef void (*csm_lse_rows_masked_f32)(const float *x, Py_ssize_t n_rows,
+            Py_ssize_t n, Py_ssize_t row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, double scale,
+            csm_lse_state *states, const float *w, Py_ssize_t w_row_stride) noexcept nogil
+    ctypedef void (*csm_lse_rows_masked_f64)(const double *x, Py_ssize_t n_rows,
+            Py_ssize_t n, Py_ssize_t row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, double scale,
+            csm_lse_state *states, const double *w, Py_ssize_t w_row_stride) noexcept nogil
+    ctypedef void (*csm_write_rows_masked_f32)(const float *x, Py_ssize_t n_rows,
+            Py_ssize_t n, Py_ssize_t x_row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, double scale, const double *max,
+            const double *log_sum, double alpha, float *y,
+            Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_write_rows_masked_f64)(const double *x, Py_ssize_t n_rows,
+            Py_ssize_t n, Py_ssize_t x_row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, double scale, const double *max,
+            const double *log_sum, double alpha, double *y,
+            Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_softmax_fused_rows_masked_f32)(const float *x,
+            Py_ssize_t n_rows, Py_ssize_t n, Py_ssize_t x_row_stride,
+            const unsigned char *mask, Py_ssize_t mask_row_stride, double scale,
+            double alpha, float *y, Py_ssize_t y_row_stride,
+            csm_lse_state *states) noexcept nogil
+    ctypedef void (*csm_lse_cols_masked_f32)(const float *x, Py_ssize_t n_cols,
+            Py_ssize_t n, Py_ssize_t row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, Py_ssize_t mask_col_stride, double scale,
+            csm_lse_state *states) noexcept nogil
+    ctypedef void (*csm_lse_cols_masked_f64)(const double *x, Py_ssize_t n_cols,
+            Py_ssize_t n, Py_ssize_t row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, Py_ssize_t mask_col_stride, double scale,
+            csm_lse_state *states) noexcept nogil
+    ctypedef void (*csm_write_cols_masked_f32)(const float *x, Py_ssize_t n_cols,
+            Py_ssize_t n, Py_ssize_t x_row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, Py_ssize_t mask_col_stride, double scale,
+            const double *max, const double *log_sum, double alpha, float *y,
+            Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_write_cols_masked_f64)(const double *x, Py_ssize_t n_cols,
+            Py_ssize_t n, Py_ssize_t x_row_stride, const unsigned char *mask,
+            Py_ssize_t mask_row_stride, Py_ssize_t mask_col_stride, double scale,
+            const double *max, const double *log_sum, double alpha, double *y,
+            Py_ssize_t y_row_stride) noexcept nogil
+    ctypedef void (*csm_bwd_rows_masked_f32)(const float *y, const float *dy, float *o,
+            Py_ssize_t n_rows, Py_ssize_t n, Py_ssize_t row_stride,
+            const unsigned char *mask, Py_ssize_t mask_row_stride) noexcept nogil
+    ctypedef void (*csm_bwd_rows_masked_f64)(const double *y, const double *dy, double *o,
+            Py_ssize_t n_rows, Py_ssize_t n, Py_ssize_t row_stride,
+            const unsigned char *mask, Py_ssize_t mask_row_stride) noexcept nogil
 
     # the kernel list at run time (dispatch.c)
     int csm_kernel_count()

@@ -872,6 +872,7 @@ def rows_weighted_lse(cnp.ndarray x, cnp.ndarray b):
 include "_losses.pxi"
 include "_margin.pxi"
 include "_half.pxi"
+include "_masked.pxi"
 
 
 # --------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import numpy as np
 from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, Result
 
 from . import _core
-from ._api import _plan
-from ._validate import (as_input, check_out, half_kind, integer, may_write_directly,
+from ._api import _mask_view, _plan, _reduce, _softmax_family
+from ._validate import (as_input, as_mask, check_out, half_kind, integer, may_write_directly,
                         normalize_axes, positive_scalar, reshape_view)
 
 __all__ = ["cross_entropy", "nll_loss", "softmax_backward",
@@ -134,7 +134,8 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
                   weight: ArrayLike | None = None, ignore_index: int = -100,
                   reduction: Reduction = "mean", label_smoothing: float = 0.0,
                   temperature: float = 1.0, return_grad: bool = False,
-                  grad_out: FloatArray | None = None) -> Result:
+                  grad_out: FloatArray | None = None,
+                  where: ArrayLike | None = None) -> Result:
     r"""Cross-entropy of ``softmax(logits / T)`` against `target`, optionally
     with its gradient, in one fused pass.
 
@@ -209,6 +210,20 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
         Where to write the gradient (shape of `logits`, result dtype);
         ``grad_out=logits`` overwrites the logits in place.  Requires
         ``return_grad=True``.
+    where : array_like of bool, optional
+        Classes to include, broadcast against `logits` (e.g. shape ``(C,)``
+        for a padded vocabulary, or per sample): excluded classes are left
+        out of the normaliser, ``log p`` over the included ones, as
+        ``jax.nn.log_softmax(x, where=...)``.  Class-index targets without
+        label smoothing only.  A target on an excluded class has
+        ``p = 0``: its loss is ``+inf`` (what
+        ``optax.softmax_cross_entropy_with_integer_labels`` gives for a
+        ``-inf`` logit there) and, the loss being that constant, the
+        sample's gradient is 0 (as ``jax.grad`` of
+        ``-log_softmax(x, where=...)[y]`` gives).  The gradient of an
+        excluded class is always exactly 0.  The mask is read by the masked kernels (the
+        normaliser, and the softmax of the gradient), not folded into a
+        copy of the logits.
 
     Returns
     -------
@@ -226,7 +241,9 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
         `ignore_index`; the message names the first bad position), bad
         `weight` shape, `reduction`, `label_smoothing` or `temperature`,
         non-negative `ignore_index` with probability targets, `grad_out`
-        without `return_grad` or of the wrong shape / read-only.
+        without `return_grad` or of the wrong shape / read-only; `where`
+        that does not broadcast to `logits`, or `where` with probability
+        targets or label smoothing.
     TypeError
         Complex or non-numeric input, integer probabilities or floating
         class indices, `grad_out` of the wrong dtype.
@@ -297,6 +314,12 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     else:
         y, tot, cnt = _labels(t, tshape, C, ignore, w)
         denom = tot if w is not None else cnt
+    mb = None
+    if where is not None:
+        mb = as_mask(where, a.shape)
+        if prob or eps != 0.0:
+            raise ValueError("where= is supported with class-index targets without "
+                             "label smoothing")
     W = float(np.sum(w)) if w is not None else float(C)
     if reduction == "mean":
         with np.errstate(divide="ignore"):
@@ -305,6 +328,9 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
         coef = scale
 
     # ---- nothing is written before this point
+    if mb is not None:
+        return _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
+                          denom, tshape, return_grad, grad_out)
     hk = half_kind(a.dtype)
     if hk and N:
         return _ce_half(a, ax, t if prob else None, y, w, W, scale, eps, coef, ignore,
@@ -348,6 +374,95 @@ def _ce_half(a, ax, t, y, w, W, scale, eps, coef, ignore, N, reduction, denom,
     if not return_grad:
         return loss
     return loss, _finish(g, gv, a.shape, res, grad_out)
+
+
+def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
+               denom, tshape, return_grad, grad_out):
+    """cross_entropy with where= (class targets, no smoothing): the masked
+    kernels give (max, log_sum) over the kept classes, the loss is
+    -w_y log p_y with log p_y = scale (x_y - max) - log_sum in float64; the
+    gradient is the masked softmax times a = coef w_y (planner: MASKED_FUSED
+    / MASKED_ROWS of cross_entropy), with the target entry a expm1(log p_y);
+    other layouts: the masked reduction and softmax of the facade."""
+    xc = a.astype(comp, copy=False)
+    # class axis last with a mask the row kernels take: the driver
+    # _core.ce_rows_masked returns the states (max, log_sum) for the loss and
+    # writes alpha * the masked softmax (alpha = the 'mean' / sum factor);
+    # the loss alone: one masked reduction
+    kind, xv, moved = _plan(xc, (ax,))
+    mv = keep = None
+    if kind == "rows" and moved is None:
+        mv, keep = _mask_view(mb, kind, xv.shape, moved)
+    gv = None
+    if mv is not None and return_grad:
+        # one driver: the states and the gradient's softmax in one pass over
+        # the blocks (float32: the fused masked kernel, one exp per element)
+        g = None
+        if grad_out is not None and grad_out.dtype == comp:
+            gv = reshape_view(grad_out, xv.shape)
+            item = grad_out.itemsize
+            if (gv is None or not grad_out.flags.aligned or gv.strides[-1] != item
+                    or any(st % item for st in gv.strides)
+                    or not may_write_directly(gv, (xv, mv), in_place=(xv,))):
+                gv = None
+            else:
+                g = grad_out
+        if gv is None:
+            g = gv = np.empty(xv.shape, dtype=comp)
+        # the target logits before an in-place gradient overwrites them
+        yy0 = np.where(y == ignore, 0, y)
+        xt0 = xv[np.arange(xv.shape[0]), yy0].astype(np.float64)
+        mx, ls = _core.ce_rows_masked(xv, mv, gv, scale, coef if w is None else 1.0)
+    elif mv is not None:
+        mx, ls = _core.rows_reduce_masked(xv, mv, scale)
+    else:
+        mx, ls = _reduce(xc, comp, (ax,), scale, mb)
+    mx, ls = mx.reshape(-1), ls.reshape(-1)
+    ign = y == ignore
+    yy = np.where(ign, 0, y)
+    ynd = yy.reshape(tshape)[..., None]
+    if gv is not None:
+        xt = xt0
+    else:
+        xt = np.take_along_axis(np.moveaxis(xc, ax, -1), ynd, axis=-1).reshape(-1)
+    kt = np.take_along_axis(np.moveaxis(mb, ax, -1), ynd, axis=-1).reshape(-1) != 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        lp = scale * (xt.astype(np.float64) - mx) - ls
+    lp = np.where(kt, lp, -np.inf)
+    wt = w[yy] if w is not None else np.ones(y.shape)
+    with np.errstate(invalid="ignore"):
+        lo = np.where(ign | (wt == 0), 0.0, -wt * lp)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res)
+    if not return_grad:
+        return loss
+    # a target on an excluded class: the loss is the constant +inf, so the
+    # sample's gradient is 0 (as jax differentiates log_softmax(where=))
+    zero = ign | ~kt
+    acoef = np.where(zero, 0.0, coef * wt)
+    direct = grad_out is not None and grad_out.dtype == comp
+    if gv is not None:
+        if w is not None:
+            gv *= (coef * wt)[:, None].astype(comp)
+        if g is not grad_out:
+            g = g.reshape(a.shape)
+        gm = np.moveaxis(g, ax, -1)
+    else:
+        g = _softmax_family(xc, ax, 1.0 / scale, grad_out if direct else None, comp,
+                            False, mb)
+        gm = np.moveaxis(g, ax, -1)
+        gm *= acoef.reshape(tshape)[..., None].astype(comp)
+    if zero.any():
+        gm[zero.reshape(tshape)] = 0    # exact zeros, NaN logits too
+    with np.errstate(invalid="ignore"):
+        tv = np.where(kt & ~ign, acoef * np.expm1(lp), 0.0)
+    np.put_along_axis(gm, ynd, tv.reshape(tshape)[..., None].astype(comp), axis=-1)
+    if grad_out is not None:
+        if g is not grad_out:
+            np.copyto(grad_out, g, casting="unsafe")
+            g = grad_out
+    else:
+        g = g.astype(res, copy=False)
+    return loss, g
 
 
 # ---------------------------------------------------------------------------
@@ -432,14 +547,14 @@ def _bwd_inputs(y, dy, axis, out, names):
     return a, d, comp, res, ax
 
 
-def _bwd(y, dy, axis, out, log, names):
+def _bwd(y, dy, axis, out, log, names, where=None):
     a, d, comp, res, ax = _bwd_inputs(y, dy, axis, out, names)
     shape = a.shape
     outer = int(np.prod(shape[:ax], dtype=np.int64))
     inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
     s3 = (outer, shape[ax], inner)
     hk = half_kind(a.dtype)
-    if hk and d.dtype == a.dtype and res == a.dtype:
+    if hk and where is None and d.dtype == a.dtype and res == a.dtype:
         # float16 / bfloat16 (HALF_BLOCKS): 16-bit in and out, float32 chunks
         yc = np.ascontiguousarray(a).reshape(s3)
         dc = np.ascontiguousarray(d).reshape(s3)
@@ -456,6 +571,14 @@ def _bwd(y, dy, axis, out, log, names):
                 np.copyto(out, o.reshape(shape))
             return out
         return o.reshape(shape)
+    mv = None
+    if where is not None:
+        # the mask as (outer, n, inner) bytes, a view where its layout allows
+        # (the row kernels need a unit stride along n when inner == 1)
+        mb = as_mask(where, shape)
+        mv = reshape_view(mb, s3)
+        if mv is None or (inner == 1 and s3[1] > 1 and mv.strides[1] != 1):
+            mv = np.ascontiguousarray(mb).reshape(s3)
     yc = np.ascontiguousarray(a, dtype=comp).reshape(s3)
     dc = np.ascontiguousarray(d, dtype=comp).reshape(s3)
     direct = out is not None and out.dtype == comp and out.flags.c_contiguous
@@ -463,10 +586,13 @@ def _bwd(y, dy, axis, out, log, names):
         o = out.reshape(s3)
         # out=y / out=dy work in place (each slice's sum is formed before
         # it is written); any other overlap goes through a temporary
-        direct = may_write_directly(o, (yc, dc), in_place=(yc, dc))
+        direct = may_write_directly(o, (yc, dc, mv), in_place=(yc, dc))
     if not direct:
         o = np.empty(s3, dtype=comp)
-    _core.softmax_bwd(yc, dc, o, log)
+    if mv is None:
+        _core.softmax_bwd(yc, dc, o, log)
+    else:
+        _core.softmax_bwd_masked(yc, dc, o, mv, log)
     if out is not None:
         if not direct:
             np.copyto(out, o.reshape(shape), casting="unsafe")
@@ -476,7 +602,8 @@ def _bwd(y, dy, axis, out, log, names):
 
 
 def softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
-                     out: FloatArray | None = None) -> FloatArray:
+                     out: FloatArray | None = None,
+                     where: ArrayLike | None = None) -> FloatArray:
     r"""Vector-Jacobian product of softmax: the gradient with respect to the
     softmax *input*, given its output `y` and the upstream gradient `dy`.
 
@@ -496,6 +623,11 @@ def softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
     out : ndarray, optional
         Where to write the result (shape of `y`, result dtype); may be `y`
         or `dy` (in place).
+    where : array_like of bool, optional
+        The mask of the forward call (``softmax(x, where=...)``), broadcast
+        against `y`: the sum runs over the included elements only and the
+        result is exactly 0 at the excluded ones, whatever `y` and `dy`
+        hold there (jax.nn's gradient).
 
     Returns
     -------
@@ -505,28 +637,32 @@ def softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
     Raises
     ------
     ValueError
-        `dy` of another shape; `out` of the wrong shape or read-only.
+        `dy` of another shape; `out` of the wrong shape or read-only;
+        `where` that does not broadcast to `y`.
     TypeError
-        Complex input; `out` of the wrong dtype.
+        Complex input; `out` of the wrong dtype; a complex / object /
+        string `where`.
     numpy.exceptions.AxisError
         `axis` out of range.
     """
-    return _bwd(y, dy, axis, out, False, ("y", "dy"))
+    return _bwd(y, dy, axis, out, False, ("y", "dy"), where)
 
 
 def log_softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
-                         out: FloatArray | None = None) -> FloatArray:
+                         out: FloatArray | None = None,
+                         where: ArrayLike | None = None) -> FloatArray:
     r"""Vector-Jacobian product of log-softmax, given its output `y` (the
     log-probabilities) and the upstream gradient `dy`.
 
     .. math:: dx_i = dy_i - e^{y_i} \sum_j dy_j
 
     (sum along `axis`, in float64).  With ``y = log_softmax(x / T)`` multiply
-    the result by ``1/T``.
+    the result by ``1/T``.  With ``where=`` (the forward call's mask) the
+    sum runs over the included elements and excluded ones get exactly 0.
 
     Parameters, returns and exceptions as for :func:`softmax_backward`.
     """
-    return _bwd(y, dy, axis, out, True, ("y", "dy"))
+    return _bwd(y, dy, axis, out, True, ("y", "dy"), where)
 
 
 def logsumexp_backward(x: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,

@@ -136,11 +136,15 @@ cdef enum:
     PATH_COLS_TILED = 8     # non-last axis float32: wide units through tiles
     PATH_COLS_LOOP = 9      # backward, non-last axis: the Cython loop (no kernel)
     PATH_ROWS = 10          # backward, last axis: the row kernel, rows over threads
-    N_PATHS = 11
+    PATH_MASKED_ROWS = 11   # where=: masked row kernels (mask read with x), blocks of rows
+    PATH_MASKED_COLS = 12   # where=, non-last axis: masked column kernels (scalar)
+    PATH_MASKED_FUSED = 13  # where=, float32 softmax rows: one fused call a block
+    N_PATHS = 14
 
 PATH_NAMES = ("SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
               "LONG_ROW_SPLIT", "LONG_ROW_STORE", "COLS_BLOCKS", "COLS_TILED",
-              "COLS_LOOP", "ROWS")
+              "COLS_LOOP", "ROWS", "MASKED_ROWS", "MASKED_COLS",
+              "MASKED_FUSED")
 OP_NAMES = ("softmax", "log_softmax", "logsumexp", "cross_entropy",
             "cross_entropy_soft", "logsumexp_backward", "softmax_backward",
             "log_softmax_backward")
@@ -154,6 +158,7 @@ cdef enum:                  # planner inputs besides the shape
     PF_GRAD = 2             # CE: a gradient is written
     PF_INPLACE = 4          # CE: the gradient overlaps the logits
     PF_SMOOTH = 8           # CE: label smoothing (eps != 0)
+    PF_MASK = 16            # where=: a mask (only the MASKED_* paths take it)
 
 cdef enum:                  # why a path cannot serve a call (PATH_INVALID)
     WHY_OK = 0
@@ -167,6 +172,7 @@ cdef enum:                  # why a path cannot serve a call (PATH_INVALID)
     WHY_TARGETS = 8
     WHY_ALPHA = 9
     WHY_SOFT = 10
+    WHY_MASK = 11
 
 _WHY = ("", "it is not a path of this op and layout",
         "the kernel table lacks its kernels",
@@ -177,7 +183,8 @@ _WHY = ("", "it is not a path of this op and layout",
         "it takes class targets without label smoothing (or the scale-only mode)",
         "it needs alpha == 1",
         "float32 soft targets (label smoothing, probabilities) take the ce_soft "
-        "kernels: the gradient formed in float64, not from stored float32 terms")
+        "kernels: the gradient formed in float64, not from stored float32 terms",
+        "a where= mask is served by the MASKED_* paths only (and they need one)")
 
 
 cdef struct csm_plan:
@@ -266,6 +273,24 @@ cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
     length n (class count for CE), inner (columns) and flags; else why not.
     Only what the kernels need -- not what is fast (that is _plan_natural)."""
     cdef bint grad = flags & PF_GRAD
+    cdef bint masked = path >= PATH_MASKED_ROWS
+    cdef bint want_mask = (flags & PF_MASK) != 0
+    if masked != want_mask:
+        return WHY_MASK if (masked or op <= OP_LSE or op >= OP_SOFTMAX_BWD) else WHY_NOT_OF_OP
+    if masked:
+        # cross_entropy(where=), class targets: the rows paths
+        if op > OP_LSE and op < OP_SOFTMAX_BWD and (op != OP_CE or layout != LAYOUT_ROWS):
+            return WHY_NOT_OF_OP
+        if (layout == LAYOUT_ROWS) != (path != PATH_MASKED_COLS):
+            return WHY_NOT_OF_OP
+        if path == PATH_MASKED_FUSED:
+            if op != OP_SOFTMAX and op != OP_CE:
+                return WHY_NOT_OF_OP
+            if f64:
+                return WHY_F32_ONLY
+            if _tab.softmax_fused_rows_masked_f32 == NULL:
+                return WHY_NO_KERNEL
+        return WHY_OK
     if op <= OP_LSE:
         if layout == LAYOUT_COLS:
             if path == PATH_COLS_BLOCKS:
@@ -381,6 +406,13 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     cdef Py_ssize_t size = 8 if f64 else 4
     cdef bint grad = flags & PF_GRAD
     cdef Py_ssize_t seg
+    if flags & PF_MASK:
+        if layout == LAYOUT_COLS:
+            return PATH_MASKED_COLS
+        if ((op == OP_SOFTMAX or op == OP_CE) and n * size <= FUSED_MAX_BYTES and
+                _take(op, PATH_MASKED_FUSED, f64, layout, n, inner, flags)):
+            return PATH_MASKED_FUSED
+        return PATH_MASKED_ROWS
     if op >= OP_SOFTMAX_BWD:
         if layout == LAYOUT_ROWS:
             return PATH_ROWS
@@ -461,7 +493,9 @@ cdef csm_plan _plan_call_ex(int op, bint f64, int layout, Py_ssize_t rows,
     p.layout = layout
     p.why = WHY_OK
     p.path = _plan_natural(op, f64, layout, rows, n, inner, flags, nth)
-    if force and _overridden and _forced_path[op] >= 0 and _forced_path[op] != p.path:
+    # (a masked call has one path: forcing another one does not apply to it)
+    if (force and _overridden and _forced_path[op] >= 0 and _forced_path[op] != p.path and
+            not (flags & PF_MASK and _forced_path[op] < PATH_MASKED_ROWS)):
         p.why = _why_not(op, _forced_path[op], f64, layout, n, inner, flags)
         if p.why != WHY_OK:
             p.path = PATH_INVALID
@@ -473,7 +507,7 @@ cdef csm_plan _plan_call_ex(int op, bint f64, int layout, Py_ssize_t rows,
     if p.path == PATH_LONG_ROW_SPLIT or p.path == PATH_LONG_ROW_STORE:
         p.threads = nth
         p.block = (n + nth - 1) // nth
-    elif p.path == PATH_ROWS:
+    elif p.path == PATH_ROWS or (p.path == PATH_MASKED_ROWS and op >= OP_SOFTMAX_BWD):
         p.threads = nth if rows >= 2 else 1
         p.block = 1
     elif layout == LAYOUT_ROWS:
@@ -592,6 +626,18 @@ def _path_kernels(int op, int path, bint f64, int flags):
     cdef bint grad = flags & PF_GRAD
     sfx = "_f64" if f64 else "_f32"
     write = {OP_SOFTMAX: "softmax", OP_LOG_SOFTMAX: "log_softmax"}.get(op)
+    if path == PATH_MASKED_FUSED:
+        return ["softmax_fused_rows_masked_f32"] + (["finalize"] if op == OP_CE else [])
+    if op == OP_CE and (path == PATH_MASKED_ROWS or path == PATH_MASKED_COLS):
+        # (columns: the facade's masked reduction and softmax)
+        kind = "_rows_masked" if path == PATH_MASKED_ROWS else "_cols_masked"
+        return ["lse" + kind + sfx, "finalize", "softmax" + kind + sfx]
+    if path == PATH_MASKED_ROWS or path == PATH_MASKED_COLS:
+        kind = "_rows_masked" if path == PATH_MASKED_ROWS else "_cols_masked"
+        if op >= OP_SOFTMAX_BWD:   # MASKED_COLS: a Cython loop (_masked.pxi)
+            return ([("log_softmax" if op == OP_LOG_SOFTMAX_BWD else "softmax")
+                     + "_bwd_rows_masked" + sfx] if path == PATH_MASKED_ROWS else [])
+        return ["lse" + kind + sfx, "finalize"] + ([write + kind + sfx] if write else [])
     if op <= OP_LSE:
         if path == PATH_SMALL:
             return [("lse" if op == OP_LSE else write) + "_small" + sfx]
@@ -662,7 +708,7 @@ cdef _raise_plan(csm_plan p):
 
 
 def plan(op, shape, dtype, axis=-1, *, grad=True, smoothing=False,
-         inplace=False, threads=None):
+         inplace=False, threads=None, where=False):
     """What a call would run: {"op", "layout", "path", "kernels", "threads",
     "block"}, from the same planner the drivers call (private; tests,
     benchmarks, debugging).
@@ -675,6 +721,7 @@ def plan(op, shape, dtype, axis=-1, *, grad=True, smoothing=False,
     Cross-entropy: grad (a gradient is returned), smoothing (label
     smoothing != 0), inplace (the gradient is written into the logits).
     threads: the thread count to plan for (default: the current one).
+    where: a where= mask is given (the MASKED_* paths).
     "kernels": the kernel-table members the path calls; "block": rows per
     block, columns per unit, or the segment length of a split long row.
     Raises ValueError if a forced path cannot serve the call."""
@@ -702,6 +749,8 @@ def plan(op, shape, dtype, axis=-1, *, grad=True, smoothing=False,
             flags |= PF_INPLACE
     if opc >= OP_SOFTMAX_BWD:       # the backward facade: (outer, n, inner) always
         kind = "rows" if inner == 1 else "cols"
+    if where:
+        flags |= PF_MASK
     cdef int layout = LAYOUT_ROWS if kind == "rows" else LAYOUT_COLS
     cdef int nth = _max_threads() if threads is None else max(1, int(threads))
     p = _plan_call(opc, f64, layout, rows, n, inner if layout == LAYOUT_COLS else 1,
@@ -782,7 +831,8 @@ def _set_override(op, path=None, avoid=()):
         f = _path_code(path)
         for wide in range(2):
             for lay in range(2):
-                w = _why_not(o, f, wide, lay, 1, TILE_MIN_COLS, PF_ALPHA1 | PF_GRAD)
+                w = _why_not(o, f, wide, lay, 1, TILE_MIN_COLS, PF_ALPHA1 | PF_GRAD |
+                            (PF_MASK if f >= PATH_MASKED_ROWS else 0))
                 # the reason of a layout the path belongs to, if any
                 if w != WHY_NOT_OF_OP and (why == 99 or why == WHY_NOT_OF_OP):
                     why = w

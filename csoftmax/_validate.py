@@ -318,3 +318,38 @@ def reshape_view(a, shape):
         except AttributeError:
             return None
         return v
+
+
+def as_mask(where, shape, name="where"):
+    """`where=` as a byte array broadcast to `shape` (a read-only view).
+
+    numpy's rule for ufunc ``where=``: any array_like, true where it is
+    nonzero.  bool, uint8 and int8 masks are read in place (the kernels
+    take a byte as kept when it is nonzero); other integer and floating
+    masks are converted with ``!= 0`` (a bool array of the mask's own
+    shape, not of the broadcast one).  Complex, object and string masks
+    are refused (TypeError); a shape that does not broadcast to `shape`
+    gives ValueError naming both shapes.
+    """
+    if isinstance(where, np.ndarray):
+        m = where
+    else:
+        try:
+            m = _to_ndarray(where, name)
+        except (TypeError, ValueError, BufferError):
+            m = np.asarray(where)
+    k = m.dtype.kind
+    if k not in "biuf":
+        raise TypeError(f"{name} must be a boolean array (or numbers, read as "
+                        f"nonzero = kept), got dtype {m.dtype}")
+    if m.dtype.itemsize != 1 or k == "f":
+        m = m != 0
+    m = m.view(np.uint8)
+    try:
+        mb = np.broadcast_to(m, tuple(shape))
+    except ValueError:
+        raise ValueError(f"{name} with shape {m.shape} does not broadcast to the "
+                         f"input's shape {tuple(shape)}") from None
+    if not mb.flags.aligned:     # (bytes are always aligned)
+        mb = np.array(mb)
+    return mb

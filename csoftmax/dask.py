@@ -104,6 +104,40 @@ def _chunk_state(x, axis, keepdims, scale):
     return np.expand_dims(s, ax)
 
 
+def _chunk_state_masked(xb, wb, ax, scale):
+    """The state of a chunk over its kept entries (wb: bytes of the chunk's
+    shape): the masked kernels; nothing kept gives m = -inf, l = 0."""
+    comp, _ = _dtypes(xb.dtype)
+    a = np.asarray(xb)
+    m, l = _api._reduce(a, comp, (ax,), scale, np.asarray(wb))
+    s = np.empty(m.shape, STATE)
+    s["m"] = m
+    s["l"] = l
+    return np.expand_dims(s, ax)
+
+
+def _pass_state(s, axis, keepdims):
+    return s
+
+
+def _mask_like(where, x):
+    """where= as a dask array of bytes broadcast to x's shape with x's
+    chunks (a numpy or dask mask; nonzero = included).  Broadcast axes stay
+    broadcast (no mask of x's size is built on the workers)."""
+    w = where if isinstance(where, _da.Array) else _da.asarray(np.asarray(where))
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"where must be a boolean array (or numbers, read as "
+                        f"nonzero = kept), got dtype {w.dtype}")
+    if w.dtype.itemsize != 1 or w.dtype.kind == "f":
+        w = w != 0
+    try:
+        w = _da.broadcast_to(w, x.shape)
+    except ValueError:
+        raise ValueError(f"where with shape {w.shape} does not broadcast to the "
+                         f"input's shape {x.shape}") from None
+    return w.rechunk(x.chunks)
+
+
 def merge_states(s, axis, scale=1.0, keepdims=True):
     """Merge partial states (structured ``STATE`` arrays) along `axis`."""
     if s.shape[axis] == 1:
@@ -133,14 +167,27 @@ def _aggregate(s, axis, keepdims, scale):
     return merge_states(s, axis[0], scale, keepdims)
 
 
-def lse_state(x, axis=-1, *, temperature=1.0, split_every=None):
+def lse_state(x, axis=-1, *, temperature=1.0, split_every=None, where=None):
     """Lazy per-row state (structured ``STATE``: fields ``m``, ``l``, with
     ``LSE(x/T) = m/T + l``) of a dask array over the class `axis`; the
-    shape of `x` without `axis`, chunked like `x`'s other axes."""
+    shape of `x` without `axis`, chunked like `x`'s other axes.  `where`:
+    a mask (dask or numpy, broadcast against `x`) of the entries to
+    include."""
     x = _asdask(x)
     ax = _axis(axis, x.ndim)
     _dtypes(x.dtype)
     scale = 1.0 / positive_scalar(temperature, "temperature")
+    if where is not None:
+        w = _mask_like(where, x)
+        ind = tuple(range(x.ndim))
+        parts = _da.blockwise(_chunk_state_masked, ind, x, ind, w, ind, ax=ax,
+                              scale=scale, adjust_chunks={ax: 1}, dtype=STATE,
+                              meta=np.empty((0,) * x.ndim, STATE))
+        return _da.reduction(
+            parts, _pass_state, functools.partial(_aggregate, scale=scale),
+            combine=functools.partial(_combine, scale=scale),
+            axis=ax, keepdims=False, dtype=STATE, split_every=split_every,
+            concatenate=True, meta=np.empty((0,) * (x.ndim - 1), STATE))
     return _da.reduction(
         x, functools.partial(_chunk_state, scale=scale),
         functools.partial(_aggregate, scale=scale),
@@ -157,7 +204,7 @@ def _lse_block(s, scale, res):
         return (scale * s["m"] + s["l"]).astype(res)
 
 
-def logsumexp(x, axis=None, keepdims=False, *, split_every=None):
+def logsumexp(x, axis=None, keepdims=False, *, split_every=None, where=None):
     r"""``log(sum(exp(x)))`` over `axis` of a dask array (lazy).
 
     Chunks along the axis are reduced separately by the C kernels and their
@@ -175,6 +222,10 @@ def logsumexp(x, axis=None, keepdims=False, *, split_every=None):
     keepdims : bool, optional
     split_every : int, optional
         Fan-in of the merge tree (dask's default if None).
+    where : dask.array.Array or array_like of bool, optional
+        Entries to include (broadcast against `x`, rechunked to `x`'s
+        chunks; as :func:`csoftmax.logsumexp`'s `where`).  Each chunk is
+        reduced by the masked kernels; nothing included gives -inf.
 
     Returns
     -------
@@ -185,11 +236,17 @@ def logsumexp(x, axis=None, keepdims=False, *, split_every=None):
     axes = normalize_axes(axis, x.ndim)
     _, res = _dtypes(x.dtype)
     if len(axes) == 1:
-        r = _lse_one_axis(x, axes[0], res, split_every)
+        r = _lse_one_axis(x, axes[0], res, split_every, where)
     else:
+        # the mask applies to the first reduction; the later ones see -inf
+        # where nothing was included (which adds nothing)
         r = x if x.dtype == np.float64 else x.astype(np.float64)
-        for ax in sorted(axes, reverse=True):
-            r = _lse_one_axis(r, ax, np.dtype(np.float64), split_every)
+        for k, ax in enumerate(sorted(axes, reverse=True)):
+            if k == 0 and where is not None:
+                w = _mask_like(where, r)
+                r = _lse_one_axis(r, ax, np.dtype(np.float64), split_every, w)
+            else:
+                r = _lse_one_axis(r, ax, np.dtype(np.float64), split_every)
         r = r.astype(res)
     if keepdims:
         for ax in sorted(axes):
@@ -197,8 +254,8 @@ def logsumexp(x, axis=None, keepdims=False, *, split_every=None):
     return r
 
 
-def _lse_one_axis(x, ax, res, split_every):
-    st = lse_state(x, ax, split_every=split_every)
+def _lse_one_axis(x, ax, res, split_every, where=None):
+    st = lse_state(x, ax, split_every=split_every, where=where)
     return st.map_blocks(_lse_block, 1.0, res, dtype=res, meta=np.empty((0,) * st.ndim, res))
 
 
@@ -221,32 +278,50 @@ def _write_block(xb, sb, ax, scale, log, comp, res):
     return np.moveaxis(y.reshape(shape), -1, ax).astype(res, copy=False)
 
 
-def _softmax_family(x, axis, temperature, split_every, log):
+def _write_block_masked(xb, wb, sb, ax, scale, log, comp, res):
+    x2, shape = _rows_of(np.asarray(xb, dtype=comp), ax)
+    w2, _ = _rows_of(np.asarray(wb).view(np.uint8), ax)
+    m, l = _state_rows(sb)
+    y = np.empty_like(x2)
+    _core.rows_write_masked(x2, w2, y, m, l, scale, 1.0, log)
+    return np.moveaxis(y.reshape(shape), -1, ax).astype(res, copy=False)
+
+
+def _softmax_family(x, axis, temperature, split_every, log, where=None):
     x = _asdask(x)
     ax = _axis(axis, x.ndim)
     comp, res = _dtypes(x.dtype)
     scale = 1.0 / positive_scalar(temperature, "temperature")
-    st = lse_state(x, ax, temperature=temperature, split_every=split_every)
     ind = tuple(range(x.ndim))
     sind = tuple(i for i in ind if i != ax)
+    if where is not None:
+        w = _mask_like(where, x)
+        st = lse_state(x, ax, temperature=temperature, split_every=split_every, where=w)
+        return _da.blockwise(_write_block_masked, ind, x, ind, w, ind, st, sind, ax=ax,
+                             scale=scale, log=log, comp=comp, res=res, dtype=res,
+                             meta=np.empty((0,) * x.ndim, res))
+    st = lse_state(x, ax, temperature=temperature, split_every=split_every)
     return _da.blockwise(_write_block, ind, x, ind, st, sind, ax=ax, scale=scale, log=log,
                          comp=comp, res=res, dtype=res, meta=np.empty((0,) * x.ndim, res))
 
 
-def softmax(x, axis=-1, *, temperature=1.0, split_every=None):
+def softmax(x, axis=-1, *, temperature=1.0, split_every=None, where=None):
     r"""Softmax of a dask array along `axis` (lazy): ``exp(x/T - LSE(x/T))``.
 
     The LSE of each row is merged across the chunks of `axis` and broadcast
     back; each output chunk is written by the C kernels on the worker that
     holds the logits chunk.  Same values as :func:`csoftmax.softmax` (float32
-    within a few ULP)."""
-    return _softmax_family(x, axis, temperature, split_every, False)
+    within a few ULP).  `where` (dask or numpy, broadcast against `x` and
+    rechunked to its chunks): the entries to include, as
+    :func:`csoftmax.softmax`'s -- read by the masked kernels chunk by chunk;
+    excluded entries give 0."""
+    return _softmax_family(x, axis, temperature, split_every, False, where)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0, split_every=None):
+def log_softmax(x, axis=-1, *, temperature=1.0, split_every=None, where=None):
     r"""Log-softmax of a dask array along `axis` (lazy): ``x/T - LSE(x/T)``;
-    see :func:`softmax`."""
-    return _softmax_family(x, axis, temperature, split_every, True)
+    see :func:`softmax` (excluded entries give -inf)."""
+    return _softmax_family(x, axis, temperature, split_every, True, where)
 
 
 # ---------------------------------------------------------------------------

@@ -64,18 +64,36 @@ def _call(f, shapes, *args, vmap_method="sequential"):
 # ---------------------------------------------------------------------------
 # softmax / log_softmax
 
-def _sm_host(x, axis, temperature, log, dtype):
+def _mask(where, x):
+    """where= as a bool array of x's rank (leading 1s added, no broadcast
+    copy: the host broadcasts it, also under vmap's added leading axes).
+    Bool, or numbers read as nonzero = included (numpy's ufunc rule)."""
+    if where is None:
+        return None
+    w = _jnp.asarray(where)
+    if w.dtype != _jnp.bool_:
+        w = w != 0
+    if w.ndim > x.ndim:
+        raise ValueError(f"where with shape {w.shape} does not broadcast to the "
+                         f"input's shape {x.shape}")
+    return w.reshape((1,) * (x.ndim - w.ndim) + w.shape)
+
+
+def _sm_host(x, w, axis, temperature, log, dtype):
     f = _api.log_softmax if log else _api.softmax
-    return np.asarray(f(_host(x), axis=axis, temperature=temperature)).astype(dtype, copy=False)
+    return np.asarray(f(_host(x), axis=axis, temperature=temperature,
+                        where=w)).astype(dtype, copy=False)
 
 
-def _sm_bwd_host(y, g, axis, temperature, log, dtype):
+def _sm_bwd_host(y, g, w, axis, temperature, log, dtype):
     y, g = _host(y), _host(g)
     if len(axis) == 1:
         f = _losses.log_softmax_backward if log else _losses.softmax_backward
-        r = f(y, g.astype(y.dtype, copy=False), axis=axis[0])
+        r = f(y, g.astype(y.dtype, copy=False), axis=axis[0], where=w)
     else:
         y64, g64 = y.astype(np.float64), g.astype(np.float64)
+        if w is not None:       # y is 0 / -inf at excluded entries; drop their g
+            g64 = np.where(np.asarray(w, dtype=bool), g64, 0.0)
         if log:
             r = g64 - np.exp(y64) * g64.sum(axis=axis, keepdims=True)
         else:
@@ -86,23 +104,24 @@ def _sm_bwd_host(y, g, axis, temperature, log, dtype):
     return r.astype(dtype, copy=False)
 
 
-@functools.partial(_jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _softmax(x, axis, temperature, log):
+@functools.partial(_jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _softmax(x, w, axis, temperature, log):
     return _call(functools.partial(_sm_host, axis=axis, temperature=temperature, log=log,
                                    dtype=x.dtype),
-                 _sds(x.shape, x.dtype), x, vmap_method="expand_dims")
+                 _sds(x.shape, x.dtype), x, w, vmap_method="expand_dims")
 
 
-def _softmax_fwd(x, axis, temperature, log):
-    y = _softmax(x, axis, temperature, log)
-    return y, y
+def _softmax_fwd(x, w, axis, temperature, log):
+    y = _softmax(x, w, axis, temperature, log)
+    return y, (y, w)
 
 
-def _softmax_bwd(axis, temperature, log, y, g):
+def _softmax_bwd(axis, temperature, log, res, g):
+    y, w = res
     gx = _call(functools.partial(_sm_bwd_host, axis=axis, temperature=temperature, log=log,
                                  dtype=y.dtype),
-               _sds(y.shape, y.dtype), y, g, vmap_method="expand_dims")
-    return (gx,)
+               _sds(y.shape, y.dtype), y, g, w, vmap_method="expand_dims")
+    return (gx, None)
 
 
 _softmax.defvjp(_softmax_fwd, _softmax_bwd)
@@ -113,31 +132,39 @@ def _neg_axes(axis, ndim):
     return tuple(a - ndim for a in normalize_axes(axis, ndim))
 
 
-def softmax(x, axis=-1, *, temperature=1.0):
+def softmax(x, axis=-1, where=None, *, temperature=1.0):
     r"""Differentiable :func:`csoftmax.softmax` (``exp(x/T - LSE(x/T))``)
     along `axis` (int, tuple or None); same values as
-    ``jax.nn.softmax(x / temperature, axis)``."""
+    ``jax.nn.softmax(x / temperature, axis, where=where)``: excluded
+    elements give 0 (and a zero gradient), a slice with nothing included
+    all 0."""
     x = _floating(x)
-    return _softmax(x, _neg_axes(axis, x.ndim), float(temperature), False)
+    return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim), float(temperature), False)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0):
+def log_softmax(x, axis=-1, where=None, *, temperature=1.0):
     r"""Differentiable :func:`csoftmax.log_softmax` (``x/T - LSE(x/T)``) along
-    `axis`; same values as ``jax.nn.log_softmax(x / temperature, axis)``."""
+    `axis`; same values as ``jax.nn.log_softmax(x / temperature, axis,
+    where=where)`` (excluded elements: -inf, zero gradient)."""
     x = _floating(x)
-    return _softmax(x, _neg_axes(axis, x.ndim), float(temperature), True)
+    return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim), float(temperature), True)
 
 
 # ---------------------------------------------------------------------------
 # logsumexp
 
-def _lse_host(x, axis, keepdims, dtype):
-    return np.asarray(_api.logsumexp(_host(x), axis=axis, keepdims=keepdims)).astype(dtype)
+def _lse_host(x, w, axis, keepdims, dtype):
+    return np.asarray(_api.logsumexp(_host(x), axis=axis, keepdims=keepdims,
+                                     where=w)).astype(dtype)
 
 
-def _lse_bwd_host(x, g, axis, keepdims, dtype):
+def _lse_bwd_host(x, g, w, axis, keepdims, dtype):
     x, g = _host(x), _host(g)
-    if len(axis) == 1 and x.size:
+    if w is not None:
+        if not keepdims:
+            g = np.expand_dims(g, axis)
+        r = np.asarray(_api.softmax(x, axis=axis, where=w), dtype=np.float64) * g
+    elif len(axis) == 1 and x.size:
         r = _losses.logsumexp_backward(x, g, axis=axis[0])
     else:
         if not keepdims:
@@ -153,44 +180,47 @@ def _lse_shape(shape, axis, keepdims):
     return tuple(s for i, s in enumerate(shape) if i not in ax)
 
 
-@functools.partial(_jax.custom_vjp, nondiff_argnums=(1, 2))
-def _logsumexp(x, axis, keepdims):
+@functools.partial(_jax.custom_vjp, nondiff_argnums=(2, 3))
+def _logsumexp(x, w, axis, keepdims):
     return _call(functools.partial(_lse_host, axis=axis, keepdims=keepdims, dtype=x.dtype),
-                 _sds(_lse_shape(x.shape, axis, keepdims), x.dtype), x,
+                 _sds(_lse_shape(x.shape, axis, keepdims), x.dtype), x, w,
                  vmap_method="expand_dims")
 
 
-def _logsumexp_fwd(x, axis, keepdims):
-    return _logsumexp(x, axis, keepdims), x
+def _logsumexp_fwd(x, w, axis, keepdims):
+    return _logsumexp(x, w, axis, keepdims), (x, w)
 
 
-def _logsumexp_bwd(axis, keepdims, x, g):
+def _logsumexp_bwd(axis, keepdims, res, g):
+    x, w = res
     gx = _call(functools.partial(_lse_bwd_host, axis=axis, keepdims=keepdims, dtype=x.dtype),
-               _sds(x.shape, x.dtype), x, g)
-    return (gx,)
+               _sds(x.shape, x.dtype), x, g, w)
+    return (gx, None)
 
 
 _logsumexp.defvjp(_logsumexp_fwd, _logsumexp_bwd)
 
 
-def logsumexp(x, axis=None, keepdims=False):
+def logsumexp(x, axis=None, keepdims=False, *, where=None):
     r"""Differentiable :func:`csoftmax.logsumexp` over `axis` (None: all
     axes, as ``jax.scipy.special.logsumexp``).  The gradient
-    ``softmax(x) * g`` is one fused kernel pass."""
+    ``softmax(x) * g`` is one fused kernel pass.  ``where=`` as
+    ``jax.nn.logsumexp``'s: excluded elements are left out (nothing
+    included: -inf, gradient 0)."""
     x = _floating(x)
-    return _logsumexp(x, _neg_axes(axis, x.ndim), bool(keepdims))
+    return _logsumexp(x, _mask(where, x), _neg_axes(axis, x.ndim), bool(keepdims))
 
 
 # ---------------------------------------------------------------------------
 # cross_entropy
 
-def _ce_host(x, t, w, *, opts, dtype, grad):
+def _ce_host(x, t, w, m, *, opts, dtype, grad):
     x = _host(x)
     t = np.asarray(t)
     if t.dtype.kind == "f":
         t = _host(t)
     w = None if w is None else _host(w)
-    r = _losses.cross_entropy(x, t, weight=w, return_grad=grad, **opts)
+    r = _losses.cross_entropy(x, t, weight=w, return_grad=grad, where=m, **opts)
     if grad:
         loss, g = r
         return np.asarray(loss).astype(dtype), np.asarray(g).astype(dtype, copy=False)
@@ -219,16 +249,16 @@ def _loss_shape(x, t, opts):
     return tuple(s for i, s in enumerate(x.shape) if i != ax)
 
 
-@functools.partial(_jax.custom_vjp, nondiff_argnums=(3,))
-def _cross_entropy(x, t, w, opts):
+@functools.partial(_jax.custom_vjp, nondiff_argnums=(4,))
+def _cross_entropy(x, t, w, m, opts):
     return _call(functools.partial(_ce_host, opts=dict(opts), dtype=x.dtype, grad=False),
-                 _sds(_loss_shape(x, t, dict(opts)), x.dtype), x, t, w)
+                 _sds(_loss_shape(x, t, dict(opts)), x.dtype), x, t, w, m)
 
 
-def _cross_entropy_fwd(x, t, w, opts):
+def _cross_entropy_fwd(x, t, w, m, opts):
     o = dict(opts)
     loss, g = _call(functools.partial(_ce_host, opts=o, dtype=x.dtype, grad=True),
-                    (_sds(_loss_shape(x, t, o), x.dtype), _sds(x.shape, x.dtype)), x, t, w)
+                    (_sds(_loss_shape(x, t, o), x.dtype), _sds(x.shape, x.dtype)), x, t, w, m)
     return loss, (g, x, t, w)
 
 
@@ -244,14 +274,14 @@ def _cross_entropy_bwd(opts, res, ct):
                    _sds(x.shape, t.dtype), x, w)
         gt = tg * scale.astype(t.dtype)
     gw = None if w is None else _jnp.zeros_like(w)
-    return gx, gt, gw
+    return gx, gt, gw, None
 
 
 _cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0, temperature=1.0):
+                  reduction="mean", label_smoothing=0.0, temperature=1.0, where=None):
     r"""Differentiable :func:`csoftmax.cross_entropy` (all its options; class
     axis `axis`, default last as in optax).
 
@@ -264,6 +294,9 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     Validation happens in the host callback: bad class indices raise when
     the computation runs (under :func:`jax.jit` that surfaces as an
     ``XlaRuntimeError`` carrying csoftmax's message).
+
+    ``where=``: the classes to include (as :func:`csoftmax.cross_entropy`'s;
+    the loss over ``jax.nn.log_softmax(x, where=where)``).
     """
     x = _floating(logits)
     t = _jnp.asarray(target)
@@ -273,4 +306,4 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     w = None if weight is None else _jnp.asarray(weight, dtype=x.dtype)
     opts = (("axis", ax), ("ignore_index", int(ignore_index)), ("reduction", reduction),
             ("label_smoothing", float(label_smoothing)), ("temperature", float(temperature)))
-    return _cross_entropy(x, t, w, opts)
+    return _cross_entropy(x, t, w, _mask(where, x), opts)

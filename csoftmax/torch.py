@@ -58,7 +58,7 @@ import warnings
 import numpy as np
 from torch.autograd.function import once_differentiable as _once
 
-from . import _api, _lce, _losses, _margin
+from . import _api, _lce, _losses, _margin, _validate
 from ._validate import bfloat16_dtype as _bfloat16_dtype
 
 __all__ = ["softmax", "log_softmax", "softmin", "logsumexp", "cross_entropy", "nll_loss",
@@ -173,11 +173,12 @@ def _class_dim(input, dim):
 
 class _Softmax(_torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dim, temperature, log):
+    def forward(ctx, x, dim, temperature, log, where=None):
         xa = _np(x)
-        y = (_api.log_softmax if log else _api.softmax)(xa, axis=dim, temperature=temperature)
+        y = (_api.log_softmax if log else _api.softmax)(xa, axis=dim, temperature=temperature,
+                                                        where=where)
         out = _tt(y, x)
-        ctx.dim, ctx.temperature, ctx.log = dim, temperature, log
+        ctx.dim, ctx.temperature, ctx.log, ctx.where = dim, temperature, log, where
         ctx.save_for_backward(out)
         return out
 
@@ -188,17 +189,20 @@ class _Softmax(_torch.autograd.Function):
         f = _losses.log_softmax_backward if ctx.log else _losses.softmax_backward
         ya, ga = _np(y, "output"), _np(g, "grad_output")
         if isinstance(ctx.dim, tuple):
-            gx = _tuple_bwd(ya, ga, ctx.dim, ctx.log)
+            gx = _tuple_bwd(ya, ga, ctx.dim, ctx.log, ctx.where)
         else:
-            gx = f(ya, ga.astype(ya.dtype, copy=False), axis=ctx.dim)
+            gx = f(ya, ga.astype(ya.dtype, copy=False), axis=ctx.dim, where=ctx.where)
         if ctx.temperature != 1.0:
             gx = np.multiply(gx, 1.0 / ctx.temperature, out=gx, casting="unsafe")
-        return _tt(gx, y), None, None, None
+        return _tt(gx, y), None, None, None, None
 
 
-def _tuple_bwd(y, g, dims, log):
-    """VJP for a softmax over several axes (rare): float64 NumPy."""
+def _tuple_bwd(y, g, dims, log, where=None):
+    """VJP for a softmax over several axes (rare): float64 NumPy (masked
+    entries: y is 0 / -inf there, and their dy is left out)."""
     y64, g64 = y.astype(np.float64), g.astype(np.float64)
+    if where is not None:
+        g64 = np.where(np.asarray(where, dtype=bool), g64, 0.0)
     if log:
         r = g64 - np.exp(y64) * g64.sum(axis=dims, keepdims=True)
     else:
@@ -206,20 +210,30 @@ def _tuple_bwd(y, g, dims, log):
     return r.astype(y.dtype)
 
 
-def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name):
+def _mask(where, x):
+    """where= (a bool tensor or array_like) as a byte array broadcast to x's
+    shape (no copy for bool / uint8 CPU tensors)."""
+    if where is None:
+        return None
+    return _validate.as_mask(_np(where, "where"), tuple(x.shape))
+
+
+def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name, where=None):
     _tensor(input)
     if dim is None:
         dim = _implicit_dim(name, input.dim(), stacklevel + 1)
     x = _cast(input, dtype)
     dim, T = _dim(dim), float(temperature)
+    w = _mask(where, x)
     if x.dim() == 0:
         # one element: run it as a 1-element vector (reshape is differentiable)
         _scalar_dims(dim)
-        return _Softmax.apply(x.reshape(1), 0, T, log).reshape(())
-    return _Softmax.apply(x, dim, T, log)
+        return _Softmax.apply(x.reshape(1), 0, T, log,
+                              None if w is None else w.reshape(1)).reshape(())
+    return _Softmax.apply(x, dim, T, log, w)
 
 
-def softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
+def softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0, where=None):
     r"""Differentiable :func:`csoftmax.softmax` of a CPU tensor along `dim`
     (``exp(x/T - LSE(x/T))``; an int or a tuple of dims), with the signature
     of :func:`torch.nn.functional.softmax`.  Same result as
@@ -227,16 +241,23 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
     accumulated in float64 (within 1 ULP of the exact result).
 
     ``dim=None`` takes torch's legacy implicit dim (with its warning);
-    `dtype` casts the input first; a 0-d input is one element (result 1)."""
-    return _softmax_family(input, dim, _stacklevel, dtype, temperature, False, "softmax")
+    `dtype` casts the input first; a 0-d input is one element (result 1).
+    ``where=`` (a bool tensor broadcastable to `input`, as
+    :func:`csoftmax.softmax`'s `where`): excluded elements are left out of
+    the normalisation and give 0; their gradient is 0."""
+    return _softmax_family(input, dim, _stacklevel, dtype, temperature, False, "softmax",
+                           where)
 
 
-def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0,
+                where=None):
     r"""Differentiable :func:`csoftmax.log_softmax` of a CPU tensor along `dim`
     (``x/T - LSE(x/T)``), with the signature of
     :func:`torch.nn.functional.log_softmax`.  Same result as
-    ``F.log_softmax(input / temperature, dim, dtype=dtype)``."""
-    return _softmax_family(input, dim, _stacklevel, dtype, temperature, True, "log_softmax")
+    ``F.log_softmax(input / temperature, dim, dtype=dtype)``.  ``where=``:
+    excluded elements give -inf and a zero gradient (see :func:`softmax`)."""
+    return _softmax_family(input, dim, _stacklevel, dtype, temperature, True, "log_softmax",
+                           where)
 
 
 def softmin(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
@@ -254,10 +275,10 @@ def softmin(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
 
 class _LogSumExp(_torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dim, keepdim):
+    def forward(ctx, x, dim, keepdim, where=None):
         xa = _np(x)
-        r = _api.logsumexp(xa, axis=dim, keepdims=keepdim)
-        ctx.dim, ctx.keepdim = dim, keepdim
+        r = _api.logsumexp(xa, axis=dim, keepdims=keepdim, where=where)
+        ctx.dim, ctx.keepdim, ctx.where = dim, keepdim, where
         ctx.save_for_backward(x)
         return _tt(r, x)
 
@@ -268,30 +289,37 @@ class _LogSumExp(_torch.autograd.Function):
         xa, ga = _np(x), _np(g, "grad_output")
         dim = ctx.dim
         axes = _api.normalize_axes(dim, xa.ndim)
-        if len(axes) == 1 and xa.size:
+        if len(axes) == 1 and xa.size and ctx.where is None:
             # one fused pass: softmax(x) * dy written by the kernels
             gx = _losses.logsumexp_backward(xa, ga, axis=axes[0])
         else:
             if not ctx.keepdim:
                 ga = np.expand_dims(ga, axes)
-            gx = (_api.softmax(xa, axis=axes).astype(np.float64) * ga).astype(xa.dtype)
-        return _tt(gx, x), None, None
+            # (masked: softmax(where=) is 0 at excluded entries, also where
+            # a reduction keeps nothing)
+            gx = (_api.softmax(xa, axis=axes, where=ctx.where).astype(np.float64)
+                  * ga).astype(xa.dtype)
+        return _tt(gx, x), None, None, None
 
 
-def logsumexp(input, dim=None, keepdim=False):
+def logsumexp(input, dim=None, keepdim=False, *, where=None):
     r"""Differentiable :func:`csoftmax.logsumexp` of a CPU tensor over `dim`
     (an int, a tuple of dims or None for all), as :func:`torch.logsumexp`.
     torch's `dim` has no default; here the default is csoftmax's own, all
     dims (as :func:`csoftmax.logsumexp`, ``csoftmax.jax`` and
     ``csoftmax.dask``; pass ``dim=-1`` for the last).  A 0-d input is
     one element (dim 0, -1, ``(0,)``; the result is the input).
-    The gradient is ``softmax(x) * grad_output`` (one fused kernel pass)."""
+    The gradient is ``softmax(x) * grad_output`` (one fused kernel pass).
+    ``where=``: a bool tensor of included elements, as
+    :func:`csoftmax.logsumexp`'s (nothing included: -inf, gradient 0)."""
     _tensor(input)
     dim, keepdim = _dim(dim), bool(keepdim)
+    w = _mask(where, input)
     if input.dim() == 0:
         _scalar_dims(dim)
-        return _LogSumExp.apply(input.reshape(1), 0, keepdim).reshape(())
-    return _LogSumExp.apply(input, dim, keepdim)
+        return _LogSumExp.apply(input.reshape(1), 0, keepdim,
+                                None if w is None else w.reshape(1)).reshape(())
+    return _LogSumExp.apply(input, dim, keepdim, w)
 
 
 # ---------------------------------------------------------------------------
@@ -300,11 +328,13 @@ def logsumexp(input, dim=None, keepdim=False):
 class _CrossEntropy(_torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, target, weight, dim, ignore_index, reduction,
-                label_smoothing, temperature):
+                label_smoothing, temperature, where=None):
         xa, ta = _np(x), _np(target, "target")
         wa = None if weight is None else _np(weight, "weight")
         kw = dict(axis=dim, weight=wa, ignore_index=ignore_index, reduction=reduction,
                   label_smoothing=label_smoothing, temperature=temperature)
+        if where is not None:
+            kw["where"] = where
         need_x = ctx.needs_input_grad[0]
         need_t = ctx.needs_input_grad[1]
         if need_x:
@@ -345,12 +375,12 @@ class _CrossEntropy(_torch.autograd.Function):
                 gt = gt * g.unsqueeze(ctx.dim).to(gt.dtype)
             else:
                 gt = gt * g.to(gt.dtype)
-        return gx, gt, None, None, None, None, None, None
+        return gx, gt, None, None, None, None, None, None, None
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
                   reduce=None, reduction="mean", label_smoothing=0.0, *, dim=None,
-                  temperature=1.0):
+                  temperature=1.0, where=None):
     r"""Differentiable :func:`csoftmax.cross_entropy` with the signature of
     :func:`torch.nn.functional.cross_entropy`.
 
@@ -366,13 +396,16 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     the fused kernel (only when `input` requires grad) and scaled by
     ``grad_output`` in backward.  Probability targets that require grad get
     ``-(1-eps) w_c log p_c`` (divided by N for 'mean'); `weight` is not
-    differentiated.
+    differentiated.  ``where=``: a bool tensor of the classes to include
+    (broadcast against `input`), as :func:`csoftmax.cross_entropy`'s
+    (class-index targets, no smoothing; a target on an excluded class gives
+    +inf loss and no gradient).
     """
     _tensor(input)
     reduction = _legacy_reduction(size_average, reduce, reduction)
     return _CrossEntropy.apply(input, target, weight, _class_dim(input, dim),
                                int(ignore_index), reduction, float(label_smoothing),
-                               float(temperature))
+                               float(temperature), _mask(where, input))
 
 
 class CrossEntropyLoss(_torch.nn.Module):

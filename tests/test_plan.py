@@ -370,11 +370,64 @@ def test_avoid_takes_the_next_path(isa):
 # ---------------------------------------------------------------------------
 # every kernel the table has is reached by some case
 
+# where= masks: one path per layout (float32 softmax rows: the fused masked
+# kernel where the table has it); the call reaches it
+MASKED_CASES = [
+    ("softmax", (8192, 1000), -1, {("avx2", "float32"): "MASKED_FUSED",
+                                   ("avx2", "float64"): "MASKED_ROWS",
+                                   "other": "MASKED_ROWS"}),
+    ("softmax", (262144, 10), -1, {("avx2", "float32"): "MASKED_FUSED",
+                                   ("avx2", "float64"): "MASKED_ROWS",
+                                   "other": "MASKED_ROWS"}),
+    ("softmax", (4, 2_000_000), -1, "MASKED_ROWS"),
+    ("log_softmax", (8192, 1000), -1, "MASKED_ROWS"),
+    ("logsumexp", (8192, 1000), -1, "MASKED_ROWS"),
+    ("softmax", (32, 21, 128), 1, "MASKED_COLS"),
+    ("log_softmax", (32, 21, 128), 0, "MASKED_COLS"),
+    ("logsumexp", (32, 21, 128), 1, "MASKED_COLS"),
+    ("softmax_backward", (512, 100), -1, "MASKED_ROWS"),
+    ("log_softmax_backward", (512, 100), -1, "MASKED_ROWS"),
+    ("log_softmax_backward", (64, 100, 32), 1, "MASKED_COLS"),
+    ("cross_entropy", (8192, 1000), -1, {("avx2", "float32"): "MASKED_FUSED",
+                                         ("avx2", "float64"): "MASKED_ROWS",
+                                         "other": "MASKED_ROWS"}),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("case", MASKED_CASES, ids=lambda c: f"{c[0]}-{'x'.join(map(str, c[1]))}-ax{c[2]}")
+def test_masked_path(case, dtype, isa):
+    op, shape, axis, want = case
+    p = _core.plan(op, shape, dtype, axis, where=True)
+    assert p["path"] == _expected(want, isa, dtype), p
+    present = {name for name, on in _core.kernel_list() if on[isa]}
+    assert set(p["kernels"]) <= present, p
+    if np.prod(shape) > 3_000_000:
+        return
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.random(shape) < 0.5
+    fn = getattr(csoftmax, op)
+    if op == "cross_entropy":
+        t = np.argmax(np.where(w, 1.0, 0.0), axis=axis)
+        fn(x, t, axis=axis, where=w, return_grad=True)
+    elif op.endswith("_backward"):
+        fn(x, x, axis=axis, where=w)
+    else:
+        fn(x, axis=axis, where=w)
+    assert _core._last_plan() == (op, p["path"])
+
+
 def test_every_kernel_is_planned(isa):
     named = set()
     for dtype in FLOATS:
         for op, shape, axis, kw, threads, _ in CASES:
             named.update(_core.plan(op, shape, dtype, axis, threads=threads, **kw)["kernels"])
+        for op, shape, axis, _ in MASKED_CASES:
+            named.update(_core.plan(op, shape, dtype, axis, where=True)["kernels"])
+            if op == "softmax" and axis == -1:
+                with _core.forced(op, "MASKED_ROWS"):
+                    named.update(_core.plan(op, shape, dtype, axis, where=True)["kernels"])
         for op, path in FORCED:
             shape, axis = _forced_case(op, path)
             try:

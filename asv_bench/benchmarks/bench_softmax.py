@@ -301,3 +301,40 @@ class KernelPaths:
 
     def time_path(self, op_path, dtype):
         self.fn()
+
+
+class Masks:
+    """where= masks (issue #16): the masked call against the unmasked one,
+    float32 8192x1000, 1 thread; mask "none" (the unmasked call), "full"
+    (a bool mask of x's shape) or "vocab" (shape (1000,), broadcast along
+    rows).  Skipped on commits without where=."""
+    params = [["softmax", "log_softmax", "logsumexp", "cross_entropy"],
+              ["none", "full", "vocab"]]
+    param_names = ["op", "mask"]
+
+    def setup(self, op, mask):
+        import inspect
+        if "where" not in inspect.signature(csoftmax.softmax).parameters:
+            raise NotImplementedError("no where= in this commit")
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((8192, 1000)).astype(np.float32)
+        w = {"none": None, "full": rng.random(x.shape) < 0.8,
+             "vocab": rng.random(1000) < 0.8}[mask]
+        self._prev = csoftmax.get_num_threads()
+        csoftmax.set_num_threads(1)
+        out = np.empty_like(x)
+        if op == "cross_entropy":
+            keep = np.ones(x.shape, bool) if w is None else np.broadcast_to(w, x.shape)
+            t = np.argmax(np.where(keep, rng.random(x.shape), -1), axis=1)
+            self.fn = lambda: csoftmax.cross_entropy(x, t, where=w, return_grad=True)
+        elif op == "logsumexp":
+            self.fn = lambda: csoftmax.logsumexp(x, axis=-1, where=w)
+        else:
+            f = getattr(csoftmax, op)
+            self.fn = lambda: f(x, out=out, where=w)
+
+    def teardown(self, *params):
+        csoftmax.set_num_threads(self._prev)
+
+    def time_masked(self, op, mask):
+        self.fn()

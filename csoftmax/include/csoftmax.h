@@ -362,6 +362,89 @@ static inline uint16_t csm_f32_to_bf16(float f)
         return (uint16_t)((v.u >> 16) | 0x40u);
     return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
+/* Masked row kernels (where=): as lse_rows / softmax_rows / log_softmax_rows,
+ * with a byte mask read in the same pass as x: element i of row r takes
+ * part iff mask[r * mask_row_stride + i] != 0 (mask elements contiguous
+ * within a row; mask_row_stride 0: one mask for every row, e.g. a padded
+ * vocabulary).  Masked elements are never used as numbers (a NaN or inf
+ * there does not reach the result): they are left out of the max and the
+ * sum, the write passes give 0 (softmax) / -inf (log_softmax) there.  A
+ * row with no element kept has count 0 (finalize: max -inf, log_sum 0), so
+ * LSE -inf, softmax 0, log_softmax -inf -- jax.nn's where= semantics.
+ * lse_rows_masked: w (may be NULL) as in lse_rows_pw, the destination of
+ * the write pass that follows, fetched for writing (a hint).
+ * softmax_fused_rows_masked_f32: the whole masked softmax of each row with
+ * one exp per element, as softmax_fused_rows_f32 (AVX2 / AVX-512, NULL in
+ * the other tables); x and y may be the same memory.  states (NULL: not
+ * wanted) receives each row's reduction state, that of lse_rows_masked to
+ * within rounding (the cross-entropy loss of where=). */
+typedef void csm_lse_rows_masked_f32_fn(const float *x, ptrdiff_t n_rows,
+                                        ptrdiff_t n, ptrdiff_t row_stride,
+                                        const unsigned char *mask,
+                                        ptrdiff_t mask_row_stride, double scale,
+                                        csm_lse_state *states, const float *w,
+                                        ptrdiff_t w_row_stride);
+typedef csm_lse_rows_masked_f32_fn *csm_lse_rows_masked_f32;
+typedef void csm_lse_rows_masked_f64_fn(const double *x, ptrdiff_t n_rows,
+                                        ptrdiff_t n, ptrdiff_t row_stride,
+                                        const unsigned char *mask,
+                                        ptrdiff_t mask_row_stride, double scale,
+                                        csm_lse_state *states, const double *w,
+                                        ptrdiff_t w_row_stride);
+typedef csm_lse_rows_masked_f64_fn *csm_lse_rows_masked_f64;
+typedef void csm_write_rows_masked_f32_fn(const float *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,
+        ptrdiff_t mask_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride);
+typedef csm_write_rows_masked_f32_fn *csm_write_rows_masked_f32;
+typedef void csm_softmax_fused_rows_masked_f32_fn(const float *x,
+        ptrdiff_t n_rows, ptrdiff_t n, ptrdiff_t x_row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride, double scale,
+        double alpha, float *y, ptrdiff_t y_row_stride, csm_lse_state *states);
+typedef csm_softmax_fused_rows_masked_f32_fn *csm_softmax_fused_rows_masked_f32;
+typedef void csm_write_rows_masked_f64_fn(const double *x, ptrdiff_t n_rows,
+        ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,
+        ptrdiff_t mask_row_stride, double scale, const double *max,
+        const double *log_sum, double alpha, double *y, ptrdiff_t y_row_stride);
+typedef csm_write_rows_masked_f64_fn *csm_write_rows_masked_f64;
+/* Masked column variants (non-last axis): element (i, j) of an (n, n_cols)
+ * block, x[i * row_stride + j], mask[i * mask_row_stride + j * mask_col_stride]
+ * (either stride may be 0: a broadcast mask); states / max / log_sum
+ * indexed by column j. */
+typedef void csm_lse_cols_masked_f32_fn(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t row_stride, const unsigned char *mask,
+        ptrdiff_t mask_row_stride, ptrdiff_t mask_col_stride, double scale,
+        csm_lse_state *states);
+typedef csm_lse_cols_masked_f32_fn *csm_lse_cols_masked_f32;
+typedef void csm_lse_cols_masked_f64_fn(const double *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t row_stride, const unsigned char *mask,
+        ptrdiff_t mask_row_stride, ptrdiff_t mask_col_stride, double scale,
+        csm_lse_state *states);
+typedef csm_lse_cols_masked_f64_fn *csm_lse_cols_masked_f64;
+typedef void csm_write_cols_masked_f32_fn(const float *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,
+        ptrdiff_t mask_row_stride, ptrdiff_t mask_col_stride, double scale,
+        const double *max, const double *log_sum, double alpha, float *y,
+        ptrdiff_t y_row_stride);
+typedef csm_write_cols_masked_f32_fn *csm_write_cols_masked_f32;
+typedef void csm_write_cols_masked_f64_fn(const double *x, ptrdiff_t n_cols,
+        ptrdiff_t n, ptrdiff_t x_row_stride, const unsigned char *mask,
+        ptrdiff_t mask_row_stride, ptrdiff_t mask_col_stride, double scale,
+        const double *max, const double *log_sum, double alpha, double *y,
+        ptrdiff_t y_row_stride);
+typedef csm_write_cols_masked_f64_fn *csm_write_cols_masked_f64;
+/* Masked backward over n_rows rows of length n (y, dy, o rows y_row_stride
+ * apart, contiguous within a row; the mask as for the masked row kernels):
+ * the sums run over kept elements only and o = 0 at masked ones (whatever
+ * y and dy hold there).  o may be the same memory as y or dy. */
+typedef void csm_bwd_rows_masked_f32_fn(const float *y, const float *dy, float *o,
+        ptrdiff_t n_rows, ptrdiff_t n, ptrdiff_t row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride);
+typedef csm_bwd_rows_masked_f32_fn *csm_bwd_rows_masked_f32;
+typedef void csm_bwd_rows_masked_f64_fn(const double *y, const double *dy, double *o,
+        ptrdiff_t n_rows, ptrdiff_t n, ptrdiff_t row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride);
+typedef csm_bwd_rows_masked_f64_fn *csm_bwd_rows_masked_f64;
 
 /* The kernel table: one function pointer per line of csoftmax_kernels.def,
  * in that order (NULL where an ISA has no such kernel). */
