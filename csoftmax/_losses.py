@@ -14,6 +14,9 @@ from ._api import _mask_view, _plan, _reduce, _softmax_family
 from ._validate import (as_input, as_mask, check_out, half_kind, integer, may_write_directly,
                         normalize_axes, positive_scalar, reshape_view)
 
+# the dtype advice of check_out for functions without a dtype= argument
+_NO_DTYPE = "the result dtype follows the inputs' dtypes; this function has no dtype="
+
 __all__ = ["cross_entropy", "nll_loss", "softmax_backward",
            "log_softmax_backward", "logsumexp_backward"]
 
@@ -304,7 +307,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
                          f"with class axis {ax}")
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out= needs return_grad=True")
-    check_out(grad_out, a.shape, res, "grad_out")
+    check_out(grad_out, a.shape, res, "grad_out", _NO_DTYPE)
     if C == 0:
         raise ValueError("logits have no classes (the class axis has length 0)")
     N = int(np.prod(tshape, dtype=np.int64))
@@ -543,7 +546,7 @@ def _bwd_inputs(y, dy, axis, out, names):
     elif dres != res and dres != np.float16:
         comp, res = np.result_type(comp, dcomp), np.result_type(res, dres)
     ax = _class_axis(a, axis, names[0])
-    check_out(out, a.shape, res)
+    check_out(out, a.shape, res, "out", _NO_DTYPE)
     return a, d, comp, res, ax
 
 
@@ -710,7 +713,7 @@ def logsumexp_backward(x: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
     if d.shape not in (tshape, kshape):
         raise ValueError(f"dy has shape {d.shape}, expected {tshape} (or {kshape}) "
                          f"for x of shape {a.shape} with axis {ax}")
-    check_out(out, a.shape, res)
+    check_out(out, a.shape, res, "out", _NO_DTYPE)
     dv = np.ascontiguousarray(d, dtype=np.float64).reshape(-1)
     if a.size == 0:
         g = np.empty(a.shape, dtype=res)

@@ -260,7 +260,8 @@ def _one_axis(a, ndim):
     return a % ndim
 
 
-def check_out(out, shape, dtype, name="out"):
+def check_out(out, shape, dtype, name="out",
+              hint="pass dtype= to choose another result dtype"):
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
@@ -268,8 +269,7 @@ def check_out(out, shape, dtype, name="out"):
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}, expected {tuple(shape)}")
     if out.dtype != dtype:
-        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype} "
-                        "(pass dtype= to choose another result dtype)")
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype} ({hint})")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return out
@@ -339,6 +339,8 @@ def as_mask(where, shape, name="where"):
         except (TypeError, ValueError, BufferError):
             m = np.asarray(where)
     k = m.dtype.kind
+    if half_kind(m.dtype) == 2:     # ml_dtypes.bfloat16: a number like float16
+        k = "f"
     if k not in "biuf":
         raise TypeError(f"{name} must be a boolean array (or numbers, read as "
                         f"nonzero = kept), got dtype {m.dtype}")

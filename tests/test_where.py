@@ -318,6 +318,20 @@ def test_mask_dtypes_and_errors(rng):
     assert np.all(out == 7.0)   # nothing written on error
 
 
+
+def test_half_precision_masks(rng):
+    """float16 and bfloat16 masks are numbers like the others: nonzero = kept
+    (a bfloat16 mask was refused once: its dtype kind is not 'f')."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = rng.standard_normal((4, 10))
+    w = rng.random((4, 10)) < 0.5
+    want = cs.softmax(x, where=w)
+    for dt in (np.float16, ml_dtypes.bfloat16):
+        m = (w * 3).astype(dt)
+        np.testing.assert_array_equal(cs.softmax(x, where=m), want)
+        np.testing.assert_array_equal(cs.log_softmax(x.astype(dt), where=m),
+                                      cs.log_softmax(x.astype(dt), where=w))
+
 def test_out_overlapping_the_mask(rng):
     """out= sharing memory with the mask: computed into a temporary first."""
     B, V = 6, 40
