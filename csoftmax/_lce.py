@@ -23,7 +23,7 @@ slices of at most ``chunk x V`` elements), so the memory bound holds.
 import numpy as np
 
 from . import _core
-from ._losses import _ignore, _labels, _reduce_loss, _reduction
+from ._losses import _ignore, _labels, _reduce_loss, _reduction, _smoothing
 from ._typing import ArrayLike, Reduction, Result
 from ._validate import as_input, integer, positive_scalar
 
@@ -83,12 +83,7 @@ def _prepare(h, weight, target, bias, class_weight, ignore_index, reduction,
         comp = np.result_type(comp, bcomp)
         res = np.result_type(res, bres)
     reduction = _reduction(reduction)
-    try:
-        eps = float(label_smoothing)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}") from e
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    eps = _smoothing(label_smoothing)
     scale = 1.0 / positive_scalar(temperature, "temperature")
     ignore = _ignore(ignore_index)
     w = _class_weight(class_weight, V)

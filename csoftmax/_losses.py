@@ -34,6 +34,17 @@ def _class_axis(a, axis, name):
     return normalize_axes(axis, a.ndim)[0]
 
 
+def _smoothing(label_smoothing):
+    """label_smoothing as a float in [0, 1] (TypeError / ValueError else)."""
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}") from e
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    return eps
+
+
 def _reduction(reduction):
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
@@ -280,12 +291,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     ax = _class_axis(a, axis, "logits")
     C = a.shape[ax]
     reduction = _reduction(reduction)
-    try:
-        eps = float(label_smoothing)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}") from e
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    eps = _smoothing(label_smoothing)
     scale = 1.0 / positive_scalar(temperature, "temperature")
     ignore = _ignore(ignore_index)
     w = _weight(weight, C)
