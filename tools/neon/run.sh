@@ -23,7 +23,7 @@ t=$SECONDS
 # -O2 and gcc's default fp-contract, as the extension is built (setup.py)
 "$CC" -O2 -static -Wall -Wextra -Werror -Icsoftmax/include -Icsoftmax/src \
     tools/neon/test_kernels.c csoftmax/src/kernels_neon.c \
-    csoftmax/src/kernels_scalar.c csoftmax/src/dispatch.c \
+    csoftmax/src/kernels_scalar.c csoftmax/src/scalar_masked.c csoftmax/src/dispatch.c \
     -o "$out/test_kernels" -lm
 echo "built for aarch64 in $((SECONDS - t)) s"
 t=$SECONDS
