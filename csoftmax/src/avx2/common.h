@@ -48,7 +48,6 @@
 #include "../simd/v_avx2.h"
 #include "../simd/exp_f64.h"
 #include "../simd/xr_f32.h"
-#include "lanes_f32.h"
 
 #endif /* CSM_BUILD_AVX2 */
 #endif /* CSM_AVX2_COMMON_H */

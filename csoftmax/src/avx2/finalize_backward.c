@@ -27,7 +27,7 @@ void csm_finalize_avx2(const csm_lse_state *states, ptrdiff_t n, double scale,
         __m256d bb = _mm256_sub_pd(u, cn);
         __m256d c = _mm256_add_pd(_mm256_sub_pd(cn, _mm256_sub_pd(u, bb)),
                                   _mm256_sub_pd(rs, bb));
-        __m256d ls = _mm256_add_pd(log_ge1_pd_(u), _mm256_div_pd(c, u));
+        __m256d ls = _mm256_add_pd(log_ge1_(u), _mm256_div_pd(c, u));
         _mm256_storeu_pd(max + r, mx);
         _mm256_storeu_pd(log_sum + r, ls);
     }

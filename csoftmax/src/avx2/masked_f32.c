@@ -5,7 +5,7 @@
  *
  * Reduction: the masked row maximum (masked lanes -> -inf before the max
  * and the NaN test), then the all-float32 exact-reduction exp sum of
- * lanes_f32.h (lse_chunk_f32_xr_'s loop) with the term and the
+ * simd/xr_f32.h (lse_chunk_f32_xr_'s loop) with the term and the
  * equal-to-max count of masked lanes cleared (ANDs with the lane mask), so
  * kept lanes compute exactly what the unmasked kernel computes and an
  * all-true mask gives its states bit for bit (rows of >= 32 elements: the

@@ -6,50 +6,7 @@
 #ifndef CSM_AVX2_SMALL_H
 #define CSM_AVX2_SMALL_H
 
-/* ==== short rows: several rows per vector (n <= CSM_SMALL_MAX) ==========
- *
- * For short rows the per-row kernels above are dominated by fixed costs
- * (horizontal max and sums, masked tails, the per-row clamp, finalize and
- * call overhead).  These kernels put rows in the lanes instead: a group of
- * 8 rows (float32) or 4 rows (float64) is transposed, 8x8 / 4x4 tiles at a
- * time, into an aligned column-major scratch on the stack,
- *     T[i] = (x[r][i], x[r+1][i], ...),   i < n,
- * reduced or written with the per-element steps of the row kernels (the
- * float32 fast paths: clamp, int32 counts, float64 exp_f32acc_ for the sum,
- * softmax_v_f32_ for the write; float64: exp_f64_ and exact compares) with a
- * per-lane max / clamp / log_sum, finalized 4 lanes at a time as in
- * csm_finalize_avx2, and (write pass) transposed back.
- *
- * Every lane is computed on its own: a row that cannot take the float32
- * fast path (clamp not representable, |scale*max| > 2^20, alpha != 1) takes
- * the generic float64-exp step in a second masked sweep, and a row with a
- * NaN, an infinite max or no finite element is redone alone by the scalar
- * kernel (the per-row kernels do the same).  Unused lanes of a partial
- * group repeat the group's first row and are never stored.  So a row's
- * result does not depend on the rows around it, on its position in a
- * group, or on how rows are split into blocks and threads.
- */
-#define SMALL_COLS ((CSM_SMALL_MAX + 7) & ~7)
-
-static inline void tr8x8_ps_(__m256 *r)
-{
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
+#include "../simd/small_tile_f32.h"
 
 static inline void tr4x4_pd_(__m256d *r)
 {
@@ -61,33 +18,6 @@ static inline void tr4x4_pd_(__m256d *r)
     r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
-/* Partial tiles: the first cw (< 8 resp. < 4) elements, by 4/2/1-element
- * pieces (cheaper than vmaskmov, whose stores are slow on some CPUs);
- * the other lanes load as 0.  cw is the same for every row of a call, so
- * the branches are predictable. */
-static inline __m128 small_load3_ps_(const float *p, ptrdiff_t r) /* r < 4 */
-{
-    if (r == 0) return _mm_setzero_ps();
-    if (r == 1) return _mm_load_ss(p);
-    __m128 a = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
-    return r == 2 ? a : _mm_movelh_ps(a, _mm_load_ss(p + 2));
-}
-static inline __m256 small_load_part_ps_(const float *p, ptrdiff_t cw)
-{
-    if (cw >= 4)
-        return _mm256_set_m128(small_load3_ps_(p + 4, cw - 4), _mm_loadu_ps(p));
-    return _mm256_set_m128(_mm_setzero_ps(), small_load3_ps_(p, cw));
-}
-static inline void small_store_part_ps_(float *p, __m256 v, ptrdiff_t cw)
-{
-    __m128 h = _mm256_castps256_ps128(v);
-    if (cw >= 4) { _mm_storeu_ps(p, h); p += 4; cw -= 4; h = _mm256_extractf128_ps(v, 1); }
-    if (cw >= 2) {
-        _mm_storel_epi64((__m128i *)p, _mm_castps_si128(h));
-        p += 2; cw -= 2; h = _mm_movehl_ps(h, h);
-    }
-    if (cw) _mm_store_ss(p, h);
-}
 static inline __m256d small_load_part_pd_(const double *p, ptrdiff_t cw)
 {
     if (cw == 1) return _mm256_set_m128d(_mm_setzero_pd(), _mm_load_sd(p));
@@ -101,55 +31,6 @@ static inline void small_store_part_pd_(double *p, __m256d v, ptrdiff_t cw)
     if (cw) _mm_store_sd(p, h);
 }
 
-/* Rows p[0..7] (n floats each) -> T[0..n); whole 8-column tiles are stored
- * (columns past n hold zeros and are never read as data).  With want_max,
- * *mx gets the per-lane max (-inf for n = 0) and *bad the NaN lanes. */
-static inline __attribute__((always_inline)) void
-small_in_f32_(const float *const *p, ptrdiff_t n, __m256 *T, __m256 *mx,
-              __m256 *bad, const int want_max)
-{
-    __m256 m = _mm256_set1_ps(-INFINITY), b = _mm256_setzero_ps();
-    for (ptrdiff_t j = 0; j < n; j += 8) {
-        __m256 r[8];
-        ptrdiff_t cw = n - j < 8 ? n - j : 8;
-        if (cw == 8) {
-            for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(p[k] + j);
-        } else {
-            for (int k = 0; k < 8; ++k) r[k] = small_load_part_ps_(p[k] + j, cw);
-        }
-        tr8x8_ps_(r);
-        for (int i = 0; i < 8; ++i) T[j + i] = r[i];
-        if (want_max)
-            for (ptrdiff_t i = 0; i < cw; ++i) {
-                m = _mm256_max_ps(m, r[i]);
-                b = _mm256_or_ps(b, _mm256_cmp_ps(r[i], r[i], _CMP_UNORD_Q));
-            }
-    }
-    if (want_max) { *mx = m; *bad = b; }
-}
-
-/* T[0..n) back to rows q[k] for the lanes k set in `store` (other rows are
- * not touched: they may still be the input of an in-place call). */
-static inline void small_out_f32_(const __m256 *T, ptrdiff_t n,
-                                  float *const *q, int store)
-{
-    for (ptrdiff_t j = 0; j < n; j += 8) {
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i) r[i] = T[j + i];
-        tr8x8_ps_(r);
-        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
-        if (store == 255) {
-            if (cw == 8) for (int k = 0; k < 8; ++k) _mm256_storeu_ps(q[k] + j, r[k]);
-            else for (int k = 0; k < 8; ++k) small_store_part_ps_(q[k] + j, r[k], cw);
-        } else {
-            for (int k = 0; k < 8; ++k)
-                if (store >> k & 1) {
-                    if (cw == 8) _mm256_storeu_ps(q[k] + j, r[k]);
-                    else small_store_part_ps_(q[k] + j, r[k], cw);
-                }
-        }
-    }
-}
 
 static inline __attribute__((always_inline)) void
 small_in_f64_(const double *const *p, ptrdiff_t n, __m256d *T, __m256d *mx,
@@ -227,12 +108,6 @@ static inline __m256d small_lanes_pd_(int bits)
     __m256i v = _mm256_and_si256(_mm256_set1_epi64x(bits & 15), b);
     return _mm256_castsi256_pd(_mm256_cmpeq_epi64(v, b));
 }
-static inline __m256 small_lanes_ps_(int bits)
-{
-    const __m256i b = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    __m256i v = _mm256_and_si256(_mm256_set1_epi32(bits & 255), b);
-    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(v, b));
-}
 
 /* log(count + rest) for count >= 1 (csm_finalize_avx2's formula). */
 static inline __m256d small_log_sum_(__m256d cn, __m256d rs)
@@ -241,7 +116,7 @@ static inline __m256d small_log_sum_(__m256d cn, __m256d rs)
     __m256d bb = _mm256_sub_pd(u, cn);
     __m256d c = _mm256_add_pd(_mm256_sub_pd(cn, _mm256_sub_pd(u, bb)),
                               _mm256_sub_pd(rs, bb));
-    return _mm256_add_pd(log_ge1_pd_(u), _mm256_div_pd(c, u));
+    return _mm256_add_pd(log_ge1_(u), _mm256_div_pd(c, u));
 }
 
 /* LSE = scale*max + log_sum close to 0 (lse_cancels_, with the exact log):
@@ -256,58 +131,126 @@ static inline int small_cancels_(__m256d m, __m256d ls, __m256d sv)
         _mm256_cmp_pd(sm, _mm256_setzero_pd(), _CMP_NEQ_OQ)));
 }
 
-static CSM_MAYBE_UNUSED void small_lse_row_f32_(const float *xr, ptrdiff_t n, double scale,
-                               double *mx, double *ls)
-{
-    csm_lse_state st;
-    csm_lse_rows_f32_scalar(xr, 1, n, n, scale, &st);
-    csm_finalize_scalar(&st, 1, scale, mx, ls);
-}
 
-static CSM_MAYBE_UNUSED void small_lse_row_f64_(const double *xr, ptrdiff_t n, double scale,
-                               double *mx, double *ls)
-{
-    csm_lse_state st;
-    csm_lse_rows_f64_scalar(xr, 1, n, n, scale, &st);
-    csm_finalize_scalar(&st, 1, scale, mx, ls);
-}
 
-/* expm1(t) for t <= 0 (NaN -> NaN, -inf -> -1), float64, 4 lanes: exp(t) - 1
- * below -0.3 (|result| > 0.25: no cancellation), else the Taylor series to
- * t^13/13! (truncation < 2.6e-16 relative) -- the vector form of the
- * per-sample _expm1_le0 of _losses.pxi. */
-static inline __m256d expm1_le0_pd_(__m256d t)
-{
-    const __m256d one = _mm256_set1_pd(1.0);
-    __m256d big = _mm256_cmp_pd(t, _mm256_set1_pd(-0.3), _CMP_LT_OQ);
-    __m256d q = one;
-    for (int k = 13; k >= 2; --k)
-        q = _mm256_fmadd_pd(_mm256_mul_pd(t, _mm256_set1_pd(1.0 / k)), q, one);
-    q = _mm256_mul_pd(t, q);
-    /* exp(t) - 1 = -1 exactly below -700 (and for -inf); NaN lanes are not
-     * in `big` and keep the series' NaN */
-    __m256d e = exp_f64acc_(_mm256_max_pd(t, _mm256_set1_pd(-700.0)));
-    return _mm256_blendv_pd(q, _mm256_sub_pd(e, one), big);
-}
+/* ---- 8 float64 lanes (GD) for the float32 short-row body ----------------
+ * simd/small_f32_body.h works on groups of 8 rows: their float32 data in a
+ * __m256 (one row a lane), their float64 work in a GD -- here two __m256d
+ * halves (rows 0-3, rows 4-7), on AVX-512 one __m512d (avx512/small.h).
+ * Each operation is the one the hand-written AVX2 kernel applied to each
+ * half, so the results are its results, bit for bit.  Lane sets returned
+ * to the body are int bit masks (bit k: row k of the group); GM is a
+ * compare mask. */
+typedef struct { __m256d lo, hi; } GD;
+typedef struct { __m256d lo, hi; } GM;
 
-/* One row of the ce_small kernels outside the vector lanes (a NaN or a
- * non-finite max): the scalar kernels, zeros for a == 0, then the target
- * entry a * expm1(lp) with libm and lp stored. */
-#define DEFINE_CE_SMALL_ROW(T, SUF)                                            \
-static CSM_MAYBE_UNUSED void ce_small_row_##SUF##_(const T *x, T *y, ptrdiff_t n, double scale, \
-                                  double a, int t, double *lp)                 \
-{                                                                              \
-    double mx, ls, l = 0.0;                                                    \
-    small_lse_row_##SUF##_(x, n, scale, &mx, &ls);                             \
-    if (t >= 0) l = scale * ((double)x[t] - mx) - ls;                          \
-    if (a == 0.0)                                                              \
-        for (ptrdiff_t i = 0; i < n; ++i) y[i] = 0;                            \
-    else                                                                       \
-        csm_softmax_rows_##SUF##_scalar(x, 1, n, 0, scale, &mx, &ls, a, y, 0); \
-    if (t >= 0) {                                                              \
-        y[t] = (T)(a * (l < -0.3 ? exp(l) - 1.0 : expm1(l)));                  \
-        *lp = l;                                                               \
-    }                                                                          \
+#define GD_OP2_(name, op) \
+    static inline GD name(GD a, GD b) { GD r = {op(a.lo, b.lo), op(a.hi, b.hi)}; return r; }
+GD_OP2_(gd_add_, _mm256_add_pd)
+GD_OP2_(gd_sub_, _mm256_sub_pd)
+GD_OP2_(gd_mul_, _mm256_mul_pd)
+GD_OP2_(gd_div_, _mm256_div_pd)
+#undef GD_OP2_
+#define GD_FN1_(name, fn) \
+    static inline GD name(GD a) { GD r = {fn(a.lo), fn(a.hi)}; return r; }
+GD_FN1_(gd_exp_f32acc_, exp_f32acc_)
+GD_FN1_(gd_exp_f32_, exp_f32_)
+GD_FN1_(gd_exp_f64_, exp_f64_)
+GD_FN1_(gd_expm1_le0_, expm1_le0_)
+#undef GD_FN1_
+static inline GD gd_set1_(double d) { GD r = {_mm256_set1_pd(d), _mm256_set1_pd(d)}; return r; }
+static inline GD gd_fmsub_(GD a, GD b, GD c)  /* a * b - c */
+{
+    GD r = {_mm256_fmsub_pd(a.lo, b.lo, c.lo), _mm256_fmsub_pd(a.hi, b.hi, c.hi)};
+    return r;
+}
+static inline GD gd_fmadd_(GD a, GD b, GD c)  /* a * b + c */
+{
+    GD r = {_mm256_fmadd_pd(a.lo, b.lo, c.lo), _mm256_fmadd_pd(a.hi, b.hi, c.hi)};
+    return r;
+}
+static inline GD gd_of_ps_(__m256 a)
+{
+    GD r = {_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))};
+    return r;
+}
+static inline __m256 gd_to_ps_(GD a)
+{
+    return _mm256_set_m128(_mm256_cvtpd_ps(a.hi), _mm256_cvtpd_ps(a.lo));
+}
+static inline GD gd_loadu_(const double *p)
+{
+    GD r = {_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)};
+    return r;
+}
+static inline void gd_storeu_(double *p, GD a)
+{
+    _mm256_storeu_pd(p, a.lo); _mm256_storeu_pd(p + 4, a.hi);
+}
+static inline GD gd_of_cnt_(__m256i c)   /* int32 counts -> float64 */
+{
+    GD r = {_mm256_cvtepi32_pd(_mm256_castsi256_si128(c)),
+            _mm256_cvtepi32_pd(_mm256_extracti128_si256(c, 1))};
+    return r;
+}
+/* lanes with bit k of `bits` from b, the others from a */
+static inline GD gd_pick_(GD a, GD b, int bits)
+{
+    GD r = {_mm256_blendv_pd(a.lo, b.lo, small_lanes_pd_(bits)),
+            _mm256_blendv_pd(a.hi, b.hi, small_lanes_pd_(bits >> 4))};
+    return r;
+}
+static inline GM gm_eq_(GD a, GD b)
+{
+    GM r = {_mm256_cmp_pd(a.lo, b.lo, _CMP_EQ_OQ), _mm256_cmp_pd(a.hi, b.hi, _CMP_EQ_OQ)};
+    return r;
+}
+static inline GM gm_of_ps_(__m256 m)     /* a float32 lane mask, widened */
+{
+    GM r = {_mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm256_castps256_ps128(m)))),
+            _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm256_extractf128_ps(m, 1))))};
+    return r;
+}
+static inline GD gd_unless_(GM m, GD a)  /* m ? 0 : a */
+{
+    GD r = {_mm256_andnot_pd(m.lo, a.lo), _mm256_andnot_pd(m.hi, a.hi)};
+    return r;
+}
+static inline GD gd_when_(GM m, GD a)    /* m ? a : 0 */
+{
+    GD r = {_mm256_and_pd(m.lo, a.lo), _mm256_and_pd(m.hi, a.hi)};
+    return r;
+}
+static inline int gd_finite_bits_(GD m)
+{
+    return small_finite_mask_(m.lo) | small_finite_mask_(m.hi) << 4;
+}
+static inline int gd_clamp_bits_(GD m, GD sv, GD span_sv, double span, GD *L)
+{
+    return _mm256_movemask_pd(small_clamp4_(m.lo, sv.lo, span_sv.lo, span, &L->lo))
+           | _mm256_movemask_pd(small_clamp4_(m.hi, sv.hi, span_sv.hi, span, &L->hi)) << 4;
+}
+static inline int gd_absle_bits_(GD a, double b)     /* |a| <= b */
+{
+    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    const __m256d bv = _mm256_set1_pd(b);
+    return _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(a.lo, absm), bv, _CMP_LE_OQ))
+           | _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(a.hi, absm), bv, _CMP_LE_OQ)) << 4;
+}
+static inline GD gd_log_sum_(GD c, GD r)
+{
+    GD o = {small_log_sum_(c.lo, r.lo), small_log_sum_(c.hi, r.hi)};
+    return o;
+}
+static inline int gd_cancels_bits_(GD m, GD ls, GD sv)
+{
+    return small_cancels_(m.lo, ls.lo, sv.lo) | small_cancels_(m.hi, ls.hi, sv.hi) << 4;
+}
+/* the float32 softmax write step (softmax_v_f32_) on the 8 lanes */
+static inline __m256 gd_softmax_ps_(__m256 a, GD sv, GD cv)
+{
+    return softmax_v_f32_(a, sv.lo, cv.lo, cv.hi);
 }
 
 #endif /* CSM_AVX2_SMALL_H */

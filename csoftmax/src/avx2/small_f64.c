@@ -226,7 +226,7 @@ void csm_ce_small_f64_avx2(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                 __m256d tv = _mm256_fmsub_pd(_mm256_sub_pd(_mm256_loadu_pd(xt), m), sv, l);
                 double lv[4], gv[4];
                 _mm256_storeu_pd(lv, tv);
-                _mm256_storeu_pd(gv, _mm256_mul_pd(av4, expm1_le0_pd_(tv)));
+                _mm256_storeu_pd(gv, _mm256_mul_pd(av4, expm1_le0_(tv)));
                 for (int k = 0; k < 4; ++k)
                     if (tmask >> k & 1) {
                         Td[tk[k] * 4 + k] = gv[k];

@@ -180,4 +180,53 @@ static CSM_MAYBE_UNUSED double row_max_f64_(const double *x, ptrdiff_t n)
     return vd_hmax(vd_max(vd_max(m0, m1), vd_max(m2, m3)));
 }
 
+
+/* log(u) for finite u >= 1 (float64, about 1 ULP): u = 2^k f, f in
+ * (sqrt(1/2), sqrt(2)], log f = 2 atanh(s), s = (f-1)/(f+1), by its series
+ * to s^21 (the finalize kernels' and the short-row kernels' log_sum). */
+static inline VD log_ge1_(VD u)
+{
+    VD k, f;
+    vd_frexp_(u, &k, &f);
+    VDM big = vd_cmp(f, vd_set1(1.4142135623730951), _CMP_GT_OQ);
+    f = vd_blend(big, f, vd_mul(f, vd_set1(0.5)));
+    k = vd_add(k, vd_when(big, vd_set1(1.0)));
+    VD g = vd_sub(f, vd_set1(1.0));
+    VD s = vd_div(g, vd_add(g, vd_set1(2.0)));
+    VD z = vd_mul(s, s);
+    VD p = vd_set1(1.0 / 21.0);
+    p = vd_fmadd(p, z, vd_set1(1.0 / 19.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 17.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 15.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 13.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 11.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 9.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 7.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 5.0));
+    p = vd_fmadd(p, z, vd_set1(1.0 / 3.0));
+    /* log f = 2s + 2s*z*p ; + k ln2 (hi/lo) */
+    VD s2 = vd_add(s, s);
+    VD lf = vd_fmadd(vd_mul(s2, z), p, vd_mul(k, vd_set1(1.90821492927058770002e-10)));
+    lf = vd_add(lf, s2);
+    return vd_fmadd(k, vd_set1(6.93147180369123816490e-01), lf);
+}
+
+/* expm1(t) for t <= 0 (NaN -> NaN, -inf -> -1): exp(t) - 1 below -0.3
+ * (|result| > 0.25: no cancellation), else the Taylor series to t^13/13!
+ * (truncation < 2.6e-16 relative) -- the vector form of the per-sample
+ * _expm1_le0 of _losses.pxi (cross-entropy's target entries). */
+static inline VD expm1_le0_(VD t)
+{
+    const VD one = vd_set1(1.0);
+    VDM big = vd_cmp(t, vd_set1(-0.3), _CMP_LT_OQ);
+    VD q = one;
+    for (int k = 13; k >= 2; --k)
+        q = vd_fmadd(vd_mul(t, vd_set1(1.0 / k)), q, one);
+    q = vd_mul(t, q);
+    /* exp(t) - 1 = -1 exactly below -700 (and for -inf); NaN lanes are not
+     * in `big` and keep the series' NaN */
+    VD e = exp_f64acc_(vd_max(t, vd_set1(-700.0)));
+    return vd_blend(big, q, vd_sub(e, one));
+}
+
 #endif /* CSM_SIMD_EXP_F64_H */

@@ -139,6 +139,7 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vd_max(a, b)     _mm256_max_pd(a, b)
 #define vd_unless(m, a)  _mm256_andnot_pd(m, a)      /* m ? 0 : a */
 #define vd_when(m, a)    _mm256_and_pd(m, a)         /* m ? a : 0 */
+#define vd_blend(m, a, b) _mm256_blendv_pd(a, b, m)  /* m ? b : a */
 /* the first r (>= 1) of VDLEN float64 lanes */
 #define vd_load_tail(p, r, fill) _mm256_blendv_pd(_mm256_set1_pd(fill), \
     _mm256_maskload_pd(p, tail_mask64_(r)), _mm256_castsi256_pd(tail_mask64_(r)))

@@ -115,6 +115,7 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vd_max(a, b)     _mm512_max_pd(a, b)
 #define vd_unless(m, a)  _mm512_maskz_mov_pd((__mmask8)~(m), a)
 #define vd_when(m, a)    _mm512_maskz_mov_pd(m, a)
+#define vd_blend(m, a, b) _mm512_mask_mov_pd(a, m, b)  /* m ? b : a */
 #define vd_load_tail(p, r, fill) _mm512_mask_loadu_pd(_mm512_set1_pd(fill), kmask8_(r), p)
 #define vd_loadz_tail(p, r) _mm512_maskz_loadu_pd(kmask8_(r), p)
 #define vd_store_tail(p, r, a) _mm512_mask_storeu_pd(p, kmask8_(r), a)
