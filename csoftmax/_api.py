@@ -476,7 +476,8 @@ def _weighted_lse(a, b, axes):
 
 
 def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
-               keepdims: bool = False) -> FloatResult:
+               keepdims: bool = False,
+               where: ArrayLike | None = None) -> FloatResult:
     r"""Smooth (differentiable) maximum ``LSE(k*x)/k`` along `axis`.
 
     ``max(x) <= smooth_max(x) <= max(x) + log(n)/k``; as the sharpness
@@ -493,6 +494,11 @@ def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
         k > 0 (default 1, the plain LogSumExp).
     keepdims : bool, optional
         Keep the reduced axes as size-1 dimensions.
+    where : array_like of bool, optional
+        Elements to include, broadcast against `x` (nonzero = included), as
+        in :func:`logsumexp`: excluded elements take no part and their
+        values are never used; a reduction with nothing included gives
+        -inf.
 
     Returns
     -------
@@ -501,7 +507,10 @@ def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
     Raises
     ------
     ValueError
-        `sharpness` not a finite positive number.
+        `sharpness` not a finite positive number; `where` does not
+        broadcast with `x`.
+    TypeError
+        A complex / object / string `where`.
 
     Examples
     --------
@@ -513,7 +522,8 @@ def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
     a, comp, res = as_input(x)
     k = positive_scalar(sharpness, "sharpness")
     axes = normalize_axes(axis, a.ndim)
-    mx, ls = _reduce(a, comp, axes, k)
+    mb = None if where is None else as_mask(where, a.shape)
+    mx, ls = _reduce(a, comp, axes, k, mb)
     with np.errstate(invalid="ignore"):
         r = mx + ls / k
     r = _keep(np.asarray(r), a.shape, axes, keepdims).astype(res)

@@ -660,3 +660,47 @@ def test_dask_adapter(rng):
                                                    dtype=np.float64), 8, np.float32)
     with pytest.raises(ValueError, match="broadcast"):
         cd.softmax(xd, where=np.ones(3, bool))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [0.5, 1.0, 30.0])
+def test_smooth_max_where(rng, dtype, k):
+    """smooth_max(x, k, where=w) = LSE(k x over the kept elements) / k:
+    the contract's reference (_helpers.ref_smooth_max) on x with the masked
+    entries at -inf; masked entries hold NaN / inf / 1e30 and must not
+    matter; a slice that keeps nothing gives -inf."""
+    import _helpers as H
+    for shape, axis in [((37, 9), -1), ((5, 33, 17), 1), ((4, 1000), -1),
+                        ((6, 7, 8), (0, 2)), ((3, 11), None)]:
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        w = rng.random(shape) < 0.6
+        flat = w.reshape(-1)
+        flat[: shape[-1]] = False                 # some slices keep nothing
+        junk = np.array([np.nan, np.inf, -np.inf, 1e30], dtype)
+        xj = np.where(w, x, junk[rng.integers(0, 4, shape)])
+        got = cs.smooth_max(xj, axis=axis, sharpness=k, where=w)
+        xm = np.where(w, x, -np.inf).astype(dtype)
+        want = H.ref_smooth_max(xm, axis, k)
+        none = ~np.any(w, axis=_axes(axis, x.ndim))
+        g = np.asarray(got, dtype=np.float64)
+        assert np.all(g[none] == -np.inf), (shape, axis)
+        keep = ~none
+        if np.ndim(got) == 0:
+            H.assert_within(got, want, "smooth_max", what=f"{shape} {axis} k={k}")
+        elif keep.any():
+            sl = None if want.slack is None else np.broadcast_to(want.slack, keep.shape)[keep]
+            H.assert_within(np.asarray(got)[keep], H.mkref(np.asarray(want)[keep], slack=sl),
+                            "smooth_max", what=f"{shape} {axis} k={k}")
+    # keepdims and a broadcast mask
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    r = cs.smooth_max(x, axis=1, sharpness=k, keepdims=True, where=np.arange(6) < 3)
+    np.testing.assert_array_equal(r, cs.smooth_max(x[:, :3], axis=1, sharpness=k,
+                                                   keepdims=True))
+
+
+def test_smooth_max_where_errors(rng):
+    x = rng.standard_normal((4, 10))
+    with pytest.raises(ValueError, match=r"\(3,\).*\(4, 10\)"):
+        cs.smooth_max(x, where=np.ones(3, bool))
+    with pytest.raises(TypeError, match="where"):
+        cs.smooth_max(x, where=np.ones(10, complex))
