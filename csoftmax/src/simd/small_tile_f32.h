@@ -84,8 +84,36 @@ static inline void small_store_part_ps_(float *p, __m256 v, ptrdiff_t cw)
     if (cw) _mm_store_ss(p, h);
 }
 
+/* The last tile when it is at most 4 columns wide: rows k and k + 4 share
+ * a vector, r[k] = (row k | row k+4) (k < 4), transposed inside the 128-bit
+ * halves: r[i] = column i of rows 0-3 | rows 4-7 -- 8 shuffles and 4
+ * inserts instead of the 8x8 transpose's 24 shuffles.  Its own inverse. */
+static inline void tr4x4x2_ps_(__m256 *r)
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    r[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    r[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+    r[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    r[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+static inline __m128 small_load4_ps_(const float *p, ptrdiff_t cw) /* cw <= 4 */
+{
+    return cw == 4 ? _mm_loadu_ps(p) : small_load3_ps_(p, cw);
+}
+static inline void small_store4_ps_(float *p, __m128 h, ptrdiff_t cw) /* cw <= 4 */
+{
+    if (cw == 4) { _mm_storeu_ps(p, h); return; }
+    if (cw >= 2) {
+        _mm_storel_epi64((__m128i *)p, _mm_castps_si128(h));
+        p += 2; cw -= 2; h = _mm_movehl_ps(h, h);
+    }
+    if (cw) _mm_store_ss(p, h);
+}
+
 /* Rows p[0..7] (n floats each) -> T[0..n); whole 8-column tiles are stored
- * (columns past n hold zeros and are never read as data).  With want_max,
+ * (columns past n hold zeros and are never read as data), and of a last
+ * tile at most 4 wide its 4 columns.  With want_max,
  * *mx gets the per-lane max (-inf for n = 0) and *bad the NaN lanes. */
 static inline __attribute__((always_inline)) void
 small_in_f32_(const float *const *p, ptrdiff_t n, __m256 *T, __m256 *mx,
@@ -95,13 +123,21 @@ small_in_f32_(const float *const *p, ptrdiff_t n, __m256 *T, __m256 *mx,
     for (ptrdiff_t j = 0; j < n; j += 8) {
         __m256 r[8];
         ptrdiff_t cw = n - j < 8 ? n - j : 8;
-        if (cw == 8) {
-            for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(p[k] + j);
+        if (cw <= 4) {                  /* the last, narrow tile */
+            for (int k = 0; k < 4; ++k)
+                r[k] = _mm256_set_m128(small_load4_ps_(p[k + 4] + j, cw),
+                                       small_load4_ps_(p[k] + j, cw));
+            tr4x4x2_ps_(r);
+            for (int i = 0; i < 4; ++i) T[j + i] = r[i];
         } else {
-            for (int k = 0; k < 8; ++k) r[k] = small_load_part_ps_(p[k] + j, cw);
+            if (cw == 8) {
+                for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(p[k] + j);
+            } else {
+                for (int k = 0; k < 8; ++k) r[k] = small_load_part_ps_(p[k] + j, cw);
+            }
+            tr8x8_ps_(r);
+            for (int i = 0; i < 8; ++i) T[j + i] = r[i];
         }
-        tr8x8_ps_(r);
-        for (int i = 0; i < 8; ++i) T[j + i] = r[i];
         if (want_max)
             for (ptrdiff_t i = 0; i < cw; ++i) {
                 m = _mm256_max_ps(m, r[i]);
@@ -118,9 +154,20 @@ static inline void small_out_f32_(const __m256 *T, ptrdiff_t n,
 {
     for (ptrdiff_t j = 0; j < n; j += 8) {
         __m256 r[8];
+        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
+        if (cw <= 4) {                  /* the last, narrow tile */
+            for (int i = 0; i < 4; ++i) r[i] = T[j + i];
+            tr4x4x2_ps_(r);
+            for (int k = 0; k < 4; ++k) {
+                if (store >> k & 1)
+                    small_store4_ps_(q[k] + j, _mm256_castps256_ps128(r[k]), cw);
+                if (store >> (k + 4) & 1)
+                    small_store4_ps_(q[k + 4] + j, _mm256_extractf128_ps(r[k], 1), cw);
+            }
+            break;
+        }
         for (int i = 0; i < 8; ++i) r[i] = T[j + i];
         tr8x8_ps_(r);
-        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
         if (store == 255) {
             if (cw == 8) for (int k = 0; k < 8; ++k) _mm256_storeu_ps(q[k] + j, r[k]);
             else for (int k = 0; k < 8; ++k) small_store_part_ps_(q[k] + j, r[k], cw);
