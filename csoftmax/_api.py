@@ -359,6 +359,17 @@ def _reduce(a, comp, axes, scale, mb=None):
     return mx.reshape(kept), ls.reshape(kept)
 
 
+def _lse_of(mx, ls, k):
+    """max + log_sum / k, in place in the reduction's float64 arrays (fresh
+    arrays of _reduce, never the caller's): the reductions' last step costs
+    one pass over the outputs, not four."""
+    mx = np.asarray(mx, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if k != 1.0:
+            ls = np.divide(ls, k, out=ls if isinstance(ls, np.ndarray) else None)
+        return np.add(mx, ls, out=mx if mx.ndim else None)
+
+
 def _keep(r, shape, axes, keepdims):
     if keepdims:
         r = r.reshape([1 if i in axes else s for i, s in enumerate(shape)])
@@ -443,16 +454,16 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
     axes = normalize_axes(axis, a.ndim)
     if b is None:
         mx, ls = _reduce(a, comp, axes, 1.0, mb)
-        with np.errstate(invalid="ignore"):
-            lse = mx + ls
-        sgn = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
+        lse = _lse_of(mx, ls, 1.0)
+        if return_sign:
+            sgn = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
     else:
         if mb is not None:
             bb = np.where(mb.view(bool), bb, 0)
         lse, sgn = _weighted_lse(a, bb, axes)
         if not return_sign:
             lse = np.where(sgn < 0, np.nan, lse)
-    lse = _keep(np.asarray(lse, dtype=np.float64), a.shape, axes, keepdims).astype(res)
+    lse = _keep(np.asarray(lse, dtype=np.float64), a.shape, axes, keepdims).astype(res, copy=False)
     if not keepdims and lse.ndim == 0:
         lse = lse[()]
     if return_sign:
@@ -524,9 +535,8 @@ def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
     axes = normalize_axes(axis, a.ndim)
     mb = None if where is None else as_mask(where, a.shape)
     mx, ls = _reduce(a, comp, axes, k, mb)
-    with np.errstate(invalid="ignore"):
-        r = mx + ls / k
-    r = _keep(np.asarray(r), a.shape, axes, keepdims).astype(res)
+    r = _lse_of(mx, ls, k)
+    r = _keep(np.asarray(r), a.shape, axes, keepdims).astype(res, copy=False)
     return r if r.ndim else r[()]
 
 
