@@ -59,11 +59,18 @@ DEF SPLIT_MIN_ROW = 65536     # rows at least this long are split into per-threa
                               # segments (LONG_ROW_*) when there are fewer rows
                               # than threads; the segments' states are merged
                               # exactly
-DEF FUSED_MAX_BYTES = 4194304  # longer rows (segments) take the two-pass path:
-                               # the kept terms of FUSED / LONG_ROW_STORE would be
-                               # re-read from DRAM; also the longest row whose
-                               # destination the reduction prefetches
-                               # (TWO_PASS_PREFETCH)
+DEF PREFETCH_MAX_BYTES = 4194304  # the longest row whose destination the
+                               # reduction fetches (TWO_PASS_PREFETCH): longer
+                               # rows would push it out of cache before the write
+# FUSED_MAX_BYTES (_fused_max below, set at import): longer rows (segments)
+# take the two-pass path instead of FUSED / LONG_ROW_STORE / MASKED_FUSED,
+# whose kept terms (x's row in, the terms out, read again) must stay in L2:
+# L2 / 8, from /sys/devices/system/cpu/cpu0/cache (4 MiB where unknown;
+# clamped to [64 KiB, 4 MiB]).  Measured on a Sapphire Rapids Xeon (2 MiB L2,
+# one pinned core, float32, x floor with out=): softmax rows of 128K floats
+# (512 KiB) FUSED 1.77 / TWO_PASS_PREFETCH 1.57 (AVX-512), 2.00 / 2.02 (AVX2);
+# of 256K floats 2.09 / 1.61 and 2.30 / 2.24; of 64K floats 1.50 / 1.50 and
+# 1.75 / 1.93 -- so FUSED up to 256 KiB = L2 / 8 there.
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
@@ -89,12 +96,45 @@ DEF HALF_CHUNK = 32768      # float16 / bfloat16 (HALF_BLOCKS, _half.pxi): eleme
 DEF CVT_UNIT = 8192         # elements per unit of the threaded conversion loops
 
 
+cdef Py_ssize_t _fused_max = 4194304
+
+
+def _l2_bytes():
+    """The L2 data cache of cpu0 in bytes (Linux sysfs), or 0 if unknown."""
+    import glob
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(d + "/level") as f:
+                level = f.read().strip()
+            with open(d + "/type") as f:
+                kind = f.read().strip()
+            if level != "2" or kind not in ("Unified", "Data"):
+                continue
+            with open(d + "/size") as f:
+                sz = f.read().strip().upper()
+            mult = {"K": 1024, "M": 1024 * 1024}.get(sz[-1:], 1)
+            return int(sz.rstrip("KMB") or 0) * mult
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _init_fused_max():
+    global _fused_max
+    l2 = _l2_bytes()
+    _fused_max = 4194304 if l2 <= 0 else min(max(l2 // 8, 65536), 4194304)
+
+
+_init_fused_max()
+
+
 def thresholds():
     """The planner's thresholds (csoftmax/_plan.pxi), by name."""
     return {"ROW_BLOCK": ROW_BLOCK, "COL_BLOCK": COL_BLOCK,
             "FUSED_COL_BLOCK": FUSED_COL_BLOCK, "BLOCK_BYTES": BLOCK_BYTES,
             "PAR_MIN_ELEMENTS": PAR_MIN_ELEMENTS, "SPLIT_MIN_ROW": SPLIT_MIN_ROW,
-            "FUSED_MAX_BYTES": FUSED_MAX_BYTES, "CSM_SMALL_MAX": CSM_SMALL_MAX,
+            "FUSED_MAX_BYTES": _fused_max, "PREFETCH_MAX_BYTES": PREFETCH_MAX_BYTES,
+            "CSM_SMALL_MAX": CSM_SMALL_MAX,
             "SMALL_LOG_MAX": SMALL_LOG_MAX, "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
             "FLAT_CHUNK": FLAT_CHUNK, "HALF_CHUNK": HALF_CHUNK,
@@ -409,7 +449,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     if flags & PF_MASK:
         if layout == LAYOUT_COLS:
             return PATH_MASKED_COLS
-        if ((op == OP_SOFTMAX or op == OP_CE) and n * size <= FUSED_MAX_BYTES and
+        if ((op == OP_SOFTMAX or op == OP_CE) and n * size <= _fused_max and
                 _take(op, PATH_MASKED_FUSED, f64, layout, n, inner, flags)):
             return PATH_MASKED_FUSED
         return PATH_MASKED_ROWS
@@ -429,7 +469,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     if nth > 1 and rows < nth and n >= SPLIT_MIN_ROW:
         if op >= OP_CE:
             seg = (n + nth - 1) // nth
-            if (seg * size <= FUSED_MAX_BYTES and
+            if (seg * size <= _fused_max and
                     _take(op, PATH_LONG_ROW_STORE, f64, layout, n, inner, flags)):
                 return PATH_LONG_ROW_STORE
         if _ok(op, PATH_LONG_ROW_SPLIT):
@@ -446,10 +486,10 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
                 return PATH_SMALL_TWO_PASS
         # longer softmax rows: one fused call a block while the kept terms
         # stay in cache
-        if (op == OP_SOFTMAX and n > CSM_SMALL_MAX and n * size <= FUSED_MAX_BYTES and
+        if (op == OP_SOFTMAX and n > CSM_SMALL_MAX and n * size <= _fused_max and
                 _take(op, PATH_FUSED, f64, layout, n, inner, flags)):
             return PATH_FUSED
-        if (n * size <= FUSED_MAX_BYTES and
+        if (n * size <= PREFETCH_MAX_BYTES and
                 _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags)):
             return PATH_TWO_PASS_PREFETCH
         return PATH_TWO_PASS
@@ -461,11 +501,11 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
             return PATH_SMALL_TWO_PASS
     # gradient into separate memory: the reduction keeps its terms in g and
     # the write pass rescales them (one exp per element)
-    if n * size <= FUSED_MAX_BYTES:
-        if _take(op, PATH_FUSED, f64, layout, n, inner, flags):
-            return PATH_FUSED
-        if _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags):
-            return PATH_TWO_PASS_PREFETCH
+    if n * size <= _fused_max and _take(op, PATH_FUSED, f64, layout, n, inner, flags):
+        return PATH_FUSED
+    if (n * size <= PREFETCH_MAX_BYTES and
+            _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags)):
+        return PATH_TWO_PASS_PREFETCH
     return PATH_TWO_PASS
 
 

@@ -28,19 +28,41 @@ SIMD = {"avx2", "avx512"}  # tables with the short-row / fused / tiled kernels
 # name, or {"avx2": ..., "other": ...} (other: scalar and neon), or
 # {(isa-group, dtype name): ...} where the two dtypes differ.
 T = "TWO_PASS"
+# FUSED / LONG_ROW_STORE keep a row's terms while they fit FUSED_MAX_BYTES,
+# which the planner sets from this machine's L2 (L2 / 8); longer rows have
+# their destination prefetched up to PREFETCH_MAX_BYTES.
+_TH = _core.thresholds()
+
+
+def _long_row(n, seg=None):
+    """Expected path of a softmax row of n elements (seg: CE segments of a
+    split row): a function of (isa group, dtype name)."""
+    def want(group, dn):
+        size = 8 if dn == "float64" else 4
+        if seg is not None:
+            if group == "avx2" and dn == "float32" and seg * size <= _TH["FUSED_MAX_BYTES"]:
+                return "LONG_ROW_STORE"
+            return "LONG_ROW_SPLIT"
+        if group != "avx2":
+            return T
+        if n * size <= _TH["FUSED_MAX_BYTES"]:
+            return "FUSED"
+        return "TWO_PASS_PREFETCH" if n * size <= _TH["PREFETCH_MAX_BYTES"] else T
+    return want
+
+
 CASES = [
     # softmax: short rows up to CSM_SMALL_MAX = 64, fused rows while the row
-    # fits FUSED_MAX_BYTES, long rows split when fewer rows than threads
+    # fits FUSED_MAX_BYTES (else prefetched two-pass), long rows split when fewer rows than threads
     ("softmax", (8192, 1000), -1, {}, 1, {"avx2": "FUSED", "other": T}),
     ("softmax", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
     ("softmax", (100, 64), -1, {}, 1, {"avx2": "SMALL", "other": T}),
     ("softmax", (100, 65), -1, {}, 1, {"avx2": "FUSED", "other": T}),
-    ("softmax", (4, 600_000), -1, {}, 1,
-     {("avx2", "float32"): "FUSED", ("avx2", "float64"): T, "other": T}),
+    ("softmax", (4, 600_000), -1, {}, 1, _long_row(600_000)),
     ("softmax", (4, 2_000_000), -1, {}, 1, T),
-    ("softmax", (3, 70000), -1, {}, 2, {"avx2": "FUSED", "other": T}),
+    ("softmax", (3, 70000), -1, {}, 2, _long_row(70000)),
     ("softmax", (1, 70000), -1, {}, 2, "LONG_ROW_SPLIT"),
-    ("softmax", (1, 70000), -1, {}, 1, {"avx2": "FUSED", "other": T}),
+    ("softmax", (1, 70000), -1, {}, 1, _long_row(70000)),
     ("softmax", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
     ("softmax", (32, 21, 128, 128), 1, {}, 2,
      {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
@@ -74,9 +96,7 @@ CASES = [
      {"avx2": "SMALL_TWO_PASS", "other": T}),
     ("cross_entropy", (262144, 10), -1, {"grad": False}, 1,
      {"avx2": "SMALL_TWO_PASS", "other": T}),
-    ("cross_entropy", (1, 1_000_000), -1, {}, 2,
-     {("avx2", "float32"): "LONG_ROW_STORE", "other": "LONG_ROW_SPLIT",
-      ("avx2", "float64"): "LONG_ROW_SPLIT"}),
+    ("cross_entropy", (1, 1_000_000), -1, {}, 2, _long_row(1_000_000, seg=500_000)),
     ("cross_entropy", (1, 1_000_000), -1, {"inplace": True}, 2, "LONG_ROW_SPLIT"),
     ("cross_entropy", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
     ("cross_entropy", (64, 100, 256), 1, {}, 2,
@@ -116,6 +136,8 @@ def _expected(want, isa, dtype):
         return want
     group = "avx2" if isa in SIMD else "other"
     dn = np.dtype(dtype).name
+    if callable(want):
+        return want(group, dn)
     return want.get((group, dn), want.get(group))
 
 
@@ -447,3 +469,18 @@ def test_every_kernel_is_planned(isa):
     present = [name for name, on in _core.kernel_list() if on[isa]]
     missing = [k for k in present if k not in named]
     assert not missing, f"kernels of the {isa} table that no planned path calls: {missing}"
+
+
+def test_fused_max_bytes_from_l2():
+    """FUSED_MAX_BYTES = L2 / 8 of this machine, clamped to [64 KiB, 4 MiB]
+    (4 MiB where sysfs does not say)."""
+    l2 = _core._l2_bytes()
+    fm = _core.thresholds()["FUSED_MAX_BYTES"]
+    assert fm == (4194304 if l2 <= 0 else min(max(l2 // 8, 65536), 4194304))
+    assert _core.thresholds()["PREFETCH_MAX_BYTES"] == 4194304
+    # a row just over it leaves FUSED for the prefetched two-pass path
+    if _core.isa() in SIMD:
+        n = fm // 4
+        assert _core.plan("softmax", (4, n), np.float32)["path"] == "FUSED"
+        assert _core.plan("softmax", (4, n + 1), np.float32)["path"] == "TWO_PASS_PREFETCH"
+        assert _core.plan("cross_entropy", (4, n + 1), np.float32)["path"] == "TWO_PASS_PREFETCH"
