@@ -462,6 +462,15 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
             return PATH_COLS_BLOCKS
         return PATH_COLS_LOOP
     if layout == LAYOUT_COLS:
+        # log_softmax: the tile pays off only against cache-set conflicts,
+        # many rows (n > 32) a multiple of 4 KiB apart; otherwise the
+        # blocks are faster (Xeon, one core, x floor, BLOCKS / TILED:
+        # n = 21, rows 64 KiB apart 2.98 / 3.43 (AVX-512), 4.56 / 5.00
+        # (AVX2); n = 100, 1 KiB apart 2.32 / 3.66, 3.45 / 3.95; n = 64,
+        # 16 KiB apart 2.40 / 2.02, 7.28 / 3.35)
+        if (op == OP_LOG_SOFTMAX and
+                (n <= 32 or (inner * size) % 4096 != 0)):
+            return PATH_COLS_BLOCKS
         if _take(op, PATH_COLS_TILED, f64, layout, n, inner, flags):
             return PATH_COLS_TILED
         return PATH_COLS_BLOCKS

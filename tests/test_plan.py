@@ -75,7 +75,10 @@ CASES = [
     ("log_softmax", (100, 33), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
     ("log_softmax", (4, 2_000_000), -1, {}, 1, T),
     ("log_softmax", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
-    ("log_softmax", (32, 21, 128, 128), 1, {}, 2,
+    # non-last axis: the tiles only for many rows a multiple of 4 KiB apart
+    ("log_softmax", (32, 21, 128, 128), 1, {}, 2, "COLS_BLOCKS"),
+    ("log_softmax", (4, 100, 256), 1, {}, 2, "COLS_BLOCKS"),
+    ("log_softmax", (4, 64, 4096), 1, {}, 2,
      {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
       ("avx2", "float64"): "COLS_BLOCKS"}),
     # logsumexp (and smooth_max): reductions only
