@@ -9,19 +9,10 @@
 #ifndef CSM_AVX2_MASKED_H
 #define CSM_AVX2_MASKED_H
 
-/* 8 mask bytes -> 8 int32 lane masks */
-static inline __m256 keep8_(const unsigned char *m)
-{
-    __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
-    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
-}
-/* the first r (< 8) mask bytes; the other lanes masked (not read) */
-static inline __m256 keep8t_(const unsigned char *m, ptrdiff_t r)
-{
-    unsigned char b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    memcpy(b, m, (size_t)r);
-    return keep8_(b);
-}
+/* 8 mask bytes -> 8 int32 lane masks; the first r (< 8) of them
+ * (simd/v_avx2.h) */
+#define keep8_(m) v_keep(m)
+#define keep8t_(m, r) v_keep_tail(m, r)
 /* 4 mask bytes -> 4 int64 lane masks */
 static inline __m256d keep4_(const unsigned char *m)
 {

@@ -10,8 +10,8 @@
  * kept lanes compute exactly what the unmasked kernel computes and an
  * all-true mask gives its states bit for bit (rows of >= 32 elements: the
  * unmasked kernel takes its float64-lane loop below 32).  The
- * lse_cancels_ sweep redoes the same rows with the scalar masked kernel
- * (libm).  Write passes: the unmasked lane code, the result cleared (0,
+ * lse_cancels_ sweep redoes the same rows in float64 lanes with the mask
+ * (lse_redo_row_f32_, simd/xr_f32.h).  Write passes: the unmasked lane code, the result cleared (0,
  * softmax) or blended with -inf (log_softmax) where masked.
  * Rows that are not clean (NaN, +-inf or no kept element, no representable
  * clamp) take the scalar masked kernels.
@@ -125,12 +125,11 @@ void csm_lse_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         }
         states[r] = acc;
     }
-    /* rows whose LSE cancels are redone with libm (as lse_rows_f32) */
+    /* rows whose LSE cancels are redone in float64 lanes (as lse_rows_f32) */
     for (ptrdiff_t r = 0; r < n_rows; ++r)
         if (lse_cancels_(states + r, scale))
-            csm_lse_rows_masked_f32_scalar(x + r * row_stride, 1, n, n,
-                                           mask + r * mask_row_stride, 0,
-                                           scale, states + r, NULL, 0);
+            lse_redo_row_f32_(x + r * row_stride, mask + r * mask_row_stride,
+                              n, scale, states + r);
 }
 
 /* softmax_row_f32_xr_ (rows_f32.c) with the result zeroed where masked */

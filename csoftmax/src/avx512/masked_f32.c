@@ -20,17 +20,9 @@
 
 #ifdef CSM_BUILD_AVX512
 
-static inline __mmask16 keep16_(const unsigned char *m)
-{
-    return _mm_cmpneq_epi8_mask(_mm_loadu_si128((const __m128i *)m),
-                                _mm_setzero_si128());
-}
-/* the first r (< 16) mask bytes, the others masked (not read) */
-static inline __mmask16 keep16t_(const unsigned char *m, ptrdiff_t r)
-{
-    return _mm_cmpneq_epi8_mask(_mm_maskz_loadu_epi8(kmask16_(r), m),
-                                _mm_setzero_si128());
-}
+/* 16 mask bytes -> a lane mask; the first r (< 16) of them (simd/v_avx512.h) */
+#define keep16_(m) v_keep(m)
+#define keep16t_(m, r) v_keep_tail(m, r)
 static inline __mmask16 keep16n_(const unsigned char *m, ptrdiff_t r)
 {
     return r >= 16 ? keep16_(m) : keep16t_(m, r);
@@ -138,9 +130,8 @@ void csm_lse_rows_masked_f32_avx512(const float *x, ptrdiff_t n_rows, ptrdiff_t 
     }
     for (ptrdiff_t r = 0; r < n_rows; ++r)
         if (lse_cancels_(states + r, scale))
-            csm_lse_rows_masked_f32_scalar(x + r * row_stride, 1, n, n,
-                                           mask + r * mask_row_stride, 0,
-                                           scale, states + r, NULL, 0);
+            lse_redo_row_f32_(x + r * row_stride, mask + r * mask_row_stride,
+                              n, scale, states + r);
 }
 
 /* softmax write (rows_f32.c's XR_SM16), 0 where masked */

@@ -98,10 +98,28 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
             redo |= (unsigned)lse_cancels_vd_(mx[k], c, r[k], sv) << (k * VDLEN);
         }
     }
-    while (redo) {   /* LSE close to 0: redo the lane with libm (rare) */
-        int k = __builtin_ctz(redo);
-        redo &= redo - 1;
-        csm_lse_cols_f32_scalar(x + k, 1, n, rs, scale, states + k);
+    /* LSE close to 0: the flagged lanes' count and rest again in float64
+     * lanes with exp_f64_ (lse_redo_row_f32_ for columns) */
+    for (int k = 0; redo && k < 2 * G; ++k) {
+        const unsigned bits = (redo >> (k * VDLEN)) & ((1u << VDLEN) - 1);
+        if (!bits) continue;
+        const VD one = vd_set1(1.0);
+        VD c = vd_zero(), rr = vd_zero();
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const V a = v_load(x + i * rs + (k >> 1) * VLEN);
+            const VD v = (k & 1) ? v_hi_pd(a) : v_lo_pd(a);
+            const VDM e = vd_cmp(v, mx[k], _CMP_EQ_OQ);
+            rr = vd_add(rr, vd_unless(e, exp_f64_(vd_mul(vd_sub(v, mx[k]), sv))));
+            c = vd_add(c, vd_when(e, one));
+        }
+        double cc[VDLEN], rv[VDLEN];
+        vd_storeu(cc, c);
+        vd_storeu(rv, rr);
+        for (int l = 0; l < VDLEN; ++l)
+            if (bits >> l & 1) {
+                states[k * VDLEN + l].count = cc[l];
+                states[k * VDLEN + l].rest = rv[l];
+            }
     }
     return 1;
 }

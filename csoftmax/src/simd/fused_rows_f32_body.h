@@ -158,7 +158,7 @@ void SUFFIX(csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t 
         states[r].count = count;
         states[r].rest = sum * rc.factor;
         if (lse_cancels_(states + r, scale))
-            csm_lse_rows_f32_scalar(xr, 1, n, n, scale, states + r);
+            lse_redo_row_f32_(xr, NULL, n, scale, states + r);
     }
 }
 

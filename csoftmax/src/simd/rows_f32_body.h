@@ -49,11 +49,10 @@ static void lse_rows_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         }
         states[r] = acc;
     }
-    /* second sweep: rows whose LSE cancels are redone with libm */
+    /* second sweep: rows whose LSE cancels are redone in float64 lanes */
     for (ptrdiff_t r = 0; r < n_rows; ++r)
         if (lse_cancels_(states + r, scale))
-            csm_lse_rows_f32_scalar(x + r * row_stride, 1, n, n, scale,
-                                    states + r);
+            lse_redo_row_f32_(x + r * row_stride, NULL, n, scale, states + r);
 }
 
 void SUFFIX(csm_lse_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,

@@ -13,6 +13,8 @@
 #ifndef CSM_V_AVX2_H
 #define CSM_V_AVX2_H
 
+#include <string.h>
+
 #define VLEN 8
 typedef __m256 V;
 typedef __m256d VD;
@@ -157,5 +159,19 @@ static inline float v_hmax_(V m)
     return _mm_cvtss_f32(h);
 }
 #define v_hmax(a)        v_hmax_(a)
+
+/* where= masks: VLEN mask bytes (nonzero = kept) -> a lane mask; the tail
+ * form reads only the first r (< VLEN) bytes, the other lanes not kept */
+static inline VM v_keep(const unsigned char *m)
+{
+    __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
+}
+static inline VM v_keep_tail(const unsigned char *m, ptrdiff_t r)
+{
+    unsigned char b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(b, m, (size_t)r);
+    return v_keep(b);
+}
 
 #endif /* CSM_V_AVX2_H */

@@ -125,4 +125,17 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vd_hmax(a)       _mm512_reduce_max_pd(a)
 #define v_hmax(a)        _mm512_reduce_max_ps(a)
 
+/* where= masks: VLEN mask bytes (nonzero = kept) -> a lane mask; the tail
+ * form reads only the first r (< VLEN) bytes, the other lanes not kept */
+static inline VM v_keep(const unsigned char *m)
+{
+    return _mm_cmpneq_epi8_mask(_mm_loadu_si128((const __m128i *)m),
+                                _mm_setzero_si128());
+}
+static inline VM v_keep_tail(const unsigned char *m, ptrdiff_t r)
+{
+    return _mm_cmpneq_epi8_mask(_mm_maskz_loadu_epi8(kmask16_(r), m),
+                                _mm_setzero_si128());
+}
+
 #endif /* CSM_V_AVX512_H */
