@@ -104,19 +104,13 @@ static inline int small_finite_mask_(__m256d m)
 /* lanes k < 4 with bit k of `bits` set, as a float64 vector mask */
 static inline __m256d small_lanes_pd_(int bits)
 {
-    const __m256i b = _mm256_setr_epi64x(1, 2, 4, 8);
-    __m256i v = _mm256_and_si256(_mm256_set1_epi64x(bits & 15), b);
-    return _mm256_castsi256_pd(_mm256_cmpeq_epi64(v, b));
+    return vdm_from_bits(bits);
 }
 
 /* log(count + rest) for count >= 1 (csm_finalize_avx2's formula). */
 static inline __m256d small_log_sum_(__m256d cn, __m256d rs)
 {
-    __m256d u = _mm256_add_pd(cn, rs);
-    __m256d bb = _mm256_sub_pd(u, cn);
-    __m256d c = _mm256_add_pd(_mm256_sub_pd(cn, _mm256_sub_pd(u, bb)),
-                              _mm256_sub_pd(rs, bb));
-    return _mm256_add_pd(log_ge1_(u), _mm256_div_pd(c, u));
+    return log_sum_vd_(cn, rs);
 }
 
 /* LSE = scale*max + log_sum close to 0 (lse_cancels_, with the exact log):

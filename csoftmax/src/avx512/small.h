@@ -65,14 +65,7 @@ static inline int gd_absle_bits_(GD a, double b)     /* |a| <= b */
 }
 
 /* log(count + rest) for count >= 1 (csm_finalize_avx2's formula) */
-static inline GD gd_log_sum_(GD cn, GD rs)
-{
-    __m512d u = _mm512_add_pd(cn, rs);
-    __m512d bb = _mm512_sub_pd(u, cn);
-    __m512d c = _mm512_add_pd(_mm512_sub_pd(cn, _mm512_sub_pd(u, bb)),
-                              _mm512_sub_pd(rs, bb));
-    return _mm512_add_pd(log_ge1_(u), _mm512_div_pd(c, u));
-}
+#define gd_log_sum_(cn, rs) log_sum_vd_(cn, rs)
 
 /* LSE = scale*max + log_sum close to 0: lanes to redo exactly */
 static inline int gd_cancels_bits_(GD m, GD ls, GD sv)
@@ -89,6 +82,78 @@ static inline __m256 gd_softmax_ps_(__m256 a, GD sv, GD cv)
 {
     return _mm512_castps512_ps256(
         softmax_v_f32_(_mm512_zextps256_ps512(a), sv, cv, cv));
+}
+
+/* ---- float64 groups of 8 rows (simd/small_f64_body.h) ------------------ */
+
+/* 8x8 transpose of float64 rows r[0..7] (in place) */
+static inline void tr8x8_pd_(__m512d *r)
+{
+    __m512d t0 = _mm512_unpacklo_pd(r[0], r[1]), t1 = _mm512_unpackhi_pd(r[0], r[1]);
+    __m512d t2 = _mm512_unpacklo_pd(r[2], r[3]), t3 = _mm512_unpackhi_pd(r[2], r[3]);
+    __m512d t4 = _mm512_unpacklo_pd(r[4], r[5]), t5 = _mm512_unpackhi_pd(r[4], r[5]);
+    __m512d t6 = _mm512_unpacklo_pd(r[6], r[7]), t7 = _mm512_unpackhi_pd(r[6], r[7]);
+    __m512d u0 = _mm512_shuffle_f64x2(t0, t2, 0x88), u1 = _mm512_shuffle_f64x2(t0, t2, 0xDD);
+    __m512d u2 = _mm512_shuffle_f64x2(t1, t3, 0x88), u3 = _mm512_shuffle_f64x2(t1, t3, 0xDD);
+    __m512d u4 = _mm512_shuffle_f64x2(t4, t6, 0x88), u5 = _mm512_shuffle_f64x2(t4, t6, 0xDD);
+    __m512d u6 = _mm512_shuffle_f64x2(t5, t7, 0x88), u7 = _mm512_shuffle_f64x2(t5, t7, 0xDD);
+    r[0] = _mm512_shuffle_f64x2(u0, u4, 0x88);
+    r[4] = _mm512_shuffle_f64x2(u0, u4, 0xDD);
+    r[2] = _mm512_shuffle_f64x2(u1, u5, 0x88);
+    r[6] = _mm512_shuffle_f64x2(u1, u5, 0xDD);
+    r[1] = _mm512_shuffle_f64x2(u2, u6, 0x88);
+    r[5] = _mm512_shuffle_f64x2(u2, u6, 0xDD);
+    r[3] = _mm512_shuffle_f64x2(u3, u7, 0x88);
+    r[7] = _mm512_shuffle_f64x2(u3, u7, 0xDD);
+}
+
+/* Rows p[0..7] (n doubles each) -> T[0..n) (lanes are rows); whole 8-column
+ * tiles are stored (columns past n hold zeros, never read as data); the
+ * last partial tile is read with a masked load.  With want_max, *mx gets
+ * the per-lane max (-inf for n = 0) and *bad the NaN lanes. */
+static inline __attribute__((always_inline)) void
+small_in_f64_(const double *const *p, ptrdiff_t n, __m512d *T, __m512d *mx,
+              __mmask8 *bad, const int want_max)
+{
+    __m512d m = _mm512_set1_pd(-INFINITY);
+    __mmask8 b = 0;
+    for (ptrdiff_t j = 0; j < n; j += 8) {
+        __m512d r[8];
+        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
+        if (cw == 8) {
+            for (int k = 0; k < 8; ++k) r[k] = _mm512_loadu_pd(p[k] + j);
+        } else {
+            const __mmask8 t = kmask8_(cw);
+            for (int k = 0; k < 8; ++k) r[k] = _mm512_maskz_loadu_pd(t, p[k] + j);
+        }
+        tr8x8_pd_(r);
+        for (int i = 0; i < 8; ++i) T[j + i] = r[i];
+        if (want_max)
+            for (ptrdiff_t i = 0; i < cw; ++i) {
+                m = _mm512_max_pd(m, r[i]);
+                b |= _mm512_cmp_pd_mask(r[i], r[i], _CMP_UNORD_Q);
+            }
+    }
+    if (want_max) { *mx = m; *bad = b; }
+}
+
+/* T[0..n) back to rows q[k] for the lanes k set in `store` (other rows are
+ * not touched: they may still be the input of an in-place call). */
+static inline void small_out_f64_(const __m512d *T, ptrdiff_t n,
+                                  double *const *q, int store)
+{
+    for (ptrdiff_t j = 0; j < n; j += 8) {
+        __m512d r[8];
+        for (int i = 0; i < 8; ++i) r[i] = T[j + i];
+        tr8x8_pd_(r);
+        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
+        const __mmask8 t = kmask8_(cw);
+        for (int k = 0; k < 8; ++k)
+            if (store >> k & 1) {
+                if (cw == 8) _mm512_storeu_pd(q[k] + j, r[k]);
+                else _mm512_mask_storeu_pd(q[k] + j, t, r[k]);
+            }
+    }
 }
 
 #endif /* CSM_AVX512_SMALL_H */

@@ -211,6 +211,17 @@ static inline VD log_ge1_(VD u)
     return vd_fmadd(k, vd_set1(6.93147180369123816490e-01), lf);
 }
 
+/* log(count + rest) for count >= 1: log_ge1_ of the float64 sum plus its
+ * rounding error (TwoSum) over the sum -- the finalize kernels' formula,
+ * per lane (the short-row kernels). */
+static inline VD log_sum_vd_(VD cn, VD rs)
+{
+    VD u = vd_add(cn, rs);
+    VD bb = vd_sub(u, cn);
+    VD c = vd_add(vd_sub(cn, vd_sub(u, bb)), vd_sub(rs, bb));
+    return vd_add(log_ge1_(u), vd_div(c, u));
+}
+
 /* expm1(t) for t <= 0 (NaN -> NaN, -inf -> -1): exp(t) - 1 below -0.3
  * (|result| > 0.25: no cancellation), else the Taylor series to t^13/13!
  * (truncation < 2.6e-16 relative) -- the vector form of the per-sample

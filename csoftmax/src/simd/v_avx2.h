@@ -160,6 +160,14 @@ static inline float v_hmax_(V m)
 }
 #define v_hmax(a)        v_hmax_(a)
 
+/* the float64 lanes k with bit k of `bits` set, as a lane mask */
+static inline VDM vdm_from_bits(int bits)
+{
+    const __m256i b = _mm256_setr_epi64x(1, 2, 4, 8);
+    __m256i v = _mm256_and_si256(_mm256_set1_epi64x(bits & 15), b);
+    return _mm256_castsi256_pd(_mm256_cmpeq_epi64(v, b));
+}
+
 /* where= masks: VLEN mask bytes (nonzero = kept) -> a lane mask; the tail
  * form reads only the first r (< VLEN) bytes, the other lanes not kept */
 static inline VM v_keep(const unsigned char *m)

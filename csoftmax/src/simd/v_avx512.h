@@ -125,6 +125,9 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vd_hmax(a)       _mm512_reduce_max_pd(a)
 #define v_hmax(a)        _mm512_reduce_max_ps(a)
 
+/* the float64 lanes k with bit k of `bits` set, as a lane mask */
+#define vdm_from_bits(bits) ((VDM)(bits))
+
 /* where= masks: VLEN mask bytes (nonzero = kept) -> a lane mask; the tail
  * form reads only the first r (< VLEN) bytes, the other lanes not kept */
 static inline VM v_keep(const unsigned char *m)
