@@ -14,6 +14,9 @@
  * multiply-add rounded to float64, then once to the result type, with an
  * exp accurate enough for the difference: float32 data, exp_mid_ (2^-43);
  * float64 data, the float64 exp. */
+/* the next row (rows are contiguous), fetched while this one is written
+ * from L1: one line a step of VLEN floats; more for doubles is not needed */
+#define BWD_PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define DEFINE_BWD(T, SUF, EXP)                                                \
 void SUFFIX(csm_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,         \
                                        ptrdiff_t n_rows, ptrdiff_t n)          \
@@ -42,6 +45,7 @@ void SUFFIX(csm_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,         \
         const VD sv = vd_set1(                                                 \
             vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
         for (i = 0; i + VLEN <= n; i += VLEN) {                                \
+            BWD_PF(yr + n + i); BWD_PF(gr + n + i);                            \
             vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
             vstore2_##SUF(orow + i, vd_mul(a, vd_sub(c, sv)),                  \
                             vd_mul(b, vd_sub(d, sv)));                         \
@@ -99,6 +103,7 @@ void SUFFIX(csm_log_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,     \
         const VD sv = vd_set1(                                                 \
             vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
         for (i = 0; i + VLEN <= n; i += VLEN) {                                \
+            BWD_PF(yr + n + i); BWD_PF(gr + n + i);                            \
             vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
             vstore2_##SUF(orow + i, EXP(a, sv, c),                             \
                             EXP(b, sv, d));                                    \
