@@ -215,6 +215,10 @@ cdef extern from "csoftmax.h" nogil:
     int csm_kernel_count()
     const char *csm_kernel_name(int i)
     int csm_isa_request_error()
+    # the streaming-store hint of the column tile kernels (per thread)
+    void csm_set_stream_stores(int on) noexcept nogil
+    int csm_stream_stores() noexcept nogil
+    int csm_page_resident(const void *p) noexcept nogil
     void csm_lse_merge(csm_lse_state *a, const csm_lse_state *b, double scale)
 
 # csm_kernel_table: its members are the lines of csoftmax_kernels.def

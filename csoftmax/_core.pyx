@@ -556,6 +556,7 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
     cdef Py_ssize_t units = outer * nb, u, o, j0
     if nth <= 1:
         _note_serial()
+        csm_set_stream_stores(pl.stream)
         for u in range(units):
             o = u // nb
             j0 = (u % nb) * cb
@@ -568,6 +569,7 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
             _note_team()
         o = u // nb
         j0 = (u % nb) * cb
+        csm_set_stream_stores(pl.stream)
         _cols_block(x + o * xos + j0, min(cb, inner - j0), n, xrs,
                     scale, alpha, y + o * yos + j0, yrs, op, path,
                     mx_out + o * inner + j0, ls_out + o * inner + j0)
@@ -578,6 +580,23 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
 
 cdef inline Py_ssize_t _estride(cnp.ndarray a, int axis):
     return a.strides[axis] // a.itemsize
+
+
+def _stream_hint_of(cnp.ndarray y):
+    """_stream_hint for tests: 1 (streaming stores) unless y is fresh."""
+    return _stream_hint(y)
+
+
+cdef inline int _stream_hint(cnp.ndarray y) noexcept:
+    """0 when the 3-D output y of a column path is fresh memory -- its middle
+    page never written (a large new allocation) -- so that the column tile
+    kernels write it with plain stores (see csm_set_stream_stores), else 1.
+    One mincore call (Linux) per call."""
+    cdef char *p = <char *>cnp.PyArray_DATA(y)
+    if y.size == 0:
+        return 1
+    return csm_page_resident(p + (y.shape[0] // 2) * y.strides[0]
+                             + (y.shape[1] // 2) * y.strides[1])
 
 
 cdef inline csm_plan _plan_entry(int op, bint f64, int layout,
@@ -658,6 +677,8 @@ def cols_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint 
                      PF_ALPHA1 if alpha == 1.0 else 0)
     if pl.path == PATH_INVALID:
         _raise_plan(pl)
+    if pl.path == PATH_COLS_TILED:
+        pl.stream = _stream_hint(y)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,

@@ -888,6 +888,7 @@ cdef void _ce_run(const floating *x, const floating *q, floating *g,
     nb = (inner + cb - 1) // cb
     units = outer * nb
     if nth <= 1:
+        csm_set_stream_stores(pl.stream)
         for u in range(units):
             o = u // nb
             j0 = (u % nb) * cb
@@ -899,6 +900,7 @@ cdef void _ce_run(const floating *x, const floating *q, floating *g,
     for u in prange(units, num_threads=nth, schedule='static'):
         o = u // nb
         j0 = (u % nb) * cb
+        csm_set_stream_stores(pl.stream)
         _ce_cols_unit(x + o * xos + j0, min(cb, inner - j0), xrs,
                       (q + o * qos + j0) if q != NULL else NULL, qrs,
                       (g + o * gos + j0) if g != NULL else NULL, grs,
@@ -972,6 +974,8 @@ def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
                      inner if cols else 1, flags)
     if pl.path == PATH_INVALID:
         _raise_plan(pl)
+    if pl.path == PATH_COLS_TILED and pg != NULL:
+        pl.stream = _stream_hint(ga)
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _ce_run(<const float *>px, <const float *>pq, <float *>pg, outer,
@@ -1145,6 +1149,7 @@ cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
     nb = (inner + W - 1) // W
     units = outer * nb
     if nth <= 1:
+        csm_set_stream_stores(pl.stream)
         for u in range(units):
             b = (u // nb) * n * inner + (u % nb) * W
             _bwd_cols(y + b, dy + b, o + b, min(W, inner - (u % nb) * W), n,
@@ -1153,6 +1158,7 @@ cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
         for u in prange(units, num_threads=nth, schedule='static'):
             j0 = (u % nb) * W
             b = (u // nb) * n * inner + j0
+            csm_set_stream_stores(pl.stream)
             _bwd_cols(y + b, dy + b, o + b, min(W, inner - j0), n, inner, log, path)
 
 
@@ -1172,6 +1178,8 @@ def softmax_bwd(cnp.ndarray y, cnp.ndarray dy, cnp.ndarray out, bint log):
                      PF_GRAD)
     if pl.path == PATH_INVALID:
         _raise_plan(pl)
+    if pl.path == PATH_COLS_TILED:
+        pl.stream = _stream_hint(out)
     if y.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _bwd_run(<const float *>py, <const float *>pd, <float *>po, outer,

@@ -235,6 +235,9 @@ cdef struct csm_plan:
     Py_ssize_t block        # rows per block (rows), columns per unit (cols),
                             # elements per segment (LONG_ROW_*), 1 (ROWS)
     int why                 # WHY_* when path == PATH_INVALID
+    int stream              # column tiles: streaming stores for the output
+                            # (csm_set_stream_stores; the entry point clears
+                            # it for a fresh output, _stream_hint)
 
 
 # Overrides (tests, A/B timings): per op a forced path (-1: none) and a set
@@ -541,6 +544,7 @@ cdef csm_plan _plan_call_ex(int op, bint f64, int layout, Py_ssize_t rows,
     p.op = op
     p.layout = layout
     p.why = WHY_OK
+    p.stream = 1
     p.path = _plan_natural(op, f64, layout, rows, n, inner, flags, nth)
     # (a masked call has one path: forcing another one does not apply to it)
     if (force and _overridden and _forced_path[op] >= 0 and _forced_path[op] != p.path and

@@ -160,3 +160,34 @@ def test_cross_entropy_grad_columns(isa, dtype, inner, rng, fused):
             # here until that is understood (issue #21)
             H.assert_within(g, rg, "cross_entropy_grad", what=f"w={w[:2]} red={red}",
                             kappa=2.0 ** -42 if dtype == np.float64 else None)
+
+
+def test_fresh_output_plain_stores_same_bits():
+    """The column tile kernels write a fresh output (its pages never
+    written: a large new allocation) with plain stores and an output that
+    was written before with streaming stores (csm_set_stream_stores, the
+    plan's `stream`); the values are the same either way."""
+    import sys
+    from csoftmax import _core
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((6, 21, 64, 640)) * 3).astype(np.float32)  # 41 MiB
+    fresh = np.empty_like(x)
+    if sys.platform.startswith("linux"):
+        assert _core._stream_hint_of(fresh.reshape(6, 21, -1)) == 0
+    used = np.full_like(x, 7.0)
+    assert _core._stream_hint_of(used.reshape(6, 21, -1)) == 1
+    for f in (csoftmax.softmax, csoftmax.log_softmax):
+        a = f(x, axis=1, out=np.empty_like(x))
+        b = f(x, axis=1, out=np.full_like(x, 7.0))
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, f(x, axis=1))
+    t = rng.integers(0, 21, (6, 64, 640))
+    _, g1 = csoftmax.cross_entropy(x, t, axis=1, return_grad=True, reduction="none")
+    g2 = np.full_like(x, 7.0)
+    csoftmax.cross_entropy(x, t, axis=1, return_grad=True, reduction="none", grad_out=g2)
+    np.testing.assert_array_equal(g1, g2)
+    y = csoftmax.softmax(x, axis=1)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(csoftmax.softmax_backward(y, dy, axis=1),
+                                  csoftmax.softmax_backward(y, dy, axis=1,
+                                                            out=np.full_like(x, 7.0)))

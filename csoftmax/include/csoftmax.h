@@ -468,6 +468,18 @@ const csm_kernel_table *csm_kernels_for(csm_isa isa);
 /* Nonzero when CSOFTMAX_ISA named an ISA that could not be honoured. */
 int csm_isa_request_error(void);
 
+/* Streaming stores of the column tile kernels (non-last axis: the tiled
+ * softmax / log_softmax and csm_copy_rows_nt_f32), a per-thread hint the
+ * callers set before a call (default on).  Streaming stores skip the
+ * read-for-ownership of an output that is already mapped; into a fresh
+ * one (a large allocation: every page is zeroed by the kernel on its first
+ * write and sits dirty in the cache) plain stores are faster.
+ * csm_page_resident(p): nonzero if the page holding p has been written
+ * (Linux mincore; elsewhere, or on failure, 1). */
+void csm_set_stream_stores(int on);
+int csm_stream_stores(void);
+int csm_page_resident(const void *p);
+
 /* The kernel list (csoftmax_kernels.def) at run time: its length, the
  * name (table member) of entry i, and whether table t has entry i. */
 int csm_kernel_count(void);

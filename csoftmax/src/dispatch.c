@@ -12,8 +12,13 @@
  * is then the default.
  * CSOFTMAX_ISA=scalar|avx2|avx512|neon forces a table.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include "csoftmax.h"
 #include "kernels.h"
 
@@ -186,4 +191,30 @@ int csm_isa_request_error(void)
 {
     csm_kernels();
     return request_error;
+}
+
+/* ---- the streaming-store hint (csoftmax.h) ------------------------------ */
+#if defined(_MSC_VER)
+static __declspec(thread) int stream_stores = 1;
+#else
+static _Thread_local int stream_stores = 1;
+#endif
+
+void csm_set_stream_stores(int on) { stream_stores = on != 0; }
+int csm_stream_stores(void) { return stream_stores; }
+
+int csm_page_resident(const void *p)
+{
+#if defined(__linux__)
+    static long page = 0;
+    if (page == 0) page = sysconf(_SC_PAGESIZE);
+    if (page > 0) {
+        unsigned char v = 1;
+        void *a = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
+        if (mincore(a, (size_t)page, &v) == 0) return v & 1;
+    }
+#else
+    (void)p;
+#endif
+    return 1;
 }
