@@ -49,6 +49,28 @@ small_sum_fast_f32_(const __m256 *T, ptrdiff_t n, __m256 mf, __m256 Lv,
     *rp = r;
 }
 
+/* count (elements equal to the max, exact compares) and rest (the sum of
+ * the others' exp(scale * (x - max))) of a group in float64 lanes, with
+ * exp_f32_ or, EXACT, exp_f64_: the sweep of the lanes the float32 fast
+ * path does not take, and the redo of lanes whose LSE cancels. */
+static inline __attribute__((always_inline)) void
+small_count_rest_f32_(const __m256 *T, ptrdiff_t n, GD m, GD sv, GD *cp,
+                      GD *rp, const int EXACT)
+{
+    const GD one = gd_set1_(1.0);
+    GD c = gd_set1_(0.0), r = c;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const GD v = gd_of_ps_(T[i]);
+        const GM e = gm_eq_(v, m);
+        const GD d = gd_mul_(gd_sub_(v, m), sv);
+        const GD t = EXACT ? gd_exp_f64_(d) : gd_exp_f32_(d);
+        r = gd_add_(r, gd_unless_(e, t));
+        c = gd_add_(c, gd_when_(e, one));
+    }
+    *cp = c;
+    *rp = r;
+}
+
 /* Reduction of one float32 group (T, per-lane max mf, NaN lanes bad):
  * per-lane max *mp and log_sum *lp (float64); returns the lanes that were
  * reduced (finite max, no NaN); the others are left to the caller. */
@@ -69,14 +91,8 @@ small_reduce_f32_(const __m256 *T, ptrdiff_t n, __m256 mf, __m256 bad,
         else small_sum_fast_f32_(T, n, mf, Lv, m, sv, &c, &r, 0);
     }
     if (gen) {  /* finite max, no float32 clamp: float64 lanes, exact compares */
-        GD gc = gd_set1_(0.0), gr = gc;
-        for (ptrdiff_t i = 0; i < n; ++i) {
-            const GD v = gd_of_ps_(T[i]);
-            const GM e = gm_eq_(v, m);
-            const GD t = gd_exp_f32_(gd_mul_(gd_sub_(v, m), sv));
-            gr = gd_add_(gr, gd_unless_(e, t));
-            gc = gd_add_(gc, gd_when_(e, one));
-        }
+        GD gc, gr;
+        small_count_rest_f32_(T, n, m, sv, &gc, &gr, 0);
         c = gd_pick_(c, gc, gen);
         r = gd_pick_(r, gr, gen);
     }
@@ -96,14 +112,8 @@ static inline void small_lse_exact_f32_(const __m256 *T, ptrdiff_t n, int fin,
     const int redo = fin & gd_cancels_bits_(m, *l, sv);
     if (!redo) return;
     const GD one = gd_set1_(1.0);
-    GD c = gd_set1_(0.0), r = c;
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        const GD v = gd_of_ps_(T[i]);
-        const GM e = gm_eq_(v, m);
-        const GD t = gd_exp_f64_(gd_mul_(gd_sub_(v, m), sv));
-        r = gd_add_(r, gd_unless_(e, t));
-        c = gd_add_(c, gd_when_(e, one));
-    }
+    GD c, r;
+    small_count_rest_f32_(T, n, m, sv, &c, &r, 1);
     c = gd_pick_(one, c, redo);             /* keep the other lanes' log finite */
     *l = gd_pick_(*l, gd_log_sum_(c, r), redo);
 }
