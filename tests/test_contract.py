@@ -175,3 +175,34 @@ def test_backward_dtype_pairs(ydt, gdt, log, rng):
     o = np.empty(x.shape, want_dt)
     assert f(y, dy, out=o) is o
     np.testing.assert_array_equal(o, r)
+
+
+# -- log-probabilities: LSE = 0 ----------------------------------------------
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_log_probability_inputs(isa, dtype, axis, rng):
+    """Inputs whose LSE is 0 (log_softmax outputs): logsumexp cancels
+    (s*max + log_sum ~ 0) and takes the float64 redo of its sums; the write
+    paths (softmax, log_softmax, cross-entropy) skip that redo -- their
+    results add magnitudes of one sign -- and must stay in the contract.
+    Rows (every path by length) and columns."""
+    for n in (5, 33, 1000, 5000):
+        shape = (16, n) if axis == -1 else (4, n, 40)
+        lp = H.ref("log_softmax", (rng.normal(size=shape) * 3).astype(dtype), axis)
+        x = np.asarray(lp, dtype=dtype)
+        for op in ("softmax", "log_softmax"):
+            H.check(op, H.run(op, x, axis=axis), x, axis, what=f"{op} log-probs n={n}")
+        # LSE ~ 0 = s*max + log_sum: the contract's kappa * cond term, cond =
+        # |s*max| + |log_sum| (the float64 state loses ~1e-16 absolute)
+        want = H.ref("logsumexp", x, axis)
+        m = np.max(x, axis=axis).astype(np.float64)
+        cond = np.abs(m) + np.abs(np.asarray(want, dtype=np.float64) - m)
+        H.assert_within(H.run("logsumexp", x, axis=axis), H.mkref(want, cond=cond),
+                        "logsumexp", what=f"logsumexp log-probs n={n}")
+        if axis == -1:
+            t = rng.integers(0, n, 16)
+            rl, rg = H.ref_ce(x, t, reduction="none")
+            loss, g = csoftmax.cross_entropy(x, t, reduction="none", return_grad=True)
+            H.assert_within(loss, rl, "cross_entropy", what=f"CE loss log-probs n={n}")
+            H.assert_within(g, rg, "cross_entropy_grad", what=f"CE grad log-probs n={n}")

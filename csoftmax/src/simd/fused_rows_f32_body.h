@@ -157,8 +157,9 @@ void SUFFIX(csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t 
         states[r].max = m;
         states[r].count = count;
         states[r].rest = sum * rc.factor;
-        if (lse_cancels_(states + r, scale))
-            lse_redo_row_f32_(xr, NULL, n, scale, states + r);
+        /* no LSE-cancellation redo (lse_cancels_): the cross-entropy that
+         * reads these states uses log_sum, not s*max + log_sum (see
+         * lse_rows_f32_) */
     }
 }
 

@@ -31,7 +31,7 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
 static void lse_rows_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                           ptrdiff_t row_stride, double scale,
                           csm_lse_state *states, const float *w,
-                          ptrdiff_t w_row_stride)
+                          ptrdiff_t w_row_stride, const int for_lse)
 {
     const double span_s = XR_SPAN / scale;
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
@@ -49,7 +49,12 @@ static void lse_rows_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         }
         states[r] = acc;
     }
-    /* second sweep: rows whose LSE cancels are redone in float64 lanes */
+    /* second sweep: rows whose LSE cancels are redone in float64 lanes --
+     * for the LSE itself only: the write passes that follow lse_rows_pw
+     * (softmax, log_softmax, cross-entropy) use log_sum, which adds
+     * magnitudes of one sign (y = -(|s (x - max)| + log_sum), loss =
+     * log_sum + |s (x_t - max)|) and keeps the terms' relative accuracy */
+    if (!for_lse) return;
     for (ptrdiff_t r = 0; r < n_rows; ++r)
         if (lse_cancels_(states + r, scale))
             lse_redo_row_f32_(x + r * row_stride, NULL, n, scale, states + r);
@@ -59,7 +64,7 @@ void SUFFIX(csm_lse_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                               ptrdiff_t row_stride, double scale,
                               csm_lse_state *states)
 {
-    lse_rows_f32_(x, n_rows, n, row_stride, scale, states, NULL, 0);
+    lse_rows_f32_(x, n_rows, n, row_stride, scale, states, NULL, 0, 1);
 }
 
 void SUFFIX(csm_lse_rows_pw_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
@@ -67,7 +72,7 @@ void SUFFIX(csm_lse_rows_pw_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                  csm_lse_state *states, const float *w,
                                  ptrdiff_t w_row_stride)
 {
-    lse_rows_f32_(x, n_rows, n, row_stride, scale, states, w, w_row_stride);
+    lse_rows_f32_(x, n_rows, n, row_stride, scale, states, w, w_row_stride, 0);
 }
 
 /* Softmax write, float32 lanes: y = exp(s x - c), c = s max + log_sum, by
