@@ -167,27 +167,33 @@ def test_fresh_output_plain_stores_same_bits():
     written: a large new allocation) with plain stores and an output that
     was written before with streaming stores (csm_set_stream_stores, the
     plan's `stream`); the values are the same either way."""
+    import mmap
     import sys
     from csoftmax import _core
     rng = np.random.default_rng(7)
-    x = (rng.standard_normal((6, 21, 64, 640)) * 3).astype(np.float32)  # 41 MiB
-    fresh = np.empty_like(x)
+    x = (rng.standard_normal((6, 21, 64, 640)) * 3).astype(np.float32)
+
+    def fresh():
+        # new anonymous pages, never written (np.empty may reuse heap memory)
+        buf = mmap.mmap(-1, x.nbytes)
+        return np.frombuffer(buf, dtype=np.float32).reshape(x.shape)
+
     if sys.platform.startswith("linux"):
-        assert _core._stream_hint_of(fresh.reshape(6, 21, -1)) == 0
+        assert _core._stream_hint_of(fresh().reshape(6, 21, -1)) == 0
     used = np.full_like(x, 7.0)
     assert _core._stream_hint_of(used.reshape(6, 21, -1)) == 1
     for f in (csoftmax.softmax, csoftmax.log_softmax):
-        a = f(x, axis=1, out=np.empty_like(x))
+        a = f(x, axis=1, out=fresh())
         b = f(x, axis=1, out=np.full_like(x, 7.0))
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, f(x, axis=1))
     t = rng.integers(0, 21, (6, 64, 640))
-    _, g1 = csoftmax.cross_entropy(x, t, axis=1, return_grad=True, reduction="none")
-    g2 = np.full_like(x, 7.0)
-    csoftmax.cross_entropy(x, t, axis=1, return_grad=True, reduction="none", grad_out=g2)
+    g1, g2 = fresh(), np.full_like(x, 7.0)
+    for g in (g1, g2):
+        csoftmax.cross_entropy(x, t, axis=1, return_grad=True, reduction="none", grad_out=g)
     np.testing.assert_array_equal(g1, g2)
     y = csoftmax.softmax(x, axis=1)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    np.testing.assert_array_equal(csoftmax.softmax_backward(y, dy, axis=1),
+    np.testing.assert_array_equal(csoftmax.softmax_backward(y, dy, axis=1, out=fresh()),
                                   csoftmax.softmax_backward(y, dy, axis=1,
                                                             out=np.full_like(x, 7.0)))
