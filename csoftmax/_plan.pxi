@@ -62,7 +62,8 @@ DEF SPLIT_MIN_ROW = 65536     # rows at least this long are split into per-threa
 DEF PREFETCH_MAX_BYTES = 4194304  # the longest row whose destination the
                                # reduction fetches (TWO_PASS_PREFETCH): longer
                                # rows would push it out of cache before the write
-# FUSED_MAX_BYTES (_fused_max below, set at import): longer rows (segments)
+# FUSED_MAX_BYTES (_fused_max below, set at import; float32 -- float64 rows
+# keep FUSED_MAX_F64 = 4 MiB): longer rows (segments)
 # take the two-pass path instead of FUSED / LONG_ROW_STORE / MASKED_FUSED,
 # whose kept terms (x's row in, the terms out, read again) must stay in L2:
 # L2 / 8, from /sys/devices/system/cpu/cpu0/cache (4 MiB where unknown;
@@ -70,7 +71,12 @@ DEF PREFETCH_MAX_BYTES = 4194304  # the longest row whose destination the
 # one pinned core, float32, x floor with out=): softmax rows of 128K floats
 # (512 KiB) FUSED 1.77 / TWO_PASS_PREFETCH 1.57 (AVX-512), 2.00 / 2.02 (AVX2);
 # of 256K floats 2.09 / 1.61 and 2.30 / 2.24; of 64K floats 1.50 / 1.50 and
-# 1.75 / 1.93 -- so FUSED up to 256 KiB = L2 / 8 there.
+# 1.75 / 1.93 -- so FUSED up to 256 KiB = L2 / 8 there.  Not for float64:
+# its fused AVX2 kernel stayed the fastest path up to 4 MiB rows on the same
+# CPU (rows of 1 MiB: FUSED 2.10 / TWO_PASS 2.33 / PREFETCH 2.51; 2 MiB:
+# 2.31 / 2.49 / 2.63), the AVX-512 table preferring TWO_PASS there (2.08 /
+# 1.91 / 2.09, 2.40 / 2.01 / 2.11): it keeps the former rule.
+DEF FUSED_MAX_F64 = 4194304
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
@@ -97,6 +103,11 @@ DEF CVT_UNIT = 8192         # elements per unit of the threaded conversion loops
 
 
 cdef Py_ssize_t _fused_max = 4194304
+
+
+cdef inline Py_ssize_t _fmax(Py_ssize_t size) noexcept nogil:
+    """The FUSED row limit in bytes for elements of `size` bytes."""
+    return FUSED_MAX_F64 if size == 8 else _fused_max
 
 
 def _l2_bytes():
@@ -133,7 +144,8 @@ def thresholds():
     return {"ROW_BLOCK": ROW_BLOCK, "COL_BLOCK": COL_BLOCK,
             "FUSED_COL_BLOCK": FUSED_COL_BLOCK, "BLOCK_BYTES": BLOCK_BYTES,
             "PAR_MIN_ELEMENTS": PAR_MIN_ELEMENTS, "SPLIT_MIN_ROW": SPLIT_MIN_ROW,
-            "FUSED_MAX_BYTES": _fused_max, "PREFETCH_MAX_BYTES": PREFETCH_MAX_BYTES,
+            "FUSED_MAX_BYTES": _fused_max, "FUSED_MAX_F64": FUSED_MAX_F64,
+            "PREFETCH_MAX_BYTES": PREFETCH_MAX_BYTES,
             "CSM_SMALL_MAX": CSM_SMALL_MAX,
             "SMALL_LOG_MAX": SMALL_LOG_MAX, "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
@@ -452,7 +464,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     if flags & PF_MASK:
         if layout == LAYOUT_COLS:
             return PATH_MASKED_COLS
-        if ((op == OP_SOFTMAX or op == OP_CE) and n * size <= _fused_max and
+        if ((op == OP_SOFTMAX or op == OP_CE) and n * size <= _fmax(size) and
                 _take(op, PATH_MASKED_FUSED, f64, layout, n, inner, flags)):
             return PATH_MASKED_FUSED
         return PATH_MASKED_ROWS
@@ -481,7 +493,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     if nth > 1 and rows < nth and n >= SPLIT_MIN_ROW:
         if op >= OP_CE:
             seg = (n + nth - 1) // nth
-            if (seg * size <= _fused_max and
+            if (seg * size <= _fmax(size) and
                     _take(op, PATH_LONG_ROW_STORE, f64, layout, n, inner, flags)):
                 return PATH_LONG_ROW_STORE
         if _ok(op, PATH_LONG_ROW_SPLIT):
@@ -498,7 +510,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
                 return PATH_SMALL_TWO_PASS
         # longer softmax rows: one fused call a block while the kept terms
         # stay in cache
-        if (op == OP_SOFTMAX and n > CSM_SMALL_MAX and n * size <= _fused_max and
+        if (op == OP_SOFTMAX and n > CSM_SMALL_MAX and n * size <= _fmax(size) and
                 _take(op, PATH_FUSED, f64, layout, n, inner, flags)):
             return PATH_FUSED
         if (n * size <= PREFETCH_MAX_BYTES and
@@ -513,7 +525,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
             return PATH_SMALL_TWO_PASS
     # gradient into separate memory: the reduction keeps its terms in g and
     # the write pass rescales them (one exp per element)
-    if n * size <= _fused_max and _take(op, PATH_FUSED, f64, layout, n, inner, flags):
+    if n * size <= _fmax(size) and _take(op, PATH_FUSED, f64, layout, n, inner, flags):
         return PATH_FUSED
     if (n * size <= PREFETCH_MAX_BYTES and
             _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags)):

@@ -29,7 +29,8 @@ SIMD = {"avx2", "avx512"}  # tables with the short-row / fused / tiled kernels
 # {(isa-group, dtype name): ...} where the two dtypes differ.
 T = "TWO_PASS"
 # FUSED / LONG_ROW_STORE keep a row's terms while they fit FUSED_MAX_BYTES,
-# which the planner sets from this machine's L2 (L2 / 8); longer rows have
+# which the planner sets from this machine's L2 (L2 / 8; float64:
+# FUSED_MAX_F64); longer rows have
 # their destination prefetched up to PREFETCH_MAX_BYTES.
 _TH = _core.thresholds()
 
@@ -45,7 +46,8 @@ def _long_row(n, seg=None):
             return "LONG_ROW_SPLIT"
         if group != "avx2":
             return T
-        if n * size <= _TH["FUSED_MAX_BYTES"]:
+        fmax = _TH["FUSED_MAX_F64"] if size == 8 else _TH["FUSED_MAX_BYTES"]
+        if n * size <= fmax:
             return "FUSED"
         return "TWO_PASS_PREFETCH" if n * size <= _TH["PREFETCH_MAX_BYTES"] else T
     return want
