@@ -363,11 +363,10 @@ def _lse_of(mx, ls, k):
     """max + log_sum / k, in place in the reduction's float64 arrays (fresh
     arrays of _reduce, never the caller's): the reductions' last step costs
     one pass over the outputs, not four."""
-    mx = np.asarray(mx, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         if k != 1.0:
-            ls = np.divide(ls, k, out=ls if isinstance(ls, np.ndarray) else None)
-        return np.add(mx, ls, out=mx if mx.ndim else None)
+            np.divide(ls, k, out=ls)
+        return np.add(mx, ls, out=mx)
 
 
 def _keep(r, shape, axes, keepdims):

@@ -32,100 +32,11 @@ static inline void small_store_part_pd_(double *p, __m256d v, ptrdiff_t cw)
 }
 
 
-static inline __attribute__((always_inline)) void
-small_in_f64_(const double *const *p, ptrdiff_t n, __m256d *T, __m256d *mx,
-              __m256d *bad, const int want_max)
-{
-    __m256d m = _mm256_set1_pd(-INFINITY), b = _mm256_setzero_pd();
-    for (ptrdiff_t j = 0; j < n; j += 4) {
-        __m256d r[4];
-        ptrdiff_t cw = n - j < 4 ? n - j : 4;
-        if (cw == 4) {
-            for (int k = 0; k < 4; ++k) r[k] = _mm256_loadu_pd(p[k] + j);
-        } else {
-            for (int k = 0; k < 4; ++k) r[k] = small_load_part_pd_(p[k] + j, cw);
-        }
-        tr4x4_pd_(r);
-        for (int i = 0; i < 4; ++i) T[j + i] = r[i];
-        if (want_max)
-            for (ptrdiff_t i = 0; i < cw; ++i) {
-                m = _mm256_max_pd(m, r[i]);
-                b = _mm256_or_pd(b, _mm256_cmp_pd(r[i], r[i], _CMP_UNORD_Q));
-            }
-    }
-    if (want_max) { *mx = m; *bad = b; }
-}
-
-static inline void small_out_f64_(const __m256d *T, ptrdiff_t n,
-                                  double *const *q, int store)
-{
-    for (ptrdiff_t j = 0; j < n; j += 4) {
-        __m256d r[4];
-        for (int i = 0; i < 4; ++i) r[i] = T[j + i];
-        tr4x4_pd_(r);
-        const ptrdiff_t cw = n - j < 4 ? n - j : 4;
-        if (store == 15) {
-            if (cw == 4) for (int k = 0; k < 4; ++k) _mm256_storeu_pd(q[k] + j, r[k]);
-            else for (int k = 0; k < 4; ++k) small_store_part_pd_(q[k] + j, r[k], cw);
-        } else {
-            for (int k = 0; k < 4; ++k)
-                if (store >> k & 1) {
-                    if (cw == 4) _mm256_storeu_pd(q[k] + j, r[k]);
-                    else small_store_part_pd_(q[k] + j, r[k], cw);
-                }
-        }
-    }
-}
-
-/* clamp_bound_ on 4 lanes: the lanes that pass, and L (float-rounded). */
-static inline __m256d small_clamp4_(__m256d m, __m256d sv, __m256d span_sv,
-                                    double span, __m256d *L)
-{
-    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
-    __m256d sm = _mm256_and_pd(_mm256_mul_pd(sv, m), absm);
-    __m256d ok = _mm256_cmp_pd(sm, _mm256_set1_pd(0x1p20), _CMP_LE_OQ); /* finite too */
-    __m256d Ld = _mm256_sub_pd(m, span_sv);
-    ok = _mm256_and_pd(ok, _mm256_cmp_pd(Ld, _mm256_set1_pd(-3.0e38), _CMP_GT_OQ));
-    __m256d Lf = _mm256_cvtps_pd(_mm256_cvtpd_ps(Ld));
-    __m256d dd = _mm256_mul_pd(sv, _mm256_sub_pd(Lf, m));
-    ok = _mm256_and_pd(ok, _mm256_cmp_pd(dd, _mm256_set1_pd(-1.25 * span), _CMP_GE_OQ));
-    ok = _mm256_and_pd(ok, _mm256_cmp_pd(dd, _mm256_set1_pd(-0.75 * span), _CMP_LE_OQ));
-    *L = Lf;
-    return ok;
-}
-
-static inline int small_finite_mask_(__m256d m)
-{
-    return _mm256_movemask_pd(_mm256_and_pd(
-        _mm256_cmp_pd(m, _mm256_set1_pd(-INFINITY), _CMP_GT_OQ),
-        _mm256_cmp_pd(m, _mm256_set1_pd(INFINITY), _CMP_LT_OQ)));
-}
-
-/* lanes k < 4 with bit k of `bits` set, as a float64 vector mask */
-static inline __m256d small_lanes_pd_(int bits)
-{
-    return vdm_from_bits(bits);
-}
-
-/* log(count + rest) for count >= 1 (csm_finalize_avx2's formula). */
-static inline __m256d small_log_sum_(__m256d cn, __m256d rs)
-{
-    return log_sum_vd_(cn, rs);
-}
-
-/* LSE = scale*max + log_sum close to 0 (lse_cancels_, with the exact log):
- * lanes to redo in float64 with libm when the caller wants the LSE. */
-static inline int small_cancels_(__m256d m, __m256d ls, __m256d sv)
-{
-    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
-    __m256d sm = _mm256_mul_pd(sv, m);
-    __m256d lse = _mm256_and_pd(_mm256_add_pd(sm, ls), absm);
-    return _mm256_movemask_pd(_mm256_and_pd(
-        _mm256_cmp_pd(lse, _mm256_set1_pd(1.3), _CMP_LT_OQ),
-        _mm256_cmp_pd(sm, _mm256_setzero_pd(), _CMP_NEQ_OQ)));
-}
-
-
+/* the float64 short rows' tile (simd/small_f64_body.h): 4x4 transposes,
+ * partial tiles by pieces */
+#define small_tr_f64_(r)            tr4x4_pd_(r)
+#define small_load_part_f64_(p, cw) small_load_part_pd_(p, cw)
+#define small_store_part_f64_(p, v, cw) small_store_part_pd_(p, v, cw)
 
 /* ---- 8 float64 lanes (GD) for the float32 short-row body ----------------
  * simd/small_f32_body.h works on groups of 8 rows: their float32 data in a
@@ -191,8 +102,8 @@ static inline GD gd_of_cnt_(__m256i c)   /* int32 counts -> float64 */
 /* lanes with bit k of `bits` from b, the others from a */
 static inline GD gd_pick_(GD a, GD b, int bits)
 {
-    GD r = {_mm256_blendv_pd(a.lo, b.lo, small_lanes_pd_(bits)),
-            _mm256_blendv_pd(a.hi, b.hi, small_lanes_pd_(bits >> 4))};
+    GD r = {_mm256_blendv_pd(a.lo, b.lo, vdm_from_bits(bits)),
+            _mm256_blendv_pd(a.hi, b.hi, vdm_from_bits(bits >> 4))};
     return r;
 }
 static inline GM gm_eq_(GD a, GD b)
@@ -218,28 +129,25 @@ static inline GD gd_when_(GM m, GD a)    /* m ? a : 0 */
 }
 static inline int gd_finite_bits_(GD m)
 {
-    return small_finite_mask_(m.lo) | small_finite_mask_(m.hi) << 4;
+    return vd_finite_bits_(m.lo) | vd_finite_bits_(m.hi) << 4;
 }
 static inline int gd_clamp_bits_(GD m, GD sv, GD span_sv, double span, GD *L)
 {
-    return _mm256_movemask_pd(small_clamp4_(m.lo, sv.lo, span_sv.lo, span, &L->lo))
-           | _mm256_movemask_pd(small_clamp4_(m.hi, sv.hi, span_sv.hi, span, &L->hi)) << 4;
+    return vd_clamp_bits_(m.lo, sv.lo, span_sv.lo, span, &L->lo)
+           | vd_clamp_bits_(m.hi, sv.hi, span_sv.hi, span, &L->hi) << 4;
 }
 static inline int gd_absle_bits_(GD a, double b)     /* |a| <= b */
 {
-    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
-    const __m256d bv = _mm256_set1_pd(b);
-    return _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(a.lo, absm), bv, _CMP_LE_OQ))
-           | _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(a.hi, absm), bv, _CMP_LE_OQ)) << 4;
+    return vd_absle_bits_(a.lo, b) | vd_absle_bits_(a.hi, b) << 4;
 }
 static inline GD gd_log_sum_(GD c, GD r)
 {
-    GD o = {small_log_sum_(c.lo, r.lo), small_log_sum_(c.hi, r.hi)};
+    GD o = {log_sum_vd_(c.lo, r.lo), log_sum_vd_(c.hi, r.hi)};
     return o;
 }
 static inline int gd_cancels_bits_(GD m, GD ls, GD sv)
 {
-    return small_cancels_(m.lo, ls.lo, sv.lo) | small_cancels_(m.hi, ls.hi, sv.hi) << 4;
+    return vd_cancels_bits_(m.lo, ls.lo, sv.lo) | vd_cancels_bits_(m.hi, ls.hi, sv.hi) << 4;
 }
 /* the float32 softmax write step (softmax_v_f32_) on the 8 lanes */
 static inline __m256 gd_softmax_ps_(__m256 a, GD sv, GD cv)

@@ -38,43 +38,12 @@ typedef __mmask8 GM;
 #define gd_unless_(m, a)   _mm512_maskz_mov_pd((__mmask8)~(m), a)
 #define gd_when_(m, a)     _mm512_maskz_mov_pd(m, a)
 
-static inline int gd_finite_bits_(GD m)
-{
-    return _mm512_cmp_pd_mask(m, _mm512_set1_pd(-INFINITY), _CMP_GT_OQ)
-           & _mm512_cmp_pd_mask(m, _mm512_set1_pd(INFINITY), _CMP_LT_OQ);
-}
-
-/* clamp_bound_ on 8 lanes: the lanes that pass, and L (float-rounded) */
-static inline int gd_clamp_bits_(GD m, GD sv, GD span_sv, double span, GD *L)
-{
-    __m512d sm = _mm512_abs_pd(_mm512_mul_pd(sv, m));
-    __mmask8 ok = _mm512_cmp_pd_mask(sm, _mm512_set1_pd(0x1p20), _CMP_LE_OQ);
-    __m512d Ld = _mm512_sub_pd(m, span_sv);
-    ok &= _mm512_cmp_pd_mask(Ld, _mm512_set1_pd(-3.0e38), _CMP_GT_OQ);
-    __m512d Lf = _mm512_cvtps_pd(_mm512_cvtpd_ps(Ld));
-    __m512d dd = _mm512_mul_pd(sv, _mm512_sub_pd(Lf, m));
-    ok &= _mm512_cmp_pd_mask(dd, _mm512_set1_pd(-1.25 * span), _CMP_GE_OQ);
-    ok &= _mm512_cmp_pd_mask(dd, _mm512_set1_pd(-0.75 * span), _CMP_LE_OQ);
-    *L = Lf;
-    return ok;
-}
-
-static inline int gd_absle_bits_(GD a, double b)     /* |a| <= b */
-{
-    return _mm512_cmp_pd_mask(_mm512_abs_pd(a), _mm512_set1_pd(b), _CMP_LE_OQ);
-}
-
-/* log(count + rest) for count >= 1 (csm_finalize_avx2's formula) */
-#define gd_log_sum_(cn, rs) log_sum_vd_(cn, rs)
-
-/* LSE = scale*max + log_sum close to 0: lanes to redo exactly */
-static inline int gd_cancels_bits_(GD m, GD ls, GD sv)
-{
-    __m512d sm = _mm512_mul_pd(sv, m);
-    __m512d lse = _mm512_abs_pd(_mm512_add_pd(sm, ls));
-    return _mm512_cmp_pd_mask(lse, _mm512_set1_pd(1.3), _CMP_LT_OQ)
-           & _mm512_cmp_pd_mask(sm, _mm512_setzero_pd(), _CMP_NEQ_OQ);
-}
+/* the per-lane tests and the log: simd/exp_f64.h's VD functions */
+#define gd_finite_bits_(m)          vd_finite_bits_(m)
+#define gd_clamp_bits_(m, sv, span_sv, span, L) vd_clamp_bits_(m, sv, span_sv, span, L)
+#define gd_absle_bits_(a, b)        vd_absle_bits_(a, b)
+#define gd_log_sum_(cn, rs)         log_sum_vd_(cn, rs)
+#define gd_cancels_bits_(m, ls, sv) vd_cancels_bits_(m, ls, sv)
 
 /* the float32 softmax write step (softmax_v_f32_) on the 8 lanes: the
  * upper 8 lanes of the 16-lane step compute on zeros and are dropped */
@@ -107,53 +76,10 @@ static inline void tr8x8_pd_(__m512d *r)
     r[7] = _mm512_shuffle_f64x2(u3, u7, 0xDD);
 }
 
-/* Rows p[0..7] (n doubles each) -> T[0..n) (lanes are rows); whole 8-column
- * tiles are stored (columns past n hold zeros, never read as data); the
- * last partial tile is read with a masked load.  With want_max, *mx gets
- * the per-lane max (-inf for n = 0) and *bad the NaN lanes. */
-static inline __attribute__((always_inline)) void
-small_in_f64_(const double *const *p, ptrdiff_t n, __m512d *T, __m512d *mx,
-              __mmask8 *bad, const int want_max)
-{
-    __m512d m = _mm512_set1_pd(-INFINITY);
-    __mmask8 b = 0;
-    for (ptrdiff_t j = 0; j < n; j += 8) {
-        __m512d r[8];
-        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
-        if (cw == 8) {
-            for (int k = 0; k < 8; ++k) r[k] = _mm512_loadu_pd(p[k] + j);
-        } else {
-            const __mmask8 t = kmask8_(cw);
-            for (int k = 0; k < 8; ++k) r[k] = _mm512_maskz_loadu_pd(t, p[k] + j);
-        }
-        tr8x8_pd_(r);
-        for (int i = 0; i < 8; ++i) T[j + i] = r[i];
-        if (want_max)
-            for (ptrdiff_t i = 0; i < cw; ++i) {
-                m = _mm512_max_pd(m, r[i]);
-                b |= _mm512_cmp_pd_mask(r[i], r[i], _CMP_UNORD_Q);
-            }
-    }
-    if (want_max) { *mx = m; *bad = b; }
-}
-
-/* T[0..n) back to rows q[k] for the lanes k set in `store` (other rows are
- * not touched: they may still be the input of an in-place call). */
-static inline void small_out_f64_(const __m512d *T, ptrdiff_t n,
-                                  double *const *q, int store)
-{
-    for (ptrdiff_t j = 0; j < n; j += 8) {
-        __m512d r[8];
-        for (int i = 0; i < 8; ++i) r[i] = T[j + i];
-        tr8x8_pd_(r);
-        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
-        const __mmask8 t = kmask8_(cw);
-        for (int k = 0; k < 8; ++k)
-            if (store >> k & 1) {
-                if (cw == 8) _mm512_storeu_pd(q[k] + j, r[k]);
-                else _mm512_mask_storeu_pd(q[k] + j, t, r[k]);
-            }
-    }
-}
+/* the float64 short rows' tile (simd/small_f64_body.h): 8x8 transposes,
+ * partial tiles by masked loads / stores */
+#define small_tr_f64_(r)            tr8x8_pd_(r)
+#define small_load_part_f64_(p, cw) _mm512_maskz_loadu_pd(kmask8_(cw), p)
+#define small_store_part_f64_(p, v, cw) _mm512_mask_storeu_pd(p, kmask8_(cw), v)
 
 #endif /* CSM_AVX512_SMALL_H */

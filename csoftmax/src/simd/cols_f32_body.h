@@ -103,14 +103,10 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
     for (int k = 0; redo && k < 2 * G; ++k) {
         const unsigned bits = (redo >> (k * VDLEN)) & ((1u << VDLEN) - 1);
         if (!bits) continue;
-        const VD one = vd_set1(1.0);
         VD c = vd_zero(), rr = vd_zero();
         for (ptrdiff_t i = 0; i < n; ++i) {
             const V a = v_load(x + i * rs + (k >> 1) * VLEN);
-            const VD v = (k & 1) ? v_hi_pd(a) : v_lo_pd(a);
-            const VDM e = vd_cmp(v, mx[k], _CMP_EQ_OQ);
-            rr = vd_add(rr, vd_unless(e, exp_f64_(vd_mul(vd_sub(v, mx[k]), sv))));
-            c = vd_add(c, vd_when(e, one));
+            count_rest_step_((k & 1) ? v_hi_pd(a) : v_lo_pd(a), mx[k], sv, &c, &rr);
         }
         double cc[VDLEN], rv[VDLEN];
         vd_storeu(cc, c);

@@ -222,6 +222,54 @@ static inline VD log_sum_vd_(VD cn, VD rs)
     return vd_add(log_ge1_(u), vd_div(c, u));
 }
 
+/* One step of an exact (count, rest) sum about the per-lane max m: lanes
+ * equal to m are counted, the others add exp_f64_(scale * (v - m)) -- the
+ * float64 state of a row (csm_lse_state) in lanes.  The LSE-cancellation
+ * redo (rows, columns) and the float64 short rows. */
+static inline void count_rest_step_(VD v, VD m, VD sv, VD *c, VD *r)
+{
+    const VDM e = vd_cmp(v, m, _CMP_EQ_OQ);
+    *r = vd_add(*r, vd_unless(e, exp_f64_(vd_mul(vd_sub(v, m), sv))));
+    *c = vd_add(*c, vd_when(e, vd_set1(1.0)));
+}
+
+/* Lane bits (bit k: lane k) of the short-row kernels' per-lane tests. */
+static inline int vd_finite_bits_(VD m)      /* -inf < m < inf */
+{
+    return vdm_bits(vdm_and(vd_cmp(m, vd_set1(-INFINITY), _CMP_GT_OQ),
+                            vd_cmp(m, vd_set1(INFINITY), _CMP_LT_OQ)));
+}
+
+static inline int vd_absle_bits_(VD a, double b)     /* |a| <= b */
+{
+    return vdm_bits(vd_cmp(vd_abs(a), vd_set1(b), _CMP_LE_OQ));
+}
+
+/* clamp_bound_ per lane: the lanes whose clamp L = fl32(m - span / scale)
+ * is representable and keeps scale * (L - m) within [-1.25, -0.75] span
+ * (and |scale * m| <= 2^20); *L gets the float-rounded clamps. */
+static inline int vd_clamp_bits_(VD m, VD sv, VD span_sv, double span, VD *L)
+{
+    VDM ok = vd_cmp(vd_abs(vd_mul(sv, m)), vd_set1(0x1p20), _CMP_LE_OQ); /* finite too */
+    const VD Ld = vd_sub(m, span_sv);
+    ok = vdm_and(ok, vd_cmp(Ld, vd_set1(-3.0e38), _CMP_GT_OQ));
+    const VD Lf = vd_round_f32(Ld);
+    const VD dd = vd_mul(sv, vd_sub(Lf, m));
+    ok = vdm_and(ok, vd_cmp(dd, vd_set1(-1.25 * span), _CMP_GE_OQ));
+    ok = vdm_and(ok, vd_cmp(dd, vd_set1(-0.75 * span), _CMP_LE_OQ));
+    *L = Lf;
+    return vdm_bits(ok);
+}
+
+/* LSE = scale*max + log_sum close to 0 (lse_cancels_ with the exact log):
+ * the lanes to redo at float64 accuracy when the caller wants the LSE. */
+static inline int vd_cancels_bits_(VD m, VD ls, VD sv)
+{
+    const VD sm = vd_mul(sv, m);
+    return vdm_bits(vdm_and(vd_cmp(vd_abs(vd_add(sm, ls)), vd_set1(1.3), _CMP_LT_OQ),
+                            vd_cmp(sm, vd_zero(), _CMP_NEQ_OQ)));
+}
+
 /* expm1(t) for t <= 0 (NaN -> NaN, -inf -> -1): exp(t) - 1 below -0.3
  * (|result| > 0.25: no cancellation), else the Taylor series to t^13/13!
  * (truncation < 2.6e-16 relative) -- the vector form of the per-sample

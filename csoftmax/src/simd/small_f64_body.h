@@ -12,10 +12,49 @@
  */
 #define GW VDLEN                      /* rows per group */
 
-static inline int small_finite_bits_f64_(VD m)
+/* Rows p[0..GW) (n doubles each) -> T[0..n) (lanes are rows), GW x GW
+ * transposes (small_tr_f64_ of the ISA's small.h); whole tiles are stored
+ * (columns past n hold zeros, never read as data), the last partial one
+ * read by small_load_part_f64_.  With want_max, *mx gets the per-lane max
+ * (-inf for n = 0) and *bad the NaN lanes. */
+static inline __attribute__((always_inline)) void
+small_in_f64_(const double *const *p, ptrdiff_t n, VD *T, VD *mx, VDM *bad,
+              const int want_max)
 {
-    return vdm_bits(vdm_and(vd_cmp(m, vd_set1(-INFINITY), _CMP_GT_OQ),
-                            vd_cmp(m, vd_set1(INFINITY), _CMP_LT_OQ)));
+    VD m = vd_set1(-INFINITY);
+    VDM b = vdm_none();
+    for (ptrdiff_t j = 0; j < n; j += GW) {
+        VD r[GW];
+        const ptrdiff_t cw = n - j < GW ? n - j : GW;
+        for (int k = 0; k < GW; ++k)
+            r[k] = cw == GW ? vd_loadu(p[k] + j) : small_load_part_f64_(p[k] + j, cw);
+        small_tr_f64_(r);
+        for (int i = 0; i < GW; ++i) T[j + i] = r[i];
+        if (want_max)
+            for (ptrdiff_t i = 0; i < cw; ++i) {
+                m = vd_max(m, r[i]);
+                b = vdm_or(b, vd_cmp(r[i], r[i], _CMP_UNORD_Q));
+            }
+    }
+    if (want_max) { *mx = m; *bad = b; }
+}
+
+/* T[0..n) back to rows q[k] for the lanes k set in `store` (other rows are
+ * not touched: they may still be the input of an in-place call). */
+static inline void small_out_f64_(const VD *T, ptrdiff_t n, double *const *q,
+                                  int store)
+{
+    for (ptrdiff_t j = 0; j < n; j += GW) {
+        VD r[GW];
+        for (int i = 0; i < GW; ++i) r[i] = T[j + i];
+        small_tr_f64_(r);
+        const ptrdiff_t cw = n - j < GW ? n - j : GW;
+        for (int k = 0; k < GW; ++k)
+            if (store >> k & 1) {
+                if (cw == GW) vd_storeu(q[k] + j, r[k]);
+                else small_store_part_f64_(q[k] + j, r[k], cw);
+            }
+    }
 }
 
 /* Reduction of one float64 group: log_sum per lane, returns the lanes with
@@ -24,15 +63,10 @@ static inline __attribute__((always_inline)) int
 small_reduce_f64_(const VD *T, ptrdiff_t n, VD m, VDM bad, VD sv, VD *lp)
 {
     const VD one = vd_set1(1.0);
-    const int fin = small_finite_bits_f64_(m) & ~vdm_bits(bad);
+    const int fin = vd_finite_bits_(m) & ~vdm_bits(bad);
     VD r = vd_zero(), c = r;
     if (fin)
-        for (ptrdiff_t i = 0; i < n; ++i) {
-            const VDM e = vd_cmp(T[i], m, _CMP_EQ_OQ);
-            const VD t = exp_f64_(vd_mul(vd_sub(T[i], m), sv));
-            r = vd_add(r, vd_unless(e, t));
-            c = vd_add(c, vd_when(e, one));
-        }
+        for (ptrdiff_t i = 0; i < n; ++i) count_rest_step_(T[i], m, sv, &c, &r);
     c = vd_blend(vdm_from_bits(fin), one, c);   /* keep the log finite */
     *lp = log_sum_vd_(c, r);
     return fin;
@@ -98,7 +132,7 @@ small_fused_f64_(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
                 for (ptrdiff_t i = 0; i < n; ++i)
                     T[i] = vd_fmsub(vd_sub(T[i], m), sv, l);
         } else {
-            fin = small_finite_bits_f64_(m) & ~vdm_bits(bad);
+            fin = vd_finite_bits_(m) & ~vdm_bits(bad);
             if (fin) {
                 VD s = vd_zero();
                 for (ptrdiff_t i = 0; i < n; ++i) {
@@ -161,7 +195,7 @@ void SUFFIX(csm_softmax_write_small_f64)(const double *x, ptrdiff_t n_rows,
             ls[k] = log_sum[r];
         }
         const VD m = vd_loadu(mx), l = vd_loadu(ls);
-        const int fin = small_finite_bits_f64_(m);
+        const int fin = vd_finite_bits_(m);
         const int store = fin & ((1 << w) - 1);
         if (store) {
             small_in_f64_(p, n, T, NULL, NULL, 0);
@@ -206,7 +240,7 @@ void SUFFIX(csm_ce_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
         VD m;
         VDM bad;
         small_in_f64_(p, n, T, &m, &bad, 1);
-        const int fin = small_finite_bits_f64_(m) & ~vdm_bits(bad);
+        const int fin = vd_finite_bits_(m) & ~vdm_bits(bad);
         const int store = fin & ((1 << w) - 1);
         if (store) {
             VD r = vd_zero(), c = r;

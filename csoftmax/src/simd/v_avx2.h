@@ -160,6 +160,9 @@ static inline float v_hmax_(V m)
 }
 #define v_hmax(a)        v_hmax_(a)
 
+/* float64 lanes rounded to float32 and back */
+#define vd_round_f32(a)  _mm256_cvtps_pd(_mm256_cvtpd_ps(a))
+
 /* the float64 lanes k with bit k of `bits` set, as a lane mask */
 static inline VDM vdm_from_bits(int bits)
 {

@@ -125,6 +125,9 @@ static inline void vd_frexp_(VD u, VD *e, VD *f)
 #define vd_hmax(a)       _mm512_reduce_max_pd(a)
 #define v_hmax(a)        _mm512_reduce_max_ps(a)
 
+/* float64 lanes rounded to float32 and back */
+#define vd_round_f32(a)  _mm512_cvtps_pd(_mm512_cvtpd_ps(a))
+
 /* the float64 lanes k with bit k of `bits` set, as a lane mask */
 #define vdm_from_bits(bits) ((VDM)(bits))
 

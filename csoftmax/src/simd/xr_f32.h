@@ -204,18 +204,14 @@ static CSM_MAYBE_UNUSED void lse_redo_row_f32_(const float *x, const unsigned ch
                                                ptrdiff_t n, double scale, csm_lse_state *st)
 {
     const V ninf = v_set1(-INFINITY);
-    const VD mv = vd_set1(st->max), sv = vd_set1(scale), one = vd_set1(1.0);
+    const VD mv = vd_set1(st->max), sv = vd_set1(scale);
     VD c0 = vd_zero(), c1 = c0, r0 = c0, r1 = c0;
     for (ptrdiff_t i = 0; i < n; i += VLEN) {
         const ptrdiff_t r = n - i;
         V a = r >= VLEN ? v_load(x + i) : v_load_tail(x + i, v_tail(r), ninf);
         if (mk) a = v_select(r >= VLEN ? v_keep(mk + i) : v_keep_tail(mk + i, r), ninf, a);
-        const VD lo = v_lo_pd(a), hi = v_hi_pd(a);
-        const VDM e0 = vd_cmp(lo, mv, _CMP_EQ_OQ), e1 = vd_cmp(hi, mv, _CMP_EQ_OQ);
-        r0 = vd_add(r0, vd_unless(e0, exp_f64_(vd_mul(vd_sub(lo, mv), sv))));
-        r1 = vd_add(r1, vd_unless(e1, exp_f64_(vd_mul(vd_sub(hi, mv), sv))));
-        c0 = vd_add(c0, vd_when(e0, one));
-        c1 = vd_add(c1, vd_when(e1, one));
+        count_rest_step_(v_lo_pd(a), mv, sv, &c0, &r0);
+        count_rest_step_(v_hi_pd(a), mv, sv, &c1, &r1);
     }
     st->count = vd_hsum(vd_add(c0, c1));
     st->rest = vd_hsum(vd_add(r0, r1));
