@@ -26,7 +26,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy, strcmp
+from libc.string cimport memcpy, memset, strcmp
 from libc.math cimport expm1 as c_expm1_
 
 # (the declarations of csoftmax.h come from _core.pxd, which Cython reads

@@ -143,6 +143,37 @@ cdef void _ce_samples(const floating *xb, Py_ssize_t m, Py_ssize_t ks,
     cdef const floating *qs
     cdef long long yi
     cdef double wy, lp, L, S, A, B, m_, eps = p.eps
+    # class targets without smoothing (the common case): the parameters in
+    # locals (the loss stores through a double * could alias *p, so the
+    # general loop reloads them per sample); the same formulas
+    cdef const long long *ys
+    cdef const double *ws
+    cdef double *loss
+    cdef double sc, coef, aw
+    cdef long long ign
+    if p.mode == CE_CLASS and eps == 0.0:
+        ys = p.y + s0
+        ws = p.w
+        loss = p.loss + s0
+        sc = p.scale
+        coef = p.coef
+        aw = eps * p.W / C
+        ign = p.ignore
+        for k in range(m):
+            yi = ys[k]
+            if yi == ign:
+                loss[k] = 0.0
+                a[k] = 0.0
+                lpy[k] = 0.0
+                flag[k] = 3
+                continue
+            wy = ws[yi] if ws != NULL else 1.0
+            lp = sc * (<double>xb[k * ks + yi * cs] - mx[k]) - ls[k]
+            lpy[k] = lp
+            flag[k] = 0
+            loss[k] = -(1.0 - eps) * wy * lp
+            a[k] = coef * ((1.0 - eps) * wy + aw)
+        return
     for k in range(m):
         xs = xb + k * ks
         m_ = mx[k]
@@ -189,6 +220,17 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
     cdef double aref = 0.0, r, fref = 0.0
     cdef Py_ssize_t k
     cdef int eref = 0, e
+    # every sample the same finite nonzero coefficient (class targets without
+    # weights): alpha is that coefficient, nothing shifts (as below)
+    aref = a[0] if m > 0 else 0.0
+    if aref != 0.0 and isfinite(aref):
+        k = 0
+        while k < m and a[k] == aref and flag[k] == 0:
+            k += 1
+        if k == m:
+            memset(ex, 0, m * sizeof(int))
+            return aref
+    aref = 0.0
     # the largest finite coefficient: every ratio is then <= 1 in magnitude, so
     # a subnormal coefficient cannot make another row's ratio overflow
     for k in range(m):
@@ -263,8 +305,32 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
     cdef double em[64]
     # the target entries' expm1, a block at a time in vector lanes
     cdef bint batch = p.mode == CE_CLASS and m <= 64 and _tab.expm1_le0_f64 != NULL
+    cdef const long long *ys
+    cdef const double *ws
+    cdef double coef
     if batch:
         _tab.expm1_le0_f64(lpy, em, m)
+    k = 0
+    if batch and gamma == 0.0:
+        while k < m and flag[k] == 0 and ex[k] == 0:
+            k += 1
+    if k == m:
+        # class targets without smoothing and no sample flagged (ignored,
+        # zero or negative coefficient): only the target entries, the
+        # parameters in locals (the general loop reloads them per sample)
+        ys = p.y + s0
+        ws = p.w
+        coef = p.coef
+        for k in range(m):
+            yi = ys[k]
+            wy = ws[yi] if ws != NULL else 1.0
+            b = coef * (1.0 - eps) * wy
+            if a[k] == b:
+                gb[k * ks + yi * cs] = <floating>(b * em[k] - gamma * wy)
+            else:
+                gb[k * ks + yi * cs] = <floating>(b * em[k] + (a[k] - b) *
+                                                  c_exp(lpy[k]) - gamma * wy)
+        return
     for k in range(m):
         g = gb + k * ks
         if flag[k] == 1 or flag[k] == 3:

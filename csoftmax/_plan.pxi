@@ -486,6 +486,13 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
         if (op == OP_LOG_SOFTMAX and
                 (n <= 32 or (inner * size) % 4096 != 0)):
             return PATH_COLS_BLOCKS
+        # cross-entropy with class targets: the blocks up to 32 classes
+        # (x floor, BLOCKS / TILED, gradient into grad_out; (32, 21, 128,
+        # 128): 6.16 / 6.76 (AVX-512), 8.04 / 8.56 (AVX2); (64, 10, 128,
+        # 128): 9.52 / 10.68, 11.17 / 12.63; with 64 or 100 classes the
+        # tiles win on AVX2, 4.82 / 5.33 and 4.83 / 5.78)
+        if op == OP_CE and n <= 32:
+            return PATH_COLS_BLOCKS
         if _take(op, PATH_COLS_TILED, f64, layout, n, inner, flags):
             return PATH_COLS_TILED
         return PATH_COLS_BLOCKS

@@ -109,6 +109,12 @@ CASES = [
       ("avx2", "float64"): "COLS_BLOCKS"}),
     ("cross_entropy", (64, 200, 256), 1, {}, 2, "COLS_BLOCKS"),
     ("cross_entropy", (64, 10, 32), 1, {}, 2, "COLS_BLOCKS"),
+    # up to 32 classes the blocks, even with rows a multiple of 4 KiB apart
+    ("cross_entropy", (32, 21, 128, 128), 1, {}, 2, "COLS_BLOCKS"),
+    ("cross_entropy", (4, 32, 4096), 1, {}, 2, "COLS_BLOCKS"),
+    ("cross_entropy", (4, 33, 4096), 1, {}, 2,
+     {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
+      ("avx2", "float64"): "COLS_BLOCKS"}),
     # probability targets, logsumexp_backward (the same machinery)
     ("cross_entropy_soft", (262144, 10), -1, {}, 1, {"avx2": "SMALL_TWO_PASS", "other": T}),
     # float32 soft targets never keep float32 terms (FUSED): their gradient is
