@@ -210,9 +210,13 @@ cdef void _ce_samples(const floating *xb, Py_ssize_t m, Py_ssize_t ks,
 
 
 cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
-                        char *flag, int *ex, bint split) noexcept nogil:
+                        char *flag, int *ex, bint split,
+                        bint cols=False) noexcept nogil:
     """Block alpha for the write kernel; shifts log_sum of the samples whose
     coefficient differs.  flag: 1 = write zeros, 2 = negate after write.
+    The fix-up zeroes the samples of flag 1 and 3 (ignored); rows also get
+    log_sum = inf, columns keep theirs (a column kernel writes a group of
+    lanes with an infinite log_sum by its general code).
     split (float64 output): the ratio a_k / alpha = f * 2^ex[k] with f in
     (1/2, 1]; log_sum is shifted by log f only and the fix-up multiplies by
     2^ex[k] (exact), so the exp argument keeps its accuracy however far
@@ -243,7 +247,8 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
     for k in range(m):
         ex[k] = 0
         if flag[k] == 3:
-            ls[k] = 1.0 / 0.0
+            if not cols:
+                ls[k] = 1.0 / 0.0
             continue
         if split and a[k] != 0.0 and isfinite(a[k]) and a[k] != aref:
             # mantissas divided: no underflow even for a subnormal a[k]
@@ -257,13 +262,13 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
             r = a[k] / aref
         if r == 1.0:
             pass
-        elif r > 0.0:
-            ls[k] = ls[k] - c_log(r)
-        elif r < 0.0:
-            ls[k] = ls[k] - c_log(-r)
-            flag[k] = 2
+        elif r != 0.0 and r == r:
+            # the sign without a branch (random signs: logsumexp_backward)
+            ls[k] = ls[k] - c_log(fabs(r))
+            flag[k] = <char>(2 * (r < 0.0))
         elif r == 0.0:
-            ls[k] = 1.0 / 0.0
+            if not cols:
+                ls[k] = 1.0 / 0.0
             flag[k] = 1
         else:
             ls[k] = r          # NaN coefficient: NaN row
@@ -310,18 +315,27 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
     cdef double coef
     if batch:
         _tab.expm1_le0_f64(lpy, em, m)
+    cdef unsigned int sb[64]
+    cdef unsigned long long db[64]
+    cdef Py_ssize_t nneg = 0, nother = 0
+    cdef unsigned int t
     k = 0
     if batch and gamma == 0.0:
-        while k < m and flag[k] == 0 and ex[k] == 0:
+        while k < m and (flag[k] == 0 or flag[k] == 3) and ex[k] == 0:
             k += 1
     if k == m:
-        # class targets without smoothing and no sample flagged (ignored,
-        # zero or negative coefficient): only the target entries, the
-        # parameters in locals (the general loop reloads them per sample)
+        # class targets without smoothing, no sample with a zero or negative
+        # coefficient: the ignored samples' zeros and the target entries,
+        # the parameters in locals (the general loop reloads them per sample)
         ys = p.y + s0
         ws = p.w
         coef = p.coef
         for k in range(m):
+            if flag[k] == 3:
+                g = gb + k * ks
+                for c in range(C):
+                    g[c * cs] = 0
+                continue
             yi = ys[k]
             wy = ws[yi] if ws != NULL else 1.0
             b = coef * (1.0 - eps) * wy
@@ -331,6 +345,29 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
                 gb[k * ks + yi * cs] = <floating>(b * em[k] + (a[k] - b) *
                                                   c_exp(lpy[k]) - gamma * wy)
         return
+    if ks == 1 and cs != 1 and m <= 64:
+        # columns: many negated samples (logsumexp_backward's signs) in one
+        # pass along the rows of the block, not one strided pass each
+        for k in range(m):
+            t = (flag[k] == 2) & (ex[k] == 0)      # (no branch: random signs)
+            sb[k] = t << 31
+            db[k] = (<unsigned long long>t) << 63
+            nneg += t
+            nother += (flag[k] == 1) | (flag[k] == 3) | (ex[k] != 0)
+        if nneg >= 8:
+            for c in range(C):
+                g = gb + c * cs
+                # the sign bit flipped (as -g), without a branch per element
+                if floating is float:
+                    for k in range(m):
+                        (<unsigned int *>g)[k] ^= sb[k]
+                else:
+                    for k in range(m):
+                        (<unsigned long long *>g)[k] ^= db[k]
+            if p.mode == CE_SCALE and nother == 0:
+                return          # (no target entries, nothing else flagged)
+        else:
+            nneg = 0
     for k in range(m):
         g = gb + k * ks
         if flag[k] == 1 or flag[k] == 3:
@@ -349,7 +386,7 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
             else:
                 for c in range(C):
                     g[c * cs] = <floating>c_ldexp(f * <double>g[c * cs], ex[k])
-        elif flag[k] == 2:
+        elif nneg == 0 and flag[k] == 2:
             for c in range(C):
                 g[c * cs] = -g[c * cs]
         if p.mode == CE_CLASS:
@@ -844,7 +881,7 @@ cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
                 _ce_fixup(g + k, 1, 1, grs, (q + k) if q != NULL else NULL, 1,
                           qrs, s0 + k, a + k, lpy + k, flag + k, ex + k, p)
     elif nbad < 0 and g != NULL:
-        aref = _ce_prepare(cols, a, ls, flag, ex, floating is double)
+        aref = _ce_prepare(cols, a, ls, flag, ex, floating is double, True)
         if keep:
             if floating is float:
                 _tab.softmax_scale_cols_f32(x, cols, p.C, xrs, p.scale, mx, ls,
