@@ -120,7 +120,7 @@ static void softmax_fused_cols_direct_f32_(const float *x, ptrdiff_t n_cols,
             csm_lse_state st[2 * VLEN];
             double mx[2 * VLEN], ls[2 * VLEN];
             SUFFIX(csm_lse_cols_f32)(x + j, VLEN * G, n, x_row_stride, scale, st);
-            csm_finalize_avx2(st, VLEN * G, scale, mx, ls);
+            SUFFIX(csm_finalize)(st, VLEN * G, scale, mx, ls);
             SUFFIX(csm_softmax_cols_f32)(x + j, VLEN * G, n, x_row_stride, scale,
                                          mx, ls, alpha, y + j, y_row_stride);
         }
@@ -132,7 +132,7 @@ static void softmax_fused_cols_direct_f32_(const float *x, ptrdiff_t n_cols,
         double mx[8], ls[8];
         ptrdiff_t w = n_cols - j;
         csm_lse_cols_f32_avx2(x + j, w, n, x_row_stride, scale, st);
-        csm_finalize_avx2(st, w, scale, mx, ls);
+        SUFFIX(csm_finalize)(st, w, scale, mx, ls);
         csm_softmax_cols_f32_avx2(x + j, w, n, x_row_stride, scale, mx, ls,
                                   alpha, y + j, y_row_stride);
 #else
@@ -189,7 +189,7 @@ static void log_softmax_cols_block_f32_(const float *x, ptrdiff_t n_cols,
         double *ls)
 {
     SUFFIX(csm_lse_cols_f32)(x, n_cols, n, x_row_stride, scale, st);
-    csm_finalize_avx2(st, n_cols, scale, mx, ls);
+    SUFFIX(csm_finalize)(st, n_cols, scale, mx, ls);
     SUFFIX(csm_log_softmax_cols_f32)(x, n_cols, n, x_row_stride, scale, mx, ls,
                                   alpha, y, y_row_stride);
 }
@@ -203,7 +203,7 @@ static void softmax_cols_unfused_f32_(const float *x, ptrdiff_t n_cols,
         double mx[16], ls[16];
         ptrdiff_t w = n_cols - j < 16 ? n_cols - j : 16;
         SUFFIX(csm_lse_cols_f32)(x + j, w, n, x_row_stride, scale, st);
-        csm_finalize_avx2(st, w, scale, mx, ls);
+        SUFFIX(csm_finalize)(st, w, scale, mx, ls);
         SUFFIX(csm_softmax_cols_f32)(x + j, w, n, x_row_stride, scale, mx, ls,
                                   alpha, y + j, y_row_stride);
     }
