@@ -7,8 +7,10 @@
 #   rows:    x (rows, n) with contiguous rows, mask (rows, n) with a unit
 #            element stride and any row stride (0: one mask for all rows);
 #   columns: x (outer, n, inner) with contiguous inner, mask (outer, n,
-#            inner) with any strides (0 where it broadcasts); the masked
-#            column kernels are scalar on every table.
+#            inner) with any strides (0 where it broadcasts); float32 on
+#            the SIMD tables copies blocks through tiles into the unmasked
+#            column kernels (src/simd/masked_cols_f32_body.h), float64
+#            and masks broadcast over the columns take the scalar ones.
 #   backward: y, dy, out C-contiguous (outer, n, inner); inner == 1 takes
 #            the masked backward row kernels, else a Cython loop.
 

@@ -189,7 +189,7 @@ cdef enum:
     PATH_COLS_LOOP = 9      # backward, non-last axis: the Cython loop (no kernel)
     PATH_ROWS = 10          # backward, last axis: the row kernel, rows over threads
     PATH_MASKED_ROWS = 11   # where=: masked row kernels (mask read with x), blocks of rows
-    PATH_MASKED_COLS = 12   # where=, non-last axis: masked column kernels (scalar)
+    PATH_MASKED_COLS = 12   # where=, non-last axis: masked column kernels
     PATH_MASKED_FUSED = 13  # where=, float32 softmax rows: one fused call a block
     N_PATHS = 14
 
