@@ -256,6 +256,8 @@ void csm_log_softmax_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows,
 
 /* masked columns: tiles through the unmasked column kernels */
 #include "../simd/masked_cols_f32_body.h"
+/* masked backward rows: copies through the unmasked backward kernels */
+#include "../simd/masked_bwd_f32_body.h"
 
 #include "end.h"
 #endif /* CSM_BUILD_AVX2 */
