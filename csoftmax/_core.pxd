@@ -210,6 +210,10 @@ cdef extern from "csoftmax.h" nogil:
     ctypedef void (*csm_bwd_rows_masked_f64)(const double *y, const double *dy, double *o,
             Py_ssize_t n_rows, Py_ssize_t n, Py_ssize_t row_stride,
             const unsigned char *mask, Py_ssize_t mask_row_stride) noexcept nogil
+    ctypedef void (*csm_bwd_cols_masked_f32)(const float *y, const float *dy, float *o,
+            Py_ssize_t n_cols, Py_ssize_t n, Py_ssize_t row_stride,
+            const unsigned char *mask, Py_ssize_t mask_row_stride,
+            Py_ssize_t mask_col_stride) noexcept nogil
 
     # the kernel list at run time (dispatch.c)
     int csm_kernel_count()

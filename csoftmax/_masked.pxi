@@ -12,7 +12,8 @@
 #            column kernels (src/simd/masked_cols_f32_body.h), float64
 #            and masks broadcast over the columns take the scalar ones.
 #   backward: y, dy, out C-contiguous (outer, n, inner); inner == 1 takes
-#            the masked backward row kernels, else a Cython loop.
+#            the masked backward row kernels, else the masked backward
+#            column kernels (float32) or a Cython loop (float64).
 
 cdef inline void _lse_rows_m(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                              Py_ssize_t rs, const unsigned char *m,
@@ -286,9 +287,16 @@ cdef void _bwd_masked_cols(const floating *y, const floating *dy, floating *o,
                            Py_ssize_t n, Py_ssize_t inner,
                            const unsigned char *m, Py_ssize_t mrs,
                            Py_ssize_t mcs, bint log) noexcept nogil:
-    """One outer slice (n, inner): per column j the sums over kept i."""
+    """One outer slice (n, inner): per column j the sums over kept i
+    (float32: the table's masked column backward kernels)."""
     cdef Py_ssize_t i, j
     cdef double s
+    if floating is float:
+        if log:
+            _tab.log_softmax_bwd_cols_masked_f32(y, dy, o, inner, n, inner, m, mrs, mcs)
+        else:
+            _tab.softmax_bwd_cols_masked_f32(y, dy, o, inner, n, inner, m, mrs, mcs)
+        return
     for j in range(inner):
         s = 0.0
         for i in range(n):

@@ -706,9 +706,11 @@ def _path_kernels(int op, int path, bint f64, int flags):
         return ["lse" + kind + sfx, "finalize", "softmax" + kind + sfx]
     if path == PATH_MASKED_ROWS or path == PATH_MASKED_COLS:
         kind = "_rows_masked" if path == PATH_MASKED_ROWS else "_cols_masked"
-        if op >= OP_SOFTMAX_BWD:   # MASKED_COLS: a Cython loop (_masked.pxi)
-            return ([("log_softmax" if op == OP_LOG_SOFTMAX_BWD else "softmax")
-                     + "_bwd_rows_masked" + sfx] if path == PATH_MASKED_ROWS else [])
+        if op >= OP_SOFTMAX_BWD:   # MASKED_COLS float64: a Cython loop (_masked.pxi)
+            if path == PATH_MASKED_COLS and f64:
+                return []
+            return [("log_softmax" if op == OP_LOG_SOFTMAX_BWD else "softmax")
+                    + "_bwd" + kind + sfx]
         return ["lse" + kind + sfx, "finalize"] + ([write + kind + sfx] if write else [])
     if op <= OP_LSE:
         if path == PATH_SMALL:

@@ -445,6 +445,14 @@ typedef void csm_bwd_rows_masked_f64_fn(const double *y, const double *dy, doubl
         ptrdiff_t n_rows, ptrdiff_t n, ptrdiff_t row_stride,
         const unsigned char *mask, ptrdiff_t mask_row_stride);
 typedef csm_bwd_rows_masked_f64_fn *csm_bwd_rows_masked_f64;
+/* masked backward along a non-last axis, float32: n_cols columns of n
+ * rows (y, dy and o share row_stride); mask element (i, j) at
+ * mask[i * mask_row_stride + j * mask_col_stride] */
+typedef void csm_bwd_cols_masked_f32_fn(const float *y, const float *dy, float *o,
+        ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride,
+        ptrdiff_t mask_col_stride);
+typedef csm_bwd_cols_masked_f32_fn *csm_bwd_cols_masked_f32;
 
 /* The kernel table: one function pointer per line of csoftmax_kernels.def,
  * in that order (NULL where an ISA has no such kernel). */

@@ -151,3 +151,42 @@ void csm_log_softmax_bwd_rows_masked_##SUF##_scalar(const T *y, const T *dy,   \
 
 DEFINE_SCALAR_MASKED(float, f32)
 DEFINE_SCALAR_MASKED(double, f64)
+
+/* float32 backward along a non-last axis: per column j the sums over the
+ * kept i in float64, 0 at masked elements (the loop the Cython layer ran) */
+static void bwd_cols_masked_f32_(const float *y, const float *dy, float *o,
+        ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t rs, const unsigned char *m,
+        ptrdiff_t mrs, ptrdiff_t mcs, int log)
+{
+    for (ptrdiff_t j = 0; j < n_cols; ++j) {
+        double s = 0.0;
+        for (ptrdiff_t i = 0; i < n; ++i)
+            if (m[i * mrs + j * mcs])
+                s += log ? (double)dy[i * rs + j]
+                         : (double)y[i * rs + j] * (double)dy[i * rs + j];
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const ptrdiff_t k = i * rs + j;
+            if (!m[i * mrs + j * mcs]) o[k] = 0.0f;
+            else if (log) o[k] = (float)((double)dy[k] - exp((double)y[k]) * s);
+            else o[k] = (float)((double)y[k] * ((double)dy[k] - s));
+        }
+    }
+}
+
+void csm_softmax_bwd_cols_masked_f32_scalar(const float *y, const float *dy,
+        float *o, ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride,
+        ptrdiff_t mask_col_stride)
+{
+    bwd_cols_masked_f32_(y, dy, o, n_cols, n, row_stride, mask, mask_row_stride,
+                         mask_col_stride, 0);
+}
+
+void csm_log_softmax_bwd_cols_masked_f32_scalar(const float *y, const float *dy,
+        float *o, ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride,
+        ptrdiff_t mask_col_stride)
+{
+    bwd_cols_masked_f32_(y, dy, o, n_cols, n, row_stride, mask, mask_row_stride,
+                         mask_col_stride, 1);
+}

@@ -86,3 +86,79 @@ void SUFFIX(csm_log_softmax_bwd_rows_masked_f32)(const float *y,
     bwd_rows_masked_f32_(y, dy, o, n_rows, n, row_stride, mask,
                          mask_row_stride, 1);
 }
+
+/* ---- along a non-last axis ------------------------------------------------
+ * Blocks of up to MBC_TW columns: dy (and for softmax y; log_softmax y
+ * as it is) copied into tiles of pitch MBC_TW with the masked entries set
+ * to 0, the unmasked column backward kernel of the same ISA run on the
+ * tiles into an output tile, which is copied out with 0 at the masked
+ * elements (the output may be an input: a block is read before it is
+ * written).  Masks not contiguous along the columns, blocks narrower than
+ * VLEN and a failed malloc take the scalar kernel. */
+#define MBC_TW 64
+
+static void bwd_cols_masked_f32_(const float *y, const float *dy, float *o,
+        ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t rs, const unsigned char *mask,
+        ptrdiff_t mrs, ptrdiff_t mcs, int log)
+{
+    float *t = NULL;
+    if (mcs == 1 && n_cols >= VLEN && n > 0)
+        t = (float *)malloc(3 * (size_t)n * MBC_TW * sizeof(float));
+    if (t == NULL) {
+        (log ? csm_log_softmax_bwd_cols_masked_f32_scalar
+             : csm_softmax_bwd_cols_masked_f32_scalar)(
+            y, dy, o, n_cols, n, rs, mask, mrs, mcs);
+        return;
+    }
+    float *ty = t, *td = t + n * MBC_TW, *to = t + 2 * n * MBC_TW;
+    const V z = v_zero();
+    for (ptrdiff_t j0 = 0; j0 < n_cols; j0 += MBC_TW) {
+        const ptrdiff_t w = n_cols - j0 < MBC_TW ? n_cols - j0 : MBC_TW;
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const unsigned char *mi = mask + i * mrs + j0;
+            const float *yi = y + i * rs + j0, *di = dy + i * rs + j0;
+            float *tyi = ty + i * MBC_TW, *tdi = td + i * MBC_TW;
+            ptrdiff_t l = 0;
+            for (; l + VLEN <= w; l += VLEN) {
+                const VM k = v_keep(mi + l);
+                v_store(tdi + l, v_select(k, z, v_load(di + l)));
+                v_store(tyi + l, log ? v_load(yi + l) : v_select(k, z, v_load(yi + l)));
+            }
+            for (; l < w; ++l) {
+                tdi[l] = mi[l] ? di[l] : 0.0f;
+                tyi[l] = (log || mi[l]) ? yi[l] : 0.0f;
+            }
+        }
+        (log ? SUFFIX(csm_log_softmax_bwd_cols_f32)
+             : SUFFIX(csm_softmax_bwd_cols_f32))(ty, td, to, w, n, MBC_TW);
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const unsigned char *mi = mask + i * mrs + j0;
+            const float *toi = to + i * MBC_TW;
+            float *oi = o + i * rs + j0;
+            ptrdiff_t l = 0;
+            for (; l + VLEN <= w; l += VLEN)
+                v_store(oi + l, v_select(v_keep(mi + l), z, v_load(toi + l)));
+            for (; l < w; ++l)
+                oi[l] = mi[l] ? toi[l] : 0.0f;
+        }
+    }
+    free(t);
+}
+
+void SUFFIX(csm_softmax_bwd_cols_masked_f32)(const float *y, const float *dy,
+        float *o, ptrdiff_t n_cols, ptrdiff_t n, ptrdiff_t row_stride,
+        const unsigned char *mask, ptrdiff_t mask_row_stride,
+        ptrdiff_t mask_col_stride)
+{
+    bwd_cols_masked_f32_(y, dy, o, n_cols, n, row_stride, mask,
+                         mask_row_stride, mask_col_stride, 0);
+}
+
+void SUFFIX(csm_log_softmax_bwd_cols_masked_f32)(const float *y,
+        const float *dy, float *o, ptrdiff_t n_cols, ptrdiff_t n,
+        ptrdiff_t row_stride, const unsigned char *mask,
+        ptrdiff_t mask_row_stride, ptrdiff_t mask_col_stride)
+{
+    bwd_cols_masked_f32_(y, dy, o, n_cols, n, row_stride, mask,
+                         mask_row_stride, mask_col_stride, 1);
+}
