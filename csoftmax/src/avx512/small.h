@@ -53,6 +53,123 @@ static inline __m256 gd_softmax_ps_(__m256 a, GD sv, GD cv)
         softmax_v_f32_(_mm512_zextps256_ps512(a), sv, cv, cv));
 }
 
+/* ---- float32 groups of 16 rows (the VLEN-row kernels of
+ * simd/small_f32_body.h: softmax, log_softmax, cross-entropy) ---------- */
+
+/* 8 zmm of two 8-float row pieces each, r[k] = [row A_k | row B_k], ->
+ * r[i] = element i of the 16 rows: the 8x8 transpose's unpack and shuffle
+ * stages run in both 256-bit halves at once, then a 128-bit lane shuffle
+ * puts rows A_0..3, B_0..3, A_4..7, B_4..7 into the lanes, so loading
+ * A_k = row k + (k & 4), B_k = A_k + 4 gives lanes = rows 0..15.  OUT (the
+ * store side, 8 element vectors of lanes = rows 0..15 in): the last stage
+ * is a two-source permute instead, giving r[k] = [row k | row k + 8]. */
+static inline __attribute__((always_inline)) void tr16x8_ps_(__m512 *r, const int OUT)
+{
+    __m512 t0 = _mm512_unpacklo_ps(r[0], r[1]), t1 = _mm512_unpackhi_ps(r[0], r[1]);
+    __m512 t2 = _mm512_unpacklo_ps(r[2], r[3]), t3 = _mm512_unpackhi_ps(r[2], r[3]);
+    __m512 t4 = _mm512_unpacklo_ps(r[4], r[5]), t5 = _mm512_unpackhi_ps(r[4], r[5]);
+    __m512 t6 = _mm512_unpacklo_ps(r[6], r[7]), t7 = _mm512_unpackhi_ps(r[6], r[7]);
+    __m512 s[8];
+    s[0] = _mm512_shuffle_ps(t0, t2, 0x44); s[1] = _mm512_shuffle_ps(t0, t2, 0xEE);
+    s[2] = _mm512_shuffle_ps(t1, t3, 0x44); s[3] = _mm512_shuffle_ps(t1, t3, 0xEE);
+    s[4] = _mm512_shuffle_ps(t4, t6, 0x44); s[5] = _mm512_shuffle_ps(t4, t6, 0xEE);
+    s[6] = _mm512_shuffle_ps(t5, t7, 0x44); s[7] = _mm512_shuffle_ps(t5, t7, 0xEE);
+    if (OUT) {
+        const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19,
+                                             8, 9, 10, 11, 24, 25, 26, 27);
+        const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23,
+                                             12, 13, 14, 15, 28, 29, 30, 31);
+        for (int k = 0; k < 4; ++k) {
+            r[k] = _mm512_permutex2var_ps(s[k], lo, s[k + 4]);
+            r[k + 4] = _mm512_permutex2var_ps(s[k], hi, s[k + 4]);
+        }
+    } else {
+        for (int k = 0; k < 4; ++k) {
+            r[k] = _mm512_shuffle_f32x4(s[k], s[k + 4], 0x88);
+            r[k + 4] = _mm512_shuffle_f32x4(s[k], s[k + 4], 0xDD);
+        }
+    }
+}
+
+/* Rows p[0..15] (n floats each) -> T[0..n) (16 lanes = rows), 8 columns a
+ * tile (a last partial tile by masked loads: its other columns are 0 and
+ * never read as data); *mx the per-lane max (-inf for n = 0), *nanbits the
+ * lanes with a NaN. */
+static inline __attribute__((always_inline)) void
+smallv_in_f32_(const float *const *p, ptrdiff_t n, __m512 *T, __m512 *mx,
+               int *nanbits)
+{
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 b = 0;
+    for (ptrdiff_t j = 0; j < n; j += 8) {
+        __m512 r[8];
+        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
+        const __mmask8 km = kmask8_(cw);
+        for (int k = 0; k < 8; ++k) {
+            const int a = k + (k & 4);
+            __m256 lo = cw == 8 ? _mm256_loadu_ps(p[a] + j) : _mm256_maskz_loadu_ps(km, p[a] + j);
+            __m256 hi = cw == 8 ? _mm256_loadu_ps(p[a + 4] + j) : _mm256_maskz_loadu_ps(km, p[a + 4] + j);
+            r[k] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+        }
+        tr16x8_ps_(r, 0);
+        for (int i = 0; i < 8; ++i) T[j + i] = r[i];
+        if (cw == 8) {      /* a tree: short dependency chains */
+            b |= _mm512_cmp_ps_mask(r[0], r[1], _CMP_UNORD_Q) |
+                 _mm512_cmp_ps_mask(r[2], r[3], _CMP_UNORD_Q) |
+                 _mm512_cmp_ps_mask(r[4], r[5], _CMP_UNORD_Q) |
+                 _mm512_cmp_ps_mask(r[6], r[7], _CMP_UNORD_Q);
+            const __m512 a = _mm512_max_ps(_mm512_max_ps(r[0], r[1]), _mm512_max_ps(r[2], r[3]));
+            const __m512 c = _mm512_max_ps(_mm512_max_ps(r[4], r[5]), _mm512_max_ps(r[6], r[7]));
+            m = _mm512_max_ps(m, _mm512_max_ps(a, c));
+        } else {
+            for (ptrdiff_t i = 0; i < cw; ++i) {
+                m = _mm512_max_ps(m, r[i]);
+                b |= _mm512_cmp_ps_mask(r[i], r[i], _CMP_UNORD_Q);
+            }
+        }
+    }
+    *mx = m;
+    *nanbits = b;
+}
+
+/* T[0..n) back to rows q[k] for the lanes k set in `store` (other rows are
+ * not touched: they may still be the input of an in-place call). */
+static inline void smallv_out_f32_(const __m512 *T, ptrdiff_t n,
+                                   float *const *q, int store)
+{
+    for (ptrdiff_t j = 0; j < n; j += 8) {
+        __m512 r[8];
+        const ptrdiff_t cw = n - j < 8 ? n - j : 8;
+        const __mmask8 km = kmask8_(cw);
+        for (int i = 0; i < 8; ++i) r[i] = T[j + i];
+        tr16x8_ps_(r, 1);
+        if (store == 0xFFFF && cw == 8) {
+            for (int k = 0; k < 8; ++k) {
+                _mm256_storeu_ps(q[k] + j, _mm512_castps512_ps256(r[k]));
+                _mm256_storeu_ps(q[k + 8] + j, _mm512_extractf32x8_ps(r[k], 1));
+            }
+            continue;
+        }
+        for (int k = 0; k < 8; ++k) {
+            const __m256 lo = _mm512_castps512_ps256(r[k]);
+            const __m256 hi = _mm512_extractf32x8_ps(r[k], 1);
+            if (store >> k & 1) {
+                if (cw == 8) _mm256_storeu_ps(q[k] + j, lo);
+                else _mm256_mask_storeu_ps(q[k] + j, km, lo);
+            }
+            if (store >> (k + 8) & 1) {
+                if (cw == 8) _mm256_storeu_ps(q[k + 8] + j, hi);
+                else _mm256_mask_storeu_ps(q[k + 8] + j, km, hi);
+            }
+        }
+    }
+}
+
+#define v_absle_bits_(a, b)  ((int)_mm512_cmp_ps_mask(_mm512_abs_ps(a), _mm512_set1_ps(b), _CMP_LE_OQ))
+#define vi_loadu_(p)         _mm512_loadu_si512((const void *)(p))
+#define vi_eqk_(a, k)        _mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(k))
+#define vi_negbits_(a)       ((int)_mm512_movepi32_mask(a))
+
 /* ---- float64 groups of 8 rows (simd/small_f64_body.h) ------------------ */
 
 /* 8x8 transpose of float64 rows r[0..7] (in place) */

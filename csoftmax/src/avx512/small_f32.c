@@ -1,15 +1,18 @@
 /*
- * avx512/small_f32.c -- float32 short rows, 8 rows per group: reduction,
- * fused softmax / log_softmax, softmax write, cross-entropy gradient,
- * expm1 of the target entries (simd/small_f32_body.h; the float64 lanes
- * of a group in one __m512d, avx512/small.h)
+ * avx512/small_f32.c -- float32 short rows: the reduction, softmax write and
+ * target-entry expm1 of simd/small_f32_body.h (8 rows a group, the float64
+ * lanes in one __m512d, avx512/small.h), and 16 rows a group in float32
+ * lanes for the fused softmax / log_softmax and the cross-entropy gradient
+ * (simd/small_lanes_f32_body.h)
  */
 #include "common.h"
 
 #ifdef CSM_BUILD_AVX512
 
+#define CSM_SMALL_F32_LANES 1
 #include "small.h"
 #include "../simd/small_f32_body.h"
+#include "../simd/small_lanes_f32_body.h"
 
 #include "end.h"
 #endif /* CSM_BUILD_AVX512 */

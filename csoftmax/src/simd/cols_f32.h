@@ -26,9 +26,13 @@
 
 /* xr_row_init_ for VLEN lanes (max as float64 halves ml, mh; |scale * max|
  * <= 2^20): the per-lane magic goes to c->magic, the per-lane factors
- * 2^-XR_BIAS exp(-r_m) to *fl, *fh. */
-static inline void xr_lanes_init_(xr_row_ *c, double scale, VD ml, VD mh,
-                                  VD *fl, VD *fh)
+ * 2^-XR_BIAS exp(-r_m) to *fl, *fh -- exp_f64acc_ (2^-52), or with F32ACC
+ * exp_f32acc_ (2.6e-9 = 0.04 float32 ULP, five operations fewer: the
+ * short-row kernels, where this runs once per VLEN rows of a few
+ * elements). */
+static inline __attribute__((always_inline)) void
+xr_lanes_init_(xr_row_ *c, double scale, VD ml, VD mh, VD *fl, VD *fh,
+               const int F32ACC)
 {
     const VD sv = vd_set1(scale), l2e = vd_set1(1.4426950408889634);
     const VD mag = vd_set1(0x1.8p23 + XR_BIAS), down = vd_set1(0x1p-96);
@@ -37,7 +41,8 @@ static inline void xr_lanes_init_(xr_row_ *c, double scale, VD ml, VD mh,
         VD nm = vd_round(vd_mul(sm[h], l2e));
         VD rm = vd_fnmadd(nm, vd_set1(6.93147180369123816490e-01), sm[h]);
         rm = vd_fnmadd(nm, vd_set1(1.90821492927058770002e-10), rm);
-        f[h] = vd_mul(down, exp_f64acc_(vd_sub(vd_zero(), rm)));
+        const VD nr = vd_sub(vd_zero(), rm);
+        f[h] = vd_mul(down, F32ACC ? exp_f32acc_(nr) : exp_f64acc_(nr));
         mg[h] = vd_sub(mag, nm);   /* exact integers */
     }
     c->magic = v_from_pd(mg[0], mg[1]);

@@ -47,7 +47,7 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
     VD f[4];
     for (int g = 0; g < G; ++g)
         xr_lanes_init_(&xc[g], scale, mx[2 * g], mx[2 * g + 1], &f[2 * g],
-                       &f[2 * g + 1]);
+                       &f[2 * g + 1], 0);
     VD r[4] = { vd_zero(), vd_zero(), vd_zero(), vd_zero() };
     VI cnt[2] = { vi_zero(), vi_zero() };
 /* e (not NULL): the terms are kept there, as csm_lse_store_rows_f32 does
@@ -194,7 +194,7 @@ void SUFFIX(csm_softmax_scale_cols_f32)(const float *x, ptrdiff_t n_cols,
             if (!clamp_bound_v_(ml, mh, sv, XR_SPAN, span_s, &L)) { ok = 0; break; }
             xr_row_ xc;
             VD fac[2], fv[2], gv[2];
-            xr_lanes_init_(&xc, scale, ml, mh, &fac[0], &fac[1]);
+            xr_lanes_init_(&xc, scale, ml, mh, &fac[0], &fac[1], 0);
             for (int k = 0; k < 2; ++k) {
                 VD ls = vd_loadu(lp + VDLEN * k);
                 gv[k] = vd_mul(av, exp_f64_(vd_sub(vd_zero(), ls)));

@@ -55,7 +55,7 @@ softmax_fused_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs,
     VD fac[4];
     for (int g = 0; g < G; ++g)
         xr_lanes_init_(&xc[g], scale, mx[2 * g], mx[2 * g + 1], &fac[2 * g],
-                       &fac[2 * g + 1]);
+                       &fac[2 * g + 1], 0);
     VD r[4] = { vd_zero(), vd_zero(), vd_zero(), vd_zero() };
     VI cnt[2] = { vi_zero(), vi_zero() };
     for (ptrdiff_t i = 0; i < n; ++i) {

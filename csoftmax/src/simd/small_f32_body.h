@@ -11,9 +11,10 @@
  * group -- the exp of each element, the sums, clamp, log -- is a GD of 8
  * float64 lanes: two __m256d on AVX2 (avx2/small.h), one __m512d on
  * AVX-512 (avx512/small.h), the same operations lane for lane, so both
- * ISAs give the same bits.  (16 rows a group on AVX-512 would need 16x16
- * transposes, one more shuffle stage per element on the shuffle port the
- * 8x8 ones already load; the float64 exp is where the time goes.)
+ * ISAs give the same bits.  The AVX-512 table takes its fused softmax /
+ * log_softmax and cross-entropy gradient from simd/small_lanes_f32_body.h
+ * instead (16 rows a group in float32 lanes; CSM_SMALL_F32_LANES leaves
+ * them out here).
  *
  * Numerics: the float32 fast paths (clamp, int32 counts of the elements
  * equal to the max, exp_f32acc_ in float64 lanes for the sum,
@@ -149,6 +150,7 @@ void SUFFIX(csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     }
 }
 
+#ifndef CSM_SMALL_F32_LANES  /* AVX-512: simd/small_lanes_f32_body.h */
 /* Fused softmax / log_softmax of float32 groups (reduction and write on the
  * same transposed tile).
  *   softmax: e = exp(scale * (max(x, L) - max)) once per element, kept in
@@ -251,6 +253,8 @@ void SUFFIX(csm_log_softmax_small_f32)(const float *x, ptrdiff_t n_rows,
     small_fused_f32_(x, n_rows, n, x_row_stride, scale, y, y_row_stride, 1);
 }
 
+#endif /* CSM_SMALL_F32_LANES */
+
 /* Softmax write of float32 rows with a given (max, log_sum) and a factor
  * alpha (y = alpha * exp(scale * (x - max) - log_sum); cross-entropy's
  * gradient).  With 0 < alpha <= 1, lanes with a representable clamp take
@@ -336,6 +340,7 @@ void SUFFIX(csm_expm1_le0_f64)(const double *t, double *out, ptrdiff_t n)
 
 DEFINE_CE_SMALL_ROW(float, f32)
 
+#ifndef CSM_SMALL_F32_LANES  /* AVX-512: simd/small_lanes_f32_body.h */
 /* Cross-entropy gradient of float32 short rows in one call (see
  * csoftmax.h): the fused short-row softmax (one exp_f32acc_ per element,
  * kept in float64; elements equal to the max counted apart so log_sum =
@@ -450,3 +455,4 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                 ce_small_row_f32_(p[k], q[k], n, scale, av[k], tk[k], lp + g + k);
     }
 }
+#endif /* CSM_SMALL_F32_LANES */

@@ -3,9 +3,10 @@
  * of x transposed into (and out of) a column-major tile of __m256 on the
  * stack, 8x8 at a time, so that the lanes of a vector are rows.  Plain
  * 256-bit AVX2 code: the AVX2 and the AVX-512 short-row kernels share it
- * (simd/small_f32_body.h; the AVX-512 ones keep 8 rows a group and widen
- * the float64 work to one 512-bit vector, see simd/small_g8.h).  Also the
- * scalar fallbacks of a row the vector lanes do not take.
+ * (simd/small_f32_body.h: 8 rows a group, the float64 work in one
+ * 512-bit vector on AVX-512, see avx512/small.h, whose 16-row tiles serve
+ * simd/small_lanes_f32_body.h).  Also the scalar fallbacks of a row the
+ * vector lanes do not take.
  * (internal; included after the ISA's common.h)
  */
 #ifndef CSM_SIMD_SMALL_TILE_F32_H
