@@ -340,7 +340,7 @@ cdef inline void _write_cols(const floating *x, Py_ssize_t cols, Py_ssize_t n,
 cdef inline bint _small_natural(Py_ssize_t n) noexcept nogil:
     """Whether the C-level API's reductions take the short-row kernels (the
     planner's natural choice for logsumexp, without overrides)."""
-    return n <= SMALL_LOG_MAX and _tab.lse_small_f32 != NULL
+    return n <= _small_log_max(False) and _tab.lse_small_f32 != NULL
 
 cdef inline void _lse_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                             Py_ssize_t rs, double scale, bint for_lse,

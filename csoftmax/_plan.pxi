@@ -84,6 +84,15 @@ DEF SMALL_LOG_MAX = 32      # uses that need log_sum (log_softmax, reductions,
                             # cross-entropy) take the short-row kernels only up
                             # to 32: at 64 the row kernels are faster (measured
                             # 262144 x {33, 64}, AVX2)
+DEF SMALL_LOG_MAX_LANES = 63  # ... and up to 63 for float32 on the AVX-512
+                            # table (its float32-lane short rows; lse_small
+                            # there is the 8-row kernel): 2.6M elements, one
+                            # core, ns/element short / row kernels: rows of 33
+                            # lse 0.70 / 1.30, log_softmax 0.76 / 1.99-2.38, CE
+                            # 1.06 / 2.26; of 48 0.70 / 0.91, 0.76-0.78 /
+                            # 1.05-1.09, 0.96-0.99 / 1.47-1.56; of 63 0.65 /
+                            # 0.79, 0.77 / 0.91; of 64 0.72 / 0.67, 0.71-0.79 /
+                            # 0.69-0.70 (CE 0.98 / 1.07-1.11)
 DEF CE_TILE = 8192          # floats per column tile of the cross-entropy (x and g
                             # each): class rows of x are usually a multiple of
                             # 4 KiB apart and share cache sets; tiles have a
@@ -147,7 +156,8 @@ def thresholds():
             "FUSED_MAX_BYTES": _fused_max, "FUSED_MAX_F64": FUSED_MAX_F64,
             "PREFETCH_MAX_BYTES": PREFETCH_MAX_BYTES,
             "CSM_SMALL_MAX": CSM_SMALL_MAX,
-            "SMALL_LOG_MAX": SMALL_LOG_MAX, "CE_TILE": CE_TILE,
+            "SMALL_LOG_MAX": SMALL_LOG_MAX, "SMALL_LOG_MAX_LANES": SMALL_LOG_MAX_LANES,
+            "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
             "FLAT_CHUNK": FLAT_CHUNK, "HALF_CHUNK": HALF_CHUNK,
             "CVT_UNIT": CVT_UNIT}
@@ -308,6 +318,11 @@ cdef inline Py_ssize_t _bwd_tile_width(Py_ssize_t n) noexcept nogil:
     or 0 when n rows leave fewer than TILE_MIN_COLS."""
     cdef Py_ssize_t tw = (BWD_TILE // n) // 16 * 16 if n > 0 else 0
     return tw if tw >= TILE_MIN_COLS else 0
+
+
+cdef inline Py_ssize_t _small_log_max(bint f64) noexcept nogil:
+    """The longest row the uses needing log_sum take on the short-row kernels."""
+    return SMALL_LOG_MAX_LANES if (not f64 and _tab.isa == CSM_ISA_AVX512) else SMALL_LOG_MAX
 
 
 cdef inline bint _has_small() noexcept nogil:
@@ -508,8 +523,8 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     if op <= OP_LSE:
         # short rows: softmax (alpha == 1) up to CSM_SMALL_MAX, the uses
         # needing log_sum up to SMALL_LOG_MAX
-        if n <= SMALL_LOG_MAX or (op == OP_SOFTMAX and flags & PF_ALPHA1 and
-                                  n <= CSM_SMALL_MAX):
+        if n <= _small_log_max(f64) or (op == OP_SOFTMAX and flags & PF_ALPHA1 and
+                                        n <= CSM_SMALL_MAX):
             if op == OP_LSE or flags & PF_ALPHA1:
                 if _take(op, PATH_SMALL, f64, layout, n, inner, flags):
                     return PATH_SMALL
@@ -525,7 +540,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
             return PATH_TWO_PASS_PREFETCH
         return PATH_TWO_PASS
     # cross-entropy rows
-    if n <= SMALL_LOG_MAX and _has_small():
+    if n <= _small_log_max(f64) and _has_small():
         if _take(op, PATH_SMALL, f64, layout, n, inner, flags):
             return PATH_SMALL
         if _take(op, PATH_SMALL_TWO_PASS, f64, layout, n, inner, flags):

@@ -412,3 +412,27 @@ def test_target_near_one_fixup_paths(C, axis, dtype, fused):
                                      return_grad=True)
     g = g if axis == -1 else g.T
     _check_dt(loss, g, x.astype(dtype), t)
+
+
+@pytest.mark.parametrize("dtype", [np.float32])
+def test_loss_same_with_and_without_gradient(dtype, isa):
+    """The loss is the same number whether or not the gradient is asked for
+    (the gradient's kernel and the loss-only reduction agree on max and
+    log_sum), for every short-row length, temperatures, coefficients in and
+    out of the float32 rescale's range, special rows and ignored samples.
+    (float64 at temperature != 1 differs in the last bit of some losses:
+    not yet looked into.)"""
+    rng = np.random.default_rng(21)
+    for C in (1, 2, 7, 10, 16, 31, 32, 33, 48, 63, 64):
+        x = (rng.standard_normal((53, C)) * 3).astype(dtype)
+        x[3, 0] = np.nan
+        x[7, -1] = np.inf
+        x[9] = -np.inf
+        x[11, 0] = 1e30
+        t = rng.integers(0, C, 53)
+        t[5] = -100
+        w = np.exp(rng.uniform(-60, 25, C))
+        for kw in ({}, {"temperature": 0.37}, {"temperature": 3.0}, {"weight": w}):
+            l1, _ = csoftmax.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+            l2 = csoftmax.cross_entropy(x, t, reduction="none", **kw)
+            np.testing.assert_array_equal(np.asarray(l1), np.asarray(l2), err_msg=f"C={C} {kw}")

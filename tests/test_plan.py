@@ -35,6 +35,18 @@ T = "TWO_PASS"
 _TH = _core.thresholds()
 
 
+def _lanes(simd):
+    """Expected path of a float32 use needing log_sum at 33..63 elements:
+    SMALL on the AVX-512 table (its float32-lane short rows, up to
+    SMALL_LOG_MAX_LANES), `simd` on AVX2 and for float64, TWO_PASS off the
+    SIMD tables."""
+    def want(group, dn):
+        if group != "avx2":
+            return T
+        return "SMALL" if _core.isa() == "avx512" and dn == "float32" else simd
+    return want
+
+
 def _long_row(n, seg=None):
     """Expected path of a softmax row of n elements (seg: CE segments of a
     split row): a function of (isa group, dtype name)."""
@@ -69,12 +81,15 @@ CASES = [
     ("softmax", (32, 21, 128, 128), 1, {}, 2,
      {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
       ("avx2", "float64"): "COLS_BLOCKS"}),
-    # log_softmax: short rows up to SMALL_LOG_MAX = 32, then the two-pass
-    # reduction that prefetches the destination
+    # log_softmax: short rows up to SMALL_LOG_MAX = 32 (float32 on AVX-512:
+    # SMALL_LOG_MAX_LANES = 63), then the two-pass reduction that prefetches
+    # the destination
     ("log_softmax", (8192, 1000), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
     ("log_softmax", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
     ("log_softmax", (100, 32), -1, {}, 1, {"avx2": "SMALL", "other": T}),
-    ("log_softmax", (100, 33), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
+    ("log_softmax", (100, 33), -1, {}, 1, _lanes("TWO_PASS_PREFETCH")),
+    ("log_softmax", (100, 63), -1, {}, 1, _lanes("TWO_PASS_PREFETCH")),
+    ("log_softmax", (100, 64), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
     ("log_softmax", (4, 2_000_000), -1, {}, 1, T),
     ("log_softmax", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
     # non-last axis: the tiles only for many rows a multiple of 4 KiB apart
@@ -86,7 +101,9 @@ CASES = [
     # logsumexp (and smooth_max): reductions only
     ("logsumexp", (8192, 1000), -1, {}, 1, T),
     ("logsumexp", (100, 32), -1, {}, 1, {"avx2": "SMALL", "other": T}),
-    ("logsumexp", (100, 33), -1, {}, 1, T),
+    ("logsumexp", (100, 33), -1, {}, 1, _lanes(T)),
+    ("logsumexp", (100, 63), -1, {}, 1, _lanes(T)),
+    ("logsumexp", (100, 64), -1, {}, 1, T),
     ("logsumexp", (8, 1000), None, {}, 1, T),
     ("logsumexp", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
     ("logsumexp", (32, 21, 128, 128), 1, {}, 2, "COLS_BLOCKS"),
@@ -97,6 +114,7 @@ CASES = [
     ("cross_entropy", (8192, 1000), -1, {"inplace": True}, 1,
      {"avx2": "TWO_PASS_PREFETCH", "other": T}),
     ("cross_entropy", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("cross_entropy", (1000, 48), -1, {}, 1, _lanes("FUSED")),
     ("cross_entropy", (262144, 10), -1, {"smoothing": True}, 1,
      {"avx2": "SMALL_TWO_PASS", "other": T}),
     ("cross_entropy", (262144, 10), -1, {"grad": False}, 1,
@@ -183,6 +201,7 @@ def test_threads_and_blocks():
     assert _core.plan("softmax", (32, 21, 128, 128), np.float32, 1)["layout"] == "cols"
     th = _core.thresholds()
     assert th["ROW_BLOCK"] == 64 and th["CSM_SMALL_MAX"] == 64 and th["SMALL_LOG_MAX"] == 32
+    assert th["SMALL_LOG_MAX_LANES"] == 63
 
 
 # ---------------------------------------------------------------------------

@@ -119,9 +119,13 @@ static inline void small_lse_exact_f32_(const __m256 *T, ptrdiff_t n, int fin,
     *l = gd_pick_(*l, gd_log_sum_(c, r), redo);
 }
 
-void SUFFIX(csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
-                               ptrdiff_t row_stride, double scale, int for_lse,
-                               double *max, double *log_sum)
+/* the reduction of 8-row groups (AVX-512: logsumexp's, for_lse; its other
+ * uses take simd/small_lanes_f32_body.h's, which the float32-lane
+ * cross-entropy gradient must agree with) */
+static CSM_MAYBE_UNUSED void
+lse_small_g8_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                  ptrdiff_t row_stride, double scale, int for_lse,
+                  double *max, double *log_sum)
 {
     __m256 T[SMALL_COLS];
     const GD sv = gd_set1_(scale);
@@ -149,6 +153,15 @@ void SUFFIX(csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         }
     }
 }
+
+#ifndef CSM_SMALL_F32_LANES
+void SUFFIX(csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                               ptrdiff_t row_stride, double scale, int for_lse,
+                               double *max, double *log_sum)
+{
+    lse_small_g8_f32_(x, n_rows, n, row_stride, scale, for_lse, max, log_sum);
+}
+#endif
 
 #ifndef CSM_SMALL_F32_LANES  /* AVX-512: simd/small_lanes_f32_body.h */
 /* Fused softmax / log_softmax of float32 groups (reduction and write on the

@@ -190,6 +190,58 @@ smallv_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     }
 }
 
+/* The short-row reduction: logsumexp's (for_lse: the LSE itself, redone
+ * in float64 where it cancels) keeps the 8-row float64-lane kernel and its
+ * 0.5 ULP; the other uses (the cross-entropy's loss without gradient, the
+ * two-pass softmax with a factor, label smoothing) take the float32-lane
+ * sums of the fused kernels above, so a loss is the same number with and
+ * without its gradient. */
+void SUFFIX(csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
+                               ptrdiff_t row_stride, double scale, int for_lse,
+                               double *max, double *log_sum)
+{
+    if (for_lse) {
+        lse_small_g8_f32_(x, n_rows, n, row_stride, scale, 1, max, log_sum);
+        return;
+    }
+    V T[SMALL_COLS];
+    const VD sv = vd_set1(scale), span_sv = vd_set1(XR_SPAN / scale);
+    const int s1 = scale == 1.0;
+    for (ptrdiff_t g = 0; g < n_rows; g += VLEN) {
+        const ptrdiff_t w = n_rows - g < VLEN ? n_rows - g : VLEN;
+        const float *p[VLEN];
+        for (int k = 0; k < VLEN; ++k)
+            p[k] = x + (g + (k < w ? k : 0)) * row_stride;
+        V mf, Lv;
+        VD ml, mh, c0, c1, r0, r1;
+        int nanb;
+        smallv_in_f32_(p, n, T, &mf, &nanb);
+        const int ok = s1 ? smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 1)
+                          : smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 0);
+        if (ok) {
+            xr_row_ xc;
+            VD fl, fh;
+            xr_lanes_init_(&xc, scale, ml, mh, &fl, &fh, 1);
+            if (s1) smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, 0, 1);
+            else smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, 0, 0);
+            double mx[VLEN], ls[VLEN];
+            vd_storeu(mx, ml);
+            vd_storeu(mx + VDLEN, mh);
+            vd_storeu(ls, log_sum_vd_(c0, r0));
+            vd_storeu(ls + VDLEN, log_sum_vd_(c1, r1));
+            for (unsigned b = (unsigned)ok & ((1u << w) - 1); b; b &= b - 1) {
+                const int k = __builtin_ctz(b);
+                max[g + k] = mx[k];
+                log_sum[g + k] = ls[k];
+            }
+        }
+        for (unsigned redo = ~(unsigned)ok & ((1u << w) - 1); redo; redo &= redo - 1) {
+            const int k = __builtin_ctz(redo);
+            small_lse_row_f32_(p[k], n, scale, max + g + k, log_sum + g + k);
+        }
+    }
+}
+
 void SUFFIX(csm_softmax_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                                    ptrdiff_t x_row_stride, double scale, float *y,
                                    ptrdiff_t y_row_stride)
@@ -210,9 +262,12 @@ void SUFFIX(csm_log_softmax_small_f32)(const float *x, ptrdiff_t n_rows,
  * e'_i stored in the tile, y = a[r] * softmax by the rescale with f = a 2^96
  * factor / S (sentinels fl32(a / S)), and the target entry recomputed as
  * a[r] * expm1(lp) from lp = scale * (x_t - max) - log_sum in float64 (no
- * cancellation near p_t = 1).  Lanes with a NaN, a non-finite max, no
- * representable clamp or |f| outside [2^-92, 2^13] (a = 0 is taken: f = 0
- * gives the zeros) go through the scalar kernels. */
+ * cancellation near p_t = 1).  Lanes with a NaN, a non-finite max or no
+ * representable clamp go through the scalar kernels; lanes whose |f| is
+ * outside [2^-92, 2^13] (a = 0 is taken: f = 0 gives the zeros) take their
+ * gradient from the scalar kernels but keep lp from this reduction -- the
+ * one of csm_lse_small_f32 without for_lse, so the loss does not depend on
+ * whether the gradient is asked for. */
 void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                               ptrdiff_t x_row_stride, double scale,
                               const double *a, const int *t, double *lp,
@@ -258,20 +313,23 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             const VD f1 = vd_mul(vd_mul(up, fh), vd_mul(a1, i1));
             const VD z = vd_zero();
             const VD af0 = vd_abs(f0), af1 = vd_abs(f1);
-            ok &= (vdm_bits(vdm_or(vd_cmp(f0, z, _CMP_EQ_OQ),
+            /* the lanes whose gradient the float32 rescale may write */
+            const int fast = ok & (vdm_bits(vdm_or(vd_cmp(f0, z, _CMP_EQ_OQ),
                                    vdm_and(vd_cmp(af0, fmin, _CMP_GE_OQ),
                                            vd_cmp(af0, fmax, _CMP_LE_OQ)))) |
                    vdm_bits(vdm_or(vd_cmp(f1, z, _CMP_EQ_OQ),
                                    vdm_and(vd_cmp(af1, fmin, _CMP_GE_OQ),
                                            vd_cmp(af1, fmax, _CMP_LE_OQ)))) << VDLEN);
             smallv_scale_f32_(T, n, f0, f1, v_from_pd(vd_mul(a0, i0), vd_mul(a1, i1)));
-            const int store = ok & (int)((1u << w) - 1);
-            const int tmask = store & ~vi_negbits_(tv);
+            const VD l0 = log_sum_vd_(c0, r0), l1 = log_sum_vd_(c1, r1);
+            const int wm = (int)((1u << w) - 1);
+            const int tmask = ok & wm & ~vi_negbits_(tv);
             if (tmask) {
-                /* lp and the target entries a * expm1(lp) in float64 */
-                const VD l0 = log_sum_vd_(c0, r0), l1 = log_sum_vd_(c1, r1);
-                const VD t0 = vd_fmsub(vd_sub(v_lo_pd(xt), ml), sv, l0);
-                const VD t1 = vd_fmsub(vd_sub(v_hi_pd(xt), mh), sv, l1);
+                /* lp and the target entries a * expm1(lp) in float64; lp
+                 * as the loss of the other paths forms it (_ce_samples:
+                 * scale * (x_t - max) rounded, then - log_sum) */
+                const VD t0 = vd_sub(vd_mul(vd_sub(v_lo_pd(xt), ml), sv), l0);
+                const VD t1 = vd_sub(vd_mul(vd_sub(v_hi_pd(xt), mh), sv), l1);
                 const V gt = v_from_pd(vd_mul(a0, expm1_le0_(t0)), vd_mul(a1, expm1_le0_(t1)));
                 for (ptrdiff_t i = 0; i < n; ++i)
                     T[i] = v_select(vi_eqk_(tv, (int)i), T[i], gt);
@@ -281,7 +339,15 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                 for (unsigned b = (unsigned)tmask; b; b &= b - 1)
                     lp[g + __builtin_ctz(b)] = lv[__builtin_ctz(b)];
             }
-            if (store) smallv_out_f32_(T, n, q, store);
+            if (fast & wm) smallv_out_f32_(T, n, q, fast & wm);
+            /* reduced, but a factor out of range: the gradient from the
+             * scalar kernels (a clamped element's a p may not round to 0
+             * any more), lp -- the loss -- from the reduction above */
+            for (unsigned b = (unsigned)(ok & ~fast & wm); b; b &= b - 1) {
+                const int k = __builtin_ctz(b);
+                double lk;
+                ce_small_row_f32_(p[k], q[k], n, scale, av[k], tk[k], &lk);
+            }
         }
         for (unsigned redo = ~(unsigned)ok & ((1u << w) - 1); redo; redo &= redo - 1) {
             const int k = __builtin_ctz(redo);
