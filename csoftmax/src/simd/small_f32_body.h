@@ -27,6 +27,8 @@
  * (internal; included by the ISA's small_f32.c after its small.h)
  */
 
+DEFINE_FUSED_SMALL_ROW(float, f32)
+
 /* float32 fast reduction sweep with per-lane max and clamp: lanes equal to
  * the max are counted (int32 lanes) and, like everything below the clamp L
  * (-inf included), replaced by L (term < e^-90: invisible); then
@@ -238,16 +240,7 @@ small_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         const int store = fin & ((1 << w) - 1);
         if (store) small_out_f32_(T, n, q, store);
         for (ptrdiff_t k = 0; k < w; ++k)
-            if (!(fin >> k & 1)) {
-                double mx, ls;
-                small_lse_row_f32_(p[k], n, scale, &mx, &ls);
-                if (LOG)
-                    csm_log_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                                    1.0, q[k], 0);
-                else
-                    csm_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                                1.0, q[k], 0);
-            }
+            if (!(fin >> k & 1)) fused_small_row_f32_(p[k], q[k], n, scale, LOG);
     }
 }
 

@@ -10,6 +10,8 @@
  * both ISAs, so the AVX-512 kernels give the AVX2 bits.
  * (internal; included by the ISA's small_f64.c after its small.h)
  */
+
+DEFINE_FUSED_SMALL_ROW(double, f64)
 #define GW VDLEN                      /* rows per group */
 
 /* Rows p[0..GW) (n doubles each) -> T[0..n) (lanes are rows), GW x GW
@@ -146,16 +148,7 @@ small_fused_f64_(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
         const int store = fin & ((1 << w) - 1);
         if (store) small_out_f64_(T, n, q, store);
         for (ptrdiff_t k = 0; k < w; ++k)
-            if (!(fin >> k & 1)) {
-                double mx, ls;
-                small_lse_row_f64_(p[k], n, scale, &mx, &ls);
-                if (LOG)
-                    csm_log_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                                    1.0, q[k], 0);
-                else
-                    csm_softmax_rows_f64_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                                1.0, q[k], 0);
-            }
+            if (!(fin >> k & 1)) fused_small_row_f64_(p[k], q[k], n, scale, LOG);
     }
 }
 

@@ -129,6 +129,36 @@ static inline void smallv_c3_(VD ml, VD mh, VD l0, VD l1, V *c1, V *c2, V *c3)
     *c3 = v_from_pd(vd_sub(r0, v0), vd_sub(r1, v1));
 }
 
+/* A group: rows p[0..VLEN) into T, prepared, and for the lanes the
+ * vector kernels may take (returned) their terms summed (STORE: kept in
+ * T); *ml, *mh the per-lane max, *fl, *fh the factors, c / r the count and
+ * rest.  tv (or NULL): each lane's target column, whose x goes to *xt
+ * (0 where there is none) before the terms replace x. */
+static inline __attribute__((always_inline)) int
+smallv_reduce_f32_(const float *const *p, ptrdiff_t n, V *T, double scale,
+                   VD sv, VD span_sv, VD *ml, VD *mh, VD *fl, VD *fh,
+                   VD *c0, VD *c1, VD *r0, VD *r1, const VI *tv, V *xt,
+                   const int STORE)
+{
+    V mf, Lv;
+    int nanb;
+    smallv_in_f32_(p, n, T, &mf, &nanb);
+    const int s1 = scale == 1.0;
+    const int ok = s1 ? smallv_prep_f32_(mf, nanb, sv, span_sv, ml, mh, &Lv, 1)
+                      : smallv_prep_f32_(mf, nanb, sv, span_sv, ml, mh, &Lv, 0);
+    if (!ok) return 0;
+    if (tv) {
+        V v = v_zero();
+        for (ptrdiff_t i = 0; i < n; ++i) v = v_select(vi_eqk_(*tv, (int)i), v, T[i]);
+        *xt = v;
+    }
+    xr_row_ xc;
+    xr_lanes_init_(&xc, scale, *ml, *mh, fl, fh, 1);
+    if (s1) smallv_terms_f32_(T, n, mf, Lv, &xc, *fl, *fh, c0, c1, r0, r1, STORE, 1);
+    else smallv_terms_f32_(T, n, mf, Lv, &xc, *fl, *fh, c0, c1, r0, r1, STORE, 0);
+    return ok;
+}
+
 static inline __attribute__((always_inline)) void
 smallv_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                   ptrdiff_t x_row_stride, double scale, float *y,
@@ -147,18 +177,10 @@ smallv_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             p[k] = x + r * x_row_stride;
             q[k] = y + r * y_row_stride;
         }
-        V mf, Lv;
-        VD ml, mh, c0, c1, r0, r1;
-        int nanb;
-        smallv_in_f32_(p, n, T, &mf, &nanb);
-        const int ok = s1 ? smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 1)
-                          : smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 0);
+        VD ml, mh, fl, fh, c0, c1, r0, r1;
+        const int ok = smallv_reduce_f32_(p, n, T, scale, sv, span_sv, &ml, &mh, &fl,
+                                          &fh, &c0, &c1, &r0, &r1, NULL, NULL, !LOG);
         if (ok) {
-            xr_row_ xc;
-            VD fl, fh;
-            xr_lanes_init_(&xc, scale, ml, mh, &fl, &fh, 1);
-            if (s1) smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, !LOG, 1);
-            else smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, !LOG, 0);
             if (LOG) {
                 const VD l0 = log_sum_vd_(c0, r0), l1 = log_sum_vd_(c1, r1);
                 if (s1) {
@@ -178,14 +200,7 @@ smallv_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         }
         for (unsigned redo = ~(unsigned)ok & ((1u << w) - 1); redo; redo &= redo - 1) {
             const int k = __builtin_ctz(redo);
-            double mx, ls;
-            small_lse_row_f32_(p[k], n, scale, &mx, &ls);
-            if (LOG)
-                csm_log_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                                1.0, q[k], 0);
-            else
-                csm_softmax_rows_f32_scalar(p[k], 1, n, 0, scale, &mx, &ls,
-                                            1.0, q[k], 0);
+            fused_small_row_f32_(p[k], q[k], n, scale, LOG);
         }
     }
 }
@@ -206,24 +221,15 @@ void SUFFIX(csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     }
     V T[SMALL_COLS];
     const VD sv = vd_set1(scale), span_sv = vd_set1(XR_SPAN / scale);
-    const int s1 = scale == 1.0;
     for (ptrdiff_t g = 0; g < n_rows; g += VLEN) {
         const ptrdiff_t w = n_rows - g < VLEN ? n_rows - g : VLEN;
         const float *p[VLEN];
         for (int k = 0; k < VLEN; ++k)
             p[k] = x + (g + (k < w ? k : 0)) * row_stride;
-        V mf, Lv;
-        VD ml, mh, c0, c1, r0, r1;
-        int nanb;
-        smallv_in_f32_(p, n, T, &mf, &nanb);
-        const int ok = s1 ? smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 1)
-                          : smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 0);
+        VD ml, mh, fl, fh, c0, c1, r0, r1;
+        const int ok = smallv_reduce_f32_(p, n, T, scale, sv, span_sv, &ml, &mh, &fl,
+                                          &fh, &c0, &c1, &r0, &r1, NULL, NULL, 0);
         if (ok) {
-            xr_row_ xc;
-            VD fl, fh;
-            xr_lanes_init_(&xc, scale, ml, mh, &fl, &fh, 1);
-            if (s1) smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, 0, 1);
-            else smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, 0, 0);
             double mx[VLEN], ls[VLEN];
             vd_storeu(mx, ml);
             vd_storeu(mx + VDLEN, mh);
@@ -276,7 +282,6 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
     V T[SMALL_COLS];
     const VD sv = vd_set1(scale), span_sv = vd_set1(XR_SPAN / scale);
     const VD up = vd_set1(0x1p96), fmin = vd_set1(0x1p-92), fmax = vd_set1(0x1p13);
-    const int s1 = scale == 1.0;
     for (ptrdiff_t g = 0; g < n_rows; g += VLEN) {
         const ptrdiff_t w = n_rows - g < VLEN ? n_rows - g : VLEN;
         const float *p[VLEN];
@@ -290,22 +295,12 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             av[k] = a[r];
             tk[k] = t != NULL ? t[r] : -1;
         }
-        V mf, Lv;
-        VD ml, mh, c0, c1, r0, r1;
-        int nanb;
-        smallv_in_f32_(p, n, T, &mf, &nanb);
-        int ok = s1 ? smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 1)
-                    : smallv_prep_f32_(mf, nanb, sv, span_sv, &ml, &mh, &Lv, 0);
+        VD ml, mh, fl, fh, c0, c1, r0, r1;
+        const VI tv = vi_loadu_(tk);
+        V xt;
+        const int ok = smallv_reduce_f32_(p, n, T, scale, sv, span_sv, &ml, &mh, &fl,
+                                          &fh, &c0, &c1, &r0, &r1, &tv, &xt, 1);
         if (ok) {
-            const VI tv = vi_loadu_(tk);
-            V xt = v_zero();     /* x at the target (0 where t < 0) */
-            for (ptrdiff_t i = 0; i < n; ++i)
-                xt = v_select(vi_eqk_(tv, (int)i), xt, T[i]);
-            xr_row_ xc;
-            VD fl, fh;
-            xr_lanes_init_(&xc, scale, ml, mh, &fl, &fh, 1);
-            if (s1) smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, 1, 1);
-            else smallv_terms_f32_(T, n, mf, Lv, &xc, fl, fh, &c0, &c1, &r0, &r1, 1, 0);
             const VD one = vd_set1(1.0);
             const VD i0 = vd_div(one, vd_add(c0, r0)), i1 = vd_div(one, vd_add(c1, r1));
             const VD a0 = vd_loadu(av), a1 = vd_loadu(av + VDLEN);

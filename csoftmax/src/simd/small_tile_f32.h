@@ -205,6 +205,21 @@ static CSM_MAYBE_UNUSED void small_lse_row_f64_(const double *xr, ptrdiff_t n, d
     csm_finalize_scalar(&st, 1, scale, mx, ls);
 }
 
+/* One row of the fused short-row softmax / log_softmax outside the vector
+ * lanes (a NaN, a non-finite max, no clamp): the scalar reduction and
+ * write. */
+#define DEFINE_FUSED_SMALL_ROW(T, SUF)                                         \
+static CSM_MAYBE_UNUSED void fused_small_row_##SUF##_(const T *x, T *y, ptrdiff_t n, \
+                                                      double scale, int log)   \
+{                                                                              \
+    double mx, ls;                                                             \
+    small_lse_row_##SUF##_(x, n, scale, &mx, &ls);                             \
+    if (log)                                                                   \
+        csm_log_softmax_rows_##SUF##_scalar(x, 1, n, 0, scale, &mx, &ls, 1.0, y, 0); \
+    else                                                                       \
+        csm_softmax_rows_##SUF##_scalar(x, 1, n, 0, scale, &mx, &ls, 1.0, y, 0); \
+}
+
 /* One row of the ce_small kernels outside the vector lanes (a NaN or a
  * non-finite max): the scalar kernels, zeros for a == 0, then the target
  * entry a * expm1(lp) with libm and lp stored. */
