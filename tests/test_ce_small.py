@@ -414,16 +414,18 @@ def test_target_near_one_fixup_paths(C, axis, dtype, fused):
     _check_dt(loss, g, x.astype(dtype), t)
 
 
-@pytest.mark.parametrize("dtype", [np.float32])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_loss_same_with_and_without_gradient(dtype, isa):
     """The loss is the same number whether or not the gradient is asked for
     (the gradient's kernel and the loss-only reduction agree on max and
     log_sum), for every short-row length, temperatures, coefficients in and
-    out of the float32 rescale's range, special rows and ignored samples.
-    (float64 at temperature != 1 differs in the last bit of some losses:
-    not yet looked into.)"""
+    out of the float32 rescale's range, special rows and ignored samples."""
     rng = np.random.default_rng(21)
-    for C in (1, 2, 7, 10, 16, 31, 32, 33, 48, 63, 64):
+    # float64 rows past 32 leave the short-row kernels: there the AVX2 fused
+    # row reduction and the two-pass one may differ in a last bit (seen
+    # once, C = 63, T = 0.37; not looked into)
+    Cs = (1, 2, 7, 10, 16, 31, 32) + ((33, 48, 63, 64) if dtype == np.float32 else ())
+    for C in Cs:
         x = (rng.standard_normal((53, C)) * 3).astype(dtype)
         x[3, 0] = np.nan
         x[7, -1] = np.inf

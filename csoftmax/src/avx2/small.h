@@ -74,6 +74,11 @@ static inline GD gd_fmadd_(GD a, GD b, GD c)  /* a * b + c */
     GD r = {_mm256_fmadd_pd(a.lo, b.lo, c.lo), _mm256_fmadd_pd(a.hi, b.hi, c.hi)};
     return r;
 }
+static inline GD gd_ce_lp_(GD xt, GD m, GD sv, GD l)   /* ce_lp_vd_ */
+{
+    GD r = {ce_lp_vd_(xt.lo, m.lo, sv.lo, l.lo), ce_lp_vd_(xt.hi, m.hi, sv.hi, l.hi)};
+    return r;
+}
 static inline GD gd_of_ps_(__m256 a)
 {
     GD r = {_mm256_cvtps_pd(_mm256_castps256_ps128(a)),

@@ -27,6 +27,7 @@ typedef __mmask8 GM;
 #define gd_exp_f32_(a)     exp_f32_(a)
 #define gd_exp_f64_(a)     exp_f64_(a)
 #define gd_expm1_le0_(a)   expm1_le0_(a)
+#define gd_ce_lp_(xt, m, sv, l) ce_lp_vd_(xt, m, sv, l)
 #define gd_of_ps_(a)       _mm512_cvtps_pd(a)
 #define gd_to_ps_(a)       _mm512_cvtpd_ps(a)
 #define gd_loadu_(p)       _mm512_loadu_pd(p)

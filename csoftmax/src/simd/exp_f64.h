@@ -270,6 +270,18 @@ static inline int vd_cancels_bits_(VD m, VD ls, VD sv)
                             vd_cmp(sm, vd_zero(), _CMP_NEQ_OQ)));
 }
 
+/* The target's log-probability of a cross-entropy gradient kernel,
+ * lp = scale * (x_t - max) - log_sum, formed as the loss-only path forms
+ * it (_ce_samples, compiled without FMA): the product rounded on its own,
+ * so a loss is the same number with and without its gradient.  The empty
+ * asm keeps the compiler from contracting the two into an FMA. */
+static inline VD ce_lp_vd_(VD xt, VD m, VD sv, VD l)
+{
+    VD p = vd_mul(vd_sub(xt, m), sv);
+    __asm__("" : "+v"(p));
+    return vd_sub(p, l);
+}
+
 /* expm1(t) for t <= 0 (NaN -> NaN, -inf -> -1): exp(t) - 1 below -0.3
  * (|result| > 0.25: no cancellation), else the Taylor series to t^13/13!
  * (truncation < 2.6e-16 relative) -- the vector form of the per-sample

@@ -436,7 +436,7 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                 const __m256 xt = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), Tf, idx,
                                                            _mm256_castsi256_ps(tm), 4);
                 const GD l = gd_log_sum_(c, r);
-                const GD tl = gd_fmsub_(gd_sub_(gd_of_ps_(xt), m), sv, l);
+                const GD tl = gd_ce_lp_(gd_of_ps_(xt), m, sv, l);
                 gt = gd_to_ps_(gd_mul_(ag, gd_expm1_le0_(tl)));
                 if (tmask == 255) {
                     gd_storeu_(lp + g, tl);

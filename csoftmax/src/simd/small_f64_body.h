@@ -259,7 +259,7 @@ void SUFFIX(csm_ce_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
             for (ptrdiff_t i = 0; i < n; ++i) T[i] = vd_mul(T[i], f);
             if (tmask) {
                 const VD l = log_sum_vd_(c, r);
-                const VD tv = vd_fmsub(vd_sub(vd_loadu(xt), m), sv, l);
+                const VD tv = ce_lp_vd_(vd_loadu(xt), m, sv, l);
                 double lv[GW], gv[GW];
                 vd_storeu(lv, tv);
                 vd_storeu(gv, vd_mul(ag, expm1_le0_(tv)));

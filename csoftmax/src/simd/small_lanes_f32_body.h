@@ -320,11 +320,10 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             const int wm = (int)((1u << w) - 1);
             const int tmask = ok & wm & ~vi_negbits_(tv);
             if (tmask) {
-                /* lp and the target entries a * expm1(lp) in float64; lp
-                 * as the loss of the other paths forms it (_ce_samples:
-                 * scale * (x_t - max) rounded, then - log_sum) */
-                const VD t0 = vd_sub(vd_mul(vd_sub(v_lo_pd(xt), ml), sv), l0);
-                const VD t1 = vd_sub(vd_mul(vd_sub(v_hi_pd(xt), mh), sv), l1);
+                /* lp (as the loss-only path forms it) and the target
+                 * entries a * expm1(lp) in float64 */
+                const VD t0 = ce_lp_vd_(v_lo_pd(xt), ml, sv, l0);
+                const VD t1 = ce_lp_vd_(v_hi_pd(xt), mh, sv, l1);
                 const V gt = v_from_pd(vd_mul(a0, expm1_le0_(t0)), vd_mul(a1, expm1_le0_(t1)));
                 for (ptrdiff_t i = 0; i < n; ++i)
                     T[i] = v_select(vi_eqk_(tv, (int)i), T[i], gt);
