@@ -34,34 +34,39 @@ static inline void scale_row_f64_(double *y, ptrdiff_t n, double f)
 }
 
 /* e_i = exp(scale (x_i - m)) stored into y (exactly 1 where x_i == m);
- * returns the sum of the other terms, *count the number of such lanes */
+ * returns the sum of the other terms, *count the number of such lanes.
+ * The steps, halves and accumulators are those of lse_chunk_f64_ (simd/
+ * generic.h, SUM_STEP), the masked tail included, so a row of up to CHUNK
+ * elements gets the bits of csm_lse_rows_f64: the loss of a cross-entropy
+ * is then the same number with its gradient (this kernel) and without. */
 static inline double store_row_f64_(const double *x, ptrdiff_t n, double scale,
                                     double m, double *y, const double *pf,
                                     double *count)
 {
     const VD mv = vd_set1(m), sv = vd_set1(scale), one = vd_set1(1.0);
     VD r0 = vd_zero(), r1 = r0, c0 = r0, c1 = r0;
-#define ST_STEP(a, r_, c_)                                                     \
+#define ST_STEP(a, r_, c_, e_)                                                 \
     do {                                                                       \
         VDM eq_ = vd_cmp(a, mv, _CMP_EQ_OQ);                                   \
-        e_ = exp_f64_(vd_mul(vd_sub(a, mv), sv));                            \
+        e_ = exp_f64_(vd_mul(vd_sub(a, mv), sv));                              \
         r_ = vd_add(r_, vd_unless(eq_, e_));                                   \
         c_ = vd_add(c_, vd_when(eq_, one));                                    \
     } while (0)
+    VD lo, hi, elo, ehi;
     ptrdiff_t i = 0;
-    for (; i + 2 * VDLEN <= n; i += 2 * VDLEN) {
-        for (ptrdiff_t k = 0; k < 2 * VDLEN; k += 8)
+    for (; i + VLEN <= n; i += VLEN) {
+        for (ptrdiff_t k = 0; k < VLEN; k += 8)
             _mm_prefetch((const char *)(pf + i + k), _MM_HINT_T0);
-        VD a = vd_loadu(x + i), b = vd_loadu(x + i + VDLEN), e_;
-        ST_STEP(a, r0, c0);
-        vd_storeu(y + i, e_);
-        ST_STEP(b, r1, c1);
-        vd_storeu(y + i + VDLEN, e_);
+        vload2_f64(x + i, &lo, &hi);
+        ST_STEP(lo, r0, c0, elo);
+        ST_STEP(hi, r1, c1, ehi);
+        vstore2_f64(y + i, elo, ehi);
     }
-    for (; i < n; i += VDLEN) {
-        VD a = vd_load_tail(x + i, n - i, -INFINITY), e_;
-        ST_STEP(a, r0, c0);
-        vd_store_tail(y + i, n - i, e_);
+    if (i < n) {
+        vload2m_f64(x + i, n - i, -INFINITY, &lo, &hi);
+        ST_STEP(lo, r0, c0, elo);
+        ST_STEP(hi, r1, c1, ehi);
+        vstore2m_f64(y + i, n - i, elo, ehi);
     }
 #undef ST_STEP
     *count = vd_hsum(vd_add(c0, c1));
