@@ -635,19 +635,34 @@ cdef bint _ce_small_block(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
     cdef double wy, eps = p.eps
     cdef double c1 = 1.0 - eps, c2 = eps * p.W / C     # as in _ce_samples
     cdef bint fin = True
+    # the parameters in locals (stores through double * could alias *p)
+    cdef const long long *ys = p.y + s0
+    cdef const double *ws = p.w
+    cdef double coef = p.coef
+    cdef double a1 = coef * (c1 + c2)                  # wy = 1: the same bits
+    cdef double nc1 = -(1.0 - eps)
+    cdef long long ign = p.ignore
+    cdef double *loss
     if p.mode == CE_SCALE:
         for k in range(m):
             a[k] = p.dy[s0 + k]
             fin = fin & isfinite(a[k])
+    elif ws == NULL:
+        if not isfinite(a1):
+            return False
+        for k in range(m):
+            yi = ys[k]
+            a[k] = 0.0 if yi == ign else a1
+            t[k] = -1 if yi == ign else <int>yi
     else:
         for k in range(m):
-            yi = p.y[s0 + k]
-            if yi == p.ignore:
+            yi = ys[k]
+            if yi == ign:
                 a[k] = 0.0
                 t[k] = -1
             else:
-                wy = p.w[yi] if p.w != NULL else 1.0
-                a[k] = p.coef * (c1 * wy + c2)
+                wy = ws[yi]
+                a[k] = coef * (c1 * wy + c2)
                 t[k] = <int>yi
                 fin = fin & isfinite(a[k])
     if not fin:
@@ -659,12 +674,13 @@ cdef bint _ce_small_block(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
         _tab.ce_small_f64(x, m, C, xrs, p.scale, a, t if p.mode == CE_CLASS else NULL,
                           lp, g, grs)
     if p.mode == CE_CLASS:
-        for k in range(m):
-            if t[k] < 0:
-                p.loss[s0 + k] = 0.0
-            else:
-                wy = p.w[t[k]] if p.w != NULL else 1.0
-                p.loss[s0 + k] = -(1.0 - eps) * wy * lp[k]
+        loss = p.loss + s0
+        if ws == NULL:
+            for k in range(m):
+                loss[k] = 0.0 if t[k] < 0 else nc1 * lp[k]
+        else:
+            for k in range(m):
+                loss[k] = 0.0 if t[k] < 0 else nc1 * ws[t[k]] * lp[k]
     return True
 
 

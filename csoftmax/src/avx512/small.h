@@ -170,6 +170,8 @@ static inline void smallv_out_f32_(const __m512 *T, ptrdiff_t n,
 #define vi_loadu_(p)         _mm512_loadu_si512((const void *)(p))
 #define vi_eqk_(a, k)        _mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(k))
 #define vi_negbits_(a)       ((int)_mm512_movepi32_mask(a))
+#define vi_storeu_(p, a)     _mm512_storeu_si512((void *)(p), a)
+#define vd_store_bits_(p, b, a) _mm512_mask_storeu_pd(p, (__mmask8)(b), a)
 
 /* ---- float64 groups of 8 rows (simd/small_f64_body.h) ------------------ */
 

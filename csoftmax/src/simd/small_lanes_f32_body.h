@@ -288,12 +288,22 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         float *q[VLEN];
         double av[VLEN];
         int tk[VLEN];
-        for (int k = 0; k < VLEN; ++k) {
-            ptrdiff_t r = g + (k < w ? k : 0);
-            p[k] = x + r * x_row_stride;
-            q[k] = y + r * y_row_stride;
-            av[k] = a[r];
-            tk[k] = t != NULL ? t[r] : -1;
+        if (w == VLEN) {   /* a full group: coefficients and targets as vectors */
+            for (int k = 0; k < VLEN; ++k) {
+                p[k] = x + (g + k) * x_row_stride;
+                q[k] = y + (g + k) * y_row_stride;
+            }
+            vd_storeu(av, vd_loadu(a + g));
+            vd_storeu(av + VDLEN, vd_loadu(a + g + VDLEN));
+            vi_storeu_(tk, t != NULL ? vi_loadu_(t + g) : vi_set1(-1));
+        } else {
+            for (int k = 0; k < VLEN; ++k) {
+                ptrdiff_t r = g + (k < w ? k : 0);
+                p[k] = x + r * x_row_stride;
+                q[k] = y + r * y_row_stride;
+                av[k] = a[r];
+                tk[k] = t != NULL ? t[r] : -1;
+            }
         }
         VD ml, mh, fl, fh, c0, c1, r0, r1;
         const VI tv = vi_loadu_(tk);
@@ -327,11 +337,8 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                 const V gt = v_from_pd(vd_mul(a0, expm1_le0_(t0)), vd_mul(a1, expm1_le0_(t1)));
                 for (ptrdiff_t i = 0; i < n; ++i)
                     T[i] = v_select(vi_eqk_(tv, (int)i), T[i], gt);
-                double lv[VLEN];
-                vd_storeu(lv, t0);
-                vd_storeu(lv + VDLEN, t1);
-                for (unsigned b = (unsigned)tmask; b; b &= b - 1)
-                    lp[g + __builtin_ctz(b)] = lv[__builtin_ctz(b)];
+                vd_store_bits_(lp + g, tmask & ((1 << VDLEN) - 1), t0);
+                vd_store_bits_(lp + g + VDLEN, tmask >> VDLEN, t1);
             }
             if (fast & wm) smallv_out_f32_(T, n, q, fast & wm);
             /* reduced, but a factor out of range: the gradient from the
