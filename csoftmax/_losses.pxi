@@ -253,14 +253,18 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
                         char *flag, int *ex, bint split,
                         bint cols=False) noexcept nogil:
     """Block alpha for the write kernel; shifts log_sum of the samples whose
-    coefficient differs.  flag: 1 = write zeros, 2 = negate after write.
+    coefficient differs.  flag: 1 = write zeros, 2 = negate after write,
+    4 / 5 = a non-finite coefficient (the kernel writes +p / -p, the fix-up
+    multiplies by it).
     The fix-up zeroes the samples of flag 1 and 3 (ignored); rows also get
     log_sum = inf, columns keep theirs (a column kernel writes a group of
     lanes with an infinite log_sum by its general code).
     split (float64 output): the ratio a_k / alpha = f * 2^ex[k] with f in
     (1/2, 1]; log_sum is shifted by log f only and the fix-up multiplies by
     2^ex[k] (exact), so the exp argument keeps its accuracy however far
-    apart the coefficients are.  ex[k] = 0 otherwise."""
+    apart the coefficients are.  ex[k] = 0 otherwise (float32 blocks whose
+    coefficients are too far apart for one alpha are written a sample at a
+    time, _ce_far).  Returns alpha."""
     cdef double aref = 0.0, r, fref = 0.0
     cdef Py_ssize_t k
     cdef int eref = 0, e
@@ -290,7 +294,17 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
             if not cols:
                 ls[k] = 1.0 / 0.0
             continue
-        if split and a[k] != 0.0 and isfinite(a[k]) and a[k] != aref:
+        if not isfinite(a[k]):
+            # NaN or +-inf (an upstream gradient, a weight): the kernel
+            # writes sign(aref) p (log_sum shifted by log |aref|; for a
+            # subnormal-scale aref by -700 only, so the exp cannot overflow:
+            # p e^700 |aref| is then > 0 where p > 0), the fix-up multiplies
+            # by a[k] -- NaN stays NaN, inf * p is +-inf where p > 0 and NaN
+            # where p == 0, as a[k] * softmax would give
+            ls[k] = ls[k] + max(c_log(fabs(aref)), -700.0)
+            flag[k] = <char>(4 + (aref < 0.0))
+            continue
+        if split and a[k] != 0.0 and a[k] != aref:
             # mantissas divided: no underflow even for a subnormal a[k]
             r = c_frexp(a[k], &e) / fref
             e = e - eref
@@ -306,13 +320,30 @@ cdef double _ce_prepare(Py_ssize_t m, const double *a, double *ls,
             # the sign without a branch (random signs: logsumexp_backward)
             ls[k] = ls[k] - c_log(fabs(r))
             flag[k] = <char>(2 * (r < 0.0))
-        elif r == 0.0:
+        else:                   # r == 0.0
             if not cols:
                 ls[k] = 1.0 / 0.0
             flag[k] = 1
-        else:
-            ls[k] = r          # NaN coefficient: NaN row
     return aref
+
+
+cdef bint _ce_far(Py_ssize_t m, const double *a, const char *flag) noexcept nogil:
+    """float32 output: whether the finite nonzero coefficients of the block
+    are more than 2^60 apart.  The float32 kernels write alpha * p with the
+    ratio a_k / alpha folded into their exp, whose float32 terms underflow
+    for a ratio much below 2^-60 (one dy of 1e308 would zero the other
+    samples); such a block is written a sample at a time (alpha = a_k)."""
+    cdef Py_ssize_t k
+    cdef long long e, lo = 0x7FF, hi = 0
+    cdef const unsigned long long *bits = <const unsigned long long *>a
+    for k in range(m):
+        # the biased exponent field (0 for zeros and subnormals, 0x7FF for
+        # NaN / inf: left out)
+        e = <long long>((bits[k] >> 52) & 0x7FF)
+        if flag[k] != 3 and e != 0x7FF and a[k] != 0.0:
+            lo = min(lo, e)
+            hi = max(hi, e)
+    return hi - lo > 60
 
 
 cdef inline double _expm1_le0(double t) noexcept nogil:
@@ -393,7 +424,7 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
             sb[k] = t << 31
             db[k] = (<unsigned long long>t) << 63
             nneg += t
-            nother += (flag[k] == 1) | (flag[k] == 3) | (ex[k] != 0)
+            nother += (flag[k] == 1) | (flag[k] >= 3) | (ex[k] != 0)
         if nneg >= 8:
             for c in range(C):
                 g = gb + c * cs
@@ -429,6 +460,10 @@ cdef void _ce_fixup(floating *gb, Py_ssize_t m, Py_ssize_t ks, Py_ssize_t cs,
         elif nneg == 0 and flag[k] == 2:
             for c in range(C):
                 g[c * cs] = -g[c * cs]
+        elif flag[k] >= 4:
+            f = a[k] if flag[k] == 4 else -a[k]
+            for c in range(C):
+                g[c * cs] = <floating>(f * <double>g[c * cs])
         if p.mode == CE_CLASS:
             yi = p.y[s0 + k]
             if gamma != 0.0:
@@ -760,36 +795,44 @@ cdef void _ce_rows(const floating *x, Py_ssize_t rows, Py_ssize_t xrs,
             # the samples the soft kernels left: the general path one by one
             for k in range(m):
                 if bad[k]:
-                    aref = _ce_prepare(1, a + k, ls + k, flag + k, ex + k,
-                                       floating is double)
-                    if small:
-                        _softmax_write_small(x + (r0 + k) * xrs, 1, C, xrs, p.scale,
-                                             mx + k, ls + k, aref,
-                                             g + (r0 + k) * grs, grs)
-                    else:
-                        _write_rows(x + (r0 + k) * xrs, 1, C, xrs, p.scale, mx + k,
-                                    ls + k, aref, g + (r0 + k) * grs, grs, False)
-                    _ce_fixup(g + (r0 + k) * grs, 1, grs, 1,
-                              (q + (r0 + k) * qrs) if q != NULL else NULL, qrs, 1,
-                              s0 + r0 + k, a + k, lpy + k, flag + k, ex + k, p)
+                    _ce_rows_write(x + (r0 + k) * xrs, 1, xrs,
+                                   (q + (r0 + k) * qrs) if q != NULL else NULL, qrs,
+                                   g + (r0 + k) * grs, grs, s0 + r0 + k, p, small,
+                                   False, mx + k, ls + k, a + k, lpy + k, flag + k,
+                                   ex + k)
+        elif nbad < 0 and g != NULL and floating is float and m > 1 and _ce_far(m, a, flag):
+            for k in range(m):
+                _ce_rows_write(x + (r0 + k) * xrs, 1, xrs,
+                               (q + (r0 + k) * qrs) if q != NULL else NULL, qrs,
+                               g + (r0 + k) * grs, grs, s0 + r0 + k, p, small, keep,
+                               mx + k, ls + k, a + k, lpy + k, flag + k, ex + k)
         elif nbad < 0 and g != NULL:
-            aref = _ce_prepare(m, a, ls, flag, ex, floating is double)
-            if small:
-                _softmax_write_small(x + r0 * xrs, m, C, xrs, p.scale, mx, ls,
-                                     aref, g + r0 * grs, grs)
-            elif keep:
-                if floating is float:
-                    _tab.softmax_scale_rows_f32(x + r0 * xrs, m, C, xrs, p.scale,
-                                                mx, ls, aref, g + r0 * grs, grs)
-                else:
-                    _tab.softmax_scale_rows_f64(x + r0 * xrs, m, C, xrs, p.scale,
-                                                mx, ls, aref, g + r0 * grs, grs)
-            else:
-                _write_rows(x + r0 * xrs, m, C, xrs, p.scale, mx, ls, aref,
-                            g + r0 * grs, grs, False)
-            _ce_fixup(g + r0 * grs, m, grs, 1, q + r0 * qrs, qrs, 1, s0 + r0,
-                      a, lpy, flag, ex, p)
+            _ce_rows_write(x + r0 * xrs, m, xrs, q + r0 * qrs, qrs, g + r0 * grs, grs,
+                           s0 + r0, p, small, keep, mx, ls, a, lpy, flag, ex)
         r0 += m
+
+
+cdef inline void _ce_rows_write(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
+                                const floating *q, Py_ssize_t qrs, floating *g,
+                                Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p,
+                                bint small, bint keep, double *mx, double *ls,
+                                double *a, double *lpy, char *flag,
+                                int *ex) noexcept nogil:
+    """The gradient of m rows of _ce_rows from their reduction: alpha, the
+    write kernel of the path (short rows, stored terms rescaled, or from x),
+    the fix-up."""
+    cdef Py_ssize_t C = p.C
+    cdef double aref = _ce_prepare(m, a, ls, flag, ex, floating is double)
+    if small:
+        _softmax_write_small(x, m, C, xrs, p.scale, mx, ls, aref, g, grs)
+    elif keep:
+        if floating is float:
+            _tab.softmax_scale_rows_f32(x, m, C, xrs, p.scale, mx, ls, aref, g, grs)
+        else:
+            _tab.softmax_scale_rows_f64(x, m, C, xrs, p.scale, mx, ls, aref, g, grs)
+    else:
+        _write_rows(x, m, C, xrs, p.scale, mx, ls, aref, g, grs, False)
+    _ce_fixup(g, m, grs, 1, q, qrs, 1, s0, a, lpy, flag, ex, p)
 
 
 cdef void _ce_long_row(const floating *x, const floating *q, floating *g,
@@ -940,15 +983,31 @@ cdef void _ce_cols(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
                             g + k, grs, False)
                 _ce_fixup(g + k, 1, 1, grs, (q + k) if q != NULL else NULL, 1,
                           qrs, s0 + k, a + k, lpy + k, flag + k, ex + k, p)
+    elif nbad < 0 and g != NULL and floating is float and cols > 1 and _ce_far(cols, a, flag):
+        # coefficients too far apart for one float32 alpha: a column at a time
+        for k in range(cols):
+            _ce_cols_write(x + k, 1, xrs, (q + k) if q != NULL else NULL, qrs, g + k,
+                           grs, s0 + k, p, keep, mx + k, ls + k, a + k, lpy + k,
+                           flag + k, ex + k)
     elif nbad < 0 and g != NULL:
-        aref = _ce_prepare(cols, a, ls, flag, ex, floating is double, True)
-        if keep:
-            if floating is float:
-                _tab.softmax_scale_cols_f32(x, cols, p.C, xrs, p.scale, mx, ls,
-                                            aref, g, grs)
-        else:
-            _write_cols(x, cols, p.C, xrs, p.scale, mx, ls, aref, g, grs, False)
-        _ce_fixup(g, cols, 1, grs, q, 1, qrs, s0, a, lpy, flag, ex, p)
+        _ce_cols_write(x, cols, xrs, q, qrs, g, grs, s0, p, keep, mx, ls, a, lpy,
+                       flag, ex)
+
+
+cdef inline void _ce_cols_write(const floating *x, Py_ssize_t cols, Py_ssize_t xrs,
+                                const floating *q, Py_ssize_t qrs, floating *g,
+                                Py_ssize_t grs, Py_ssize_t s0, const _ce_par *p,
+                                bint keep, double *mx, double *ls, double *a,
+                                double *lpy, char *flag, int *ex) noexcept nogil:
+    """The gradient of the columns of _ce_cols from their reduction: alpha,
+    the write kernel (stored terms rescaled, or from x), the fix-up."""
+    cdef double aref = _ce_prepare(cols, a, ls, flag, ex, floating is double, True)
+    if keep:
+        if floating is float:
+            _tab.softmax_scale_cols_f32(x, cols, p.C, xrs, p.scale, mx, ls, aref, g, grs)
+    else:
+        _write_cols(x, cols, p.C, xrs, p.scale, mx, ls, aref, g, grs, False)
+    _ce_fixup(g, cols, 1, grs, q, 1, qrs, s0, a, lpy, flag, ex, p)
 
 
 cdef inline void _ce_cols_unit(const floating *x, Py_ssize_t cols,
@@ -1103,7 +1162,9 @@ def ce_pass(cnp.ndarray x, q, g, y, w, double W, double scale, double eps,
     p.mode = mode
     p.y = <const long long *>cnp.PyArray_DATA(y) if y is not None else NULL
     p.w = <const double *>cnp.PyArray_DATA(w) if w is not None else NULL
-    p.W = W
+    # W enters only as eps * W: without smoothing an infinite (or NaN) sum
+    # of the weights must not make the coefficients NaN
+    p.W = W if eps != 0.0 else 0.0
     p.scale = scale
     p.eps = eps
     p.coef = coef
