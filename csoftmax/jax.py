@@ -58,6 +58,16 @@ def _sds(shape, dtype):
 
 
 def _call(f, shapes, *args, vmap_method="sequential"):
+    """pure_callback.  Under vmap (and the vmaps inside jacrev and batched
+    VJPs) some arguments may be batched and others not (jacrev batches the
+    cotangent, not the saved output): "broadcast_all" tiles them all to the
+    full batch shape for one host call (the host functions take negative
+    axes, so extra leading axes are fine); "sequential" makes one host call
+    per batch element (for host functions with non-negative axes).
+    "expand_dims" is not used: it hands over unbatched arguments with a
+    size-1 leading axis, which the kernels would not broadcast."""
+    if vmap_method not in ("sequential", "broadcast_all"):
+        raise ValueError(f"unsupported vmap_method {vmap_method!r}")
     return _jax.pure_callback(f, shapes, *args, vmap_method=vmap_method)
 
 
@@ -108,7 +118,7 @@ def _sm_bwd_host(y, g, w, axis, temperature, log, dtype):
 def _softmax(x, w, axis, temperature, log):
     return _call(functools.partial(_sm_host, axis=axis, temperature=temperature, log=log,
                                    dtype=x.dtype),
-                 _sds(x.shape, x.dtype), x, w, vmap_method="expand_dims")
+                 _sds(x.shape, x.dtype), x, w, vmap_method="broadcast_all")
 
 
 def _softmax_fwd(x, w, axis, temperature, log):
@@ -120,7 +130,7 @@ def _softmax_bwd(axis, temperature, log, res, g):
     y, w = res
     gx = _call(functools.partial(_sm_bwd_host, axis=axis, temperature=temperature, log=log,
                                  dtype=y.dtype),
-               _sds(y.shape, y.dtype), y, g, w, vmap_method="expand_dims")
+               _sds(y.shape, y.dtype), y, g, w, vmap_method="broadcast_all")
     return (gx, None)
 
 
@@ -184,7 +194,7 @@ def _lse_shape(shape, axis, keepdims):
 def _logsumexp(x, w, axis, keepdims):
     return _call(functools.partial(_lse_host, axis=axis, keepdims=keepdims, dtype=x.dtype),
                  _sds(_lse_shape(x.shape, axis, keepdims), x.dtype), x, w,
-                 vmap_method="expand_dims")
+                 vmap_method="broadcast_all")
 
 
 def _logsumexp_fwd(x, w, axis, keepdims):
@@ -194,7 +204,7 @@ def _logsumexp_fwd(x, w, axis, keepdims):
 def _logsumexp_bwd(axis, keepdims, res, g):
     x, w = res
     gx = _call(functools.partial(_lse_bwd_host, axis=axis, keepdims=keepdims, dtype=x.dtype),
-               _sds(x.shape, x.dtype), x, g, w)
+               _sds(x.shape, x.dtype), x, g, w, vmap_method="broadcast_all")
     return (gx, None)
 
 

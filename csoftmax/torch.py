@@ -24,6 +24,10 @@ axis ``dim`` of the losses) are keyword-only.  As in torch:
   (0 for 0-, 1- and 3-d input, else 1) and warns as torch does;
 * ``dtype=`` casts the input before the operation; the gradient flows back
   to the input's own dtype;
+* integer and bool input: ``logsumexp`` computes in and returns
+  ``torch.get_default_dtype()`` (as :func:`torch.logsumexp`); the softmax
+  family (without a floating ``dtype=``) and the losses raise
+  ``NotImplementedError``, as torch's kernels do;
 * the deprecated ``size_average`` / ``reduce`` map to ``reduction`` by
   torch's legacy rule (both default True: mean; ``reduce=False``: none;
   ``size_average=False``: sum), with torch's deprecation warning.
@@ -145,6 +149,26 @@ def _cast(t, dtype):
     return t.to(dtype)
 
 
+def _integral(t):
+    return isinstance(t, _torch.Tensor) and not (t.is_floating_point() or t.is_complex())
+
+
+def _floating_only(t, op, name="input", hint=""):
+    """torch's softmax-family and loss kernels exist for floating dtypes only:
+    an integer or bool tensor raises NotImplementedError there (a
+    RuntimeError), instead of a float64 result here."""
+    if _integral(t):
+        raise NotImplementedError(
+            f"{op}: {name} has dtype {t.dtype}; as in torch, it is not implemented for "
+            f"integer or bool tensors (cast it to a floating dtype first{hint})")
+
+
+def _default_float(t):
+    """torch.logsumexp's rule: integer and bool input computes in (and
+    returns) torch.get_default_dtype()."""
+    return t.to(_torch.get_default_dtype()) if _integral(t) else t
+
+
 def _legacy_reduction(size_average, reduce, reduction):
     """torch's ``_Reduction.legacy_get_string``: the deprecated `size_average`
     and `reduce` (None = True) override `reduction` when either is given."""
@@ -223,6 +247,7 @@ def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name, where
     if dim is None:
         dim = _implicit_dim(name, input.dim(), stacklevel + 1)
     x = _cast(input, dtype)
+    _floating_only(x, name, hint=", or pass dtype=")
     dim, T = _dim(dim), float(temperature)
     w = _mask(where, x)
     if x.dim() == 0:
@@ -308,11 +333,12 @@ def logsumexp(input, dim=None, keepdim=False, *, where=None):
     torch's `dim` has no default; here the default is csoftmax's own, all
     dims (as :func:`csoftmax.logsumexp`, ``csoftmax.jax`` and
     ``csoftmax.dask``; pass ``dim=-1`` for the last).  A 0-d input is
-    one element (dim 0, -1, ``(0,)``; the result is the input).
+    one element (dim 0, -1, ``(0,)``; the result is the input).  Integer
+    and bool input computes in ``torch.get_default_dtype()``, as torch's.
     The gradient is ``softmax(x) * grad_output`` (one fused kernel pass).
     ``where=``: a bool tensor of included elements, as
     :func:`csoftmax.logsumexp`'s (nothing included: -inf, gradient 0)."""
-    _tensor(input)
+    input = _default_float(_tensor(input))
     dim, keepdim = _dim(dim), bool(keepdim)
     w = _mask(where, input)
     if input.dim() == 0:
@@ -401,7 +427,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     (class-index targets, no smoothing; a target on an excluded class gives
     +inf loss and no gradient).
     """
-    _tensor(input)
+    _floating_only(_tensor(input), "cross_entropy")
     reduction = _legacy_reduction(size_average, reduce, reduction)
     return _CrossEntropy.apply(input, target, weight, _class_dim(input, dim),
                                int(ignore_index), reduction, float(label_smoothing),
@@ -480,7 +506,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     kept sample's target entry and 0 elsewhere; `weight` is not
     differentiated.
     """
-    _tensor(input)
+    _floating_only(_tensor(input), "nll_loss")
     reduction = _legacy_reduction(size_average, reduce, reduction)
     return _NLLLoss.apply(input, target, weight, _class_dim(input, dim), int(ignore_index),
                           reduction)
@@ -665,8 +691,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     ``grad_output``, so the gradients are computed in backward (a second
     pass over the chunks, with the logits recomputed) instead of forward.
     """
-    _tensor(input)
-    _tensor(linear_weight, "linear_weight")
+    _floating_only(_tensor(input), "linear_cross_entropy")
+    _floating_only(_tensor(linear_weight, "linear_weight"), "linear_cross_entropy",
+                   "linear_weight")
+    _floating_only(linear_bias, "linear_cross_entropy", "linear_bias")
     if input.dim() not in (1, 2):
         raise ValueError(f"input must be 1-D (in_features,) or 2-D (N, in_features), "
                          f"got shape {tuple(input.shape)}")

@@ -216,3 +216,111 @@ def test_training_step_under_jit():
 def test_bad_label_raises():
     with pytest.raises(Exception, match="not a class index"):
         cj.cross_entropy(_x((2, 3)), jnp.array([0, 7])).block_until_ready()
+
+
+# ---------------------------------------------------------------------------
+# batching rules: jacrev, vmap of grad, vmap of a VJP (some callback arguments
+# batched, others not), against jax.nn's own results
+
+from jax.scipy.special import logsumexp as _jlse  # noqa: E402
+
+FAMILY = [(cj.softmax, jax.nn.softmax), (cj.log_softmax, jax.nn.log_softmax)]
+
+
+def _X3():                      # built inside the tests, once x64 is on
+    return _x((3, 4, 5), seed=11)
+
+
+def _XB():
+    return _x((2, 3, 4, 5), seed=12)
+
+
+def _transforms(f, x, xb, up):
+    """The batched-callback situations, for a function f of one array."""
+    out = {
+        "jacrev": jax.jacrev(f)(x),
+        "jit(jacrev)": jax.jit(jax.jacrev(f))(x),
+        # cotangent unbatched (ones / up), primal batched
+        "vmap(grad(sum))": jax.vmap(jax.grad(lambda t: f(t).sum()))(xb),
+        "vmap(grad(up))": jax.vmap(jax.grad(lambda t: (f(t) * up).sum()))(xb),
+        "vmap(vmap(grad))": jax.vmap(jax.vmap(jax.grad(lambda t: (f(t) * up).sum())))(
+            jnp.stack([xb, xb + 1.0])),
+    }
+    # vmap of a VJP: primal unbatched, cotangent batched
+    y, pull = jax.vjp(f, x)
+    cts = jnp.stack([jnp.ones_like(y), 2.0 * y + 1.0, -jnp.ones_like(y)])
+    out["vmap(vjp) batched cotangent"] = jax.vmap(lambda c: pull(c)[0])(cts)
+    return out
+
+
+def _same_transforms(f, ref, up):
+    x, xb = _X3(), _XB()
+    ours, theirs = _transforms(f, x, xb, up), _transforms(ref, x, xb, up)
+    for k in ours:
+        assert ours[k].shape == theirs[k].shape, k
+        _close(ours[k], theirs[k], np.float64)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1, (0, 2), None], ids=str)
+@pytest.mark.parametrize("f,ref", FAMILY, ids=["softmax", "log_softmax"])
+def test_softmax_family_batched_derivatives_match_jax_nn(f, ref, axis):
+    _same_transforms(lambda t: f(t, axis, temperature=1.3),
+                     lambda t: ref(t / 1.3, axis), _x((3, 4, 5), seed=13))
+
+
+def test_softmax_reproducers():
+    x = jnp.array([1.0, 2.0, 3.0])
+    _close(jax.jacrev(cj.softmax)(x), jax.jacrev(jax.nn.softmax)(x), np.float64)
+    g = jax.vmap(jax.grad(lambda r: cj.log_softmax(r).sum()))(jnp.ones((4, 5)))
+    gr = jax.vmap(jax.grad(lambda r: jax.nn.log_softmax(r).sum()))(jnp.ones((4, 5)))
+    _close(g, gr, np.float64)
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (None, True), (-1, False),
+                                           (0, True), (1, False), ((0, 2), False)], ids=str)
+def test_logsumexp_batched_derivatives_match_jax(axis, keepdims):
+    _same_transforms(lambda t: cj.logsumexp(t, axis, keepdims),
+                     lambda t: _jlse(t, axis, keepdims=keepdims),
+                     jnp.ones(_jlse(_X3(), axis, keepdims=keepdims).shape))
+
+
+def test_where_batched_against_unbatched_input():
+    """where= batched while x is not (and the reverse), values and gradients."""
+    x, XB = _X3()[0], _XB()
+    W = jnp.asarray(np.random.default_rng(3).random((4, 5)) > 0.3).at[:, 0].set(True)
+    WB = jnp.asarray(np.random.default_rng(4).random((3, 4, 5)) > 0.3).at[..., 0].set(True)
+    for f, ref in [FAMILY[0], (cj.logsumexp, jax.nn.logsumexp)]:
+        def sq(h, w):
+            return lambda t: (h(t, -1, where=w) ** 2).sum()
+        _close(jax.vmap(lambda w: f(x, -1, where=w))(WB),
+               jax.vmap(lambda w: ref(x, -1, where=w))(WB), np.float64)
+        _close(jax.vmap(lambda w: jax.grad(sq(f, w))(x))(WB),
+               jax.vmap(lambda w: jax.grad(sq(ref, w))(x))(WB), np.float64)
+        _close(jax.vmap(lambda t: f(t, -1, where=W))(XB[0]),
+               jax.vmap(lambda t: ref(t, -1, where=W))(XB[0]), np.float64)
+        _close(jax.jacrev(lambda t: f(t, -1, where=W))(x),
+               jax.jacrev(lambda t: ref(t, -1, where=W))(x), np.float64)
+    _close(jax.jacrev(lambda t: cj.log_softmax(t, -1, where=W)[:, 0])(x),
+           jax.jacrev(lambda t: jax.nn.log_softmax(t, -1, where=W)[:, 0])(x), np.float64)
+
+
+def test_cross_entropy_batched_derivatives():
+    X3, XB = _X3(), _XB()
+    x, y = X3[0], jnp.array([0, 1, 4, 2])
+    _close(jax.jacrev(lambda t: cj.cross_entropy(t, y, reduction="none"))(x),
+           jax.jacrev(lambda t: _ce_ref(t, y, reduction="none"))(x), np.float64)
+    _close(jax.vmap(jax.grad(lambda t: cj.cross_entropy(t, y)))(XB[:, 0]),
+           jax.vmap(jax.grad(lambda t: _ce_ref(t, y)))(XB[:, 0]), np.float64)
+    ys = jnp.array([[0, 1, 4, 2], [3, 3, 0, 1]])
+    _close(jax.vmap(lambda yy: jax.grad(lambda t: cj.cross_entropy(t, yy))(x))(ys),
+           jax.vmap(lambda yy: jax.grad(lambda t: _ce_ref(t, yy))(x))(ys), np.float64)
+    y1 = jnp.array([[0, 1, 3, 2, 1]] * 3)
+    _close(jax.jacrev(lambda t: cj.cross_entropy(t, y1, axis=1, reduction="none"))(X3),
+           jax.jacrev(lambda t: _ce_ref(t, y1, axis=1, reduction="none"))(X3), np.float64)
+
+
+def test_forward_mode_is_jaxs_custom_vjp_error():
+    """custom_vjp has no forward mode: jax's own TypeError, not a callback crash."""
+    for f in (cj.softmax, cj.log_softmax, cj.logsumexp):
+        with pytest.raises(TypeError, match="forward-mode"):
+            jax.jacfwd(f)(jnp.array([1.0, 2.0, 3.0]))

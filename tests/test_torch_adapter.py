@@ -509,3 +509,89 @@ def test_softmax_modules_match_torch():
         ct.Softmax()(x)
     with pytest.raises(ValueError, match="3D or 4D"):
         ct.Softmax2d()(x[0, 0])
+
+
+# ---------------------------------------------------------------------------
+# integer and bool input: torch's result dtype (logsumexp) or torch's refusal
+
+INT_DTYPES = [torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool]
+
+
+def _int_input(dtype, shape=(3, 4)):
+    v = torch.arange(12).reshape(3, 4) % 5 - 2
+    if dtype == torch.bool:
+        return (v > 0).reshape(shape) if shape else torch.tensor(True)
+    if dtype == torch.uint8:
+        v = v + 2
+    return v.to(dtype).reshape(shape) if shape else v.flatten()[-1].to(dtype)
+
+
+@pytest.mark.parametrize("default", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
+def test_logsumexp_integer_input_is_torchs(dtype, default):
+    """torch.logsumexp computes integer / bool input in (and returns)
+    torch.get_default_dtype()."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        for shape, dim, keepdim in [((3, 4), 0, False), ((3, 4), -1, True),
+                                    ((3, 4), (0, 1), False), ((), 0, False), ((), -1, True)]:
+            x = _int_input(dtype, shape)
+            r, rr = ct.logsumexp(x, dim, keepdim), torch.logsumexp(x, dim, keepdim)
+            assert r.dtype == rr.dtype == default and r.shape == rr.shape
+            torch.testing.assert_close(r, rr, rtol=2e-7 if default == torch.float32 else 1e-15,
+                                       atol=0)
+        assert ct.logsumexp(torch.tensor([1, 2, 3]), 0).dtype == default
+    finally:
+        torch.set_default_dtype(prev)
+
+
+def _raises_like_torch(ours, ref):
+    with pytest.raises(RuntimeError) as e_ref:       # NotImplementedError is one
+        ref()
+    with pytest.raises(type(e_ref.value)) as e:
+        ours()
+    assert "integer or bool" in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
+def test_softmax_family_integer_input_is_torchs(dtype):
+    """Without dtype= torch refuses integer / bool input (NotImplementedError;
+    softmin of a bool tensor: the negation's RuntimeError); with a floating
+    dtype= it casts first."""
+    x = _int_input(dtype)
+    fams = SOFTMAX_FAMILY + [(ct.Softmax2d(), torch.nn.Softmax2d())]
+    for f, ref in fams:
+        if isinstance(f, torch.nn.Module):
+            call, rcall = (lambda: f(x[None])), (lambda: ref(x[None]))
+        else:
+            call, rcall = (lambda: f(x, 1)), (lambda: ref(x, 1))
+        if dtype == torch.bool and ref is F.softmin:
+            with pytest.raises(RuntimeError, match="Negation"):
+                rcall()
+            with pytest.raises(RuntimeError, match="Negation"):
+                call()
+        else:
+            _raises_like_torch(call, rcall)
+        if isinstance(f, torch.nn.Module) or (dtype == torch.bool and ref is F.softmin):
+            continue
+        for dt in (torch.float32, torch.float64):
+            y, yr = f(x, 1, dtype=dt), ref(x, 1, dtype=dt)
+            assert y.dtype == yr.dtype == dt
+            torch.testing.assert_close(y, yr, rtol=2e-6 if dt == torch.float32 else 1e-13,
+                                       atol=1e-7 if dt == torch.float32 else 1e-15)
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
+def test_losses_integer_input_are_refused_as_torch(dtype):
+    x = _int_input(dtype)
+    y = torch.tensor([0, 3, 1])
+    _raises_like_torch(lambda: ct.cross_entropy(x, y), lambda: F.cross_entropy(x, y))
+    _raises_like_torch(lambda: ct.nll_loss(x, y), lambda: F.nll_loss(x, y))
+    _raises_like_torch(lambda: ct.CrossEntropyLoss()(x, y),
+                       lambda: torch.nn.CrossEntropyLoss()(x, y))
+    h, W = torch.randn(3, 4), torch.randn(5, 4)
+    if hasattr(F, "linear_cross_entropy"):
+        for args in ((x, W, y), (h, _int_input(dtype).repeat(2, 1)[:5], y)):
+            _raises_like_torch(lambda: ct.linear_cross_entropy(*args),
+                               lambda: F.linear_cross_entropy(*args))
