@@ -23,9 +23,9 @@ slices of at most ``chunk x V`` elements), so the memory bound holds.
 import numpy as np
 
 from . import _core
-from ._losses import _ignore, _labels, _reduce_loss, _reduction, _smoothing
+from ._losses import _ignore, _labels, _reduce_loss, _reduction, _smoothing, _target_array
 from ._typing import ArrayLike, Reduction, Result
-from ._validate import as_input, integer, positive_scalar
+from ._validate import as_input, half_kind, integer, positive_scalar
 
 __all__ = ["linear_cross_entropy"]
 
@@ -97,10 +97,10 @@ def _prepare(h, weight, target, bias, class_weight, ignore_index, reduction,
         if chunk < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
         chunk = int(min(chunk, max(B, 1)))
-    t = np.asarray(target)
+    t = _target_array(target)
     if t.shape == lshape:
         prob = True
-        if t.dtype.kind != "f":
+        if t.dtype.kind != "f" and half_kind(t.dtype) != 2:   # (bfloat16: kind 'V')
             raise TypeError(f"target has the shape of the logits {lshape}, so it holds "
                             f"class probabilities and must be floating, got {t.dtype}")
         if ignore >= 0:

@@ -27,15 +27,67 @@ _REDUCTIONS = ("none", "mean", "sum")
 # argument helpers
 
 def _class_axis(a, axis, name):
+    if axis is None or isinstance(axis, (tuple, list)):
+        # (None would be "every axis" in the forward functions: not a class axis)
+        raise TypeError(f"axis must be a single integer (the class axis), got {axis!r}")
     if a.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the class axis)")
-    if isinstance(axis, (tuple, list)):
-        raise TypeError(f"axis must be a single integer, got {axis!r}")
     return normalize_axes(axis, a.ndim)[0]
+
+
+def _several_axes(fn, x, dy, axis, out, names, reduced, **kw):
+    """The backward of a forward call over several axes (axis=None or a
+    tuple, as softmax / logsumexp take them): those axes moved last and
+    merged into one, `fn` along it, the result moved back.  None when
+    `axis` names one axis (the caller goes on)."""
+    if axis is not None and not isinstance(axis, (tuple, list)):
+        return None
+    a, _, _ = as_input(x, names[0])
+    axes = normalize_axes(axis, a.ndim)
+    if len(axes) == 1:
+        return fn(x, dy, axes[0], out=out, **kw)
+    d, _, _ = as_input(dy, names[1])
+    rest = [i for i in range(a.ndim) if i not in axes]
+    perm = rest + list(axes)
+    rshape = tuple(a.shape[i] for i in rest)
+    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+    if reduced:
+        kshape = tuple(1 if i in axes else a.shape[i] for i in range(a.ndim))
+        if d.shape not in (rshape, kshape):
+            raise ValueError(f"{names[1]} has shape {d.shape}, expected {rshape} (or "
+                             f"{kshape}) for {names[0]} of shape {a.shape} with axis {axis!r}")
+        d2 = d.reshape(rshape)
+    else:
+        if d.shape != a.shape:
+            raise ValueError(f"{names[1]} has shape {d.shape}, expected {a.shape} "
+                             f"(the shape of {names[0]})")
+        d2 = np.transpose(d, perm).reshape(rshape + (n,))
+    where = kw.pop("where", None)
+    if where is not None:
+        m = np.broadcast_to(as_mask(where, a.shape), a.shape)
+        kw["where"] = np.transpose(m, perm).reshape(rshape + (n,))
+    a2 = np.transpose(a, perm).reshape(rshape + (n,))
+    r = fn(a2, d2, -1, **kw)
+    r = np.transpose(r.reshape(rshape + tuple(a.shape[i] for i in axes)), np.argsort(perm))
+    if out is not None:
+        check_out(out, a.shape, r.dtype, "out", _NO_DTYPE)
+        np.copyto(out, r)
+        return out
+    return np.ascontiguousarray(r)
+
+
+def _target_array(target):
+    if isinstance(target, np.ma.MaskedArray):
+        raise TypeError("target is a numpy.ma.MaskedArray; csoftmax would ignore its mask: "
+                        "pass target.filled(ignore_index) to leave the masked samples out")
+    return np.asarray(target)
 
 
 def _smoothing(label_smoothing):
     """label_smoothing as a float in [0, 1] (TypeError / ValueError else)."""
+    if isinstance(label_smoothing, (str, bytes, bytearray, bool, np.bool_)):
+        # float() would take "0.1" or True: not numbers here (as temperature)
+        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
     try:
         eps = float(label_smoothing)
     except (TypeError, ValueError) as e:
@@ -295,7 +347,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     scale = 1.0 / positive_scalar(temperature, "temperature")
     ignore = _ignore(ignore_index)
     w = _weight(weight, C)
-    t = np.asarray(target)
+    t = _target_array(target)
     tshape = a.shape[:ax] + a.shape[ax + 1:]
     if t.shape == a.shape:
         prob = True
@@ -412,7 +464,7 @@ def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
             item = grad_out.itemsize
             if (gv is None or not grad_out.flags.aligned or gv.strides[-1] != item
                     or any(st % item for st in gv.strides)
-                    or not may_write_directly(gv, (xv, mv), in_place=(xv,))):
+                    or not may_write_directly(gv, (xv, mv, y, w, mb), in_place=(xv,))):
                 gv = None
             else:
                 g = grad_out
@@ -448,7 +500,10 @@ def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
     # sample's gradient is 0 (as jax differentiates log_softmax(where=))
     zero = ign | ~kt
     acoef = np.where(zero, 0.0, coef * wt)
-    direct = grad_out is not None and grad_out.dtype == comp
+    # (the targets, weights and mask are read again after the gradient is
+    # written: grad_out overlapping one of them takes a temporary)
+    direct = (grad_out is not None and grad_out.dtype == comp
+              and may_write_directly(grad_out, (y, w, mb)))
     if gv is not None:
         if w is not None:
             gv *= (coef * wt)[:, None].astype(comp)
@@ -523,7 +578,7 @@ def nll_loss(log_probs: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     reduction = _reduction(reduction)
     ignore = _ignore(ignore_index)
     w = _weight(weight, C)
-    t = np.asarray(target)
+    t = _target_array(target)
     tshape = a.shape[:ax] + a.shape[ax + 1:]
     if t.shape != tshape:
         raise ValueError(f"target has shape {t.shape}, expected {tshape} for log_probs "
@@ -569,7 +624,7 @@ def _bwd(y, dy, axis, out, log, names, where=None):
         dc = np.ascontiguousarray(d).reshape(s3)
         direct = out is not None and out.flags.c_contiguous
         if direct:
-            o = out.reshape(s3)
+            o = np.asarray(out).reshape(s3)
             direct = may_write_directly(o, (yc, dc), in_place=(yc, dc))
         if not direct:
             o = np.empty(s3, dtype=res)
@@ -592,7 +647,7 @@ def _bwd(y, dy, axis, out, log, names, where=None):
     dc = np.ascontiguousarray(d, dtype=comp).reshape(s3)
     direct = out is not None and out.dtype == comp and out.flags.c_contiguous
     if direct:
-        o = out.reshape(s3)
+        o = np.asarray(out).reshape(s3)
         # out=y / out=dy work in place (each slice's sum is formed before
         # it is written); any other overlap goes through a temporary
         direct = may_write_directly(o, (yc, dc, mv), in_place=(yc, dc))
@@ -627,8 +682,9 @@ def softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
         Softmax output.
     dy : array_like
         Upstream gradient, same shape as `y`.
-    axis : int, optional
-        The softmax axis (default: last).
+    axis : int, tuple of ints or None, optional
+        The softmax axis (default: last); several axes or None (every
+        axis) as in :func:`softmax`.
     out : ndarray, optional
         Where to write the result (shape of `y`, result dtype); may be `y`
         or `dy` (in place).
@@ -654,6 +710,9 @@ def softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
     numpy.exceptions.AxisError
         `axis` out of range.
     """
+    r = _several_axes(softmax_backward, y, dy, axis, out, ("y", "dy"), False, where=where)
+    if r is not None:
+        return r
     return _bwd(y, dy, axis, out, False, ("y", "dy"), where)
 
 
@@ -671,6 +730,10 @@ def log_softmax_backward(y: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
 
     Parameters, returns and exceptions as for :func:`softmax_backward`.
     """
+    r = _several_axes(log_softmax_backward, y, dy, axis, out, ("y", "dy"), False,
+                      where=where)
+    if r is not None:
+        return r
     return _bwd(y, dy, axis, out, True, ("y", "dy"), where)
 
 
@@ -692,8 +755,9 @@ def logsumexp_backward(x: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
     dy : array_like
         Upstream gradient: shape of `x` without `axis` (or with a length-1
         `axis`, as from ``keepdims=True``).
-    axis : int, optional
-        The reduced axis (default: last).
+    axis : int, tuple of ints or None, optional
+        The reduced axis (default: last); several axes or None (every axis)
+        as in :func:`logsumexp`.
     out : ndarray, optional
         Where to write the result (shape of `x`); ``out=x`` works in place.
 
@@ -711,6 +775,9 @@ def logsumexp_backward(x: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
     numpy.exceptions.AxisError
         `axis` out of range.
     """
+    r = _several_axes(logsumexp_backward, x, dy, axis, out, ("x", "dy"), True)
+    if r is not None:
+        return r
     a, comp, res = as_input(x, "x")
     ax = _class_axis(a, axis, "x")
     d, _, _ = as_input(dy, "dy")

@@ -624,7 +624,9 @@ def sample(logits: ArrayLike, *, temperature: float = 1.0, top_k: int | None = N
     logits : array_like
         Scores (float32/float64 native).  -inf entries have probability 0.
     temperature : float, optional
-        T >= 0 (default 1); 0 (or so small that 1/T overflows) means argmax.
+        T >= 0 (default 1); 0 means argmax.  A T > 0 whose reciprocal
+        overflows float64 (below ~5.6e-309) is refused, as by every
+        temperature parameter.
     top_k : int or None, optional
         Restrict to the k >= 1 largest entries (None: all).
     axis : int, optional
@@ -655,10 +657,13 @@ def sample(logits: ArrayLike, *, temperature: float = 1.0, top_k: int | None = N
     True
     """
     a, comp, res = _float_input(logits, "logits")
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(
-            temperature, (int, float, np.integer, np.floating)):
+    tv = temperature
+    if isinstance(tv, np.ndarray) and tv.ndim == 0 and tv.dtype.kind in "iuf":
+        tv = tv[()]             # a 0-d array, as the other temperatures take
+    if isinstance(tv, (bool, np.bool_)) or not isinstance(
+            tv, (int, float, np.integer, np.floating)):
         raise TypeError(f"temperature must be a real number, got {temperature!r}")
-    T = float(temperature)
+    T = float(tv)
     if not (T >= 0 and math.isfinite(T)):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if T > 0:

@@ -195,6 +195,10 @@ def resolve_dtype(dtype, compute, result):
         d = np.dtype(dtype)
     except TypeError as e:
         raise TypeError(f"dtype={dtype!r} is not a valid dtype") from e
+    if d.kind == "f" and not d.isnative:
+        # a byte-swapped request ('>f8'): computed and returned in native
+        # order, as numpy's ufuncs take dtype= (the kernels read native)
+        d = d.newbyteorder("=")
     if d == np.float16 or half_kind(d) == 2:
         return np.dtype(np.float32), d
     if d.type in _FLOATS:
@@ -269,6 +273,9 @@ def check_out(out, shape, dtype, name="out",
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}, expected {tuple(shape)}")
     if out.dtype != dtype:
+        if out.dtype.newbyteorder("=") == dtype and not out.dtype.isnative:
+            raise TypeError(f"{name} has non-native byte order ({out.dtype.str}); "
+                            f"expected {dtype} in native order")
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype} ({hint})")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
@@ -299,14 +306,32 @@ def may_write_directly(dest, reads, in_place=()):
     for r in reads:
         if r is None or not np.may_share_memory(dest, r):
             continue
-        if any(r is i for i in in_place) and same_memory(dest, r):
+        if (any(r is i for i in in_place) and same_memory(dest, r)
+                and not has_internal_overlap(dest)):
             continue
         return False
     return True
 
 
+def has_internal_overlap(a):
+    """Whether two elements of `a` share memory (as_strided views whose
+    rows overlap, stride-0 broadcasts): in place, writing one element
+    would change another that is still to be read."""
+    dims = sorted((abs(st), n) for st, n in zip(a.strides, a.shape) if n > 1)
+    if any(n == 0 for n in a.shape):
+        return False
+    extent = a.itemsize
+    for st, n in dims:
+        if st < extent:
+            return True
+        extent = st * (n - 1) + extent
+    return False
+
+
 def reshape_view(a, shape):
-    """a.reshape(shape) if that is a view, else None (never copies)."""
+    """a.reshape(shape) if that is a view, else None (never copies).  An
+    ndarray subclass (np.matrix, which stays 2-D) is viewed as ndarray."""
+    a = np.asarray(a)
     try:
         return np.reshape(a, shape, copy=False)
     except ValueError:

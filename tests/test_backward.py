@@ -237,7 +237,10 @@ def test_bad_input_softmax_family(rng, f):
         (dict(dy=np.ones((3, 5))), ValueError, "dy has shape"),
         (dict(dy=np.ones((3, 4)), axis=2), AxisError, None),
         (dict(dy=np.ones((3, 4)) * 1j), TypeError, "complex"),
-        (dict(dy=np.ones((3, 4)), axis=(0, 1)), TypeError, "axis"),
+        # several axes are taken (as softmax takes them), repeated ones not
+        (dict(dy=np.ones((3, 4)), axis=(0, 0)), ValueError, "repeated axis"),
+        (dict(dy=np.ones((3, 5)), axis=(0, 1)), ValueError, "dy has shape"),
+        (dict(dy=np.ones((3, 4)), axis=None, where=np.ones((2, 4), bool)), ValueError, None),
     ]
     for kw, exc, msg in cases:
         with pytest.raises(exc, match=msg):

@@ -1,0 +1,207 @@
+"""Inputs of a hostile caller (an audit of the public API, session 7): each
+test pins a defect that was found, by its mechanism -- byte order, ndarray
+subclasses as outputs, axis=None where a function takes one axis, overlap
+of a gradient output with the arrays read after it is written, internally
+overlapping in-place arrays, scalar parameters given as strings / bools /
+0-d arrays, masked targets."""
+import numpy as np
+import pytest
+import scipy.special as sp
+from numpy.lib.stride_tricks import as_strided
+
+import csoftmax
+
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
+X = np.array([[1., 2., 3., 4.], [0., 0., -1., 5.]])
+
+
+# ---- byte order: dtype= and out= --------------------------------------------
+
+@pytest.mark.parametrize("fn,ref", [(csoftmax.softmax, sp.softmax),
+                                    (csoftmax.log_softmax, sp.log_softmax)])
+@pytest.mark.parametrize("dt", [">f8", ">f4", "<f8", "<f4", ">f2"])
+def test_dtype_byte_order(fn, ref, dt):
+    """A byte-swapped dtype= is computed (and returned) in native order --
+    it gave 2.6e-319 (softmax) / -6e227 (log_softmax) everywhere."""
+    got = fn(X, axis=1, dtype=dt)
+    want_dt = np.dtype(dt).newbyteorder("=")
+    assert got.dtype == want_dt and got.dtype.isnative
+    tol = {8: 1e-15, 4: 1e-6, 2: 1e-3}[want_dt.itemsize]
+    np.testing.assert_allclose(got.astype(np.float64), ref(X, axis=1), rtol=tol, atol=tol)
+
+
+def test_out_byte_swapped_is_refused_untouched():
+    out = np.full(X.shape, 7.0, dtype=">f8")
+    with pytest.raises(TypeError, match="byte order"):
+        csoftmax.softmax(X, out=out)
+    assert (out == 7.0).all()
+    # byte-swapped input: computed natively
+    np.testing.assert_allclose(csoftmax.softmax(X.astype(">f8"), axis=1), sp.softmax(X, axis=1),
+                               rtol=1e-15)
+
+
+# ---- ndarray subclasses as outputs -------------------------------------------
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_matrix_out(axis):
+    """np.matrix stays 2-D under reshape: the column kernels read its
+    strides as a 3-D view's -- wrong values for a non-last axis."""
+    for fn, ref in ((csoftmax.softmax, sp.softmax), (csoftmax.log_softmax, sp.log_softmax)):
+        out = np.matrix(np.zeros(X.shape))
+        r = fn(X, axis=axis, out=out)
+        assert r is out
+        np.testing.assert_allclose(np.asarray(out), ref(X, axis=axis), rtol=1e-14)
+    dy = np.arange(8.).reshape(2, 4)
+    y = sp.softmax(X, axis=0)
+    out = np.matrix(np.zeros(X.shape))
+    csoftmax.softmax_backward(y, dy, axis=0, out=out)
+    want = y * (dy - (y * dy).sum(axis=0, keepdims=True))
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-13, atol=1e-15)
+    g = np.matrix(np.zeros(X.shape))
+    csoftmax.cross_entropy(X, np.array([1, 0, 0, 1]), axis=0, return_grad=True, grad_out=g)
+    _, want_g = csoftmax.cross_entropy(X, np.array([1, 0, 0, 1]), axis=0, return_grad=True)
+    np.testing.assert_array_equal(np.asarray(g), want_g)
+
+
+# ---- axis=None and tuples in the backward functions ----------------------------
+
+@pytest.mark.parametrize("axis", [None, (0, 2), (2, 0), (1,), (0, 1, 2)])
+def test_backward_several_axes(axis):
+    """softmax(axis=None) is legal; softmax_backward(axis=None) gave the
+    axis-0 VJP.  Now None / tuples are the VJP over those axes."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 5))
+    dy = rng.standard_normal(x.shape)
+    y = csoftmax.softmax(x, axis=axis)
+    ax = tuple(range(3)) if axis is None else axis
+    s = np.sum(y * dy, axis=ax, keepdims=True)
+    np.testing.assert_allclose(csoftmax.softmax_backward(y, dy, axis=axis), y * (dy - s),
+                               rtol=1e-12, atol=1e-15)
+    ly = csoftmax.log_softmax(x, axis=axis)
+    np.testing.assert_allclose(csoftmax.log_softmax_backward(ly, dy, axis=axis),
+                               dy - np.exp(ly) * np.sum(dy, axis=ax, keepdims=True),
+                               rtol=1e-12, atol=1e-14)
+    d = rng.standard_normal(np.sum(x, axis=ax).shape)
+    np.testing.assert_allclose(csoftmax.logsumexp_backward(x, d, axis=axis),
+                               y * np.expand_dims(d, ax) if d.ndim else y * d,
+                               rtol=1e-12, atol=1e-15)
+    out = np.empty_like(x)
+    assert csoftmax.softmax_backward(y, dy, axis=axis, out=out) is out
+    np.testing.assert_allclose(out, y * (dy - s), rtol=1e-12, atol=1e-15)
+    # where= with several axes: the masked VJP (zeros where excluded)
+    m = rng.random(x.shape) > 0.3
+    ym = csoftmax.softmax(x, axis=axis, where=m)
+    sm = np.sum(np.where(m, ym * dy, 0), axis=ax, keepdims=True)
+    np.testing.assert_allclose(csoftmax.softmax_backward(ym, dy, axis=axis, where=m),
+                               np.where(m, ym * (dy - sm), 0), rtol=1e-12, atol=1e-15)
+
+
+def test_loss_axis_none_refused():
+    for call in (lambda: csoftmax.cross_entropy(X, np.array([0, 3]), axis=None),
+                 lambda: csoftmax.nll_loss(X, np.array([0, 3]), axis=None)):
+        with pytest.raises(TypeError, match="single integer"):
+            call()
+
+
+# ---- grad_out overlapping what the masked cross-entropy reads afterwards ------
+
+def test_masked_ce_grad_out_overlaps_targets_weights_mask():
+    xx = np.array([[1., 2., 3., 4.], [0., 0., -1., 5.], [3, 3, 3, 3], [1, -1, 2, 0]])
+    t = np.array([0, 3, 1, 2])
+    where = np.array([1, 1, 0, 1], bool)
+    w = np.array([1., 2., .5, 3.])
+    ref_l, ref_g = csoftmax.cross_entropy(xx, t, weight=w, where=where, return_grad=True)
+    # grad_out over the int64 targets' buffer
+    buf = np.zeros(16, np.int64)
+    buf[:4] = t
+    l, g = csoftmax.cross_entropy(xx, buf[:4], weight=w, where=where, return_grad=True,
+                                  grad_out=buf.view(np.float64).reshape(4, 4))
+    assert l == ref_l
+    np.testing.assert_array_equal(g, ref_g)
+    # grad_out over the weights
+    wb = np.zeros(16)
+    wb[:4] = w
+    l, g = csoftmax.cross_entropy(xx, t, weight=wb[:4], where=where, return_grad=True,
+                                  grad_out=wb.reshape(4, 4))
+    assert l == ref_l
+    np.testing.assert_array_equal(g, ref_g)
+    # grad_out over the mask's bytes (all True: bytes 0x01 of 1+ulp's)
+    o = np.full((4, 4), np.nextafter(1., 2.))
+    m = o.view(np.uint8)[:, ::8]
+    assert m.all()
+    l, g = csoftmax.cross_entropy(xx, t, where=m, return_grad=True, grad_out=o)
+    rl, rg = csoftmax.cross_entropy(xx, t, return_grad=True)
+    assert l == pytest.approx(rl, rel=1e-15)
+    np.testing.assert_allclose(g, rg, rtol=1e-15)
+
+
+# ---- in place on an array whose elements overlap ------------------------------
+
+def test_in_place_on_internally_overlapping_array():
+    """rows sharing memory: computed from the input as it was (a temporary),
+    then written -- as numpy's ufuncs do; the in-place kernels would read
+    rows already overwritten."""
+    buf = np.arange(8.)
+    xs = as_strided(buf, shape=(5, 4), strides=(8, 8), writeable=True)
+    want = sp.softmax(xs.copy(), axis=1)
+    r = csoftmax.softmax(xs, out=xs)
+    # every row of the input had the same values shifted: row k's result is
+    # the softmax of [k, k+1, k+2, k+3], identical for all k; the last row
+    # written is the one left in memory
+    np.testing.assert_allclose(buf[4:], want[4], rtol=1e-15)
+    np.testing.assert_allclose(r[4], want[4], rtol=1e-15)
+    from csoftmax._validate import has_internal_overlap
+    assert has_internal_overlap(xs)
+    assert has_internal_overlap(np.broadcast_to(X[:1], (3, 4)))
+    assert not has_internal_overlap(X) and not has_internal_overlap(X[:, ::-1])
+    assert not has_internal_overlap(X.T) and not has_internal_overlap(np.zeros((0, 3)))
+
+
+# ---- scalar parameters and targets --------------------------------------------
+
+@pytest.mark.parametrize("bad", ["0.1", True, b"0", np.bool_(False)])
+def test_label_smoothing_not_a_number(bad):
+    with pytest.raises(TypeError, match="label_smoothing"):
+        csoftmax.cross_entropy(X, np.array([0, 3]), label_smoothing=bad)
+
+
+def test_label_smoothing_numbers_accepted():
+    a = csoftmax.cross_entropy(X, np.array([0, 3]), label_smoothing=0.1)
+    assert csoftmax.cross_entropy(X, np.array([0, 3]), label_smoothing=np.float32(0.1)) == \
+        pytest.approx(a, rel=1e-7)
+    assert csoftmax.cross_entropy(X, np.array([0, 3]), label_smoothing=np.array(0.1)) == a
+
+
+def test_masked_array_target_refused():
+    t = np.ma.masked_array([0, 3], [0, 1])
+    for call in (lambda: csoftmax.cross_entropy(X, t), lambda: csoftmax.nll_loss(X, t),
+                 lambda: csoftmax.linear_cross_entropy(X, np.eye(4), t)):
+        with pytest.raises(TypeError, match="MaskedArray"):
+            call()
+
+
+def test_sample_temperatures():
+    x = np.array([[1., 5., 2.], [3., 0., 1.]])
+    # 1/T overflows: refused as by every temperature (the docstring said argmax)
+    with pytest.raises(ValueError, match="reciprocal"):
+        csoftmax.sample(x, temperature=1e-310)
+    assert (csoftmax.sample(x, temperature=0) == [1, 0]).all()
+    a = csoftmax.sample(x, temperature=np.array(0.7), seed=3)
+    b = csoftmax.sample(x, temperature=0.7, seed=3)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError):
+        csoftmax.sample(x, temperature="1")
+    with pytest.raises(ValueError):
+        csoftmax.sample(x, temperature=-1.0)
+
+
+def test_linear_cross_entropy_bfloat16_probability_targets():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(2)
+    h = rng.standard_normal((4, 3)).astype(np.float32)
+    W = rng.standard_normal((5, 3)).astype(np.float32)
+    p = np.full((4, 5), 0.2, dtype=ml_dtypes.bfloat16)
+    got = csoftmax.linear_cross_entropy(h, W, p)
+    want = csoftmax.linear_cross_entropy(h, W, p.astype(np.float32))
+    assert got == pytest.approx(want, rel=1e-6)
