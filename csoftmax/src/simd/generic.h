@@ -180,7 +180,12 @@ ST void SUFFIX(csm_lse_cols_##SUF##G)(const T *x, ptrdiff_t n_cols, ptrdiff_t n,
                                         states + j);                           \
             continue;                                                          \
         }                                                                      \
+        /* a lane sums its column's n terms: in blocks of 32 rows, the      \
+         * block sums in blocks of 32 blocks (s0/s1, q0/q1), so one-sided    \
+         * rounding grows like (32 + 32 + n / 1024) u, not n u (measured     \
+         * 715 ULP at n = 4099 in one accumulator) */                        \
         VD r0 = vd_zero(), r1 = r0, c0 = r0, c1 = r0;                          \
+        VD s0 = r0, s1 = r0, q0 = r0, q1 = r0;                                 \
         for (ptrdiff_t i = 0; i < n; ++i) {                                    \
             if (w == VLEN) vload2_##SUF(x + i * row_stride + j, &lo, &hi);     \
             else vload2m_##SUF(x + i * row_stride + j, w, 0, &lo, &hi);        \
@@ -188,11 +193,21 @@ ST void SUFFIX(csm_lse_cols_##SUF##G)(const T *x, ptrdiff_t n_cols, ptrdiff_t n,
             VDM e1 = vd_cmp(hi, m1, _CMP_EQ_OQ);                               \
             VD t0 = EXP(vd_mul(vd_sub(lo, m0), sv));                           \
             VD t1 = EXP(vd_mul(vd_sub(hi, m1), sv));                           \
-            r0 = vd_add(r0, vd_unless(e0, t0));                                \
-            r1 = vd_add(r1, vd_unless(e1, t1));                                \
+            s0 = vd_add(s0, vd_unless(e0, t0));                                \
+            s1 = vd_add(s1, vd_unless(e1, t1));                                \
             c0 = vd_add(c0, vd_when(e0, one));                                 \
             c1 = vd_add(c1, vd_when(e1, one));                                 \
+            if ((i & 31) == 31) {                                              \
+                q0 = vd_add(q0, s0); q1 = vd_add(q1, s1);                      \
+                s0 = s1 = vd_zero();                                           \
+                if ((i & 1023) == 1023) {                                      \
+                    r0 = vd_add(r0, q0); r1 = vd_add(r1, q1);                  \
+                    q0 = q1 = vd_zero();                                       \
+                }                                                              \
+            }                                                                  \
         }                                                                      \
+        r0 = vd_add(r0, vd_add(q0, s0));                                       \
+        r1 = vd_add(r1, vd_add(q1, s1));                                       \
         double cn[VLEN], rs[VLEN];                                             \
         vd_storeu(cn, c0); vd_storeu(cn + VDLEN, c1);                          \
         vd_storeu(rs, r0); vd_storeu(rs + VDLEN, r1);                          \
