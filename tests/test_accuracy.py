@@ -286,3 +286,31 @@ def test_special_values_in_split_rows(isa, threads, dtype, op, rng):
         with np.errstate(all="raise"):
             got = run(op, x)
         check(op, got, x, what=f"{name}, {threads} threads")
+
+
+def test_float64_one_sided_sums(isa):
+    """Many small terms onto a sum near 1 round it the same way each time:
+    the short-row / fused softmax must count the max's term apart, the
+    column reductions must not keep a column's n terms in one accumulator
+    (an mpmath audit: 63 ULP at n = 64 on the short rows, 514 at 4099 on the
+    AVX2 fused rows, 715 ULP for log_softmax along 4099 rows; bounds 40 /
+    264 / 520).  References: float64 with the sum formed exactly enough
+    (the rest is ~1e-13 of the total, its own rounding is invisible)."""
+    import math
+    for n in (33, 63, 64, 65, 1000, 4099):
+        x = np.full(n, -33.125882657032875)
+        x[0] = 0.0
+        rest = (n - 1) * math.exp(-33.125882657032875)
+        want = 1.0 / (1.0 + rest)                  # two roundings
+        for got in (csoftmax.softmax(x)[0], csoftmax.softmax(np.tile(x, (17, 1)))[5, 0]):
+            assert abs(got - want) <= 2 * np.spacing(want), (n, got, want)
+    X = np.full((4099, 3), -30.0)
+    X[0] = 0.0
+    X[1] = -0.5
+    tail = math.fsum([math.exp(-0.5)] + [math.exp(-30.0)] * 4097)
+    ls = math.log1p(tail)                          # log S, S = 1 + tail
+    u_ls = np.spacing(ls)
+    assert abs(csoftmax.logsumexp(X, axis=0)[0] - ls) <= 40 * u_ls
+    assert abs(csoftmax.log_softmax(X, axis=0)[0, 0] + ls) <= 40 * u_ls
+    p = 1.0 / (1.0 + tail)
+    assert abs(csoftmax.softmax(X, axis=0)[0, 0] - p) <= 16 * np.spacing(p)
