@@ -20,8 +20,10 @@
 #    locks, and go through the same ISA-dispatched kernel table as the
 #    Python functions (AVX-512, AVX2+FMA or scalar, chosen once from CPUID, or by
 #    CSOFTMAX_ISA; see csoftmax.h), with the same accuracy.  One row per
-#    call gives bit for bit what csoftmax.softmax(x[r]) gives; the AVX2
-#    kernels may round the last bit differently when rows are grouped
+#    call gives bit for bit what csoftmax.softmax(x[r]) gives with one
+#    thread (with more, csoftmax.softmax splits a row of 32768 elements or
+#    more across the threads and may round the last bits differently); the
+#    AVX2 kernels may round the last bit differently when rows are grouped
 #    differently.  lse_rows returns LSE(scale * x) = scale*max + log(sum) in
 #    double (for float32 rows it is accurate to float32 precision).
 #    Usage:  `from csoftmax cimport softmax_rows_f64` (or `cimport csoftmax`

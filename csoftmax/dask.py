@@ -262,7 +262,10 @@ def _lse_one_axis(x, ax, res, split_every, where=None):
 def _rows_of(a, ax):
     """2-D (rows, n) contiguous array with `ax` last (a view when ax is last)."""
     a = np.moveaxis(a, ax, -1)
-    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]), a.shape
+    # (rows counted, not -1: a chunk of width 0 along the class axis -- after
+    # slicing or fancy indexing -- has size 0 and reshape(-1, 0) is ambiguous)
+    rows = int(np.prod(a.shape[:-1], dtype=np.int64))
+    return np.ascontiguousarray(a).reshape(rows, a.shape[-1]), a.shape
 
 
 def _state_rows(s):
@@ -341,7 +344,7 @@ def _ce_partial_block(xb, tb, cb, wb, ax, C, ignore, scale):
     x2, shape = _rows_of(np.asarray(xb, dtype=np.float64), ax)
     t = np.asarray(tb).reshape(-1)
     _check_labels(t, C, ignore)
-    c0, n = int(cb[0]), x2.shape[1]
+    c0, n = (int(cb[0]) if len(cb) else 0), x2.shape[1]   # (a 0-wide chunk: none)
     j = t - c0
     inb = (t != ignore) & (j >= 0) & (j < n)
     zy = np.zeros(x2.shape[0])
@@ -393,7 +396,7 @@ def _ce_grad_block(xb, sb, tb, cb, wb, coef, ax, C, ignore, w, W, eps, scale, re
         if eps:
             wc = np.ones(x2.shape[1]) if wb is None else np.asarray(wb, dtype=np.float64)
             g -= (coef * eps / C) * wc[None, :]
-        c0, n = int(cb[0]), x2.shape[1]
+        c0, n = (int(cb[0]) if len(cb) else 0), x2.shape[1]   # (a 0-wide chunk: none)
         j = t - c0
         r = np.nonzero(keep & (j >= 0) & (j < n))[0]
         if r.size:

@@ -45,8 +45,9 @@ backward are :func:`csoftmax.softmax_backward` /
 and ``margin_cross_entropy`` compute their gradient in the same pass as the
 loss during forward (when an input requires grad) and backward only scales it
 by ``grad_output``; ``nll_loss``'s gradient (``-w[y]`` at the targets) is
-built in backward from the targets.  Backward functions are first-order
-(``once_differentiable``): no double backward.
+built in backward from the targets.  Backward functions are first-order:
+a backward run with ``create_graph=True`` (for a second derivative) raises
+RuntimeError rather than return a gradient whose own derivative is missing.
 """
 try:
     import torch as _torch
@@ -60,7 +61,25 @@ except ImportError as _e:  # pragma: no cover - exercised only without torch
 import warnings
 
 import numpy as np
-from torch.autograd.function import once_differentiable as _once
+import functools as _functools
+
+
+def _once(fn):
+    """The backward functions are first-order: run under create_graph=True
+    (grad mode on in backward) they raise, where torch's once_differentiable
+    marks its outputs only when an incoming gradient requires grad -- so
+    loss.backward(create_graph=True) or autograd.grad(loss, x,
+    create_graph=True) got a constant first-order gradient and a silently
+    wrong second derivative (gradient penalties, Hessian-vector products)."""
+    @_functools.wraps(fn)
+    def wrapper(ctx, *args):
+        if _torch.is_grad_enabled():
+            raise RuntimeError(
+                "csoftmax.torch: the backward functions are first-order; "
+                "create_graph=True (for a second derivative) is not supported -- use "
+                "torch.nn.functional for double backward")
+        return fn(ctx, *args)
+    return wrapper
 
 from . import _api, _lce, _losses, _margin, _validate
 from ._validate import bfloat16_dtype as _bfloat16_dtype
@@ -186,9 +205,13 @@ def _class_dim(input, dim):
     """The class axis of a loss: torch's dim 1 (dim 0 for a 1-D input)."""
     if dim is None:
         dim = 1 if input.dim() >= 2 else 0
-    dim = int(dim)
-    if input.dim():
-        dim = dim % input.dim()
+    dim = _validate.integer(dim, f"dim must be an integer, got {dim!r}")
+    nd = input.dim()
+    if nd and not -nd <= dim < nd:
+        raise IndexError(f"Dimension out of range (expected to be in range of "
+                         f"[{-nd}, {nd - 1}], but got {dim})")
+    if nd:
+        dim = dim % nd
     return dim
 
 
@@ -611,9 +634,7 @@ def margin_cross_entropy(cos, target, *, scale=64.0, margin=0.0, kind="normface"
     computed in the fused forward pass and scaled by ``grad_output``."""
     if not isinstance(cos, _torch.Tensor):
         raise TypeError(f"cos must be a torch.Tensor, got {type(cos).__name__}")
-    dim = int(dim)
-    if cos.dim():
-        dim = dim % cos.dim()
+    dim = _class_dim(cos, dim)
     return _MarginCE.apply(cos, target, float(scale), float(margin), kind,
                            bool(easy_margin), dim, reduction)
 

@@ -243,3 +243,23 @@ def test_logsumexp_default_and_several_axes(client, axis, dt):
     assert np.all(ulp(got, want, dt) <= (4 if dt == np.float32 else 16))
     kd = cd.logsumexp(X, axis, keepdims=True).compute()
     assert kd.shape == csoftmax.logsumexp(x, axis=axis, keepdims=True).shape
+
+
+@pytest.mark.parametrize("chunks", [((3,), (2, 0, 2)), ((3,), (0, 4)), ((1, 0, 2), (4, 0))])
+def test_zero_width_chunks(chunks):
+    """Chunks of width 0 along the class axis (slicing, fancy indexing):
+    reshape(-1, 0) of the row view failed in softmax, log_softmax and
+    cross_entropy (logsumexp took them)."""
+    x = np.arange(12.).reshape(3, 4) / 3
+    xd = da.from_array(x, chunks=chunks)
+    t = np.array([0, 3, 1])
+    np.testing.assert_allclose(cd.softmax(xd, 1).compute(), csoftmax.softmax(x, 1), rtol=1e-15)
+    np.testing.assert_allclose(cd.log_softmax(xd, 1).compute(), csoftmax.log_softmax(x, 1),
+                               rtol=1e-15)
+    np.testing.assert_allclose(cd.logsumexp(xd, 1).compute(), csoftmax.logsumexp(x, 1),
+                               rtol=1e-15)
+    for kw in ({}, {"label_smoothing": 0.1, "weight": np.arange(1., 5.)}):
+        l, g = cd.cross_entropy(xd, t, return_grad=True, **kw)
+        l2, g2 = csoftmax.cross_entropy(x, t, return_grad=True, **kw)
+        np.testing.assert_allclose(l.compute(), l2, rtol=1e-14)
+        np.testing.assert_allclose(g.compute(), g2, rtol=1e-13, atol=1e-16)

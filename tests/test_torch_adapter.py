@@ -595,3 +595,29 @@ def test_losses_integer_input_are_refused_as_torch(dtype):
         for args in ((x, W, y), (h, _int_input(dtype).repeat(2, 1)[:5], y)):
             _raises_like_torch(lambda: ct.linear_cross_entropy(*args),
                                lambda: F.linear_cross_entropy(*args))
+
+
+def test_class_dim_out_of_range_raises():
+    """dim was taken modulo ndim: dim=2 on a 2-D input silently meant 0."""
+    x = torch.randn(4, 4)
+    y = torch.arange(4)
+    for call in (lambda: ct.cross_entropy(x, y, dim=2), lambda: ct.cross_entropy(x, y, dim=-3),
+                 lambda: ct.nll_loss(x, y, dim=5),
+                 lambda: ct.margin_cross_entropy(x.clamp(-1, 1) * 0.5, y, dim=3)):
+        with pytest.raises(IndexError, match="out of range"):
+            call()
+    assert torch.equal(ct.cross_entropy(x, y, dim=-2), ct.cross_entropy(x, y, dim=0))
+
+
+def test_second_derivative_raises_instead_of_dropping_terms():
+    """With create_graph=True torch's once_differentiable left the gradient a
+    constant: a gradient penalty lost csoftmax's second-order term silently."""
+    a = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2])
+    for f in (lambda a: ct.cross_entropy(a, y), lambda a: ct.softmax(a, 1).pow(2).sum(),
+              lambda a: ct.log_softmax(a, 1).sum(), lambda a: ct.logsumexp(a, 1).sum(),
+              lambda a: ct.nll_loss(ct.log_softmax(a, 1), y)):
+        with pytest.raises(RuntimeError, match="first-order"):
+            torch.autograd.grad(f(a) + (a ** 3).sum(), a, create_graph=True)
+        g, = torch.autograd.grad(f(a), a)          # first order: fine
+        assert g.shape == a.shape
