@@ -49,7 +49,7 @@ import functools
 import numpy as np
 
 from . import _api, _core, _lce, _losses
-from ._validate import normalize_axes, positive_scalar
+from ._validate import half_kind, normalize_axes, positive_scalar
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "cross_entropy", "linear_cross_entropy"]
 
@@ -65,6 +65,8 @@ def _dtypes(dt):
     dt = np.dtype(dt)
     if dt.kind == "c":
         raise TypeError(f"complex input ({dt}) is not supported")
+    if half_kind(dt) == 2:          # ml_dtypes.bfloat16 (kind 'V'), as in memory
+        return np.dtype(np.float32), dt
     if dt.kind not in "fiub":
         raise TypeError(f"input must be real numbers, got dtype {dt}")
     if dt == np.float16:
@@ -376,7 +378,12 @@ def _ce_rows(sb, pb, tb, ax, C, ignore, w, W, eps, scale):
 def _denom_block(tb, w, ignore):
     t = np.asarray(tb)
     keep = t != ignore
-    return np.where(keep, 1.0 if w is None else w[np.where(keep, t, 0)], 0.0)
+    if w is None:
+        return np.where(keep, 1.0, 0.0)
+    # a bad label is the label check's to report (ValueError), whichever task
+    # runs first: never an IndexError from w[t] here, nor a wrapped w[-5]
+    ok = keep & (t >= 0) & (t < len(w))
+    return np.where(ok, w[np.where(ok, t, 0)], 0.0)
 
 
 def _ce_grad_block(xb, sb, tb, cb, wb, coef, ax, C, ignore, w, W, eps, scale, res):

@@ -263,3 +263,29 @@ def test_zero_width_chunks(chunks):
         l2, g2 = csoftmax.cross_entropy(x, t, return_grad=True, **kw)
         np.testing.assert_allclose(l.compute(), l2, rtol=1e-14)
         np.testing.assert_allclose(g.compute(), g2, rtol=1e-13, atol=1e-16)
+
+
+def test_bfloat16_as_in_memory():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = np.random.default_rng(0).standard_normal((6, 8)).astype(ml_dtypes.bfloat16)
+    xd = da.from_array(x, chunks=(3, 4))
+    for f in ("softmax", "log_softmax"):
+        a, b = getattr(cd, f)(xd, 1).compute(), getattr(csoftmax, f)(x, 1)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a.astype(np.float32), b.astype(np.float32))
+    t = np.arange(6) % 8
+    lo, g = cd.cross_entropy(xd, t, return_grad=True)
+    lo2, g2 = csoftmax.cross_entropy(x, t, return_grad=True)
+    assert g.dtype == g2.dtype
+    np.testing.assert_array_equal(g.compute().astype(np.float32), g2.astype(np.float32))
+    assert float(lo.compute()) == float(lo2)
+
+
+def test_bad_label_with_weights_is_a_value_error():
+    """w[t] in the mean's denominator ran before the label check: IndexError
+    (or a silently wrapped w[-5]) depending on task order."""
+    xd = da.from_array(np.ones((3, 4)), chunks=2)
+    for bad in (-100, -5, 9):
+        with pytest.raises(ValueError, match="not a class index"):
+            cd.cross_entropy(xd, np.array([0, bad, 1]), weight=np.ones(4),
+                             ignore_index=-1).compute()
