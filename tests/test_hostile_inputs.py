@@ -142,15 +142,16 @@ def test_in_place_on_internally_overlapping_array():
     """rows sharing memory: computed from the input as it was (a temporary),
     then written -- as numpy's ufuncs do; the in-place kernels would read
     rows already overwritten."""
-    buf = np.arange(8.)
-    xs = as_strided(buf, shape=(5, 4), strides=(8, 8), writeable=True)
-    want = sp.softmax(xs.copy(), axis=1)
-    r = csoftmax.softmax(xs, out=xs)
-    # every row of the input had the same values shifted: row k's result is
-    # the softmax of [k, k+1, k+2, k+3], identical for all k; the last row
-    # written is the one left in memory
-    np.testing.assert_allclose(buf[4:], want[4], rtol=1e-15)
-    np.testing.assert_allclose(r[4], want[4], rtol=1e-15)
+    for n in (4, 100, 3000):        # short rows (a group read at once), row kernels
+        for fn, ref in ((csoftmax.softmax, sp.softmax), (csoftmax.log_softmax, sp.log_softmax)):
+            buf = np.arange(n + 4.) / 7
+            xs = as_strided(buf, shape=(5, n), strides=(8, 8), writeable=True)
+            want = ref(xs.copy(), axis=1)
+            r = fn(xs, out=xs)
+            # row k is [k, ..., k+n-1] / 7: every row's result is the same;
+            # the last row written is the one left in memory
+            np.testing.assert_allclose(buf[4:], want[4], rtol=1e-14, err_msg=f"{n}")
+            np.testing.assert_allclose(r[4], want[4], rtol=1e-14)
     from csoftmax._validate import has_internal_overlap
     assert has_internal_overlap(xs)
     assert has_internal_overlap(np.broadcast_to(X[:1], (3, 4)))
