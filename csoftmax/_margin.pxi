@@ -286,7 +286,7 @@ cdef struct _mparams:
     double m          # margin
     double cm         # cos m
     double sm         # sin m
-    double th         # cos(pi - m)
+    double th         # cos(pi - m) = -cos m
     double mm         # m * sin m
 
 
@@ -301,7 +301,7 @@ cdef inline double _mfun(double c, const _mparams *p, double *df) noexcept nogil
         return c
     if p.kind == 1:
         return c - p.m
-    if p.easy or c > p.th:
+    if p.easy or c >= p.th:
         st = c_sqrt(max(0.0, 1.0 - c * c))
         if p.sm != 0.0:
             df[0] = p.cm + p.sm * c / st     # +inf at c = 1 (theta = 0)
@@ -334,7 +334,10 @@ cdef _mparams _make_mparams(int kind, double scale, double margin, bint easy):
     p.m = margin
     p.cm = c_cos(margin)
     p.sm = c_sin(margin)
-    p.th = c_cos(3.141592653589793 - margin)
+    # cos(pi - m) = -cos m: cos of the rounded pi - m would move the
+    # threshold by up to ~1e-16 (c = cos(pi - 0.5) took the fallback, and
+    # for m = pi / 2 every |c| < 6e-17, c = 0 included)
+    p.th = -p.cm
     p.mm = margin * p.sm
     return p
 

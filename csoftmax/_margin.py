@@ -319,12 +319,14 @@ def margin_logits(cos: ArrayLike, target: ArrayLike, *, scale: float = 64.0,
     * ``'normface'``: :math:`f(c) = c` (no margin; `margin` must be 0);
     * ``'cosface'`` (AM-Softmax): :math:`f(c) = c - m`;
     * ``'arcface'``: :math:`f(c) = \cos(\theta + m) = c\cos m - \sqrt{1-c^2}\,\sin m`
-      when :math:`\theta + m \le \pi`, i.e. :math:`c > \cos(\pi - m)`; otherwise
-      the standard monotone fallback :math:`f(c) = c - m \sin m`.
+      when :math:`\theta + m \le \pi`, i.e. :math:`c \ge \cos(\pi - m) = -\cos m`;
+      otherwise the standard monotone fallback :math:`f(c) = c - m \sin m`.
 
     With ``easy_margin=True`` (cosface and arcface) the margin is applied only
-    where :math:`c > 0` (:math:`f(c) = c` elsewhere) and arcface needs no
-    fallback.
+    where :math:`c > 0` (:math:`f(c) = c` elsewhere) and arcface takes no
+    fallback: with :math:`m > \pi/2`, :math:`\theta + m` passes :math:`\pi`
+    for :math:`0 < c < -\cos m`, where :math:`\cos(\theta + m)` falls as
+    :math:`c` grows (the target logit is not monotone there).
 
     Parameters
     ----------

@@ -408,3 +408,23 @@ def test_soft_hinge_bad_input():
         csoftmax.soft_hinge(x, [0, 1], axis=-3)
     with pytest.raises(ValueError, match="dimension"):
         csoftmax.soft_hinge(1.0, 0)
+
+
+@pytest.mark.parametrize("m", [0.5, 1.0, 1.5, np.pi / 2, 3.0])
+def test_arcface_threshold_is_minus_cos_m(m):
+    """The margin applies for theta + m <= pi, i.e. c >= cos(pi - m) = -cos m.
+    The threshold was cos(fl(pi) - m): the doubles between it and -cos m
+    took the fallback c - m sin m (c = cos(pi - 0.5): -1.117 for -1.0; with
+    m = pi / 2 even c = 0 gave -1.571)."""
+    import math
+    th = -math.cos(m)
+    cs = [th, np.nextafter(th, 1.0), np.nextafter(th, 1.0) + 1e-15, math.cos(math.pi - m)]
+    if m == np.pi / 2:
+        cs += [0.0, 5e-17, -5e-17]
+    for c in cs:
+        if c < th:
+            continue
+        got = csoftmax.margin_logits(np.array([[c, 0.0]]), [0], scale=1.0, margin=m,
+                                     kind="arcface")[0, 0]
+        want = math.cos(math.acos(c) + m)
+        assert abs(got - want) <= 1e-12, (m, c, got, want)
