@@ -575,7 +575,7 @@ def ref_distill(s, t, *, temperature=1.0, axis=-1, reduction="batchmean", dtype=
 def _margin_f(cy, kind, m, easy, wd):
     """(f, cond_f, f', cond_f') of the target cosine (working dtype)."""
     cm, sm = np.cos(wd(m)), np.sin(wd(m))
-    th = math.cos(math.pi - m)           # the code's branch point (float64)
+    th = -math.cos(m)                    # the branch point cos(pi - m) = -cos m (float64)
     one = np.ones_like(cy)
     if kind == "normface":
         return cy, np.zeros_like(cy), one, np.zeros_like(cy)
@@ -590,7 +590,7 @@ def _margin_f(cy, kind, m, easy, wd):
             carc = np.abs(cy * cm) + sm * (st + amp)
             darc = cm + sm * cy / st if sm != 0 else cm * one
             cdarc = np.where(st > 0, sm * np.abs(cy) / st * (1 + amp / st), 0)
-        ok = (cy > 0) if easy else (cy > th)
+        ok = (cy > 0) if easy else (cy >= th)
         fb = cy - wd(m) * sm
         f = np.where(ok, arc, fb)
         cf = np.where(ok, carc, np.abs(cy) + wd(m) * sm)

@@ -568,7 +568,7 @@ def margin_ref(c, ax, t, kind, m, s, easy):
     else:
         sin = np.sqrt(np.maximum(1 - cy * cy, 0))
         arc = cy * W(math.cos(m)) - sin * W(math.sin(m))
-        f = np.where(cy > W(math.cos(math.pi - m)), arc, cy - W(m) * W(math.sin(m)))
+        f = np.where(cy >= W(-math.cos(m)), arc, cy - W(m) * W(math.sin(m)))
         if easy:
             f = np.where(cy > 0, arc, cy)
     if easy and kind == "cosface":

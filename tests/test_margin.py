@@ -21,7 +21,7 @@ def ref_f(c, kind, m, easy):
         return c, 1.0
     if kind == "cosface":
         return c - m, 1.0
-    if easy or c > math.cos(math.pi - m):
+    if easy or c >= -math.cos(m):
         st = math.sqrt(1 - c * c)
         return c * math.cos(m) - st * math.sin(m), math.cos(m) + math.sin(m) * c / st
     return c - m * math.sin(m), 1.0
@@ -158,7 +158,7 @@ def test_margin_vs_torch(kind, m, easy):
         if easy:
             phi = torch.where(ct > 0, phi, ct)
         else:
-            phi = torch.where(ct > math.cos(math.pi - m), phi, ct - math.sin(math.pi - m) * m)
+            phi = torch.where(ct >= -math.cos(m), phi, ct - math.sin(math.pi - m) * m)
     elif kind == "cosface":
         phi = torch.where(ct > 0, ct - m, ct) if easy else ct - m
     else:
