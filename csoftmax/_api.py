@@ -360,6 +360,26 @@ def _reduce(a, comp, axes, scale, mb=None):
     return mx.reshape(kept), ls.reshape(kept)
 
 
+def _lse(a, comp, axes, k, res, mb=None):
+    """max + log_sum / k over `axes` (logsumexp, smooth_max), shaped like
+    the kept axes, in dtype `res`: written by the kernels' drivers block by
+    block when `res` is the computing dtype (no float64 (max, log_sum)
+    arrays of the outputs' size, no cast), else from _reduce."""
+    kept = [a.shape[i] for i in range(a.ndim) if i not in axes]
+    if (mb is not None or half_kind(a.dtype) or np.dtype(res) != np.dtype(comp)
+            or math.prod(kept) == 0 or math.prod(a.shape[i] for i in axes) == 0):
+        mx, ls = _reduce(a, comp, axes, k, mb)
+        return np.asarray(_lse_of(mx, ls, k), dtype=np.float64).astype(res, copy=False)
+    xc = a.astype(comp, copy=False)
+    kind, xv, moved = _plan(xc, axes)
+    out = np.empty(kept, dtype=comp)
+    if kind == "rows":
+        _core.rows_reduce(xv, k, out.reshape(-1))
+    else:
+        _core.cols_reduce(xv, k, out.reshape(-1))
+    return out
+
+
 def _lse_of(mx, ls, k):
     """max + log_sum / k, in place in the reduction's float64 arrays (fresh
     arrays of _reduce, never the caller's): the reductions' last step costs
@@ -453,8 +473,7 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
     mb = None if where is None else as_mask(where, a.shape)
     axes = normalize_axes(axis, a.ndim)
     if b is None:
-        mx, ls = _reduce(a, comp, axes, 1.0, mb)
-        lse = _lse_of(mx, ls, 1.0)
+        lse = _lse(a, comp, axes, 1.0, res, mb)
         if return_sign:
             sgn = np.where(np.isnan(lse), np.nan, np.where(lse == -np.inf, 0.0, 1.0))
     else:
@@ -463,7 +482,7 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
         lse, sgn = _weighted_lse(a, bb, axes)
         if not return_sign:
             lse = np.where(sgn < 0, np.nan, lse)
-    lse = _keep(np.asarray(lse, dtype=np.float64), a.shape, axes, keepdims).astype(res, copy=False)
+    lse = _keep(np.asarray(lse), a.shape, axes, keepdims).astype(res, copy=False)
     if not keepdims and lse.ndim == 0:
         lse = lse[()]
     if return_sign:
@@ -534,9 +553,8 @@ def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
     k = positive_scalar(sharpness, "sharpness")
     axes = normalize_axes(axis, a.ndim)
     mb = None if where is None else as_mask(where, a.shape)
-    mx, ls = _reduce(a, comp, axes, k, mb)
-    r = _lse_of(mx, ls, k)
-    r = _keep(np.asarray(r), a.shape, axes, keepdims).astype(res, copy=False)
+    r = _lse(a, comp, axes, k, res, mb)
+    r = _keep(r, a.shape, axes, keepdims)
     return r if r.ndim else r[()]
 
 

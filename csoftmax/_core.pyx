@@ -379,6 +379,23 @@ cdef inline void _softmax_write_small(const floating *x, Py_ssize_t rows,
 # The drivers below follow a plan (_plan_call): they take no decision of
 # their own beyond the per-unit fall-backs listed in _plan.pxi.
 
+cdef inline void _lse_final(const double *mx, const double *ls, Py_ssize_t m,
+                             double scale, floating *y,
+                             Py_ssize_t ys) noexcept nogil:
+    """y[i * ys] = mx[i] + ls[i] / scale in the result's dtype: the last step
+    of logsumexp / smooth_max (the float64 sum rounded once, as the facade's
+    np.add then astype did), written per block from the block's own mx / ls
+    -- no float64 arrays of the outputs' size (12 bytes an output that a
+    non-last-axis reduction of 21 rows paid as 23 % of its time)."""
+    cdef Py_ssize_t i
+    if scale == 1.0:
+        for i in range(m):
+            y[i * ys] = <floating>(mx[i] + ls[i])
+    else:
+        for i in range(m):
+            y[i * ys] = <floating>(mx[i] + ls[i] / scale)
+
+
 cdef void _rows_block_small(const floating *x, Py_ssize_t rows, Py_ssize_t n,
                             Py_ssize_t xrs, double scale, double alpha,
                             floating *y, Py_ssize_t yrs, int op, int path,
@@ -416,6 +433,16 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     cdef double mx[ROW_BLOCK]
     cdef double ls[ROW_BLOCK]
     cdef Py_ssize_t r0 = 0, m
+    if op == OP_LSE and y != NULL:
+        # the reduction's result itself into y (rows_lse): the block's
+        # mx / ls here, ROW_BLOCK rows at a time
+        while r0 < rows:
+            m = min(ROW_BLOCK, rows - r0)
+            _rows_block(x + r0 * xrs, m, n, xrs, scale, alpha, <floating *>NULL,
+                        0, op, path, mx, ls)
+            _lse_final(mx, ls, m, scale, y + r0 * yrs, yrs)
+            r0 += m
+        return
     if path == PATH_SMALL or path == PATH_SMALL_TWO_PASS:
         _rows_block_small(x, rows, n, xrs, scale, alpha, y, yrs, op, path,
                           mx_out, ls_out)
@@ -474,8 +501,11 @@ cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
     free(st)
     _tab.finalize(&acc, 1, scale, &mx, &ls)
     if op == OP_LSE:
-        mx_out[0] = mx
-        ls_out[0] = ls
+        if y != NULL:
+            _lse_final(&mx, &ls, 1, scale, y, 1)
+        else:
+            mx_out[0] = mx
+            ls_out[0] = ls
         return
     for s in prange(nth, num_threads=nth, schedule='static'):
         start = s * seg
@@ -493,8 +523,10 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
     cdef Py_ssize_t per = pl.block, nblocks, b, r0, r
     if path == PATH_LONG_ROW_SPLIT:
         for r in range(rows):
-            _long_row(x + r * xrs, n, scale, alpha, y + r * yrs, op,
-                      mx_out + r, ls_out + r, nth)
+            _long_row(x + r * xrs, n, scale, alpha,
+                      (y + r * yrs) if y != NULL else y, op,
+                      (mx_out + r) if mx_out != NULL else mx_out,
+                      (ls_out + r) if ls_out != NULL else ls_out, nth)
         return
     nblocks = (rows + per - 1) // per
     if nth <= 1:
@@ -503,7 +535,7 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         _note_serial()
         for b in range(nblocks):
             r0 = b * per
-            if op == OP_LSE:
+            if op == OP_LSE and y == NULL:
                 _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale,
                             alpha, y, yrs, op, path, mx_out + r0, ls_out + r0)
             else:
@@ -514,8 +546,12 @@ cdef void _rows_run(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         if b == 0:
             _note_team()
         r0 = b * per
-        _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale, alpha,
-                    y + r0 * yrs, yrs, op, path, mx_out + r0, ls_out + r0)
+        if y == NULL:       # OP_LSE into mx_out / ls_out
+            _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale, alpha,
+                        y, yrs, op, path, mx_out + r0, ls_out + r0)
+        else:
+            _rows_block(x + r0 * xrs, min(per, rows - r0), n, xrs, scale, alpha,
+                        y + r0 * yrs, yrs, op, path, mx_out, ls_out)
 
 
 cdef void _cols_block(const floating *x, Py_ssize_t cols, Py_ssize_t n,
@@ -536,11 +572,24 @@ cdef void _cols_block(const floating *x, Py_ssize_t cols, Py_ssize_t n,
                 _tab.log_softmax_tiled_cols_f32(x, cols, n, xrs, scale, alpha, y, yrs)
             return
     _lse_cols(x, cols, n, xrs, scale, st)
-    if op == OP_LSE:
+    if op == OP_LSE and y != NULL:      # cols_lse: the result itself
+        _tab.finalize(st, cols, scale, mx, ls)
+        _lse_final(mx, ls, cols, scale, y, 1)
+    elif op == OP_LSE:
         _tab.finalize(st, cols, scale, mx_out, ls_out)
     else:
         _tab.finalize(st, cols, scale, mx, ls)
         _write_cols(x, cols, n, xrs, scale, mx, ls, alpha, y, yrs, op == OP_LOG_SOFTMAX)
+
+
+cdef inline floating *_at(floating *p, Py_ssize_t k) noexcept nogil:
+    """p + k, NULL for NULL (an absent output stays absent: OP_LSE tells its
+    two outputs apart by y == NULL)."""
+    return p + k if p != NULL else p
+
+
+cdef inline double *_atd(double *p, Py_ssize_t k) noexcept nogil:
+    return p + k if p != NULL else p
 
 
 cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
@@ -561,8 +610,8 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
             o = u // nb
             j0 = (u % nb) * cb
             _cols_block(x + o * xos + j0, min(cb, inner - j0), n, xrs,
-                        scale, alpha, y + o * yos + j0, yrs, op, path,
-                        mx_out + o * inner + j0, ls_out + o * inner + j0)
+                        scale, alpha, _at(y, o * yos + j0), yrs, op, path,
+                        _atd(mx_out, o * inner + j0), _atd(ls_out, o * inner + j0))
         return
     for u in prange(units, num_threads=nth, schedule='static'):
         if u == 0:
@@ -571,8 +620,8 @@ cdef void _cols_run(const floating *x, Py_ssize_t outer, Py_ssize_t n,
         j0 = (u % nb) * cb
         csm_set_stream_stores(pl.stream)
         _cols_block(x + o * xos + j0, min(cb, inner - j0), n, xrs,
-                    scale, alpha, y + o * yos + j0, yrs, op, path,
-                    mx_out + o * inner + j0, ls_out + o * inner + j0)
+                    scale, alpha, _at(y, o * yos + j0), yrs, op, path,
+                    _atd(mx_out, o * inner + j0), _atd(ls_out, o * inner + j0))
 
 # --------------------------------------------------------------------------
 # Python entry points (arguments already validated by the facade); each
@@ -635,18 +684,28 @@ def rows_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint 
                       <double *>py, yrs, &pl, NULL, NULL)
 
 
-def rows_reduce(cnp.ndarray x, double scale):
-    """(max, log_sum) float64 arrays of length n_rows for a 2-D x."""
+def rows_reduce(cnp.ndarray x, double scale, cnp.ndarray out=None):
+    """(max, log_sum) float64 arrays of length n_rows for a 2-D x; with
+    `out` (contiguous, n_rows long, x's dtype) the result max + log_sum /
+    scale written there instead (returns out)."""
     cdef Py_ssize_t rows = x.shape[0], n = x.shape[1]
     cdef Py_ssize_t xrs = _estride(x, 0)
-    cdef cnp.ndarray mx = np.empty(rows, dtype=np.float64)
-    cdef cnp.ndarray ls = np.empty(rows, dtype=np.float64)
-    cdef double *pm = <double *>cnp.PyArray_DATA(mx)
-    cdef double *pl = <double *>cnp.PyArray_DATA(ls)
+    cdef cnp.ndarray mx, ls
+    cdef double *pm = NULL
+    cdef double *pl = NULL
     cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *po = NULL
     cdef csm_plan p
+    if out is None:
+        mx = np.empty(rows, dtype=np.float64)
+        ls = np.empty(rows, dtype=np.float64)
+        pm = <double *>cnp.PyArray_DATA(mx)
+        pl = <double *>cnp.PyArray_DATA(ls)
+    else:
+        _check_lse_out(x, out, rows)
+        po = cnp.PyArray_DATA(out)
     if rows == 0:
-        return mx, ls
+        return (mx, ls) if out is None else out
     p = _plan_entry(OP_LSE, x.dtype.num != cnp.NPY_FLOAT, LAYOUT_ROWS, rows, n, 1,
                     PF_ALPHA1)
     if p.path == PATH_INVALID:
@@ -654,12 +713,20 @@ def rows_reduce(cnp.ndarray x, double scale):
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _rows_run(<const float *>px, rows, n, xrs, scale, 1.0,
-                      <float *>NULL, 0, &p, pm, pl)
+                      <float *>po, 1, &p, pm, pl)
     else:
         with nogil:
             _rows_run(<const double *>px, rows, n, xrs, scale, 1.0,
-                      <double *>NULL, 0, &p, pm, pl)
-    return mx, ls
+                      <double *>po, 1, &p, pm, pl)
+    return (mx, ls) if out is None else out
+
+
+cdef _check_lse_out(cnp.ndarray x, cnp.ndarray out, Py_ssize_t size):
+    if (out.dtype != x.dtype or out.size != size
+            or not (cnp.PyArray_FLAGS(out) & cnp.NPY_ARRAY_C_CONTIGUOUS)
+            or not (cnp.PyArray_FLAGS(out) & cnp.NPY_ARRAY_WRITEABLE)):
+        raise ValueError("the reduction's output must be a writeable contiguous "
+                         f"array of {size} elements of dtype {x.dtype}")
 
 
 def cols_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint log):
@@ -689,18 +756,28 @@ def cols_softmax(cnp.ndarray x, cnp.ndarray y, double scale, double alpha, bint 
                       alpha, <double *>py, yos, yrs, &pl, NULL, NULL)
 
 
-def cols_reduce(cnp.ndarray x, double scale):
-    """(max, log_sum) float64 arrays of shape (outer, inner) for a 3-D x."""
+def cols_reduce(cnp.ndarray x, double scale, cnp.ndarray out=None):
+    """(max, log_sum) float64 arrays of shape (outer, inner) for a 3-D x;
+    with `out` (contiguous, outer x inner elements, x's dtype) the result
+    max + log_sum / scale written there instead (returns out)."""
     cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t xos = _estride(x, 0), xrs = _estride(x, 1)
-    cdef cnp.ndarray mx = np.empty((outer, inner), dtype=np.float64)
-    cdef cnp.ndarray ls = np.empty((outer, inner), dtype=np.float64)
-    cdef double *pm = <double *>cnp.PyArray_DATA(mx)
-    cdef double *pl = <double *>cnp.PyArray_DATA(ls)
+    cdef cnp.ndarray mx, ls
+    cdef double *pm = NULL
+    cdef double *pl = NULL
     cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *po = NULL
     cdef csm_plan p
+    if out is None:
+        mx = np.empty((outer, inner), dtype=np.float64)
+        ls = np.empty((outer, inner), dtype=np.float64)
+        pm = <double *>cnp.PyArray_DATA(mx)
+        pl = <double *>cnp.PyArray_DATA(ls)
+    else:
+        _check_lse_out(x, out, outer * inner)
+        po = cnp.PyArray_DATA(out)
     if outer == 0 or inner == 0:
-        return mx, ls
+        return (mx, ls) if out is None else out
     p = _plan_entry(OP_LSE, x.dtype.num != cnp.NPY_FLOAT, LAYOUT_COLS, outer, n, inner,
                     PF_ALPHA1)
     if p.path == PATH_INVALID:
@@ -708,12 +785,12 @@ def cols_reduce(cnp.ndarray x, double scale):
     if x.dtype.num == cnp.NPY_FLOAT:
         with nogil:
             _cols_run(<const float *>px, outer, n, inner, xos, xrs, scale,
-                      1.0, <float *>NULL, 0, 0, &p, pm, pl)
+                      1.0, <float *>po, inner, 0, &p, pm, pl)
     else:
         with nogil:
             _cols_run(<const double *>px, outer, n, inner, xos, xrs, scale,
-                      1.0, <double *>NULL, 0, 0, &p, pm, pl)
-    return mx, ls
+                      1.0, <double *>po, inner, 0, &p, pm, pl)
+    return (mx, ls) if out is None else out
 
 
 # --------------------------------------------------------------------------

@@ -176,3 +176,39 @@ def test_float32_cancellation(isa):
     got = lse(x, axis=-1)
     e = ulp_err(got, ref("logsumexp", x, axis=-1))
     assert e.max() <= BOUND[np.dtype(np.float32)], f"{e.max()} ULP"
+
+
+# The result written by the drivers block by block (rows_reduce / cols_reduce
+# with out=, the route of logsumexp and smooth_max) is the float64
+# max + log_sum / k of the (max, log_sum) route rounded once: bit for bit,
+# on every path that serves the reduction, 1 and 2 threads.
+LSE_SHAPES = [((300, 10), 1, "SMALL"), ((300, 40), -1, "SMALL"),
+              ((70, 1000), 1, "TWO_PASS"), ((3, 70000), 1, "LONG_ROW_SPLIT"),
+              ((3, 70000), 1, "TWO_PASS"), ((5, 21, 130), 1, "COLS_BLOCKS"),
+              ((2, 3, 200), 1, "COLS_BLOCKS")]
+
+
+@pytest.mark.parametrize("shape,axis,path", LSE_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1.0, 3.5])
+def test_result_written_per_block(isa, threads, shape, axis, path, dtype, k, rng):
+    from csoftmax import _api, _core
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.reshape(-1)[::97] = -np.inf
+    x.reshape(-1)[5::1001] = 80.0
+    axes = (axis % x.ndim,)
+    try:
+        with _core.forced("logsumexp", path):
+            mx, ls = _api._reduce(x, dtype, axes, k)
+            got = (csoftmax.logsumexp(x, axis=axis) if k == 1.0
+                   else csoftmax.smooth_max(x, axis=axis, sharpness=k))
+            used = _core._last_plan()
+    except ValueError as e:           # the path does not serve this table / shape
+        pytest.skip(str(e))
+    assert used[1] == path
+    want = (mx + ls / k if k != 1.0 else mx + ls).astype(dtype)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    # and against the float64 reference
+    if k == 1.0:
+        check("logsumexp", got, x, axis=axis, what=path)
