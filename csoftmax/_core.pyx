@@ -28,6 +28,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset, strcmp
 from libc.math cimport expm1 as c_expm1_
+from libc.math cimport INFINITY, log as c_log_m, fabs as c_fabs_m
 
 # (the declarations of csoftmax.h come from _core.pxd, which Cython reads
 # automatically for this module)
@@ -470,6 +471,15 @@ cdef void _rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         r0 += m
 
 
+cdef inline bint _merged_cancels(const csm_lse_state *st, double scale) noexcept nogil:
+    """LSE = scale max + log(count + rest) within 1.4 of 0 (the kernels'
+    lse_cancels_ test, with an exact log and a wider margin)."""
+    cdef double sm = scale * st.max
+    if sm == 0.0 or not (c_fabs_m(st.max) < INFINITY):
+        return False
+    return c_fabs_m(sm + c_log_m(st.count + st.rest)) < 1.4
+
+
 cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
                     double alpha, floating *y, int op, double *mx_out,
                     double *ls_out, int nth) noexcept nogil:
@@ -499,6 +509,14 @@ cdef void _long_row(const floating *x, Py_ssize_t n, double scale,
     for s in range(1, nth):
         csm_lse_merge(&acc, &st[s], scale)
     free(st)
+    if floating is float:
+        if op == OP_LSE and _merged_cancels(&acc, scale):
+            # a float32 segment's rest is accurate to 2^-28.5 unless its own
+            # LSE cancelled; the merged one may cancel where no segment's did
+            # (log-probabilities: log 0.9 in one, log 0.1 spread over the
+            # other -- 3e6 ULP): the row again on one thread, whose
+            # reduction redoes a cancelling LSE in float64 (bits of 1 thread)
+            _lse_rows(x, 1, n, n, scale, &acc)
     _tab.finalize(&acc, 1, scale, &mx, &ls)
     if op == OP_LSE:
         if y != NULL:

@@ -314,3 +314,91 @@ def test_float64_one_sided_sums(isa):
     assert abs(csoftmax.log_softmax(X, axis=0)[0, 0] + ls) <= 40 * u_ls
     p = 1.0 / (1.0 + tail)
     assert abs(csoftmax.softmax(X, axis=0)[0, 0] - p) <= 16 * np.spacing(p)
+
+
+# ---------------------------------------------------------------------------
+# logsumexp cancelling near 0 (log-probabilities): the float32 kernels' terms
+# are accurate to 2^-28.5, so an LSE close to 0 is redone in float64.  Three
+# ways that redo was missed or too weak, each found by an audit:
+# the column kernels' fallbacks (tail columns, a group with a NaN lane) had
+# no redo (7.5e6 ULP); the redo summed a row in one accumulator per lane
+# (5.2 ULP at 200 000 classes); a row split over threads (LONG_ROW_SPLIT) or
+# over dask chunks tested each part, not the merged LSE (3e6 / 1e7 ULP).
+
+def _lse_exact(x):
+    """LSE of float32 data to ~0.05 ULP where it cancels: float64 terms
+    summed exactly (fsum), count of the max apart, log1p."""
+    import math
+    v = np.asarray(x, dtype=np.float64).ravel()
+    m = v.max()
+    if not np.isfinite(m):
+        return m
+    d = v - m                      # exact for float32 data
+    rest = math.fsum(np.exp(d[d != 0]).tolist())
+    return m + math.log1p((np.count_nonzero(d == 0) - 1) + rest)
+
+
+def _log_probs(rng, n, top, where=0):
+    """float32 log-probabilities: mass `top` on one class, the rest spread."""
+    q = rng.random(n - 1) + 0.05
+    q = q / q.sum() * (1 - top)
+    p = np.insert(q, where, top)
+    return np.log(p).astype(np.float32)
+
+
+def _assert_lse_cancel(got, cols, what):
+    """Within 4 ULP plus the float64 redo's own cancellation: max + log S
+    rounded in float64 is off by up to ~2 u (|max| + log S), which is
+    several float32 ULP where the LSE falls below ~1e-9 (|max| ~ 0.1);
+    the defects this guards against were off by 1e6-1e7 ULP."""
+    want = np.array([_lse_exact(c) for c in cols])
+    assert np.all(np.abs(want) < 1e-5), "the inputs must cancel"
+    got = np.asarray(got, dtype=np.float32).astype(np.float64)
+    m = np.array([np.max(np.asarray(c, np.float64)) for c in cols])
+    slack = 16 * 2.0 ** -53 * 2 * np.abs(m)          # |max| + log S = 2 |max| + LSE
+    err = np.maximum(np.abs(got - want) - slack, 0)
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    e = err / ulp
+    i = int(np.argmax(e))
+    assert e[i] <= 4, (f"{what}: {e[i]:.3g} ULP beyond the slack at {i}: got "
+                       f"{got[i]!r}, want {want[i]!r}, slack {slack[i]:.3g}")
+
+
+@pytest.mark.parametrize("n_cols", [1, 2, 5, 8, 15, 16, 17, 31, 33, 40])
+@pytest.mark.parametrize("n_rows", [2, 7, 300])
+def test_lse_cancel_columns(isa, n_cols, n_rows, rng):
+    """Along axis 0, every column a log-probability vector: the fast groups,
+    the groups' leftover columns and the generic kernel all redo."""
+    cols = [_log_probs(rng, n_rows, 0.9 if n_rows > 2 else 0.55, j % n_rows)
+            for j in range(n_cols)]
+    x = np.stack(cols, axis=1)
+    _assert_lse_cancel(csoftmax.logsumexp(x, axis=0), cols, f"{n_rows}x{n_cols}")
+    _assert_lse_cancel(csoftmax.smooth_max(x, axis=0), cols, "smooth_max")
+    # a NaN in another column sends the whole group to the generic kernel
+    xn = x.copy()
+    xn[0, -1] = np.nan
+    got = csoftmax.logsumexp(xn, axis=0)
+    assert np.isnan(got[-1])
+    if n_cols > 1:
+        _assert_lse_cancel(got[:-1], cols[:-1], "NaN in the group")
+
+
+@pytest.mark.parametrize("n", [4099, 65536, 200000])
+@pytest.mark.parametrize("path", ["TWO_PASS", "LONG_ROW_SPLIT"])
+def test_lse_cancel_long_rows(isa, threads, n, path, rng):
+    """One long row of log-probabilities, mass 0.9 in the first half and 0.1
+    spread over the rest (the second segment's own LSE, log 0.1, does not
+    cancel; the row's does)."""
+    from csoftmax import _core
+    x = _log_probs(rng, n, 0.9, n // 4)
+    try:
+        with _core.forced("logsumexp", path):
+            got = csoftmax.logsumexp(x)
+            used = _core._last_plan()[1]
+    except ValueError as e:
+        pytest.skip(str(e))
+    assert used == path
+    _assert_lse_cancel(np.atleast_1d(got), [x], f"{path} n={n}")
+    # the same rows as a batch of two (TWO_PASS / rows over threads)
+    _assert_lse_cancel(csoftmax.logsumexp(np.stack([x, x[::-1]]), axis=1),
+                       [x, x[::-1]], "two rows")

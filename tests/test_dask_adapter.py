@@ -289,3 +289,24 @@ def test_bad_label_with_weights_is_a_value_error():
         with pytest.raises(ValueError, match="not a class index"):
             cd.cross_entropy(xd, np.array([0, bad, 1]), weight=np.ones(4),
                              ignore_index=-1).compute()
+
+
+@pytest.mark.parametrize("chunks", [(2, 20000), (2, 5000), (1, 1250)])
+def test_logsumexp_cancelling_across_chunks(client, chunks):
+    """log-probabilities whose mass is 0.9 in one chunk and 0.1 spread over
+    the others: no chunk's own LSE cancels, the merged one does (float32
+    chunk states carried the rest to 2^-28.5: 1e7 ULP).  Against the
+    in-memory result, which redoes the cancelling row in float64."""
+    rng = np.random.default_rng(5)
+    n = 20000
+    q = rng.random(n - 1) + 0.05
+    p = np.insert(q / q.sum() * 0.1, 123, 0.9)
+    x = np.stack([np.log(p), np.log(p[::-1])]).astype(np.float32)
+    want = csoftmax.logsumexp(x, axis=1)
+    assert np.all(np.abs(want) < 1e-6)
+    got = cd.logsumexp(da.from_array(x, chunks=chunks), axis=1).compute()
+    assert got.dtype == np.float32
+    # the in-memory value is within 4 ULP (plus the float64 redo's own
+    # rounding, ~1e-17 here) of the exact one: allow 8 ULP between the two
+    np.testing.assert_array_less(np.abs(got.astype(np.float64) - want),
+                                 8 * np.spacing(np.abs(want)).astype(np.float64) + 1e-16)

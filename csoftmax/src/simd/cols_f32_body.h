@@ -103,14 +103,16 @@ lse_cols_group_f32_(const float *x, ptrdiff_t n, ptrdiff_t rs, double scale,
     for (int k = 0; redo && k < 2 * G; ++k) {
         const unsigned bits = (redo >> (k * VDLEN)) & ((1u << VDLEN) - 1);
         if (!bits) continue;
-        VD c = vd_zero(), rr = vd_zero();
+        VD c = vd_zero();
+        vd_bsum_ rr = vd_bsum_zero_();
         for (ptrdiff_t i = 0; i < n; ++i) {
             const V a = v_load(x + i * rs + (k >> 1) * VLEN);
-            count_rest_step_((k & 1) ? v_hi_pd(a) : v_lo_pd(a), mx[k], sv, &c, &rr);
+            count_rest_step_((k & 1) ? v_hi_pd(a) : v_lo_pd(a), mx[k], sv, &c, &rr.s);
+            vd_bsum_next_(&rr, i);
         }
         double cc[VDLEN], rv[VDLEN];
         vd_storeu(cc, c);
-        vd_storeu(rv, rr);
+        vd_storeu(rv, vd_bsum_total_(&rr));
         for (int l = 0; l < VDLEN; ++l)
             if (bits >> l & 1) {
                 states[k * VDLEN + l].count = cc[l];

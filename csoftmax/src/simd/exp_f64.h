@@ -233,6 +233,38 @@ static inline void count_rest_step_(VD v, VD m, VD sv, VD *c, VD *r)
     *c = vd_add(*c, vd_when(e, vd_set1(1.0)));
 }
 
+/* A lane sum of many terms in blocks: s takes 32 terms, q 32 blocks, r the
+ * rest, so one-sided rounding grows like (32 + 32 + n / 1024) u, not n u
+ * (the generic column kernels' scheme).  The LSE-cancellation redo needs
+ * it: its rest is the whole result there, and one accumulator per lane
+ * gave logsumexp of the float32 log-probabilities of 65 536 classes
+ * (mass 0.99 on one, LSE ~ 5e-9) 4.6-5.2 ULP. */
+typedef struct { VD s, q, r; } vd_bsum_;
+
+static inline vd_bsum_ vd_bsum_zero_(void)
+{
+    vd_bsum_ b = { vd_zero(), vd_zero(), vd_zero() };
+    return b;
+}
+
+/* after term number k (0, 1, ...) went into b->s */
+static inline void vd_bsum_next_(vd_bsum_ *b, ptrdiff_t k)
+{
+    if ((k & 31) == 31) {
+        b->q = vd_add(b->q, b->s);
+        b->s = vd_zero();
+        if ((k & 1023) == 1023) {
+            b->r = vd_add(b->r, b->q);
+            b->q = vd_zero();
+        }
+    }
+}
+
+static inline VD vd_bsum_total_(const vd_bsum_ *b)
+{
+    return vd_add(b->r, vd_add(b->q, b->s));
+}
+
 /* Lane bits (bit k: lane k) of the short-row kernels' per-lane tests. */
 static inline int vd_finite_bits_(VD m)      /* -inf < m < inf */
 {

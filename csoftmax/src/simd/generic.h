@@ -215,6 +215,15 @@ ST void SUFFIX(csm_lse_cols_##SUF##G)(const T *x, ptrdiff_t n_cols, ptrdiff_t n,
             states[j + k].max = mx[k];                                         \
             states[j + k].count = cn[k];                                       \
             states[j + k].rest = rs[k];                                        \
+            /* float32: EXP is exp_f32acc_ (2^-28.5), so a column whose LSE  \
+             * cancels near 0 is redone with libm's exp, as the groups of    \
+             * lse_cols_f32 and the rows (lse_cancels_ sweep) do: without    \
+             * it the tail columns and the groups sent here (a NaN lane)     \
+             * lost up to 7.5e6 ULP (logsumexp of [[-0.8197, 0],             \
+             * [-0.5808, 0]] along axis 0) */                                \
+            if (sizeof(T) == 4 && lse_cancels_(states + j + k, scale))         \
+                csm_lse_cols_##SUF##_scalar(x + j + k, 1, n, row_stride,       \
+                                            scale, states + j + k);            \
         }                                                                      \
     }                                                                          \
 }                                                                              \

@@ -205,16 +205,19 @@ static CSM_MAYBE_UNUSED void lse_redo_row_f32_(const float *x, const unsigned ch
 {
     const V ninf = v_set1(-INFINITY);
     const VD mv = vd_set1(st->max), sv = vd_set1(scale);
-    VD c0 = vd_zero(), c1 = c0, r0 = c0, r1 = c0;
-    for (ptrdiff_t i = 0; i < n; i += VLEN) {
+    VD c0 = vd_zero(), c1 = c0;
+    vd_bsum_ r0 = vd_bsum_zero_(), r1 = r0;      /* counts are exact */
+    for (ptrdiff_t i = 0, k = 0; i < n; i += VLEN, ++k) {
         const ptrdiff_t r = n - i;
         V a = r >= VLEN ? v_load(x + i) : v_load_tail(x + i, v_tail(r), ninf);
         if (mk) a = v_select(r >= VLEN ? v_keep(mk + i) : v_keep_tail(mk + i, r), ninf, a);
-        count_rest_step_(v_lo_pd(a), mv, sv, &c0, &r0);
-        count_rest_step_(v_hi_pd(a), mv, sv, &c1, &r1);
+        count_rest_step_(v_lo_pd(a), mv, sv, &c0, &r0.s);
+        count_rest_step_(v_hi_pd(a), mv, sv, &c1, &r1.s);
+        vd_bsum_next_(&r0, k);
+        vd_bsum_next_(&r1, k);
     }
     st->count = vd_hsum(vd_add(c0, c1));
-    st->rest = vd_hsum(vd_add(r0, r1));
+    st->rest = vd_hsum(vd_add(vd_bsum_total_(&r0), vd_bsum_total_(&r1)));
 }
 
 /* ==== float32 fast paths ================================================
