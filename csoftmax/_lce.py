@@ -310,7 +310,7 @@ def _linear_ce(h, weight, target, bias, class_weight, ignore_index, reduction,
             raise ValueError(f"row_scale has {row_scale.size} values, expected {P['B']}")
     lo, dh, dW, db = _run(P, return_grad, row_scale)
     res = P["res"]
-    loss = _reduce_loss(lo, P["reduction"], P["denom"], P["tshape"], res)
+    loss = _reduce_loss(lo, P["reduction"], P["denom"], P["tshape"], res, P["eps"] != 0.0)
     if not return_grad:
         return loss
     grads = (dh.reshape(P["h"].shape).astype(res, copy=False),

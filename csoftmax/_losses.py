@@ -179,17 +179,21 @@ def _finish(g, gv_owner, shape, res, grad_out):
     return g.astype(res, copy=False)
 
 
-def _reduce_loss(lo, reduction, denom, tshape, res):
+def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False):
     if reduction == "none":
         r = lo.reshape(tshape).astype(res)
         return r if r.ndim else r[()]
     total = float(np.sum(lo))
     if reduction == "mean":
-        # a mean over zero total weight is undefined: NaN, as in torch, also
-        # when label smoothing makes the sum positive (sum / 0 would be +inf)
-        if denom == 0:
+        # over a zero total weight, as torch: sum / 0 -- +-inf, NaN for 0 / 0
+        # (weights of both signs can cancel where the losses do not); with
+        # label smoothing torch divides its two parts separately and gets NaN
+        # whenever one of them is 0 / 0 or they are infinities of two signs,
+        # which the fused sum cannot tell: NaN
+        if denom == 0 and smoothed:
             return res.type(np.nan)
-        total = float(np.float64(total) / np.float64(denom))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = float(np.float64(total) / np.float64(denom))
     return res.type(total)
 
 
@@ -406,7 +410,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     if N:
         _core.ce_pass(xv, qv, gv, y, w, W, scale, eps, coef, ignore,
                       1 if prob else 0, None, lo)
-    loss = _reduce_loss(lo, reduction, denom, tshape, res)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0)
     if not return_grad:
         return loss
     return loss, _finish(g, gv, a.shape, res, grad_out)
@@ -431,7 +435,7 @@ def _ce_half(a, ax, t, y, w, W, scale, eps, coef, ignore, N, reduction, denom,
                        None if qv is None else (qv.view(np.uint16) if qv.itemsize == 2 else qv),
                        None if gv is None else gv.view(np.uint16), hk, y, w, W, scale,
                        eps, coef, ignore, 0 if t is None else 1, None, lo)
-    loss = _reduce_loss(lo, reduction, denom, tshape, res)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0)
     if not return_grad:
         return loss
     return loss, _finish(g, gv, a.shape, res, grad_out)

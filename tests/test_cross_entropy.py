@@ -570,3 +570,23 @@ def test_nll_loss_bad_input(rng):
         csoftmax.nll_loss(lp, np.array([0, 1, 2]), reduction="batchmean")
     with pytest.raises(AxisError):
         csoftmax.nll_loss(lp, np.array([0, 1, 2]), axis=2)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_mean_over_zero_total_weight(sign):
+    """'mean' divides by the kept samples' total weight as torch does: a
+    nonzero sum over weights summing to 0 is +-inf (weights of both signs),
+    0 / 0 is NaN, and with label smoothing NaN (torch's two parts)."""
+    x = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])
+    t = np.array([0, 1])
+    w = sign * np.array([1.0, -1.0, 0.0])
+    lp = x - np.log(np.sum(np.exp(x), axis=1, keepdims=True))
+    total = -(w[0] * lp[0, 0] + w[1] * lp[1, 1])
+    assert total != 0
+    for f in (csoftmax.cross_entropy, lambda a, b, **k: csoftmax.nll_loss(lp, b, **k)):
+        got = f(x, t, weight=w)
+        assert got == np.copysign(np.inf, total), got
+        assert np.isfinite(f(x, t, weight=w, reduction="sum"))
+    assert np.isnan(csoftmax.cross_entropy(x, t, weight=np.array([0.0, 0.0, 1.0])))
+    assert np.isnan(csoftmax.cross_entropy(x, t, weight=w, label_smoothing=0.1))
+    assert np.isnan(csoftmax.cross_entropy(x, np.array([-100, -100])))
