@@ -211,12 +211,20 @@ def _logsumexp_bwd(axis, keepdims, res, g):
 _logsumexp.defvjp(_logsumexp_fwd, _logsumexp_bwd)
 
 
-def logsumexp(x, axis=None, keepdims=False, *, where=None):
+def logsumexp(x, axis=None, b=None, keepdims=False, return_sign=False, where=None):
     r"""Differentiable :func:`csoftmax.logsumexp` over `axis` (None: all
-    axes, as ``jax.scipy.special.logsumexp``).  The gradient
-    ``softmax(x) * g`` is one fused kernel pass.  ``where=`` as
-    ``jax.nn.logsumexp``'s: excluded elements are left out (nothing
-    included: -inf, gradient 0)."""
+    axes), with the signature of ``jax.nn.logsumexp`` /
+    ``jax.scipy.special.logsumexp``.  The gradient ``softmax(x) * g`` is one
+    fused kernel pass.  ``where=`` as ``jax.nn.logsumexp``'s: excluded
+    elements are left out (nothing included: -inf, gradient 0).
+
+    With weights `b` or ``return_sign=True`` the call is
+    ``jax.scipy.special.logsumexp`` itself (differentiable in `x` and `b`;
+    the csoftmax kernels serve the unweighted reduction only here)."""
+    if b is not None or return_sign:
+        from jax.scipy.special import logsumexp as _jlse
+        return _jlse(x, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign,
+                     where=where)
     x = _floating(x)
     return _logsumexp(x, _mask(where, x), _neg_axes(axis, x.ndim), bool(keepdims))
 

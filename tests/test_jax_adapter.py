@@ -76,7 +76,7 @@ def test_check_grads_softmax(f, axis):
 
 @pytest.mark.parametrize("axis,keepdims", [(None, False), (-1, False), (1, True), ((0, 2), False)])
 def test_check_grads_logsumexp(axis, keepdims):
-    check_grads(lambda t: cj.logsumexp(t, axis, keepdims), (_x((3, 4, 5)),), order=1,
+    check_grads(lambda t: cj.logsumexp(t, axis, keepdims=keepdims), (_x((3, 4, 5)),), order=1,
                 modes=["rev"])
 
 
@@ -279,7 +279,7 @@ def test_softmax_reproducers():
 @pytest.mark.parametrize("axis,keepdims", [(None, False), (None, True), (-1, False),
                                            (0, True), (1, False), ((0, 2), False)], ids=str)
 def test_logsumexp_batched_derivatives_match_jax(axis, keepdims):
-    _same_transforms(lambda t: cj.logsumexp(t, axis, keepdims),
+    _same_transforms(lambda t: cj.logsumexp(t, axis, keepdims=keepdims),
                      lambda t: _jlse(t, axis, keepdims=keepdims),
                      jnp.ones(_jlse(_X3(), axis, keepdims=keepdims).shape))
 
@@ -324,3 +324,25 @@ def test_forward_mode_is_jaxs_custom_vjp_error():
     for f in (cj.softmax, cj.log_softmax, cj.logsumexp):
         with pytest.raises(TypeError, match="forward-mode"):
             jax.jacfwd(f)(jnp.array([1.0, 2.0, 3.0]))
+
+
+def test_logsumexp_signature_is_jax():
+    """jax.nn.logsumexp(a, axis, b, keepdims, return_sign, where): a call
+    written for jax passes b third (it was read as keepdims: silently wrong)."""
+    import inspect
+    assert (list(inspect.signature(cj.logsumexp).parameters)[1:]
+            == list(inspect.signature(jax.nn.logsumexp).parameters)[1:6])
+    x = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    b = jnp.array([2.0, -1.0])
+    for args, kw in [((0, 2.0), {}), ((1, b), {}), ((1, b, True), {}),
+                     ((None,), {"b": b, "return_sign": True}),
+                     ((1,), {"return_sign": True}), ((0, None, False, True), {})]:
+        want = jax.nn.logsumexp(x, *args, **kw)
+        got = cj.logsumexp(x, *args, **kw)
+        for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            assert g.shape == w.shape and g.dtype == w.dtype, (args, kw)
+            np.testing.assert_allclose(g, w, rtol=1e-6)
+    gw = jax.grad(lambda a, bb: jax.nn.logsumexp(a, 1, bb).sum(), argnums=(0, 1))(x, b * b)
+    gc = jax.grad(lambda a, bb: cj.logsumexp(a, 1, bb).sum(), argnums=(0, 1))(x, b * b)
+    for g, w in zip(gc, gw):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
