@@ -183,11 +183,12 @@ def _softmax_half(a, axes, scale, out, log, hk):
     if yv is None:
         y = yv = np.empty(xv.shape, dtype=a.dtype)
     _core.half_softmax(xv.view(np.uint16), yv.view(np.uint16), hk, scale, 1.0, log)
-    if y is not out:
-        y = _undo_moved(y, a.shape, moved)
-        if out is not None:
-            np.copyto(out, y)
-            return out
+    if y is out:
+        return out              # (0-d too: out itself, as numpy's out=)
+    y = _undo_moved(y, a.shape, moved)
+    if out is not None:
+        np.copyto(out, y)
+        return out
     return y if y.ndim else y[()]
 
 

@@ -73,7 +73,8 @@ def _several_axes(fn, x, dy, axis, out, names, reduced, **kw):
         check_out(out, a.shape, r.dtype, "out", _NO_DTYPE)
         np.copyto(out, r)
         return out
-    return np.ascontiguousarray(r)
+    # (not np.ascontiguousarray: it makes a 0-d result 1-d)
+    return r if r.flags.c_contiguous else np.ascontiguousarray(r)
 
 
 def _target_array(target):

@@ -112,6 +112,10 @@ def _resolve_lazy_bits(x):
     return x
 
 
+# arguments in the log domain, for which -inf means "probability 0"
+_LOGIT_NAMES = ("x", "logits", "log_probs", "log_p", "log_q", "input")
+
+
 def _to_ndarray(x, name):
     """`x` as an ndarray, without a copy whenever its memory can be used as is.
 
@@ -126,9 +130,14 @@ def _to_ndarray(x, name):
         if type(x) is np.ndarray:
             return x
         if isinstance(x, np.ma.MaskedArray):
+            if name in _LOGIT_NAMES:
+                hint = (f"pass {name}.filled(-np.inf) (masked entries get probability "
+                        "0), where= with the mask inverted, or the plain data")
+            else:
+                hint = (f"pass {name}.filled(v) with the value v the masked entries "
+                        "should take, or the plain data")
             raise TypeError(f"{name} is a numpy.ma.MaskedArray; csoftmax would ignore its "
-                            f"mask: pass {name}.filled(-np.inf) (masked entries get "
-                            "probability 0) or the plain data")
+                            f"mask: {hint}")
         # subclasses (np.matrix keeps two dimensions under reshape): compute on
         # the plain ndarray view of the same memory, return plain ndarrays
         return x.view(np.ndarray)

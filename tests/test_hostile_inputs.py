@@ -225,3 +225,43 @@ def test_linear_cross_entropy_bfloat16_probability_targets():
     got = csoftmax.linear_cross_entropy(h, W, p)
     want = csoftmax.linear_cross_entropy(h, W, p.astype(np.float32))
     assert got == pytest.approx(want, rel=1e-6)
+
+
+# ---- session 8 audit ------------------------------------------------------
+
+@pytest.mark.parametrize("axis", [None, ()])
+@pytest.mark.parametrize("fn", [csoftmax.softmax_backward, csoftmax.log_softmax_backward,
+                                csoftmax.logsumexp_backward])
+def test_backward_of_0d_keeps_its_shape(fn, axis):
+    """axis=None / () on a 0-d input: the result is 0-d like the forward's
+    (np.ascontiguousarray made it (1,))."""
+    y, dy = np.float64(0.25), np.float64(0.5)
+    r = fn(y, dy, axis=axis)
+    assert np.shape(r) == () == np.shape(csoftmax.softmax(y, axis=axis))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("fn", [csoftmax.softmax, csoftmax.log_softmax])
+def test_out_returned_itself(fn, dtype):
+    """numpy's out=: the call returns `out` itself, 0-d included (float16
+    returned a scalar copy)."""
+    for shape in [(), (1,), (3, 5)]:
+        out = np.full(shape, 7, dtype)
+        r = fn(np.ones(shape, dtype), axis=None, out=out)
+        assert r is out
+        np.testing.assert_allclose(out, fn(np.ones(shape, dtype), axis=None), rtol=1e-3)
+
+
+def test_masked_array_message_fits_the_argument():
+    """-inf as the fill value is advice for logits only (probability 0);
+    for dy, weights or b it would be wrong."""
+    ma = np.ma.masked_array
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match=r"x\.filled\(-np\.inf\)"):
+        csoftmax.softmax(ma(x, mask=np.eye(2, 3, dtype=bool)))
+    for call in (lambda: csoftmax.softmax_backward(x / 3, ma(x)),
+                 lambda: csoftmax.cross_entropy(x, np.array([0, 1]), weight=ma(np.ones(3))),
+                 lambda: csoftmax.logsumexp(x, b=ma(np.ones(3)))):
+        with pytest.raises(TypeError, match="MaskedArray") as e:
+            call()
+        assert "-np.inf" not in str(e.value)
