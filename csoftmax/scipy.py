@@ -100,6 +100,13 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     sgn : ndarray or scalar
         Only with ``return_sign=True``.
 
+    Notes
+    -----
+    Two edge cases differ from scipy 1.17 on purpose: when every weight of
+    a reduction is 0, the sum is empty (-inf, sign 0) even if `a` holds an
+    inf or NaN there (scipy: NaN, NaN -- its ``0 * inf``); and an empty
+    reduction with ``return_sign=True`` has sign 0 (scipy: -1).
+
     Examples
     --------
     >>> from csoftmax.scipy import logsumexp
