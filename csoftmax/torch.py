@@ -11,8 +11,9 @@ forward and trained with any optimiser::
 
 The functions take the signatures of their torch counterparts --
 ``softmax`` / ``log_softmax`` / ``softmin(input, dim=None, _stacklevel=3,
-dtype=None)`` as ``torch.nn.functional``, ``logsumexp(input, dim=-1,
-keepdim=False)`` as :func:`torch.logsumexp` (where `dim` is required),
+dtype=None)`` as ``torch.nn.functional``, ``logsumexp(input, dim=None,
+keepdim=False, *, out=None)`` as :func:`torch.logsumexp` (where `dim` is
+required),
 ``cross_entropy`` / ``nll_loss`` as ``torch.nn.functional`` (``size_average``
 / ``reduce`` included) -- and the modules ``CrossEntropyLoss``, ``NLLLoss``,
 ``Softmax``, ``LogSoftmax``, ``Softmin``, ``Softmax2d`` the constructor
@@ -30,7 +31,15 @@ axis ``dim`` of the losses) are keyword-only.  As in torch:
   ``NotImplementedError``, as torch's kernels do;
 * the deprecated ``size_average`` / ``reduce`` map to ``reduction`` by
   torch's legacy rule (both default True: mean; ``reduce=False``: none;
-  ``size_average=False``: sum), with torch's deprecation warning.
+  ``size_average=False``: sum), with torch's deprecation warning;
+* the losses check their arguments as torch does and raise torch's
+  exception and message (RuntimeError "expected target dtype to be Long or
+  Byte" for int32 targets, a weight of another dtype than the input's, a
+  wrong weight length, IndexError "Target 5 is out of bounds.", ...); where
+  csoftmax's NumPy API raises ValueError / TypeError for the same mistake,
+  the exception derives from that class too.  Complex input raises
+  NotImplementedError (also a TypeError).  A (1,) target for a 1-D input is
+  a 0-d one, and zero classes give torch's values (NaN / -0.), as in torch.
 
 Inputs reach the C kernels without a copy (``tensor.numpy()`` shares the
 memory, strided layouts included) and results come back without a copy
@@ -92,6 +101,47 @@ _NATIVE = (_torch.float16, _torch.float32, _torch.float64)
 
 
 # ---------------------------------------------------------------------------
+# torch's exception types
+#
+# Where torch raises RuntimeError / IndexError / NotImplementedError and
+# csoftmax's NumPy API a ValueError or TypeError for the same mistake, the
+# adapter raises a class deriving from both, with torch's message: code (and
+# torch's own tests, assertRaisesRegex(RuntimeError, ...)) written for torch
+# catches it, and so does code written for csoftmax.
+
+class _RuntimeValueError(RuntimeError, ValueError):
+    """torch's RuntimeError for a bad value or shape (ValueError in csoftmax)."""
+
+
+class _RuntimeTypeError(RuntimeError, TypeError):
+    """torch's RuntimeError for a wrong dtype (TypeError in csoftmax)."""
+
+
+class _IndexValueError(IndexError, ValueError):
+    """torch's IndexError for a class index out of range (ValueError in csoftmax)."""
+
+
+class _NotImplementedTypeError(NotImplementedError, TypeError):
+    """torch's NotImplementedError for a dtype without a kernel (complex)."""
+
+
+# torch's ScalarType names, as its messages print them
+_SCALAR_NAMES = {
+    _torch.float64: "Double", _torch.float32: "Float", _torch.float16: "Half",
+    _torch.bfloat16: "BFloat16", _torch.int64: "Long", _torch.int32: "Int",
+    _torch.int16: "Short", _torch.int8: "Char", _torch.uint8: "Byte", _torch.bool: "Bool",
+    _torch.complex64: "ComplexFloat", _torch.complex128: "ComplexDouble",
+    _torch.complex32: "ComplexHalf"}
+_SCALAR_NAMES.update({getattr(_torch, f"uint{b}"): f"UInt{b}" for b in (16, 32, 64)
+                      if hasattr(_torch, f"uint{b}")})
+
+
+def _scalar_name(dtype):
+    """torch's name of a dtype in its messages ("Float", not "torch.float32")."""
+    return _SCALAR_NAMES.get(dtype) or str(dtype).replace("torch.", "").capitalize()
+
+
+# ---------------------------------------------------------------------------
 # tensor <-> ndarray without copies
 
 def _np(t, name="input"):
@@ -102,7 +152,11 @@ def _np(t, name="input"):
         raise ValueError(f"{name} is on device {t.device}; csoftmax.torch works on CPU "
                          f"tensors only (move it with .cpu())")
     if t.is_complex():
-        raise TypeError(f"{name} is complex ({t.dtype}); csoftmax needs real input")
+        # torch's softmax-family and loss kernels raise NotImplementedError
+        # ("... not implemented for 'ComplexFloat'"); TypeError as csoftmax's
+        raise _NotImplementedTypeError(
+            f"{name} is complex ({t.dtype}): not implemented for "
+            f"'{_scalar_name(t.dtype)}'; csoftmax needs real input")
     t = t.detach()
     if t.dtype == _torch.bfloat16:
         bf = _bfloat16_dtype()
@@ -213,6 +267,143 @@ def _class_dim(input, dim):
     if nd:
         dim = dim % nd
     return dim
+
+
+# ---------------------------------------------------------------------------
+# torch's argument checks of cross_entropy / nll_loss
+
+def _torch_layout(shape, dim):
+    """`shape` with the class axis `dim` moved where torch has it (1; 0 for
+    a 1-D input), so a csoftmax `dim=` is checked as torch checks dim 1."""
+    shape = list(shape)
+    if len(shape) >= 2 and dim != 1:
+        shape.insert(1, shape.pop(dim))
+    return shape
+
+
+def _check_smoothing(label_smoothing):
+    """torch refuses label_smoothing > 1 (RuntimeError); csoftmax also refuses
+    a negative or NaN one, which torch ignores for class-index targets --
+    it is no smoothing there, and an extrapolated target with probabilities."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise _RuntimeValueError(f"label_smoothing must be between 0.0 and 1.0. "
+                                 f"Got: {label_smoothing:g}")
+
+
+def _loss_checks(input, target, weight, dim, ignore_index, label_smoothing=None):
+    """torch's checks of F.cross_entropy (`label_smoothing` a float) / F.nll_loss
+    (None), in torch's order and with its exception types and messages, on
+    the shapes and dtypes only (O(1)); the target values are checked by the
+    kernels (see _out_of_bounds).  Returns the target and weight to use:
+    torch takes a (1,) target for a 1-D input as a 0-d one, and any weight
+    of C elements for a K-dim input.  A target or weight that is not a
+    tensor keeps csoftmax's own checks."""
+    if not isinstance(target, _torch.Tensor):
+        return target, weight
+    shape, tshape = _torch_layout(input.shape, dim), list(target.shape)
+    nd = len(shape)
+    wt = weight if isinstance(weight, _torch.Tensor) else None
+    if label_smoothing is not None and list(input.shape) == tshape:
+        # torch's rule: a target of the input's shape holds class probabilities
+        if not target.is_floating_point():
+            raise _RuntimeTypeError("Expected floating point type for target with class "
+                                    f"probabilities, got {_scalar_name(target.dtype)}")
+        if ignore_index >= 0:
+            raise _RuntimeValueError("ignore_index is not supported for floating point "
+                                     "target")
+        if nd == 0:
+            raise _IndexValueError("Dimension specified as 1 but tensor has no dimensions")
+        n_classes = shape[1 if nd >= 2 else 0]
+        if wt is not None and (wt.dim() != 1 or wt.numel() != n_classes):
+            raise _RuntimeValueError(
+                f"cross_entropy: weight tensor should be defined either for all {n_classes} "
+                f"classes or no classes but got weight tensor of shape: {list(wt.shape)}")
+        _check_smoothing(label_smoothing)
+        return target, weight            # (any floating weight: torch promotes it)
+    if label_smoothing is not None and label_smoothing != 0.0:
+        _check_smoothing(label_smoothing)
+    if nd == 0:
+        if label_smoothing is not None:  # torch's log_softmax over dim 1
+            raise _IndexValueError("Dimension out of range (expected to be in range of "
+                                   "[-1, 0], but got 1)")
+        raise ValueError("Expected 1 or more dimensions (got 0)")
+    if nd != 1 and (tshape[0] if tshape else 0) != shape[0]:
+        raise ValueError(f"Expected input batch_size ({shape[0]}) to match target "
+                         f"batch_size ({tshape[0] if tshape else 0}).")
+    n_classes = shape[1 if nd >= 2 else 0]
+    if nd <= 2:
+        if target.dim() > 1:
+            raise _RuntimeValueError("0D or 1D target tensor expected, multi-target not "
+                                     "supported")
+        _check_index_dtype(target)
+        if nd == 1 and target.dim() == 1:
+            if tshape[0] != 1:
+                raise ValueError("For 1D input, 1D target must have size 1, but got "
+                                 f"target size: {tshape[0]}")
+            target = target.reshape(())
+        if wt is not None and (wt.dim() != 1 or wt.numel() != n_classes):
+            raise _RuntimeValueError(
+                f"weight tensor should be defined either for all {n_classes} classes or no "
+                f"classes but got weight tensor of shape: {list(wt.shape)}")
+    else:
+        if nd == 4 and target.dim() != 3:   # torch's nll_loss2d, its own order
+            raise _RuntimeValueError("only batches of spatial targets supported (3D "
+                                     f"tensors) but got targets of dimension: {target.dim()}")
+        if nd != 4 and tshape[1:] != shape[2:]:
+            raise _RuntimeValueError(f"Expected target size {shape[:1] + shape[2:]}, got "
+                                     f"{tshape}")
+        _check_index_dtype(target)
+        if wt is not None:
+            if wt.numel() != n_classes:
+                raise _RuntimeValueError("weight tensor should be defined either for all or "
+                                         "no classes")
+            weight = wt.reshape(-1)
+        if nd == 4 and tshape[1:] != shape[2:]:
+            raise _RuntimeValueError(f"size mismatch (got input: {shape} , target: {tshape}")
+    if wt is not None and wt.dtype != input.dtype:
+        raise _RuntimeTypeError(f"expected scalar type {_scalar_name(input.dtype)} but found "
+                                f"{_scalar_name(wt.dtype)}")
+    return target, weight
+
+
+def _check_index_dtype(target):
+    """torch's class-index kernels take int64 or uint8 targets.  (torch's K-dim
+    kernels refuse uint8 too; csoftmax accepts it for every shape.)"""
+    if target.dtype not in (_torch.int64, _torch.uint8):
+        raise _RuntimeTypeError("expected target dtype to be Long or Byte, but got "
+                                f"{_scalar_name(target.dtype)}")
+
+
+def _out_of_bounds(target, n_classes, ignore_index, err):
+    """After the kernels refused a class index (ValueError): torch's IndexError
+    for the first target (in the target's order) out of [0, C) that is not
+    ignore_index.  Run on the error path only, so a valid call costs nothing."""
+    if not isinstance(target, _torch.Tensor) or target.is_floating_point():
+        return
+    t = target.detach().reshape(-1).to(_torch.int64)
+    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    if bool(bad.any()):
+        v = int(t[bad.nonzero()[0, 0]])
+        raise _IndexValueError(f"Target {v} is out of bounds.") from err
+
+
+def _torch_loss_classless(input, target, weight, dim, reduction, ignore_index,
+                          label_smoothing=None):
+    """Zero classes (an empty class axis): torch's own F.cross_entropy /
+    F.nll_loss, which give a value (e.g. -0. per sample and NaN for 'mean'
+    with probability targets) where the kernels refuse logits without
+    classes.  Nothing is computed, and autograd is torch's."""
+    if input.dim() >= 2 and dim != 1:
+        if label_smoothing is not None and target.shape == input.shape:
+            target = target.movedim(dim, 1)          # probabilities
+        input = input.movedim(dim, 1)
+    if label_smoothing is None:
+        return _torch.nn.functional.nll_loss(input, target, weight, ignore_index=ignore_index,
+                                             reduction=reduction)
+    return _torch.nn.functional.cross_entropy(input, target, weight,
+                                              ignore_index=ignore_index,
+                                              reduction=reduction,
+                                              label_smoothing=label_smoothing)
 
 
 # ---------------------------------------------------------------------------
@@ -350,7 +541,7 @@ class _LogSumExp(_torch.autograd.Function):
         return _tt(gx, x), None, None, None
 
 
-def logsumexp(input, dim=None, keepdim=False, *, where=None):
+def logsumexp(input, dim=None, keepdim=False, *, out=None, where=None):
     r"""Differentiable :func:`csoftmax.logsumexp` of a CPU tensor over `dim`
     (an int, a tuple of dims or None for all), as :func:`torch.logsumexp`.
     torch's `dim` has no default; here the default is csoftmax's own, all
@@ -360,7 +551,16 @@ def logsumexp(input, dim=None, keepdim=False, *, where=None):
     and bool input computes in ``torch.get_default_dtype()``, as torch's.
     The gradient is ``softmax(x) * grad_output`` (one fused kernel pass).
     ``where=``: a bool tensor of included elements, as
-    :func:`csoftmax.logsumexp`'s (nothing included: -inf, gradient 0)."""
+    :func:`csoftmax.logsumexp`'s (nothing included: -inf, gradient 0).
+
+    ``out=``, as torch's: the result is written into `out` (a floating
+    tensor, any strides; cast to its dtype, computed in it if it is wider
+    than the input's) and `out` is returned; an `out` of another shape is
+    resized, with torch's warning when it had elements.
+    As in torch it is not differentiable: with grad mode on, an input or
+    `out` that requires grad raises RuntimeError."""
+    if out is not None:
+        return _logsumexp_out(input, dim, keepdim, out, where)
     input = _default_float(_tensor(input))
     dim, keepdim = _dim(dim), bool(keepdim)
     w = _mask(where, input)
@@ -369,6 +569,41 @@ def logsumexp(input, dim=None, keepdim=False, *, where=None):
         return _LogSumExp.apply(input.reshape(1), 0, keepdim,
                                 None if w is None else w.reshape(1)).reshape(())
     return _LogSumExp.apply(input, dim, keepdim, w)
+
+
+def _logsumexp_out(input, dim, keepdim, out, where):
+    """torch.logsumexp(..., out=out): torch's checks, then the result copied
+    into `out` (a reduction's result is small next to its input)."""
+    _tensor(input)
+    _tensor(out, "out")
+    if _torch.is_grad_enabled() and (input.requires_grad or out.requires_grad):
+        raise RuntimeError("logsumexp(): functions with out=... arguments don't support "
+                           "automatic differentiation, but one of the arguments requires "
+                           "grad.")
+    if not out.is_floating_point():
+        raise _RuntimeTypeError("logsumexp(): Expected floating point type for result "
+                                f"tensor, but got: {_scalar_name(out.dtype)}")
+    x = _default_float(input)
+    wide = _torch.promote_types(x.dtype, out.dtype)
+    if wide != x.dtype:
+        # torch computes in out's dtype: a float64 `out` gets a float64 result
+        # (a narrower `out` gets the input dtype's result, rounded once)
+        x = x.to(wide)
+    with _torch.no_grad():
+        r = logsumexp(x, dim, keepdim, where=where)
+        if out.shape != r.shape:
+            # torch's resize_output: a non-empty `out` of another shape warns
+            if out.numel():
+                warnings.warn(
+                    f"An output with one or more elements was resized since it had shape "
+                    f"{list(out.shape)}, which does not match the required output shape "
+                    f"{list(r.shape)}. This behavior is deprecated, and in a future PyTorch "
+                    "release outputs will not be resized unless they have zero elements. "
+                    "You can explicitly reuse an out tensor t by resizing it, inplace, to "
+                    "zero elements with t.resize_(0).", UserWarning, stacklevel=3)
+            out.resize_(r.shape)
+        out.copy_(r)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -452,9 +687,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     _floating_only(_tensor(input), "cross_entropy")
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _CrossEntropy.apply(input, target, weight, _class_dim(input, dim),
-                               int(ignore_index), reduction, float(label_smoothing),
-                               float(temperature), _mask(where, input))
+    dim, ignore_index, eps = _class_dim(input, dim), int(ignore_index), float(label_smoothing)
+    target, weight = _loss_checks(input, target, weight, dim, ignore_index, eps)
+    n_classes = input.shape[dim] if input.dim() else 1
+    if n_classes == 0:
+        # (temperature and where= have nothing to act on)
+        return _torch_loss_classless(input, target, weight, dim, reduction, ignore_index, eps)
+    mask = _mask(where, input)
+    try:
+        return _CrossEntropy.apply(input, target, weight, dim, ignore_index, reduction, eps,
+                                   float(temperature), mask)
+    except ValueError as e:
+        _out_of_bounds(target, n_classes, ignore_index, e)
+        raise
 
 
 class CrossEntropyLoss(_torch.nn.Module):
@@ -531,8 +776,16 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """
     _floating_only(_tensor(input), "nll_loss")
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _NLLLoss.apply(input, target, weight, _class_dim(input, dim), int(ignore_index),
-                          reduction)
+    dim, ignore_index = _class_dim(input, dim), int(ignore_index)
+    target, weight = _loss_checks(input, target, weight, dim, ignore_index)
+    n_classes = input.shape[dim] if input.dim() else 1
+    if n_classes == 0:
+        return _torch_loss_classless(input, target, weight, dim, reduction, ignore_index)
+    try:
+        return _NLLLoss.apply(input, target, weight, dim, ignore_index, reduction)
+    except ValueError as e:
+        _out_of_bounds(target, n_classes, ignore_index, e)
+        raise
 
 
 class NLLLoss(_torch.nn.Module):

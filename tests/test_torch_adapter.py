@@ -11,6 +11,8 @@ float32 gradients get atol 2e-6 instead: a VJP formed from the float32
 gradcheck runs in float64 with its defaults (eps 1e-6, atol 1e-5, rtol 1e-3).
 """
 import inspect
+import re
+import types
 import warnings
 
 import numpy as np
@@ -231,7 +233,8 @@ def test_no_grad_path_and_errors():
     with torch.no_grad():
         loss = ct.cross_entropy(x, torch.tensor([0, 1, 2]))
     assert loss.shape == ()
-    with pytest.raises(ValueError, match="not a class index"):
+    # torch's IndexError, still a ValueError for csoftmax code
+    with pytest.raises(ValueError, match="Target 9 is out of bounds"):
         ct.cross_entropy(x, torch.tensor([0, 1, 9]))
     with pytest.raises(TypeError, match="complex"):
         ct.softmax(torch.randn(2, 2, dtype=torch.complex64), -1)
@@ -442,7 +445,7 @@ def test_nll_loss_gradcheck_and_edge_cases():
     # no grad wanted: no backward graph
     with torch.no_grad():
         assert ct.nll_loss(x, torch.tensor([0, 2])).grad_fn is None
-    with pytest.raises(ValueError, match="not a class index"):
+    with pytest.raises(ValueError, match="Target 3 is out of bounds"):
         ct.nll_loss(x, torch.tensor([0, 3]))
     with pytest.raises(TypeError, match="torch.Tensor"):
         ct.nll_loss(np.zeros((2, 3)), torch.tensor([0, 1]))
@@ -621,3 +624,265 @@ def test_second_derivative_raises_instead_of_dropping_terms():
             torch.autograd.grad(f(a) + (a ** 3).sum(), a, create_graph=True)
         g, = torch.autograd.grad(f(a), a)          # first order: fine
         assert g.shape == a.shape
+
+
+# ---------------------------------------------------------------------------
+# torch's exceptions (test_nn's error tests, ModuleInfo module_error_inputs)
+
+def _ref_error(ref):
+    """The exception torch raises for `ref()`."""
+    with pytest.raises(Exception) as e:
+        ref()
+    return e.value
+
+
+def _raises_torchs(ours, ref, also=None):
+    """ours() raises torch's exception type with torch's message (regexes in
+    torch's tests match it) -- and, for csoftmax code, `also` (the type
+    csoftmax raised before)."""
+    e_ref = _ref_error(ref)
+    with pytest.raises(type(e_ref), match=f"^{re.escape(str(e_ref))}$") as e:
+        ours()
+    if also is not None:
+        assert isinstance(e.value, also)
+
+
+# torch's functions and modules under csoftmax.torch's names
+_TORCH = types.SimpleNamespace(cross_entropy=F.cross_entropy, nll_loss=F.nll_loss,
+                               CrossEntropyLoss=torch.nn.CrossEntropyLoss,
+                               NLLLoss=torch.nn.NLLLoss)
+_X, _Y = torch.randn(2, 3), torch.tensor([0, 1])
+_LONG = torch.long
+# (label, call(f) with f = F / ct, csoftmax's earlier exception type or None)
+LOSS_ERRORS = [
+    ("label_smoothing > 1", lambda f: f.cross_entropy(_X, _Y, label_smoothing=1.5), ValueError),
+    ("label_smoothing > 1, probabilities",
+     lambda f: f.cross_entropy(_X, torch.rand(2, 3), label_smoothing=2), ValueError),
+    ("weight of 2 for 3 classes", lambda f: f.cross_entropy(_X, _Y, torch.rand(2)), ValueError),
+    ("weight of 2 for 3 classes, nll", lambda f: f.nll_loss(_X, _Y, torch.rand(2)), ValueError),
+    ("weight of 2, probabilities",
+     lambda f: f.cross_entropy(_X, torch.rand(2, 3), torch.rand(2)), ValueError),
+    ("weight of 2, K-dim",
+     lambda f: f.nll_loss(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=_LONG), torch.rand(2)),
+     ValueError),
+    ("weight (3, 1)", lambda f: f.nll_loss(_X, _Y, torch.rand(3, 1)), ValueError),
+    ("batch mismatch", lambda f: f.cross_entropy(_X, torch.tensor([0, 1, 2])), ValueError),
+    ("batch mismatch, nll", lambda f: f.nll_loss(_X, torch.tensor([0, 1, 2])), ValueError),
+    ("batch mismatch, K-dim",
+     lambda f: f.cross_entropy(torch.randn(2, 3, 4), torch.zeros(3, 4, dtype=_LONG)),
+     ValueError),
+    ("float class-index target", lambda f: f.cross_entropy(_X, torch.tensor([0.0, 1.0])),
+     TypeError),
+    ("float class-index target, nll", lambda f: f.nll_loss(_X, torch.tensor([0.0, 1.0])),
+     TypeError),
+    ("bool class-index target", lambda f: f.nll_loss(_X, _Y.bool()), TypeError),
+    ("int32 target", lambda f: f.nll_loss(_X, _Y.int()), None),
+    ("int16 target", lambda f: f.cross_entropy(_X, _Y.short()), None),
+    ("int8 target", lambda f: f.cross_entropy(_X, _Y.char(), label_smoothing=0.1), None),
+    ("int32 K-dim target",
+     lambda f: f.nll_loss(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.int32)), None),
+    ("integer probability target",
+     lambda f: f.cross_entropy(_X, torch.zeros(2, 3, dtype=_LONG)), TypeError),
+    ("ignore_index with probabilities",
+     lambda f: f.cross_entropy(_X, torch.rand(2, 3), ignore_index=1), ValueError),
+    ("K-dim target size",
+     lambda f: f.cross_entropy(torch.randn(2, 3, 5), torch.zeros(2, 4, dtype=_LONG)),
+     ValueError),
+    ("K-dim target size, 5-d",
+     lambda f: f.nll_loss(torch.randn(2, 3, 5, 2, 2), torch.zeros(2, 5, 2, dtype=_LONG)),
+     ValueError),
+    ("4-d input, 2-d target",
+     lambda f: f.nll_loss(torch.randn(2, 3, 5, 6), torch.zeros(2, 5, dtype=_LONG)), ValueError),
+    ("4-d input, target size",
+     lambda f: f.nll_loss(torch.randn(2, 3, 5, 6), torch.zeros(2, 4, 6, dtype=_LONG)),
+     ValueError),
+    ("2-D target, nll",
+     lambda f: f.nll_loss(torch.randn(10, 3), torch.zeros(10, 2, dtype=_LONG)), ValueError),
+    ("2-D target, cross_entropy",
+     lambda f: f.cross_entropy(torch.randn(10, 3), torch.zeros(10, 2, dtype=_LONG)),
+     ValueError),
+    ("1-D input, target of 2", lambda f: f.nll_loss(torch.randn(3), _Y), ValueError),
+    ("0-d input, nll", lambda f: f.nll_loss(torch.tensor(1.0), torch.tensor(0)), ValueError),
+    ("class index out of range", lambda f: f.nll_loss(_X, torch.tensor([0, 5])), ValueError),
+    ("negative class index", lambda f: f.cross_entropy(_X, torch.tensor([-1, 0])), ValueError),
+    ("first bad index, K-dim",
+     lambda f: f.nll_loss(torch.randn(2, 3, 4), torch.tensor([[0, 1, 6, 5], [7, 0, 0, 0]])),
+     ValueError),
+    ("out of range, smoothing",
+     lambda f: f.cross_entropy(_X, torch.tensor([0, 5]), label_smoothing=0.1), ValueError),
+    ("weight dtype", lambda f: f.nll_loss(_X.double(), _Y, torch.rand(3)), None),
+    ("weight dtype, cross_entropy", lambda f: f.cross_entropy(_X, _Y, torch.rand(3).half()),
+     None),
+    ("weight dtype before out of range",
+     lambda f: f.nll_loss(_X.double(), torch.tensor([0, 5]), torch.rand(3)), None),
+    ("target dtype before weight length",
+     lambda f: f.nll_loss(_X, torch.tensor([0.0, 1.0]), torch.rand(2)), TypeError),
+    ("module: NLLLoss float16 weight, empty input",
+     lambda f: f.NLLLoss(weight=torch.tensor([], dtype=torch.float16))(
+         torch.empty(0, 0), torch.empty(0, dtype=_LONG)), None),
+    ("module: CrossEntropyLoss label_smoothing",
+     lambda f: f.CrossEntropyLoss(label_smoothing=1.5)(_X, _Y), ValueError),
+    ("module: CrossEntropyLoss ignore_index with probabilities",
+     lambda f: f.CrossEntropyLoss(ignore_index=1)(_X, torch.rand(2, 3)), ValueError),
+]
+
+
+@pytest.mark.parametrize("label,call,old", LOSS_ERRORS, ids=[c[0] for c in LOSS_ERRORS])
+def test_loss_errors_are_torchs(label, call, old):
+    """torch's own error tests (test_nn, ModuleInfo error inputs) assert the
+    exception type and message: RuntimeError / IndexError where csoftmax
+    raised ValueError / TypeError (or computed, for int32 targets and a
+    weight of another dtype).  The adapter raises torch's type and text; the
+    type also derives from csoftmax's earlier one."""
+    _raises_torchs(lambda: call(ct), lambda: call(_TORCH), old)
+
+
+def test_loss_errors_with_a_csoftmax_class_dim():
+    """With the keyword `dim` the class axis is elsewhere: torch's checks
+    run on the input as torch would see it (class axis moved to 1)."""
+    x = torch.randn(2, 5, 3)                      # classes last
+    with pytest.raises(RuntimeError, match=re.escape("Expected target size [2, 5], got [2, 4]")):
+        ct.cross_entropy(x, torch.zeros(2, 4, dtype=torch.long), dim=-1)
+    with pytest.raises(RuntimeError, match="but got Int"):
+        ct.nll_loss(x, torch.zeros(2, 5, dtype=torch.int32), dim=2)
+    with pytest.raises(RuntimeError, match="got Long"):       # probabilities: input's shape
+        ct.cross_entropy(x, torch.zeros(2, 5, 3, dtype=torch.long), dim=-1)
+    with pytest.raises(IndexError, match="Target 3 is out of bounds"):
+        ct.cross_entropy(x, torch.full((2, 5), 3), dim=-1)
+    y = torch.randint(0, 3, (2, 5))
+    _close(ct.cross_entropy(x.double(), y, dim=-1),
+           F.cross_entropy(x.double().movedim(-1, 1), y), torch.float64)
+
+
+def test_complex_input_raises_not_implemented_as_torch():
+    c = torch.randn(2, 3, dtype=torch.complex64)
+    for ours, ref in ((lambda: ct.cross_entropy(c, _Y), lambda: F.cross_entropy(c, _Y)),
+                      (lambda: ct.nll_loss(c, _Y), lambda: F.nll_loss(c, _Y)),
+                      (lambda: ct.softmax(c, 1), lambda: F.softmax(c, 1)),
+                      (lambda: ct.log_softmax(c, 1), lambda: F.log_softmax(c, 1))):
+        assert type(_ref_error(ref)) is NotImplementedError
+        with pytest.raises(NotImplementedError, match="not implemented for 'ComplexFloat'") as e:
+            ours()
+        assert isinstance(e.value, TypeError)          # csoftmax's type, as before
+
+
+@pytest.mark.parametrize("f", [ct.nll_loss, ct.cross_entropy], ids=lambda f: f.__name__)
+def test_byte_targets_accepted_as_torch(f):
+    """torch's class-index kernels take int64 and uint8 ('Byte') targets."""
+    ref = getattr(F, f.__name__)
+    x, y = _x((4, 3)), torch.tensor([0, 2, 1, 2])
+    _close(f(x, y.byte(), reduction="none"), ref(_ref(x), y.byte(), reduction="none"),
+           torch.float64)
+    # (torch's K-dim kernels refuse uint8; csoftmax takes it there too)
+    x3, y3 = _x((2, 3, 4)), torch.randint(0, 3, (2, 4))
+    _close(f(x3, y3.byte()), ref(_ref(x3), y3), torch.float64)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape,dim", [((5, 0), None), ((5, 0, 2), None), ((0,), None),
+                                       ((5, 2, 0), -1)], ids=str)
+def test_cross_entropy_zero_classes_probability_targets(shape, dim, reduction):
+    """torch's test_cross_entropy_loss_zero_div (#73165): no classes and
+    probability targets give a value (-0. per sample, NaN for 'mean'), not
+    an error; the gradient is empty."""
+    x, t = torch.rand(shape, requires_grad=True), torch.rand(shape)
+    xr, tr = (x, t) if dim is None else (x.movedim(dim, 1), t.movedim(dim, 1))
+    loss = ct.cross_entropy(x, t, reduction=reduction, dim=dim)
+    ref = F.cross_entropy(xr, tr, reduction=reduction)
+    assert loss.shape == ref.shape and loss.dtype == ref.dtype
+    torch.testing.assert_close(loss, ref, equal_nan=True, rtol=0, atol=0)
+    assert torch.equal(torch.signbit(loss), torch.signbit(ref))
+    g, = torch.autograd.grad(loss.sum(), x)
+    assert g.shape == x.shape
+    assert ct.CrossEntropyLoss(reduction=reduction)(torch.rand(5, 0), torch.rand(5, 0)).shape \
+        == F.cross_entropy(torch.rand(5, 0), torch.rand(5, 0), reduction=reduction).shape
+
+
+def test_zero_classes_class_index_targets_are_torchs():
+    """Zero classes with class indices: every kept target is out of range
+    (torch's IndexError); all ignored or no sample: torch's value."""
+    for f in (ct.cross_entropy, ct.nll_loss):
+        ref = getattr(F, f.__name__)
+        for x, y in ((torch.rand(5, 0), torch.full((5,), -100)),
+                     (torch.rand(0, 0), torch.zeros(0, dtype=torch.long))):
+            for red in ("mean", "sum", "none"):
+                torch.testing.assert_close(f(x, y, reduction=red), ref(x, y, reduction=red),
+                                           equal_nan=True)
+        _raises_torchs(lambda: f(torch.rand(5, 0), torch.zeros(5, dtype=torch.long)),
+                       lambda: ref(torch.rand(5, 0), torch.zeros(5, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_unbatched_input_with_one_element_target(reduction):
+    """torch takes a (1,) target for a 1-D (C,) input as a 0-d one (a
+    0-d loss for every reduction).  (torch's own backward then fails on the
+    shapes; csoftmax's gradient is the 0-d target's.)"""
+    x, y = _x((4,)), torch.tensor([2])
+    for f in (ct.nll_loss, ct.cross_entropy):
+        ref = getattr(F, f.__name__)
+        loss = f(x, y, reduction=reduction)
+        want = ref(_ref(x), y, reduction=reduction)
+        assert loss.shape == want.shape == ()
+        _close(loss, want, torch.float64)
+        g, = torch.autograd.grad(loss, x)
+        xr = _ref(x)
+        g0, = torch.autograd.grad(ref(xr, y[0], reduction=reduction), xr)
+        _close(g, g0, torch.float64, grad=True)
+    _raises_torchs(lambda: ct.nll_loss(x, torch.tensor([5])),
+                   lambda: F.nll_loss(x, torch.tensor([5])), ValueError)
+
+
+# ---------------------------------------------------------------------------
+# logsumexp(out=)
+
+def _lse_out(f, *args, out, **kw):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        r = f(*args, out=out, **kw)
+    return r, [str(m.message).split(" (Triggered internally")[0] for m in w]
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("out_shape,keepdim", [((2,), False), ((3,), False), ((0,), False),
+                                                ((2, 1), False), ((2, 1), True)], ids=str)
+def test_logsumexp_out_is_torchs(out_shape, keepdim, out_dtype):
+    """torch.logsumexp(input, dim, keepdim, out=): the result written into
+    `out` (cast to its dtype), `out` returned; another shape is resized, with
+    torch's warning when `out` had elements."""
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(3))
+    o1, o2 = torch.full(out_shape, 7.0, dtype=out_dtype), torch.full(out_shape, 7.0,
+                                                                       dtype=out_dtype)
+    r1, w1 = _lse_out(ct.logsumexp, x, 1, keepdim, out=o1)
+    r2, w2 = _lse_out(torch.logsumexp, x, 1, keepdim, out=o2)
+    assert r1 is o1 and r2 is o2
+    assert o1.shape == o2.shape and o1.dtype == o2.dtype
+    assert w1 == w2
+    tol = dict(rtol=1e-3, atol=0) if out_dtype == torch.float16 else dict(rtol=1e-6, atol=0)
+    torch.testing.assert_close(o1, o2, **tol)
+
+
+def test_logsumexp_out_in_place_and_errors():
+    # torch's test_reductions test_logsumexp: `out` a column view, written in place
+    a = torch.randn(5, 4)
+    a[0, 0], a[1, :] = float("inf"), float("-inf")
+    b, ref = torch.zeros(5, 2), torch.zeros(5, 2)
+    ct.logsumexp(a, 1, out=b[:, 0])
+    torch.logsumexp(a, 1, out=ref[:, 0])
+    torch.testing.assert_close(b, ref)
+    assert torch.equal(b[:, 1], torch.zeros(5))
+    # integer input into a float64 out; 0-d; all dims
+    e = torch.randint(-100, 100, (5, 4))
+    o = ct.logsumexp(e, 1, out=torch.empty(5, dtype=torch.float64))
+    torch.testing.assert_close(o, torch.logsumexp(e.double(), 1), rtol=1e-15, atol=0)
+    assert ct.logsumexp(torch.tensor(2.0), 0, out=torch.empty(())).item() == 2.0
+    torch.testing.assert_close(ct.logsumexp(a[2:], (0, 1), out=torch.empty(())),
+                               torch.logsumexp(a[2:], (0, 1)))
+    # torch's errors: an integer out; an input or out that requires grad
+    x = torch.randn(2, 3)
+    for args, kw in (((x, 1), dict(out=torch.empty(2, dtype=torch.long))),
+                     ((x.clone().requires_grad_(), 1), dict(out=torch.empty(2))),
+                     ((x, 1), dict(out=torch.empty(2, requires_grad=True)))):
+        _raises_torchs(lambda: ct.logsumexp(*args, **kw), lambda: torch.logsumexp(*args, **kw))
+    with torch.no_grad():                          # no autograd: allowed, as torch
+        o = ct.logsumexp(x.clone().requires_grad_(), 1, out=torch.empty(2))
+    torch.testing.assert_close(o, torch.logsumexp(x, 1))
