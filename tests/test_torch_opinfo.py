@@ -243,6 +243,31 @@ def test_moduleinfo_samples(dbs, name, dtype, record_property):
     assert not stale, f"REFUSED entries matching no sample: {stale}"
 
 
+@pytest.mark.parametrize("name", ["CrossEntropyLoss", "NLLLoss"])
+def test_moduleinfo_error_inputs(dbs, name):
+    """torch's own error inputs of the loss modules (test_modules.py
+    test_errors): csoftmax.torch raises the same exception type with a
+    message the same regex matches (they all failed before session 8)."""
+    import re
+    import warnings
+    module_db = dbs[1]
+    infos = [m for m in module_db if m.module_cls.__name__ == name]
+    assert infos and infos[0].module_error_inputs_func is not None
+    checked = 0
+    for m in infos:
+        for ei in m.module_error_inputs_func(m, device="cpu", dtype=torch.float32,
+                                             requires_grad=False, training=True):
+            mi = ei.module_error_input
+            ci, fi = mi.constructor_input, mi.forward_input
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with pytest.raises(ei.error_type) as e:
+                    getattr(ct, name)(*ci.args, **ci.kwargs)(*fi.args, **fi.kwargs)
+            assert re.search(ei.error_regex, str(e.value)), (ci.kwargs, str(e.value))
+            checked += 1
+    assert checked > 0
+
+
 def test_import_side_effects_undone(dbs):
     """Importing torch.testing._internal must not leave its hypothesis profile
     on, nor torch.backends frozen, for the rest of the suite."""
