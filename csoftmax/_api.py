@@ -8,8 +8,9 @@ import numpy as np
 from ._typing import Any, ArrayLike, Axes, DTypeLike, FloatArray, FloatResult, Result
 
 from . import _core
-from ._validate import (as_input, as_mask, check_out, half_kind, may_write_directly,
-                        normalize_axes, positive_scalar, reshape_view, resolve_dtype)
+from ._validate import (as_input, as_mask, check_out, comp_for_scale, half_kind,
+                        may_write_directly, normalize_axes, positive_scalar, reshape_view,
+                        resolve_dtype)
 from ._version import __version__
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
@@ -100,11 +101,13 @@ def _softmax_family(x, axis, temperature, out, dtype, log, where=None):
     a, comp, res = as_input(x)
     comp, res = resolve_dtype(dtype, comp, res)
     scale = 1.0 / positive_scalar(temperature, "temperature")
+    wide = comp_for_scale(comp, scale) != comp
+    comp = comp_for_scale(comp, scale)
     axes = normalize_axes(axis, a.ndim)
     check_out(out, a.shape, res)
     mb = None if where is None else as_mask(where, a.shape)
     hk = half_kind(a.dtype)
-    if hk and mb is None and res == a.dtype and a.size:
+    if hk and mb is None and res == a.dtype and a.size and not wide:
         return _softmax_half(a, axes, scale, out, log, hk)
     xc = a.astype(comp, copy=False)
     if a.size == 0:
@@ -552,6 +555,7 @@ def smooth_max(x: ArrayLike, axis: Axes = -1, *, sharpness: float = 1.0,
     """
     a, comp, res = as_input(x)
     k = positive_scalar(sharpness, "sharpness")
+    comp = comp_for_scale(comp, k)
     axes = normalize_axes(axis, a.ndim)
     mb = None if where is None else as_mask(where, a.shape)
     r = _lse(a, comp, axes, k, res, mb)

@@ -11,8 +11,8 @@ from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, 
 
 from . import _core
 from ._api import _mask_view, _plan, _reduce, _softmax_family
-from ._validate import (as_input, as_mask, check_out, half_kind, integer, may_write_directly,
-                        normalize_axes, positive_scalar, reshape_view)
+from ._validate import (as_input, as_mask, check_out, comp_for_scale, half_kind, integer,
+                        may_write_directly, normalize_axes, positive_scalar, reshape_view)
 
 # the dtype advice of check_out for functions without a dtype= argument
 _NO_DTYPE = "the result dtype follows the inputs' dtypes; this function has no dtype="
@@ -350,6 +350,8 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     reduction = _reduction(reduction)
     eps = _smoothing(label_smoothing)
     scale = 1.0 / positive_scalar(temperature, "temperature")
+    wide = comp_for_scale(comp, scale) != comp
+    comp = comp_for_scale(comp, scale)
     ignore = _ignore(ignore_index)
     w = _weight(weight, C)
     t = _target_array(target)
@@ -398,7 +400,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
         return _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
                           denom, tshape, return_grad, grad_out)
     hk = half_kind(a.dtype)
-    if hk and N:
+    if hk and N and not wide:
         return _ce_half(a, ax, t if prob else None, y, w, W, scale, eps, coef, ignore,
                         N, reduction, denom, tshape, res, return_grad, grad_out, hk)
     xc = a.astype(comp, copy=False)

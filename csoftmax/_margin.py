@@ -12,7 +12,8 @@ from ._typing import (ArrayLike, Axis, FloatArray, FloatResult, IntResult, KLRed
                       MarginKind, Reduction, Result)
 
 from . import _core
-from ._validate import as_input, integer, normalize_axes, positive_scalar, reshape_view
+from ._validate import (as_input, comp_for_scale, integer, normalize_axes, positive_scalar,
+                        reshape_view)
 
 __all__ = ["distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
            "softplus", "soft_hinge", "sample"]
@@ -183,7 +184,7 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
     T = positive_scalar(temperature, "temperature")
     ax = _class_axis(axis, s.ndim, "student_logits")
     reduction = _reduction(reduction, ("batchmean", "mean", "sum", "none"))
-    comp = np.promote_types(cs, ct)
+    comp = comp_for_scale(np.promote_types(cs, ct), 1.0 / T)
     res = np.promote_types(rs, rt)
     s = s.astype(comp, copy=False)
     t = t.astype(comp, copy=False)
@@ -684,6 +685,8 @@ def sample(logits: ArrayLike, *, temperature: float = 1.0, top_k: int | None = N
             k = 0
     key = _seed_key(seed)
     scale = 1.0 / T if T > 0 else 0.0
+    if a.dtype == np.float32 and comp_for_scale(a.dtype, scale) != a.dtype:
+        a = a.astype(np.float64)
     xv, batch = _rows(a, ax)
     rows = xv.shape[0]
     out = np.empty(rows, dtype=np.int64)

@@ -238,6 +238,22 @@ def positive_scalar(value, name):
 _MIN_INVERTIBLE = float(np.nextafter(1.0 / np.finfo(np.float64).max, 1.0))
 
 
+# The float32 kernels reduce exp's argument with the scale (1/T, the
+# sharpness) rounded to float32: a scale past 2^64 (T < 5.4e-20) is computed
+# in float64 instead -- at 2^128 (T < 2.9e-39) float32 has no such number
+# (inf: NaN probabilities, sample() drawing class 0).  Float64 takes every
+# scale up to 1/_MIN_INVERTIBLE.
+F32_SCALE_MAX = 2.0 ** 64
+
+
+def comp_for_scale(comp, scale):
+    """The compute dtype for `scale`: float64 where float32 cannot carry it."""
+    comp = np.dtype(comp)
+    if comp == np.float32 and not (scale <= F32_SCALE_MAX):
+        return np.dtype(np.float64)
+    return comp
+
+
 def normalize_axes(axis, ndim):
     """Tuple of distinct non-negative axes; None means all axes."""
     if axis is None:

@@ -265,3 +265,28 @@ def test_masked_array_message_fits_the_argument():
         with pytest.raises(TypeError, match="MaskedArray") as e:
             call()
         assert "-np.inf" not in str(e.value)
+
+
+@pytest.mark.parametrize("T", [1e-25, 2.0 ** -127, 1e-39, 1e-42])
+def test_float32_tiny_temperature(isa, T):
+    """1/T past float32's range (T < 2.9e-39) reached the float32 kernels as
+    inf (NaN probabilities, sample() always drawing class 0); scales past
+    2^64 are computed in float64 now, rounded once to float32."""
+    x = np.zeros((6, 80), np.float32)
+    x[:, ::7] = np.float32(T)           # entries T apart: p = e / (11 e + 69)
+    x64 = x.astype(np.float64)
+    for f in (csoftmax.softmax, csoftmax.log_softmax):
+        got = f(x, temperature=T)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, f(x64, temperature=T).astype(np.float32),
+                                   rtol=2e-7, atol=0)
+    y = np.zeros(6, np.int64)
+    loss = csoftmax.cross_entropy(x, y, temperature=T)
+    np.testing.assert_allclose(loss, csoftmax.cross_entropy(x64, y, temperature=T), rtol=1e-6)
+    if 1 / T < 3e38:
+        np.testing.assert_allclose(csoftmax.smooth_max(x, sharpness=1 / T),
+                                   csoftmax.smooth_max(x64, sharpness=1 / T), rtol=1e-5)
+    d = csoftmax.distillation_loss(x, x[::-1].copy(), temperature=T)
+    assert np.isfinite(d)
+    draws = csoftmax.sample(np.zeros((4000, 80), np.float32), temperature=T, seed=1)
+    assert len(np.unique(draws)) == 80
