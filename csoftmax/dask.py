@@ -142,6 +142,7 @@ def _mask_like(where, x):
 
 def merge_states(s, axis, scale=1.0, keepdims=True):
     """Merge partial states (structured ``STATE`` arrays) along `axis`."""
+    axis = normalize_axes(axis, s.ndim)[0]
     if s.shape[axis] == 1:
         return s if keepdims else np.squeeze(s, axis)
     m, l = s["m"], s["l"]
@@ -174,10 +175,28 @@ def lse_state(x, axis=-1, *, temperature=1.0, split_every=None, where=None):
     ``LSE(x/T) = m/T + l``) of a dask array over the class `axis`; the
     shape of `x` without `axis`, chunked like `x`'s other axes.  `where`:
     a mask (dask or numpy, broadcast against `x`) of the entries to
-    include."""
+    include.  float32 / float16 chunks of an axis split into several are
+    reduced in float64 (see _state)."""
+    return _state(x, axis, temperature, split_every, where, "split")
+
+
+def _state(x, axis, temperature, split_every, where, wide):
+    """lse_state; `wide`: when to reduce non-float64 chunks in float64 --
+    "split" (the axis spans several chunks), "always" or None (never).
+
+    The float32 kernels' states carry the log-sum to ~2^-29 absolute (the
+    exact-reduction exp); a chunk's own LSE is redone in float64 only where
+    it cancels near 0, but a merged LSE may cancel where no chunk's does
+    (log-probabilities: one chunk log 0.9, another log 0.1 -- 1e7 ULP with
+    4 chunks), and the label-smoothed CE gradient p_j A - w_j eps / C
+    cancels against that error even with one chunk (2.9e4 ULP).  softmax
+    / log_softmax and the unsmoothed CE use l only through exp(-l) or add
+    it to a magnitude: float32 states suffice there."""
     x = _asdask(x)
     ax = _axis(axis, x.ndim)
     _dtypes(x.dtype)
+    if x.dtype != np.float64 and (wide == "always" or (wide == "split" and x.numblocks[ax] > 1)):
+        x = x.astype(np.float64)
     scale = 1.0 / positive_scalar(temperature, "temperature")
     if where is not None:
         w = _mask_like(where, x)
@@ -234,6 +253,13 @@ def logsumexp(x, axis=None, keepdims=False, *, split_every=None, where=None):
     dask.array.Array
         Shape of `x` without the reduced axes; dtype as :func:`csoftmax.logsumexp`.
     """
+    if not isinstance(x, _da.Array):
+        x = _da.asarray(x)
+    if x.ndim == 0:
+        # a 0-d input (axis None or ()): its one element, as csoftmax.logsumexp
+        normalize_axes(axis, 0)
+        _, res = _dtypes(x.dtype)
+        return x.astype(res)
     x = _asdask(x)
     axes = normalize_axes(axis, x.ndim)
     _, res = _dtypes(x.dtype)
@@ -257,16 +283,6 @@ def logsumexp(x, axis=None, keepdims=False, *, split_every=None, where=None):
 
 
 def _lse_one_axis(x, ax, res, split_every, where=None):
-    if x.numblocks[ax] > 1 and x.dtype != np.float64:
-        # The float32 kernels' states carry rest to 2^-28.5 relative (the
-        # exact-reduction exp); a chunk's own LSE is redone in float64 only
-        # where it cancels near 0, but the merged LSE may cancel where no
-        # chunk's does (log-probabilities: one chunk log 0.9, another log
-        # 0.1) -- measured 1e7 ULP with 4 chunks.  So the chunks of a split
-        # reduction are reduced in float64 (for softmax / cross-entropy the
-        # float32 states suffice: they use l only through exp(-l) or add it
-        # to a magnitude).
-        x = x.astype(np.float64)
     st = lse_state(x, ax, split_every=split_every, where=where)
     return st.map_blocks(_lse_block, 1.0, res, dtype=res, meta=np.empty((0,) * st.ndim, res))
 
@@ -311,11 +327,11 @@ def _softmax_family(x, axis, temperature, split_every, log, where=None):
     sind = tuple(i for i in ind if i != ax)
     if where is not None:
         w = _mask_like(where, x)
-        st = lse_state(x, ax, temperature=temperature, split_every=split_every, where=w)
+        st = _state(x, ax, temperature, split_every, w, None)
         return _da.blockwise(_write_block_masked, ind, x, ind, w, ind, st, sind, ax=ax,
                              scale=scale, log=log, comp=comp, res=res, dtype=res,
                              meta=np.empty((0,) * x.ndim, res))
-    st = lse_state(x, ax, temperature=temperature, split_every=split_every)
+    st = _state(x, ax, temperature, split_every, None, None)
     return _da.blockwise(_write_block, ind, x, ind, st, sind, ax=ax, scale=scale, log=log,
                          comp=comp, res=res, dtype=res, meta=np.empty((0,) * x.ndim, res))
 
@@ -350,9 +366,12 @@ def _check_labels(t, C, ignore):
                          f"[0, {C}) nor ignore_index={ignore}")
 
 
-def _ce_partial_block(xb, tb, cb, wb, ax, C, ignore, scale):
-    """(target logit if this chunk holds it else 0, sum_c w_c x_c) per row,
-    stacked along `ax` (length 2)."""
+def _ce_partial_block(xb, tb, cb, wb, sb, ax, C, ignore, scale, eps):
+    """(target logit if this chunk holds it else 0, sum_c w_c (x_c - m)) per
+    row, stacked along `ax` (length 2); m: the row's merged max (the sum
+    about it neither overflows nor cancels, as the in-memory kernels' --
+    sum_c w_c x_c - W m did both: NaN for logits near 1e308, 2e4 ULP for
+    logits near 1e6); only with label smoothing (eps), else 0."""
     x2, shape = _rows_of(np.asarray(xb, dtype=np.float64), ax)
     t = np.asarray(tb).reshape(-1)
     _check_labels(t, C, ignore)
@@ -362,8 +381,13 @@ def _ce_partial_block(xb, tb, cb, wb, ax, C, ignore, scale):
     zy = np.zeros(x2.shape[0])
     r = np.nonzero(inb)[0]
     zy[r] = x2[r, j[r]]
-    with np.errstate(invalid="ignore"):
-        wx = x2.sum(axis=1) if wb is None else x2 @ np.asarray(wb, dtype=np.float64)
+    if eps:
+        m, _ = _state_rows(sb)
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = x2 - m[:, None]
+            wx = d.sum(axis=1) if wb is None else d @ np.asarray(wb, dtype=np.float64)
+    else:
+        wx = np.zeros(x2.shape[0])
     out = np.stack([zy, wx], axis=-1).reshape(shape[:-1] + (2,))
     return np.moveaxis(out, -1, ax)
 
@@ -380,9 +404,16 @@ def _ce_rows(sb, pb, tb, ax, C, ignore, w, W, eps, scale):
         lpy = scale * (zy - m) - l
         loss = (1.0 - eps) * (-wy * lpy)
         if eps:
-            swlp = scale * (wx - W * m) - W * l
+            swlp = scale * wx - W * l          # wx: sum_c w_c (x_c - m)
             loss = loss - eps / C * swlp
     return np.where(keep, loss, 0.0)
+
+
+def _mean_loss(total, denom, smoothed):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if smoothed:
+            return np.where(denom == 0, np.nan, total / denom)
+        return np.asarray(total) / np.asarray(denom)
 
 
 def _denom_block(tb, w, ignore):
@@ -506,10 +537,11 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     ind = tuple(range(x.ndim))
     sind = tuple(i for i in ind if i != ax)
     cols = _da.arange(C, chunks=(x.chunks[ax],))
-    st = lse_state(x, ax, temperature=temperature, split_every=split_every)
+    st = _state(x, ax, temperature, split_every, None, "always" if eps else None)
     wargs = (wd, (ax,)) if wd is not None else (None, None)
     parts = _da.blockwise(_ce_partial_block, ind, x, ind, t, sind, cols, (ax,), *wargs,
-                          ax=ax, C=C, ignore=ignore, scale=scale, adjust_chunks={ax: 2},
+                          st, sind, ax=ax, C=C, ignore=ignore, scale=scale, eps=eps,
+                          adjust_chunks={ax: 2},
                           dtype=np.float64, meta=np.empty((0,) * x.ndim, np.float64))
     nb = x.numblocks[ax]
     pidx = [slice(None)] * x.ndim
@@ -528,10 +560,11 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
         loss = per.sum().astype(res)
     else:
         denom = t.map_blocks(_denom_block, w, ignore, dtype=np.float64).sum()
-        # zero total weight: NaN loss and gradient like csoftmax.cross_entropy
-        # (not sum / 0 = inf with label smoothing)
+        # zero total weight, like csoftmax.cross_entropy: the loss sum / 0
+        # (+-inf; NaN for 0 / 0 and with label smoothing), the gradient NaN
+        loss = _da.map_blocks(_mean_loss, per.sum(), denom, bool(eps),
+                              dtype=np.float64).astype(res)
         denom = _da.where(denom == 0, np.nan, denom)
-        loss = (per.sum() / denom).astype(res)
     if not return_grad:
         return loss
     coef = scale / denom if denom is not None else _da.asarray(np.float64(scale))

@@ -310,3 +310,50 @@ def test_logsumexp_cancelling_across_chunks(client, chunks):
     # rounding, ~1e-17 here) of the exact one: allow 8 ULP between the two
     np.testing.assert_array_less(np.abs(got.astype(np.float64) - want),
                                  8 * np.spacing(np.abs(want)).astype(np.float64) + 1e-16)
+
+
+def test_session8_audit_cases():
+    """The dask audit of session 8: (1) float32 CE gradient with label
+    smoothing from float32 states (2.9e4 ULP; cancels even with one chunk);
+    (2) float64 CE with smoothing summed sum_c w_c x_c - W m (NaN near
+    1e308, 2e4 ULP near 1e6); (3) lse_state merging float32 chunk states
+    (8e6 ULP); (4) merge_states(axis=-1) failed; (5) logsumexp of 0-d
+    raised; (6) 'mean' over weights summing to 0: sum / 0 as in memory."""
+    with dask.config.set(scheduler="synchronous"):
+        rng = np.random.default_rng(0)
+        x = (1e-3 * rng.standard_normal((4, 1000))).astype(np.float32)
+        t = rng.integers(0, 1000, 4)
+        _, gm = csoftmax.cross_entropy(x, t, label_smoothing=1.0, reduction="sum",
+                                       return_grad=True)
+        for ch in [(4, 1000), (4, 250)]:
+            _, gd = cd.cross_entropy(da.from_array(x, chunks=ch), t, label_smoothing=1.0,
+                                     reduction="sum", return_grad=True)
+            gd = gd.compute()
+            assert gd.dtype == np.float32
+            assert np.max(np.abs(gd.astype(np.float64) - gm) / np.spacing(np.abs(gm))) <= 4
+        x = np.array([[1e308, 1e308, 1e308, 0.0]])
+        want = csoftmax.cross_entropy(x, np.array([0]), label_smoothing=0.1, reduction="none")
+        got = cd.cross_entropy(da.from_array(x), np.array([0]), label_smoothing=0.1,
+                               reduction="none").compute()
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+        x = rng.standard_normal((4, 1000)) + 1e6
+        t = rng.integers(0, 1000, 4)
+        want = csoftmax.cross_entropy(x, t, label_smoothing=0.1, reduction="none")
+        got = cd.cross_entropy(da.from_array(x, chunks=(2, 300)), t, label_smoothing=0.1,
+                               reduction="none").compute()
+        assert np.max(np.abs(got - want) / np.spacing(want)) <= 16
+        n = 20000
+        q = np.random.default_rng(5).random(n - 1) + 0.05
+        x = np.log(np.insert(q / q.sum() * 0.1, 123, 0.9))[None].astype(np.float32)
+        st = cd.lse_state(da.from_array(x, chunks=(1, 5000)), -1).compute()
+        ref = csoftmax.logsumexp(x, axis=-1)
+        assert np.all(np.abs(st["m"] + st["l"] - ref) <= 4 * np.spacing(np.abs(ref)))
+        s = np.zeros((2, 3), cd.STATE)
+        s["l"] = np.log([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+        np.testing.assert_array_equal(cd.merge_states(s, axis=-1, keepdims=False),
+                                      cd.merge_states(s, axis=1, keepdims=False))
+        assert cd.logsumexp(da.from_array(np.float32(2.0))).compute() == np.float32(2.0)
+        xw = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])
+        tw, w = np.array([0, 1]), np.array([1.0, -1.0, 0.0])
+        assert (cd.cross_entropy(da.from_array(xw), tw, weight=w).compute()
+                == csoftmax.cross_entropy(xw, tw, weight=w) == np.inf)
