@@ -255,6 +255,20 @@ def _legacy_reduction(size_average, reduce, reduction):
     return ret
 
 
+def _ignore_index(ignore_index, fn):
+    """torch's int argument: int(1.5) would silently ignore class 1."""
+    if isinstance(ignore_index, (bool, float)) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"{fn}(): argument 'ignore_index' (position 5) must be int, not "
+                        f"{type(ignore_index).__name__}")
+    return int(ignore_index)
+
+
+def _reduction_name(reduction):
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
 def _class_dim(input, dim):
     """The class axis of a loss: torch's dim 1 (dim 0 for a 1-D input)."""
     if dim is None:
@@ -687,7 +701,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     _floating_only(_tensor(input), "cross_entropy")
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    dim, ignore_index, eps = _class_dim(input, dim), int(ignore_index), float(label_smoothing)
+    reduction = _reduction_name(reduction)
+    dim, ignore_index = _class_dim(input, dim), _ignore_index(ignore_index, "cross_entropy_loss")
+    eps = float(label_smoothing)
     target, weight = _loss_checks(input, target, weight, dim, ignore_index, eps)
     n_classes = input.shape[dim] if input.dim() else 1
     if n_classes == 0:
@@ -776,7 +792,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """
     _floating_only(_tensor(input), "nll_loss")
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    dim, ignore_index = _class_dim(input, dim), int(ignore_index)
+    reduction = _reduction_name(reduction)
+    dim, ignore_index = _class_dim(input, dim), _ignore_index(ignore_index, "nll_loss_nd")
     target, weight = _loss_checks(input, target, weight, dim, ignore_index)
     n_classes = input.shape[dim] if input.dim() else 1
     if n_classes == 0:

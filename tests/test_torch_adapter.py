@@ -886,3 +886,20 @@ def test_logsumexp_out_in_place_and_errors():
     with torch.no_grad():                          # no autograd: allowed, as torch
         o = ct.logsumexp(x.clone().requires_grad_(), 1, out=torch.empty(2))
     torch.testing.assert_close(o, torch.logsumexp(x, 1))
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+def test_ignore_index_and_reduction_checked_as_torch(name):
+    """ignore_index=1.5 became int(1.5) = 1 (sample 0 silently dropped);
+    torch refuses non-int ignore_index and unknown reductions."""
+    import re
+    x = torch.randn(4, 5).log_softmax(1)
+    t = torch.tensor([1, 0, 4, 2])
+    ours, theirs = getattr(ct, name), getattr(F, name)
+    for kw in ({"ignore_index": 1.5}, {"ignore_index": True}, {"reduction": "avg"}):
+        with pytest.raises(Exception) as want:
+            theirs(x, t, **kw)
+        with pytest.raises(type(want.value), match=re.escape(str(want.value))):
+            ours(x, t, **kw)
+    torch.testing.assert_close(ours(x, t, ignore_index=np.int64(1)),
+                               theirs(x, t, ignore_index=np.int64(1)))
