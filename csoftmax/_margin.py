@@ -156,9 +156,11 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
     Returns
     -------
     loss : scalar or ndarray
-        In the computation dtype (float64 accumulation throughout).
+        In the promoted dtype of the two inputs (float16 for float16 inputs,
+        float64 for integers; float64 accumulation throughout).
     grad : ndarray
-        Only with ``return_grad=True``; shape and dtype of the student logits.
+        Only with ``return_grad=True``; shape and dtype of the student logits
+        (float64 for integer student logits).
 
     Raises
     ------
@@ -201,7 +203,7 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
         grad.fill(0)
     loss = _finish(losses, batch, reduction, res, count)
     if return_grad:
-        return loss, _unrows(grad, batch, ax, s.ndim).astype(res, copy=False)
+        return loss, _unrows(grad, batch, ax, s.ndim).astype(rs, copy=False)
     return loss
 
 

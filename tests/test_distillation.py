@@ -235,3 +235,13 @@ def test_kl_div_bad_input():
         csoftmax.kl_div(np.zeros(3), np.zeros(3) * 1j)
     with pytest.raises(TypeError, match="non-numeric"):
         csoftmax.kl_div(np.array(["a"]), np.zeros(1))
+
+
+def test_gradient_has_the_students_dtype():
+    """The documented dtype: a float32 student distilled from a float64
+    teacher gets a float32 gradient (it was the promoted float64)."""
+    x = np.random.default_rng(0).random((3, 5))
+    for s, t in [(np.float32, np.float64), (np.float64, np.float32), (np.float32, np.float32)]:
+        loss, g = csoftmax.distillation_loss(x.astype(s), x[::-1].astype(t), return_grad=True)
+        assert g.dtype == s
+        assert np.asarray(loss).dtype == np.promote_types(s, t)
