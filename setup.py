@@ -25,6 +25,7 @@ SOURCES = [
     "csoftmax/src/kernels_scalar.c",
     "csoftmax/src/scalar_masked.c",
     "csoftmax/src/kernels_neon.c",
+    "csoftmax/src/outcache.c",
 ] + sorted(_glob.glob("csoftmax/src/avx2/*.c")) \
   + sorted(_glob.glob("csoftmax/src/avx512/*.c"))  # one file per kernel family
 

@@ -9,18 +9,30 @@ import warnings as _warnings
 
 from ._version import __version__
 from ._api import (get_config, get_num_threads, log_softmax, logsumexp,
-                   set_num_threads, smooth_max, softmax)
+                   set_num_threads, set_output_cache, smooth_max, softmax)
 from ._margin import (distillation_loss, kl_div, margin_cross_entropy, margin_logits,
                       sample, soft_hinge, softplus)
 from ._losses import (cross_entropy, log_softmax_backward, logsumexp_backward,
                       nll_loss, softmax_backward)
 from ._lce import linear_cross_entropy
-from . import _core
+from . import _api, _core
 
 if _core.isa_request_error():
     _warnings.warn(
         f"CSOFTMAX_ISA={_os.environ.get('CSOFTMAX_ISA')!r} is not available here; "
         f"using {_core.isa()!r}", RuntimeWarning, stacklevel=2)
+
+_cache_env = _os.environ.get("CSOFTMAX_OUTPUT_CACHE")
+_cache = _api.DEFAULT_OUTPUT_CACHE
+if _cache_env is not None:
+    if _api._output_cache_from_env(_cache_env) is None:
+        _warnings.warn(
+            f"CSOFTMAX_OUTPUT_CACHE={_cache_env!r} is not a byte count (e.g. 0, 268435456, "
+            f"256M); using {_cache >> 20}M", RuntimeWarning, stacklevel=2)
+    else:
+        _cache = _api._output_cache_from_env(_cache_env)
+_core.set_output_cache(_cache)
+del _cache_env, _cache
 
 
 # GNU libgomp cannot start a thread team in a child forked from a process
@@ -63,7 +75,7 @@ def get_include() -> str:
 
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
-           "set_num_threads", "get_num_threads", "get_include", "__version__",
+           "set_num_threads", "get_num_threads", "set_output_cache", "get_include", "__version__",
            "distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
            "softplus", "soft_hinge", "sample",
            "cross_entropy", "nll_loss", "softmax_backward", "log_softmax_backward",

@@ -14,7 +14,7 @@ from ._validate import (as_input, as_mask, check_out, comp_for_scale, half_kind,
 from ._version import __version__
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "smooth_max", "get_config",
-           "set_num_threads", "get_num_threads"]
+           "set_num_threads", "get_num_threads", "set_output_cache"]
 
 
 # ---------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def _softmax_family(x, axis, temperature, out, dtype, log, where=None):
         return _softmax_half(a, axes, scale, out, log, hk)
     xc = a.astype(comp, copy=False)
     if a.size == 0:
-        y = np.empty(a.shape, dtype=res)
+        y = _core.empty(a.shape, res)
     else:
         kind, xv, moved = _plan(xc, axes)
         mv = keep = None
@@ -131,7 +131,7 @@ def _softmax_family(x, axis, temperature, out, dtype, log, where=None):
             else:
                 y = out
         if yv is None:
-            y = np.empty(xv.shape, dtype=comp)
+            y = _core.empty(xv.shape, comp)
             yv = y
         if mv is None:
             if kind == "rows":
@@ -184,7 +184,7 @@ def _softmax_half(a, axes, scale, out, log, hk):
         else:
             y = out
     if yv is None:
-        y = yv = np.empty(xv.shape, dtype=a.dtype)
+        y = yv = _core.empty(xv.shape, a.dtype)
     _core.half_softmax(xv.view(np.uint16), yv.view(np.uint16), hk, scale, 1.0, log)
     if y is out:
         return out              # (0-d too: out itself, as numpy's out=)
@@ -571,7 +571,8 @@ def get_config() -> dict[str, Any]:
     dict
         ``version``, ``isa`` (kernel table in use), ``available_isas``,
         ``openmp`` (built with OpenMP), ``num_threads``, ``max_threads``
-        (the largest count :func:`set_num_threads` accepts).
+        (the largest count :func:`set_num_threads` accepts), ``output_cache``
+        (the byte limit of :func:`set_output_cache`).
     """
     return {
         "version": __version__,
@@ -580,7 +581,67 @@ def get_config() -> dict[str, Any]:
         "openmp": _core.have_openmp(),
         "num_threads": _core.get_num_threads(),
         "max_threads": _core.max_num_threads(),
+        "output_cache": _core.output_cache_stats()["limit"],
     }
+
+
+DEFAULT_OUTPUT_CACHE = 256 << 20
+
+
+def set_output_cache(nbytes: int) -> int:
+    """Set how many bytes of freed results csoftmax keeps for reuse.
+
+    A result of 1 MiB or more (a softmax, a gradient, ...) is allocated
+    through csoftmax's own NumPy memory handler.  When NumPy frees such an
+    array, its memory is kept -- up to `nbytes` in all, at most 8 blocks,
+    the least recently freed dropped first -- and the next result of about
+    the same size reuses it.  A fresh block of tens of MiB costs the
+    operating system's zeroing of every page on first touch, which is as
+    much time as the softmax itself (BENCHMARKS.md); a kept block does not.
+    The blocks are 64-byte aligned.  Kept memory is not returned to the
+    operating system until it is dropped.
+
+    Parameters
+    ----------
+    nbytes : int
+        The limit in bytes; 0 turns the cache off and frees the memory it
+        holds.  The default is 256 MiB, or ``CSOFTMAX_OUTPUT_CACHE`` at
+        import (bytes, or a number with a K, M or G suffix: ``512M``, ``0``).
+
+    Returns
+    -------
+    int
+        The previous limit.
+
+    Raises
+    ------
+    ValueError
+        `nbytes` < 0.
+    TypeError
+        `nbytes` is not an integer (bools are refused).
+
+    Examples
+    --------
+    >>> import csoftmax
+    >>> prev = csoftmax.set_output_cache(0)      # off
+    >>> csoftmax.get_config()["output_cache"]
+    0
+    >>> _ = csoftmax.set_output_cache(prev)
+    """
+    return _core.set_output_cache(nbytes)
+
+
+def _output_cache_from_env(value):
+    """The limit CSOFTMAX_OUTPUT_CACHE asks for, or None if it is invalid."""
+    v = value.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1:], 1)
+    if mult != 1:
+        v = v[:-1]
+    try:
+        n = int(v)
+    except ValueError:
+        return None
+    return n * mult if n >= 0 else None
 
 
 def set_num_threads(n: int | None) -> int | None:

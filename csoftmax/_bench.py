@@ -39,7 +39,10 @@ PEER_LEGEND = {
              "= --threads",
     "jax": "jax.nn.softmax / log_softmax, jax.scipy.special.logsumexp, value_and_grad for "
            "cross-entropy, each under jax.jit, on a jax CPU array",
-    "csoftmax": "this package (csoftmax.softmax, ...), threads = --threads",
+    "csoftmax": "this package (csoftmax.softmax, ...), threads = --threads; results of 1 MiB "
+                "or more reuse the memory of earlier ones (its output cache, "
+                "csoftmax.set_output_cache; CSOFTMAX_OUTPUT_CACHE=0 gives every call fresh "
+                "pages)",
 }
 # how to add a peer that is not installed: CPU builds (the default torch
 # wheel on Linux pulls the CUDA build and ~20 nvidia wheels)

@@ -989,6 +989,7 @@ include "_losses.pxi"
 include "_margin.pxi"
 include "_half.pxi"
 include "_masked.pxi"
+include "_outcache.pxi"
 
 
 # --------------------------------------------------------------------------

@@ -143,12 +143,12 @@ def _run(P, return_grad, row_scale=None):
     lo = np.empty(B, dtype=np.float64)
     dh = dW = db = None
     if return_grad:
-        dh = np.empty((B, D), dtype=comp)
+        dh = _core.empty((B, D), comp)
         dW = np.zeros((V, D), dtype=comp)
         db = np.zeros(V, dtype=np.float64) if bias is not None else None
     if B == 0:
         return lo, dh, dW, db
-    buf = np.empty((min(chunk, B), V), dtype=comp)
+    buf = _core.empty((min(chunk, B), V), comp)
     tmp = None
     first = True
     for r0 in range(0, B, chunk):

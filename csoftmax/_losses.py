@@ -166,7 +166,7 @@ def _grad_target(grad_out, xv, reads, comp):
                 and not any(s % item for s in gv.strides)
                 and may_write_directly(gv, reads, in_place=(xv,))):
             return grad_out, gv
-    g = np.empty(xv.shape, dtype=comp)
+    g = _core.empty(xv.shape, comp)
     return g, g
 
 
@@ -476,7 +476,7 @@ def _ce_masked(a, comp, res, ax, mb, y, w, ignore, scale, coef, reduction,
             else:
                 g = grad_out
         if gv is None:
-            g = gv = np.empty(xv.shape, dtype=comp)
+            g = gv = _core.empty(xv.shape, comp)
         # the target logits before an in-place gradient overwrites them
         yy0 = np.where(y == ignore, 0, y)
         xt0 = xv[np.arange(xv.shape[0]), yy0].astype(np.float64)
@@ -634,7 +634,7 @@ def _bwd(y, dy, axis, out, log, names, where=None):
             o = np.asarray(out).reshape(s3)
             direct = may_write_directly(o, (yc, dc), in_place=(yc, dc))
         if not direct:
-            o = np.empty(s3, dtype=res)
+            o = _core.empty(s3, res)
         _core.half_softmax_bwd(yc.view(np.uint16), dc.view(np.uint16), o.view(np.uint16),
                                hk, log)
         if out is not None:
@@ -659,7 +659,7 @@ def _bwd(y, dy, axis, out, log, names, where=None):
         # it is written); any other overlap goes through a temporary
         direct = may_write_directly(o, (yc, dc, mv), in_place=(yc, dc))
     if not direct:
-        o = np.empty(s3, dtype=comp)
+        o = _core.empty(s3, comp)
     if mv is None:
         _core.softmax_bwd(yc, dc, o, log)
     else:
@@ -796,7 +796,7 @@ def logsumexp_backward(x: ArrayLike, dy: ArrayLike, axis: Axes = -1, *,
     check_out(out, a.shape, res, "out", _NO_DTYPE)
     dv = np.ascontiguousarray(d, dtype=np.float64).reshape(-1)
     if a.size == 0:
-        g = np.empty(a.shape, dtype=res)
+        g = _core.empty(a.shape, res)
         if out is not None:
             return out
         return g

@@ -196,7 +196,7 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, *,
     count = {"batchmean": rows, "mean": rows * n}.get(reduction, 1)
     gscale = T / count if count else 0.0
     losses = np.zeros(rows, dtype=np.float64)
-    grad = np.empty((rows, n), dtype=comp) if return_grad else None
+    grad = _core.empty((rows, n), comp) if return_grad else None
     if rows and n:
         _core.distill_rows(sv, tv, losses, grad, T, gscale)
     elif grad is not None:
@@ -271,7 +271,7 @@ def kl_div(log_q: ArrayLike, p_or_log_p: ArrayLike, *, log_target: bool = False,
     res = np.promote_types(ra, rb)
     af = np.ascontiguousarray(np.broadcast_to(a.astype(comp, copy=False), shape)).reshape(-1)
     bf = np.ascontiguousarray(np.broadcast_to(b.astype(comp, copy=False), shape)).reshape(-1)
-    out = np.empty(af.shape, dtype=comp) if reduction == "none" else None
+    out = _core.empty(af.shape, comp) if reduction == "none" else None
     total = _core.kl_flat(af, bf, out, bool(log_target))
     if reduction == "none":
         out = out.reshape(shape).astype(res, copy=False)
@@ -368,7 +368,7 @@ def margin_logits(cos: ArrayLike, target: ArrayLike, *, scale: float = 64.0,
     """
     c, cv, batch, tg, ax, s, m, k, easy, res = _margin_args(
         cos, target, scale, margin, kind, easy_margin, axis)
-    z = np.empty(cv.shape, dtype=cv.dtype)
+    z = _core.empty(cv.shape, cv.dtype)
     _core.margin_logits_rows(cv, tg, z, k, s, m, easy)
     return _unrows(z, batch, ax, c.ndim).astype(res, copy=False)
 
@@ -444,7 +444,7 @@ def margin_cross_entropy(cos: ArrayLike, target: ArrayLike, *, scale: float = 64
     rows, n = cv.shape
     count = rows if reduction == "mean" else 1
     losses = np.zeros(rows, dtype=np.float64)
-    grad = np.empty((rows, n), dtype=cv.dtype) if return_grad else None
+    grad = _core.empty((rows, n), cv.dtype) if return_grad else None
     _core.margin_ce_rows(cv, tg, losses, grad, k, s, m, easy, 1.0 / count if count else 0.0)
     loss = _finish(losses, batch, reduction, res, count)
     if return_grad:
@@ -505,7 +505,7 @@ def softplus(x: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) -> Flo
     if math.isnan(th):
         raise ValueError("threshold must not be NaN")
     flat = np.ascontiguousarray(a).reshape(-1)
-    y = np.empty(flat.shape, dtype=comp)
+    y = _core.empty(flat.shape, comp)
     _core.softplus_flat(flat, y, b, th)
     y = y.reshape(a.shape).astype(res, copy=False)
     return y if y.ndim else y[()]
@@ -579,7 +579,7 @@ def soft_hinge(logits: ArrayLike, target: ArrayLike, *, margin: float = 0.0, axi
     tg = _targets(target, batch, n)
     count = rows if reduction == "mean" else 1
     losses = np.zeros(rows, dtype=np.float64)
-    grad = np.empty((rows, n), dtype=comp) if return_grad else None
+    grad = _core.empty((rows, n), comp) if return_grad else None
     _core.soft_hinge_rows(xv, tg, losses, grad, m, 1.0 / count if count else 0.0)
     loss = _finish(losses, batch, reduction, res, count)
     if return_grad:

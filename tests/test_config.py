@@ -37,7 +37,8 @@ def _probe(**env):
 def test_get_config_keys():
     c = csoftmax.get_config()
     assert set(c) == {"version", "isa", "available_isas", "openmp", "num_threads",
-                      "max_threads"}
+                      "max_threads", "output_cache"}
+    assert isinstance(c["output_cache"], int) and c["output_cache"] >= 0
     assert c["version"] == csoftmax.__version__ and isinstance(c["version"], str)
     assert c["isa"] in c["available_isas"]
     assert "scalar" in c["available_isas"]
