@@ -60,7 +60,7 @@ cdef void _masked_rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         # the write pass's destination is fetched during the reduction
         # (as TWO_PASS_PREFETCH) while a row is short enough to stay cached
         _lse_rows_m(x + r0 * xrs, k, n, xrs, m + r0 * mrs, mrs, scale, st,
-                    y + r0 * yrs if (y != NULL and n * sizeof(floating) <= PREFETCH_MAX_BYTES)
+                    y + r0 * yrs if (y != NULL and n * sizeof(floating) <= MASKED_PREFETCH_MAX)
                     else <floating *>NULL, yrs)
         if op == OP_LSE:
             _tab.finalize(st, k, scale, mx_out + r0, ls_out + r0)

@@ -59,9 +59,19 @@ DEF SPLIT_MIN_ROW = 65536     # rows at least this long are split into per-threa
                               # segments (LONG_ROW_*) when there are fewer rows
                               # than threads; the segments' states are merged
                               # exactly
-DEF PREFETCH_MAX_BYTES = 4194304  # the longest row whose destination the
-                               # reduction fetches (TWO_PASS_PREFETCH): longer
-                               # rows would push it out of cache before the write
+DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
+                               # the reduction fetches
+# PREFETCH_MAX_BYTES / PREFETCH_MAX_LOG_BYTES (_prefetch_max below, set at
+# import): the longest row whose destination the reduction fetches
+# (TWO_PASS_PREFETCH): L2 / 4 for softmax and the losses, L2 / 2 for
+# log_softmax (4 MiB where L2 is unknown).  Measured on an AVX-512 Xeon
+# (2 MiB L2 per core, one pinned core, results into reused memory -- the output cache; TWO_PASS / PREFETCH ns per element, AVX-512
+# table): float32 softmax rows of 70K 0.80 / 0.76, 160K 0.73 / 0.81, 384K
+# 0.71 / 0.91, 1M 0.98 / 1.10; cross-entropy 70K 0.82 / 0.80, 160K 0.72 /
+# 0.79, 384K 0.74 / 0.91; log_softmax 70K 0.81 / 0.67, 160K 0.74 / 0.64,
+# 256K 0.90 / 0.81, 384K 0.78 / 0.81, 1M 0.92 / 1.04 (the AVX2 table alike:
+# log_softmax 160K 0.89 / 0.77, softmax 160K 0.99 / 1.16).  The 4 MiB rule
+# before it was measured into fresh pages.
 # FUSED_MAX_BYTES (_fused_max below, set at import; float32 -- float64 rows
 # keep FUSED_MAX_F64 = 4 MiB): longer rows (segments)
 # take the two-pass path instead of FUSED / LONG_ROW_STORE / MASKED_FUSED,
@@ -75,7 +85,12 @@ DEF PREFETCH_MAX_BYTES = 4194304  # the longest row whose destination the
 # its fused AVX2 kernel stayed the fastest path up to 4 MiB rows on the same
 # CPU (rows of 1 MiB: FUSED 2.10 / TWO_PASS 2.33 / PREFETCH 2.51; 2 MiB:
 # 2.31 / 2.49 / 2.63), the AVX-512 table preferring TWO_PASS there (2.08 /
-# 1.91 / 2.09, 2.40 / 2.01 / 2.11): it keeps the former rule.
+# 1.91 / 2.09, 2.40 / 2.01 / 2.11): it keeps the former rule.  On the
+# AVX-512 table, float64 FUSED is limited to L2 / 4 (_fused_max_f64_512):
+# into reused memory (the output cache) its rows of 35K / 80K / 192K / 400K
+# doubles took 1.77 / 2.10 / 2.58 / 2.72 ns per element against TWO_PASS
+# 2.01 / 2.08 / 2.13 / 2.19 (the AVX2 table's FUSED stays ahead: 80K 2.22
+# / 2.53, 400K 2.64 / 2.81).
 DEF FUSED_MAX_F64 = 4194304
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
@@ -112,11 +127,23 @@ DEF CVT_UNIT = 8192         # elements per unit of the threaded conversion loops
 
 
 cdef Py_ssize_t _fused_max = 4194304
+cdef Py_ssize_t _fused_max_f64_512 = FUSED_MAX_F64
+cdef Py_ssize_t _prefetch_max = 4194304
+cdef Py_ssize_t _prefetch_max_log = 4194304
+cdef const csm_kernel_table *_tab512 = csm_kernels_for(CSM_ISA_AVX512)
 
 
 cdef inline Py_ssize_t _fmax(Py_ssize_t size) noexcept nogil:
-    """The FUSED row limit in bytes for elements of `size` bytes."""
-    return FUSED_MAX_F64 if size == 8 else _fused_max
+    """The FUSED row limit in bytes for elements of `size` bytes (of the
+    kernel table in use)."""
+    if size == 8:
+        return _fused_max_f64_512 if _tab == _tab512 else FUSED_MAX_F64
+    return _fused_max
+
+
+cdef inline Py_ssize_t _pfmax(int op) noexcept nogil:
+    """The TWO_PASS_PREFETCH row limit in bytes of `op`."""
+    return _prefetch_max_log if op == OP_LOG_SOFTMAX else _prefetch_max
 
 
 def _l2_bytes():
@@ -140,9 +167,14 @@ def _l2_bytes():
 
 
 def _init_fused_max():
-    global _fused_max
+    global _fused_max, _fused_max_f64_512, _prefetch_max, _prefetch_max_log
     l2 = _l2_bytes()
-    _fused_max = 4194304 if l2 <= 0 else min(max(l2 // 8, 65536), 4194304)
+    def part(d):
+        return 4194304 if l2 <= 0 else min(max(l2 // d, 65536), 4194304)
+    _fused_max = part(8)
+    _fused_max_f64_512 = part(4)
+    _prefetch_max = part(4)
+    _prefetch_max_log = part(2)
 
 
 _init_fused_max()
@@ -153,8 +185,9 @@ def thresholds():
     return {"ROW_BLOCK": ROW_BLOCK, "COL_BLOCK": COL_BLOCK,
             "FUSED_COL_BLOCK": FUSED_COL_BLOCK, "BLOCK_BYTES": BLOCK_BYTES,
             "PAR_MIN_ELEMENTS": PAR_MIN_ELEMENTS, "SPLIT_MIN_ROW": SPLIT_MIN_ROW,
-            "FUSED_MAX_BYTES": _fused_max, "FUSED_MAX_F64": FUSED_MAX_F64,
-            "PREFETCH_MAX_BYTES": PREFETCH_MAX_BYTES,
+            "FUSED_MAX_BYTES": _fused_max, "FUSED_MAX_F64": _fmax(8),
+            "PREFETCH_MAX_BYTES": _prefetch_max,
+            "PREFETCH_MAX_LOG_BYTES": _prefetch_max_log,
             "CSM_SMALL_MAX": CSM_SMALL_MAX,
             "SMALL_LOG_MAX": SMALL_LOG_MAX, "SMALL_LOG_MAX_LANES": SMALL_LOG_MAX_LANES,
             "CE_TILE": CE_TILE,
@@ -535,7 +568,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
         if (op == OP_SOFTMAX and n > CSM_SMALL_MAX and n * size <= _fmax(size) and
                 _take(op, PATH_FUSED, f64, layout, n, inner, flags)):
             return PATH_FUSED
-        if (n * size <= PREFETCH_MAX_BYTES and
+        if (n * size <= _pfmax(op) and
                 _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags)):
             return PATH_TWO_PASS_PREFETCH
         return PATH_TWO_PASS
@@ -549,7 +582,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     # the write pass rescales them (one exp per element)
     if n * size <= _fmax(size) and _take(op, PATH_FUSED, f64, layout, n, inner, flags):
         return PATH_FUSED
-    if (n * size <= PREFETCH_MAX_BYTES and
+    if (n * size <= _pfmax(op) and
             _take(op, PATH_TWO_PASS_PREFETCH, f64, layout, n, inner, flags)):
         return PATH_TWO_PASS_PREFETCH
     return PATH_TWO_PASS

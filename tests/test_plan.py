@@ -30,8 +30,9 @@ SIMD = {"avx2", "avx512"}  # tables with the short-row / fused / tiled kernels
 T = "TWO_PASS"
 # FUSED / LONG_ROW_STORE keep a row's terms while they fit FUSED_MAX_BYTES,
 # which the planner sets from this machine's L2 (L2 / 8; float64:
-# FUSED_MAX_F64); longer rows have
-# their destination prefetched up to PREFETCH_MAX_BYTES.
+# FUSED_MAX_F64, L2 / 4 on the AVX-512 table); longer rows have their
+# destination prefetched up to PREFETCH_MAX_BYTES (L2 / 4; log_softmax
+# PREFETCH_MAX_LOG_BYTES, L2 / 2).
 _TH = _core.thresholds()
 
 
@@ -58,10 +59,11 @@ def _long_row(n, seg=None):
             return "LONG_ROW_SPLIT"
         if group != "avx2":
             return T
-        fmax = _TH["FUSED_MAX_F64"] if size == 8 else _TH["FUSED_MAX_BYTES"]
+        th = _core.thresholds()         # FUSED_MAX_F64 depends on the table in use
+        fmax = th["FUSED_MAX_F64"] if size == 8 else th["FUSED_MAX_BYTES"]
         if n * size <= fmax:
             return "FUSED"
-        return "TWO_PASS_PREFETCH" if n * size <= _TH["PREFETCH_MAX_BYTES"] else T
+        return "TWO_PASS_PREFETCH" if n * size <= th["PREFETCH_MAX_BYTES"] else T
     return want
 
 
@@ -506,12 +508,28 @@ def test_fused_max_bytes_from_l2():
     """FUSED_MAX_BYTES = L2 / 8 of this machine, clamped to [64 KiB, 4 MiB]
     (4 MiB where sysfs does not say)."""
     l2 = _core._l2_bytes()
-    fm = _core.thresholds()["FUSED_MAX_BYTES"]
-    assert fm == (4194304 if l2 <= 0 else min(max(l2 // 8, 65536), 4194304))
-    assert _core.thresholds()["PREFETCH_MAX_BYTES"] == 4194304
+
+    def part(d):
+        return 4194304 if l2 <= 0 else min(max(l2 // d, 65536), 4194304)
+
+    th = _core.thresholds()
+    fm = th["FUSED_MAX_BYTES"]
+    assert fm == part(8)
+    assert th["PREFETCH_MAX_BYTES"] == part(4)
+    assert th["PREFETCH_MAX_LOG_BYTES"] == part(2)
+    assert th["FUSED_MAX_F64"] == (part(4) if _core.isa() == "avx512" else 4194304)
     # a row just over it leaves FUSED for the prefetched two-pass path
     if _core.isa() in SIMD:
         n = fm // 4
         assert _core.plan("softmax", (4, n), np.float32)["path"] == "FUSED"
         assert _core.plan("softmax", (4, n + 1), np.float32)["path"] == "TWO_PASS_PREFETCH"
         assert _core.plan("cross_entropy", (4, n + 1), np.float32)["path"] == "TWO_PASS_PREFETCH"
+        # and a row over the prefetch limit for the plain two-pass path
+        for op, lim in (("softmax", th["PREFETCH_MAX_BYTES"]),
+                        ("cross_entropy", th["PREFETCH_MAX_BYTES"]),
+                        ("log_softmax", th["PREFETCH_MAX_LOG_BYTES"])):
+            assert _core.plan(op, (4, lim // 4), np.float32)["path"] == "TWO_PASS_PREFETCH", op
+            assert _core.plan(op, (4, lim // 4 + 1), np.float32)["path"] == "TWO_PASS", op
+        nd = th["FUSED_MAX_F64"] // 8
+        assert _core.plan("softmax", (4, nd), np.float64)["path"] == "FUSED"
+        assert _core.plan("softmax", (4, nd + 1), np.float64)["path"] != "FUSED"
