@@ -1218,6 +1218,19 @@ def check_labels(cnp.ndarray y, Py_ssize_t C, long long ignore, w):
     cdef Py_ssize_t n = y.size, i, bad = -1, cnt = 0
     cdef double tot = 0.0
     cdef long long v
+    cdef int keep, anybad = 0
+    if pw == NULL:
+        # without weights the total is the count: no dependent float adds
+        # (this pass was 4 % of a cross-entropy along a non-last axis)
+        with nogil:
+            for i in range(n):
+                v = py[i]
+                keep = v != ignore
+                cnt += keep
+                anybad |= keep & (<unsigned long long>v >= <unsigned long long>C)
+        if not anybad:
+            return -1, <double>cnt, cnt
+        cnt = 0
     with nogil:
         for i in range(n):
             v = py[i]
