@@ -22,9 +22,9 @@ if _core.isa_request_error():
         f"CSOFTMAX_ISA={_os.environ.get('CSOFTMAX_ISA')!r} is not available here; "
         f"using {_core.isa()!r}", RuntimeWarning, stacklevel=2)
 
-_cache_env = _os.environ.get("CSOFTMAX_OUTPUT_CACHE")
+_cache_env = _os.environ.get("CSOFTMAX_OUTPUT_CACHE", "")
 _cache = _api.DEFAULT_OUTPUT_CACHE
-if _cache_env is not None:
+if _cache_env.strip():                  # set and not empty
     if _api._output_cache_from_env(_cache_env) is None:
         _warnings.warn(
             f"CSOFTMAX_OUTPUT_CACHE={_cache_env!r} is not a byte count (e.g. 0, 268435456, "

@@ -2,6 +2,7 @@
 the Cython layer.  Validation and allocation live here; loops, threads and
 SIMD live in ``_core`` and the C kernels."""
 import math
+import re
 
 import numpy as np
 
@@ -376,7 +377,7 @@ def _lse(a, comp, axes, k, res, mb=None):
         return np.asarray(_lse_of(mx, ls, k), dtype=np.float64).astype(res, copy=False)
     xc = a.astype(comp, copy=False)
     kind, xv, moved = _plan(xc, axes)
-    out = np.empty(kept, dtype=comp)
+    out = _core.empty(kept, comp)
     if kind == "rows":
         _core.rows_reduce(xv, k, out.reshape(-1))
     else:
@@ -592,14 +593,16 @@ def set_output_cache(nbytes: int) -> int:
     """Set how many bytes of freed results csoftmax keeps for reuse.
 
     A result of 1 MiB or more (a softmax, a gradient, ...) is allocated
-    through csoftmax's own NumPy memory handler.  When NumPy frees such an
-    array, its memory is kept -- up to `nbytes` in all, at most 8 blocks,
-    the least recently freed dropped first -- and the next result of about
-    the same size reuses it.  A fresh block of tens of MiB costs the
-    operating system's zeroing of every page on first touch, which is as
-    much time as the softmax itself (BENCHMARKS.md); a kept block does not.
-    The blocks are 64-byte aligned.  Kept memory is not returned to the
-    operating system until it is dropped.
+    through csoftmax's own NumPy memory handler (not while the caller has
+    installed a handler of their own).  When NumPy frees such an array, its
+    memory is kept -- up to `nbytes` in all, at most 8 blocks, the least
+    recently freed dropped first -- and the next result of about the same
+    size reuses it.  A fresh block of tens of MiB costs the operating
+    system's zeroing of every page on first touch, which is as much time as
+    the softmax itself (BENCHMARKS.md); a kept block does not.  The blocks
+    are 64-byte aligned.  Kept memory is not returned to the operating
+    system until it is dropped (or a new block cannot be had: then all are
+    dropped and the allocation is tried again).  See docs/threads.md.
 
     Parameters
     ----------
@@ -633,15 +636,11 @@ def set_output_cache(nbytes: int) -> int:
 
 def _output_cache_from_env(value):
     """The limit CSOFTMAX_OUTPUT_CACHE asks for, or None if it is invalid."""
-    v = value.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1:], 1)
-    if mult != 1:
-        v = v[:-1]
-    try:
-        n = int(v)
-    except ValueError:
+    m = re.fullmatch(r"\s*(\d+)\s*(?:([KMG])(?:I?B)?|B)?\s*", value, re.IGNORECASE)
+    if m is None:
         return None
-    return n * mult if n >= 0 else None
+    return int(m.group(1)) << {None: 0, "K": 10, "M": 20, "G": 30}[
+        m.group(2).upper() if m.group(2) else None]
 
 
 def set_num_threads(n: int | None) -> int | None:

@@ -140,7 +140,7 @@ def _run(P, return_grad, row_scale=None):
     bias = None if P["bias"] is None else np.ascontiguousarray(P["bias"], dtype=comp)
     y, q, w = P["y"], P["q"], P["w"]
     mode = 1 if P["prob"] else 0
-    lo = np.empty(B, dtype=np.float64)
+    lo = _core.empty(B, np.float64)
     dh = dW = db = None
     if return_grad:
         dh = _core.empty((B, D), comp)

@@ -406,7 +406,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     xc = a.astype(comp, copy=False)
     kind, xv, _ = _plan(xc, (ax,))
     qv = _rows_view(t.astype(comp, copy=False), xv.shape) if prob else None
-    lo = np.empty(N, dtype=np.float64)
+    lo = _core.empty(N, np.float64)
     g = gv = None
     if return_grad:
         g, gv = _grad_target(grad_out, xv, (xv, qv, y, w), comp)
@@ -430,7 +430,7 @@ def _ce_half(a, ax, t, y, w, W, scale, eps, coef, ignore, N, reduction, denom,
     if t is not None:
         qv = (_rows_view(t, xv.shape) if t.dtype == a.dtype
               else _rows_view(t.astype(np.float32, copy=False), xv.shape))
-    lo = np.empty(N, dtype=np.float64)
+    lo = _core.empty(N, np.float64)
     g = gv = None
     if return_grad:
         g, gv = _grad_target(grad_out, xv, (xv, qv, y, w), res)
@@ -593,7 +593,7 @@ def nll_loss(log_probs: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     y, tot, cnt = _labels(t, tshape, C, ignore, w)
     denom = tot if w is not None else cnt
     N = y.size
-    lo = np.empty(N, dtype=np.float64)
+    lo = _core.empty(N, np.float64)
     if N:
         _, xv, _ = _plan(a.astype(comp, copy=False), (ax,))
         _core.nll_pass(xv, y, w, ignore, lo)

@@ -2,6 +2,7 @@
 # memory handler that keeps freed blocks for the next result of about the
 # same size, so repeated calls do not pay the OS's page zeroing.
 
+from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
 
 cdef extern from "outcache.h":
@@ -13,6 +14,8 @@ cdef extern from "outcache.h":
 
 cdef extern from "numpy/arrayobject.h":
     object PyDataMem_SetHandler(object handler)
+    object PyDataMem_GetHandler()
+    PyObject *PyDataMem_DefaultHandler
 
 cdef object _cache_handler = PyCapsule_New(csm_outcache_handler(), "mem_handler", NULL)
 
@@ -27,12 +30,15 @@ def empty(shape, dtype):
     OUTPUT_CACHE_MIN_BYTES."""
     dt = np.dtype(dtype)
     cdef object nbytes = dt.itemsize
-    if isinstance(shape, int):
-        nbytes = nbytes * shape
-    else:
+    try:
+        nbytes = nbytes * operator.index(shape)
+    except TypeError:
         for s in shape:
-            nbytes = nbytes * s
+            nbytes = nbytes * operator.index(s)
     if csm_outcache_limit() == 0 or nbytes < OUTPUT_CACHE_MIN_BYTES:
+        return np.empty(shape, dt)
+    # a memory handler the caller installed (tracking, NUMA, ...) is theirs
+    if PyDataMem_GetHandler() is not <object>PyDataMem_DefaultHandler:
         return np.empty(shape, dt)
     old = PyDataMem_SetHandler(_cache_handler)
     try:
@@ -63,3 +69,16 @@ def output_cache_stats():
     csm_outcache_stats(&hb, &nb, &h, &m)
     return {"limit": int(csm_outcache_limit()), "held_bytes": int(hb),
             "held_blocks": int(nb), "hits": int(h), "misses": int(m)}
+
+
+# (tests: the handler machinery from Python)
+def _cache_handler_capsule():
+    return _cache_handler
+
+
+def _set_handler(h):
+    return PyDataMem_SetHandler(h)
+
+
+def _get_handler():
+    return PyDataMem_GetHandler()

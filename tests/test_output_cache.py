@@ -115,12 +115,16 @@ def test_resize_and_copy_of_a_cached_array(cache):
     a[:] = np.arange(a.size)
     a.resize(3 * MIB // 8, refcheck=False)       # NumPy reallocates through the handler
     np.testing.assert_array_equal(a[:MIB // 8], np.arange(MIB // 8))
-    a.resize(MIB // 16, refcheck=False)
+    big = a.ctypes.data
+    a.resize(MIB // 16, refcheck=False)          # under half the block: a smaller one
     np.testing.assert_array_equal(a, np.arange(MIB // 16))
+    assert a.ctypes.data != big
+    a.resize(MIB // 20, refcheck=False)          # over half: stays
+    np.testing.assert_array_equal(a, np.arange(MIB // 20))
     c = a.copy()
     assert get_handler_name(c) == "default_allocator"
     del a
-    np.testing.assert_array_equal(c, np.arange(MIB // 16))
+    np.testing.assert_array_equal(c, np.arange(MIB // 20))
 
 
 def test_threads_allocating_and_freeing(cache):
@@ -150,6 +154,63 @@ def test_threads_allocating_and_freeing(cache):
         t.join()
     assert not errors, errors[:3]
     assert _core.output_cache_stats()["held_blocks"] <= 8
+
+
+def test_shape_as_numpy_integers(cache):
+    a = _core.empty(np.int64(MIB), np.uint8)
+    b = _core.empty((np.int32(2), np.int64(MIB)), np.uint8)
+    assert a.shape == (MIB,) and b.shape == (2, MIB)
+    with pytest.raises(ValueError):
+        _core.empty((-1, MIB), np.uint8)
+
+
+def test_a_handler_the_caller_installed_is_kept(cache):
+    """Results use the cache only under NumPy's default handler: a handler
+    set by the caller (here: the cache's own capsule, standing in for a
+    user's) is used as it is, and stays current."""
+    x = _x((64, 4096))
+    user = _core._cache_handler_capsule()
+    old = _core._set_handler(user)
+    try:
+        y = csoftmax.softmax(x)
+        assert _core._get_handler() is user
+    finally:
+        _core._set_handler(old)
+    assert get_handler_name() == "default_allocator"
+    assert get_handler_name(_owner(y)) == "csoftmax_output_cache"
+    z = csoftmax.softmax(x)
+    np.testing.assert_array_equal(y, z)
+
+
+def test_failed_allocation_drops_the_cache_and_retries():
+    """A fresh block that cannot be had is asked for again after the kept
+    blocks are freed (under an address-space limit, in a child process)."""
+    code = r"""
+import resource, numpy as np, csoftmax
+from csoftmax import _core
+MIB = 1 << 20
+csoftmax.set_output_cache(256 * MIB)
+keep = [_core.empty((16 * MIB,), np.uint8) for _ in range(8)]
+for a in keep:
+    a[::4096] = 1                       # touched: resident
+del keep, a
+assert _core.output_cache_stats()["held_blocks"] == 8
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+import os
+vm = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (vm + 100 * MIB, hard))
+a = _core.empty((160 * MIB,), np.uint8)  # fits only once the 128 MiB are freed
+a[::4096] = 2
+print("ok", _core.output_cache_stats()["held_blocks"])
+"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_AS and /proc: Linux")
+    e = dict(os.environ)
+    e["PYTHONPATH"] = _ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,
+                       timeout=120, cwd=_ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["ok", "0"]
 
 
 @pytest.mark.parametrize("bad, exc", [(-1, ValueError), (True, TypeError),
@@ -183,7 +244,9 @@ print(json.dumps({"limit": csoftmax.get_config()["output_cache"],
 @pytest.mark.parametrize("value, limit, warns", [
     (None, 256 * MIB, False), ("0", 0, False), ("512M", 512 * MIB, False),
     ("1GiB", 1 << 30, False), ("4096", 4096, False), ("64k", 64 << 10, False),
-    ("lots", 256 * MIB, True), ("-1", 256 * MIB, True), ("1.5G", 256 * MIB, True)])
+    ("256MB", 256 * MIB, False), ("", 256 * MIB, False),
+    ("lots", 256 * MIB, True), ("-1", 256 * MIB, True), ("1.5G", 256 * MIB, True),
+    ("1i", 256 * MIB, True)])
 def test_environment_variable(value, limit, warns):
     e = dict(os.environ)
     e.pop("CSOFTMAX_OUTPUT_CACHE", None)

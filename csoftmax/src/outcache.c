@@ -68,6 +68,22 @@ static void *fresh_(size_t size)
     return data;
 }
 
+/* frees every kept block; returns how many */
+static size_t drop_all_(void)
+{
+    char *evicted[SLOTS_];
+    lock__();
+    size_t ne = nslots_;
+    for (size_t i = 0; i < ne; i++)
+        evicted[i] = slots_[i].data;
+    nslots_ = 0;
+    held_ = 0;
+    unlock__();
+    for (size_t i = 0; i < ne; i++)
+        release_(evicted[i]);
+    return ne;
+}
+
 static void *cache_malloc_(void *ctx, size_t size)
 {
     (void)ctx;
@@ -92,7 +108,12 @@ static void *cache_malloc_(void *ctx, size_t size)
         misses_++;
     }
     unlock__();
-    return got != NULL ? got : fresh_(size);
+    if (got != NULL)
+        return got;
+    got = (char *)fresh_(size);
+    if (got == NULL && drop_all_() > 0)     /* the kept blocks may be what is missing */
+        got = (char *)fresh_(size);
+    return got;
 }
 
 static void cache_free_(void *ctx, void *p, size_t size)
@@ -140,12 +161,14 @@ static void *cache_realloc_(void *ctx, void *p, size_t new_size)
     if (p == NULL)
         return cache_malloc_(ctx, new_size);
     size_t cap = head_of_(p)->cap;
-    if (new_size <= cap)
+    if (new_size <= cap && new_size >= cap / 2)
         return p;
+    /* growing, or shrinking to under half: a block of the new size (a
+     * shrunk array gives its memory back, as with realloc) */
     void *q = cache_malloc_(ctx, new_size);
     if (q == NULL)
-        return NULL;
-    memcpy(q, p, cap);
+        return new_size <= cap ? p : NULL;
+    memcpy(q, p, new_size < cap ? new_size : cap);
     cache_free_(ctx, p, cap);
     return q;
 }
