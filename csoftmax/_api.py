@@ -598,8 +598,8 @@ def set_output_cache(nbytes: int) -> int:
     memory is kept -- up to `nbytes` in all, at most 8 blocks, the least
     recently freed dropped first -- and the next result of about the same
     size reuses it.  A fresh block of tens of MiB costs the operating
-    system's zeroing of every page on first touch, which is as much time as
-    the softmax itself (BENCHMARKS.md); a kept block does not.  The blocks
+    system's zeroing of every page on first touch, a third of a softmax
+    call into such memory (BENCHMARKS.md); a kept block does not.  The blocks
     are 64-byte aligned.  Kept memory is not returned to the operating
     system until it is dropped (or a new block cannot be had: then all are
     dropped and the allocation is tried again).  See docs/threads.md.

@@ -59,6 +59,7 @@ cdef void _masked_rows_block(const floating *x, Py_ssize_t rows, Py_ssize_t n,
         k = min(ROW_BLOCK, rows - r0)
         # the write pass's destination is fetched during the reduction
         # (as TWO_PASS_PREFETCH) while a row is short enough to stay cached
+        # (MASKED_PREFETCH_MAX: the 4 MiB rule of fresh pages, not re-measured)
         _lse_rows_m(x + r0 * xrs, k, n, xrs, m + r0 * mrs, mrs, scale, st,
                     y + r0 * yrs if (y != NULL and n * sizeof(floating) <= MASKED_PREFETCH_MAX)
                     else <floating *>NULL, yrs)

@@ -3,7 +3,7 @@
 # same size, so repeated calls do not pay the OS's page zeroing.
 
 from cpython.object cimport PyObject
-from cpython.pycapsule cimport PyCapsule_New
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 
 cdef extern from "outcache.h":
     void *csm_outcache_handler()
@@ -30,11 +30,15 @@ def empty(shape, dtype):
     OUTPUT_CACHE_MIN_BYTES."""
     dt = np.dtype(dtype)
     cdef object nbytes = dt.itemsize
-    try:
-        nbytes = nbytes * operator.index(shape)
-    except TypeError:
+    if isinstance(shape, tuple):
         for s in shape:
             nbytes = nbytes * operator.index(s)
+    else:
+        try:
+            nbytes = nbytes * operator.index(shape)
+        except TypeError:
+            for s in shape:
+                nbytes = nbytes * operator.index(s)
     if csm_outcache_limit() == 0 or nbytes < OUTPUT_CACHE_MIN_BYTES:
         return np.empty(shape, dt)
     # a memory handler the caller installed (tracking, NUMA, ...) is theirs
@@ -72,8 +76,11 @@ def output_cache_stats():
 
 
 # (tests: the handler machinery from Python)
-def _cache_handler_capsule():
-    return _cache_handler
+def _other_default_handler():
+    """A new capsule of NumPy's default handler: to NumPy the same
+    allocator, to csoftmax a handler the caller installed."""
+    return PyCapsule_New(PyCapsule_GetPointer(<object>PyDataMem_DefaultHandler, "mem_handler"),
+                         "mem_handler", NULL)
 
 
 def _set_handler(h):

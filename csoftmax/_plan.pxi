@@ -73,7 +73,7 @@ DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
 # log_softmax 160K 0.89 / 0.77, softmax 160K 0.99 / 1.16).  The 4 MiB rule
 # before it was measured into fresh pages.
 # FUSED_MAX_BYTES (_fused_max below, set at import; float32 -- float64 rows
-# keep FUSED_MAX_F64 = 4 MiB): longer rows (segments)
+# keep FUSED_MAX_F64 = 4 MiB, L2 / 4 on the AVX-512 table): longer rows (segments)
 # take the two-pass path instead of FUSED / LONG_ROW_STORE / MASKED_FUSED,
 # whose kept terms (x's row in, the terms out, read again) must stay in L2:
 # L2 / 8, from /sys/devices/system/cpu/cpu0/cache (4 MiB where unknown;

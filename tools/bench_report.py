@@ -13,7 +13,10 @@ shared machine, so every ratio is taken within one measurement):
 3. a sweep of the row length V = 2 ... 2^20 at ~4M elements per shape
    (float32 softmax, 1 thread): ns/element for csoftmax, torch, scipy,
    numpy, jax and the copy floor -> ``docs/bench_rowlength_<isa>-<cpu>.png``
-   (matplotlib: ``pip install ".[plot]"``).
+   (matplotlib: ``pip install ".[plot]"``);
+4. softmax / log_softmax into a new array (csoftmax's output cache), the
+   same with the cache off (fresh pages), and into ``out=``, each beside the
+   copy floor timed in the same measurement.
 
 The generated part of BENCHMARKS.md sits between ``generated`` markers, one
 block per kernel table and CPU (``CSOFTMAX_ISA=avx2 python
@@ -116,7 +119,8 @@ def preallocated(shapes, repeat, budget):
                 t = _bench.measure(fns, repeat, budget)
                 limit = csoftmax.set_output_cache(0)        # every result in fresh memory
                 try:
-                    t0 = _bench.measure({n: fns[n] for n in ("softmax", "log_softmax")},
+                    t0 = _bench.measure({n: fns[n] for n in ("floor", "softmax",
+                                                             "log_softmax")},
                                         repeat, budget)
                 finally:
                     csoftmax.set_output_cache(limit)
@@ -124,6 +128,7 @@ def preallocated(shapes, repeat, budget):
                     rows.append({"op": name, "shape": "x".join(map(str, shape)), "dtype": dt,
                                  "floor": t["floor"] / x.size, "new": t[name] / x.size,
                                  "fresh": t0[name] / x.size,
+                                 "fresh_floor": t0["floor"] / x.size,
                                  "out": t[name + " out="] / x.size})
                 del x, out
     finally:
@@ -249,7 +254,8 @@ def render(doc, scal, points, png_rel, wall, pre=(), key=""):
                           "fresh (cache off)", "×floor", "`out=`", "×floor"],
                          [[r["op"], r["shape"], r["dtype"], f3(r["floor"]), f3(r["new"]),
                            f"**{r['new'] / r['floor']:.2f}×**", f3(r.get("fresh")),
-                           f"{r['fresh'] / r['floor']:.2f}×" if r.get("fresh") else "-",
+                           f"{r['fresh'] / r.get('fresh_floor', r['floor']):.2f}×"
+                           if r.get("fresh") else "-",
                            f3(r["out"]),
                            f"**{r['out'] / r['floor']:.2f}×**"] for r in pre]), ""]
     if points:

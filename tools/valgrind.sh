@@ -32,7 +32,9 @@ say "built with -g ($((SECONDS - t0)) s); $(valgrind --version); python $VPY"
 
 vg() {   # vg NAME ARGS...: memcheck run of python ARGS, XML log NAME.xml
     local name=$1; shift
-    (cd "$SRC" && PYTHONPATH="$SRC" PYTHONMALLOC=malloc \
+    # CSOFTMAX_OUTPUT_CACHE=0: freed results go back to malloc, so memcheck
+    # sees writes into them and reads of elements never written
+    (cd "$SRC" && PYTHONPATH="$SRC" PYTHONMALLOC=malloc CSOFTMAX_OUTPUT_CACHE=0 \
         valgrind --tool=memcheck --xml=yes --xml-file="$WORK/$name.xml" \
             --track-origins=yes --num-callers=40 --error-limit=no \
             --leak-check=full --show-leak-kinds=definite \

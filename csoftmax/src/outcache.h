@@ -2,9 +2,9 @@
  * csoftmax allocates as results.
  *
  * Why: a fresh result of tens of MiB comes from mmap, and the OS zeroes every
- * page on first touch -- on the Xeon of BENCHMARKS.md that is 40-60 % of a
- * softmax call (512x32000 float32: 1.30 ns/element fresh, 0.85 into a reused
- * array).  When NumPy frees an array allocated through this handler, its
+ * page on first touch -- on the Xeon of BENCHMARKS.md a third of a softmax
+ * call (512x32000 float32: 1.34 ns/element fresh, 0.87 into a reused
+ * block).  When NumPy frees an array allocated through this handler, its
  * block is kept (up to a byte limit, most recent first) and handed to the
  * next result of about the same size, already mapped.  Blocks are 64-byte
  * aligned (whole cache lines for the 512-bit stores).
