@@ -100,8 +100,9 @@ def scaling(shapes, dtype, repeat, budget):
 
 
 def preallocated(shapes, repeat, budget):
-    """softmax / log_softmax into a fresh array (what the bench times) and
-    into out= (preallocated, as the np.copyto floor is), same process."""
+    """softmax / log_softmax into a new array (what the bench times: the
+    output cache's blocks), the same with the cache off, and into out=
+    (preallocated, as the np.copyto floor is), same process."""
     import csoftmax
     from csoftmax import _bench
     prev = csoftmax.set_num_threads(1)
