@@ -23,15 +23,12 @@ if _core.isa_request_error():
         f"using {_core.isa()!r}", RuntimeWarning, stacklevel=2)
 
 _cache_env = _os.environ.get("CSOFTMAX_OUTPUT_CACHE", "")
-_cache = _api.DEFAULT_OUTPUT_CACHE
-if _cache_env.strip():                  # set and not empty
-    if _api._output_cache_from_env(_cache_env) is None:
-        _warnings.warn(
-            f"CSOFTMAX_OUTPUT_CACHE={_cache_env!r} is not a byte count (e.g. 0, 268435456, "
-            f"256M); using {_cache >> 20}M", RuntimeWarning, stacklevel=2)
-    else:
-        _cache = _api._output_cache_from_env(_cache_env)
-_core.set_output_cache(_cache)
+_cache = _api._output_cache_from_env(_cache_env) if _cache_env.strip() else None
+if _cache_env.strip() and _cache is None:
+    _warnings.warn(
+        f"CSOFTMAX_OUTPUT_CACHE={_cache_env!r} is not a byte count (e.g. 0, 268435456, "
+        f"256M); using {_api.DEFAULT_OUTPUT_CACHE >> 20}M", RuntimeWarning, stacklevel=2)
+_core.set_output_cache(_api.DEFAULT_OUTPUT_CACHE if _cache is None else _cache)
 del _cache_env, _cache
 
 

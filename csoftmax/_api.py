@@ -102,8 +102,8 @@ def _softmax_family(x, axis, temperature, out, dtype, log, where=None):
     a, comp, res = as_input(x)
     comp, res = resolve_dtype(dtype, comp, res)
     scale = 1.0 / positive_scalar(temperature, "temperature")
-    wide = comp_for_scale(comp, scale) != comp
-    comp = comp_for_scale(comp, scale)
+    comp, narrow = comp_for_scale(comp, scale), comp
+    wide = comp != narrow
     axes = normalize_axes(axis, a.ndim)
     check_out(out, a.shape, res)
     mb = None if where is None else as_mask(where, a.shape)

@@ -350,8 +350,8 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     reduction = _reduction(reduction)
     eps = _smoothing(label_smoothing)
     scale = 1.0 / positive_scalar(temperature, "temperature")
-    wide = comp_for_scale(comp, scale) != comp
-    comp = comp_for_scale(comp, scale)
+    comp, narrow = comp_for_scale(comp, scale), comp
+    wide = comp != narrow
     ignore = _ignore(ignore_index)
     w = _weight(weight, C)
     t = _target_array(target)

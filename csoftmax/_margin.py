@@ -687,8 +687,7 @@ def sample(logits: ArrayLike, *, temperature: float = 1.0, top_k: int | None = N
             k = 0
     key = _seed_key(seed)
     scale = 1.0 / T if T > 0 else 0.0
-    if a.dtype == np.float32 and comp_for_scale(a.dtype, scale) != a.dtype:
-        a = a.astype(np.float64)
+    a = a.astype(comp_for_scale(a.dtype, scale), copy=False)
     xv, batch = _rows(a, ax)
     rows = xv.shape[0]
     out = np.empty(rows, dtype=np.int64)

@@ -30,15 +30,13 @@ def empty(shape, dtype):
     OUTPUT_CACHE_MIN_BYTES."""
     dt = np.dtype(dtype)
     cdef object nbytes = dt.itemsize
-    if isinstance(shape, tuple):
-        for s in shape:
-            nbytes = nbytes * operator.index(s)
-    else:
+    if not isinstance(shape, tuple):                # (the callers pass tuples)
         try:
-            nbytes = nbytes * operator.index(shape)
+            shape = (operator.index(shape),)
         except TypeError:
-            for s in shape:
-                nbytes = nbytes * operator.index(s)
+            shape = tuple(shape)
+    for s in shape:
+        nbytes = nbytes * operator.index(s)
     if csm_outcache_limit() == 0 or nbytes < OUTPUT_CACHE_MIN_BYTES:
         return np.empty(shape, dt)
     # a memory handler the caller installed (tracking, NUMA, ...) is theirs

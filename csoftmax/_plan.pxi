@@ -166,7 +166,7 @@ def _l2_bytes():
     return 0
 
 
-def _init_fused_max():
+def _init_l2_limits():
     global _fused_max, _fused_max_f64_512, _prefetch_max, _prefetch_max_log
     l2 = _l2_bytes()
     def part(d):
@@ -177,7 +177,7 @@ def _init_fused_max():
     _prefetch_max_log = part(2)
 
 
-_init_fused_max()
+_init_l2_limits()
 
 
 def thresholds():

@@ -43,6 +43,26 @@ static head_ *head_of_(void *p) { return (head_ *)((char *)p - sizeof(head_)); }
 
 static void release_(char *data) { free(head_of_(data)->raw); }
 
+/* with the lock held: takes the least recently freed blocks out until at
+ * most max_slots remain and `room` more bytes fit the limit; returns how
+ * many it put in evicted[] (to be released after unlocking) */
+static size_t evict_locked_(size_t max_slots, size_t room, char **evicted)
+{
+    size_t ne = 0;
+    while (nslots_ > 0 && (nslots_ > max_slots || held_ + room > limit_)) {
+        nslots_--;
+        held_ -= slots_[nslots_].cap;
+        evicted[ne++] = slots_[nslots_].data;
+    }
+    return ne;
+}
+
+static void release_all_(char **evicted, size_t ne)
+{
+    for (size_t i = 0; i < ne; i++)
+        release_(evicted[i]);
+}
+
 static void *fresh_(size_t size)
 {
     size_t cap = (size + GRAIN_ - 1) / GRAIN_ * GRAIN_;
@@ -73,14 +93,9 @@ static size_t drop_all_(void)
 {
     char *evicted[SLOTS_];
     lock__();
-    size_t ne = nslots_;
-    for (size_t i = 0; i < ne; i++)
-        evicted[i] = slots_[i].data;
-    nslots_ = 0;
-    held_ = 0;
+    size_t ne = evict_locked_(0, 0, evicted);
     unlock__();
-    for (size_t i = 0; i < ne; i++)
-        release_(evicted[i]);
+    release_all_(evicted, ne);
     return ne;
 }
 
@@ -127,12 +142,7 @@ static void cache_free_(void *ctx, void *p, size_t size)
     size_t ne = 0;
     lock__();
     if (cap <= limit_) {
-        /* make room: drop the least recently freed blocks */
-        while (nslots_ > 0 && (nslots_ == SLOTS_ || held_ + cap > limit_)) {
-            nslots_--;
-            held_ -= slots_[nslots_].cap;
-            evicted[ne++] = slots_[nslots_].data;
-        }
+        ne = evict_locked_(SLOTS_ - 1, cap, evicted);     /* make room */
         memmove(slots_ + 1, slots_, nslots_ * sizeof(slot_));
         slots_[0].data = (char *)p;
         slots_[0].cap = cap;
@@ -142,8 +152,7 @@ static void cache_free_(void *ctx, void *p, size_t size)
         evicted[ne++] = (char *)p;
     }
     unlock__();
-    for (size_t i = 0; i < ne; i++)
-        release_(evicted[i]);
+    release_all_(evicted, ne);
 }
 
 static void *cache_calloc_(void *ctx, size_t nelem, size_t elsize)
@@ -190,18 +199,12 @@ void *csm_outcache_handler(void) { return &handler_; }
 size_t csm_outcache_set_limit(size_t bytes)
 {
     char *evicted[SLOTS_];
-    size_t ne = 0;
     lock__();
     size_t old = limit_;
     limit_ = bytes;
-    while (nslots_ > 0 && held_ > limit_) {
-        nslots_--;
-        held_ -= slots_[nslots_].cap;
-        evicted[ne++] = slots_[nslots_].data;
-    }
+    size_t ne = evict_locked_(SLOTS_, 0, evicted);
     unlock__();
-    for (size_t i = 0; i < ne; i++)
-        release_(evicted[i]);
+    release_all_(evicted, ne);
     return old;
 }
 
