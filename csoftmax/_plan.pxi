@@ -166,9 +166,13 @@ def _l2_bytes():
     return 0
 
 
-def _init_l2_limits():
+def _init_l2_limits(l2=None):
+    """Set the L2-derived limits from `l2` bytes (default: this CPU's L2).
+    tools/golden.py passes the recording machine's L2, so that the planner
+    picks the same paths on every CPU."""
     global _fused_max, _fused_max_f64_512, _prefetch_max, _prefetch_max_log
-    l2 = _l2_bytes()
+    if l2 is None:
+        l2 = _l2_bytes()
     def part(d):
         return 4194304 if l2 <= 0 else min(max(l2 // d, 65536), 4194304)
     _fused_max = part(8)

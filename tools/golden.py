@@ -35,6 +35,12 @@ from csoftmax import _core
 HERE = os.path.dirname(os.path.abspath(__file__))
 PATH = os.path.join(HERE, "..", "tests", "golden", "outputs.json")
 
+# The planner's L2-derived limits (csoftmax/_plan.pxi) as on the machine the
+# digests were recorded on (2 MiB L2 per core): with this CPU's own L2 a long
+# row may take another path (TWO_PASS instead of TWO_PASS_PREFETCH on a
+# 1 MiB L2) and round differently, which is not a change of the kernels.
+RECORDED_L2_BYTES = 2 * 1024 * 1024
+
 # (rows, n) shapes reaching each row path: n <= 64 short rows (several rows
 # per vector), n > 64 fused / two-pass rows, 70000 = one long row split
 # across threads (with 2 threads); odd sizes exercise the SIMD tails.
@@ -216,6 +222,7 @@ def compute(isas=None):
     out = {}
     prev_isa = _core.isa()
     prev_thr = cs.set_num_threads(2)
+    _core._init_l2_limits(RECORDED_L2_BYTES)
     try:
         for isa in isas or _core.available_isas():
             _core._use_isa(isa)
@@ -225,6 +232,7 @@ def compute(isas=None):
     finally:
         _core._use_isa(prev_isa)
         cs.set_num_threads(prev_thr)
+        _core._init_l2_limits()
     return out
 
 
