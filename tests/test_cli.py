@@ -317,3 +317,34 @@ def test_bench_half_dtypes_judged_against_their_copy():
     for row in rows:
         assert row["floor_kind"] == "copy" and row["floor_copy"] > 0
         assert row["times"]["csoftmax"] > 0
+
+
+_ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+stepping\t: 1
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: other
+"""
+
+
+@pytest.mark.parametrize("text, want", [
+    (_ZEN4, "AMD EPYC (Zen4)"),                                   # Genoa, first CPU only
+    (_ZEN4.replace("model\t\t: 17", "model\t\t: 1"), "AMD EPYC (Zen3)"),      # Milan
+    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 26"), "AMD EPYC (Zen5)"),
+    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 23"), "AMD EPYC"),      # Zen2: unnamed
+    (_ZEN4.replace("AMD EPYC", "AMD EPYC 9654 Zen4 part"), "AMD EPYC 9654 Zen4 part"),
+    (_ZEN4.replace("AuthenticAMD", "GenuineIntel").replace("AMD EPYC", "Intel(R) Xeon(R)"),
+     "Intel(R) Xeon(R)"),
+    (_ZEN4.replace("model\t\t: 17", "model\t\t: x"), "AMD EPYC"),
+])
+def test_cpu_model_names_the_zen_generation(text, want):
+    # the bench report keys its BENCHMARKS.md block by this name: Zen3 and
+    # Zen4 VMs both say "AMD EPYC" and must not overwrite each other's table
+    assert _bench.cpu_model(text) == want
