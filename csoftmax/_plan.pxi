@@ -91,7 +91,21 @@ DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
 # doubles took 1.77 / 2.10 / 2.58 / 2.72 ns per element against TWO_PASS
 # 2.01 / 2.08 / 2.13 / 2.19 (the AVX2 table's FUSED stays ahead: 80K 2.22
 # / 2.53, 400K 2.64 / 2.81).
+# AMD (Zen4; _fused_beyond_l2, from /proc/cpuinfo's vendor_id): FUSED for
+# float32 rows up to L3 / 4 (at least 4 MiB; 8 MiB on Zen4's 32 MiB L3),
+# for float64 rows of any length, on both tables.  Zen's L3 (a victim cache
+# of L2, per core complex) serves FUSED's rescale pass fast enough that one
+# exp per element beats TWO_PASS's two at every row length measured, 64 KiB
+# to 8 MiB, where the Xeon's mesh L3 did not; float32 rows of 16 and 38 MiB
+# tie (0.57 / 0.61, 0.62 / 0.62), float64 rows stay ahead out of cache
+# (compute-bound: 16 MiB 1.73 / 2.41, 76 MiB 2.14 / 2.33).  Zen4 (1 MiB
+# L2, 32 MiB L3, one pinned core, results into reused memory, ns per
+# element FUSED / TWO_PASS / PREFETCH): AVX-512 float32 softmax rows of
+# 256 KiB 0.50 / 0.65 / 0.68, 1 MiB 0.54 / 0.66 / 0.71, 4 MiB 0.45 / 0.56 /
+# 0.58 (cross-entropy alike); float64 256 KiB 1.67 / 2.39 / 2.40, 1 MiB
+# 1.72 / 2.43 / 2.65, 8 MiB 1.81 / 2.32 / 2.44.
 DEF FUSED_MAX_F64 = 4194304
+DEF FUSED_UNLIMITED = 1 << 40   # a FUSED limit no row reaches (AMD, float64)
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
@@ -127,9 +141,11 @@ DEF CVT_UNIT = 8192         # elements per unit of the threaded conversion loops
 
 
 cdef Py_ssize_t _fused_max = 4194304
+cdef Py_ssize_t _fused_max_f64 = FUSED_MAX_F64
 cdef Py_ssize_t _fused_max_f64_512 = FUSED_MAX_F64
 cdef Py_ssize_t _prefetch_max = 4194304
 cdef Py_ssize_t _prefetch_max_log = 4194304
+cdef bint _fused_beyond_l2 = False
 cdef const csm_kernel_table *_tab512 = csm_kernels_for(CSM_ISA_AVX512)
 
 
@@ -137,7 +153,7 @@ cdef inline Py_ssize_t _fmax(Py_ssize_t size) noexcept nogil:
     """The FUSED row limit in bytes for elements of `size` bytes (of the
     kernel table in use)."""
     if size == 8:
-        return _fused_max_f64_512 if _tab == _tab512 else FUSED_MAX_F64
+        return _fused_max_f64_512 if _tab == _tab512 else _fused_max_f64
     return _fused_max
 
 
@@ -146,16 +162,17 @@ cdef inline Py_ssize_t _pfmax(int op) noexcept nogil:
     return _prefetch_max_log if op == OP_LOG_SOFTMAX else _prefetch_max
 
 
-def _l2_bytes():
-    """The L2 data cache of cpu0 in bytes (Linux sysfs), or 0 if unknown."""
+def _cache_bytes(level):
+    """The unified or data cache of cpu0 at `level` in bytes (Linux sysfs),
+    or 0 if unknown."""
     import glob
     for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
         try:
             with open(d + "/level") as f:
-                level = f.read().strip()
+                lv = f.read().strip()
             with open(d + "/type") as f:
                 kind = f.read().strip()
-            if level != "2" or kind not in ("Unified", "Data"):
+            if lv != str(level) or kind not in ("Unified", "Data"):
                 continue
             with open(d + "/size") as f:
                 sz = f.read().strip().upper()
@@ -166,17 +183,50 @@ def _l2_bytes():
     return 0
 
 
-def _init_l2_limits(l2=None):
-    """Set the L2-derived limits from `l2` bytes (default: this CPU's L2).
-    tools/golden.py passes the recording machine's L2, so that the planner
-    picks the same paths on every CPU."""
-    global _fused_max, _fused_max_f64_512, _prefetch_max, _prefetch_max_log
+def _l2_bytes():
+    """The L2 data cache of cpu0 in bytes (Linux sysfs), or 0 if unknown."""
+    return _cache_bytes(2)
+
+
+def _cpu_vendor():
+    """CPUID's vendor string as /proc/cpuinfo gives it ("AuthenticAMD",
+    "GenuineIntel"), or "" where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None):
+    """Set the cache-derived limits from `l2` and `l3` bytes (default: this
+    CPU's).  fused_beyond_l2 (default: an AMD CPU): FUSED for float32 rows
+    up to L3 / 4 (at least 4 MiB) and for float64 rows of any length,
+    instead of L2 / 8 (float32) and L2 / 4 (float64 on the AVX-512 table) --
+    see FUSED_MAX_BYTES above.  tools/golden.py passes the recording
+    machine's values, so that the planner picks the same paths on every
+    CPU."""
+    global _fused_max, _fused_max_f64, _fused_max_f64_512, _prefetch_max
+    global _prefetch_max_log, _fused_beyond_l2
     if l2 is None:
         l2 = _l2_bytes()
+    if fused_beyond_l2 is None:
+        fused_beyond_l2 = _cpu_vendor() == "AuthenticAMD"
+    if l3 is None:
+        l3 = _cache_bytes(3)
+    _fused_beyond_l2 = bool(fused_beyond_l2)
     def part(d):
         return 4194304 if l2 <= 0 else min(max(l2 // d, 65536), 4194304)
-    _fused_max = part(8)
-    _fused_max_f64_512 = part(4)
+    if _fused_beyond_l2:
+        _fused_max = max(l3 // 4, FUSED_MAX_F64)
+        _fused_max_f64 = _fused_max_f64_512 = FUSED_UNLIMITED
+    else:
+        _fused_max = part(8)
+        _fused_max_f64 = FUSED_MAX_F64
+        _fused_max_f64_512 = part(4)
     _prefetch_max = part(4)
     _prefetch_max_log = part(2)
 
@@ -190,6 +240,7 @@ def thresholds():
             "FUSED_COL_BLOCK": FUSED_COL_BLOCK, "BLOCK_BYTES": BLOCK_BYTES,
             "PAR_MIN_ELEMENTS": PAR_MIN_ELEMENTS, "SPLIT_MIN_ROW": SPLIT_MIN_ROW,
             "FUSED_MAX_BYTES": _fused_max, "FUSED_MAX_F64": _fmax(8),
+            "FUSED_BEYOND_L2": bool(_fused_beyond_l2),
             "PREFETCH_MAX_BYTES": _prefetch_max,
             "PREFETCH_MAX_LOG_BYTES": _prefetch_max_log,
             "CSM_SMALL_MAX": CSM_SMALL_MAX,

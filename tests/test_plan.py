@@ -67,6 +67,16 @@ def _long_row(n, seg=None):
     return want
 
 
+def _masked_long(n):
+    """Expected path of a masked float32 softmax row of n elements: the
+    fused masked kernel while the row fits FUSED_MAX_BYTES (AVX2 group)."""
+    def want(group, dn):
+        if group == "avx2" and dn == "float32" and 4 * n <= _TH["FUSED_MAX_BYTES"]:
+            return "MASKED_FUSED"
+        return "MASKED_ROWS"
+    return want
+
+
 CASES = [
     # softmax: short rows up to CSM_SMALL_MAX = 64, fused rows while the row
     # fits FUSED_MAX_BYTES (else prefetched two-pass), long rows split when fewer rows than threads
@@ -75,7 +85,7 @@ CASES = [
     ("softmax", (100, 64), -1, {}, 1, {"avx2": "SMALL", "other": T}),
     ("softmax", (100, 65), -1, {}, 1, {"avx2": "FUSED", "other": T}),
     ("softmax", (4, 600_000), -1, {}, 1, _long_row(600_000)),
-    ("softmax", (4, 2_000_000), -1, {}, 1, T),
+    ("softmax", (4, 2_000_000), -1, {}, 1, _long_row(2_000_000)),   # FUSED on AMD
     ("softmax", (3, 70000), -1, {}, 2, _long_row(70000)),
     ("softmax", (1, 70000), -1, {}, 2, "LONG_ROW_SPLIT"),
     ("softmax", (1, 70000), -1, {}, 1, _long_row(70000)),
@@ -433,7 +443,7 @@ MASKED_CASES = [
     ("softmax", (262144, 10), -1, {("avx2", "float32"): "MASKED_FUSED",
                                    ("avx2", "float64"): "MASKED_ROWS",
                                    "other": "MASKED_ROWS"}),
-    ("softmax", (4, 2_000_000), -1, "MASKED_ROWS"),
+    ("softmax", (4, 2_000_000), -1, _masked_long(2_000_000)),
     ("log_softmax", (8192, 1000), -1, "MASKED_ROWS"),
     ("logsumexp", (8192, 1000), -1, "MASKED_ROWS"),
     ("softmax", (32, 21, 128), 1, "MASKED_COLS"),
@@ -504,37 +514,55 @@ def test_every_kernel_is_planned(isa):
     assert not missing, f"kernels of the {isa} table that no planned path calls: {missing}"
 
 
-def test_fused_max_bytes_from_l2():
-    """FUSED_MAX_BYTES = L2 / 8 of this machine, clamped to [64 KiB, 4 MiB]
-    (4 MiB where sysfs does not say)."""
-    l2 = _core._l2_bytes()
+def test_fused_beyond_l2_on_amd():
+    """By default the AMD rule is on exactly on an AMD CPU."""
+    assert _core.thresholds()["FUSED_BEYOND_L2"] == (_core._cpu_vendor() == "AuthenticAMD")
 
+
+@pytest.mark.parametrize("fused_beyond_l2", [False, True])
+def test_fused_max_bytes_from_l2(fused_beyond_l2):
+    """FUSED_MAX_BYTES = L2 / 8 of this machine, clamped to [64 KiB, 4 MiB]
+    (4 MiB where sysfs does not say); 4 MiB with the AMD rule, float64 too."""
+    l2 = _core._l2_bytes()
+    _core._init_l2_limits(l2, fused_beyond_l2)
+    try:
+        _check_l2_limits(l2, fused_beyond_l2)
+    finally:
+        _core._init_l2_limits()
+
+
+def _check_l2_limits(l2, fused_beyond_l2):
     def part(d):
         return 4194304 if l2 <= 0 else min(max(l2 // d, 65536), 4194304)
 
     th = _core.thresholds()
     fm = th["FUSED_MAX_BYTES"]
-    assert fm == part(8)
+    assert th["FUSED_BEYOND_L2"] == fused_beyond_l2
+    l3 = _core._cache_bytes(3)
+    assert fm == (max(l3 // 4, 4194304) if fused_beyond_l2 else part(8))
     assert th["PREFETCH_MAX_BYTES"] == part(4)
     assert th["PREFETCH_MAX_LOG_BYTES"] == part(2)
-    assert th["FUSED_MAX_F64"] == (part(4) if _core.isa() == "avx512" else 4194304)
-    # a row just over it leaves FUSED for the prefetched two-pass path
-    # (one thread: no split rows; where L2 is unknown the limits coincide)
+    assert th["FUSED_MAX_F64"] == (1 << 40 if fused_beyond_l2 else
+                                   part(4) if _core.isa() == "avx512" else 4194304)
+    # the path of a row on each side of every limit (one thread: no split
+    # rows; where L2 is unknown the limits coincide)
     if _core.isa() in SIMD:
         def path(op, n, dt=np.float32):
             return _core.plan(op, (4, n), dt, threads=1)["path"]
-        n = fm // 4
-        pf = th["PREFETCH_MAX_BYTES"]
-        assert path("softmax", n) == "FUSED"
-        if fm < pf:
-            assert path("softmax", n + 1) == "TWO_PASS_PREFETCH"
-            assert path("cross_entropy", n + 1) == "TWO_PASS_PREFETCH"
-        # and a row over the prefetch limit for the plain two-pass path
-        for op, lim in (("softmax", pf), ("cross_entropy", pf),
-                        ("log_softmax", th["PREFETCH_MAX_LOG_BYTES"])):
-            if op == "log_softmax" or lim > fm:
-                assert path(op, lim // 4) == "TWO_PASS_PREFETCH", op
-            assert path(op, lim // 4 + 1) == "TWO_PASS", op
+
+        pf, pfl = th["PREFETCH_MAX_BYTES"], th["PREFETCH_MAX_LOG_BYTES"]
+
+        def want(op, n):
+            if op == "log_softmax":
+                return "TWO_PASS_PREFETCH" if 4 * n <= pfl else "TWO_PASS"
+            return ("FUSED" if 4 * n <= fm else
+                    "TWO_PASS_PREFETCH" if 4 * n <= pf else "TWO_PASS")
+        for op in ("softmax", "cross_entropy", "log_softmax"):
+            for lim in (fm, pf, pfl):
+                for n in (lim // 4, lim // 4 + 1):
+                    assert path(op, n) == want(op, n), (op, n)
         nd = th["FUSED_MAX_F64"] // 8
         assert path("softmax", nd, np.float64) == "FUSED"
+        if not fused_beyond_l2:
+            assert path("softmax", nd + 1, np.float64) == "TWO_PASS"
         assert path("softmax", nd + 1, np.float64) != "FUSED"
