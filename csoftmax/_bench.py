@@ -20,6 +20,7 @@ import gc
 import math
 import os
 import platform
+import re
 import sys
 import time
 
@@ -504,53 +505,19 @@ def parse_list(spec, allowed, what):
 # ---------------------------------------------------------------------------
 # the run
 
-# AMD's Zen generation by CPUID family and model: a VM may report only
-# "AMD EPYC", which names neither (Zen3 and Zen4 differ: AVX-512, L2 size).
-_AMD_ZEN = (
-    (25, range(0x00, 0x10), "Zen3"), (25, range(0x20, 0x60), "Zen3"),
-    (25, range(0x10, 0x20), "Zen4"), (25, range(0x60, 0x80), "Zen4"),
-    (25, range(0xa0, 0xb0), "Zen4"), (26, range(0x00, 0x100), "Zen5"),
-)
-
-
-def _cpu_fields(text):
-    """The first processor's "model name", "vendor_id", "cpu family" and
-    "model" of a /proc/cpuinfo text."""
-    out = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if out:
-                break
-            continue
-        k, _, v = line.partition(":")
-        k = k.strip().lower()
-        if k in ("model name", "vendor_id", "cpu family", "model"):
-            out.setdefault(k, v.strip())
-    return out
-
-
 def cpu_model(cpuinfo=None):
     """The CPU's model name, with AMD's Zen generation appended where the
-    name lacks it ("AMD EPYC (Zen4)"). cpuinfo: a /proc/cpuinfo text (by
+    name does not give it ("AMD EPYC (Zen4)"): the bench report keys its
+    BENCHMARKS.md block by this name.  cpuinfo: a /proc/cpuinfo text (by
     default this machine's)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    f = _cpu_fields(cpuinfo)
+    from ._cpu import amd_zen, cpuinfo_fields
+    f = cpuinfo_fields(cpuinfo)
     name = f.get("model name")
     if not name:
         return platform.processor() or None
-    try:
-        fam, mod = int(f.get("cpu family", "")), int(f.get("model", ""))
-    except ValueError:
-        return name
-    if f.get("vendor_id") == "AuthenticAMD" and "zen" not in name.lower():
-        for fa, models, zen in _AMD_ZEN:
-            if fam == fa and mod in models:
-                return f"{name} ({zen})"
+    zen = amd_zen(f)
+    if zen is not None and not re.search(r"\bzen\s*\d", name, re.I):
+        return f"{name} (Zen{zen})"
     return name
 
 

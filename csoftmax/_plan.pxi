@@ -77,7 +77,7 @@ DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
 # take the two-pass path instead of FUSED / LONG_ROW_STORE / MASKED_FUSED,
 # whose kept terms (x's row in, the terms out, read again) must stay in L2:
 # L2 / 8, from /sys/devices/system/cpu/cpu0/cache (4 MiB where unknown;
-# clamped to [64 KiB, 4 MiB]).  Measured on a Sapphire Rapids Xeon (2 MiB L2,
+# clamped to [64 KiB, 4 MiB]; the AMD rule below lifts both limits).  Measured on a Sapphire Rapids Xeon (2 MiB L2,
 # one pinned core, float32, x floor with out=): softmax rows of 128K floats
 # (512 KiB) FUSED 1.77 / TWO_PASS_PREFETCH 1.57 (AVX-512), 2.00 / 2.02 (AVX2);
 # of 256K floats 2.09 / 1.61 and 2.30 / 2.24; of 64K floats 1.50 / 1.50 and
@@ -91,7 +91,9 @@ DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
 # doubles took 1.77 / 2.10 / 2.58 / 2.72 ns per element against TWO_PASS
 # 2.01 / 2.08 / 2.13 / 2.19 (the AVX2 table's FUSED stays ahead: 80K 2.22
 # / 2.53, 400K 2.64 / 2.81).
-# AMD (Zen4; _fused_beyond_l2, from /proc/cpuinfo's vendor_id): FUSED for
+# AMD Zen4 and later (_fused_beyond_l2; CPUID family / model from
+# /proc/cpuinfo, csoftmax/_cpu.py; Zen3 and older keep the rule above, not
+# measured there; one pinned core measured, not a full socket): FUSED for
 # float32 rows up to L3 / 4 (at least 4 MiB; 8 MiB on Zen4's 32 MiB L3),
 # for float64 rows of any length, on both tables.  Zen's L3 (a victim cache
 # of L2, per core complex) serves FUSED's rescale pass fast enough that one
@@ -105,7 +107,6 @@ DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
 # 0.58 (cross-entropy alike); float64 256 KiB 1.67 / 2.39 / 2.40, 1 MiB
 # 1.72 / 2.43 / 2.65, 8 MiB 1.81 / 2.32 / 2.44.
 DEF FUSED_MAX_F64 = 4194304
-DEF FUSED_UNLIMITED = 1 << 40   # a FUSED limit no row reaches (AMD, float64)
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
@@ -141,6 +142,7 @@ DEF CVT_UNIT = 8192         # elements per unit of the threaded conversion loops
 
 
 cdef Py_ssize_t _fused_max = 4194304
+from cpython.pyport cimport PY_SSIZE_T_MAX
 cdef Py_ssize_t _fused_max_f64 = FUSED_MAX_F64
 cdef Py_ssize_t _fused_max_f64_512 = FUSED_MAX_F64
 cdef Py_ssize_t _prefetch_max = 4194304
@@ -188,22 +190,18 @@ def _l2_bytes():
     return _cache_bytes(2)
 
 
-def _cpu_vendor():
-    """CPUID's vendor string as /proc/cpuinfo gives it ("AuthenticAMD",
-    "GenuineIntel"), or "" where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return ""
+def _fused_beyond_l2_here(l3):
+    """The AMD rule's default: an AMD Zen4 or later (the generation it was
+    measured on, and its successors) whose L3 sysfs gives (Linux)."""
+    from ._cpu import amd_zen, cpuinfo_fields
+    zen = amd_zen(cpuinfo_fields())
+    return zen is not None and zen >= 4 and l3 > 0
 
 
 def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None):
     """Set the cache-derived limits from `l2` and `l3` bytes (default: this
-    CPU's).  fused_beyond_l2 (default: an AMD CPU): FUSED for float32 rows
+    CPU's).  fused_beyond_l2 (default: AMD Zen4 or later, _fused_beyond_l2_here):
+    FUSED for float32 rows
     up to L3 / 4 (at least 4 MiB) and for float64 rows of any length,
     instead of L2 / 8 (float32) and L2 / 4 (float64 on the AVX-512 table) --
     see FUSED_MAX_BYTES above.  tools/golden.py passes the recording
@@ -213,16 +211,16 @@ def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None):
     global _prefetch_max_log, _fused_beyond_l2
     if l2 is None:
         l2 = _l2_bytes()
-    if fused_beyond_l2 is None:
-        fused_beyond_l2 = _cpu_vendor() == "AuthenticAMD"
     if l3 is None:
         l3 = _cache_bytes(3)
+    if fused_beyond_l2 is None:
+        fused_beyond_l2 = _fused_beyond_l2_here(l3)
     _fused_beyond_l2 = bool(fused_beyond_l2)
     def part(d):
         return 4194304 if l2 <= 0 else min(max(l2 // d, 65536), 4194304)
     if _fused_beyond_l2:
         _fused_max = max(l3 // 4, FUSED_MAX_F64)
-        _fused_max_f64 = _fused_max_f64_512 = FUSED_UNLIMITED
+        _fused_max_f64 = _fused_max_f64_512 = PY_SSIZE_T_MAX // 8   # no limit
     else:
         _fused_max = part(8)
         _fused_max_f64 = FUSED_MAX_F64

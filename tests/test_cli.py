@@ -337,9 +337,18 @@ model name\t: other
 @pytest.mark.parametrize("text, want", [
     (_ZEN4, "AMD EPYC (Zen4)"),                                   # Genoa, first CPU only
     (_ZEN4.replace("model\t\t: 17", "model\t\t: 1"), "AMD EPYC (Zen3)"),      # Milan
-    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 26"), "AMD EPYC (Zen5)"),
-    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 23"), "AMD EPYC"),      # Zen2: unnamed
-    (_ZEN4.replace("AMD EPYC", "AMD EPYC 9654 Zen4 part"), "AMD EPYC 9654 Zen4 part"),
+    (_ZEN4.replace("model\t\t: 17", "model\t\t: 160"), "AMD EPYC (Zen4)"),    # Bergamo
+    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 26"), "AMD EPYC (Zen5)"),  # Turin
+    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 26").replace(
+        "model\t\t: 17", "model\t\t: 80"), "AMD EPYC (Zen6)"),
+    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 23").replace(
+        "model\t\t: 17", "model\t\t: 49"), "AMD EPYC (Zen2)"),                # Rome
+    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 23").replace(
+        "model\t\t: 17", "model\t\t: 1"), "AMD EPYC (Zen1)"),                 # Naples
+    (_ZEN4.replace("cpu family\t: 25", "cpu family\t: 21"), "AMD EPYC"),      # pre-Zen
+    (_ZEN4.replace("AMD EPYC", "AMD Ryzen 9 7950X 16-Core Processor"),
+     "AMD Ryzen 9 7950X 16-Core Processor (Zen4)"),
+    (_ZEN4.replace("AMD EPYC", "AMD EPYC Zen 4 part"), "AMD EPYC Zen 4 part"),
     (_ZEN4.replace("AuthenticAMD", "GenuineIntel").replace("AMD EPYC", "Intel(R) Xeon(R)"),
      "Intel(R) Xeon(R)"),
     (_ZEN4.replace("model\t\t: 17", "model\t\t: x"), "AMD EPYC"),

@@ -13,6 +13,8 @@
   has is named by the plan of at least one case here, so a kernel that no
   path reaches fails this test.
 """
+import sys
+
 import numpy as np
 import pytest
 
@@ -30,7 +32,8 @@ SIMD = {"avx2", "avx512"}  # tables with the short-row / fused / tiled kernels
 T = "TWO_PASS"
 # FUSED / LONG_ROW_STORE keep a row's terms while they fit FUSED_MAX_BYTES,
 # which the planner sets from this machine's L2 (L2 / 8; float64:
-# FUSED_MAX_F64, L2 / 4 on the AVX-512 table); longer rows have their
+# FUSED_MAX_F64, L2 / 4 on the AVX-512 table; on AMD Zen4 and later L3 / 4,
+# float64 unlimited: FUSED_BEYOND_L2); longer rows have their
 # destination prefetched up to PREFETCH_MAX_BYTES (L2 / 4; log_softmax
 # PREFETCH_MAX_LOG_BYTES, L2 / 2).
 _TH = _core.thresholds()
@@ -514,15 +517,20 @@ def test_every_kernel_is_planned(isa):
     assert not missing, f"kernels of the {isa} table that no planned path calls: {missing}"
 
 
-def test_fused_beyond_l2_on_amd():
-    """By default the AMD rule is on exactly on an AMD CPU."""
-    assert _core.thresholds()["FUSED_BEYOND_L2"] == (_core._cpu_vendor() == "AuthenticAMD")
+def test_fused_beyond_l2_on_zen4_and_later():
+    """By default the AMD rule is on exactly on AMD Zen4 and later (with an
+    L3 in sysfs)."""
+    from csoftmax._cpu import amd_zen, cpuinfo_fields
+    zen = amd_zen(cpuinfo_fields())
+    want = zen is not None and zen >= 4 and _core._cache_bytes(3) > 0
+    assert _core.thresholds()["FUSED_BEYOND_L2"] == want
 
 
 @pytest.mark.parametrize("fused_beyond_l2", [False, True])
 def test_fused_max_bytes_from_l2(fused_beyond_l2):
     """FUSED_MAX_BYTES = L2 / 8 of this machine, clamped to [64 KiB, 4 MiB]
-    (4 MiB where sysfs does not say); 4 MiB with the AMD rule, float64 too."""
+    (4 MiB where sysfs does not say); with the AMD rule max(L3 / 4, 4 MiB),
+    and float64 rows of any length."""
     l2 = _core._l2_bytes()
     _core._init_l2_limits(l2, fused_beyond_l2)
     try:
@@ -542,7 +550,7 @@ def _check_l2_limits(l2, fused_beyond_l2):
     assert fm == (max(l3 // 4, 4194304) if fused_beyond_l2 else part(8))
     assert th["PREFETCH_MAX_BYTES"] == part(4)
     assert th["PREFETCH_MAX_LOG_BYTES"] == part(2)
-    assert th["FUSED_MAX_F64"] == (1 << 40 if fused_beyond_l2 else
+    assert th["FUSED_MAX_F64"] == (sys.maxsize // 8 if fused_beyond_l2 else
                                    part(4) if _core.isa() == "avx512" else 4194304)
     # the path of a row on each side of every limit (one thread: no split
     # rows; where L2 is unknown the limits coincide)

@@ -22,6 +22,7 @@ reduction (whose summation order may depend on NumPy's own SIMD dispatch)
 enters a digest.
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -219,21 +220,29 @@ def digest(res):
     return h.hexdigest()[:32], total
 
 
-def compute(isas=None):
-    out = {}
+@contextlib.contextmanager
+def _as_recorded():
+    """The planner as on the recording machine: 2 threads, its cache limits
+    (RECORDED_L2_BYTES, no AMD rule); this CPU's restored after."""
     prev_isa = _core.isa()
     prev_thr = cs.set_num_threads(2)
     _core._init_l2_limits(RECORDED_L2_BYTES, fused_beyond_l2=False)
     try:
+        yield
+    finally:
+        _core._use_isa(prev_isa)
+        cs.set_num_threads(prev_thr)
+        _core._init_l2_limits()
+
+
+def compute(isas=None):
+    out = {}
+    with _as_recorded():
         for isa in isas or _core.available_isas():
             _core._use_isa(isa)
             for key, thunk in list(cases()) + list(half_cases()):
                 d, total = digest(thunk())
                 out[f"{isa}|{key}"] = [d, total]
-    finally:
-        _core._use_isa(prev_isa)
-        cs.set_num_threads(prev_thr)
-        _core._init_l2_limits()
     return out
 
 
@@ -247,13 +256,14 @@ def main(argv=None):
     if a.dump:
         key, path = a.dump
         isa, rest = key.split("|", 1)
-        _core._use_isa(isa)
-        for k, thunk in list(cases()) + list(half_cases()):
-            if k == rest:
-                res = _flat(thunk())
-                np.savez(path, *res)
-                print(f"wrote {len(res)} arrays of {key} to {path}")
-                return 0
+        with _as_recorded():
+            _core._use_isa(isa)
+            for k, thunk in list(cases()) + list(half_cases()):
+                if k == rest:
+                    res = _flat(thunk())
+                    np.savez(path, *res)
+                    print(f"wrote {len(res)} arrays of {key} to {path}")
+                    return 0
         print(f"no case {key!r}")
         return 1
     got = compute()
