@@ -77,7 +77,8 @@ DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
 # take the two-pass path instead of FUSED / LONG_ROW_STORE / MASKED_FUSED,
 # whose kept terms (x's row in, the terms out, read again) must stay in L2:
 # L2 / 8, from /sys/devices/system/cpu/cpu0/cache (4 MiB where unknown;
-# clamped to [64 KiB, 4 MiB]; the AMD rule below lifts both limits).  Measured on a Sapphire Rapids Xeon (2 MiB L2,
+# clamped to [64 KiB, 4 MiB]; the AMD rule below lifts both limits).
+# Measured on a Sapphire Rapids Xeon (2 MiB L2,
 # one pinned core, float32, x floor with out=): softmax rows of 128K floats
 # (512 KiB) FUSED 1.77 / TWO_PASS_PREFETCH 1.57 (AVX-512), 2.00 / 2.02 (AVX2);
 # of 256K floats 2.09 / 1.61 and 2.30 / 2.24; of 64K floats 1.50 / 1.50 and
@@ -141,8 +142,9 @@ DEF HALF_CHUNK = 32768      # float16 / bfloat16 (HALF_BLOCKS, _half.pxi): eleme
 DEF CVT_UNIT = 8192         # elements per unit of the threaded conversion loops
 
 
-cdef Py_ssize_t _fused_max = 4194304
 from cpython.pyport cimport PY_SSIZE_T_MAX
+
+cdef Py_ssize_t _fused_max = 4194304
 cdef Py_ssize_t _fused_max_f64 = FUSED_MAX_F64
 cdef Py_ssize_t _fused_max_f64_512 = FUSED_MAX_F64
 cdef Py_ssize_t _prefetch_max = 4194304
@@ -200,13 +202,12 @@ def _fused_beyond_l2_here(l3):
 
 def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None):
     """Set the cache-derived limits from `l2` and `l3` bytes (default: this
-    CPU's).  fused_beyond_l2 (default: AMD Zen4 or later, _fused_beyond_l2_here):
-    FUSED for float32 rows
-    up to L3 / 4 (at least 4 MiB) and for float64 rows of any length,
-    instead of L2 / 8 (float32) and L2 / 4 (float64 on the AVX-512 table) --
-    see FUSED_MAX_BYTES above.  tools/golden.py passes the recording
-    machine's values, so that the planner picks the same paths on every
-    CPU."""
+    CPU's).  fused_beyond_l2 (default: AMD Zen4 or later,
+    _fused_beyond_l2_here): FUSED for float32 rows up to L3 / 4 (at least
+    4 MiB) and for float64 rows of any length, instead of L2 / 8 (float32)
+    and L2 / 4 (float64 on the AVX-512 table) -- see FUSED_MAX_BYTES above.
+    tools/golden.py passes the recording machine's values, so that the
+    planner picks the same paths on every CPU."""
     global _fused_max, _fused_max_f64, _fused_max_f64_512, _prefetch_max
     global _prefetch_max_log, _fused_beyond_l2
     if l2 is None:

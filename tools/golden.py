@@ -39,7 +39,7 @@ PATH = os.path.join(HERE, "..", "tests", "golden", "outputs.json")
 # The planner's L2-derived limits (csoftmax/_plan.pxi) as on the machine the
 # digests were recorded on (2 MiB L2 per core): with this CPU's own L2 a long
 # row may take another path (TWO_PASS instead of TWO_PASS_PREFETCH on a
-# 1 MiB L2, FUSED on an AMD CPU) and round differently, which is not a
+# 1 MiB L2, FUSED on AMD Zen4) and round differently, which is not a
 # change of the kernels.
 RECORDED_L2_BYTES = 2 * 1024 * 1024
 
