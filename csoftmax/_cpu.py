@@ -20,16 +20,21 @@ _AMD_ZEN = (
 
 def cpuinfo_fields(text=None):
     """The first processor's "model name", "vendor_id", "cpu family" and
-    "model" of a /proc/cpuinfo text (default: this machine's; {} where it
-    cannot be read)."""
-    if text is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                text = f.read()
-        except OSError:
-            return {}
+    "model" of a /proc/cpuinfo text (default: this machine's, read only up
+    to the end of its first processor -- the planner asks at import; {}
+    where it cannot be read)."""
+    if text is not None:
+        return _first_block(text.splitlines())
+    try:
+        with open("/proc/cpuinfo") as f:
+            return _first_block(f)
+    except OSError:
+        return {}
+
+
+def _first_block(lines):
     out = {}
-    for line in text.splitlines():
+    for line in lines:
         if not line.strip():
             if out:
                 break
