@@ -1285,19 +1285,25 @@ def nll_pass(cnp.ndarray x, cnp.ndarray y, w, long long ignore, cnp.ndarray loss
 #   softmax:     dx = y * (dy - sum(y * dy))
 #   log_softmax: dx = dy - exp(y) * sum(dy)
 
-cdef inline void _bwd_row(const floating *y, const floating *dy, floating *o,
-                          Py_ssize_t n, bint log) noexcept nogil:
-    # the dispatched kernels (csm_*_bwd_rows_*): float64 sums, SIMD exp
+cdef inline void _bwd_rows(const floating *y, const floating *dy, floating *o,
+                           Py_ssize_t rows, Py_ssize_t n, bint log,
+                           bint pf) noexcept nogil:
+    # the dispatched kernels (csm_*_bwd_rows_*, pf: csm_*_bwd_rows_pf_*,
+    # fetching the next row): float64 sums, SIMD exp
     if floating is float:
         if log:
-            _tab.log_softmax_bwd_rows_f32(y, dy, o, 1, n)
+            (_tab.log_softmax_bwd_rows_pf_f32 if pf else
+             _tab.log_softmax_bwd_rows_f32)(y, dy, o, rows, n)
         else:
-            _tab.softmax_bwd_rows_f32(y, dy, o, 1, n)
+            (_tab.softmax_bwd_rows_pf_f32 if pf else
+             _tab.softmax_bwd_rows_f32)(y, dy, o, rows, n)
     else:
         if log:
-            _tab.log_softmax_bwd_rows_f64(y, dy, o, 1, n)
+            (_tab.log_softmax_bwd_rows_pf_f64 if pf else
+             _tab.log_softmax_bwd_rows_f64)(y, dy, o, rows, n)
         else:
-            _tab.softmax_bwd_rows_f64(y, dy, o, 1, n)
+            (_tab.softmax_bwd_rows_pf_f64 if pf else
+             _tab.softmax_bwd_rows_f64)(y, dy, o, rows, n)
 
 
 cdef inline void _bwd_cols_call(const floating *y, const floating *dy,
@@ -1371,15 +1377,18 @@ cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
 cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
                    Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
                    bint log, const csm_plan *pl) noexcept nogil:
-    cdef int nth = pl.threads, path = pl.path
-    cdef Py_ssize_t r, nb, units, u, b, j0, W
-    if path == PATH_ROWS:
+    cdef int nth = pl.threads, path = pl.path, t
+    cdef Py_ssize_t r0, r1, nb, units, u, b, j0, W
+    cdef bint pf = path == PATH_ROWS_PREFETCH
+    if path == PATH_ROWS or pf:
+        # one kernel call per thread: its contiguous share of the rows
         if nth <= 1:
-            for r in range(outer):
-                _bwd_row(y + r * n, dy + r * n, o + r * n, n, log)
+            _bwd_rows(y, dy, o, outer, n, log, pf)
         else:
-            for r in prange(outer, num_threads=nth, schedule='static'):
-                _bwd_row(y + r * n, dy + r * n, o + r * n, n, log)
+            for t in prange(nth, num_threads=nth, schedule='static'):
+                r0 = outer * t // nth
+                r1 = outer * (t + 1) // nth
+                _bwd_rows(y + r0 * n, dy + r0 * n, o + r0 * n, r1 - r0, n, log, pf)
         return
     # units of W columns: a tile's width (COLS_TILED), else COL_BLOCK
     W = pl.block

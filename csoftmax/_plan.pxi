@@ -108,6 +108,22 @@ DEF MASKED_PREFETCH_MAX = 4194304  # the longest masked row whose destination
 # 0.58 (cross-entropy alike); float64 256 KiB 1.67 / 2.39 / 2.40, 1 MiB
 # 1.72 / 2.43 / 2.65, 8 MiB 1.81 / 2.32 / 2.44.
 DEF FUSED_MAX_F64 = 4194304
+# SOFTMAX_BWD_PREFETCH (_softmax_bwd_prefetch below, set at import): the
+# backward ops' rows (last axis) take ROWS_PREFETCH -- the kernels whose
+# write pass, from L1, fetches the next row -- except softmax_backward on
+# AMD Zen4 and later, which takes ROWS.  The fetch was added for the Xeon,
+# where the memory system idled during that pass (8192x1000 float32, one
+# pinned core, out=, ns per element: softmax_backward AVX-512 0.84 ->
+# 0.61-0.72, AVX2 0.92 -> 0.70; log_softmax_backward AVX-512 1.02 ->
+# 0.80-0.89; commit 849af48).  On Zen4 (one pinned core, out=, same
+# process, best of 9, two runs, AVX-512 table, ROWS_PREFETCH -> ROWS) it
+# costs softmax_backward, whose passes are loads and stores only: float32
+# 8192x1000 0.52 / 0.50 -> 0.42 / 0.42, 512x32000 0.67 / 0.60 -> 0.64 /
+# 0.57, 64x256000 0.56 / 0.52 -> 0.52 / 0.48; float64 8192x1000 1.11 /
+# 1.18 -> 0.79 / 0.89 (the AVX2 table alike); log_softmax_backward, whose
+# write pass computes an exp per element, keeps gaining from it: float32
+# 512x32000 0.83 / 0.83 against 0.90 / 0.88, float64 8192x1000 1.49 / 1.44
+# against 1.63 / 1.58.
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
@@ -150,6 +166,7 @@ cdef Py_ssize_t _fused_max_f64_512 = FUSED_MAX_F64
 cdef Py_ssize_t _prefetch_max = 4194304
 cdef Py_ssize_t _prefetch_max_log = 4194304
 cdef bint _fused_beyond_l2 = False
+cdef bint _softmax_bwd_prefetch = True
 cdef const csm_kernel_table *_tab512 = csm_kernels_for(CSM_ISA_AVX512)
 
 
@@ -192,24 +209,36 @@ def _l2_bytes():
     return _cache_bytes(2)
 
 
-def _fused_beyond_l2_here(l3):
-    """The AMD rule's default: an AMD Zen4 or later (the generation it was
-    measured on, and its successors) whose L3 sysfs gives (Linux)."""
+def _amd_zen4_or_later():
+    """An AMD Zen4 or later (CPUID family / model, csoftmax/_cpu.py): the
+    generation the AMD rules were measured on, and its successors."""
     from ._cpu import amd_zen, cpuinfo_fields
     zen = amd_zen(cpuinfo_fields())
-    return zen is not None and zen >= 4 and l3 > 0
+    return zen is not None and zen >= 4
 
 
-def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None):
+def _fused_beyond_l2_here(l3):
+    """The AMD rule's default: an AMD Zen4 or later whose L3 sysfs gives
+    (Linux)."""
+    return _amd_zen4_or_later() and l3 > 0
+
+
+def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None, softmax_bwd_prefetch=None):
     """Set the cache-derived limits from `l2` and `l3` bytes (default: this
     CPU's).  fused_beyond_l2 (default: AMD Zen4 or later,
     _fused_beyond_l2_here): FUSED for float32 rows up to L3 / 4 (at least
     4 MiB) and for float64 rows of any length, instead of L2 / 8 (float32)
     and L2 / 4 (float64 on the AVX-512 table) -- see FUSED_MAX_BYTES above.
+    softmax_bwd_prefetch (default: not on AMD Zen4 or later):
+    softmax_backward's last-axis rows take ROWS_PREFETCH where the table has
+    its kernels, else ROWS -- see SOFTMAX_BWD_PREFETCH above.
     tools/golden.py passes the recording machine's values, so that the
     planner picks the same paths on every CPU."""
     global _fused_max, _fused_max_f64, _fused_max_f64_512, _prefetch_max
-    global _prefetch_max_log, _fused_beyond_l2
+    global _prefetch_max_log, _fused_beyond_l2, _softmax_bwd_prefetch
+    if softmax_bwd_prefetch is None:
+        softmax_bwd_prefetch = not _amd_zen4_or_later()
+    _softmax_bwd_prefetch = bool(softmax_bwd_prefetch)
     if l2 is None:
         l2 = _l2_bytes()
     if l3 is None:
@@ -240,6 +269,7 @@ def thresholds():
             "PAR_MIN_ELEMENTS": PAR_MIN_ELEMENTS, "SPLIT_MIN_ROW": SPLIT_MIN_ROW,
             "FUSED_MAX_BYTES": _fused_max, "FUSED_MAX_F64": _fmax(8),
             "FUSED_BEYOND_L2": bool(_fused_beyond_l2),
+            "SOFTMAX_BWD_PREFETCH": bool(_softmax_bwd_prefetch),
             "PREFETCH_MAX_BYTES": _prefetch_max,
             "PREFETCH_MAX_LOG_BYTES": _prefetch_max_log,
             "CSM_SMALL_MAX": CSM_SMALL_MAX,
@@ -285,14 +315,15 @@ cdef enum:
     PATH_COLS_TILED = 8     # non-last axis float32: wide units through tiles
     PATH_COLS_LOOP = 9      # backward, non-last axis: the Cython loop (no kernel)
     PATH_ROWS = 10          # backward, last axis: the row kernel, rows over threads
-    PATH_MASKED_ROWS = 11   # where=: masked row kernels (mask read with x), blocks of rows
-    PATH_MASKED_COLS = 12   # where=, non-last axis: masked column kernels
-    PATH_MASKED_FUSED = 13  # where=, float32 softmax rows: one fused call a block
-    N_PATHS = 14
+    PATH_ROWS_PREFETCH = 11 # the same, its write pass fetching the next row
+    PATH_MASKED_ROWS = 12   # where=: masked row kernels (mask read with x), blocks of rows
+    PATH_MASKED_COLS = 13   # where=, non-last axis: masked column kernels
+    PATH_MASKED_FUSED = 14  # where=, float32 softmax rows: one fused call a block
+    N_PATHS = 15
 
 PATH_NAMES = ("SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
               "LONG_ROW_SPLIT", "LONG_ROW_STORE", "COLS_BLOCKS", "COLS_TILED",
-              "COLS_LOOP", "ROWS", "MASKED_ROWS", "MASKED_COLS",
+              "COLS_LOOP", "ROWS", "ROWS_PREFETCH", "MASKED_ROWS", "MASKED_COLS",
               "MASKED_FUSED")
 OP_NAMES = ("softmax", "log_softmax", "logsumexp", "cross_entropy",
             "cross_entropy_soft", "logsumexp_backward", "softmax_backward",
@@ -417,6 +448,16 @@ cdef inline bint _has_small() noexcept nogil:
     return _tab.lse_small_f32 != NULL
 
 
+cdef inline bint _has_bwd_rows_pf(bint log, bint f64) noexcept nogil:
+    if log and f64:
+        return _tab.log_softmax_bwd_rows_pf_f64 != NULL
+    if log:
+        return _tab.log_softmax_bwd_rows_pf_f32 != NULL
+    if f64:
+        return _tab.softmax_bwd_rows_pf_f64 != NULL
+    return _tab.softmax_bwd_rows_pf_f32 != NULL
+
+
 cdef inline bint _has_bwd_cols(bint log) noexcept nogil:
     # float32 entries stand for both widths: they come as a set
     if log:
@@ -537,6 +578,8 @@ cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
         return WHY_NOT_OF_OP
     # backward
     if layout == LAYOUT_ROWS:
+        if path == PATH_ROWS_PREFETCH:
+            return WHY_OK if _has_bwd_rows_pf(op == OP_LOG_SOFTMAX_BWD, f64) else WHY_NO_KERNEL
         return WHY_OK if path == PATH_ROWS else WHY_NOT_OF_OP
     if path == PATH_COLS_LOOP:
         return WHY_OK
@@ -572,6 +615,9 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
         return PATH_MASKED_ROWS
     if op >= OP_SOFTMAX_BWD:
         if layout == LAYOUT_ROWS:
+            if ((op == OP_LOG_SOFTMAX_BWD or _softmax_bwd_prefetch) and
+                    _take(op, PATH_ROWS_PREFETCH, f64, layout, n, inner, flags)):
+                return PATH_ROWS_PREFETCH
             return PATH_ROWS
         if _take(op, PATH_COLS_TILED, f64, layout, n, inner, flags):
             return PATH_COLS_TILED
@@ -681,7 +727,8 @@ cdef csm_plan _plan_call_ex(int op, bint f64, int layout, Py_ssize_t rows,
     if p.path == PATH_LONG_ROW_SPLIT or p.path == PATH_LONG_ROW_STORE:
         p.threads = nth
         p.block = (n + nth - 1) // nth
-    elif p.path == PATH_ROWS or (p.path == PATH_MASKED_ROWS and op >= OP_SOFTMAX_BWD):
+    elif (p.path == PATH_ROWS or p.path == PATH_ROWS_PREFETCH or
+          (p.path == PATH_MASKED_ROWS and op >= OP_SOFTMAX_BWD)):
         p.threads = nth if rows >= 2 else 1
         p.block = 1
     elif layout == LAYOUT_ROWS:
@@ -866,8 +913,8 @@ def _path_kernels(int op, int path, bint f64, int flags):
         red = "lse_rows_pw" if path == PATH_TWO_PASS_PREFETCH else "lse_rows"
         return [red + sfx, "finalize"] + (["softmax_rows" + sfx] + fix if grad else [])
     name = "log_softmax" if op == OP_LOG_SOFTMAX_BWD else "softmax"
-    if path == PATH_ROWS:
-        return [name + "_bwd_rows" + sfx]
+    if path == PATH_ROWS or path == PATH_ROWS_PREFETCH:
+        return [name + ("_bwd_rows_pf" if path == PATH_ROWS_PREFETCH else "_bwd_rows") + sfx]
     if path == PATH_COLS_LOOP:
         return []
     k = [name + "_bwd_cols" + sfx]

@@ -6,8 +6,8 @@
   (``_core._last_plan``);
 * every path of every op forced in turn (``_core.forced``): the result is
   within the accuracy contract (tests/_helpers.py CONTRACT) of the
-  reference, as the unforced one is, and TWO_PASS_PREFETCH gives the bits
-  of TWO_PASS (the prefetch is a hint); a path the ISA or the call cannot
+  reference, as the unforced one is, and TWO_PASS_PREFETCH / ROWS_PREFETCH
+  give the bits of TWO_PASS / ROWS (the prefetch is a hint); a path the ISA or the call cannot
   take is refused with ValueError, by ``plan`` and by the call;
 * coverage: every kernel of ``_core.kernel_list()`` that the current table
   has is named by the plan of at least one case here, so a kernel that no
@@ -67,6 +67,20 @@ def _long_row(n, seg=None):
         if n * size <= fmax:
             return "FUSED"
         return "TWO_PASS_PREFETCH" if n * size <= th["PREFETCH_MAX_BYTES"] else T
+    return want
+
+
+def _bwd_rows(op):
+    """Expected path of a backward op's rows: ROWS_PREFETCH on the SIMD
+    tables (their kernels that fetch the next row), except softmax_backward
+    where SOFTMAX_BWD_PREFETCH is off (AMD Zen4 and later); ROWS
+    elsewhere."""
+    def want(group, dn):
+        if group != "avx2":
+            return "ROWS"
+        if op == "softmax_backward" and not _TH["SOFTMAX_BWD_PREFETCH"]:
+            return "ROWS"
+        return "ROWS_PREFETCH"
     return want
 
 
@@ -163,11 +177,13 @@ CASES = [
      {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
       ("avx2", "float64"): "COLS_BLOCKS"}),
     # backward
-    ("softmax_backward", (8192, 1000), -1, {}, 2, "ROWS"),
+    ("softmax_backward", (8192, 1000), -1, {}, 2, _bwd_rows("softmax_backward")),
+    ("softmax_backward", (262144, 10), -1, {}, 1, _bwd_rows("softmax_backward")),
     ("softmax_backward", (64, 100, 256), 1, {}, 2, {"avx2": "COLS_TILED", "other": "COLS_LOOP"}),
     ("softmax_backward", (64, 200, 256), 1, {}, 2, {"avx2": "COLS_BLOCKS", "other": "COLS_LOOP"}),
     ("softmax_backward", (64, 100, 32), 1, {}, 2, {"avx2": "COLS_BLOCKS", "other": "COLS_LOOP"}),
-    ("log_softmax_backward", (262144, 10), -1, {}, 1, "ROWS"),
+    ("log_softmax_backward", (262144, 10), -1, {}, 1, _bwd_rows("log_softmax_backward")),
+    ("log_softmax_backward", (8192, 1000), -1, {}, 2, _bwd_rows("log_softmax_backward")),
     ("log_softmax_backward", (64, 100, 256), 1, {}, 2,
      {"avx2": "COLS_TILED", "other": "COLS_LOOP"}),
     ("log_softmax_backward", (64, 200, 256), 1, {}, 2,
@@ -309,7 +325,7 @@ def test_call_takes_planned_path(case, dtype, isa):
 ROWS_SHAPES = {"SMALL": (37, 20), "SMALL_TWO_PASS": (37, 50), "FUSED": (9, 1000),
                "TWO_PASS": (9, 1000), "TWO_PASS_PREFETCH": (9, 1000),
                "LONG_ROW_SPLIT": (2, 70001), "LONG_ROW_STORE": (2, 70001),
-               "ROWS": (9, 1000)}
+               "ROWS": (9, 1000), "ROWS_PREFETCH": (9, 1000)}
 COLS = ((2, 33, 130), 1)
 PATHS = {
     "softmax": ["SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS", "TWO_PASS_PREFETCH",
@@ -324,8 +340,9 @@ PATHS = {
     "logsumexp_backward": ["SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS",
                            "TWO_PASS_PREFETCH", "LONG_ROW_SPLIT", "LONG_ROW_STORE",
                            "COLS_TILED", "COLS_BLOCKS"],
-    "softmax_backward": ["ROWS", "COLS_TILED", "COLS_BLOCKS", "COLS_LOOP"],
-    "log_softmax_backward": ["ROWS", "COLS_TILED", "COLS_BLOCKS", "COLS_LOOP"],
+    "softmax_backward": ["ROWS", "ROWS_PREFETCH", "COLS_TILED", "COLS_BLOCKS", "COLS_LOOP"],
+    "log_softmax_backward": ["ROWS", "ROWS_PREFETCH", "COLS_TILED", "COLS_BLOCKS",
+                             "COLS_LOOP"],
 }
 FORCED = [(op, path) for op, paths in PATHS.items() for path in paths]
 
@@ -369,9 +386,9 @@ def test_forced_path(op, path, dtype, isa):
             # only op is forced: the others keep their plans
             assert _core.plan(other, shape, dtype, axis) == other_plan
         verify(r1)
-        if path == "TWO_PASS_PREFETCH":
-            # a prefetch hint: the bits of TWO_PASS
-            with _core.forced(op, "TWO_PASS"):
+        if path in ("TWO_PASS_PREFETCH", "ROWS_PREFETCH"):
+            # a prefetch hint: the bits of the path without it
+            with _core.forced(op, path[:-len("_PREFETCH")]):
                 r2, _ = _call(op, x, axis, {}, np.random.default_rng(1), C, tshape)
             for a, b in zip(r1 if isinstance(r1, tuple) else (r1,),
                             r2 if isinstance(r2, tuple) else (r2,)):
@@ -524,6 +541,45 @@ def test_fused_beyond_l2_on_zen4_and_later():
     zen = amd_zen(cpuinfo_fields())
     want = zen is not None and zen >= 4 and _core._cache_bytes(3) > 0
     assert _core.thresholds()["FUSED_BEYOND_L2"] == want
+
+
+def test_softmax_bwd_prefetch_off_on_zen4_and_later():
+    """By default softmax_backward's rows fetch the next row except on AMD
+    Zen4 and later (SOFTMAX_BWD_PREFETCH)."""
+    from csoftmax._cpu import amd_zen, cpuinfo_fields
+    zen = amd_zen(cpuinfo_fields())
+    assert _core.thresholds()["SOFTMAX_BWD_PREFETCH"] == (zen is None or zen < 4)
+
+
+@pytest.mark.parametrize("on", [False, True])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_softmax_bwd_prefetch_switch(on, dtype, isa):
+    """SOFTMAX_BWD_PREFETCH picks ROWS_PREFETCH or ROWS for softmax_backward
+    (log_softmax_backward keeps ROWS_PREFETCH), where the table has the
+    prefetching kernels; the bits do not depend on it."""
+    rng = np.random.default_rng(5)
+    y = csoftmax.softmax(rng.standard_normal((37, 1000)).astype(dtype), axis=-1)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    base = csoftmax.softmax_backward(y, g, axis=-1)
+    _core._init_l2_limits(softmax_bwd_prefetch=on)
+    try:
+        assert _core.thresholds()["SOFTMAX_BWD_PREFETCH"] == on
+        has = isa in SIMD
+        for op in ("softmax_backward", "log_softmax_backward"):
+            pf = has and (on or op == "log_softmax_backward")
+            want = "ROWS_PREFETCH" if pf else "ROWS"
+            for threads in (1, 2):
+                assert _core.plan(op, y.shape, dtype, threads=threads)["path"] == want
+        prev = csoftmax.set_num_threads(2)
+        try:
+            r = csoftmax.softmax_backward(y, g, axis=-1)
+        finally:
+            csoftmax.set_num_threads(prev)
+        assert _core._last_plan() == ("softmax_backward",
+                                      "ROWS_PREFETCH" if has and on else "ROWS")
+        np.testing.assert_array_equal(r, base)
+    finally:
+        _core._init_l2_limits()
 
 
 @pytest.mark.parametrize("fused_beyond_l2", [False, True])

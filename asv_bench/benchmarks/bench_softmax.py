@@ -227,6 +227,7 @@ PATH_SHAPES = {"SMALL": "262144x10", "SMALL_TWO_PASS": "262144x10",
                "FUSED": "8192x1000", "TWO_PASS": "8192x1000",
                "TWO_PASS_PREFETCH": "8192x1000", "LONG_ROW_SPLIT": "1x10000000",
                "LONG_ROW_STORE": "1x10000000", "ROWS": "8192x1000",
+               "ROWS_PREFETCH": "8192x1000",
                "COLS_BLOCKS": "32x21x128x128:1", "COLS_TILED": "32x21x128x128:1",
                "COLS_LOOP": "32x21x128x128:1"}
 OP_PATHS = [
@@ -244,9 +245,10 @@ OP_PATHS = [
     "cross_entropy:COLS_TILED", "cross_entropy:COLS_BLOCKS",
     "logsumexp_backward:SMALL", "logsumexp_backward:FUSED",
     "logsumexp_backward:COLS_TILED", "logsumexp_backward:COLS_BLOCKS",
-    "softmax_backward:ROWS", "softmax_backward:COLS_TILED",
+    "softmax_backward:ROWS", "softmax_backward:ROWS_PREFETCH", "softmax_backward:COLS_TILED",
     "softmax_backward:COLS_BLOCKS", "softmax_backward:COLS_LOOP",
-    "log_softmax_backward:ROWS", "log_softmax_backward:COLS_TILED",
+    "log_softmax_backward:ROWS", "log_softmax_backward:ROWS_PREFETCH",
+    "log_softmax_backward:COLS_TILED",
     "log_softmax_backward:COLS_BLOCKS", "log_softmax_backward:COLS_LOOP",
 ]
 

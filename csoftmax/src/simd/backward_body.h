@@ -13,12 +13,16 @@
  * kernel (libm exp, IEEE propagation).  dy - exp(y) * sum is one fused
  * multiply-add rounded to float64, then once to the result type, with an
  * exp accurate enough for the difference: float32 data, exp_mid_ (2^-43);
- * float64 data, the float64 exp. */
-/* the next row (rows are contiguous), fetched while this one is written
- * from L1: one line a step of VLEN floats; more for doubles is not needed */
+ * float64 data, the float64 exp.
+ * Two kernels per op, the same bits: *_bwd_rows_* and *_bwd_rows_pf_*,
+ * whose write pass (from L1) also fetches the same offset of the next row
+ * of the call (rows are contiguous): one line a step of VLEN floats, more
+ * for doubles is not needed.  Which one serves a call is the planner's
+ * (paths ROWS and ROWS_PREFETCH, csoftmax/_plan.pxi SOFTMAX_BWD_PREFETCH:
+ * the fetch pays on the Xeon, costs softmax_backward on AMD Zen4). */
 #define BWD_PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-#define DEFINE_BWD(T, SUF, EXP)                                                \
-void SUFFIX(csm_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,         \
+#define DEFINE_BWD(T, SUF, EXP, PFX, PF)                                       \
+void SUFFIX(csm_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy, T *o,    \
                                        ptrdiff_t n_rows, ptrdiff_t n)          \
 {                                                                              \
     for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
@@ -44,8 +48,9 @@ void SUFFIX(csm_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,         \
         }                                                                      \
         const VD sv = vd_set1(                                                 \
             vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
+        const int pf = PF && r + 1 < n_rows;  /* not past the call's rows */  \
         for (i = 0; i + VLEN <= n; i += VLEN) {                                \
-            BWD_PF(yr + n + i); BWD_PF(gr + n + i);                            \
+            if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }                \
             vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
             vstore2_##SUF(orow + i, vd_mul(a, vd_sub(c, sv)),                  \
                             vd_mul(b, vd_sub(d, sv)));                         \
@@ -59,8 +64,8 @@ void SUFFIX(csm_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,         \
         }                                                                      \
     }                                                                          \
 }                                                                              \
-void SUFFIX(csm_log_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,     \
-                                           ptrdiff_t n_rows, ptrdiff_t n)      \
+void SUFFIX(csm_log_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy,      \
+                                           T *o, ptrdiff_t n_rows, ptrdiff_t n)\
 {                                                                              \
     const VD zero = vd_zero();                                                 \
     for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
@@ -102,8 +107,9 @@ void SUFFIX(csm_log_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,     \
         }                                                                      \
         const VD sv = vd_set1(                                                 \
             vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
+        const int pf = PF && r + 1 < n_rows;  /* not past the call's rows */  \
         for (i = 0; i + VLEN <= n; i += VLEN) {                                \
-            BWD_PF(yr + n + i); BWD_PF(gr + n + i);                            \
+            if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }                \
             vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
             vstore2_##SUF(orow + i, EXP(a, sv, c),                             \
                             EXP(b, sv, d));                                    \
@@ -116,9 +122,11 @@ void SUFFIX(csm_log_softmax_bwd_rows_##SUF)(const T *y, const T *dy, T *o,     \
         }                                                                      \
     }                                                                          \
 }
-DEFINE_BWD(float, f32, lsb_f32_)
+DEFINE_BWD(float, f32, lsb_f32_, , 0)
+DEFINE_BWD(float, f32, lsb_f32_, pf_, 1)
 #ifndef CSM_BWD_ROWS_F64_FROM_AVX2   /* see src/avx512/backward.c */
-DEFINE_BWD(double, f64, lsb_f64_)
+DEFINE_BWD(double, f64, lsb_f64_, , 0)
+DEFINE_BWD(double, f64, lsb_f64_, pf_, 1)
 #endif
 
 /* ---- backward (VJP) over columns ----------------------------------------
