@@ -271,3 +271,49 @@ def test_cross_entropy_target_near_one(isa):
             rtol = 1e-13 if dt == np.float64 else 2e-7
             np.testing.assert_allclose(g[0, 1], want_y, rtol=rtol)
             np.testing.assert_allclose(g[2, 0], np.expm1(lp[0]), rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("layout", ["rows", "cols", "where"])
+@pytest.mark.parametrize("temperature", [1.0, 0.25, 3.0])
+def test_log_softmax_exact_zero_is_plus_zero(isa, dtype, temperature, layout, rng):
+    """Where every other element of a row is -inf (or there is none),
+    log_softmax at the max is exactly 0 and comes out +0.0, as x - x does
+    (and scipy, torch): the float32 kernels whose clamp terms (e^-90..-150,
+    invisible anywhere else) are the whole rest of such a row gave -0.0
+    there.  Short and long rows, every position of the max, rows, a
+    non-last axis and where= masks."""
+    for n in (1, 2, 3, 10, 17, 33, 64, 65, 1000):
+        x = np.full((19, n), -np.inf)
+        cols = np.arange(19) % n
+        x[np.arange(19), cols] = rng.standard_normal(19) * 4
+        x = x.astype(dtype)
+
+        def call(a):
+            if layout == "cols":
+                return csoftmax.log_softmax(np.ascontiguousarray(a.T), axis=0,
+                                            temperature=temperature).T
+            if layout == "where":
+                w = np.ones(a.shape, bool)
+                w[:, -1:] = n == 1          # a masked-out element when n > 1
+                b = a.copy()
+                b[:, -1] = np.where(w[:, -1], b[:, -1], 7.0)
+                return np.where(w, csoftmax.log_softmax(b, axis=-1, temperature=temperature,
+                                                        where=w), a)
+            return csoftmax.log_softmax(a, axis=-1, temperature=temperature)
+        if layout == "where" and n > 1:
+            x[np.arange(19), cols] = np.where(cols == n - 1, -np.inf, x[np.arange(19), cols])
+            cols = np.where(cols == n - 1, 0, cols)
+            x[np.arange(19), cols] = rng.standard_normal(19).astype(dtype)
+        y = call(x)
+        top = y[np.arange(19), cols]
+        assert np.all(top == 0) and not np.any(np.signbit(top)), (n, top)
+        # one element far below: the max is -log1p(e^(d / T)) there
+        if n >= 2 and layout != "where":
+            x2 = x.copy()
+            nxt = (cols + 1) % n
+            x2[np.arange(19), nxt] = x2[np.arange(19), cols] - 30
+            y2 = call(x2)
+            d = (x2[np.arange(19), nxt].astype(np.float64) - x2[np.arange(19), cols]) / temperature
+            np.testing.assert_allclose(y2[np.arange(19), cols], -np.log1p(np.exp(d)),
+                                       rtol=1e-5, atol=np.finfo(dtype).smallest_subnormal)

@@ -207,7 +207,9 @@ static inline __m256 logsm8_f32m_(__m256 a, __m256d sv, __m256d mv, __m256d lv)
     __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
     lo = _mm256_fmsub_pd(_mm256_sub_pd(lo, mv), sv, lv);
     hi = _mm256_fmsub_pd(_mm256_sub_pd(hi, mv), sv, lv);
-    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+    /* + 0.0: zeros are +0.0 (logsm_f32_, simd/rows_f32_body.h) */
+    return _mm256_add_ps(_mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)),
+                         _mm256_setzero_ps());
 }
 
 void csm_log_softmax_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows,

@@ -203,7 +203,8 @@ static inline __m512 logsm16m_f32_(__m512 a, __m512d sv, __m512d mv, __m512d lv)
     widen16_(a, &lo, &hi);
     lo = _mm512_fmsub_pd(_mm512_sub_pd(lo, mv), sv, lv);
     hi = _mm512_fmsub_pd(_mm512_sub_pd(hi, mv), sv, lv);
-    return narrow16_(lo, hi);
+    /* + 0.0: zeros are +0.0 (logsm_f32_, simd/rows_f32_body.h) */
+    return _mm512_add_ps(narrow16_(lo, hi), _mm512_setzero_ps());
 }
 
 void csm_log_softmax_rows_masked_f32_avx512(const float *x, ptrdiff_t n_rows,

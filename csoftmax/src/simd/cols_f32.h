@@ -97,13 +97,14 @@ static inline void store_states_vd_(csm_lse_state *s, VD mx, VD cn, VD rs)
     for (int k = 0; k < VDLEN; ++k) { s[k].max = m[k]; s[k].count = c[k]; s[k].rest = r[k]; }
 }
 
-/* y = scale * (x - max) - log_sum with per-lane max / log_sum */
+/* y = scale * (x - max) - log_sum with per-lane max / log_sum; + 0.0:
+ * zeros are +0.0 (see logsm_f32_, rows_f32_body.h) */
 static inline V logsmc_f32_(V a, VD sv, VD ml, VD mh, VD ll, VD lh)
 {
     VD lo = v_lo_pd(a), hi = v_hi_pd(a);
     lo = vd_fmsub(vd_sub(lo, ml), sv, ll);
     hi = vd_fmsub(vd_sub(hi, mh), sv, lh);
-    return v_from_pd(lo, hi);
+    return v_add(v_from_pd(lo, hi), v_zero());
 }
 
 /* prefetch the cache lines of the w floats at p */

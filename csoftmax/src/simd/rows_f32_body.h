@@ -148,13 +148,20 @@ void SUFFIX(csm_softmax_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
 }
 
 /* y = scale * (x - max) - log_sum in float64 lanes: x - max is exact in
- * float64, so the element(s) equal to the max give exactly -log_sum. */
+ * float64, so the element(s) equal to the max give exactly -log_sum.
+ * + 0.0 after the rounding to float32: a log_sum below 2^-150 -- in a row
+ * whose other elements are all -inf, the clamp terms (e^-90..-150) that
+ * the float32 reductions add for the max and for every -inf element, and
+ * which are invisible anywhere else -- would give the max -0.0 where the
+ * exact result is 0; so every zero these writes store is +0.0, as x - x,
+ * scipy and torch give (the scale-1 writes, logsm_c3_f32_, round log_sum
+ * to float32 first and give +0.0 already). */
 static inline V logsm_f32_(V a, VD sv, VD mv, VD lv)
 {
     VD lo = v_lo_pd(a), hi = v_hi_pd(a);
     lo = vd_fmsub(vd_sub(lo, mv), sv, lv);
     hi = vd_fmsub(vd_sub(hi, mv), sv, lv);
-    return v_from_pd(lo, hi);
+    return v_add(v_from_pd(lo, hi), v_zero());
 }
 
 static void log_softmax_row_f32_c3_(const float *xr, ptrdiff_t n, double m,

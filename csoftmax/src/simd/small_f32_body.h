@@ -202,7 +202,9 @@ small_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             fin = small_reduce_f32_(T, n, mf, bad, scale, sv, span_sv, &m, &l);
             if (fin)
                 for (ptrdiff_t i = 0; i < n; ++i)
-                    T[i] = gd_to_ps_(gd_fmsub_(gd_sub_(gd_of_ps_(T[i]), m), sv, l));
+                    T[i] = _mm256_add_ps(   /* + 0.0: zeros are +0.0 (logsm_f32_) */
+                        gd_to_ps_(gd_fmsub_(gd_sub_(gd_of_ps_(T[i]), m), sv, l)),
+                        _mm256_setzero_ps());
         } else {
             GD L;
             m = gd_of_ps_(mf);
