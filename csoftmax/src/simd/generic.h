@@ -39,6 +39,16 @@
             }                                                                  \
     } while (0)
 
+/* log_softmax writes in float64 lanes: a value that rounds to a float32
+ * zero is stored as +0.0 (logsm_f32_, simd/rows_f32_body.h: the float32
+ * reductions' clamp terms make log_sum a positive value below 2^-150 where
+ * the exact result is 0); float64 data as computed. */
+static CSM_MAYBE_UNUSED inline VD lsm_zero_f32_(VD v)
+{
+    return vd_unless(vd_cmp(vd_abs(v), vd_set1(0x1p-150), _CMP_LE_OQ), v);
+}
+#define lsm_zero_f64_(v) (v)
+
 #define DEFINE_KERNELS(T, SUF, EXP, G, ST)                                     \
 static CSM_MAYBE_UNUSED void lse_chunk_##SUF##G##_(const T *x, ptrdiff_t n, double scale, \
                                csm_lse_state *st, const T *pf, const T *pw)    \
@@ -143,14 +153,14 @@ ST void SUFFIX(csm_log_softmax_rows_##SUF##G)(const T *x, ptrdiff_t n_rows,    \
         for (; i + VLEN <= n; i += VLEN) {                                     \
             vload2_##SUF(xr + i, &lo, &hi);                                    \
             vstore2_##SUF(yr + i,                                              \
-                            vd_fmsub(vd_sub(lo, mv), sv, lv),                  \
-                            vd_fmsub(vd_sub(hi, mv), sv, lv));                 \
+                          lsm_zero_##SUF##_(vd_fmsub(vd_sub(lo, mv), sv, lv)), \
+                          lsm_zero_##SUF##_(vd_fmsub(vd_sub(hi, mv), sv, lv)));\
         }                                                                      \
         if (i < n) {                                                           \
             vload2m_##SUF(xr + i, n - i, 0, &lo, &hi);                         \
             vstore2m_##SUF(yr + i, n - i,                                      \
-                             vd_fmsub(vd_sub(lo, mv), sv, lv),                 \
-                             vd_fmsub(vd_sub(hi, mv), sv, lv));                \
+                           lsm_zero_##SUF##_(vd_fmsub(vd_sub(lo, mv), sv, lv)),\
+                           lsm_zero_##SUF##_(vd_fmsub(vd_sub(hi, mv), sv, lv)));\
         }                                                                      \
     }                                                                          \
 }                                                                              \
@@ -280,8 +290,8 @@ ST void SUFFIX(csm_log_softmax_cols_##SUF##G)(const T *x, ptrdiff_t n_cols,    \
             T *yi = y + i * y_row_stride + j;                                  \
             if (w == VLEN) vload2_##SUF(xi, &lo, &hi);                         \
             else vload2m_##SUF(xi, w, 0, &lo, &hi);                            \
-            lo = vd_fmsub(vd_sub(lo, m0), sv, l0);                             \
-            hi = vd_fmsub(vd_sub(hi, m1), sv, l1);                             \
+            lo = lsm_zero_##SUF##_(vd_fmsub(vd_sub(lo, m0), sv, l0));          \
+            hi = lsm_zero_##SUF##_(vd_fmsub(vd_sub(hi, m1), sv, l1));          \
             if (w == VLEN) vstore2_##SUF(yi, lo, hi);                          \
             else vstore2m_##SUF(yi, w, lo, hi);                                \
         }                                                                      \
