@@ -67,3 +67,24 @@ def test_generated_cython_declaration_is_current():
             assert f.read() == gen.render(gen.read_list())
     finally:
         sys.path.remove(SRC)
+
+
+@pytest.mark.parametrize("flag", ["-ffast-math", "-Ofast", "-ffinite-math-only", None])
+def test_build_refuses_fast_math(flag, tmp_path):
+    """src/kernels.h stops a build whose flags drop IEEE semantics (NaN and
+    infinity tests, signed zeros) instead of letting the kernels compile
+    into silently wrong code; the default flags compile."""
+    import shutil
+    import subprocess
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None or not os.path.exists(os.path.join(SRC, "kernels.h")):
+        pytest.skip("no C compiler or no source tree")
+    c = tmp_path / "t.c"
+    c.write_text('#include "kernels.h"\nint main(void) { return 0; }\n')
+    cmd = [cc, "-fsyntax-only", "-O3", "-I", SRC,
+           "-I", os.path.join(SRC, "..", "include"), str(c)] + ([flag] if flag else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if flag is None:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert r.returncode != 0 and "IEEE floating point" in r.stderr, r.stderr

@@ -5,6 +5,14 @@
 #define CSOFTMAX_KERNELS_H
 #include "csoftmax.h"
 
+/* The kernels need IEEE floating point: NaN and infinity tests, signed
+ * zeros (log_softmax stores +0.0, generic.h lsm_zero_f32_), the roundings
+ * of the error-free sums.  -ffast-math / -Ofast / -ffinite-math-only (from
+ * CFLAGS, say) would remove them without a word: refuse such a build. */
+#if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
+#error "csoftmax: the kernels need IEEE floating point; build without -ffast-math, -Ofast or -ffinite-math-only"
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define CSM_BUILD_AVX2 1
 #if defined(__GNUC__) || defined(__clang__)
