@@ -448,13 +448,10 @@ cdef inline bint _has_small() noexcept nogil:
     return _tab.lse_small_f32 != NULL
 
 
-cdef inline bint _has_bwd_rows_pf(bint log, bint f64) noexcept nogil:
-    if log and f64:
-        return _tab.log_softmax_bwd_rows_pf_f64 != NULL
+cdef inline bint _has_bwd_rows_pf(bint log) noexcept nogil:
+    # float32 entries stand for both widths: they come as a set
     if log:
         return _tab.log_softmax_bwd_rows_pf_f32 != NULL
-    if f64:
-        return _tab.softmax_bwd_rows_pf_f64 != NULL
     return _tab.softmax_bwd_rows_pf_f32 != NULL
 
 
@@ -579,7 +576,7 @@ cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
     # backward
     if layout == LAYOUT_ROWS:
         if path == PATH_ROWS_PREFETCH:
-            return WHY_OK if _has_bwd_rows_pf(op == OP_LOG_SOFTMAX_BWD, f64) else WHY_NO_KERNEL
+            return WHY_OK if _has_bwd_rows_pf(op == OP_LOG_SOFTMAX_BWD) else WHY_NO_KERNEL
         return WHY_OK if path == PATH_ROWS else WHY_NOT_OF_OP
     if path == PATH_COLS_LOOP:
         return WHY_OK
