@@ -319,3 +319,42 @@ def test_log_softmax_exact_zero_is_plus_zero(isa, dtype, temperature, layout, rn
             d = (x2[np.arange(R), nxt].astype(np.float64) - x2[np.arange(R), cols]) / temperature
             np.testing.assert_allclose(y2[np.arange(R), cols], -np.log1p(np.exp(d)),
                                        rtol=1e-5, atol=np.finfo(dtype).smallest_subnormal)
+
+
+@pytest.mark.parametrize("n", [31, 32, 33, 48, 63, 64])
+def test_staged_rows_match_direct_loads(isa, n, rng):
+    """Full groups of back-to-back float32 rows of >= 32 are copied to
+    scratch before the transposing loads (SMALLV_STAGE_MIN, AVX-512 lanes
+    kernels); rows with another stride are read in place.  Both give the
+    same bits, special values (lanes redone by the scalar kernels, which
+    read the rows themselves), partial groups and in-place calls included."""
+    rows = 16 * 3 + 5
+    x = _special_matrix(rows, n, np.float32, rng)
+    wide = np.full((rows, n + 3), 7.0, np.float32)
+    wide[:, :n] = x
+    direct = wide[:, :n]                      # row stride n + 3: not staged
+    t = rng.integers(0, n, rows)
+    t[::7] = -100
+    w = rng.random(n) + 0.5
+    for op in ("softmax", "log_softmax", "ce"):
+        if op == "ce":
+            for kw in ({}, {"weight": w}, {"label_smoothing": 0.1}):
+                a = csoftmax.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+                b = csoftmax.cross_entropy(direct, t, reduction="none", return_grad=True, **kw)
+                loss = csoftmax.cross_entropy(x, t, reduction="none", **kw)
+                for u, v in zip(a, b):
+                    np.testing.assert_array_equal(u, v, err_msg=f"ce n={n} {kw}")
+                np.testing.assert_array_equal(loss, a[0], err_msg=f"ce loss n={n} {kw}")
+                xi = x.copy()
+                csoftmax.cross_entropy(xi, t, reduction="none", return_grad=True, grad_out=xi, **kw)
+                np.testing.assert_array_equal(xi, a[1], err_msg=f"ce in place n={n} {kw}")
+            continue
+        for T in (1.0, 0.5):
+            a = OPS[op](x, axis=-1, temperature=T)
+            b = OPS[op](direct, axis=-1, temperature=T)
+            np.testing.assert_array_equal(a, b, err_msg=f"{op} n={n} T={T}")
+            check(op, a, x, temperature=T, what=f"staged n={n}")
+            xi = x.copy()
+            OPS[op](xi, axis=-1, temperature=T, out=xi)
+            np.testing.assert_array_equal(xi, a, err_msg=f"{op} in place n={n} T={T}")
+    assert np.all(wide[:, n:] == 7.0)
