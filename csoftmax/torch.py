@@ -425,19 +425,21 @@ def _torch_loss_classless(input, target, weight, dim, reduction, ignore_index,
 
 class _Softmax(_torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dim, temperature, log, where=None):
+    def forward(ctx, x, dim, temperature, log, where=None, where_t=None):
         xa = _np(x)
         y = (_api.log_softmax if log else _api.softmax)(xa, axis=dim, temperature=temperature,
                                                         where=where)
         out = _tt(y, x)
-        ctx.dim, ctx.temperature, ctx.log, ctx.where = dim, temperature, log, where
-        ctx.save_for_backward(out)
+        ctx.dim, ctx.temperature, ctx.log = dim, temperature, log
+        ctx.where = _save_mask(ctx, where, where_t, out)
         return out
 
     @staticmethod
     @_once
     def backward(ctx, g):
-        (y,) = ctx.saved_tensors
+        y, where_t = ctx.saved_tensors
+        if where_t is not None:
+            ctx.where = _mask(where_t, y)
         f = _losses.log_softmax_backward if ctx.log else _losses.softmax_backward
         ya, ga = _np(y, "output"), _np(g, "grad_output")
         if isinstance(ctx.dim, tuple):
@@ -446,7 +448,7 @@ class _Softmax(_torch.autograd.Function):
             gx = f(ya, ga.astype(ya.dtype, copy=False), axis=ctx.dim, where=ctx.where)
         if ctx.temperature != 1.0:
             gx = np.multiply(gx, 1.0 / ctx.temperature, out=gx, casting="unsafe")
-        return _tt(gx, y), None, None, None, None
+        return _tt(gx, y), None, None, None, None, None
 
 
 def _tuple_bwd(y, g, dims, log, where=None):
@@ -470,6 +472,30 @@ def _mask(where, x):
     return _validate.as_mask(_np(where, "where"), tuple(x.shape))
 
 
+def _mask_args(where, x):
+    """The mask of a Function that reads it again in backward, as the
+    arguments (where, where_t) of its apply: a tensor mask is also passed on
+    as where_t, which the Function saves for backward (changed in place
+    after the forward, torch then refuses the backward, as for its own saved
+    inputs); a NumPy mask the kernels would read in place is copied (its
+    own shape, not the broadcast one), so a later change cannot reach the
+    gradient."""
+    w = _mask(where, x)
+    if w is None or isinstance(where, _torch.Tensor):
+        return w, (where if w is not None else None)
+    if isinstance(where, np.ndarray) and np.may_share_memory(w, where):
+        w = _mask(where.copy(), x)
+    return w, None
+
+
+def _save_mask(ctx, where, where_t, *tensors):
+    """Save `tensors` and the mask tensor where_t (or None) for backward;
+    returns the mask backward reads when there is no tensor (None with a
+    tensor: backward rebuilds it from the saved tensor)."""
+    ctx.save_for_backward(*tensors, where_t)
+    return where if where_t is None else None
+
+
 def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name, where=None):
     _tensor(input)
     if dim is None:
@@ -477,13 +503,14 @@ def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name, where
     x = _cast(input, dtype)
     _floating_only(x, name, hint=", or pass dtype=")
     dim, T = _dim(dim), float(temperature)
-    w = _mask(where, x)
+    w, wt = _mask_args(where, x)
     if x.dim() == 0:
         # one element: run it as a 1-element vector (reshape is differentiable)
         _scalar_dims(dim)
         return _Softmax.apply(x.reshape(1), 0, T, log,
-                              None if w is None else w.reshape(1)).reshape(())
-    return _Softmax.apply(x, dim, T, log, w)
+                              None if w is None else w.reshape(1),
+                              None if wt is None else wt.reshape(1)).reshape(())
+    return _Softmax.apply(x, dim, T, log, w, wt)
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0, where=None):
@@ -528,17 +555,19 @@ def softmin(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0):
 
 class _LogSumExp(_torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dim, keepdim, where=None):
+    def forward(ctx, x, dim, keepdim, where=None, where_t=None):
         xa = _np(x)
         r = _api.logsumexp(xa, axis=dim, keepdims=keepdim, where=where)
-        ctx.dim, ctx.keepdim, ctx.where = dim, keepdim, where
-        ctx.save_for_backward(x)
+        ctx.dim, ctx.keepdim = dim, keepdim
+        ctx.where = _save_mask(ctx, where, where_t, x)
         return _tt(r, x)
 
     @staticmethod
     @_once
     def backward(ctx, g):
-        (x,) = ctx.saved_tensors
+        x, where_t = ctx.saved_tensors
+        if where_t is not None:
+            ctx.where = _mask(where_t, x)
         xa, ga = _np(x), _np(g, "grad_output")
         dim = ctx.dim
         axes = _api.normalize_axes(dim, xa.ndim)
@@ -552,7 +581,7 @@ class _LogSumExp(_torch.autograd.Function):
             # a reduction keeps nothing)
             gx = (_api.softmax(xa, axis=axes, where=ctx.where).astype(np.float64)
                   * ga).astype(xa.dtype)
-        return _tt(gx, x), None, None, None
+        return _tt(gx, x), None, None, None, None
 
 
 def logsumexp(input, dim=None, keepdim=False, *, out=None, where=None):
@@ -577,12 +606,13 @@ def logsumexp(input, dim=None, keepdim=False, *, out=None, where=None):
         return _logsumexp_out(input, dim, keepdim, out, where)
     input = _default_float(_tensor(input))
     dim, keepdim = _dim(dim), bool(keepdim)
-    w = _mask(where, input)
+    w, wt = _mask_args(where, input)
     if input.dim() == 0:
         _scalar_dims(dim)
         return _LogSumExp.apply(input.reshape(1), 0, keepdim,
-                                None if w is None else w.reshape(1)).reshape(())
-    return _LogSumExp.apply(input, dim, keepdim, w)
+                                None if w is None else w.reshape(1),
+                                None if wt is None else wt.reshape(1)).reshape(())
+    return _LogSumExp.apply(input, dim, keepdim, w, wt)
 
 
 def _logsumexp_out(input, dim, keepdim, out, where):
@@ -923,7 +953,9 @@ class _LinearCE(_torch.autograd.Function):
         args = (ba, cwa, ignore_index, reduction, eps, temperature)
         ctx.grads = None
         ctx.reduction = reduction
-        ctx.args = args + (chunk,)
+        # the scalars only: bias and class weight come back from the saved
+        # tensors (in-place changes after the forward are torch's error)
+        ctx.args = (ignore_index, eps, temperature, chunk)
         if any(need) and reduction != "none":
             loss, grads = _lce._linear_ce(xa, wa, ta, *args, True, chunk)
             ctx.grads = tuple(_tt(g, t) for g, t in zip(grads, (x, w, b)))
@@ -932,7 +964,7 @@ class _LinearCE(_torch.autograd.Function):
         if any(need) and reduction == "none":
             # each row's gradient weighs by its grad_output: recomputed in
             # backward (dW = G^T diag(g) h needs G itself)
-            ctx.save_for_backward(x, w, b, target)
+            ctx.save_for_backward(x, w, b, target, cw)
         return _tt(np.asarray(loss), x)
 
     @staticmethod
@@ -942,8 +974,10 @@ class _LinearCE(_torch.autograd.Function):
         if ctx.reduction == "none":
             if not any(ctx.needs_input_grad[:3]):
                 return tuple(out)
-            x, w, b, target = ctx.saved_tensors
-            ba, cwa, ignore_index, reduction, eps, temperature, chunk = ctx.args
+            x, w, b, target, cw = ctx.saved_tensors
+            ignore_index, eps, temperature, chunk = ctx.args
+            ba = None if b is None else _np(b, "linear_bias")
+            cwa = None if cw is None else _np(cw, "weight")
             _, grads = _lce._linear_ce(_np(x), _np(w, "linear_weight"),
                                        _np(target, "target"), ba, cwa, ignore_index,
                                        "sum", eps, temperature, True, chunk,

@@ -903,3 +903,91 @@ def test_ignore_index_and_reduction_checked_as_torch(name):
             ours(x, t, **kw)
     torch.testing.assert_close(ours(x, t, ignore_index=np.int64(1)),
                                theirs(x, t, ignore_index=np.int64(1)))
+
+
+# -- inputs read again in backward -------------------------------------------
+# A Function that reads a mask or a class weight in backward keeps it as a
+# saved tensor: changed in place after the forward, torch refuses the
+# backward (as for its own saved inputs) instead of a silently different
+# gradient; a NumPy mask is copied at the forward.
+
+_INPLACE = "modified by an inplace operation"
+
+
+def _mask_fns():
+    return {
+        "softmax": lambda x, m: ct.softmax(x, dim=1, where=m),
+        "log_softmax": lambda x, m: ct.log_softmax(x, dim=1, where=m),
+        "softmax_dims": lambda x, m: ct.softmax(x, dim=(0, 1), where=m),
+        "logsumexp": lambda x, m: ct.logsumexp(x, dim=1, where=m),
+        "logsumexp_dims": lambda x, m: ct.logsumexp(x, dim=(0, 1), where=m),
+    }
+
+
+def _finite_sum(y):
+    w = torch.arange(1.0, y.numel() + 1, dtype=y.dtype).reshape(y.shape)
+    return (torch.where(torch.isfinite(y), y, 0) * w).sum()
+
+
+@pytest.mark.parametrize("name", list(_mask_fns()))
+def test_mask_changed_after_forward_tensor(name):
+    f = _mask_fns()[name]
+    x = _x((3, 5))
+    m = torch.ones(3, 5, dtype=torch.bool)
+    m[:, 3:] = False
+    y = f(x, m)
+    m[:, 0] = False
+    with pytest.raises(RuntimeError, match=_INPLACE):
+        _finite_sum(y).backward()
+    # unchanged: the gradient of a fresh forward (the saved mask is used)
+    m2 = torch.ones(3, 5, dtype=torch.bool)
+    m2[:, 3:] = False
+    g = torch.autograd.grad(_finite_sum(f(x, m2)), x)[0]
+    ref = torch.autograd.grad(_finite_sum(f(x, m2.clone())), x)[0]
+    assert torch.equal(g, ref)
+    assert g[:, 3:].abs().sum() == 0 and g[:, 0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(_mask_fns()))
+def test_mask_changed_after_forward_numpy(name):
+    f = _mask_fns()[name]
+    x = _x((3, 5))
+    m = np.ones((3, 5), bool)
+    m[:, 3:] = False
+    y = f(x, m)
+    m[:, 0] = False                        # the caller reuses its buffer
+    g = torch.autograd.grad(_finite_sum(y), x)[0]
+    fresh = np.ones((3, 5), bool)
+    fresh[:, 3:] = False
+    ref = torch.autograd.grad(_finite_sum(f(x, fresh)), x)[0]
+    assert torch.equal(g, ref)
+    # a broadcast mask is copied at its own shape
+    row = np.array([True, True, False, True, True])
+    y = f(x, row)
+    row[:] = False
+    g = torch.autograd.grad(_finite_sum(y), x)[0]
+    ref = torch.autograd.grad(_finite_sum(f(x, np.array([True, True, False, True, True]))), x)[0]
+    assert torch.equal(g, ref)
+
+
+@pytest.mark.parametrize("what", ["weight", "linear_bias"])
+def test_linear_cross_entropy_none_inputs_changed_after_forward(what):
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    t = torch.tensor([0, 4, 2, 1])
+    kw = {"weight": torch.arange(1.0, 6.0, dtype=torch.float64),
+          "linear_bias": torch.randn(5, dtype=torch.float64, generator=g)}
+    loss = ct.linear_cross_entropy(h, W, t, reduction="none", **kw)
+    kw[what].mul_(10)
+    with pytest.raises(RuntimeError, match=_INPLACE):
+        loss.sum().backward()
+    # unchanged inputs: torch's gradient, each row scaled by its grad_output
+    kw[what].div_(10)
+    loss = ct.linear_cross_entropy(h, W, t, reduction="none", **kw)
+    s = torch.arange(1.0, 5.0, dtype=torch.float64)
+    got = torch.autograd.grad((loss * s).sum(), h)[0]
+    ref = F.cross_entropy(h @ W.T + kw["linear_bias"], t, weight=kw["weight"], reduction="none")
+    want = torch.autograd.grad((ref * s).sum(), h)[0]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
