@@ -186,6 +186,18 @@ def _dim(d):
     return None if d is None else int(d)
 
 
+def _no_repeats(dim, ndim):
+    """A tuple of dims naming one dim twice: torch's RuntimeError (the
+    NumPy layer would say ValueError)."""
+    if isinstance(dim, tuple) and ndim > 0:
+        seen = set()
+        for d in dim:
+            k = d % ndim if -ndim <= d < ndim else d    # out of range: IndexError later
+            if k in seen:
+                raise RuntimeError(f"dim {k} appears multiple times in the list of dims")
+            seen.add(k)
+
+
 def _tensor(t, name="input"):
     if not isinstance(t, _torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -217,8 +229,12 @@ def _cast(t, dtype):
     the gradient comes back in the input's dtype)."""
     if dtype is None:
         return t
-    if not isinstance(dtype, _torch.dtype) or not dtype.is_floating_point:
+    if not isinstance(dtype, _torch.dtype):
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    if not dtype.is_floating_point:
+        # torch: NotImplementedError ("... not implemented for 'Long'")
+        raise NotImplementedError(f"dtype={dtype}: as in torch, the softmax family is not "
+                                  "implemented for integer, bool or complex dtypes")
     return t.to(dtype)
 
 
@@ -503,6 +519,7 @@ def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name, where
     x = _cast(input, dtype)
     _floating_only(x, name, hint=", or pass dtype=")
     dim, T = _dim(dim), float(temperature)
+    _no_repeats(dim, x.dim())
     w, wt = _mask_args(where, x)
     if x.dim() == 0:
         # one element: run it as a 1-element vector (reshape is differentiable)
@@ -606,6 +623,7 @@ def logsumexp(input, dim=None, keepdim=False, *, out=None, where=None):
         return _logsumexp_out(input, dim, keepdim, out, where)
     input = _default_float(_tensor(input))
     dim, keepdim = _dim(dim), bool(keepdim)
+    _no_repeats(dim, input.dim())
     w, wt = _mask_args(where, input)
     if input.dim() == 0:
         _scalar_dims(dim)

@@ -372,7 +372,7 @@ def test_dtype_argument_casts_first(in_dtype, dtype):
         tol = dict(rtol=1e-2, atol=1e-3) if in_dtype == torch.float16 else \
             dict(rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(g, gr, **tol)
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(NotImplementedError, match="integer"):    # as torch
         ct.softmax(_x((2, 3)), 1, dtype=torch.int64)
 
 
@@ -990,4 +990,26 @@ def test_linear_cross_entropy_none_inputs_changed_after_forward(what):
     ref = F.cross_entropy(h @ W.T + kw["linear_bias"], t, weight=kw["weight"], reduction="none")
     want = torch.autograd.grad((ref * s).sum(), h)[0]
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_repeated_dims_and_integer_dtype_raise_as_torch():
+    """torch's exception types: a dim named twice is RuntimeError (also
+    written as d and d - ndim); dtype= an integer, bool or complex dtype is
+    NotImplementedError; a dtype= that is no torch.dtype stays TypeError."""
+    x = _x((2, 3))
+    for dims in ((0, 0), (1, -1), (-2, 0)):
+        for f in (ct.logsumexp, ct.softmax, ct.log_softmax):
+            with pytest.raises(RuntimeError, match="appears multiple times"):
+                f(x, dims)
+        with pytest.raises(RuntimeError):
+            torch.logsumexp(x, dims)
+    for dt in (torch.int64, torch.int32, torch.bool, torch.complex64):
+        for f in (ct.softmax, ct.log_softmax, ct.softmin):
+            with pytest.raises(NotImplementedError, match="dtype"):
+                f(x, 1, dtype=dt)
+        if dt != torch.complex64:
+            with pytest.raises((NotImplementedError, RuntimeError)):
+                torch.softmax(x, 1, dtype=dt)
+    with pytest.raises(TypeError, match="torch.dtype"):
+        ct.softmax(x, 1, dtype="float32")
 
