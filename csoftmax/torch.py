@@ -683,17 +683,28 @@ class _CrossEntropy(_torch.autograd.Function):
             kw["where"] = where
         need_x = ctx.needs_input_grad[0]
         need_t = ctx.needs_input_grad[1]
+        # probability targets: torch's loss has the promoted dtype of input,
+        # target and weight (its gradient the input's).  Wider than the
+        # input, the call runs on float64 logits and each result is rounded
+        # once, the loss to that dtype, the gradient to the input's.
+        ldt = x.dtype
+        if ta.shape == xa.shape:
+            for t in (target, weight):
+                if t is not None and t.is_floating_point():
+                    ldt = _torch.promote_types(ldt, t.dtype)
+        wide = ldt != x.dtype
+        xc = _np(x.detach().double()) if wide else xa
         if need_x:
-            loss, grad = _losses.cross_entropy(xa, ta, return_grad=True, **kw)
-            ctx.grad = _tt(grad, x)
+            loss, grad = _losses.cross_entropy(xc, ta, return_grad=True, **kw)
+            ctx.grad = _tt(grad).to(x.dtype) if wide else _tt(grad, x)
         else:
-            loss = _losses.cross_entropy(xa, ta, **kw)
+            loss = _losses.cross_entropy(xc, ta, **kw)
             ctx.grad = None
         ctx.dim, ctx.reduction = dim, reduction
         ctx.eps, ctx.temperature = label_smoothing, temperature
         ctx.prob = ta.shape == xa.shape
         ctx.save_for_backward(x if need_t else None, weight)
-        return _tt(np.asarray(loss), x)
+        return _tt(np.asarray(loss)).to(ldt) if wide else _tt(np.asarray(loss), x)
 
     @staticmethod
     @_once

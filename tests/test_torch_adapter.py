@@ -1013,3 +1013,31 @@ def test_repeated_dims_and_integer_dtype_raise_as_torch():
     with pytest.raises(TypeError, match="torch.dtype"):
         ct.softmax(x, 1, dtype="float32")
 
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_probability_target_loss_dtype_is_torchs(reduction):
+    """Probability targets: the loss has torch's dtype, the promotion of
+    input, target and weight; the input's gradient keeps the input's dtype.
+    Values: the float64 computation from the same (float32) logits, rounded
+    once (torch's float32 log-probabilities are within rtol 1e-6 of it)."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(5, 6, generator=g).requires_grad_()
+    p64 = torch.rand(5, 6, generator=g, dtype=torch.float64).softmax(1)
+    w64 = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
+    for tg, kw in ((p64, {}), (p64.float(), {"weight": w64}), (p64, {"weight": w64.float()}),
+                   (p64.float(), {}), (p64.float(), {"weight": w64.float()})):
+        kw = dict(kw, reduction=reduction, label_smoothing=0.1)
+        tg = tg.detach().requires_grad_()
+        got = ct.cross_entropy(x, tg, **kw)
+        ref = F.cross_entropy(x, tg, **kw)
+        assert got.dtype == ref.dtype, (tg.dtype, kw)
+        x64 = x.detach().double().requires_grad_()
+        kw64 = dict(kw, weight=kw["weight"].double()) if "weight" in kw else kw
+        exact = F.cross_entropy(x64, tg.detach().double(), **kw64)
+        torch.testing.assert_close(got, exact.to(got.dtype), rtol=1e-12 if got.dtype ==
+                                   torch.float64 else 2e-7, atol=0)
+        gx, gt = torch.autograd.grad(got.sum(), (x, tg))
+        rx, rt = torch.autograd.grad(ref.sum(), (x, tg))
+        assert gx.dtype == x.dtype and gt.dtype == tg.dtype
+        torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gt, rt, rtol=1e-5, atol=1e-6)
