@@ -326,8 +326,15 @@ def may_write_directly(dest, reads, in_place=()):
     overlap, with any argument -- the caller must compute into a fresh
     temporary and copy it into `dest` afterwards.  `reads` holds the arrays
     exactly as they are passed to the kernel (after any dtype or layout
-    conversion); None entries are skipped.
+    conversion); None entries are skipped.  A `dest` whose own elements
+    share memory (an as_strided view, stride 0 along an axis) is never
+    written directly: some kernels read back what they wrote (the rescale
+    of kept terms), and an aliased element would hold another's value when
+    read; through the temporary such a `dest` ends as numpy's ``out=`` does,
+    the last of the aliased elements' results.
     """
+    if has_internal_overlap(dest):
+        return False
     for r in reads:
         if r is None or not np.may_share_memory(dest, r):
             continue

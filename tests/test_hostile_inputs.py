@@ -178,6 +178,78 @@ def test_in_place_on_internally_overlapping_array():
     assert not has_internal_overlap(X.T) and not has_internal_overlap(np.zeros((0, 3)))
 
 
+def _writers(axis):
+    """Every call that writes caller memory (out= / grad_out=), as
+    (name, f(x, dest) -> None, fresh(x) -> the result f writes)."""
+    rng = np.random.default_rng(5)
+    dy_cache = {}
+
+    def dy(x):
+        return dy_cache.setdefault((x.shape, x.dtype), rng.standard_normal(x.shape).astype(x.dtype))
+
+    def dlse(x):
+        s = list(x.shape)
+        s[axis] = 1
+        return dy_cache.setdefault(("l", x.shape, x.dtype),
+                                   rng.standard_normal(s).astype(x.dtype))
+
+    def tgt(x):
+        s = x.shape[:axis % x.ndim] + x.shape[axis % x.ndim + 1:]
+        return dy_cache.setdefault(("t", x.shape), rng.integers(0, x.shape[axis], s))
+
+    def prob(x):
+        return csoftmax.softmax(x * 0.5, axis=axis)
+
+    return [
+        ("softmax", lambda x, o: csoftmax.softmax(x, axis=axis, out=o),
+         lambda x: csoftmax.softmax(x, axis=axis)),
+        ("log_softmax", lambda x, o: csoftmax.log_softmax(x, axis=axis, temperature=2.0, out=o),
+         lambda x: csoftmax.log_softmax(x, axis=axis, temperature=2.0)),
+        ("softmax_backward", lambda x, o: csoftmax.softmax_backward(x, dy(x), axis=axis, out=o),
+         lambda x: csoftmax.softmax_backward(x, dy(x), axis=axis)),
+        ("log_softmax_backward",
+         lambda x, o: csoftmax.log_softmax_backward(-abs(x), dy(x), axis=axis, out=o),
+         lambda x: csoftmax.log_softmax_backward(-abs(x), dy(x), axis=axis)),
+        ("logsumexp_backward",
+         lambda x, o: csoftmax.logsumexp_backward(x, dlse(x), axis=axis, out=o),
+         lambda x: csoftmax.logsumexp_backward(x, dlse(x), axis=axis)),
+        ("cross_entropy", lambda x, o: csoftmax.cross_entropy(
+            x, tgt(x), axis=axis, return_grad=True, grad_out=o),
+         lambda x: csoftmax.cross_entropy(x, tgt(x), axis=axis, return_grad=True)[1]),
+        ("cross_entropy_prob", lambda x, o: csoftmax.cross_entropy(
+            x, prob(x), axis=axis, return_grad=True, grad_out=o),
+         lambda x: csoftmax.cross_entropy(x, prob(x), axis=axis, return_grad=True)[1]),
+        ("softmax_where", lambda x, o: csoftmax.softmax(x, axis=axis, where=x > -1, out=o),
+         lambda x: csoftmax.softmax(x, axis=axis, where=x > -1)),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize("alias_axis", [0, 1])
+def test_out_with_internal_overlap(dtype, axis, alias_axis):
+    """An out= / grad_out= whose elements share memory (a writable
+    as_strided view, stride 0 along one axis) is never written by the
+    kernels directly -- some read back what they wrote: it ends as numpy's
+    ``np.copyto(dest, result)`` leaves it (the last aliased element's
+    value), for the reduced axis and the other one."""
+    rng = np.random.default_rng(0)
+    shape = (3, 37)
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    for name, f, fresh in _writers(axis):
+        want = np.zeros(shape[1 - alias_axis], dtype)
+        st = [0, 0]
+        st[1 - alias_axis] = want.itemsize
+        np.copyto(as_strided(want, shape, st), fresh(x))
+        base = np.zeros(shape[1 - alias_axis], dtype)
+        dest = as_strided(base, shape, st, writeable=True)
+        f(x, dest)
+        np.testing.assert_array_equal(base, want, err_msg=f"{name} axis={axis}")
+    from csoftmax._validate import has_internal_overlap, may_write_directly
+    assert has_internal_overlap(dest)
+    assert not may_write_directly(dest, ())
+
+
 # ---- scalar parameters and targets --------------------------------------------
 
 @pytest.mark.parametrize("bad", ["0.1", True, b"0", np.bool_(False)])
