@@ -12,7 +12,8 @@ from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, 
 from . import _core
 from ._api import _mask_view, _plan, _reduce, _softmax_family
 from ._validate import (as_input, as_mask, check_out, comp_for_scale, half_kind, integer,
-                        may_write_directly, normalize_axes, positive_scalar, reshape_view)
+                        may_write_directly, normalize_axes, positive_scalar, real_scalar,
+                        reshape_view, short_repr)
 
 # the dtype advice of check_out for functions without a dtype= argument
 _NO_DTYPE = "the result dtype follows the inputs' dtypes; this function has no dtype="
@@ -86,15 +87,9 @@ def _target_array(target):
 
 def _smoothing(label_smoothing):
     """label_smoothing as a float in [0, 1] (TypeError / ValueError else)."""
-    if isinstance(label_smoothing, (str, bytes, bytearray, bool, np.bool_)):
-        # float() would take "0.1" or True: not numbers here (as temperature)
-        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
-    try:
-        eps = float(label_smoothing)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}") from e
+    eps = real_scalar(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        raise ValueError(f"label_smoothing must be in [0, 1], got {short_repr(label_smoothing)}")
     return eps
 
 

@@ -13,7 +13,7 @@ from ._typing import (ArrayLike, Axis, FloatArray, FloatResult, IntResult, KLRed
 
 from . import _core
 from ._validate import (as_input, comp_for_scale, integer, normalize_axes, positive_scalar,
-                        reshape_view)
+                        real_scalar, reshape_view, short_repr)
 
 __all__ = ["distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
            "softplus", "soft_hinge", "sample"]
@@ -83,11 +83,9 @@ def _integer(value, name, what):
 
 
 def _real(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
+    v = real_scalar(value, name)
     if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {short_repr(value)}")
     return v
 
 
@@ -498,10 +496,7 @@ def softplus(x: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) -> Flo
     """
     a, comp, res = _float_input(x, "x")
     b = positive_scalar(beta, "beta")
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(
-            threshold, (int, float, np.integer, np.floating)):
-        raise TypeError(f"threshold must be a real number, got {threshold!r}")
-    th = float(threshold)
+    th = real_scalar(threshold, "threshold")
     if math.isnan(th):
         raise ValueError("threshold must not be NaN")
     flat = np.ascontiguousarray(a).reshape(-1)
@@ -662,15 +657,10 @@ def sample(logits: ArrayLike, *, temperature: float = 1.0, top_k: int | None = N
     True
     """
     a, comp, res = _float_input(logits, "logits")
-    tv = temperature
-    if isinstance(tv, np.ndarray) and tv.ndim == 0 and tv.dtype.kind in "iuf":
-        tv = tv[()]             # a 0-d array, as the other temperatures take
-    if isinstance(tv, (bool, np.bool_)) or not isinstance(
-            tv, (int, float, np.integer, np.floating)):
-        raise TypeError(f"temperature must be a real number, got {temperature!r}")
-    T = float(tv)
+    T = real_scalar(temperature, "temperature")
     if not (T >= 0 and math.isfinite(T)):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        raise ValueError(f"temperature must be a finite number >= 0, "
+                         f"got {short_repr(temperature)}")
     if T > 0:
         # the rule of every temperature: 1/T must be finite (0 means argmax)
         T = positive_scalar(T, "temperature")

@@ -215,21 +215,50 @@ def resolve_dtype(dtype, compute, result):
     raise TypeError(f"dtype={d} is not supported; use float16, bfloat16, float32 or float64")
 
 
-def positive_scalar(value, name):
-    # float() would also take "1" or True: not numbers here, as in sample()
-    if isinstance(value, (str, bytes, bytearray, bool, np.bool_)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
+def short_repr(value, limit=60):
+    """repr(value) cut to `limit` characters (an int of 10**400 has 401
+    digits; past 4300, repr itself raises)."""
     try:
-        v = operator.index(value) if isinstance(value, (int, np.integer)) else float(value)
+        r = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too large to print>"
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
+def real_scalar(value, name):
+    """The one reading of every real scalar parameter (temperature,
+    sharpness, beta, threshold, margin, scale, label_smoothing, ...): a
+    Python or NumPy int / float, a 0-d real array, or any number float()
+    takes (fractions.Fraction, decimal.Decimal), as a float -- possibly inf
+    or NaN, which the caller judges.  Strings, bools, complex numbers and
+    arrays with elements raise TypeError naming `name`; an int too large
+    for a float raises ValueError (float() would raise OverflowError)."""
+    # float() would also take "1" or True: not numbers here
+    bad = isinstance(value, (str, bytes, bytearray, bool, np.bool_))
+    if isinstance(value, np.ndarray):
+        bad = bad or value.ndim != 0 or value.dtype.kind not in "iuf"
+        if not bad:
+            value = value[()]
+    if bad:
+        raise TypeError(f"{name} must be a real number, got {short_repr(value)}")
+    try:
+        return float(operator.index(value) if isinstance(value, (int, np.integer))
+                     else value)
+    except OverflowError as e:
+        raise ValueError(f"{name} must be a finite number, got {short_repr(value)} "
+                         "(too large for a float)") from e
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} must be a real number, got {value!r}") from e
-    v = float(v)
+        raise TypeError(f"{name} must be a real number, got {short_repr(value)}") from e
+
+
+def positive_scalar(value, name):
+    v = real_scalar(value, name)
     if not (v > 0.0 and np.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite number > 0, got {short_repr(value)}")
     if v < _MIN_INVERTIBLE:
         # 1/v overflows float64: the kernels would scale by inf and give NaN
         raise ValueError(f"{name} must be >= {_MIN_INVERTIBLE:.17g} (the smallest "
-                         f"number whose reciprocal is finite in float64), got {value!r}")
+                         f"number whose reciprocal is finite in float64), got {short_repr(value)}")
     return v
 
 

@@ -252,6 +252,48 @@ def test_out_with_internal_overlap(dtype, axis, alias_axis):
 
 # ---- scalar parameters and targets --------------------------------------------
 
+def _scalar_params():
+    """Every real scalar parameter: (name, f(value), a value it accepts)."""
+    x = np.array([[0.1, 0.5, 0.7], [0.2, -0.3, 0.9]])
+    t = np.array([0, 2])
+    return [
+        ("temperature", lambda v: csoftmax.softmax(x, temperature=v), 0.5),
+        ("temperature", lambda v: csoftmax.cross_entropy(x, t, temperature=v), 0.5),
+        ("sharpness", lambda v: csoftmax.smooth_max(x, sharpness=v), 0.5),
+        ("label_smoothing", lambda v: csoftmax.cross_entropy(x, t, label_smoothing=v), 0.5),
+        ("margin", lambda v: csoftmax.margin_logits(x, t, margin=v, kind="cosface"), 0.5),
+        ("scale", lambda v: csoftmax.margin_logits(x, t, scale=v, margin=0.1,
+                                                     kind="cosface"), 0.5),
+        ("beta", lambda v: csoftmax.softplus(x, beta=v), 0.5),
+        ("threshold", lambda v: csoftmax.softplus(x, threshold=v), 0.5),
+        ("temperature", lambda v: csoftmax.sample(x, temperature=v, seed=1), 0.5),
+    ]
+
+
+@pytest.mark.parametrize("k", range(9))
+def test_scalar_parameters_one_reading(k):
+    """One rule for every real scalar parameter: numbers of any kind (0-d
+    arrays, fractions, decimals, NumPy scalars) give the float's result;
+    strings, bools, complex numbers and arrays with elements are TypeError
+    naming the parameter; an int too large for a float is ValueError naming
+    it (not a bare OverflowError)."""
+    import decimal
+    import fractions
+    name, f, ok = _scalar_params()[k]
+    want = f(ok)
+    for same in (np.array(ok), np.float32(ok), fractions.Fraction(ok),
+                 decimal.Decimal(ok), np.array(ok, np.float16)):
+        np.testing.assert_array_equal(f(same), want, err_msg=f"{name} {same!r}")
+    for bad in ("0.5", True, np.bool_(True), 0.5 + 0j, np.array([ok]), [ok], None):
+        with pytest.raises(TypeError, match=name):
+            f(bad)
+    for huge in (10 ** 400, -10 ** 400, 10 ** 5000):
+        with pytest.raises(ValueError, match=name) as e:
+            f(huge)
+        assert len(str(e.value)) < 200
+
+
+
 @pytest.mark.parametrize("bad", ["0.1", True, b"0", np.bool_(False)])
 def test_label_smoothing_not_a_number(bad):
     with pytest.raises(TypeError, match="label_smoothing"):
