@@ -130,7 +130,10 @@ def _to_ndarray(x, name):
         if type(x) is np.ndarray:
             return x
         if isinstance(x, np.ma.MaskedArray):
-            if name in _LOGIT_NAMES:
+            if name == "where":
+                hint = (f"pass {name}.filled(False) to leave the masked entries out, "
+                        "or the plain data")
+            elif name in _LOGIT_NAMES:
                 hint = (f"pass {name}.filled(-np.inf) (masked entries get probability "
                         "0), where= with the mask inverted, or the plain data")
             else:
@@ -418,7 +421,7 @@ def as_mask(where, shape, name="where"):
     gives ValueError naming both shapes.
     """
     if isinstance(where, np.ndarray):
-        m = where
+        m = _to_ndarray(where, name)    # a MaskedArray: TypeError (its mask)
     else:
         try:
             m = _to_ndarray(where, name)

@@ -381,6 +381,26 @@ def test_masked_array_message_fits_the_argument():
         assert "-np.inf" not in str(e.value)
 
 
+def test_masked_array_where_refused():
+    """A MaskedArray as where= would have its mask ignored (numpy's ufuncs
+    do): refused, as for every other argument, and nothing is written."""
+    mm = np.ma.array([[True, True, True]], mask=[[False, False, True]])
+    x = np.array([[1.0, 2.0, 3.0]])
+    out = np.full_like(x, 7.0)
+    for call in (lambda: csoftmax.softmax(x, where=mm, out=out),
+                 lambda: csoftmax.log_softmax(x, where=mm, out=out),
+                 lambda: csoftmax.logsumexp(x, axis=-1, where=mm),
+                 lambda: csoftmax.smooth_max(x, axis=-1, where=mm),
+                 lambda: csoftmax.cross_entropy(x, np.array([0]), where=mm),
+                 lambda: csoftmax.softmax_backward(x / 6, x, where=mm, out=out)):
+        with pytest.raises(TypeError, match=r"where\.filled\(False\)"):
+            call()
+    assert np.all(out == 7.0)
+    # the filled mask is the documented way
+    np.testing.assert_allclose(csoftmax.softmax(x, where=mm.filled(False)),
+                               [[np.exp(-1) / (1 + np.exp(-1)), 1 / (1 + np.exp(-1)), 0.0]])
+
+
 @pytest.mark.parametrize("T", [1e-25, 2.0 ** -127, 1e-39, 1e-42])
 def test_float32_tiny_temperature(isa, T):
     """1/T past float32's range (T < 2.9e-39) reached the float32 kernels as
