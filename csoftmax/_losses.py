@@ -604,9 +604,9 @@ def _bwd_inputs(y, dy, axis, out, names):
     if d.shape != a.shape:
         raise ValueError(f"{names[1]} has shape {d.shape}, expected {a.shape} "
                          f"(the shape of {names[0]})")
-    if dres == np.float64 and res != np.float64:
-        comp, res = dcomp, dres
-    elif dres != res and dres != np.float16:
+    if dres != res:
+        # the wider of the two (numpy's promotion: float16 with bfloat16,
+        # neither wider than the other, is float32 either way round)
         comp, res = np.result_type(comp, dcomp), np.result_type(res, dres)
     ax = _class_axis(a, axis, names[0])
     check_out(out, a.shape, res, "out", _NO_DTYPE)

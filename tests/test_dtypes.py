@@ -86,3 +86,28 @@ def test_longdouble_rejected():
         pytest.skip("longdouble is float64 here")
     with pytest.raises(TypeError, match=r"float16, bfloat16 \(ml_dtypes\), float32 and float64"):
         csoftmax.softmax(np.ones(3, np.longdouble))
+
+
+@pytest.mark.parametrize("op", ["softmax_backward", "log_softmax_backward"])
+def test_backward_result_dtype_is_numpys_promotion(op, rng):
+    """The result of a backward op is NumPy's promotion of y's and dy's
+    dtypes, whatever their order: float16 with bfloat16 -- neither wider --
+    is float32 both ways (bfloat16 with a float16 dy was bfloat16)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    kinds = [np.float64, np.float32, np.float16, ml_dtypes.bfloat16]
+    y64 = csoftmax.softmax(rng.standard_normal((3, 37)) * 2)
+    if op == "log_softmax_backward":
+        y64 = np.log(y64)
+    dy64 = rng.standard_normal((3, 37))
+    f = getattr(csoftmax, op)
+    for a in kinds:
+        for b in kinds:
+            y, dy = y64.astype(a), dy64.astype(b)
+            got = f(y, dy)
+            want = np.result_type(a, b)
+            assert got.dtype == want, (np.dtype(a).name, np.dtype(b).name, got.dtype)
+            # computed from the rounded inputs, rounded once to the result
+            exact = f(y.astype(np.float64), dy.astype(np.float64))
+            np.testing.assert_allclose(got.astype(np.float64), exact,
+                                       rtol=2 * float(np.finfo(want).eps),
+                                       atol=4 * float(np.finfo(want).eps) * np.abs(exact).max())
