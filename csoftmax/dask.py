@@ -88,7 +88,9 @@ def _asdask(x, name="x"):
 
 def _axis(axis, ndim):
     if isinstance(axis, (tuple, list)) or axis is None:
-        raise TypeError(f"axis must be a single integer (the class axis), got {axis!r}")
+        raise TypeError(f"axis must be a single integer (the class axis), got {axis!r}: "
+                        "csoftmax.dask normalizes along one axis (csoftmax.dask.logsumexp "
+                        "reduces several)")
     return normalize_axes(axis, ndim)[0]
 
 
@@ -338,6 +340,8 @@ def _softmax_family(x, axis, temperature, split_every, log, where=None):
 
 def softmax(x, axis=-1, *, temperature=1.0, split_every=None, where=None):
     r"""Softmax of a dask array along `axis` (lazy): ``exp(x/T - LSE(x/T))``.
+    `axis` is one axis (the class axis): unlike :func:`csoftmax.softmax`,
+    ``None`` or a tuple raises TypeError (:func:`logsumexp` takes them).
 
     The LSE of each row is merged across the chunks of `axis` and broadcast
     back; each output chunk is written by the C kernels on the worker that
