@@ -393,6 +393,12 @@ def _loss_checks(input, target, weight, dim, ignore_index, label_smoothing=None)
     if wt is not None and wt.dtype != input.dtype:
         raise _RuntimeTypeError(f"expected scalar type {_scalar_name(input.dtype)} but found "
                                 f"{_scalar_name(wt.dtype)}")
+    if wt is not None and wt.requires_grad and _torch.is_grad_enabled():
+        # torch's nll_loss has no derivative for the class weight (with
+        # probability targets it has one, below)
+        raise RuntimeError("The function 'nll_loss_forward' is not differentiable with "
+                           "respect to argument 'weight'. This input cannot have "
+                           "requires_grad True.")
     return target, weight
 
 
@@ -703,24 +709,36 @@ class _CrossEntropy(_torch.autograd.Function):
         ctx.dim, ctx.reduction = dim, reduction
         ctx.eps, ctx.temperature = label_smoothing, temperature
         ctx.prob = ta.shape == xa.shape
-        ctx.save_for_backward(x if need_t else None, weight)
+        need_w = ctx.prob and weight is not None and ctx.needs_input_grad[2]
+        ctx.save_for_backward(x if (need_t or need_w) else None, weight,
+                              target if need_w else None)
         return _tt(np.asarray(loss)).to(ldt) if wide else _tt(np.asarray(loss), x)
 
     @staticmethod
     @_once
     def backward(ctx, g):
-        x, weight = ctx.saved_tensors
-        gx = gt = None
+        x, weight, target = ctx.saved_tensors
+        gx = gt = gw = None
         if ctx.grad is not None:
             gx = ctx.grad
             if ctx.reduction == "none":
                 gx = gx * g.unsqueeze(ctx.dim).to(gx.dtype)
             else:
                 gx = gx * g.to(gx.dtype)
+        if x is not None:       # probability targets, target or weight gradient
+            lp = _tt(_api.log_softmax(_np(x), axis=ctx.dim, temperature=ctx.temperature), x)
+        if target is not None:
+            # dL/dw_c = -sum_i q'_ic log p_ic (each sample times its
+            # grad_output; / N for 'mean'), q' = (1-eps) q + eps/C
+            q = target.detach().to(lp.dtype)
+            t = -((1.0 - ctx.eps) * q + ctx.eps / x.shape[ctx.dim]) * lp
+            if ctx.reduction == "mean":
+                t = t / (x.numel() // x.shape[ctx.dim])
+            t = t * (g.unsqueeze(ctx.dim) if ctx.reduction == "none" else g).to(t.dtype)
+            gw = t.movedim(ctx.dim, -1).reshape(-1, x.shape[ctx.dim]).sum(0)
+            gw = gw.to(weight.dtype)
         if ctx.needs_input_grad[1] and ctx.prob:
             # dL/dq_c = -(1-eps) w_c log p_c (/ N for 'mean'), per sample
-            xa = _np(x)
-            lp = _tt(_api.log_softmax(xa, axis=ctx.dim, temperature=ctx.temperature), x)
             gt = -(1.0 - ctx.eps) * lp
             if weight is not None:
                 shape = [1] * x.dim()
@@ -732,7 +750,7 @@ class _CrossEntropy(_torch.autograd.Function):
                 gt = gt * g.unsqueeze(ctx.dim).to(gt.dtype)
             else:
                 gt = gt * g.to(gt.dtype)
-        return gx, gt, None, None, None, None, None, None, None
+        return gx, gt, gw, None, None, None, None, None, None
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
@@ -752,8 +770,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     The gradient with respect to `input` is computed in the forward pass by
     the fused kernel (only when `input` requires grad) and scaled by
     ``grad_output`` in backward.  Probability targets that require grad get
-    ``-(1-eps) w_c log p_c`` (divided by N for 'mean'); `weight` is not
-    differentiated.  ``where=``: a bool tensor of the classes to include
+    ``-(1-eps) w_c log p_c`` (divided by N for 'mean'); a `weight` that
+    requires grad gets ``-sum_i q'_ic log p_ic`` with probability targets
+    and, as in torch, raises RuntimeError with class indices.  ``where=``: a bool tensor of the classes to include
     (broadcast against `input`), as :func:`csoftmax.cross_entropy`'s
     (class-index targets, no smoothing; a target on an excluded class gives
     +inf loss and no gradient).

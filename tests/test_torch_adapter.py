@@ -1041,3 +1041,32 @@ def test_probability_target_loss_dtype_is_torchs(reduction):
         assert gx.dtype == x.dtype and gt.dtype == tg.dtype
         torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(gt, rt, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_class_weight_gradient_as_torch(reduction, eps):
+    """A class weight that requires grad: with probability targets its
+    gradient is torch's (-sum_i q'_ic log p_ic, each sample times its
+    grad_output, / N for 'mean'; gradcheck in float64); with class indices
+    torch raises (nll_loss has no derivative for weight), and so does the
+    adapter -- not a silent None."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 4, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(4, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    p = torch.rand(3, 4, 2, generator=g, dtype=torch.float64).softmax(1).requires_grad_()
+    got, ref = (f(x, p, weight=w, reduction=reduction, label_smoothing=eps)
+                for f in (ct.cross_entropy, F.cross_entropy))
+    s = torch.arange(1.0, got.numel() + 1, dtype=got.dtype).reshape(got.shape)
+    for a, b in zip(torch.autograd.grad((got * s).sum(), (x, p, w)),
+                    torch.autograd.grad((ref * s).sum(), (x, p, w))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(
+        lambda w_: ct.cross_entropy(x.detach(), p.detach(), weight=w_, reduction=reduction,
+                                    label_smoothing=eps), (w,))
+    t = torch.tensor([[0, 1], [3, 3], [2, 0]])
+    for f in (ct.cross_entropy, ct.nll_loss, F.cross_entropy, F.nll_loss):
+        with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'weight'"):
+            f(x, t, weight=w)
+    with torch.no_grad():
+        torch.testing.assert_close(ct.cross_entropy(x, t, weight=w), F.cross_entropy(x, t, weight=w))
