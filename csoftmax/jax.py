@@ -260,6 +260,47 @@ def _ce_tgrad_host(x, w, *, opts, dtype):
     return r.astype(dtype)
 
 
+def _ce_wgrad_host(x, t, w, m, ct, *, opts, dtype):
+    """d (sum of ct * loss) / d w_c, in float64 on the host.
+
+    Probability targets: loss_i = -sum_c w_c q'_ic log p_ic, q' = (1-eps) q
+    + eps/C ('mean': / N).  Class indices y_i (kept samples): loss_i =
+    (1-eps) w_{y_i} (-log p_{i,y_i}) + (eps/C) sum_c w_c (-log p_ic);
+    'mean' divides the sum by W = sum_kept w_{y_i}, so its derivative is
+    (dS/dw_c - L n_c) / W with n_c the kept samples of class c."""
+    x = _host(x)
+    ax, eps = opts["axis"], opts["label_smoothing"]
+    lp = _api.log_softmax(x, axis=ax, temperature=opts["temperature"],
+                          where=None if m is None else np.asarray(m))
+    lp = np.moveaxis(lp.astype(np.float64), ax, -1).reshape(-1, x.shape[ax])
+    C = lp.shape[1]
+    w = np.asarray(w, dtype=np.float64)
+    ct = np.asarray(ct, dtype=np.float64)
+    red = opts["reduction"]
+    cts = ct.reshape(-1, 1) if red == "none" else np.full((lp.shape[0], 1), float(ct))
+    t = np.asarray(t)
+    with np.errstate(invalid="ignore"):
+        if t.dtype.kind == "f":
+            q = np.moveaxis(_host(t).astype(np.float64), ax, -1).reshape(-1, C)
+            d = -((1.0 - eps) * q + eps / C) * lp
+            if red == "mean":
+                d = d / lp.shape[0]
+            return (d * cts).sum(axis=0).astype(dtype)
+        y = t.reshape(-1).astype(np.int64)
+        kept = y != opts["ignore_index"]
+        lpk, yk, ck = lp[kept], y[kept], cts[kept]
+        d = np.zeros_like(lpk)
+        if eps:
+            d += (eps / C) * -lpk
+        d[np.arange(len(yk)), yk] += (1.0 - eps) * -lpk[np.arange(len(yk)), yk]
+        if red != "mean":
+            return (d * ck).sum(axis=0).astype(dtype)
+        W = w[yk].sum()
+        S = (d * w).sum()
+        n = np.bincount(yk, minlength=C).astype(np.float64)
+        return (float(ct) * (d.sum(axis=0) - (S / W) * n) / W).astype(dtype)
+
+
 def _loss_shape(x, t, opts):
     if opts["reduction"] != "none":
         return ()
@@ -277,11 +318,11 @@ def _cross_entropy_fwd(x, t, w, m, opts):
     o = dict(opts)
     loss, g = _call(functools.partial(_ce_host, opts=o, dtype=x.dtype, grad=True),
                     (_sds(_loss_shape(x, t, o), x.dtype), _sds(x.shape, x.dtype)), x, t, w, m)
-    return loss, (g, x, t, w)
+    return loss, (g, x, t, w, m)
 
 
 def _cross_entropy_bwd(opts, res, ct):
-    g, x, t, w = res
+    g, x, t, w, m = res
     o = dict(opts)
     ax = o["axis"]
     scale = _jnp.expand_dims(ct, ax) if o["reduction"] == "none" else ct
@@ -291,7 +332,10 @@ def _cross_entropy_bwd(opts, res, ct):
         tg = _call(functools.partial(_ce_tgrad_host, opts=o, dtype=t.dtype),
                    _sds(x.shape, t.dtype), x, w)
         gt = tg * scale.astype(t.dtype)
-    gw = None if w is None else _jnp.zeros_like(w)
+    gw = None
+    if w is not None:
+        gw = _call(functools.partial(_ce_wgrad_host, opts=o, dtype=w.dtype),
+                   _sds(w.shape, w.dtype), x, t, w, m, ct)
     return gx, gt, gw, None
 
 
@@ -305,8 +349,9 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
 
     `target` holds integer class indices (shape of `logits` without `axis`)
     or class probabilities (shape of `logits`, differentiable:
-    ``-(1-eps) w_c log p_c``).  `weight` is not differentiated (zero
-    cotangent).  With ``reduction='none'`` and no options this equals
+    ``-(1-eps) w_c log p_c``), and so is `weight` (class indices or
+    probabilities; with 'mean' through the division by the kept samples'
+    total weight).  With ``reduction='none'`` and no options this equals
     ``optax.softmax_cross_entropy_with_integer_labels``.
 
     Validation happens in the host callback: bad class indices raise when

@@ -346,3 +346,49 @@ def test_logsumexp_signature_is_jax():
     gc = jax.grad(lambda a, bb: cj.logsumexp(a, 1, bb).sum(), argnums=(0, 1))(x, b * b)
     for g, w in zip(gc, gw):
         np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def _ce_prob_ref(x, q, axis, weight, reduction, label_smoothing, temperature=1.0):
+    lp = jnp.moveaxis(jax.nn.log_softmax(x / temperature, axis=axis), axis, -1)
+    qs = (1 - label_smoothing) * jnp.moveaxis(q, axis, -1) + label_smoothing / lp.shape[-1]
+    li = -(qs * lp * weight).sum(-1)
+    return li if reduction == "none" else (li.mean() if reduction == "mean" else li.sum())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind", ["index", "prob"])
+def test_class_weight_gradient(kind, reduction):
+    """weight is differentiated (it had a zero cotangent): against jax.grad
+    of the jax.nn reference, class indices (ignored samples, smoothing,
+    temperature; 'mean' divides by the kept weight) and probabilities,
+    eagerly, under jit and under vmap; check_grads numerically."""
+    x = _x((5, 4, 3))
+    w = jnp.linspace(0.5, 2.0, 4)
+    if kind == "index":
+        t = jnp.asarray(np.random.default_rng(2).integers(0, 4, (5, 3))).at[0, 1].set(-100)
+    else:
+        t = jax.nn.softmax(_x((5, 4, 3), seed=3), axis=1)
+    for kw in (dict(), dict(label_smoothing=0.2, temperature=1.5)):
+        def ours(w_, x_=x, t_=t):
+            return cj.cross_entropy(x_, t_, axis=1, weight=w_, reduction=reduction, **kw)
+
+        def ref(w_, x_=x, t_=t):
+            if kind == "index":
+                return _ce_ref(x_, t_, axis=1, weight=w_, reduction=reduction, **kw)
+            return _ce_prob_ref(x_, t_, 1, w_, reduction, kw.get("label_smoothing", 0.0),
+                                kw.get("temperature", 1.0))
+
+        def weighted(f):
+            def g(w_, *a):
+                r = f(w_, *a)
+                return (r * jnp.arange(1.0, r.size + 1).reshape(r.shape)).sum()
+            return g
+
+        want = jax.grad(weighted(ref))(w)
+        _close(jax.grad(weighted(ours))(w), want, np.float64)
+        _close(jax.jit(jax.grad(weighted(ours)))(w), want, np.float64)
+        xs, ts = jnp.stack([x, x * 0.5]), jnp.stack([t, t])
+        got = jax.vmap(jax.grad(weighted(ours)), in_axes=(None, 0, 0))(w, xs, ts)
+        _close(got, jax.vmap(jax.grad(weighted(ref)), in_axes=(None, 0, 0))(w, xs, ts),
+               np.float64)
+        check_grads(ours, (w,), order=1, modes=["rev"])
