@@ -212,7 +212,9 @@ def softmax(x: ArrayLike, axis: Axes = -1, *, temperature: float = 1.0,
         Input. float32 and float64 are computed natively; float16 and
         bfloat16 (``ml_dtypes.bfloat16``, or torch / JAX bfloat16 tensors)
         are read and written in their own dtype and computed in float32 on
-        cache-sized chunks (no float32 copy of the array); integers and
+        cache-sized chunks of whole rows (float32 scratch of one chunk per
+        thread; a row longer than a chunk gets scratch of its own length,
+        see the guide's "Half precision"); integers and
         bools in float64.  Besides ndarrays, anything exposing
         ``__dlpack__`` (torch CPU tensors, JAX CPU arrays) or the buffer /
         array protocol (memoryview, array.array, ``__array_interface__``) is

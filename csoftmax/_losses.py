@@ -252,8 +252,9 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     logits : array_like
         Unnormalised scores. float32/float64 natively; float16 / bfloat16
         read natively (with probability targets of the same dtype) and
-        computed in float32 on cache-sized chunks, loss and gradient in the
-        logits' dtype; integers as float64.
+        computed in float32 on cache-sized chunks of whole rows (a row
+        longer than a chunk: float32 scratch of its length per converted
+        array), loss and gradient in the logits' dtype; integers as float64.
     target : array_like
         Integer class indices (shape of `logits` without `axis`) or class
         probabilities (floating, shape of `logits`).
