@@ -92,6 +92,34 @@ static inline __attribute__((always_inline)) void tr16x8_ps_(__m512 *r, const in
     }
 }
 
+/* The transposing loads below take 8 floats of each of the 16 rows in
+ * turn.  From memory beyond the caches that order is slow (AMD Zen4, one
+ * core, 4M-element float32 arrays, softmax, ns/element: rows of 48 / 64
+ * 1.40 / 1.32 against 0.66 / 0.64 from L3, where the row kernels take 1.03
+ * / 0.81).  A full group of back-to-back rows is therefore first copied,
+ * in address order, to the scratch S, and the loads read the copy: 0.82 /
+ * 0.82 (rows of 32-64: 0.82-1.06 over four runs); prefetching the next
+ * group in that order instead did not help (1.29 / 1.37), nor did staging
+ * the output.  Rows shorter than SMALL_STAGE_MIN keep the direct loads:
+ * rows of 10 lost time to the copy (0.98 -> 1.16 from L3) and are
+ * compute-bound from memory too.  The 8-row tiles (AVX2's short rows,
+ * logsumexp's, float64) measured no gain from the same copy -- AVX2 float32
+ * rows of 32-64 from memory went from 1.06-1.21 to 1.31-1.84, float64 on
+ * this table 2.2-2.5 to 2.1-2.4 -- and read their rows directly.
+ * Returns the rows to read: ps (into S) or p (rows with another stride,
+ * partial groups, whose missing rows repeat the first, short rows). */
+#define SMALL_STAGE_MIN 32
+static inline const float *const *
+smallv_stage_f32_(const float *const *p, ptrdiff_t n, float *S, const float **ps)
+{
+    if (n < SMALL_STAGE_MIN) return p;
+    for (int k = 1; k < 16; ++k)
+        if (p[k] != p[0] + k * n) return p;
+    memcpy(S, p[0], (size_t)16 * (size_t)n * sizeof(float));
+    for (int k = 0; k < 16; ++k) ps[k] = S + k * n;
+    return ps;
+}
+
 /* Rows p[0..15] (n floats each) -> T[0..n) (16 lanes = rows), 8 columns a
  * tile (a last partial tile by masked loads: its other columns are 0 and
  * never read as data); *mx the per-lane max (-inf for n = 0), *nanbits the
@@ -100,6 +128,9 @@ static inline __attribute__((always_inline)) void
 smallv_in_f32_(const float *const *p, ptrdiff_t n, __m512 *T, __m512 *mx,
                int *nanbits)
 {
+    float S[16 * CSM_SMALL_MAX] __attribute__((aligned(64)));
+    const float *ps[16];
+    p = smallv_stage_f32_(p, n, S, ps);
     __m512 m = _mm512_set1_ps(-INFINITY);
     __mmask16 b = 0;
     for (ptrdiff_t j = 0; j < n; j += 8) {

@@ -129,55 +129,20 @@ static inline void smallv_c3_(VD ml, VD mh, VD l0, VD l1, V *c1, V *c2, V *c3)
     *c3 = v_from_pd(vd_sub(r0, v0), vd_sub(r1, v1));
 }
 
-/* Staging: the rows of a full group that lie back to back (row stride n)
- * are copied first, in address order, into scratch, and the transposing
- * loads read the copy.  Those loads take 8 floats of each of 16 rows in
- * turn; from memory beyond the caches (AMD Zen4, one core, 4M-element
- * arrays, ns/element) that order cost softmax rows of 48 / 64 1.40 / 1.32
- * against 0.66 / 0.64 from L3, where the copy first gives 0.82 / 0.82 (the
- * row kernels: 1.03-1.13 / 0.81-0.85).  Rows shorter than SMALLV_STAGE_MIN
- * keep the direct loads: rows of 10 lost time to the copy (0.98 -> 1.16
- * from L3) and gain nothing from memory (compute-bound, 1.0 either way). */
-#define SMALLV_STAGE_MIN 32
-
-/* The group's rows p[0..VLEN), or stage (non-NULL: the 16 rows at stage,
- * back to back) through the scratch S: the rows smallv_in_f32_ reads. */
-static inline __attribute__((always_inline)) const float *const *
-smallv_rows_(const float *const *p, const float *stage, ptrdiff_t n,
-             float *S, const float **ps)
-{
-    if (!stage) return p;
-    for (ptrdiff_t i = 0; i < n; ++i)      /* 16 n floats: n vectors */
-        v_store(S + VLEN * i, v_load(stage + VLEN * i));
-    for (int k = 0; k < VLEN; ++k) ps[k] = S + k * n;
-    return ps;
-}
-
-/* The rows of group g that smallv_reduce_f32_ may stage (else NULL). */
-static inline const float *smallv_stage_src_(const float *x, ptrdiff_t g,
-                                             ptrdiff_t w, ptrdiff_t n,
-                                             ptrdiff_t row_stride)
-{
-    return (w == VLEN && row_stride == n && n >= SMALLV_STAGE_MIN) ? x + g * n : NULL;
-}
-
-/* A group: rows p[0..VLEN) (stage: see smallv_rows_) into T, prepared,
- * and for the lanes the vector kernels may take (returned) their terms
- * summed (STORE: kept in T); *ml, *mh the per-lane max, *fl, *fh the
- * factors, c / r the count and rest.  tv (or NULL): each lane's target
- * column, whose x goes to *xt (0 where there is none) before the terms
- * replace x. */
+/* A group: rows p[0..VLEN) into T, prepared, and for the lanes the
+ * vector kernels may take (returned) their terms summed (STORE: kept in
+ * T); *ml, *mh the per-lane max, *fl, *fh the factors, c / r the count and
+ * rest.  tv (or NULL): each lane's target column, whose x goes to *xt
+ * (0 where there is none) before the terms replace x. */
 static inline __attribute__((always_inline)) int
-smallv_reduce_f32_(const float *const *p, const float *stage, ptrdiff_t n,
-                   V *T, double scale, VD sv, VD span_sv, VD *ml, VD *mh,
-                   VD *fl, VD *fh, VD *c0, VD *c1, VD *r0, VD *r1,
-                   const VI *tv, V *xt, const int STORE)
+smallv_reduce_f32_(const float *const *p, ptrdiff_t n, V *T, double scale,
+                   VD sv, VD span_sv, VD *ml, VD *mh, VD *fl, VD *fh,
+                   VD *c0, VD *c1, VD *r0, VD *r1, const VI *tv, V *xt,
+                   const int STORE)
 {
     V mf, Lv;
     int nanb;
-    float S[VLEN * SMALL_COLS] __attribute__((aligned(64)));
-    const float *ps[VLEN];
-    smallv_in_f32_(smallv_rows_(p, stage, n, S, ps), n, T, &mf, &nanb);
+    smallv_in_f32_(p, n, T, &mf, &nanb);
     const int s1 = scale == 1.0;
     const int ok = s1 ? smallv_prep_f32_(mf, nanb, sv, span_sv, ml, mh, &Lv, 1)
                       : smallv_prep_f32_(mf, nanb, sv, span_sv, ml, mh, &Lv, 0);
@@ -213,8 +178,7 @@ smallv_fused_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
             q[k] = y + r * y_row_stride;
         }
         VD ml, mh, fl, fh, c0, c1, r0, r1;
-        const int ok = smallv_reduce_f32_(p, smallv_stage_src_(x, g, w, n, x_row_stride),
-                                          n, T, scale, sv, span_sv, &ml, &mh, &fl,
+        const int ok = smallv_reduce_f32_(p, n, T, scale, sv, span_sv, &ml, &mh, &fl,
                                           &fh, &c0, &c1, &r0, &r1, NULL, NULL, !LOG);
         if (ok) {
             if (LOG) {
@@ -263,8 +227,7 @@ void SUFFIX(csm_lse_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         for (int k = 0; k < VLEN; ++k)
             p[k] = x + (g + (k < w ? k : 0)) * row_stride;
         VD ml, mh, fl, fh, c0, c1, r0, r1;
-        const int ok = smallv_reduce_f32_(p, smallv_stage_src_(x, g, w, n, row_stride),
-                                          n, T, scale, sv, span_sv, &ml, &mh, &fl,
+        const int ok = smallv_reduce_f32_(p, n, T, scale, sv, span_sv, &ml, &mh, &fl,
                                           &fh, &c0, &c1, &r0, &r1, NULL, NULL, 0);
         if (ok) {
             double mx[VLEN], ls[VLEN];
@@ -345,8 +308,7 @@ void SUFFIX(csm_ce_small_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         VD ml, mh, fl, fh, c0, c1, r0, r1;
         const VI tv = vi_loadu_(tk);
         V xt;
-        const int ok = smallv_reduce_f32_(p, smallv_stage_src_(x, g, w, n, x_row_stride),
-                                          n, T, scale, sv, span_sv, &ml, &mh, &fl,
+        const int ok = smallv_reduce_f32_(p, n, T, scale, sv, span_sv, &ml, &mh, &fl,
                                           &fh, &c0, &c1, &r0, &r1, &tv, &xt, 1);
         if (ok) {
             const VD one = vd_set1(1.0);
