@@ -236,12 +236,16 @@ def real_scalar(value, name):
     or NaN, which the caller judges.  Strings, bools, complex numbers and
     arrays with elements raise TypeError naming `name`; an int too large
     for a float raises ValueError (float() would raise OverflowError)."""
-    # float() would also take "1" or True: not numbers here
-    bad = isinstance(value, (str, bytes, bytearray, bool, np.bool_))
+    # float() would also take "1", True, np.complex128(2+5j) (dropping the
+    # imaginary part) or a 1-element tensor: not real numbers here
+    bad = isinstance(value, (str, bytes, bytearray, bool, np.bool_, complex,
+                             np.complexfloating))
     if isinstance(value, np.ndarray):
         bad = bad or value.ndim != 0 or value.dtype.kind not in "iuf"
         if not bad:
             value = value[()]
+    elif getattr(value, "ndim", 0) != 0:      # a torch / JAX array with elements
+        bad = True
     if bad:
         raise TypeError(f"{name} must be a real number, got {short_repr(value)}")
     try:

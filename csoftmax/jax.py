@@ -31,7 +31,7 @@ import functools
 import numpy as np
 
 from . import _api, _losses
-from ._validate import normalize_axes
+from ._validate import normalize_axes, real_scalar
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
 
@@ -149,7 +149,8 @@ def softmax(x, axis=-1, where=None, *, temperature=1.0):
     elements give 0 (and a zero gradient), a slice with nothing included
     all 0."""
     x = _floating(x)
-    return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim), float(temperature), False)
+    return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim),
+                    real_scalar(temperature, "temperature"), False)
 
 
 def log_softmax(x, axis=-1, where=None, *, temperature=1.0):
@@ -157,7 +158,8 @@ def log_softmax(x, axis=-1, where=None, *, temperature=1.0):
     `axis`; same values as ``jax.nn.log_softmax(x / temperature, axis,
     where=where)`` (excluded elements: -inf, zero gradient)."""
     x = _floating(x)
-    return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim), float(temperature), True)
+    return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim),
+                    real_scalar(temperature, "temperature"), True)
 
 
 # ---------------------------------------------------------------------------
@@ -368,5 +370,6 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     w = None if weight is None else _jnp.asarray(weight, dtype=x.dtype)
     opts = (("axis", ax), ("ignore_index", int(ignore_index)), ("reduction", reduction),
-            ("label_smoothing", float(label_smoothing)), ("temperature", float(temperature)))
+            ("label_smoothing", real_scalar(label_smoothing, "label_smoothing")),
+            ("temperature", real_scalar(temperature, "temperature")))
     return _cross_entropy(x, t, w, _mask(where, x), opts)

@@ -92,6 +92,7 @@ def _once(fn):
 
 from . import _api, _lce, _losses, _margin, _validate
 from ._validate import bfloat16_dtype as _bfloat16_dtype
+from ._validate import real_scalar as _real_scalar
 
 __all__ = ["softmax", "log_softmax", "softmin", "logsumexp", "cross_entropy", "nll_loss",
            "margin_cross_entropy", "linear_cross_entropy", "CrossEntropyLoss", "NLLLoss", "Softmax", "LogSoftmax",
@@ -524,7 +525,7 @@ def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name, where
         dim = _implicit_dim(name, input.dim(), stacklevel + 1)
     x = _cast(input, dtype)
     _floating_only(x, name, hint=", or pass dtype=")
-    dim, T = _dim(dim), float(temperature)
+    dim, T = _dim(dim), _real_scalar(temperature, "temperature")
     _no_repeats(dim, x.dim())
     w, wt = _mask_args(where, x)
     if x.dim() == 0:
@@ -781,7 +782,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _legacy_reduction(size_average, reduce, reduction)
     reduction = _reduction_name(reduction)
     dim, ignore_index = _class_dim(input, dim), _ignore_index(ignore_index, "cross_entropy_loss")
-    eps = float(label_smoothing)
+    eps = _real_scalar(label_smoothing, "label_smoothing")
     target, weight = _loss_checks(input, target, weight, dim, ignore_index, eps)
     n_classes = input.shape[dim] if input.dim() else 1
     if n_classes == 0:
@@ -790,7 +791,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     mask = _mask(where, input)
     try:
         return _CrossEntropy.apply(input, target, weight, dim, ignore_index, reduction, eps,
-                                   float(temperature), mask)
+                                   _real_scalar(temperature, "temperature"), mask)
     except ValueError as e:
         _out_of_bounds(target, n_classes, ignore_index, e)
         raise
@@ -983,7 +984,8 @@ def margin_cross_entropy(cos, target, *, scale=64.0, margin=0.0, kind="normface"
     if not isinstance(cos, _torch.Tensor):
         raise TypeError(f"cos must be a torch.Tensor, got {type(cos).__name__}")
     dim = _class_dim(cos, dim)
-    return _MarginCE.apply(cos, target, float(scale), float(margin), kind,
+    return _MarginCE.apply(cos, target, _real_scalar(scale, "scale"),
+                           _real_scalar(margin, "margin"), kind,
                            bool(easy_margin), dim, reduction)
 
 
@@ -1076,5 +1078,6 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if chunk_size is None and options is not None:
         chunk_size = getattr(options, "batch_chunk_size", None)
     return _LinearCE.apply(input, linear_weight, linear_bias, target, weight, reduction,
-                           int(ignore_index), float(label_smoothing), float(temperature),
+                           int(ignore_index), _real_scalar(label_smoothing, "label_smoothing"),
+                           _real_scalar(temperature, "temperature"),
                            chunk_size)

@@ -357,3 +357,13 @@ def test_session8_audit_cases():
         tw, w = np.array([0, 1]), np.array([1.0, -1.0, 0.0])
         assert (cd.cross_entropy(da.from_array(xw), tw, weight=w).compute()
                 == csoftmax.cross_entropy(xw, tw, weight=w) == np.inf)
+
+
+def test_label_smoothing_read_as_the_core_does():
+    """label_smoothing goes through the core's real_scalar (it took float():
+    strings were numbers, 10**400 a bare OverflowError)."""
+    x = da.from_array(np.ones((4, 3)), chunks=2)
+    t = da.from_array(np.array([0, 1, 2, 0]), chunks=2)
+    for bad, exc in (("0.1", TypeError), (10 ** 400, ValueError), (np.complex128(0.1), TypeError)):
+        with pytest.raises(exc, match="label_smoothing"):
+            cd.cross_entropy(x, t, label_smoothing=bad)

@@ -284,7 +284,8 @@ def test_scalar_parameters_one_reading(k):
     for same in (np.array(ok), np.float32(ok), fractions.Fraction(ok),
                  decimal.Decimal(ok), np.array(ok, np.float16)):
         np.testing.assert_array_equal(f(same), want, err_msg=f"{name} {same!r}")
-    for bad in ("0.5", True, np.bool_(True), 0.5 + 0j, np.array([ok]), [ok], None):
+    for bad in ("0.5", True, np.bool_(True), 0.5 + 0j, np.complex128(ok + 2j),
+                np.complex64(ok), np.array([ok]), [ok], None):
         with pytest.raises(TypeError, match=name):
             f(bad)
     for huge in (10 ** 400, -10 ** 400, 10 ** 5000):

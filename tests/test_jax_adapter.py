@@ -392,3 +392,17 @@ def test_class_weight_gradient(kind, reduction):
         _close(got, jax.vmap(jax.grad(weighted(ref)), in_axes=(None, 0, 0))(w, xs, ts),
                np.float64)
         check_grads(ours, (w,), order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("bad,exc", [("2", TypeError), (10 ** 400, ValueError),
+                                     (np.complex128(2 + 1j), TypeError)])
+def test_scalars_read_as_the_core_does(bad, exc):
+    x = _x((3, 4))
+    for name, f in (("temperature", lambda v: cj.softmax(x, temperature=v)),
+                    ("temperature", lambda v: cj.log_softmax(x, temperature=v)),
+                    ("temperature", lambda v: cj.cross_entropy(x, jnp.array([0, 1, 3]),
+                                                               temperature=v)),
+                    ("label_smoothing", lambda v: cj.cross_entropy(x, jnp.array([0, 1, 3]),
+                                                                   label_smoothing=v))):
+        with pytest.raises(exc, match=name):
+            f(bad)

@@ -1070,3 +1070,25 @@ def test_class_weight_gradient_as_torch(reduction, eps):
             f(x, t, weight=w)
     with torch.no_grad():
         torch.testing.assert_close(ct.cross_entropy(x, t, weight=w), F.cross_entropy(x, t, weight=w))
+
+
+@pytest.mark.parametrize("bad,exc", [("2", TypeError), (10 ** 400, ValueError),
+                                     (np.complex128(2 + 1j), TypeError)])
+def test_adapter_scalars_read_as_the_core_does(bad, exc):
+    """The adapters read temperature / label_smoothing / scale / margin with
+    the core's real_scalar: a string or complex is TypeError, an int too
+    large for a float ValueError, each naming the parameter."""
+    x = _x((3, 4))
+    t = torch.tensor([0, 1, 3])
+    h, W = _x((3, 2)), _x((4, 2), seed=2, grad=False)
+    calls = {"temperature": [lambda v: ct.softmax(x, 1, temperature=v),
+                             lambda v: ct.cross_entropy(x, t, temperature=v),
+                             lambda v: ct.linear_cross_entropy(h, W, t, temperature=v)],
+             "label_smoothing": [lambda v: ct.cross_entropy(x, t, label_smoothing=v),
+                                 lambda v: ct.linear_cross_entropy(h, W, t, label_smoothing=v)],
+             "scale": [lambda v: ct.margin_cross_entropy(x.detach() / 9, t, scale=v)],
+             "margin": [lambda v: ct.margin_cross_entropy(x.detach() / 9, t, margin=v)]}
+    for name, fs in calls.items():
+        for f in fs:
+            with pytest.raises(exc, match=name):
+                f(bad)
