@@ -489,10 +489,12 @@ def _tuple_bwd(y, g, dims, log, where=None):
 
 def _mask(where, x):
     """where= (a bool tensor or array_like) as a byte array broadcast to x's
-    shape (no copy for bool / uint8 CPU tensors)."""
+    shape (no copy for bool / uint8 CPU tensors).  Anything but a tensor goes
+    to csoftmax's own as_mask as it is (a MaskedArray is refused there)."""
     if where is None:
         return None
-    return _validate.as_mask(_np(where, "where"), tuple(x.shape))
+    src = _np(where, "where") if isinstance(where, _torch.Tensor) else where
+    return _validate.as_mask(src, tuple(x.shape))
 
 
 def _mask_args(where, x):
@@ -500,15 +502,16 @@ def _mask_args(where, x):
     arguments (where, where_t) of its apply: a tensor mask is also passed on
     as where_t, which the Function saves for backward (changed in place
     after the forward, torch then refuses the backward, as for its own saved
-    inputs); a NumPy mask the kernels would read in place is copied (its
-    own shape, not the broadcast one), so a later change cannot reach the
-    gradient."""
-    w = _mask(where, x)
-    if w is None or isinstance(where, _torch.Tensor):
-        return w, (where if w is not None else None)
-    if isinstance(where, np.ndarray) and np.may_share_memory(w, where):
-        w = _mask(where.copy(), x)
-    return w, None
+    inputs); any other mask (an ndarray, a memoryview, a bytearray, an
+    array.array: memory the kernels would read in place) is copied first,
+    at its own shape, not the broadcast one, so a later change cannot reach
+    the gradient."""
+    if where is None:
+        return None, None
+    if isinstance(where, _torch.Tensor):
+        return _mask(where, x), where
+    _mask(where, x)                     # refusals (MaskedArray, dtype, shape) first
+    return _mask(np.array(where, copy=True), x), None
 
 
 def _save_mask(ctx, where, where_t, *tensors):
