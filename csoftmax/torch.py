@@ -1063,7 +1063,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     ``torch.nn.LinearCrossEntropyOptions``) is accepted for compatibility:
     its ``batch_chunk_size``, if set, is the chunk size; `chunk_size` (an
     extra keyword) overrides it.  `weight` and probability targets are not
-    differentiated.
+    differentiated: requiring grad, they raise (RuntimeError for a class
+    weight with class indices, as torch; NotImplementedError with
+    probabilities, where torch differentiates them) instead of a silent
+    None.
 
     With ``reduction='none'`` each row's gradient weighs by its
     ``grad_output``, so the gradients are computed in backward (a second
@@ -1078,6 +1081,17 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
                          f"got shape {tuple(input.shape)}")
     if ignore_index is None:
         ignore_index = -100
+    if _torch.is_grad_enabled():
+        prob = isinstance(target, _torch.Tensor) and target.is_floating_point()
+        if isinstance(weight, _torch.Tensor) and weight.requires_grad and not prob:
+            raise RuntimeError("The function 'nll_loss_forward' is not differentiable with "
+                               "respect to argument 'weight'. This input cannot have "
+                               "requires_grad True.")
+        for t, name in ((weight, "weight"), (target, "target")):
+            if prob and isinstance(t, _torch.Tensor) and t.requires_grad:
+                raise NotImplementedError(
+                    f"csoftmax.torch.linear_cross_entropy does not differentiate {name} "
+                    "(probability targets): detach it, or use cross_entropy on the logits")
     if chunk_size is None and options is not None:
         chunk_size = getattr(options, "batch_chunk_size", None)
     return _LinearCE.apply(input, linear_weight, linear_bias, target, weight, reduction,

@@ -1096,6 +1096,29 @@ def test_class_weight_gradient_as_torch(reduction, eps):
         torch.testing.assert_close(ct.cross_entropy(x, t, weight=w), F.cross_entropy(x, t, weight=w))
 
 
+def test_linear_cross_entropy_undifferentiated_inputs_raise():
+    """A class weight or probability target that requires grad is not
+    silently left without a gradient: class indices with such a weight are
+    torch's RuntimeError; with probabilities (torch differentiates them) a
+    NotImplementedError says so.  Without grad mode, or detached, the call
+    runs."""
+    g = torch.Generator().manual_seed(5)
+    h = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    t = torch.tensor([0, 4, 2, 1])
+    p = torch.rand(4, 5, dtype=torch.float64, generator=g).softmax(1)
+    w = torch.rand(5, dtype=torch.float64, generator=g).requires_grad_()
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'weight'"):
+        ct.linear_cross_entropy(h, W, t, weight=w)
+    with pytest.raises(NotImplementedError, match="weight"):
+        ct.linear_cross_entropy(h, W, p, weight=w)
+    with pytest.raises(NotImplementedError, match="target"):
+        ct.linear_cross_entropy(h, W, p.clone().requires_grad_())
+    with torch.no_grad():
+        a = ct.linear_cross_entropy(h, W, t, weight=w)
+    torch.testing.assert_close(a, ct.linear_cross_entropy(h, W, t, weight=w.detach()))
+
+
 @pytest.mark.parametrize("bad,exc", [("2", TypeError), (10 ** 400, ValueError),
                                      (np.complex128(2 + 1j), TypeError)])
 def test_adapter_scalars_read_as_the_core_does(bad, exc):
