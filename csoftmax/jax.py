@@ -282,7 +282,7 @@ def _ce_wgrad_host(x, t, w, m, ct, *, opts, dtype):
     cts = ct.reshape(-1, 1) if red == "none" else np.full((lp.shape[0], 1), float(ct))
     t = np.asarray(t)
     with np.errstate(invalid="ignore"):
-        if t.dtype.kind == "f":
+        if t.dtype.kind not in "biu":   # probabilities (float16, bfloat16 too)
             q = np.moveaxis(_host(t).astype(np.float64), ax, -1).reshape(-1, C)
             d = -((1.0 - eps) * q + eps / C) * lp
             if red == "mean":
@@ -298,6 +298,8 @@ def _ce_wgrad_host(x, t, w, m, ct, *, opts, dtype):
         if red != "mean":
             return (d * ck).sum(axis=0).astype(dtype)
         W = w[yk].sum()
+        if W == 0:      # no kept weight (all ignored, empty): the loss is NaN,
+            return np.zeros(C, dtype)   # its gradients 0, as the logits'
         S = (d * w).sum()
         n = np.bincount(yk, minlength=C).astype(np.float64)
         return (float(ct) * (d.sum(axis=0) - (S / W) * n) / W).astype(dtype)

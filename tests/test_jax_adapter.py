@@ -394,6 +394,27 @@ def test_class_weight_gradient(kind, reduction):
         check_grads(ours, (w,), order=1, modes=["rev"])
 
 
+def test_class_weight_gradient_edges():
+    """bfloat16 probability targets with a weight (the host took them for
+    class indices), and 'mean' over samples that are all ignored or none
+    (no kept weight: zeros, as the logits' gradient, not NaN)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = _x((4, 5))
+    w = jnp.linspace(0.5, 2.0, 5)
+    q = jax.nn.softmax(_x((4, 5), seed=1)).astype(jnp.bfloat16)
+    gx, gw = jax.grad(lambda a, b: cj.cross_entropy(a.astype(jnp.bfloat16), q, weight=b)
+                      .astype(jnp.float32), argnums=(0, 1))(x, w)
+    want = jax.grad(lambda b: _ce_prob_ref(x.astype(jnp.bfloat16).astype(jnp.float64),
+                                           q.astype(jnp.float64), -1, b, "mean", 0.0))(w)
+    np.testing.assert_allclose(np.asarray(gw, np.float64), np.asarray(want), rtol=2e-2, atol=1e-3)
+    assert np.all(np.isfinite(np.asarray(gx, np.float64)))
+    assert q.dtype == ml_dtypes.bfloat16
+    for t in (jnp.full((4,), -100), jnp.zeros((0,), jnp.int32)):
+        xs = x[: t.shape[0]]
+        gx, gw = jax.grad(lambda a, b: cj.cross_entropy(a, t, weight=b), argnums=(0, 1))(xs, w)
+        assert np.all(np.asarray(gw) == 0) and np.all(np.asarray(gx) == 0)
+
+
 @pytest.mark.parametrize("bad,exc", [("2", TypeError), (10 ** 400, ValueError),
                                      (np.complex128(2 + 1j), TypeError)])
 def test_scalars_read_as_the_core_does(bad, exc):
