@@ -397,7 +397,8 @@ def _loss_checks(input, target, weight, dim, ignore_index, label_smoothing=None)
     if wt is not None and wt.requires_grad and _torch.is_grad_enabled():
         # torch's nll_loss has no derivative for the class weight (with
         # probability targets it has one, below)
-        raise RuntimeError("The function 'nll_loss_forward' is not differentiable with "
+        fn = "nll_loss2d_forward" if nd == 4 else "nll_loss_forward"
+        raise RuntimeError(f"The function '{fn}' is not differentiable with "
                            "respect to argument 'weight'. This input cannot have "
                            "requires_grad True.")
     return target, weight

@@ -1094,6 +1094,10 @@ def test_class_weight_gradient_as_torch(reduction, eps):
             f(x, t, weight=w)
     with torch.no_grad():
         torch.testing.assert_close(ct.cross_entropy(x, t, weight=w), F.cross_entropy(x, t, weight=w))
+    x4, t4 = _x((2, 4, 3, 2)), torch.zeros(2, 3, 2, dtype=torch.long)
+    for f in (ct.cross_entropy, F.cross_entropy):       # torch's 2-d kernel names itself
+        with pytest.raises(RuntimeError, match="'nll_loss2d_forward' is not differentiable"):
+            f(x4, t4, weight=w)
 
 
 def test_linear_cross_entropy_undifferentiated_inputs_raise():
