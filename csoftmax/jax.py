@@ -31,7 +31,7 @@ import functools
 import numpy as np
 
 from . import _api, _losses
-from ._validate import normalize_axes, real_scalar
+from ._validate import normalize_axes, positive_scalar, real_scalar
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
 
@@ -83,7 +83,11 @@ def _mask(where, x):
     w = _jnp.asarray(where)
     if w.dtype != _jnp.bool_:
         w = w != 0
-    if w.ndim > x.ndim:
+    try:
+        ok = w.ndim <= x.ndim and _jnp.broadcast_shapes(w.shape, x.shape) == x.shape
+    except ValueError:
+        ok = False
+    if not ok:      # checked here, not in the host callback (a JaxRuntimeError)
         raise ValueError(f"where with shape {w.shape} does not broadcast to the "
                          f"input's shape {x.shape}")
     return w.reshape((1,) * (x.ndim - w.ndim) + w.shape)
@@ -150,7 +154,7 @@ def softmax(x, axis=-1, where=None, *, temperature=1.0):
     all 0."""
     x = _floating(x)
     return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim),
-                    real_scalar(temperature, "temperature"), False)
+                    positive_scalar(temperature, "temperature"), False)
 
 
 def log_softmax(x, axis=-1, where=None, *, temperature=1.0):
@@ -159,7 +163,7 @@ def log_softmax(x, axis=-1, where=None, *, temperature=1.0):
     where=where)`` (excluded elements: -inf, zero gradient)."""
     x = _floating(x)
     return _softmax(x, _mask(where, x), _neg_axes(axis, x.ndim),
-                    real_scalar(temperature, "temperature"), True)
+                    positive_scalar(temperature, "temperature"), True)
 
 
 # ---------------------------------------------------------------------------
@@ -358,20 +362,31 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     total weight).  With ``reduction='none'`` and no options this equals
     ``optax.softmax_cross_entropy_with_integer_labels``.
 
-    Validation happens in the host callback: bad class indices raise when
-    the computation runs (under :func:`jax.jit` that surfaces as an
-    ``XlaRuntimeError`` carrying csoftmax's message).
+    Arguments and shapes are checked at the call; bad class indices (values)
+    in the host callback, when the computation runs (under :func:`jax.jit`
+    that surfaces as an ``XlaRuntimeError`` carrying csoftmax's message).
 
     ``where=``: the classes to include (as :func:`csoftmax.cross_entropy`'s;
     the loss over ``jax.nn.log_softmax(x, where=where)``).
     """
     x = _floating(logits)
     t = _jnp.asarray(target)
-    ax = normalize_axes(axis, x.ndim)[0] if x.ndim else 0
+    if x.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the class axis)")
+    ax = normalize_axes(axis, x.ndim)[0]
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    rows = x.shape[:ax] + x.shape[ax + 1:]
+    if t.shape not in (rows, x.shape):
+        raise ValueError(f"target has shape {t.shape}, expected {rows} (class indices) or "
+                         f"{x.shape} (probabilities) for logits of shape {x.shape} with "
+                         f"axis {axis}")
     w = None if weight is None else _jnp.asarray(weight, dtype=x.dtype)
-    opts = (("axis", ax), ("ignore_index", int(ignore_index)), ("reduction", reduction),
+    if w is not None and w.shape != (x.shape[ax],):
+        raise ValueError(f"weight has shape {w.shape}, expected ({x.shape[ax]},): one per "
+                         "class")
+    opts = (("axis", ax), ("ignore_index", _losses._ignore(ignore_index)),
+            ("reduction", reduction),
             ("label_smoothing", real_scalar(label_smoothing, "label_smoothing")),
             ("temperature", real_scalar(temperature, "temperature")))
     return _cross_entropy(x, t, w, _mask(where, x), opts)

@@ -1096,6 +1096,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if chunk_size is None and options is not None:
         chunk_size = getattr(options, "batch_chunk_size", None)
     return _LinearCE.apply(input, linear_weight, linear_bias, target, weight, reduction,
-                           int(ignore_index), _real_scalar(label_smoothing, "label_smoothing"),
+                           _ignore_index(ignore_index, "linear_cross_entropy"),
+                           _real_scalar(label_smoothing, "label_smoothing"),
                            _real_scalar(temperature, "temperature"),
                            chunk_size)

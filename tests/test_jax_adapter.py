@@ -427,3 +427,29 @@ def test_scalars_read_as_the_core_does(bad, exc):
                                                                    label_smoothing=v))):
         with pytest.raises(exc, match=name):
             f(bad)
+
+
+def test_arguments_checked_at_the_call():
+    """Argument and shape mistakes raise csoftmax's exceptions when the
+    function is called (eagerly and under jit), not a JaxRuntimeError from
+    the host callback; ignore_index must be an integer (int(1.5) silently
+    ignored class 1)."""
+    x = _x((3, 4))
+    t = jnp.array([0, 1, 2])
+    bad = [(TypeError, "ignore_index", lambda: cj.cross_entropy(x, t, ignore_index=1.5)),
+           (TypeError, "ignore_index", lambda: cj.cross_entropy(x, t, ignore_index=True)),
+           (TypeError, "ignore_index", lambda: cj.cross_entropy(x, t, ignore_index="1")),
+           (ValueError, "temperature", lambda: cj.softmax(x, temperature=0)),
+           (ValueError, "temperature", lambda: cj.log_softmax(x, temperature=-1.0)),
+           (ValueError, "does not broadcast", lambda: cj.softmax(x, where=jnp.ones((2, 4), bool))),
+           (ValueError, "weight has shape", lambda: cj.cross_entropy(x, t, weight=jnp.ones(3))),
+           (ValueError, "target has shape", lambda: cj.cross_entropy(x, jnp.array([0, 1]))),
+           (ValueError, "at least one dimension",
+            lambda: cj.cross_entropy(jnp.array(1.0), jnp.array(0)))]
+    for exc, msg, f in bad:
+        with pytest.raises(exc, match=msg):
+            f()
+        with pytest.raises(exc, match=msg):
+            jax.jit(f)()
+    _close(cj.cross_entropy(x, t, ignore_index=np.int64(1)),
+           _ce_ref(x, t, ignore_index=1), np.float64)

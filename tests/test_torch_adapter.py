@@ -1143,3 +1143,14 @@ def test_adapter_scalars_read_as_the_core_does(bad, exc):
         for f in fs:
             with pytest.raises(exc, match=name):
                 f(bad)
+
+
+def test_linear_cross_entropy_ignore_index_is_an_int():
+    """int(1.5) would silently ignore class 1: torch's TypeError instead."""
+    h, W = _x((3, 2)), _x((4, 2), seed=2, grad=False)
+    t = torch.tensor([0, 1, 3])
+    for bad in (1.5, True, "1"):
+        with pytest.raises(TypeError, match="ignore_index"):
+            ct.linear_cross_entropy(h, W, t, ignore_index=bad)
+    torch.testing.assert_close(ct.linear_cross_entropy(h, W, t, ignore_index=np.int64(1)),
+                               F.cross_entropy(h @ W.T, t, ignore_index=1))
