@@ -509,6 +509,20 @@ def _weighted_lse(a, b, axes):
     a2 = np.ascontiguousarray(np.transpose(a, rest + list(axes)), dtype=np.float64).reshape(rows, n)
     b2 = np.ascontiguousarray(np.transpose(b, rest + list(axes)), dtype=np.float64).reshape(rows, n)
     lse, sgn = _core.rows_weighted_lse(a2, b2)
+    hit = np.isinf(b2) & (a2 > -np.inf)
+    if hit.any():
+        # an infinite weight on a term that is not exp(-inf) = 0: the sum is
+        # that infinity, however small exp(a) is -- the kernels formed
+        # b exp(a - max), which underflows to inf * 0 = NaN for a far below
+        # the max.  Infinite terms of both signs, a NaN, or exp(+inf) * 0
+        # give NaN; rows without an infinite weight keep the kernels' result.
+        big = hit | ((a2 == np.inf) & (b2 != 0))
+        pos = (big & (b2 > 0)).any(axis=1)
+        neg = (big & (b2 < 0)).any(axis=1)
+        bad = (np.isnan(a2) | np.isnan(b2) | ((a2 == np.inf) & (b2 == 0))).any(axis=1)
+        rows = hit.any(axis=1)
+        lse = np.where(rows, np.where(bad | (pos & neg), np.nan, np.inf), lse)
+        sgn = np.where(rows, np.where(bad | (pos & neg), np.nan, np.where(pos, 1.0, -1.0)), sgn)
     return lse.reshape(kept), sgn.reshape(kept)
 
 

@@ -212,3 +212,31 @@ def test_result_written_per_block(isa, threads, shape, axis, path, dtype, k, rng
     # and against the float64 reference
     if k == 1.0:
         check("logsumexp", got, x, axis=axis, what=path)
+
+
+def test_infinite_weight_is_an_infinite_sum():
+    """b = +-inf on a term with exp(a) > 0 makes the sum that infinity, also
+    where exp(a - max) underflows (the kernels' b exp(a - max) was inf * 0 =
+    NaN below a - max ~ -745); both signs, a NaN, exp(+inf) * 0 and
+    exp(-inf) * inf give NaN.  Each case also along axis 0 of a 2-D array
+    beside an ordinary column, which keeps its value."""
+    inf, nan = np.inf, np.nan
+    cases = [([0.0, -700.0], [1.0, inf], inf, 1.0), ([0.0, -800.0], [1.0, inf], inf, 1.0),
+             ([700.0, 1.0, -700.0], [2.0, 0.0, inf], inf, 1.0),
+             ([0.0, -800.0], [1.0, -inf], inf, -1.0), ([0.0, -800.0], [inf, -inf], nan, nan),
+             ([0.0, nan], [inf, 1.0], nan, nan), ([-inf, 0.0], [inf, 1.0], nan, nan),
+             ([inf, -800.0], [0.0, inf], nan, nan), ([inf, -800.0], [-1.0, inf], nan, nan),
+             ([inf, -800.0], [2.0, inf], inf, 1.0)]
+    for a, b, want, sign in cases:
+        r, s = csoftmax.logsumexp(a, b=b, return_sign=True)
+        np.testing.assert_equal((float(r), float(s)), (want, sign), err_msg=f"{a} {b}")
+        if sign == 1.0:
+            assert csoftmax.logsumexp(a, b=b) == inf
+        a2 = np.stack([np.asarray(a), np.zeros(len(a))], axis=1)
+        b2 = np.stack([np.asarray(b), np.ones(len(b))], axis=1)
+        r2, s2 = csoftmax.logsumexp(a2, axis=0, b=b2, return_sign=True)
+        np.testing.assert_equal((r2[0], s2[0]), (want, sign))
+        np.testing.assert_allclose(r2[1], np.log(len(a)), rtol=1e-15)
+    # float32 input: the same rule, float32 result
+    r = csoftmax.logsumexp(np.array([0.0, -800.0], np.float32), b=np.array([1, inf], np.float32))
+    assert r == inf and r.dtype == np.float32
