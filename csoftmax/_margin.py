@@ -12,8 +12,8 @@ from ._typing import (ArrayLike, Axis, FloatArray, FloatResult, IntResult, KLRed
                       MarginKind, Reduction, Result)
 
 from . import _core
-from ._validate import (as_input, comp_for_scale, integer, normalize_axes, positive_scalar,
-                        real_scalar, reshape_view, short_repr)
+from ._validate import (as_input, comp_for_scale, flag, integer, normalize_axes,
+                        positive_scalar, real_scalar, reshape_view, short_repr)
 
 __all__ = ["distillation_loss", "kl_div", "margin_logits", "margin_cross_entropy",
            "softplus", "soft_hinge", "sample"]
@@ -270,7 +270,7 @@ def kl_div(log_q: ArrayLike, p_or_log_p: ArrayLike, *, log_target: bool = False,
     af = np.ascontiguousarray(np.broadcast_to(a.astype(comp, copy=False), shape)).reshape(-1)
     bf = np.ascontiguousarray(np.broadcast_to(b.astype(comp, copy=False), shape)).reshape(-1)
     out = _core.empty(af.shape, comp) if reduction == "none" else None
-    total = _core.kl_flat(af, bf, out, bool(log_target))
+    total = _core.kl_flat(af, bf, out, flag(log_target, "log_target"))
     if reduction == "none":
         out = out.reshape(shape).astype(res, copy=False)
         return out if out.ndim else out[()]
@@ -305,7 +305,7 @@ def _margin_args(cos, target, scale, margin, kind, easy_margin, axis):
         r, j = divmod(bad, cv.shape[1])
         raise ValueError(f"cos must hold cosines in [-1, 1]; found {float(cv[r, j])!r} "
                          f"(row {r}, class {j} of the flattened input)")
-    return c, cv, batch, tg, ax, s, m, _KINDS[kind], bool(easy_margin), res
+    return c, cv, batch, tg, ax, s, m, _KINDS[kind], flag(easy_margin, "easy_margin"), res
 
 
 def margin_logits(cos: ArrayLike, target: ArrayLike, *, scale: float = 64.0,
@@ -689,6 +689,7 @@ def sample(logits: ArrayLike, *, temperature: float = 1.0, top_k: int | None = N
         if code == 4:
             raise MemoryError("sample: could not allocate a row buffer")
         pos = [int(i) for i in np.unravel_index(r, batch)]
-        raise ValueError(f"logits row {pos} {_SAMPLE_ERRORS[code]}")
+        where = f"row {pos}" if pos else "(its one row)"
+        raise ValueError(f"logits {where} {_SAMPLE_ERRORS[code]}")
     out = out.reshape(batch)
     return out if out.ndim else out[()]

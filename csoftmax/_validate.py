@@ -258,6 +258,17 @@ def real_scalar(value, name):
         raise TypeError(f"{name} must be a real number, got {short_repr(value)}") from e
 
 
+def flag(value, name):
+    """A boolean switch (log_target, easy_margin): True / False, NumPy's
+    bools, or the ints 0 / 1; anything else -- a string such as "no", which
+    bool() would take as True, None, 2 -- is TypeError naming `name`."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {short_repr(value)}")
+
+
 def positive_scalar(value, name):
     v = real_scalar(value, name)
     if not (v > 0.0 and np.isfinite(v)):

@@ -425,3 +425,28 @@ def test_float32_tiny_temperature(isa, T):
     assert np.isfinite(d)
     draws = csoftmax.sample(np.zeros((4000, 80), np.float32), temperature=T, seed=1)
     assert len(np.unique(draws)) == 80
+
+
+def test_boolean_switches_refuse_other_objects():
+    """log_target / easy_margin: bool() would read the string "no" as True."""
+    p = np.array([[0.2, 0.8]])
+    q = np.array([[0.5, 0.5]])
+    c = np.array([[0.1, 0.9]])
+    t = np.array([1])
+    calls = {"log_target": lambda v: csoftmax.kl_div(np.log(q), p, log_target=v),
+             "easy_margin": lambda v: csoftmax.margin_logits(c, t, margin=0.2, kind="arcface",
+                                                             easy_margin=v)}
+    for name, f in calls.items():
+        want = {v: f(v) for v in (False, True)}
+        for v, b in ((np.True_, True), (np.False_, False), (1, True), (0, False)):
+            np.testing.assert_array_equal(f(v), want[b])
+        for bad in ("no", "False", None, 2, 0.0, [True]):
+            with pytest.raises(TypeError, match=name):
+                f(bad)
+
+
+def test_sample_error_names_the_row():
+    with pytest.raises(ValueError, match=r"logits \(its one row\) contains NaN"):
+        csoftmax.sample([0.0, np.nan], seed=0)
+    with pytest.raises(ValueError, match=r"logits row \[1\] contains NaN"):
+        csoftmax.sample([[0.0, 1.0], [0.0, np.nan]], seed=0)
