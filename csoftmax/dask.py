@@ -457,7 +457,9 @@ def _ce_grad_block(xb, sb, tb, cb, wb, coef, ax, C, ignore, w, W, eps, scale, re
             a = coef * A[r]
             b = coef * wy[r] * ((1.0 - eps) + eps / C)
             g[r, jj] = b * np.expm1(lpy) + (a - b) * np.exp(lpy)
-        g[~keep] = 0.0
+        # ignored rows, and rows whose coefficient is 0 (a class weight of 0,
+        # no smoothing): zeros, as in memory -- not 0 * p, NaN at a +inf logit
+        g[~keep | (coef * A == 0)] = 0.0
     del x2
     return np.moveaxis(g.reshape(shape), -1, ax).astype(res, copy=False)
 

@@ -367,3 +367,21 @@ def test_label_smoothing_read_as_the_core_does():
     for bad, exc in (("0.1", TypeError), (10 ** 400, ValueError), (np.complex128(0.1), TypeError)):
         with pytest.raises(exc, match="label_smoothing"):
             cd.cross_entropy(x, t, label_smoothing=bad)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "none", "mean"])
+def test_cross_entropy_zero_weight_row_with_inf_logit(client, reduction):
+    """A row whose class weight is 0 has a zero gradient, also where it
+    holds a +inf logit (dask formed 0 * p: NaN there), as in memory."""
+    x = np.array([[np.inf, 0.0, 1.0], [0.0, 1.0, 2.0], [1.0, np.inf, 0.0]])
+    t = np.array([1, 0, 2])
+    w = np.array([1.0, 0.0, 1.0])
+    L, G = csoftmax.cross_entropy(x, t, weight=w, reduction=reduction, return_grad=True)
+    for chunks in ((3, 3), (3, 1), (3, 2)):
+        loss, grad = dask.compute(*cd.cross_entropy(da.from_array(x, chunks=chunks), t,
+                                                    weight=w, reduction=reduction,
+                                                    return_grad=True))
+        np.testing.assert_array_equal(grad[0], G[0])
+        assert np.all(grad[0] == 0)
+        np.testing.assert_array_equal(np.isnan(grad), np.isnan(G))
+        np.testing.assert_array_equal(np.isnan(loss), np.isnan(L))
