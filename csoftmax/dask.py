@@ -49,7 +49,7 @@ import functools
 import numpy as np
 
 from . import _api, _core, _lce, _losses
-from ._validate import half_kind, normalize_axes, positive_scalar, real_scalar
+from ._validate import half_kind, normalize_axes, positive_scalar
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "cross_entropy", "linear_cross_entropy"]
 
@@ -516,9 +516,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
         raise ValueError("logits have no classes (the class axis has length 0)")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-    eps = real_scalar(label_smoothing, "label_smoothing")
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    eps = _losses._smoothing(label_smoothing)
     scale = 1.0 / positive_scalar(temperature, "temperature")
     ignore = _losses._ignore(ignore_index)
     tshape = x.shape[:ax] + x.shape[ax + 1:]

@@ -397,11 +397,13 @@ def _loss_checks(input, target, weight, dim, ignore_index, label_smoothing=None)
     if wt is not None and wt.requires_grad and _torch.is_grad_enabled():
         # torch's nll_loss has no derivative for the class weight (with
         # probability targets it has one, below)
-        fn = "nll_loss2d_forward" if nd == 4 else "nll_loss_forward"
-        raise RuntimeError(f"The function '{fn}' is not differentiable with "
-                           "respect to argument 'weight'. This input cannot have "
-                           "requires_grad True.")
+        _weight_not_differentiable("nll_loss2d_forward" if nd == 4 else "nll_loss_forward")
     return target, weight
+
+
+def _weight_not_differentiable(fn):
+    raise RuntimeError(f"The function '{fn}' is not differentiable with respect to "
+                       "argument 'weight'. This input cannot have requires_grad True.")
 
 
 def _check_index_dtype(target):
@@ -1085,9 +1087,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if _torch.is_grad_enabled():
         prob = isinstance(target, _torch.Tensor) and target.is_floating_point()
         if isinstance(weight, _torch.Tensor) and weight.requires_grad and not prob:
-            raise RuntimeError("The function 'nll_loss_forward' is not differentiable with "
-                               "respect to argument 'weight'. This input cannot have "
-                               "requires_grad True.")
+            _weight_not_differentiable("nll_loss_forward")
         for t, name in ((weight, "weight"), (target, "target")):
             if prob and isinstance(t, _torch.Tensor) and t.requires_grad:
                 raise NotImplementedError(
