@@ -1374,21 +1374,40 @@ cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
                 o[r + j] = <floating>(<double>y[r + j] * (<double>dy[r + j] - s[j]))
 
 
+cdef inline void _bwd_small(const floating *y, const floating *dy, floating *o,
+                            Py_ssize_t rows, Py_ssize_t n, bint log) noexcept nogil:
+    # float32 short rows, 16 a group (csm_*_bwd_small_f32; float64: not planned)
+    if floating is float:
+        if log:
+            _tab.log_softmax_bwd_small_f32(y, dy, o, rows, n)
+        else:
+            _tab.softmax_bwd_small_f32(y, dy, o, rows, n)
+
+
 cdef void _bwd_run(const floating *y, const floating *dy, floating *o,
                    Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
                    bint log, const csm_plan *pl) noexcept nogil:
     cdef int nth = pl.threads, path = pl.path, t
     cdef Py_ssize_t r0, r1, nb, units, u, b, j0, W
     cdef bint pf = path == PATH_ROWS_PREFETCH
-    if path == PATH_ROWS or pf:
+    if path == PATH_ROWS or pf or path == PATH_SMALL:
         # one kernel call per thread: its contiguous share of the rows
+        # (SMALL: in whole groups of 16 but the last)
         if nth <= 1:
-            _bwd_rows(y, dy, o, outer, n, log, pf)
+            if path == PATH_SMALL:
+                _bwd_small(y, dy, o, outer, n, log)
+            else:
+                _bwd_rows(y, dy, o, outer, n, log, pf)
         else:
             for t in prange(nth, num_threads=nth, schedule='static'):
                 r0 = outer * t // nth
                 r1 = outer * (t + 1) // nth
-                _bwd_rows(y + r0 * n, dy + r0 * n, o + r0 * n, r1 - r0, n, log, pf)
+                if path == PATH_SMALL:
+                    r0 = r0 // 16 * 16 if t > 0 else 0
+                    r1 = r1 // 16 * 16 if t + 1 < nth else outer
+                    _bwd_small(y + r0 * n, dy + r0 * n, o + r0 * n, r1 - r0, n, log)
+                else:
+                    _bwd_rows(y + r0 * n, dy + r0 * n, o + r0 * n, r1 - r0, n, log, pf)
         return
     # units of W columns: a tile's width (COLS_TILED), else COL_BLOCK
     W = pl.block

@@ -127,6 +127,19 @@ DEF FUSED_MAX_F64 = 4194304
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
+# The backward ops' float32 short rows (SMALL, csm_*_bwd_small_f32: 16 rows
+# a group in the lanes, simd/small_bwd_f32_body.h) against the row kernels
+# (AMD Zen4, AVX-512, one pinned core, 2.6M-element arrays, out=, best of 5
+# twice, ns/element SMALL / row kernel): softmax_backward rows of 2 2.33 /
+# 5.33, 4 1.28 / 2.23, 6 1.18 / 1.53, 8 0.79 / 1.13, 9 1.08 / 1.01, 10 0.86
+# / 0.91, 12 0.87 / 0.79, 16 0.69 / 0.51: taken up to 8.  log_softmax_backward
+# (the row kernel's masked tail computes its float64 exp on lanes it drops)
+# rows of 4 1.82 / 4.91, 10 1.35 / 1.98, 15 1.21 / 1.33, 16 1.21-1.28 / 1.15,
+# 17 1.30 / 2.08, 24 1.32 / 1.45, 26 1.49 / 1.39, 32 2.43 / 1.03: taken up
+# to 24 but at 16, a whole vector per row.  What a group costs is the 16x8
+# transposes and float32 <-> float64 conversions, 512-bit shuffles on Zen4.
+DEF BWD_SMALL_MAX = 8
+DEF BWD_SMALL_LOG_MAX = 24
 DEF SMALL_LOG_MAX = 32      # uses that need log_sum (log_softmax, reductions,
                             # cross-entropy) take the short-row kernels only up
                             # to 32: at 64 the row kernels are faster (measured
@@ -276,6 +289,7 @@ def thresholds():
             "SMALL_LOG_MAX": SMALL_LOG_MAX, "SMALL_LOG_MAX_LANES": SMALL_LOG_MAX_LANES,
             "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
+            "BWD_SMALL_MAX": BWD_SMALL_MAX, "BWD_SMALL_LOG_MAX": BWD_SMALL_LOG_MAX,
             "FLAT_CHUNK": FLAT_CHUNK, "HALF_CHUNK": HALF_CHUNK,
             "CVT_UNIT": CVT_UNIT}
 
@@ -455,6 +469,13 @@ cdef inline bint _has_bwd_rows_pf(bint log) noexcept nogil:
     return _tab.softmax_bwd_rows_pf_f32 != NULL
 
 
+cdef inline bint _has_bwd_small(bint log) noexcept nogil:
+    # float32 only (csm_*_bwd_small_f32, the AVX-512 table)
+    if log:
+        return _tab.log_softmax_bwd_small_f32 != NULL
+    return _tab.softmax_bwd_small_f32 != NULL
+
+
 cdef inline bint _has_bwd_cols(bint log) noexcept nogil:
     # float32 entries stand for both widths: they come as a set
     if log:
@@ -577,6 +598,12 @@ cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
     if layout == LAYOUT_ROWS:
         if path == PATH_ROWS_PREFETCH:
             return WHY_OK if _has_bwd_rows_pf(op == OP_LOG_SOFTMAX_BWD) else WHY_NO_KERNEL
+        if path == PATH_SMALL:
+            if f64:
+                return WHY_F32_ONLY
+            if not _has_bwd_small(op == OP_LOG_SOFTMAX_BWD):
+                return WHY_NO_KERNEL
+            return WHY_TOO_LONG if n > CSM_SMALL_MAX else WHY_OK
         return WHY_OK if path == PATH_ROWS else WHY_NOT_OF_OP
     if path == PATH_COLS_LOOP:
         return WHY_OK
@@ -612,6 +639,10 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
         return PATH_MASKED_ROWS
     if op >= OP_SOFTMAX_BWD:
         if layout == LAYOUT_ROWS:
+            if ((n <= BWD_SMALL_MAX or (op == OP_LOG_SOFTMAX_BWD and
+                                        n <= BWD_SMALL_LOG_MAX and n != 16)) and
+                    _take(op, PATH_SMALL, f64, layout, n, inner, flags)):
+                return PATH_SMALL
             if ((op == OP_LOG_SOFTMAX_BWD or _softmax_bwd_prefetch) and
                     _take(op, PATH_ROWS_PREFETCH, f64, layout, n, inner, flags)):
                 return PATH_ROWS_PREFETCH
@@ -910,6 +941,8 @@ def _path_kernels(int op, int path, bint f64, int flags):
         red = "lse_rows_pw" if path == PATH_TWO_PASS_PREFETCH else "lse_rows"
         return [red + sfx, "finalize"] + (["softmax_rows" + sfx] + fix if grad else [])
     name = "log_softmax" if op == OP_LOG_SOFTMAX_BWD else "softmax"
+    if path == PATH_SMALL:
+        return [name + "_bwd_small_f32"]
     if path == PATH_ROWS or path == PATH_ROWS_PREFETCH:
         return [name + ("_bwd_rows_pf" if path == PATH_ROWS_PREFETCH else "_bwd_rows") + sfx]
     if path == PATH_COLS_LOOP:

@@ -268,3 +268,118 @@ def test_bad_input_logsumexp_backward(rng):
         assert (out == 7.0).all()
     with pytest.raises(TypeError, match="dtype"):
         csoftmax.logsumexp_backward(x, np.ones(3), out=np.empty((3, 4), np.float32))
+
+
+# ---------------------------------------------------------------------------
+# float32 short rows: the SMALL path (csm_*_bwd_small_f32, 16 rows a group in
+# the lanes; the AVX-512 table) forced at every row length it takes, every
+# partial group, special values in single lanes, in place, 1 vs 2 threads.
+
+BWD_OPS = {"softmax_backward": (csoftmax.softmax, csoftmax.softmax_backward, ref_softmax_bwd),
+           "log_softmax_backward": (csoftmax.log_softmax, csoftmax.log_softmax_backward,
+                                    ref_log_softmax_bwd)}
+
+
+def _small_bwd(op, y, dy, **kw):
+    from csoftmax import _core
+    with _core.forced(op, "SMALL"):
+        r = BWD_OPS[op][1](y, dy, **kw)
+        assert _core._last_plan() == (op, "SMALL")
+    return r
+
+
+def _has_small_bwd(op):
+    from csoftmax import _core
+    try:
+        with _core.forced(op, "SMALL"):
+            return _core.plan(op, (16, 8), np.float32)["path"] == "SMALL"
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("op", list(BWD_OPS))
+def test_small_rows_every_length_and_group(rng, isa, op):
+    from csoftmax import _core
+    fwd, f, ref = BWD_OPS[op]
+    if not _has_small_bwd(op):
+        # tables without the kernels refuse the path, and say so
+        with pytest.raises(ValueError, match="SMALL"):
+            with _core.forced(op, "SMALL"):
+                f(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32))
+        return
+    for n in list(range(1, 34)) + [47, 48, 63, 64]:
+        for rows in (1, 15, 16, 17, 33):
+            y = fwd((rng.normal(size=(rows, n)) * 4).astype(np.float32))
+            dy = rng.normal(size=(rows, n)).astype(np.float32)
+            if n > 2:
+                dy[rows // 2, 1] = 1e30          # one large term in one lane
+            check(_small_bwd(op, y, dy), ref(y, dy, -1), np.float32, op)
+    # longer rows: refused when forced
+    with pytest.raises(ValueError, match="SMALL"):
+        with _core.forced(op, "SMALL"):
+            f(np.zeros((2, 65), np.float32), np.zeros((2, 65), np.float32))
+    # float64: refused (the row kernels serve it)
+    with pytest.raises(ValueError, match="SMALL"):
+        with _core.forced(op, "SMALL"):
+            f(np.zeros((2, 5)), np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize("op", list(BWD_OPS))
+def test_small_rows_lanes_are_independent(rng, isa, op):
+    """A row's result is the same bits whatever rows surround it and
+    wherever it falls in a group (staged full groups of n >= 32 or direct
+    loads); special values stay in their lane -- a log-probability > 0 or
+    NaN sends its row alone to the scalar kernel."""
+    fwd, f, ref = BWD_OPS[op]
+    if not _has_small_bwd(op):
+        pytest.skip(f"no {op} short-row kernel on the {isa} table")
+    for n in (3, 10, 24, 40):
+        y = fwd((rng.normal(size=(40, n)) * 3).astype(np.float32))
+        dy = rng.normal(size=(40, n)).astype(np.float32)
+        y[5, 0] = np.nan
+        dy[7, n - 1] = np.inf
+        dy[9, 0] = np.nan
+        if op == "log_softmax_backward":
+            y[11, n // 2] = 0.75                   # not a log-probability
+            y[12, 0] = -np.inf
+        else:
+            y[11, n // 2] = -np.inf
+        whole = _small_bwd(op, y, dy)
+        want = ref(y.astype(np.float64), dy.astype(np.float64), -1)
+        ok = np.isfinite(want).all(axis=1)
+        check(whole[ok], ref(y[ok], dy[ok], -1), np.float32, op)
+        # the rows with special values: IEEE propagation as float64 gives
+        np.testing.assert_array_equal(np.isnan(whole[~ok]), np.isnan(want[~ok]))
+        np.testing.assert_array_equal(np.isposinf(whole[~ok]), np.isposinf(want[~ok]))
+        for start in (1, 3, 15, 16, 17):
+            part = _small_bwd(op, y[start:], dy[start:])
+            np.testing.assert_array_equal(part, whole[start:])
+            one = _small_bwd(op, y[start:start + 1], dy[start:start + 1])
+            np.testing.assert_array_equal(one, whole[start:start + 1])
+
+
+@pytest.mark.parametrize("op", list(BWD_OPS))
+def test_small_rows_in_place_and_threads(rng, isa, op):
+    fwd, f, ref = BWD_OPS[op]
+    if not _has_small_bwd(op):
+        pytest.skip(f"no {op} short-row kernel on the {isa} table")
+    prev = csoftmax.set_num_threads(1)
+    try:
+        for n in (2, 9, 33):
+            rows = 40000 // n + 7                 # enough for two threads, a partial group
+            y = fwd((rng.normal(size=(rows, n)) * 3).astype(np.float32))
+            dy = rng.normal(size=(rows, n)).astype(np.float32)
+            if op == "log_softmax_backward":
+                y[rows // 2, 0] = 1.0            # a row for the scalar kernel
+            one = _small_bwd(op, y, dy)
+            csoftmax.set_num_threads(2)
+            np.testing.assert_array_equal(_small_bwd(op, y, dy), one)
+            for which in ("y", "dy"):
+                yy, dd = y.copy(), dy.copy()
+                out = yy if which == "y" else dd
+                r = _small_bwd(op, yy, dd, out=out)
+                assert r is out
+                np.testing.assert_array_equal(r, one)
+            csoftmax.set_num_threads(1)
+    finally:
+        csoftmax.set_num_threads(prev)

@@ -70,14 +70,20 @@ def _long_row(n, seg=None):
     return want
 
 
-def _bwd_rows(op):
-    """Expected path of a backward op's rows: ROWS_PREFETCH on the SIMD
-    tables (their kernels that fetch the next row), except softmax_backward
-    where SOFTMAX_BWD_PREFETCH is off (AMD Zen4 and later); ROWS
-    elsewhere."""
+def _bwd_rows(op, n=1000):
+    """Expected path of a backward op's rows of n: float32 short rows on the
+    AVX-512 table SMALL (softmax_backward up to BWD_SMALL_MAX,
+    log_softmax_backward up to BWD_SMALL_LOG_MAX but at 16); else
+    ROWS_PREFETCH on the SIMD tables (their kernels that fetch the next
+    row), except softmax_backward where SOFTMAX_BWD_PREFETCH is off (AMD
+    Zen4 and later); ROWS elsewhere."""
     def want(group, dn):
         if group != "avx2":
             return "ROWS"
+        if _core.isa() == "avx512" and dn == "float32" and (
+                n <= _TH["BWD_SMALL_MAX"] or (op == "log_softmax_backward" and
+                                              n <= _TH["BWD_SMALL_LOG_MAX"] and n != 16)):
+            return "SMALL"
         if op == "softmax_backward" and not _TH["SOFTMAX_BWD_PREFETCH"]:
             return "ROWS"
         return "ROWS_PREFETCH"
@@ -178,11 +184,16 @@ CASES = [
       ("avx2", "float64"): "COLS_BLOCKS"}),
     # backward
     ("softmax_backward", (8192, 1000), -1, {}, 2, _bwd_rows("softmax_backward")),
-    ("softmax_backward", (262144, 10), -1, {}, 1, _bwd_rows("softmax_backward")),
+    ("softmax_backward", (262144, 10), -1, {}, 1, _bwd_rows("softmax_backward", 10)),
+    ("softmax_backward", (4099, 8), -1, {}, 2, _bwd_rows("softmax_backward", 8)),
+    ("softmax_backward", (4099, 2), -1, {}, 2, _bwd_rows("softmax_backward", 2)),
+    ("log_softmax_backward", (4099, 16), -1, {}, 2, _bwd_rows("log_softmax_backward", 16)),
+    ("log_softmax_backward", (4099, 24), -1, {}, 2, _bwd_rows("log_softmax_backward", 24)),
+    ("log_softmax_backward", (4099, 25), -1, {}, 2, _bwd_rows("log_softmax_backward", 25)),
     ("softmax_backward", (64, 100, 256), 1, {}, 2, {"avx2": "COLS_TILED", "other": "COLS_LOOP"}),
     ("softmax_backward", (64, 200, 256), 1, {}, 2, {"avx2": "COLS_BLOCKS", "other": "COLS_LOOP"}),
     ("softmax_backward", (64, 100, 32), 1, {}, 2, {"avx2": "COLS_BLOCKS", "other": "COLS_LOOP"}),
-    ("log_softmax_backward", (262144, 10), -1, {}, 1, _bwd_rows("log_softmax_backward")),
+    ("log_softmax_backward", (262144, 10), -1, {}, 1, _bwd_rows("log_softmax_backward", 10)),
     ("log_softmax_backward", (8192, 1000), -1, {}, 2, _bwd_rows("log_softmax_backward")),
     ("log_softmax_backward", (64, 100, 256), 1, {}, 2,
      {"avx2": "COLS_TILED", "other": "COLS_LOOP"}),
@@ -340,8 +351,9 @@ PATHS = {
     "logsumexp_backward": ["SMALL", "SMALL_TWO_PASS", "FUSED", "TWO_PASS",
                            "TWO_PASS_PREFETCH", "LONG_ROW_SPLIT", "LONG_ROW_STORE",
                            "COLS_TILED", "COLS_BLOCKS"],
-    "softmax_backward": ["ROWS", "ROWS_PREFETCH", "COLS_TILED", "COLS_BLOCKS", "COLS_LOOP"],
-    "log_softmax_backward": ["ROWS", "ROWS_PREFETCH", "COLS_TILED", "COLS_BLOCKS",
+    "softmax_backward": ["SMALL", "ROWS", "ROWS_PREFETCH", "COLS_TILED", "COLS_BLOCKS",
+                         "COLS_LOOP"],
+    "log_softmax_backward": ["SMALL", "ROWS", "ROWS_PREFETCH", "COLS_TILED", "COLS_BLOCKS",
                              "COLS_LOOP"],
 }
 FORCED = [(op, path) for op, paths in PATHS.items() for path in paths]

@@ -120,10 +120,25 @@ smallv_stage_f32_(const float *const *p, ptrdiff_t n, float *S, const float **ps
     return ps;
 }
 
+/* Columns j..j+cw of rows p[0..15] (cw <= 8) -> r[0..8) (16 lanes = rows;
+ * a partial tile by masked loads: its other columns are 0 and never read
+ * as data) */
+static inline __attribute__((always_inline)) void
+smallv_tile_in_f32_(const float *const *p, ptrdiff_t j, ptrdiff_t cw, __m512 *r)
+{
+    const __mmask8 km = kmask8_(cw);
+    for (int k = 0; k < 8; ++k) {
+        const int a = k + (k & 4);
+        __m256 lo = cw == 8 ? _mm256_loadu_ps(p[a] + j) : _mm256_maskz_loadu_ps(km, p[a] + j);
+        __m256 hi = cw == 8 ? _mm256_loadu_ps(p[a + 4] + j) : _mm256_maskz_loadu_ps(km, p[a + 4] + j);
+        r[k] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+    tr16x8_ps_(r, 0);
+}
+
 /* Rows p[0..15] (n floats each) -> T[0..n) (16 lanes = rows), 8 columns a
- * tile (a last partial tile by masked loads: its other columns are 0 and
- * never read as data); *mx the per-lane max (-inf for n = 0), *nanbits the
- * lanes with a NaN. */
+ * tile; *mx the per-lane max (-inf for n = 0), *nanbits the lanes with a
+ * NaN. */
 static inline __attribute__((always_inline)) void
 smallv_in_f32_(const float *const *p, ptrdiff_t n, __m512 *T, __m512 *mx,
                int *nanbits)
@@ -136,14 +151,7 @@ smallv_in_f32_(const float *const *p, ptrdiff_t n, __m512 *T, __m512 *mx,
     for (ptrdiff_t j = 0; j < n; j += 8) {
         __m512 r[8];
         const ptrdiff_t cw = n - j < 8 ? n - j : 8;
-        const __mmask8 km = kmask8_(cw);
-        for (int k = 0; k < 8; ++k) {
-            const int a = k + (k & 4);
-            __m256 lo = cw == 8 ? _mm256_loadu_ps(p[a] + j) : _mm256_maskz_loadu_ps(km, p[a] + j);
-            __m256 hi = cw == 8 ? _mm256_loadu_ps(p[a + 4] + j) : _mm256_maskz_loadu_ps(km, p[a + 4] + j);
-            r[k] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
-        }
-        tr16x8_ps_(r, 0);
+        smallv_tile_in_f32_(p, j, cw, r);
         for (int i = 0; i < 8; ++i) T[j + i] = r[i];
         if (cw == 8) {      /* a tree: short dependency chains */
             b |= _mm512_cmp_ps_mask(r[0], r[1], _CMP_UNORD_Q) |
@@ -162,6 +170,21 @@ smallv_in_f32_(const float *const *p, ptrdiff_t n, __m512 *T, __m512 *mx,
     }
     *mx = m;
     *nanbits = b;
+}
+
+/* Rows p[0..15] (n floats each) -> T[0..n), no reduction (the backward
+ * kernels, simd/small_bwd_f32_body.h) */
+static inline __attribute__((always_inline)) void
+smallv_load_f32_(const float *const *p, ptrdiff_t n, __m512 *T)
+{
+    float S[16 * CSM_SMALL_MAX] __attribute__((aligned(64)));
+    const float *ps[16];
+    p = smallv_stage_f32_(p, n, S, ps);
+    for (ptrdiff_t j = 0; j < n; j += 8) {
+        __m512 r[8];
+        smallv_tile_in_f32_(p, j, n - j < 8 ? n - j : 8, r);
+        for (int i = 0; i < 8; ++i) T[j + i] = r[i];
+    }
 }
 
 /* T[0..n) back to rows q[k] for the lanes k set in `store` (other rows are

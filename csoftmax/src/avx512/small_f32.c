@@ -3,7 +3,8 @@
  * target-entry expm1 of simd/small_f32_body.h (8 rows a group, the float64
  * lanes in one __m512d, avx512/small.h), and 16 rows a group in float32
  * lanes for the fused softmax / log_softmax and the cross-entropy gradient
- * (simd/small_lanes_f32_body.h)
+ * (simd/small_lanes_f32_body.h) and for the backward of softmax /
+ * log_softmax (simd/small_bwd_f32_body.h)
  */
 #include "common.h"
 
@@ -13,6 +14,7 @@
 #include "small.h"
 #include "../simd/small_f32_body.h"
 #include "../simd/small_lanes_f32_body.h"
+#include "../simd/small_bwd_f32_body.h"
 
 #include "end.h"
 #endif /* CSM_BUILD_AVX512 */
