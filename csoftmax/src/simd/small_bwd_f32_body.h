@@ -45,14 +45,13 @@ smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
         }
         smallv_load_f32_(py, n, Y);
         smallv_load_f32_(pg, n, G);
-        /* widened once (the conversions, not the arithmetic, bound this
-         * loop on Zen4), summed in two accumulators per half */
+        /* widened once for both loops, summed in two accumulators per
+         * half */
         VD a0 = vd_zero(), a1 = a0, b0 = a0, b1 = a0;
         VM b = vm_none();
         ptrdiff_t i = 0;
         for (; i < n; ++i) {
-            V yi = Y[i], gi = G[i];
-            __asm__("" : "+v"(yi), "+v"(gi));
+            const V yi = Y[i], gi = G[i];
             Yd[2 * i] = v_lo_pd(yi);
             Yd[2 * i + 1] = v_hi_pd(yi);
             Gd[2 * i] = v_lo_pd(gi);
