@@ -127,18 +127,25 @@ DEF FUSED_MAX_F64 = 4194304
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
-# The backward ops' float32 short rows (SMALL, csm_*_bwd_small_f32: 16 rows
-# a group in the lanes, simd/small_bwd_f32_body.h) against the row kernels
-# (AMD Zen4, AVX-512, one pinned core, 2.6M-element arrays, out=, best of 5
-# twice, ns/element SMALL / row kernel): softmax_backward rows of 2 2.33 /
-# 5.33, 4 1.28 / 2.23, 6 1.18 / 1.53, 8 0.79 / 1.13, 9 1.08 / 1.01, 10 0.86
-# / 0.91, 12 0.87 / 0.79, 16 0.69 / 0.51: taken up to 8.  log_softmax_backward
-# (the row kernel's masked tail computes its float64 exp on lanes it drops)
-# rows of 4 1.82 / 4.91, 10 1.35 / 1.98, 15 1.21 / 1.33, 16 1.21-1.28 / 1.15,
-# 17 1.30 / 2.08, 24 1.32 / 1.45, 26 1.49 / 1.39, 32 2.43 / 1.03: taken up
-# to 24 but at 16, a whole vector per row.  What a group costs is the 16x8
-# transposes and float32 <-> float64 conversions, 512-bit shuffles on Zen4.
-DEF BWD_SMALL_MAX = 8
+# The backward ops' float32 short rows (SMALL, csm_*_bwd_small_f32, rows in
+# the lanes, simd/small_bwd_f32_body.h: softmax_backward 8 rows a group with
+# 8x8 256-bit transposes on both tables, log_softmax_backward 16 rows with
+# 16x8 512-bit ones on the AVX-512 table) against the row kernels, whose
+# cost per row is fixed up to a vector and whose masked tail is slow (AMD
+# Zen4, one pinned core, 2.6M-element arrays, out=, best of 5 twice,
+# ns/element SMALL / row kernel).  softmax_backward, AVX-512 table: rows of
+# 1 2.51 / 10.57, 2 1.37 / 4.45, 8 0.63 / 1.15, 10 0.65 / 0.95, 14 0.65 /
+# 0.67, 16 0.60 / 0.58, 20 0.59 / 0.90, 24 0.58 / 0.64, 28 0.62 / 0.66, 30
+# 0.60 / 0.52, 32 0.60 / 0.51, 40 0.62 / 0.56; AVX2 table: 8 0.63 / 0.58, 10
+# 0.65 / 1.14, 16 0.57 / 0.53, 20 0.60 / 0.80, 24 0.57 / 0.50, 28 0.60 /
+# 0.70, 32 0.57 / 0.48: taken up to 28 but at multiples of the row kernel's
+# vector (16 floats, AVX2 8).  log_softmax_backward (the row kernel's
+# masked tail computes its float64 exp on lanes it drops), AVX-512 table: 4
+# 1.82 / 4.91, 10 1.35 / 1.98, 15 1.21 / 1.33, 16 1.21-1.28 / 1.15, 17 1.30
+# / 2.08, 24 1.32 / 1.45, 26 1.49 / 1.39, 32 2.43 / 1.03; AVX2 table: 8 1.51
+# / 1.60, 10 1.48 / 2.73, 16 1.30 / 1.33, 24 1.29 / 1.31, 32 1.32 / 1.32:
+# taken up to 24 but at 16.
+DEF BWD_SMALL_MAX = 28
 DEF BWD_SMALL_LOG_MAX = 24
 DEF SMALL_LOG_MAX = 32      # uses that need log_sum (log_softmax, reductions,
                             # cross-entropy) take the short-row kernels only up
@@ -470,7 +477,7 @@ cdef inline bint _has_bwd_rows_pf(bint log) noexcept nogil:
 
 
 cdef inline bint _has_bwd_small(bint log) noexcept nogil:
-    # float32 only (csm_*_bwd_small_f32, the AVX-512 table)
+    # float32 only (csm_*_bwd_small_f32, the AVX2 and AVX-512 tables)
     if log:
         return _tab.log_softmax_bwd_small_f32 != NULL
     return _tab.softmax_bwd_small_f32 != NULL
@@ -639,8 +646,8 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
         return PATH_MASKED_ROWS
     if op >= OP_SOFTMAX_BWD:
         if layout == LAYOUT_ROWS:
-            if ((n <= BWD_SMALL_MAX or (op == OP_LOG_SOFTMAX_BWD and
-                                        n <= BWD_SMALL_LOG_MAX and n != 16)) and
+            if ((n <= BWD_SMALL_LOG_MAX and n != 16 if op == OP_LOG_SOFTMAX_BWD else
+                 n <= BWD_SMALL_MAX and n % (16 if _tab.isa == CSM_ISA_AVX512 else 8) != 0) and
                     _take(op, PATH_SMALL, f64, layout, n, inner, flags)):
                 return PATH_SMALL
             if ((op == OP_LOG_SOFTMAX_BWD or _softmax_bwd_prefetch) and

@@ -271,9 +271,10 @@ def test_bad_input_logsumexp_backward(rng):
 
 
 # ---------------------------------------------------------------------------
-# float32 short rows: the SMALL path (csm_*_bwd_small_f32, 16 rows a group in
-# the lanes; the AVX-512 table) forced at every row length it takes, every
-# partial group, special values in single lanes, in place, 1 vs 2 threads.
+# float32 short rows: the SMALL path (csm_*_bwd_small_f32, 8 or 16 rows a
+# group in the lanes; the AVX2 and AVX-512 tables) forced at every row length
+# it takes, every partial group, special values in single lanes, in place,
+# 1 vs 2 threads.
 
 BWD_OPS = {"softmax_backward": (csoftmax.softmax, csoftmax.softmax_backward, ref_softmax_bwd),
            "log_softmax_backward": (csoftmax.log_softmax, csoftmax.log_softmax_backward,

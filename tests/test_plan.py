@@ -72,7 +72,8 @@ def _long_row(n, seg=None):
 
 def _bwd_rows(op, n=1000):
     """Expected path of a backward op's rows of n: float32 short rows on the
-    AVX-512 table SMALL (softmax_backward up to BWD_SMALL_MAX,
+    SIMD tables SMALL (softmax_backward up to BWD_SMALL_MAX but at
+    multiples of the row kernel's vector, 16 floats on AVX-512, 8 on AVX2;
     log_softmax_backward up to BWD_SMALL_LOG_MAX but at 16); else
     ROWS_PREFETCH on the SIMD tables (their kernels that fetch the next
     row), except softmax_backward where SOFTMAX_BWD_PREFETCH is off (AMD
@@ -80,9 +81,10 @@ def _bwd_rows(op, n=1000):
     def want(group, dn):
         if group != "avx2":
             return "ROWS"
-        if _core.isa() == "avx512" and dn == "float32" and (
-                n <= _TH["BWD_SMALL_MAX"] or (op == "log_softmax_backward" and
-                                              n <= _TH["BWD_SMALL_LOG_MAX"] and n != 16)):
+        vec = 16 if _core.isa() == "avx512" else 8
+        if dn == "float32" and (
+                (n <= _TH["BWD_SMALL_LOG_MAX"] and n != 16) if op == "log_softmax_backward"
+                else (n <= _TH["BWD_SMALL_MAX"] and n % vec != 0)):
             return "SMALL"
         if op == "softmax_backward" and not _TH["SOFTMAX_BWD_PREFETCH"]:
             return "ROWS"
@@ -186,6 +188,9 @@ CASES = [
     ("softmax_backward", (8192, 1000), -1, {}, 2, _bwd_rows("softmax_backward")),
     ("softmax_backward", (262144, 10), -1, {}, 1, _bwd_rows("softmax_backward", 10)),
     ("softmax_backward", (4099, 8), -1, {}, 2, _bwd_rows("softmax_backward", 8)),
+    ("softmax_backward", (4099, 16), -1, {}, 2, _bwd_rows("softmax_backward", 16)),
+    ("softmax_backward", (4099, 28), -1, {}, 2, _bwd_rows("softmax_backward", 28)),
+    ("softmax_backward", (4099, 30), -1, {}, 2, _bwd_rows("softmax_backward", 30)),
     ("softmax_backward", (4099, 2), -1, {}, 2, _bwd_rows("softmax_backward", 2)),
     ("log_softmax_backward", (4099, 16), -1, {}, 2, _bwd_rows("log_softmax_backward", 16)),
     ("log_softmax_backward", (4099, 24), -1, {}, 2, _bwd_rows("log_softmax_backward", 24)),

@@ -8,6 +8,16 @@
 
 #include "../simd/small_tile_f32.h"
 
+/* the float32 backward short rows' tiles (simd/small_bwd_f32_body.h),
+ * named as avx512/small.h names its 16-row ones */
+static inline __attribute__((always_inline)) void
+smallv_load_f32_(const float *const *p, ptrdiff_t n, __m256 *T)
+{
+    __m256 m, b;
+    small_in_f32_(p, n, T, &m, &b, 0);
+}
+#define smallv_out_f32_(T, n, q, store) small_out_f32_(T, n, q, store)
+
 static inline void tr4x4_pd_(__m256d *r)
 {
     __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);

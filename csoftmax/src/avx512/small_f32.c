@@ -14,6 +14,10 @@
 #include "small.h"
 #include "../simd/small_f32_body.h"
 #include "../simd/small_lanes_f32_body.h"
+/* softmax_backward's short rows: the table keeps the AVX2 kernel (8 rows
+ * a group, 8x8 256-bit transposes), faster on Zen4 than 16 rows with the
+ * 16x8 512-bit ones (csoftmax_kernels.def) */
+#define CSM_BWD_SMALL_SOFTMAX_FROM_AVX2
 #include "../simd/small_bwd_f32_body.h"
 
 #include "end.h"

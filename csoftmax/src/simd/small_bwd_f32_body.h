@@ -1,9 +1,10 @@
 /*
  * simd/small_bwd_f32_body.h -- the backward (vector-Jacobian products) of
  * softmax / log_softmax over float32 short rows (n <= CSM_SMALL_MAX),
- * VLEN rows a group in the lanes of V (the 16x8 tiles smallv_load_f32_ /
- * smallv_out_f32_ of avx512/small.h), for contiguous rows as the row
- * kernels (simd/backward_body.h) take them.
+ * VLEN rows a group in the lanes of V (the tiles smallv_load_f32_ /
+ * smallv_out_f32_: 16x8 on AVX-512, avx512/small.h; 8x8 on AVX2,
+ * avx2/small.h), for contiguous rows as the row kernels
+ * (simd/backward_body.h) take them.
  *
  * For short rows those row kernels are dominated by what every row costs
  * whatever its length -- masked tails, the horizontal sum, the dependency
@@ -23,8 +24,17 @@
  * row's result never depends on the rows around it.  Partial groups
  * repeat their first row in the unused lanes, never stored.  o may be y or
  * dy: a group is read whole before it is written.
- * (internal; included by avx512/small_f32.c after small.h)
+ * (internal; included by avx2/small_f32.c and avx512/small_f32.c after
+ * small.h)
  */
+
+#if VLEN == 16
+#define SMALLB_NLE0_BITS_(a) \
+    ((int)_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NLE_UQ))
+#else
+#define SMALLB_NLE0_BITS_(a) \
+    _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_NLE_UQ))
+#endif
 
 static inline __attribute__((always_inline)) void
 smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
@@ -32,7 +42,6 @@ smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
 {
     V Y[SMALL_COLS], G[SMALL_COLS];
     VD Yd[2 * SMALL_COLS], Gd[2 * SMALL_COLS];  /* lanes 0-7, 8-15 of each */
-    const V zf = v_zero();
     for (ptrdiff_t g = 0; g < n_rows; g += VLEN) {
         const ptrdiff_t w = n_rows - g < VLEN ? n_rows - g : VLEN;
         const float *py[VLEN], *pg[VLEN];
@@ -48,7 +57,7 @@ smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
         /* widened once for both loops, summed in two accumulators per
          * half */
         VD a0 = vd_zero(), a1 = a0, b0 = a0, b1 = a0;
-        VM b = vm_none();
+        int bad = 0;
         ptrdiff_t i = 0;
         for (; i < n; ++i) {
             const V yi = Y[i], gi = G[i];
@@ -56,7 +65,7 @@ smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
             Yd[2 * i + 1] = v_hi_pd(yi);
             Gd[2 * i] = v_lo_pd(gi);
             Gd[2 * i + 1] = v_hi_pd(gi);
-            if (LOG) b = vm_or(b, _mm512_cmp_ps_mask(yi, zf, _CMP_NLE_UQ));
+            if (LOG) bad |= SMALLB_NLE0_BITS_(yi);
         }
         for (i = 0; i + 2 <= n; i += 2) {
             if (LOG) {
@@ -89,7 +98,7 @@ smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
                 G[i] = v_from_pd(vd_mul(Yd[2 * i], vd_sub(Gd[2 * i], s0)),
                                  vd_mul(Yd[2 * i + 1], vd_sub(Gd[2 * i + 1], s1)));
         }
-        const int bad = (int)b, wm = (int)((1u << w) - 1);
+        const int wm = (int)((1u << w) - 1);
         if (~bad & wm) smallv_out_f32_(G, n, q, ~bad & wm);
         for (unsigned redo = (unsigned)(bad & wm); redo; redo &= redo - 1) {
             const int k = __builtin_ctz(redo);
@@ -98,11 +107,13 @@ smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
     }
 }
 
+#ifndef CSM_BWD_SMALL_SOFTMAX_FROM_AVX2    /* see avx512/small_f32.c */
 void SUFFIX(csm_softmax_bwd_small_f32)(const float *y, const float *dy, float *o,
                                        ptrdiff_t n_rows, ptrdiff_t n)
 {
     smallv_bwd_f32_(y, dy, o, n_rows, n, 0);
 }
+#endif
 
 void SUFFIX(csm_log_softmax_bwd_small_f32)(const float *y, const float *dy,
                                            float *o, ptrdiff_t n_rows, ptrdiff_t n)
