@@ -514,12 +514,16 @@ def _weighted_lse(a, b, axes):
         # an infinite weight on a term that is not exp(-inf) = 0: the sum is
         # that infinity, however small exp(a) is -- the kernels formed
         # b exp(a - max), which underflows to inf * 0 = NaN for a far below
-        # the max.  Infinite terms of both signs, a NaN, or exp(+inf) * 0
-        # give NaN; rows without an infinite weight keep the kernels' result.
-        big = hit | ((a2 == np.inf) & (b2 != 0))
+        # the max.  As in the kernels, entries with b == 0 take no part
+        # (whatever a is); infinite terms of both signs, a NaN or
+        # exp(-inf) * inf give NaN.  Rows without an infinite weight on a
+        # finite or +inf a keep the kernels' result.
+        part = b2 != 0
+        big = hit | ((a2 == np.inf) & part)
         pos = (big & (b2 > 0)).any(axis=1)
         neg = (big & (b2 < 0)).any(axis=1)
-        bad = (np.isnan(a2) | np.isnan(b2) | ((a2 == np.inf) & (b2 == 0))).any(axis=1)
+        bad = ((np.isnan(a2) & part) | np.isnan(b2) |
+               ((a2 == -np.inf) & np.isinf(b2))).any(axis=1)
         rows = hit.any(axis=1)
         lse = np.where(rows, np.where(bad | (pos & neg), np.nan, np.inf), lse)
         sgn = np.where(rows, np.where(bad | (pos & neg), np.nan, np.where(pos, 1.0, -1.0)), sgn)

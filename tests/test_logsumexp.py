@@ -217,16 +217,21 @@ def test_result_written_per_block(isa, threads, shape, axis, path, dtype, k, rng
 def test_infinite_weight_is_an_infinite_sum():
     """b = +-inf on a term with exp(a) > 0 makes the sum that infinity, also
     where exp(a - max) underflows (the kernels' b exp(a - max) was inf * 0 =
-    NaN below a - max ~ -745); both signs, a NaN, exp(+inf) * 0 and
-    exp(-inf) * inf give NaN.  Each case also along axis 0 of a 2-D array
-    beside an ordinary column, which keeps its value."""
+    NaN below a - max ~ -745); both signs, a NaN and exp(-inf) * inf give
+    NaN; an entry with b == 0 takes no part, as documented, whatever its a
+    (jax.scipy.special.logsumexp's rule).  Each case also along axis 0 of a
+    2-D array beside an ordinary column, which keeps its value."""
     inf, nan = np.inf, np.nan
     cases = [([0.0, -700.0], [1.0, inf], inf, 1.0), ([0.0, -800.0], [1.0, inf], inf, 1.0),
              ([700.0, 1.0, -700.0], [2.0, 0.0, inf], inf, 1.0),
              ([0.0, -800.0], [1.0, -inf], inf, -1.0), ([0.0, -800.0], [inf, -inf], nan, nan),
              ([0.0, nan], [inf, 1.0], nan, nan), ([-inf, 0.0], [inf, 1.0], nan, nan),
-             ([inf, -800.0], [0.0, inf], nan, nan), ([inf, -800.0], [-1.0, inf], nan, nan),
-             ([inf, -800.0], [2.0, inf], inf, 1.0)]
+             ([inf, -800.0], [0.0, inf], inf, 1.0), ([nan, -800.0], [0.0, -inf], inf, -1.0),
+             ([inf, -800.0], [-1.0, inf], nan, nan),
+             ([inf, -800.0], [2.0, inf], inf, 1.0),
+             # exp(-inf) * inf beside another infinite weight
+             ([1.0, -inf], [inf, -inf], nan, nan), ([1.0, -inf], [-inf, -inf], nan, nan),
+             ([-inf, 2.0], [inf, -inf], nan, nan), ([inf, -inf], [inf, -inf], nan, nan)]
     for a, b, want, sign in cases:
         r, s = csoftmax.logsumexp(a, b=b, return_sign=True)
         np.testing.assert_equal((float(r), float(s)), (want, sign), err_msg=f"{a} {b}")
@@ -240,3 +245,58 @@ def test_infinite_weight_is_an_infinite_sum():
     # float32 input: the same rule, float32 result
     r = csoftmax.logsumexp(np.array([0.0, -800.0], np.float32), b=np.array([1, inf], np.float32))
     assert r == inf and r.dtype == np.float32
+
+
+def _special_term(a, b):
+    """b * exp(a) with IEEE special values, exp(a) of a finite a taken as the
+    positive number it is (not its float64 underflow); b == 0: no term."""
+    if np.isnan(b):
+        return np.nan
+    if b == 0:
+        return 0.0
+    if np.isnan(a):
+        return np.nan
+    if a == -np.inf:
+        return np.nan if np.isinf(b) else 0.0
+    if a == np.inf:
+        return np.nan if b == 0 else np.inf * np.sign(b)
+    return np.inf * np.sign(b) if np.isinf(b) else None     # None: finite
+
+
+def test_weighted_special_values_exhaustive():
+    """Every pair and some triples of a in {-inf, -800, 0, 1, inf, nan} and b
+    in {-inf, -1, 0, 2, inf, nan}: the value and sign of log|sum b exp(a)|
+    follow the IEEE sum of the terms (NaN for inf * 0 or inf - inf, the
+    infinity otherwise; an entry with b == 0 no term) wherever a term is not
+    finite, in float64 and float32, with and without return_sign, along
+    either axis."""
+    import itertools
+    A = [-np.inf, -800.0, 0.0, 1.0, np.inf, np.nan]
+    B = [-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan]
+    pairs = list(itertools.product(A, B))
+    cases = [list(c) for c in itertools.product(pairs, repeat=2)]
+    cases += [[pairs[i], pairs[j], pairs[k]] for i, j, k in
+              itertools.product(range(0, len(pairs), 5), range(1, len(pairs), 4), range(2, len(pairs), 7))]
+    checked = 0
+    for case in cases:
+        a = np.array([t[0] for t in case])
+        b = np.array([t[1] for t in case])
+        terms = [_special_term(x, w) for x, w in case]
+        special = [t for t in terms if t is not None and t != 0.0]
+        if any(np.isnan(t) for t in special) or (np.inf in special and -np.inf in special):
+            want = (np.nan, np.nan)
+        elif special:
+            want = (np.inf, float(np.sign(special[0])))
+        else:
+            continue                # every term finite: the accuracy tests' business
+        checked += 1
+        for dt in (np.float64, np.float32):
+            r, sg = csoftmax.logsumexp(a.astype(dt), b=b.astype(dt), return_sign=True)
+            np.testing.assert_equal((float(r), float(sg)), want, err_msg=f"{a} {b} {dt}")
+            plain = csoftmax.logsumexp(a.astype(dt), b=b.astype(dt))
+            np.testing.assert_equal(float(plain), want[0] if want[1] != -1.0 else np.nan)
+        r2, s2 = csoftmax.logsumexp(np.stack([a, np.zeros_like(a)]).T, axis=0,
+                                    b=np.stack([b, np.ones_like(b)]).T, return_sign=True)
+        np.testing.assert_equal((r2[0], s2[0]), want)
+        assert r2[1] == np.log(len(a)) and s2[1] == 1.0
+    assert checked > 1000
