@@ -1376,12 +1376,17 @@ cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
 
 cdef inline void _bwd_small(const floating *y, const floating *dy, floating *o,
                             Py_ssize_t rows, Py_ssize_t n, bint log) noexcept nogil:
-    # float32 short rows, 16 a group (csm_*_bwd_small_f32; float64: not planned)
+    # short rows, several a group in the lanes (csm_*_bwd_small_*)
     if floating is float:
         if log:
             _tab.log_softmax_bwd_small_f32(y, dy, o, rows, n)
         else:
             _tab.softmax_bwd_small_f32(y, dy, o, rows, n)
+    else:
+        if log:
+            _tab.log_softmax_bwd_small_f64(y, dy, o, rows, n)
+        else:
+            _tab.softmax_bwd_small_f64(y, dy, o, rows, n)
 
 
 cdef void _bwd_run(const floating *y, const floating *dy, floating *o,

@@ -144,9 +144,17 @@ DEF FUSED_MAX_F64 = 4194304
 # 1.82 / 4.91, 10 1.35 / 1.98, 15 1.21 / 1.33, 16 1.21-1.28 / 1.15, 17 1.30
 # / 2.08, 24 1.32 / 1.45, 26 1.49 / 1.39, 32 2.43 / 1.03; AVX2 table: 8 1.51
 # / 1.60, 10 1.48 / 2.73, 16 1.30 / 1.33, 24 1.29 / 1.31, 32 1.32 / 1.32:
-# taken up to 24 but at 16.
+# taken up to 24 but at 16.  float64 (4 rows a group, 4x4 transposes, on
+# both tables; the row kernels' vector is 8 doubles on both): softmax_backward
+# rows of 2 1.40 / 4.87, 6 0.92 / 2.43, 8 0.79 / 0.68, 10 0.81 / 0.90, 12
+# 0.85 / 0.89, 16 0.85 / 0.66, 20 1.03 / 0.69: taken up to 12 but at 8;
+# log_softmax_backward 2 2.67 / 9.37, 8 1.67 / 1.92, 10 1.71 / 3.34, 16 1.57
+# / 1.52, 20 1.60 / 2.07, 24 1.64 / 1.53, 28 1.64 / 1.80, 32 1.68 / 1.41:
+# taken up to 28 but at 16.
 DEF BWD_SMALL_MAX = 28
 DEF BWD_SMALL_LOG_MAX = 24
+DEF BWD_SMALL_MAX_F64 = 12
+DEF BWD_SMALL_LOG_MAX_F64 = 28
 DEF SMALL_LOG_MAX = 32      # uses that need log_sum (log_softmax, reductions,
                             # cross-entropy) take the short-row kernels only up
                             # to 32: at 64 the row kernels are faster (measured
@@ -297,6 +305,8 @@ def thresholds():
             "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
             "BWD_SMALL_MAX": BWD_SMALL_MAX, "BWD_SMALL_LOG_MAX": BWD_SMALL_LOG_MAX,
+            "BWD_SMALL_MAX_F64": BWD_SMALL_MAX_F64,
+            "BWD_SMALL_LOG_MAX_F64": BWD_SMALL_LOG_MAX_F64,
             "FLAT_CHUNK": FLAT_CHUNK, "HALF_CHUNK": HALF_CHUNK,
             "CVT_UNIT": CVT_UNIT}
 
@@ -476,11 +486,11 @@ cdef inline bint _has_bwd_rows_pf(bint log) noexcept nogil:
     return _tab.softmax_bwd_rows_pf_f32 != NULL
 
 
-cdef inline bint _has_bwd_small(bint log) noexcept nogil:
-    # float32 only (csm_*_bwd_small_f32, the AVX2 and AVX-512 tables)
-    if log:
-        return _tab.log_softmax_bwd_small_f32 != NULL
-    return _tab.softmax_bwd_small_f32 != NULL
+cdef inline bint _has_bwd_small(bint log, bint f64) noexcept nogil:
+    # csm_*_bwd_small_*: the AVX2 and AVX-512 tables
+    if f64:
+        return (_tab.log_softmax_bwd_small_f64 if log else _tab.softmax_bwd_small_f64) != NULL
+    return (_tab.log_softmax_bwd_small_f32 if log else _tab.softmax_bwd_small_f32) != NULL
 
 
 cdef inline bint _has_bwd_cols(bint log) noexcept nogil:
@@ -606,9 +616,7 @@ cdef int _why_not(int op, int path, bint f64, int layout, Py_ssize_t n,
         if path == PATH_ROWS_PREFETCH:
             return WHY_OK if _has_bwd_rows_pf(op == OP_LOG_SOFTMAX_BWD) else WHY_NO_KERNEL
         if path == PATH_SMALL:
-            if f64:
-                return WHY_F32_ONLY
-            if not _has_bwd_small(op == OP_LOG_SOFTMAX_BWD):
+            if not _has_bwd_small(op == OP_LOG_SOFTMAX_BWD, f64):
                 return WHY_NO_KERNEL
             return WHY_TOO_LONG if n > CSM_SMALL_MAX else WHY_OK
         return WHY_OK if path == PATH_ROWS else WHY_NOT_OF_OP
@@ -637,6 +645,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     cdef Py_ssize_t size = 8 if f64 else 4
     cdef bint grad = flags & PF_GRAD
     cdef Py_ssize_t seg
+    cdef Py_ssize_t lim, vec
     if flags & PF_MASK:
         if layout == LAYOUT_COLS:
             return PATH_MASKED_COLS
@@ -646,8 +655,15 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
         return PATH_MASKED_ROWS
     if op >= OP_SOFTMAX_BWD:
         if layout == LAYOUT_ROWS:
-            if ((n <= BWD_SMALL_LOG_MAX and n != 16 if op == OP_LOG_SOFTMAX_BWD else
-                 n <= BWD_SMALL_MAX and n % (16 if _tab.isa == CSM_ISA_AVX512 else 8) != 0) and
+            # short rows (limits and measurements at BWD_SMALL_MAX): not at
+            # multiples of the row kernels' vector, which they do whole
+            if op == OP_LOG_SOFTMAX_BWD:
+                lim = BWD_SMALL_LOG_MAX_F64 if f64 else BWD_SMALL_LOG_MAX
+                vec = 16
+            else:
+                lim = BWD_SMALL_MAX_F64 if f64 else BWD_SMALL_MAX
+                vec = 16 if (not f64 and _tab.isa == CSM_ISA_AVX512) else 8
+            if (n <= lim and n % vec != 0 and
                     _take(op, PATH_SMALL, f64, layout, n, inner, flags)):
                 return PATH_SMALL
             if ((op == OP_LOG_SOFTMAX_BWD or _softmax_bwd_prefetch) and
@@ -949,7 +965,7 @@ def _path_kernels(int op, int path, bint f64, int flags):
         return [red + sfx, "finalize"] + (["softmax_rows" + sfx] + fix if grad else [])
     name = "log_softmax" if op == OP_LOG_SOFTMAX_BWD else "softmax"
     if path == PATH_SMALL:
-        return [name + "_bwd_small_f32"]
+        return [name + "_bwd_small" + sfx]
     if path == PATH_ROWS or path == PATH_ROWS_PREFETCH:
         return [name + ("_bwd_rows_pf" if path == PATH_ROWS_PREFETCH else "_bwd_rows") + sfx]
     if path == PATH_COLS_LOOP:

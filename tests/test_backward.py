@@ -271,10 +271,10 @@ def test_bad_input_logsumexp_backward(rng):
 
 
 # ---------------------------------------------------------------------------
-# float32 short rows: the SMALL path (csm_*_bwd_small_f32, 8 or 16 rows a
-# group in the lanes; the AVX2 and AVX-512 tables) forced at every row length
-# it takes, every partial group, special values in single lanes, in place,
-# 1 vs 2 threads.
+# short rows: the SMALL path (csm_*_bwd_small_*, 4-16 rows a group in the
+# lanes; the AVX2 and AVX-512 tables) forced at every row length it takes,
+# every partial group, special values in single lanes, in place, 1 vs 2
+# threads; float32 and float64.
 
 BWD_OPS = {"softmax_backward": (csoftmax.softmax, csoftmax.softmax_backward, ref_softmax_bwd),
            "log_softmax_backward": (csoftmax.log_softmax, csoftmax.log_softmax_backward,
@@ -289,54 +289,52 @@ def _small_bwd(op, y, dy, **kw):
     return r
 
 
-def _has_small_bwd(op):
+def _has_small_bwd(op, dtype):
     from csoftmax import _core
     try:
         with _core.forced(op, "SMALL"):
-            return _core.plan(op, (16, 8), np.float32)["path"] == "SMALL"
+            return _core.plan(op, (16, 8), dtype)["path"] == "SMALL"
     except ValueError:
         return False
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", list(BWD_OPS))
-def test_small_rows_every_length_and_group(rng, isa, op):
+def test_small_rows_every_length_and_group(rng, isa, op, dtype):
     from csoftmax import _core
     fwd, f, ref = BWD_OPS[op]
-    if not _has_small_bwd(op):
+    if not _has_small_bwd(op, dtype):
         # tables without the kernels refuse the path, and say so
         with pytest.raises(ValueError, match="SMALL"):
             with _core.forced(op, "SMALL"):
-                f(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32))
+                f(np.zeros((2, 3), dtype), np.zeros((2, 3), dtype))
         return
     for n in list(range(1, 34)) + [47, 48, 63, 64]:
-        for rows in (1, 15, 16, 17, 33):
-            y = fwd((rng.normal(size=(rows, n)) * 4).astype(np.float32))
-            dy = rng.normal(size=(rows, n)).astype(np.float32)
+        for rows in (1, 3, 4, 5, 15, 16, 17, 33):
+            y = fwd((rng.normal(size=(rows, n)) * 4).astype(dtype))
+            dy = rng.normal(size=(rows, n)).astype(dtype)
             if n > 2:
                 dy[rows // 2, 1] = 1e30          # one large term in one lane
-            check(_small_bwd(op, y, dy), ref(y, dy, -1), np.float32, op)
+            check(_small_bwd(op, y, dy), ref(y, dy, -1), dtype, op)
     # longer rows: refused when forced
     with pytest.raises(ValueError, match="SMALL"):
         with _core.forced(op, "SMALL"):
-            f(np.zeros((2, 65), np.float32), np.zeros((2, 65), np.float32))
-    # float64: refused (the row kernels serve it)
-    with pytest.raises(ValueError, match="SMALL"):
-        with _core.forced(op, "SMALL"):
-            f(np.zeros((2, 5)), np.zeros((2, 5)))
+            f(np.zeros((2, 65), dtype), np.zeros((2, 65), dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", list(BWD_OPS))
-def test_small_rows_lanes_are_independent(rng, isa, op):
+def test_small_rows_lanes_are_independent(rng, isa, op, dtype):
     """A row's result is the same bits whatever rows surround it and
     wherever it falls in a group (staged full groups of n >= 32 or direct
     loads); special values stay in their lane -- a log-probability > 0 or
     NaN sends its row alone to the scalar kernel."""
     fwd, f, ref = BWD_OPS[op]
-    if not _has_small_bwd(op):
+    if not _has_small_bwd(op, dtype):
         pytest.skip(f"no {op} short-row kernel on the {isa} table")
     for n in (3, 10, 24, 40):
-        y = fwd((rng.normal(size=(40, n)) * 3).astype(np.float32))
-        dy = rng.normal(size=(40, n)).astype(np.float32)
+        y = fwd((rng.normal(size=(40, n)) * 3).astype(dtype))
+        dy = rng.normal(size=(40, n)).astype(dtype)
         y[5, 0] = np.nan
         dy[7, n - 1] = np.inf
         dy[9, 0] = np.nan
@@ -348,28 +346,29 @@ def test_small_rows_lanes_are_independent(rng, isa, op):
         whole = _small_bwd(op, y, dy)
         want = ref(y.astype(np.float64), dy.astype(np.float64), -1)
         ok = np.isfinite(want).all(axis=1)
-        check(whole[ok], ref(y[ok], dy[ok], -1), np.float32, op)
+        check(whole[ok], ref(y[ok], dy[ok], -1), dtype, op)
         # the rows with special values: IEEE propagation as float64 gives
         np.testing.assert_array_equal(np.isnan(whole[~ok]), np.isnan(want[~ok]))
         np.testing.assert_array_equal(np.isposinf(whole[~ok]), np.isposinf(want[~ok]))
-        for start in (1, 3, 15, 16, 17):
+        for start in (1, 3, 4, 5, 7, 8, 9, 15, 16, 17):
             part = _small_bwd(op, y[start:], dy[start:])
             np.testing.assert_array_equal(part, whole[start:])
             one = _small_bwd(op, y[start:start + 1], dy[start:start + 1])
             np.testing.assert_array_equal(one, whole[start:start + 1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", list(BWD_OPS))
-def test_small_rows_in_place_and_threads(rng, isa, op):
+def test_small_rows_in_place_and_threads(rng, isa, op, dtype):
     fwd, f, ref = BWD_OPS[op]
-    if not _has_small_bwd(op):
+    if not _has_small_bwd(op, dtype):
         pytest.skip(f"no {op} short-row kernel on the {isa} table")
     prev = csoftmax.set_num_threads(1)
     try:
         for n in (2, 9, 33):
             rows = 40000 // n + 7                 # enough for two threads, a partial group
-            y = fwd((rng.normal(size=(rows, n)) * 3).astype(np.float32))
-            dy = rng.normal(size=(rows, n)).astype(np.float32)
+            y = fwd((rng.normal(size=(rows, n)) * 3).astype(dtype))
+            dy = rng.normal(size=(rows, n)).astype(dtype)
             if op == "log_softmax_backward":
                 y[rows // 2, 0] = 1.0            # a row for the scalar kernel
             one = _small_bwd(op, y, dy)

@@ -71,20 +71,24 @@ def _long_row(n, seg=None):
 
 
 def _bwd_rows(op, n=1000):
-    """Expected path of a backward op's rows of n: float32 short rows on the
-    SIMD tables SMALL (softmax_backward up to BWD_SMALL_MAX but at
-    multiples of the row kernel's vector, 16 floats on AVX-512, 8 on AVX2;
-    log_softmax_backward up to BWD_SMALL_LOG_MAX but at 16); else
-    ROWS_PREFETCH on the SIMD tables (their kernels that fetch the next
-    row), except softmax_backward where SOFTMAX_BWD_PREFETCH is off (AMD
-    Zen4 and later); ROWS elsewhere."""
+    """Expected path of a backward op's rows of n: short rows on the SIMD
+    tables SMALL -- softmax_backward up to BWD_SMALL_MAX (float64
+    BWD_SMALL_MAX_F64) but at multiples of the row kernel's vector (16
+    floats on AVX-512, else 8 elements), log_softmax_backward up to
+    BWD_SMALL_LOG_MAX (_F64) but at multiples of 16; else ROWS_PREFETCH on
+    the SIMD tables (their kernels that fetch the next row), except
+    softmax_backward where SOFTMAX_BWD_PREFETCH is off (AMD Zen4 and
+    later); ROWS elsewhere."""
     def want(group, dn):
         if group != "avx2":
             return "ROWS"
-        vec = 16 if _core.isa() == "avx512" else 8
-        if dn == "float32" and (
-                (n <= _TH["BWD_SMALL_LOG_MAX"] and n != 16) if op == "log_softmax_backward"
-                else (n <= _TH["BWD_SMALL_MAX"] and n % vec != 0)):
+        f = "_F64" if dn == "float64" else ""
+        if op == "log_softmax_backward":
+            lim, vec = _TH["BWD_SMALL_LOG_MAX" + f], 16
+        else:
+            lim = _TH["BWD_SMALL_MAX" + f]
+            vec = 16 if (_core.isa() == "avx512" and dn == "float32") else 8
+        if n <= lim and n % vec != 0:
             return "SMALL"
         if op == "softmax_backward" and not _TH["SOFTMAX_BWD_PREFETCH"]:
             return "ROWS"

@@ -282,4 +282,80 @@ void SUFFIX(csm_ce_small_f64)(const double *x, ptrdiff_t n_rows, ptrdiff_t n,
     }
 }
 
+
+/* ---- backward (VJP) of softmax / log_softmax ----------------------------
+ * Contiguous rows as the row kernels (simd/backward_body.h) take them, GW
+ * rows a group in the lanes, with those kernels' arithmetic per lane: s =
+ * sum y_i dy_i (softmax) or sum dy_i (log_softmax) in element order (two
+ * accumulators, against the row kernels' four and a horizontal sum: the
+ * same results to the backward contract, not bit for bit), then y (dy - s)
+ * or dy - exp(y) s (lsb_f64_).  log_softmax: lanes holding y > 0 or a NaN
+ * are not stored and are redone by the scalar row kernel, as the row
+ * kernels do such a row.  o may be y or dy: a group is read whole first. */
+#ifndef CSM_BWD_SMALL_F64_FROM_AVX2     /* see avx512/small_f64.c */
+static inline __attribute__((always_inline)) void
+small_bwd_f64_(const double *y, const double *dy, double *o, ptrdiff_t n_rows,
+               ptrdiff_t n, const int LOG)
+{
+    VD Y[SMALL_COLS], G[SMALL_COLS];
+    const VD zero = vd_zero();
+    for (ptrdiff_t g = 0; g < n_rows; g += GW) {
+        const ptrdiff_t w = n_rows - g < GW ? n_rows - g : GW;
+        const double *py[GW], *pg[GW];
+        double *q[GW];
+        for (int k = 0; k < GW; ++k) {
+            const ptrdiff_t r = g + (k < w ? k : 0);
+            py[k] = y + r * n;
+            pg[k] = dy + r * n;
+            q[k] = o + r * n;
+        }
+        small_in_f64_(py, n, Y, NULL, NULL, 0);
+        small_in_f64_(pg, n, G, NULL, NULL, 0);
+        VD a = zero, b = zero;
+        VDM bad = vdm_none();
+        ptrdiff_t i = 0;
+        for (; i + 2 <= n; i += 2) {
+            if (LOG) {
+                a = vd_add(a, G[i]);
+                b = vd_add(b, G[i + 1]);
+                bad = vdm_or(bad, vdm_or(vd_cmp(Y[i], zero, _CMP_NLE_UQ),
+                                         vd_cmp(Y[i + 1], zero, _CMP_NLE_UQ)));
+            } else {
+                a = vd_fmadd(Y[i], G[i], a);
+                b = vd_fmadd(Y[i + 1], G[i + 1], b);
+            }
+        }
+        if (i < n) {
+            if (LOG) {
+                a = vd_add(a, G[i]);
+                bad = vdm_or(bad, vd_cmp(Y[i], zero, _CMP_NLE_UQ));
+            } else {
+                a = vd_fmadd(Y[i], G[i], a);
+            }
+        }
+        const VD s = vd_add(a, b);
+        for (i = 0; i < n; ++i)
+            G[i] = LOG ? lsb_f64_(Y[i], s, G[i]) : vd_mul(Y[i], vd_sub(G[i], s));
+        const int badb = vdm_bits(bad), wm = (int)((1u << w) - 1);
+        if (~badb & wm) small_out_f64_(G, n, q, ~badb & wm);
+        for (unsigned redo = (unsigned)(badb & wm); redo; redo &= redo - 1) {
+            const int k = __builtin_ctz(redo);
+            csm_log_softmax_bwd_rows_f64_scalar(py[k], pg[k], q[k], 1, n);
+        }
+    }
+}
+
+void SUFFIX(csm_softmax_bwd_small_f64)(const double *y, const double *dy, double *o,
+                                       ptrdiff_t n_rows, ptrdiff_t n)
+{
+    small_bwd_f64_(y, dy, o, n_rows, n, 0);
+}
+
+void SUFFIX(csm_log_softmax_bwd_small_f64)(const double *y, const double *dy,
+                                           double *o, ptrdiff_t n_rows, ptrdiff_t n)
+{
+    small_bwd_f64_(y, dy, o, n_rows, n, 1);
+}
+#endif
+
 #undef GW
