@@ -273,3 +273,60 @@ def test_logsumexp_weighted_targeted(rng):
         want, _ = H.ref_logsumexp_b(x, np.broadcast_to(b, x.shape), axis=ax)
         assert np.asarray(got).dtype == np.float64
         H.assert_within(np.asarray(got), want, "logsumexp_b", what=f"axis={ax}")
+
+
+# ---------------------------------------------------------------------------
+# float64 sums whose error must not grow with the count (kappa = 2^-44): the
+# class sums of probability targets / label smoothing over long rows, and the
+# 'mean' divisor over many weighted samples.
+
+@pytest.mark.parametrize("layout", ["rows", "cols"])
+def test_float64_long_row_class_sums(rng, layout):
+    """sum_c w q' (x - m) and sum_c w q' over C = 20 000 / 200 000 classes:
+    plain float64 sums were 12x beyond the bound at 200 000 (probability
+    targets) and 24 ULP beyond with label smoothing at 19 084; compensated
+    now, the same in the row and the column code."""
+    for C in (19_084, 200_000):
+        x = rng.normal(size=(2, C))
+        x[1] = 0.0
+        q = np.full((2, C), 1.0 / C)
+        w = rng.uniform(0.5, 2.0, size=C)
+        t = np.array([3, C - 1])
+        cases = [(q, {}), (q, {"weight": w}), (t, {"label_smoothing": 0.1}),
+                 (t, {"label_smoothing": 0.3, "weight": w})]
+        for target, kw in cases:
+            if layout == "cols":
+                xa, ta, ax = x.T.copy(), (target.T.copy() if target.ndim == 2 else target), 0
+            else:
+                xa, ta, ax = x, target, -1
+            loss, g = csoftmax.cross_entropy(xa, ta, axis=ax, reduction="none",
+                                             return_grad=True, **kw)
+            rl, rg = H.ref_ce(x, target, reduction="none", **kw)
+            H.assert_within(loss, rl, "cross_entropy", what=f"loss C={C} {kw}")
+            H.assert_within(g.T if layout == "cols" else g, rg, "cross_entropy_grad",
+                            what=f"grad C={C} {kw}")
+            s = csoftmax.cross_entropy(xa, ta, axis=ax, reduction="sum", **kw)
+            H.assert_within(np.asarray(s), H.ref_ce(x, target, reduction="sum", **kw)[0],
+                            "cross_entropy", what=f"sum C={C} {kw}")
+
+
+def test_float64_weighted_mean_divisor():
+    """'mean' divides by sum_i w_{y_i}: N = 10^6 weights of 0.1 summed one by
+    one were 6e4 ULP off; the mean of equal losses is that loss."""
+    N = 1_000_000
+    t = np.ones(N, np.int64)
+    w = np.array([1.0, 0.1])
+    got = csoftmax.nll_loss(np.full((N, 2), -0.5), t, weight=w, reduction="mean")
+    assert abs(got - 0.5) <= 4 * np.spacing(0.5), got
+    got = csoftmax.cross_entropy(np.zeros((N, 2)), t, weight=w, reduction="mean")
+    assert abs(got - np.log(2.0)) <= 4 * np.spacing(np.log(2.0)), got
+    # ignored samples and a mix of weights: against the exact rational mean
+    from fractions import Fraction
+    t = rng_t = np.random.default_rng(5).integers(-1, 3, size=200_001)
+    w = np.array([0.1, 0.3, 0.7])
+    lp = np.full((t.size, 3), -2.0)
+    got = csoftmax.nll_loss(lp, t, weight=w, ignore_index=-1, reduction="mean")
+    kept = rng_t[rng_t >= 0]
+    num = sum(Fraction(float(w[k])) * 2 for k in kept)
+    den = sum(Fraction(float(w[k])) for k in kept)
+    assert got == float(num / den) or abs(got - float(num / den)) <= 4 * np.spacing(2.0)
