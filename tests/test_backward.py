@@ -383,3 +383,26 @@ def test_small_rows_in_place_and_threads(rng, isa, op, dtype):
             csoftmax.set_num_threads(1)
     finally:
         csoftmax.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_rows_partial_group_first_row_redone_once(rng, isa, dtype):
+    """The unused lanes of a partial group repeat its first row and are
+    neither stored nor redone: when that row holds y > 0 (the scalar
+    kernel's), an in-place call must redo it once -- a second redo would
+    read its own output."""
+    op = "log_softmax_backward"
+    if not _has_small_bwd(op, dtype):
+        pytest.skip(f"no {op} short-row kernel on the {isa} table")
+    for rows in (5, 6, 7, 9, 17, 18, 33):
+        for n in (3, 10):
+            y = csoftmax.log_softmax((rng.normal(size=(rows, n)) * 3).astype(dtype))
+            dy = rng.normal(size=(rows, n)).astype(dtype)
+            for first in {(rows - 1) // 4 * 4, (rows - 1) // 8 * 8, (rows - 1) // 16 * 16}:
+                yy = y.copy()
+                yy[first, 0] = 0.5
+                want = _small_bwd(op, yy, dy)
+                for which in ("y", "dy"):
+                    a, b = yy.copy(), dy.copy()
+                    got = _small_bwd(op, a, b, out=a if which == "y" else b)
+                    np.testing.assert_array_equal(got, want, err_msg=f"{rows} {n} {which}")

@@ -373,6 +373,37 @@ def exercise_backward(rng):
             close(f"logsumexp_backward out=x {name}", z, want, rt)
 
 
+def exercise_backward_short_rows(rng):
+    """The backward ops' short-row kernels (SMALL) forced at lengths the
+    planner leaves to the row kernels too (up to CSM_SMALL_MAX = 64; 32 and
+    up, full groups are staged through scratch on AVX-512), partial groups,
+    a row for the scalar kernel, in place."""
+    from csoftmax import _core
+    for dt in (np.float32, np.float64):
+        for n in (1, 5, 16, 31, 32, 33, 64):
+            for rows in (1, 7, 17, 35):
+                x = rng.normal(size=(rows, n)).astype(dt) * 3
+                dy = rng.uniform(-2, 2, x.shape).astype(dt)
+                lp = _lsm(x, -1)
+                y, ly = np.exp(lp).astype(dt), lp.astype(dt)
+                ly[rows // 2, 0] = 0.25             # not a log-probability: scalar
+                yw, lyw, dw = (np.asarray(a, np.float64) for a in (y, ly, dy))
+                want = yw * (dw - (yw * dw).sum(-1, keepdims=True))
+                want_l = dw - np.exp(lyw) * dw.sum(-1, keepdims=True)
+                for op, f, a, w in (("softmax_backward", csoftmax.softmax_backward, y, want),
+                                    ("log_softmax_backward", csoftmax.log_softmax_backward,
+                                     ly, want_l)):
+                    try:
+                        with _core.forced(op, "SMALL"):
+                            got = call(f, a, dy)
+                            o = np.array(dy, copy=True)
+                            call(f, a, o, out=o)
+                    except ValueError:              # no short-row kernels here
+                        continue
+                    close(f"{op} SMALL {rows}x{n} {np.dtype(dt).name}", got, w, _rtol(dt))
+                    close(f"{op} SMALL out=dy {rows}x{n} {np.dtype(dt).name}", o, w, _rtol(dt))
+
+
 def exercise_distillation(rng):
     for ci, (name, s, ax) in enumerate(_loss_cases(rng)):
         t = (rng.standard_normal(s.shape) * 3).astype(s.dtype)
@@ -644,6 +675,7 @@ def main():
     exercise_cross_entropy(rng)
     exercise_linear_cross_entropy(rng)
     exercise_backward(rng)
+    exercise_backward_short_rows(rng)
     exercise_distillation(rng)
     exercise_margin(rng)
     exercise_softplus_hinge(rng)
