@@ -176,6 +176,10 @@ def _finish(g, gv_owner, shape, res, grad_out):
 
 
 def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False):
+    # a zero loss is +0: the kernels may form -(log p) = -0 where log p is
+    # +0 (a one-class row), and did so on some paths and not others -- the
+    # loss must have the same bits with and without its gradient
+    lo = lo + 0.0
     if reduction == "none":
         r = lo.reshape(tshape).astype(res)
         return r if r.ndim else r[()]

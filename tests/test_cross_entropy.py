@@ -623,3 +623,20 @@ def test_row_result_does_not_depend_on_its_place(rng, isa, dtype):
             assert loss[at] == lone_loss, (size, at)
             np.testing.assert_array_equal(lsm[at], lone_lsm, err_msg=f"{size} {at}")
             assert lse[at] == lone_lse, (size, at)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_loss_is_positive_zero_with_and_without_gradient(isa, dtype):
+    """One class: log p = 0 and the loss is +0, the same bits with and
+    without the gradient, in every reduction (the AVX2 kernels gave -0 with
+    the gradient and +0 without; the scalar ones -0 both ways)."""
+    x = np.array([[0.3], [-2.0], [7.0]], dtype)
+    t = np.zeros(3, np.int64)
+    for red in ("none", "sum", "mean"):
+        a = np.asarray(csoftmax.cross_entropy(x, t, reduction=red))
+        b = np.asarray(csoftmax.cross_entropy(x, t, reduction=red, return_grad=True)[0])
+        assert not np.signbit(a).any() and not np.signbit(b).any(), (red, a, b)
+        np.testing.assert_array_equal(a, b)
+    lp = np.zeros((3, 2), dtype)
+    got = csoftmax.nll_loss(lp, np.array([0, 1, 1]), reduction="none")
+    assert (got == 0).all() and not np.signbit(got).any()
