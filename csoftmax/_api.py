@@ -441,7 +441,10 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
     Returns
     -------
     res : ndarray or scalar
-        The reduction (dtype of the input, float64 for integer input).
+        The reduction: the dtype of the input (float64 for integer input),
+        promoted with a floating `b`'s as in scipy (float32 `x` with
+        float64 `b`: float64; float16 / bfloat16 `x` with a wider or the
+        other half-precision `b`: float32 or wider).
     sgn : ndarray or scalar
         Only with ``return_sign=True``: the sign of the sum (+1, 0 or -1;
         NaN where the result is NaN).
@@ -473,9 +476,10 @@ def logsumexp(x: ArrayLike, axis: Axes = None, b: ArrayLike | None = None,
         except ValueError as e:
             raise ValueError(f"b with shape {bb.shape} does not broadcast with "
                              f"x of shape {a.shape}") from e
-        if bb.dtype.kind == "f":
+        if bb.dtype.kind == "f" or half_kind(bb.dtype) == 2:
             # floating weights promote the result as in scipy (float32 x with
-            # float64 b -> float64); integer weights do not
+            # float64 b -> float64); integer weights do not.  (bfloat16 is
+            # dtype kind 'V': float16 x with bfloat16 b gave float16)
             res = np.result_type(res, bb.dtype.newbyteorder("="))
     mb = None if where is None else as_mask(where, a.shape)
     axes = normalize_axes(axis, a.ndim)

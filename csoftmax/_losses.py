@@ -261,7 +261,11 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
         array), loss and gradient in the logits' dtype; integers as float64.
     target : array_like
         Integer class indices (shape of `logits` without `axis`) or class
-        probabilities (floating, shape of `logits`).
+        probabilities (floating, shape of `logits`).  Probabilities are read
+        in the dtype the logits are computed in -- float32 for float32,
+        float16 and bfloat16 logits, float64 for float64 -- so float64
+        probabilities with float32 logits are rounded to float32 first
+        (torch refuses the mixed dtypes); `weight` stays float64.
     axis : int, optional
         The class axis (default: last).
     weight : array_like, optional

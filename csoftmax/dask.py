@@ -129,10 +129,11 @@ def _mask_like(where, x):
     chunks (a numpy or dask mask; nonzero = included).  Broadcast axes stay
     broadcast (no mask of x's size is built on the workers)."""
     w = where if isinstance(where, _da.Array) else _da.asarray(np.asarray(where))
-    if w.dtype.kind not in "biuf":
+    bf16 = w.dtype.name == "bfloat16"       # ml_dtypes: kind 'V', a number
+    if w.dtype.kind not in "biuf" and not bf16:
         raise TypeError(f"where must be a boolean array (or numbers, read as "
                         f"nonzero = kept), got dtype {w.dtype}")
-    if w.dtype.itemsize != 1 or w.dtype.kind == "f":
+    if w.dtype.itemsize != 1 or w.dtype.kind == "f" or bf16:
         w = w != 0
     try:
         w = _da.broadcast_to(w, x.shape)

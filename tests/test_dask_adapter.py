@@ -279,6 +279,10 @@ def test_bfloat16_as_in_memory():
     assert g.dtype == g2.dtype
     np.testing.assert_array_equal(g.compute().astype(np.float32), g2.astype(np.float32))
     assert float(lo.compute()) == float(lo2)
+    # a bfloat16 where= is a number mask, as in memory (it was refused)
+    m = np.array([1, 0, 1, 1, 1, 0, 1, 1], ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(cd.softmax(xd, 1, where=m).compute(),
+                                  csoftmax.softmax(x, 1, where=m))
 
 
 def test_bad_label_with_weights_is_a_value_error():

@@ -95,6 +95,20 @@ def test_b_dtype_promotion_like_scipy():
     assert lse(np.ones(3, np.float32), b=[1, 2, 3]).dtype == np.float32
 
 
+def test_b_dtype_promotion_half_precision():
+    """bfloat16 (ml_dtypes, dtype kind 'V') weights promote as float16 ones:
+    NumPy's promotion of the two dtypes, in either order (float16 x with
+    bfloat16 b gave float16)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf = np.dtype(ml_dtypes.bfloat16)
+    kinds = [np.dtype(np.float16), bf, np.dtype(np.float32), np.dtype(np.float64)]
+    for xd in kinds:
+        for bd in kinds:
+            got = lse(np.ones(3, xd), b=np.full(3, 2, bd))
+            assert got.dtype == np.result_type(xd, bd), (xd, bd)
+            assert abs(float(got) - (1.0 + np.log(6.0))) < 1e-2
+
+
 def test_b_broadcast_error(isa):
     with pytest.raises(ValueError, match="broadcast"):
         lse(np.ones((3, 4)), b=np.ones(3))
