@@ -55,10 +55,17 @@ cdef inline void _add_c(double *s, double *e, double x) noexcept nogil:
     s[0] = t
 
 
+cdef inline double _done_c(double s, double e) noexcept nogil:
+    """A compensated sum's value: s + e, or s itself once it is not finite
+    (an infinite term makes TwoSum's error inf - inf = NaN; -inf logits
+    with label smoothing gave a NaN loss for +inf)."""
+    return s + e if (s - s) == 0.0 else s
+
+
 cdef inline double _total_c(double s0, double e0, double s1, double e1) noexcept nogil:
     cdef double e = e0 + e1
     _add_c(&s0, &e, s1)
-    return s0 + e
+    return _done_c(s0, e)
 
 
 cdef inline double _sum_dev(const floating *xs, Py_ssize_t C, Py_ssize_t cs,
@@ -122,8 +129,8 @@ cdef inline double _sum_wq(const floating *xs, const floating *qs, Py_ssize_t C,
             _add_c(&a0, &a1, u0)
             _add_c(&b0, &b1, u0 * (xs[c * cs] - m_))
             c += 1
-        B[0] = b0 + b1
-        return a0 + a1
+        B[0] = _done_c(b0, b1)
+        return _done_c(a0, a1)
     if w != NULL:
         while c + 4 <= C:
             u0 = w[c] * (c1 * <double>qs[(c) * qcs] + c0)
@@ -205,8 +212,8 @@ cdef void _ce_sums_cols(const floating *x, Py_ssize_t m, Py_ssize_t xrs,
                     _add_c(&pb[j][k], &pb[j + 2][k], wc * (xr[k] - mx[k]))
         for k in range(m):
             if prob:
-                sA[k] = pa[0][k] + pa[1][k]
-                sB[k] = pb[0][k] + pb[1][k]
+                sA[k] = _done_c(pa[0][k], pa[1][k])
+                sB[k] = _done_c(pb[0][k], pb[1][k])
             else:
                 sB[k] = _total_c(pb[0][k], pb[2][k], pb[1][k], pb[3][k])
         return
@@ -1304,7 +1311,7 @@ def check_labels(cnp.ndarray y, Py_ssize_t C, long long ignore, w):
                 break
             cnt += 1
             _add_c(&tot, &err, pw[v] if pw != NULL else 1.0)
-    return bad, tot + err, cnt
+    return bad, _done_c(tot, err), cnt
 
 
 # --------------------------------------------------------------------------

@@ -127,7 +127,7 @@ DEF FUSED_MAX_F64 = 4194304
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
-# The backward ops' float32 short rows (SMALL, csm_*_bwd_small_f32, rows in
+# The backward ops' short rows (SMALL, csm_*_bwd_small_*, rows in
 # the lanes, simd/small_bwd_f32_body.h: softmax_backward 8 rows a group with
 # 8x8 256-bit transposes on both tables, log_softmax_backward 16 rows with
 # 16x8 512-bit ones on the AVX-512 table) against the row kernels, whose

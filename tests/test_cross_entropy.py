@@ -640,3 +640,25 @@ def test_zero_loss_is_positive_zero_with_and_without_gradient(isa, dtype):
     lp = np.zeros((3, 2), dtype)
     got = csoftmax.nll_loss(lp, np.array([0, 1, 1]), reduction="none")
     assert (got == 0).all() and not np.signbit(got).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["rows", "cols"])
+def test_minus_inf_logit_with_target_mass_is_an_infinite_loss(dtype, layout, isa):
+    """A -inf logit on a class with target mass (label smoothing, or a
+    probability) makes the loss +inf, as in torch; the float64 class sums,
+    compensated with TwoSum, turned the infinite term's inf - inf error
+    into a NaN loss.  Rows without such a class keep finite losses."""
+    x = np.array([[0.0, -np.inf, 1.0], [0.5, 0.25, -1.0]], dtype)
+    q = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], dtype)
+    t = np.array([0, 2])
+    xa, ax = (x, -1) if layout == "rows" else (x.T.copy(), 0)
+    qa = q if layout == "rows" else q.T.copy()
+    for target, kw in ((t, {"label_smoothing": 0.1}), (qa, {}),
+                       (t, {"label_smoothing": 0.1, "weight": np.array([1.0, 2.0, 0.5])})):
+        lo = csoftmax.cross_entropy(xa, target, axis=ax, reduction="none", **kw)
+        assert lo[0] == np.inf and np.isfinite(lo[1]), (kw, lo)
+        lo2, g = csoftmax.cross_entropy(xa, target, axis=ax, reduction="none",
+                                        return_grad=True, **kw)
+        np.testing.assert_array_equal(lo2, lo)
+        assert csoftmax.cross_entropy(xa, target, axis=ax, reduction="sum", **kw) == np.inf
