@@ -85,6 +85,36 @@ def _target_array(target):
     return np.asarray(target)
 
 
+def _target_kind(tshape, tdtype, shape, ax, ignore):
+    """True for probability targets (the logits' shape, floating), False for
+    class indices (the shape without the class axis; their dtype is checked
+    with the values, _labels); else the error.  The rule of cross_entropy
+    and of the adapters' checks at the call (csoftmax.jax)."""
+    rows = tuple(shape[:ax]) + tuple(shape[ax + 1:])
+    if tuple(tshape) == tuple(shape):
+        if tdtype.kind != "f" and half_kind(tdtype) != 2:
+            raise TypeError(f"target has the shape of logits {tuple(shape)}, so it holds "
+                            f"class probabilities and must be floating, got {tdtype}")
+        if ignore >= 0:
+            raise ValueError("ignore_index is not supported with probability targets "
+                             f"(got ignore_index={ignore})")
+        return True
+    if tuple(tshape) == rows:
+        if tdtype.kind not in "iu":
+            raise TypeError(f"target with shape {tuple(tshape)} holds class indices and must "
+                            f"have an integer dtype, got {tdtype}")
+        return False
+    raise ValueError(f"target has shape {tuple(tshape)}; expected {rows} (class indices) "
+                     f"or {tuple(shape)} (probabilities) for logits of shape {tuple(shape)} "
+                     f"with class axis {ax}")
+
+
+def _where_allowed(prob, eps):
+    if prob or eps != 0.0:
+        raise ValueError("where= is supported with class-index targets without "
+                         "label smoothing")
+
+
 def _smoothing(label_smoothing):
     """label_smoothing as a float in [0, 1] (TypeError / ValueError else)."""
     eps = real_scalar(label_smoothing, "label_smoothing")
@@ -360,20 +390,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     w = _weight(weight, C)
     t = _target_array(target)
     tshape = a.shape[:ax] + a.shape[ax + 1:]
-    if t.shape == a.shape:
-        prob = True
-        if t.dtype.kind != "f" and half_kind(t.dtype) != 2:
-            raise TypeError(f"target has the shape of logits {a.shape}, so it holds class "
-                            f"probabilities and must be floating, got {t.dtype}")
-        if ignore >= 0:
-            raise ValueError("ignore_index is not supported with probability targets "
-                             f"(got ignore_index={ignore})")
-    elif t.shape == tshape:
-        prob = False
-    else:
-        raise ValueError(f"target has shape {t.shape}; expected {tshape} (class indices) "
-                         f"or {a.shape} (probabilities) for logits of shape {a.shape} "
-                         f"with class axis {ax}")
+    prob = _target_kind(t.shape, t.dtype, a.shape, ax, ignore)
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out= needs return_grad=True")
     check_out(grad_out, a.shape, res, "grad_out", _NO_DTYPE)
@@ -389,9 +406,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     mb = None
     if where is not None:
         mb = as_mask(where, a.shape)
-        if prob or eps != 0.0:
-            raise ValueError("where= is supported with class-index targets without "
-                             "label smoothing")
+        _where_allowed(prob, eps)
     W = float(np.sum(w)) if w is not None else float(C)
     if reduction == "mean":
         with np.errstate(divide="ignore"):

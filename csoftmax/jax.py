@@ -46,8 +46,13 @@ def _host(a):
     return a
 
 
-def _floating(x):
+def _floating(x, name="x"):
     x = _jnp.asarray(x)
+    if _jnp.issubdtype(x.dtype, _jnp.complexfloating):
+        # as the core (csoftmax._validate.as_input): a cast would drop the
+        # imaginary part silently (jax.nn computes a complex softmax)
+        raise TypeError(f"{name} has complex dtype {x.dtype}; csoftmax works on real "
+                        f"numbers (take .real explicitly, or use jax.nn)")
     if not _jnp.issubdtype(x.dtype, _jnp.floating):
         x = x.astype(_jnp.result_type(float))
     return x
@@ -369,24 +374,27 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     ``where=``: the classes to include (as :func:`csoftmax.cross_entropy`'s;
     the loss over ``jax.nn.log_softmax(x, where=where)``).
     """
-    x = _floating(logits)
+    x = _floating(logits, "logits")
     t = _jnp.asarray(target)
     if x.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
     ax = normalize_axes(axis, x.ndim)[0]
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    rows = x.shape[:ax] + x.shape[ax + 1:]
-    if t.shape not in (rows, x.shape):
-        raise ValueError(f"target has shape {t.shape}, expected {rows} (class indices) or "
-                         f"{x.shape} (probabilities) for logits of shape {x.shape} with "
-                         f"axis {axis}")
+    # the core's own rules, at the call (not in the host callback, where
+    # they surfaced as an INTERNAL CpuCallback error, under jit at run time)
+    ignore = _losses._ignore(ignore_index)
+    eps = _losses._smoothing(label_smoothing)
+    temp = positive_scalar(temperature, "temperature")
+    prob = _losses._target_kind(t.shape, np.dtype(t.dtype), x.shape, ax, ignore)
+    if where is not None:
+        _losses._where_allowed(prob, eps)
+    if x.shape[ax] == 0:
+        raise ValueError("logits have no classes (the class axis has length 0)")
     w = None if weight is None else _jnp.asarray(weight, dtype=x.dtype)
     if w is not None and w.shape != (x.shape[ax],):
         raise ValueError(f"weight has shape {w.shape}, expected ({x.shape[ax]},): one per "
                          "class")
-    opts = (("axis", ax), ("ignore_index", _losses._ignore(ignore_index)),
-            ("reduction", reduction),
-            ("label_smoothing", real_scalar(label_smoothing, "label_smoothing")),
-            ("temperature", real_scalar(temperature, "temperature")))
+    opts = (("axis", ax), ("ignore_index", ignore), ("reduction", reduction),
+            ("label_smoothing", eps), ("temperature", temp))
     return _cross_entropy(x, t, w, _mask(where, x), opts)

@@ -445,7 +445,30 @@ def test_arguments_checked_at_the_call():
            (ValueError, "weight has shape", lambda: cj.cross_entropy(x, t, weight=jnp.ones(3))),
            (ValueError, "target has shape", lambda: cj.cross_entropy(x, jnp.array([0, 1]))),
            (ValueError, "at least one dimension",
-            lambda: cj.cross_entropy(jnp.array(1.0), jnp.array(0)))]
+            lambda: cj.cross_entropy(jnp.array(1.0), jnp.array(0))),
+           # the core's own rules (an adapter fuzz: these surfaced as
+           # JaxRuntimeError from the callback)
+           (ValueError, "label_smoothing", lambda: cj.cross_entropy(x, t, label_smoothing=1.5)),
+           (ValueError, "label_smoothing",
+            lambda: cj.cross_entropy(x, t, label_smoothing=float("nan"))),
+           (ValueError, "temperature", lambda: cj.cross_entropy(x, t, temperature=0.0)),
+           (ValueError, "ignore_index",
+            lambda: cj.cross_entropy(x, jnp.full((3, 4), 0.25), ignore_index=1)),
+           (ValueError, "where=", lambda: cj.cross_entropy(x, jnp.full((3, 4), 0.25),
+                                                           where=jnp.ones((3, 4), bool))),
+           (ValueError, "where=", lambda: cj.cross_entropy(x, t, label_smoothing=0.1,
+                                                           where=jnp.ones((3, 4), bool))),
+           (TypeError, "integer dtype", lambda: cj.cross_entropy(x, jnp.array([0.0, 1, 2]))),
+           (TypeError, "integer dtype",
+            lambda: cj.cross_entropy(x, jnp.array([True, False, True]))),
+           (TypeError, "must be floating",
+            lambda: cj.cross_entropy(x, jnp.ones((3, 4), jnp.int32))),
+           # complex input: refused, as by the core (a cast dropped the
+           # imaginary part; jax.nn computes a complex softmax)
+           (TypeError, "complex", lambda: cj.softmax(x.astype(jnp.complex64))),
+           (TypeError, "complex", lambda: cj.log_softmax(x.astype(jnp.complex64))),
+           (TypeError, "complex", lambda: cj.logsumexp(x.astype(jnp.complex64))),
+           (TypeError, "complex", lambda: cj.cross_entropy(x.astype(jnp.complex64), t))]
     for exc, msg, f in bad:
         with pytest.raises(exc, match=msg):
             f()
