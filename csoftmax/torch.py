@@ -217,6 +217,18 @@ def _scalar_dims(dim):
         raise RuntimeError("dim 0 appears multiple times in the list of dims")
 
 
+def _dims_in_range(dim, ndim):
+    """torch checks the dim before the dtype: an out-of-range dim is its
+    IndexError even for an integer input (not NotImplementedError)."""
+    if ndim == 0:
+        _scalar_dims(dim)
+        return
+    for d in (dim if isinstance(dim, tuple) else (dim,)):
+        if d is not None and not -ndim <= d < ndim:
+            raise IndexError(f"Dimension out of range (expected to be in range of "
+                             f"[{-ndim}, {ndim - 1}], but got {d})")
+
+
 def _implicit_dim(name, ndim, stacklevel):
     """torch's legacy choice for ``dim=None`` (F._get_softmax_dim), with its
     deprecation warning."""
@@ -530,8 +542,10 @@ def _softmax_family(input, dim, stacklevel, dtype, temperature, log, name, where
     if dim is None:
         dim = _implicit_dim(name, input.dim(), stacklevel + 1)
     x = _cast(input, dtype)
+    dim = _dim(dim)
+    _dims_in_range(dim, x.dim())
     _floating_only(x, name, hint=", or pass dtype=")
-    dim, T = _dim(dim), _real_scalar(temperature, "temperature")
+    T = _real_scalar(temperature, "temperature")
     _no_repeats(dim, x.dim())
     w, wt = _mask_args(where, x)
     if x.dim() == 0:

@@ -576,6 +576,14 @@ def test_softmax_family_integer_input_is_torchs(dtype):
                 call()
         else:
             _raises_like_torch(call, rcall)
+            if not isinstance(f, torch.nn.Module):
+                # torch checks the dim first: an out-of-range dim is its
+                # IndexError, also for integer input
+                for xx, d in ((x, 5), (x, -3), (x[0, 0], 3)):
+                    with pytest.raises(IndexError):
+                        ref(xx, d)
+                    with pytest.raises(IndexError, match="Dimension out of range"):
+                        f(xx, d)
         if isinstance(f, torch.nn.Module) or (dtype == torch.bool and ref is F.softmin):
             continue
         for dt in (torch.float32, torch.float64):
