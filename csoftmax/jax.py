@@ -31,7 +31,7 @@ import functools
 import numpy as np
 
 from . import _api, _losses
-from ._validate import normalize_axes, positive_scalar, real_scalar
+from ._validate import normalize_axes, positive_scalar
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
 

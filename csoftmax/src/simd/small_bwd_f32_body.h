@@ -41,7 +41,7 @@ smallv_bwd_f32_(const float *y, const float *dy, float *o, ptrdiff_t n_rows,
                 ptrdiff_t n, const int LOG)
 {
     V Y[SMALL_COLS], G[SMALL_COLS];
-    VD Yd[2 * SMALL_COLS], Gd[2 * SMALL_COLS];  /* lanes 0-7, 8-15 of each */
+    VD Yd[2 * SMALL_COLS], Gd[2 * SMALL_COLS];  /* low, high half of each */
     for (ptrdiff_t g = 0; g < n_rows; g += VLEN) {
         const ptrdiff_t w = n_rows - g < VLEN ? n_rows - g : VLEN;
         const float *py[VLEN], *pg[VLEN];
