@@ -155,6 +155,19 @@ DEF BWD_SMALL_MAX = 28
 DEF BWD_SMALL_LOG_MAX = 24
 DEF BWD_SMALL_MAX_F64 = 12
 DEF BWD_SMALL_LOG_MAX_F64 = 28
+DEF SMALL_SOFTMAX_MAX_F32 = 31  # float32 softmax (alpha == 1) takes the short-row
+                            # kernels up to 31 elements, and from 32 on the
+                            # fused rows, which take rows of up to 256 sixteen
+                            # at a time (simd/fused_rows_f32_body.h "short rows
+                            # a group at a time").  AMD Zen4, one pinned core,
+                            # 2.6M elements, out=, ns/element SMALL / FUSED,
+                            # AVX-512 table: 24 0.86 / 1.03, 28 0.79 / 0.88,
+                            # 31 0.79-0.84 / 0.81-0.84, 32 0.99-1.02 / 0.78,
+                            # 33 0.99-1.17 / 0.98-1.00, 40 0.74-0.96 / 0.81,
+                            # 48 0.77-1.30 / 0.66-0.84, 63 0.77-1.03 / 0.64-0.70,
+                            # 64 0.84-0.95 / 0.61-0.62; AVX2 table: 24 1.01 /
+                            # 1.06, 28 0.98 / 1.07, 31 1.04 / 0.99, 32 1.19 /
+                            # 0.92, 40 1.22 / 0.83, 48 1.39 / 0.86, 64 1.42 / 0.77
 DEF SMALL_LOG_MAX = 32      # uses that need log_sum (log_softmax, reductions,
                             # cross-entropy) take the short-row kernels only up
                             # to 32: at 64 the row kernels are faster (measured
@@ -302,6 +315,7 @@ def thresholds():
             "PREFETCH_MAX_LOG_BYTES": _prefetch_max_log,
             "CSM_SMALL_MAX": CSM_SMALL_MAX,
             "SMALL_LOG_MAX": SMALL_LOG_MAX, "SMALL_LOG_MAX_LANES": SMALL_LOG_MAX_LANES,
+            "SMALL_SOFTMAX_MAX_F32": SMALL_SOFTMAX_MAX_F32,
             "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
             "BWD_SMALL_MAX": BWD_SMALL_MAX, "BWD_SMALL_LOG_MAX": BWD_SMALL_LOG_MAX,
@@ -644,6 +658,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     thresholds admit it.  nth: the threads the call would get."""
     cdef Py_ssize_t size = 8 if f64 else 4
     cdef bint grad = flags & PF_GRAD
+    cdef Py_ssize_t small_max
     cdef Py_ssize_t seg
     cdef Py_ssize_t lim, vec
     if flags & PF_MASK:
@@ -705,10 +720,16 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
         if _ok(op, PATH_LONG_ROW_SPLIT):
             return PATH_LONG_ROW_SPLIT
     if op <= OP_LSE:
-        # short rows: softmax (alpha == 1) up to CSM_SMALL_MAX, the uses
-        # needing log_sum up to SMALL_LOG_MAX
-        if n <= _small_log_max(f64) or (op == OP_SOFTMAX and flags & PF_ALPHA1 and
-                                        n <= CSM_SMALL_MAX):
+        # short rows: float32 softmax up to SMALL_SOFTMAX_MAX_F32 (longer
+        # ones: the fused rows, in groups), float64 softmax (alpha == 1) up
+        # to CSM_SMALL_MAX, the uses needing log_sum up to SMALL_LOG_MAX
+        if op == OP_SOFTMAX and not f64:
+            small_max = SMALL_SOFTMAX_MAX_F32
+        elif op == OP_SOFTMAX and flags & PF_ALPHA1:
+            small_max = CSM_SMALL_MAX
+        else:
+            small_max = _small_log_max(f64)
+        if n <= small_max:
             if op == OP_LSE or flags & PF_ALPHA1:
                 if _take(op, PATH_SMALL, f64, layout, n, inner, flags):
                     return PATH_SMALL
@@ -716,7 +737,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
                 return PATH_SMALL_TWO_PASS
         # longer softmax rows: one fused call a block while the kept terms
         # stay in cache
-        if (op == OP_SOFTMAX and n > CSM_SMALL_MAX and n * size <= _fmax(size) and
+        if (op == OP_SOFTMAX and n > small_max and n * size <= _fmax(size) and
                 _take(op, PATH_FUSED, f64, layout, n, inner, flags)):
             return PATH_FUSED
         if (n * size <= _pfmax(op) and

@@ -8,7 +8,8 @@ import pytest
 import csoftmax
 from csoftmax import _core
 
-from _helpers import assert_agree, assert_ulp, assert_within, check, ref, ref_ce
+from _helpers import (assert_agree, assert_ulp, assert_within, check, ref, ref_ce,
+                      ref_smooth_max)
 
 NS = [65, 127, 1000, 1023, 2047, 2048, 2049, 4097, 65536, 65537]
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -32,7 +33,7 @@ def _rows(n, kind, rng, dtype=np.float32):
         x[:, ::7] = x.max()
     elif kind == "underflow":      # most terms below e^-87.3 (and e^-103)
         x *= 60
-        x[:, 5] = 400.0
+        x[:, 5 % n] = 400.0
     return x
 
 
@@ -203,3 +204,186 @@ def test_long_float64_rows_sum_in_blocks(kind, isa):
     rl, rg = ref_ce(x, t, reduction="sum")
     assert_within(np.asarray(loss), rl, "cross_entropy", what=f"{kind} loss")
     assert_within(g, rg, "cross_entropy_grad", what=f"{kind} gradient")
+
+
+# ---- rows of up to FG_MAX_N (256): groups of 16 rows, pass by pass ---------
+#
+# csm_softmax_fused_rows_f32 takes rows of up to 256 elements 16 at a time
+# (simd/fused_rows_f32_body.h "short rows a group at a time"); rows of at
+# least a vector read their tail as the row's last VLEN elements (lanes
+# before it done twice, counted once).  The planner sends rows of 32 and
+# more there; FUSED is forced here for every length.
+GROUP_NS = [1, 2, 5, 8, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 63, 64, 65,
+            100, 127, 128, 129, 255, 256, 257]
+
+
+def _fused_softmax(x, **kw):
+    if _core.isa() not in ("avx2", "avx512"):
+        pytest.skip(f"no FUSED float32 kernel on the {_core.isa()} table")
+    with _core.forced("softmax", "FUSED"):
+        y = csoftmax.softmax(x, **kw)
+        assert _core._last_plan() == ("softmax", "FUSED")
+    return y
+
+
+@pytest.mark.parametrize("n", GROUP_NS)
+@pytest.mark.parametrize("rows", [1, 16, 37])
+@pytest.mark.parametrize("kind", ["normal", "wide", "shifted", "tiny", "subnormal",
+                                  "dominant", "ties", "underflow"])
+def test_grouped_rows_accuracy(n, rows, kind, isa):
+    rng = np.random.default_rng(1000 * n + rows)
+    x = np.concatenate([_rows(n, kind, rng) for _ in range((rows + 2) // 3)])[:rows]
+    for t in (1.0, 0.3, 7.0):
+        check("softmax", _fused_softmax(x, temperature=t), x, temperature=t,
+              what=f"n={n} rows={rows} {kind} T={t}")
+
+
+@pytest.mark.parametrize("n", [16, 17, 31, 33, 47, 63, 100, 129])
+def test_grouped_tail_lanes_counted_once(n, isa):
+    """The tail vector repeats lanes the loop did: a max (or its ties) there
+    is one term, not two; a dominant max there gives exactly 1."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((20, n)).astype(np.float32)
+    full = (n - 1) // 16 * 16          # the AVX-512 loop's end (AVX2: 8)
+    for r in range(20):
+        k = max(1, min(n - 1, full - 1 - r % 4))   # in both the loop and the tail
+        x[r, k] = 60.0 if r < 10 else 3.0
+        if r % 3 == 0:
+            x[r, k - 1] = x[r, k]                   # a tie beside it
+    y = _fused_softmax(x)
+    check("softmax", y, x, what=f"n={n}")
+    for r in range(10):
+        if r % 3:
+            assert y[r].max() == 1.0, (n, r)
+        else:
+            assert y[r].max() == np.float32(0.5), (n, r)
+
+
+@pytest.mark.parametrize("n", [5, 16, 33, 64, 100, 256])
+def test_grouped_rows_are_independent(n, isa):
+    """A row's result is the same bits in any group position, beside rows
+    that take the fallback (NaN, +-inf, all -inf, |max| beyond 2^20), in a
+    partial last group, in place, strided or reversed, with 1 or 2 threads."""
+    rng = np.random.default_rng(n + 7)
+    x = (rng.standard_normal((40, n)) * 4).astype(np.float32)
+    x[3, n // 2] = np.nan
+    x[15, :] = -np.inf
+    x[16, 0] = np.inf
+    x[17, n - 1] = -np.inf
+    x[30, :] = 3e30
+    x[31, n - 1] = np.nan
+    alone = np.stack([_fused_softmax(x[r:r + 1])[0] for r in range(40)])
+    check("softmax", alone, x)
+    np.testing.assert_array_equal(_fused_softmax(x), alone)
+    np.testing.assert_array_equal(_fused_softmax(x[5:]), alone[5:])
+    np.testing.assert_array_equal(_fused_softmax(x[::-1]), alone[::-1])
+    np.testing.assert_array_equal(_fused_softmax(x[::3]), alone[::3])
+    wide = np.zeros((40, n + 11), np.float32)
+    wide[:, 3:3 + n] = x
+    np.testing.assert_array_equal(_fused_softmax(wide[:, 3:3 + n]), alone)
+    xi = x.copy()
+    with _core.forced("softmax", "FUSED"):
+        csoftmax.softmax(xi, out=xi)
+    np.testing.assert_array_equal(xi, alone)
+    out = np.full((40, n + 5), 7.0, np.float32)
+    with _core.forced("softmax", "FUSED"):
+        csoftmax.softmax(x, out=out[:, 2:2 + n])
+    np.testing.assert_array_equal(out[:, 2:2 + n], alone)
+    assert (out[:, :2] == 7.0).all() and (out[:, 2 + n:] == 7.0).all()
+    prev = csoftmax.set_num_threads(2)
+    try:
+        np.testing.assert_array_equal(_fused_softmax(x), alone)
+    finally:
+        csoftmax.set_num_threads(prev)
+
+
+# ---- the reduction of rows of 32 to FG_MAX_N (1024), a group at a time -----
+#
+# lse_rows_f32_ (every two-pass use: log_softmax, logsumexp, cross-entropy,
+# the unfused softmax) takes float32 rows of 32 to 1024 elements 16 at a
+# time, with the group's row constants in float64 lanes.
+RED_NS = [32, 33, 47, 63, 64, 100, 255, 256, 257, 1000, 1023, 1024, 1025]
+
+
+def _two_pass(fn, op):
+    if _core.isa() not in ("avx2", "avx512"):
+        pytest.skip(f"the scalar table has no row groups")
+    with _core.forced(op, "TWO_PASS"):
+        r = fn()
+        assert _core._last_plan() == (op, "TWO_PASS")
+    return r
+
+
+def _check_lse(got, x, what):
+    """logsumexp within 4 ULP, except where it cancels to below 2^-28 |max|
+    (rows of log-probabilities): there the float64 redo leaves up to about
+    2^-52 |max| absolute (docs/accuracy.md, "Outside the contract"; every
+    table, the scalar one too), asserted as 2^-50 |max|."""
+    want = ref("logsumexp", x)
+    with np.errstate(invalid="ignore"):
+        m = np.abs(np.max(x, axis=-1).astype(np.float64))
+        tiny = np.isfinite(want) & np.isfinite(m) & (np.abs(want) < 2.0**-28 * m)
+    assert_ulp(got[~tiny], want[~tiny], what=what)
+    err = np.abs(got[tiny].astype(np.float64) - want[tiny])
+    assert (err <= 2.0**-50 * m[tiny]).all(), (what, err, m[tiny])
+
+
+@pytest.mark.parametrize("n", RED_NS)
+@pytest.mark.parametrize("rows", [1, 16, 37])
+@pytest.mark.parametrize("kind", ["normal", "wide", "shifted", "tiny", "subnormal",
+                                  "dominant", "ties", "underflow", "logprob"])
+def test_grouped_reduction_accuracy(n, rows, kind, isa):
+    rng = np.random.default_rng(2000 * n + rows)
+    if kind == "logprob":       # LSE = 0: the cancellation redo of logsumexp
+        z = rng.standard_normal((rows, n)) * 3
+        x = (z - np.log(np.exp(z).sum(1, keepdims=True))).astype(np.float32)
+    else:
+        x = np.concatenate([_rows(n, kind, rng) for _ in range((rows + 2) // 3)])[:rows]
+    t = rng.integers(0, n, rows)
+    for T in (1.0, 0.3):
+        what = f"n={n} rows={rows} {kind} T={T}"
+        check("log_softmax", _two_pass(lambda: csoftmax.log_softmax(x, temperature=T),
+                                       "log_softmax"), x, temperature=T, what=what)
+        if T == 1.0:
+            _check_lse(_two_pass(lambda: csoftmax.logsumexp(x, axis=-1), "logsumexp"),
+                       x, what)
+        else:
+            assert_within(_two_pass(lambda: csoftmax.smooth_max(x, sharpness=1 / T),
+                                    "logsumexp"),
+                          ref_smooth_max(x, sharpness=1 / T), "smooth_max", what=what)
+        check("softmax", _two_pass(lambda: csoftmax.softmax(x, temperature=T),
+                                   "softmax"), x, temperature=T, what=what)
+    loss, g = _two_pass(lambda: csoftmax.cross_entropy(x, t, reduction="none",
+                                                       return_grad=True), "cross_entropy")
+    rl, rg = ref_ce(x, t, reduction="none")
+    assert_within(loss, rl, "cross_entropy", what=f"n={n} {kind} loss")
+    assert_within(g, rg, "cross_entropy_grad", what=f"n={n} {kind} grad")
+
+
+@pytest.mark.parametrize("n", [32, 47, 100, 256, 1000, 1024])
+def test_grouped_reduction_rows_are_independent(n, isa):
+    """Each row's reduction is the same bits in any group position, beside
+    rows that take the fallback or the cancellation redo, in a partial
+    group, reversed or strided, with 1 or 2 threads."""
+    rng = np.random.default_rng(n + 11)
+    x = (rng.standard_normal((40, n)) * 4).astype(np.float32)
+    x[3, n // 2] = np.nan
+    x[7] -= np.log(np.exp(x[7].astype(np.float64)).sum())    # LSE ~ 0: redone
+    x[15, :] = -np.inf
+    x[16, 0] = np.inf
+    x[17, n - 1] = -np.inf
+    x[30, :] = 3e30
+    x[31, n - 1] = np.nan
+    for op, fn in (("log_softmax", lambda v: csoftmax.log_softmax(v)),
+                   ("logsumexp", lambda v: csoftmax.logsumexp(v, axis=-1))):
+        alone = np.stack([_two_pass(lambda: fn(x[r:r + 1]), op)[0] for r in range(40)])
+        check(op, alone, x)
+        np.testing.assert_array_equal(_two_pass(lambda: fn(x), op), alone)
+        np.testing.assert_array_equal(_two_pass(lambda: fn(x[5:]), op), alone[5:])
+        np.testing.assert_array_equal(_two_pass(lambda: fn(x[::-1]), op), alone[::-1])
+        np.testing.assert_array_equal(_two_pass(lambda: fn(x[::3]), op), alone[::3])
+        prev = csoftmax.set_num_threads(2)
+        try:
+            np.testing.assert_array_equal(_two_pass(lambda: fn(x), op), alone)
+        finally:
+            csoftmax.set_num_threads(prev)

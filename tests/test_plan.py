@@ -107,11 +107,16 @@ def _masked_long(n):
 
 
 CASES = [
-    # softmax: short rows up to CSM_SMALL_MAX = 64, fused rows while the row
-    # fits FUSED_MAX_BYTES (else prefetched two-pass), long rows split when fewer rows than threads
+    # softmax: short rows up to SMALL_SOFTMAX_MAX_F32 = 31 (float64: up to
+    # CSM_SMALL_MAX = 64), fused rows (grouped up to 256) while the row fits
+    # FUSED_MAX_BYTES (else prefetched two-pass), long rows split when fewer rows than threads
     ("softmax", (8192, 1000), -1, {}, 1, {"avx2": "FUSED", "other": T}),
     ("softmax", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
-    ("softmax", (100, 64), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("softmax", (100, 31), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("softmax", (100, 32), -1, {}, 1, {("avx2", "float32"): "FUSED",
+                                       ("avx2", "float64"): "SMALL", "other": T}),
+    ("softmax", (100, 64), -1, {}, 1, {("avx2", "float32"): "FUSED",
+                                       ("avx2", "float64"): "SMALL", "other": T}),
     ("softmax", (100, 65), -1, {}, 1, {"avx2": "FUSED", "other": T}),
     ("softmax", (4, 600_000), -1, {}, 1, _long_row(600_000)),
     ("softmax", (4, 2_000_000), -1, {}, 1, _long_row(2_000_000)),   # FUSED on AMD

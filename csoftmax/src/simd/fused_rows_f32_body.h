@@ -10,14 +10,17 @@
 /* Pass 2 of a clean row: stores e'_i (sentinel -1 for lanes equal to m)
  * into y; returns the row's count and S' = sum of the other e'_i (the rest
  * is S' * rc->factor). */
-static inline __attribute__((always_inline)) double
-xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
-                  float L, float *y, const float *pf, xr_row_ *rcp,
-                  double *count_out, const int S1)
+static inline __attribute__((always_inline)) void
+xr_store_row_acc_f32_(const float *x, ptrdiff_t n, double m, float L,
+                      float *y, const float *pf, const xr_row_ *rcp,
+                      VD *acc, VI *count, const int S1, const int OVL)
 {
-    xr_row_ rc;
-    xr_row_init_(&rc, scale, scale * m);
-    *rcp = rc;
+    const xr_row_ rc = *rcp;
+    /* OVL (n >= VLEN): the tail as the row's last VLEN elements, so no
+     * access leaves the row (a masked store that covers the next row's
+     * first elements stalls that row's loads until it retires) */
+    const ptrdiff_t full = OVL ? (n - 1) / VLEN * VLEN : n;
+    const V at = OVL ? v_load(x + n - VLEN) : v_zero();
     const V mf = v_set1((float)m), Lv = v_set1(L), neg1 = v_set1(-1.0f);
     VD s0 = vd_zero(), s1 = s0;
     VI cnt = vi_zero();
@@ -29,7 +32,7 @@ xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
         out = v_select(eq_, e, neg1);                                          \
     } while (0)
     ptrdiff_t i = 0;
-    for (; i + 4 * VLEN <= n; i += 4 * VLEN) {
+    for (; i + 4 * VLEN <= full; i += 4 * VLEN) {
         V e0, e1, e2, e3, o;
         XR_PF(pf, i);
         FU_STEP(v_load(x + i), e0, o);
@@ -43,16 +46,61 @@ xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
         V s = v_add(v_add(e0, e1), v_add(e2, e3));
         XR_ACC(s);
     }
-    for (; i < n; i += VLEN) {
-        VT t = v_tail(n - i);
-        V a = v_load_tail(x + i, t, Lv), e, o;
-        FU_STEP(a, e, o);
-        v_store_tail(y + i, t, o);
+    if (OVL)
+        for (; i < full; i += VLEN) {
+            V e, o;
+            FU_STEP(v_load(x + i), e, o);
+            v_store(y + i, o);
+            XR_ACC(e);
+        }
+    if (OVL) {
+        /* the last VLEN elements, loaded before any store (x may be y);
+         * the lanes below `full` were done by the loop: not summed nor
+         * counted again, stored again with the same value */
+        const VM nw = v_lanes_from(full - (n - VLEN));
+        V e, o;
+        const VM eq_ = vm_and(v_cmpeq(at, mf), nw);
+        cnt = vi_count(cnt, eq_);
+        e = xr_exp_(v_select(eq_, v_max(at, Lv), Lv), &rc, S1);
+        o = v_select(v_cmpeq(at, mf), e, neg1);
+        v_store(y + n - VLEN, o);
+        e = v_select(nw, v_zero(), e);
         XR_ACC(e);
+    } else {
+        for (; i < n; i += VLEN) {
+            VT t = v_tail(n - i);
+            V a = v_load_tail(x + i, t, Lv), e, o;
+            FU_STEP(a, e, o);
+            v_store_tail(y + i, t, o);
+            XR_ACC(e);
+        }
     }
 #undef FU_STEP
+    *count = cnt;
+    *acc = vd_add(s0, s1);
+}
+
+/* the same, summed: the count and S' */
+static inline __attribute__((always_inline)) double
+xr_store_row_rc_f32_(const float *x, ptrdiff_t n, double m, float L,
+                     float *y, const float *pf, const xr_row_ *rcp,
+                     double *count_out, const int S1)
+{
+    VD acc;
+    VI cnt;
+    xr_store_row_acc_f32_(x, n, m, L, y, pf, rcp, &acc, &cnt, S1, 0);
     *count_out = (double)vi_hsum(cnt);
-    return vd_hsum(vd_add(s0, s1));
+    return vd_hsum(acc);
+}
+
+/* the same with the row constants computed here (into *rcp) */
+static inline __attribute__((always_inline)) double
+xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, float *y, const float *pf, xr_row_ *rcp,
+                  double *count_out, const int S1)
+{
+    xr_row_init_(rcp, scale, scale * m);
+    return xr_store_row_rc_f32_(x, n, m, L, y, pf, rcp, count_out, S1);
 }
 
 /* Pass 3: y_i = (e'_i f) 2^-XR_BIAS, sentinel (negative) lanes ym.  f in
@@ -79,6 +127,32 @@ xr_scale_row_f32_(float *y, ptrdiff_t n, double f, float ym)
 #undef FU_SCALE
 }
 
+/* xr_scale_row_f32_ for n >= VLEN with the tail as the last VLEN
+ * elements, loaded first (see xr_store_row_acc_f32_) */
+static inline __attribute__((always_inline)) void
+xr_scale_row_ovl_f32_(float *y, ptrdiff_t n, double f, float ym)
+{
+    float fhf = (float)f;
+    const V fh = v_set1(fhf), fl = v_set1((float)(f - (double)fhf));
+    const V ymv = v_set1(ym), down = v_set1(0x1p-96f);
+    const ptrdiff_t full = (n - 1) / VLEN * VLEN;
+    const V at = v_load(y + n - VLEN);
+#define FU_SCALE(e_)                                                           \
+    v_select(v_signmask(e_), v_mul(v_fmadd(e_, fh, v_mul(e_, fl)), down), ymv)
+    ptrdiff_t i = 0;
+    for (; i + 2 * VLEN <= full; i += 2 * VLEN) {
+        V a = v_load(y + i), b = v_load(y + i + VLEN);
+        v_store(y + i, FU_SCALE(a));
+        v_store(y + i + VLEN, FU_SCALE(b));
+    }
+    for (; i < full; i += VLEN) {
+        V a = v_load(y + i);
+        v_store(y + i, FU_SCALE(a));
+    }
+    v_store(y + n - VLEN, FU_SCALE(at));
+#undef FU_SCALE
+}
+
 /* A row whose terms pass 2 may store: long enough for the vector loop,
  * finite max with a representable clamp (span_s = XR_SPAN / scale).  The
  * fused softmax and the cross-entropy store / rescale kernels decide with
@@ -90,12 +164,82 @@ static inline int store_clean_(double m, double scale, double span_s,
            clamp_bound_(m, scale, XR_SPAN, span_s, L);
 }
 
+/* ---- short rows a group at a time (xr_f32.h "rows a group at a time"):
+ * pass 2 stores the terms, S = count + rest, f = alpha 2^96 factor / S and
+ * alpha / S come in lanes, then each row's pass 3.  Pass 2 prefetches the
+ * row FG_ROWS ahead (the next group's). */
+static inline __attribute__((always_inline)) void
+softmax_fused_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
+                         double scale, double alpha, float *y, ptrdiff_t ys,
+                         const int S1)
+{
+    xr_group_ G;
+    double fv[FG_ROWS], ymv[FG_ROWS];
+    VD acc[FG_ROWS], cnt[FG_ROWS];
+    for (ptrdiff_t r = 0; r < g; ++r) G.mx[r] = row_max_f32_(x + r * xs, n);
+    xr_group_init_(&G, g, scale);
+    for (ptrdiff_t r = 0; r < FG_ROWS; ++r) {
+        acc[r] = vd_zero();
+        cnt[r] = vd_set1(1.0);
+        if (!(G.ok >> r & 1)) continue;
+        const xr_row_ *rc = xr_group_row_(&G, r);
+        const float *xr = x + r * xs;
+        VI c;
+        if (n >= VLEN)
+            xr_store_row_acc_f32_(xr, n, G.mx[r], (float)G.L[r], y + r * ys,
+                                  xr + FG_ROWS * xs, rc, acc + r, &c, S1, 1);
+        else
+            xr_store_row_acc_f32_(xr, n, G.mx[r], (float)G.L[r], y + r * ys,
+                                  xr + FG_ROWS * xs, rc, acc + r, &c, S1, 0);
+        cnt[r] = vi_pairs_pd(c);
+    }
+    {
+        const VD a = vd_set1(alpha), a96 = vd_set1(alpha * 0x1p96);
+        for (int k = 0; k < FG_ROWS; k += VDLEN) {
+            const VD S = vd_fmadd(vd_hsums_(acc + k), vd_loadu(G.fac + k),
+                                  vd_hsums_(cnt + k));
+            vd_storeu(fv + k, vd_div(vd_mul(a96, vd_loadu(G.fac + k)), S));
+            vd_storeu(ymv + k, vd_div(a, S));
+        }
+    }
+    for (ptrdiff_t r = 0; r < g; ++r) {
+        if (G.ok >> r & 1) {
+            if (n >= VLEN)
+                xr_scale_row_ovl_f32_(y + r * ys, n, fv[r], (float)ymv[r]);
+            else
+                xr_scale_row_f32_(y + r * ys, n, fv[r], (float)ymv[r]);
+            continue;
+        }
+        const float *xr = x + r * xs;
+        float *yr = y + r * ys;
+        csm_lse_state st;
+        double m, ls;
+        SUFFIX(csm_lse_rows_f32)(xr, 1, n, n, scale, &st);
+        csm_finalize_avx2(&st, 1, scale, &m, &ls);
+        SUFFIX(csm_softmax_rows_f32)(xr, 1, n, n, scale, &m, &ls, alpha, yr, n);
+    }
+}
+
 void SUFFIX(csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, double alpha,
         float *y, ptrdiff_t y_row_stride)
 {
     const double span_s = XR_SPAN / scale;
     const int ok_a = alpha >= FUSED_ALPHA_MIN && alpha <= FUSED_ALPHA_MAX;
+    if (ok_a && n <= FG_MAX_N) {
+        for (ptrdiff_t r = 0; r < n_rows; r += FG_ROWS) {
+            const ptrdiff_t g = n_rows - r < FG_ROWS ? n_rows - r : FG_ROWS;
+            if (scale == 1.0)
+                softmax_fused_group_f32_(x + r * x_row_stride, g, n, x_row_stride,
+                                         scale, alpha, y + r * y_row_stride,
+                                         y_row_stride, 1);
+            else
+                softmax_fused_group_f32_(x + r * x_row_stride, g, n, x_row_stride,
+                                         scale, alpha, y + r * y_row_stride,
+                                         y_row_stride, 0);
+        }
+        return;
+    }
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride; float *yr = y + r * y_row_stride;
         float L;

@@ -28,13 +28,63 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
     else lse_chunk_f32_xr_(x, n, scale, m, L, st, pf, pw, 0);
 }
 
+/* rows of 32 to FG_MAX_N elements FG_ROWS at a time (xr_f32.h "rows a
+ * group at a time"): the same states as lse_chunk_f32_ (rest's factor and
+ * the order of the last float64 additions may differ in their last bits).
+ * Prefetches: the row FG_ROWS ahead (the next group's) and, with w, the
+ * row's destination. */
+static inline __attribute__((always_inline)) void
+lse_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
+               double scale, csm_lse_state *states, const float *w,
+               ptrdiff_t ws, const int S1)
+{
+    xr_group_ G;
+    VD acc[FG_ROWS], cnt[FG_ROWS];
+    double cn[FG_ROWS], rs[FG_ROWS];
+    for (ptrdiff_t r = 0; r < g; ++r) G.mx[r] = row_max_f32_(x + r * xs, n);
+    xr_group_init_(&G, g, scale);
+    for (ptrdiff_t r = 0; r < FG_ROWS; ++r) {
+        acc[r] = cnt[r] = vd_zero();
+        if (!(G.ok >> r & 1)) continue;
+        const float *xr = x + r * xs;
+        VI c;
+        lse_acc_f32_xr_(xr, n, G.mx[r], (float)G.L[r], xr_group_row_(&G, r),
+                        xr + FG_ROWS * xs, w ? w + r * ws : NULL, acc + r, &c, S1);
+        cnt[r] = vi_pairs_pd(c);
+    }
+    for (int k = 0; k < FG_ROWS; k += VDLEN) {
+        vd_storeu(cn + k, vd_hsums_(cnt + k));
+        vd_storeu(rs + k, vd_mul(vd_hsums_(acc + k), vd_loadu(G.fac + k)));
+    }
+    for (ptrdiff_t r = 0; r < g; ++r) {
+        if (G.ok >> r & 1) {
+            states[r].max = G.mx[r];
+            states[r].count = cn[r];
+            states[r].rest = rs[r];
+        } else {
+            csm_lse_rows_f32_generic_avx2(x + r * xs, 1, n, n, scale, states + r);
+        }
+    }
+}
+
 static void lse_rows_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
                           ptrdiff_t row_stride, double scale,
                           csm_lse_state *states, const float *w,
                           ptrdiff_t w_row_stride, const int for_lse)
 {
     const double span_s = XR_SPAN / scale;
-    for (ptrdiff_t r = 0; r < n_rows; ++r) {
+    if (n >= 32 && n <= FG_MAX_N && n <= CHUNK) {
+        for (ptrdiff_t r = 0; r < n_rows; r += FG_ROWS) {
+            const ptrdiff_t g = n_rows - r < FG_ROWS ? n_rows - r : FG_ROWS;
+            const float *wr = w ? w + r * w_row_stride : NULL;
+            if (scale == 1.0)
+                lse_group_f32_(x + r * row_stride, g, n, row_stride, scale,
+                               states + r, wr, w_row_stride, 1);
+            else
+                lse_group_f32_(x + r * row_stride, g, n, row_stride, scale,
+                               states + r, wr, w_row_stride, 0);
+        }
+    } else for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * row_stride;
         const float *wr = w ? w + r * w_row_stride : NULL;
         csm_lse_state acc = { -INFINITY, 0.0, 0.0 }, part;

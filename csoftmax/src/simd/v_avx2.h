@@ -185,4 +185,23 @@ static inline VM v_keep_tail(const unsigned char *m, ptrdiff_t r)
     return v_keep(b);
 }
 
+/* ---- sums of VDLEN vectors at once (grouped rows) ----------------------- */
+/* lane j = the sum of the lanes of a[j], j < VDLEN */
+static inline VD vd_hsums_(const VD *a)
+{
+    const VD b0 = _mm256_add_pd(_mm256_unpacklo_pd(a[0], a[1]),
+                                _mm256_unpackhi_pd(a[0], a[1]));
+    const VD b1 = _mm256_add_pd(_mm256_unpacklo_pd(a[2], a[3]),
+                                _mm256_unpackhi_pd(a[2], a[3]));
+    return _mm256_add_pd(_mm256_permute2f128_pd(b0, b1, 0x20),
+                         _mm256_permute2f128_pd(b0, b1, 0x31));
+}
+/* the lanes from d on (d < VLEN), and a lane mask's intersection */
+#define v_lanes_from(d)  _mm256_castsi256_ps(_mm256_xor_si256( \
+    tail_mask32_(d), _mm256_set1_epi32(-1)))
+#define vm_and(a, b)     _mm256_and_ps(a, b)
+/* int32 counts -> float64 lanes with the same total */
+#define vi_pairs_pd(c)   _mm256_cvtepi32_pd(_mm_add_epi32( \
+    _mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)))
+
 #endif /* CSM_V_AVX2_H */

@@ -144,4 +144,26 @@ static inline VM v_keep_tail(const unsigned char *m, ptrdiff_t r)
                                 _mm_setzero_si128());
 }
 
+/* ---- sums of VDLEN vectors at once (grouped rows) ----------------------- */
+/* lane j = the sum of the lanes of a[j], j < VDLEN: a transposing tree, 14
+ * shuffles and 7 adds for 8 sums (the horizontal sum is 6 and 3 for one) */
+static inline VD vd_hsums_(const VD *a)
+{
+    VD b[4], c[2];
+    for (int k = 0; k < 4; ++k)
+        b[k] = _mm512_add_pd(_mm512_unpacklo_pd(a[2 * k], a[2 * k + 1]),
+                             _mm512_unpackhi_pd(a[2 * k], a[2 * k + 1]));
+    for (int k = 0; k < 2; ++k)
+        c[k] = _mm512_add_pd(_mm512_shuffle_f64x2(b[2 * k], b[2 * k + 1], 0x88),
+                             _mm512_shuffle_f64x2(b[2 * k], b[2 * k + 1], 0xDD));
+    return _mm512_add_pd(_mm512_shuffle_f64x2(c[0], c[1], 0x88),
+                         _mm512_shuffle_f64x2(c[0], c[1], 0xDD));
+}
+/* the lanes from d on (d < VLEN), and a lane mask's intersection */
+#define v_lanes_from(d)  ((VM)(0xFFFFu << (d)))
+#define vm_and(a, b)     ((VM)((a) & (b)))
+/* int32 counts -> float64 lanes with the same total */
+#define vi_pairs_pd(c)   _mm512_cvtepi32_pd(_mm256_add_epi32( \
+    _mm512_castsi512_si256(c), _mm512_extracti64x4_epi64(c, 1)))
+
 #endif /* CSM_V_AVX512_H */

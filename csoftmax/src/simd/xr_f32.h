@@ -145,13 +145,14 @@ static inline V xr_exp_(V a, const xr_row_ *c, const int S1)
         s1 = vd_add(s1, v_hi_pd(s));                                           \
     } while (0)
 
+/* the reduction of a clean chunk with its row constants rc: the count (int32
+ * lanes) and the sum of the other terms before the factor (float64 lanes) */
 static inline __attribute__((always_inline)) void
-lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
-                  float L, csm_lse_state *st, const float *pf, const float *pw,
-                  const int S1)
+lse_acc_f32_xr_(const float *x, ptrdiff_t n, double m, float L,
+                const xr_row_ *rcp, const float *pf, const float *pw,
+                VD *acc, VI *count, const int S1)
 {
-    xr_row_ rc;
-    xr_row_init_(&rc, scale, scale * m);
+    const xr_row_ rc = *rcp;
     const V mf = v_set1((float)m), Lv = v_set1(L);
     VD s0 = vd_zero(), s1 = s0;
     VI cnt = vi_zero();
@@ -173,9 +174,86 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
         XR_STEP(a, e);
         XR_ACC(e);
     }
+    *count = cnt;
+    *acc = vd_add(s0, s1);
+}
+
+static inline __attribute__((always_inline)) void
+lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
+                  float L, csm_lse_state *st, const float *pf, const float *pw,
+                  const int S1)
+{
+    xr_row_ rc;
+    VD acc;
+    VI cnt;
+    xr_row_init_(&rc, scale, scale * m);
+    lse_acc_f32_xr_(x, n, m, L, &rc, pf, pw, &acc, &cnt, S1);
     st->max = m;
     st->count = (double)vi_hsum(cnt);
-    st->rest = vd_hsum(vd_add(s0, s1)) * rc.factor;
+    st->rest = vd_hsum(acc) * rc.factor;
+}
+
+/* ---- rows a group at a time ----------------------------------------------
+ *
+ * A row of up to FG_MAX_N elements costs the per-row kernels little vector
+ * work and a fixed chain of scalar steps (the horizontal max, the row
+ * constants with a libm exp, the horizontal sums, a division or log) whose
+ * latencies add up row after row.  The fused softmax and the reduction
+ * take such rows FG_ROWS at a time, pass by pass: the group's maxima
+ * (row_max_f32_), then xr_group_init_ -- their clamps and row constants in
+ * float64 lanes, exp_f64acc_ (2^-52) where xr_row_init_ calls libm -- then
+ * each row's terms, then the group's sums (vd_hsums_, a transposing tree)
+ * and what follows from them in lanes.  A row's arithmetic is the per-row
+ * kernel's (factor and the order of the last float64 additions may differ
+ * in their last bits), so the results meet the same bounds, and no lane
+ * reads another: a row's result does not depend on its group.  16 rows of
+ * 1024 floats (64 KiB) stay in L2 between the passes. */
+#define FG_ROWS 16
+#define FG_MAX_N 1024
+
+typedef struct {
+    double mx[FG_ROWS];     /* the rows' maxima (NaN: a NaN in the row) */
+    double L[FG_ROWS];      /* clamps (float values) */
+    double mg[FG_ROWS];     /* magic + XR_BIAS - n_m (exact) */
+    double fac[FG_ROWS];    /* 2^-XR_BIAS exp(-r_m) */
+    int ok;                 /* bit r: row r is clean (clamp_bound_) */
+    xr_row_ rc;             /* the scale parts; magic set per row */
+} xr_group_;
+
+/* G->mx[0..g) set by the caller */
+static inline __attribute__((always_inline)) void
+xr_group_init_(xr_group_ *G, ptrdiff_t g, double scale)
+{
+    const VD sv = vd_set1(scale), span_sv = vd_set1(XR_SPAN / scale);
+    const VD l2e = vd_set1(1.4426950408889634);
+    const VD mag = vd_set1(0x1.8p23 + XR_BIAS), down = vd_set1(0x1p-96);
+    for (ptrdiff_t r = g; r < FG_ROWS; ++r) G->mx[r] = 0.0;
+    G->ok = 0;
+    for (int k = 0; k < FG_ROWS; k += VDLEN) {
+        const VD m = vd_loadu(G->mx + k);
+        VD L;
+        G->ok |= vd_clamp_bits_(m, sv, span_sv, XR_SPAN, &L) << k;
+        const VD sm = vd_mul(sv, m);
+        const VD nm = vd_round(vd_mul(sm, l2e));
+        VD rm = vd_fnmadd(nm, vd_set1(6.93147180369123816490e-01), sm);
+        rm = vd_fnmadd(nm, vd_set1(1.90821492927058770002e-10), rm);
+        vd_storeu(G->L + k, L);
+        vd_storeu(G->mg + k, vd_sub(mag, nm));
+        vd_storeu(G->fac + k, vd_mul(down, exp_f64acc_(vd_sub(vd_zero(), rm))));
+    }
+    G->ok &= (int)((1u << g) - 1);
+    const float sh = (float)scale;
+    G->rc.sh = v_set1(sh);
+    G->rc.sl = v_set1((float)(scale - (double)sh));
+    G->rc.factor = 0.0;
+}
+
+/* row r's constants */
+static inline __attribute__((always_inline)) const xr_row_ *
+xr_group_row_(xr_group_ *G, ptrdiff_t r)
+{
+    G->rc.magic = v_set1((float)G->mg[r]);
+    return &G->rc;
 }
 
 /* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
