@@ -353,11 +353,22 @@ def test_grouped_reduction_accuracy(n, rows, kind, isa):
                           ref_smooth_max(x, sharpness=1 / T), "smooth_max", what=what)
         check("softmax", _two_pass(lambda: csoftmax.softmax(x, temperature=T),
                                    "softmax"), x, temperature=T, what=what)
-    loss, g = _two_pass(lambda: csoftmax.cross_entropy(x, t, reduction="none",
-                                                       return_grad=True), "cross_entropy")
-    rl, rg = ref_ce(x, t, reduction="none")
-    assert_within(loss, rl, "cross_entropy", what=f"n={n} {kind} loss")
-    assert_within(g, rg, "cross_entropy_grad", what=f"n={n} {kind} grad")
+    # FUSED: the stored terms, rescaled; class weights of 1e-30 / 1e20 put
+    # the rescale factor out of its range (the rows' fallback).  (Not on
+    # losses below float32's normal range: the e^-150 clamp terms of a
+    # dominant row show there, as the documented flush-to-zero allowance.)
+    ws = [None] + ([np.full(n, 1e-30), np.full(n, 1e20)]
+                   if kind in ("normal", "wide", "shifted", "ties") else [])
+    for w in ws:
+        rl, rg = ref_ce(x, t, reduction="none", weight=w)
+        for path in ("TWO_PASS", "FUSED"):
+            with _core.forced("cross_entropy", path):
+                loss, g = csoftmax.cross_entropy(x, t, reduction="none", weight=w,
+                                                 return_grad=True)
+                assert _core._last_plan() == ("cross_entropy", path)
+            what = f"n={n} {kind} {path} w={None if w is None else w[0]}"
+            assert_within(loss, rl, "cross_entropy", what=what + " loss")
+            assert_within(g, rg, "cross_entropy_grad", what=what + " grad")
 
 
 @pytest.mark.parametrize("n", [32, 47, 100, 256, 1000, 1024])
@@ -374,16 +385,34 @@ def test_grouped_reduction_rows_are_independent(n, isa):
     x[17, n - 1] = -np.inf
     x[30, :] = 3e30
     x[31, n - 1] = np.nan
-    for op, fn in (("log_softmax", lambda v: csoftmax.log_softmax(v)),
-                   ("logsumexp", lambda v: csoftmax.logsumexp(v, axis=-1))):
-        alone = np.stack([_two_pass(lambda: fn(x[r:r + 1]), op)[0] for r in range(40)])
-        check(op, alone, x)
-        np.testing.assert_array_equal(_two_pass(lambda: fn(x), op), alone)
-        np.testing.assert_array_equal(_two_pass(lambda: fn(x[5:]), op), alone[5:])
-        np.testing.assert_array_equal(_two_pass(lambda: fn(x[::-1]), op), alone[::-1])
-        np.testing.assert_array_equal(_two_pass(lambda: fn(x[::3]), op), alone[::3])
+    t = rng.integers(0, n, 40)
+
+    def ce(v, tv):      # the FUSED cross-entropy: stored terms, rescaled
+        with _core.forced("cross_entropy", "FUSED"):
+            loss, g = csoftmax.cross_entropy(v, tv, reduction="none", return_grad=True)
+            assert _core._last_plan() == ("cross_entropy", "FUSED")
+        return np.concatenate([loss[:, None], g], axis=1)
+
+    for op, fn in (("log_softmax", lambda v, tv: _two_pass(lambda: csoftmax.log_softmax(v),
+                                                           "log_softmax")),
+                   ("logsumexp", lambda v, tv: _two_pass(
+                       lambda: csoftmax.logsumexp(v, axis=-1), "logsumexp")),
+                   ("cross_entropy", ce)):
+        alone = np.stack([fn(x[r:r + 1], t[r:r + 1])[0] for r in range(40)])
+        if op != "cross_entropy":
+            check(op, alone, x)
+        else:
+            # (rows of finite logits: ref_ce is not defined beyond them)
+            keep = np.isfinite(x).all(axis=1)
+            rl, rg = ref_ce(x[keep], t[keep], reduction="none")
+            assert_within(alone[keep, 0], rl, "cross_entropy")
+            assert_within(alone[keep, 1:], rg, "cross_entropy_grad")
+        np.testing.assert_array_equal(fn(x, t), alone)
+        np.testing.assert_array_equal(fn(x[5:], t[5:]), alone[5:])
+        np.testing.assert_array_equal(fn(x[::-1], t[::-1]), alone[::-1])
+        np.testing.assert_array_equal(fn(x[::3], t[::3]), alone[::3])
         prev = csoftmax.set_num_threads(2)
         try:
-            np.testing.assert_array_equal(_two_pass(lambda: fn(x), op), alone)
+            np.testing.assert_array_equal(fn(x, t), alone)
         finally:
             csoftmax.set_num_threads(prev)

@@ -279,11 +279,62 @@ void SUFFIX(csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
  * range, else from x (so x must not be e).  The per-row decision repeats
  * the store kernel's from max[r] alone, so the two always agree.
  * One exp per element instead of two; y may be the same memory as e. */
+/* rows of 32 to FG_MAX_N a group at a time (xr_f32.h "rows a group at a
+ * time"): the states and stored terms of the per-row loop below; a row is
+ * stored under the same test (the clamp of xr_group_init_ is clamp_bound_
+ * in lanes, and n >= 32), so csm_softmax_scale_rows_f32 still agrees. */
+static inline __attribute__((always_inline)) void
+lse_store_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
+                     double scale, csm_lse_state *states, float *e,
+                     ptrdiff_t es, const int S1)
+{
+    xr_group_ G;
+    VD acc[FG_ROWS], cnt[FG_ROWS];
+    double cn[FG_ROWS], rs[FG_ROWS];
+    for (ptrdiff_t r = 0; r < g; ++r) G.mx[r] = row_max_f32_(x + r * xs, n);
+    xr_group_init_(&G, g, scale);
+    for (ptrdiff_t r = 0; r < FG_ROWS; ++r) {
+        acc[r] = cnt[r] = vd_zero();
+        if (!(G.ok >> r & 1)) continue;
+        const float *xr = x + r * xs;
+        VI c;
+        xr_store_row_acc_f32_(xr, n, G.mx[r], (float)G.L[r], e + r * es,
+                              xr + FG_ROWS * xs, xr_group_row_(&G, r),
+                              acc + r, &c, S1, 1);
+        cnt[r] = vi_pairs_pd(c);
+    }
+    for (int k = 0; k < FG_ROWS; k += VDLEN) {
+        vd_storeu(cn + k, vd_hsums_(cnt + k));
+        vd_storeu(rs + k, vd_mul(vd_hsums_(acc + k), vd_loadu(G.fac + k)));
+    }
+    for (ptrdiff_t r = 0; r < g; ++r) {
+        if (G.ok >> r & 1) {
+            states[r].max = G.mx[r];
+            states[r].count = cn[r];
+            states[r].rest = rs[r];
+        } else {
+            SUFFIX(csm_lse_rows_f32)(x + r * xs, 1, n, n, scale, states + r);
+        }
+    }
+}
+
 void SUFFIX(csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,
         ptrdiff_t x_row_stride, double scale, csm_lse_state *states,
         float *e, ptrdiff_t e_row_stride)
 {
     const double span_s = XR_SPAN / scale;
+    if (n >= 32 && n <= FG_MAX_N) {
+        for (ptrdiff_t r = 0; r < n_rows; r += FG_ROWS) {
+            const ptrdiff_t g = n_rows - r < FG_ROWS ? n_rows - r : FG_ROWS;
+            if (scale == 1.0)
+                lse_store_group_f32_(x + r * x_row_stride, g, n, x_row_stride, scale,
+                                     states + r, e + r * e_row_stride, e_row_stride, 1);
+            else
+                lse_store_group_f32_(x + r * x_row_stride, g, n, x_row_stride, scale,
+                                     states + r, e + r * e_row_stride, e_row_stride, 0);
+        }
+        return;
+    }
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         const float *xr = x + r * x_row_stride;
         float L;
@@ -307,11 +358,56 @@ void SUFFIX(csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t 
     }
 }
 
+/* rows of 32 to FG_MAX_N: the per-row factors of the loop below for a
+ * group in float64 lanes (exp_f64acc_ for exp(-r_m), exp_f64_ for
+ * exp(-log_sum), where the loop calls libm), then each row's pass 3 */
+static inline __attribute__((always_inline)) void
+softmax_scale_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
+                         double scale, const double *max, const double *log_sum,
+                         double alpha, float *y, ptrdiff_t ys)
+{
+    xr_group_ G;
+    double fv[FG_ROWS], gv[FG_ROWS], ls[FG_ROWS];
+    int fine = 0;
+    for (ptrdiff_t r = 0; r < g; ++r) G.mx[r] = max[r], ls[r] = log_sum[r];
+    for (ptrdiff_t r = g; r < FG_ROWS; ++r) ls[r] = 0.0;
+    xr_group_init_(&G, g, scale);
+    {
+        const VD a = vd_set1(alpha), lo = vd_set1(0x1p-92), hi = vd_set1(0x1p13);
+        for (int k = 0; k < FG_ROWS; k += VDLEN) {
+            const VD gg = vd_mul(a, exp_f64_(vd_sub(vd_zero(), vd_loadu(ls + k))));
+            const VD f = vd_mul(gg, vd_mul(vd_set1(0x1p96), vd_loadu(G.fac + k)));
+            const VD af = vd_abs(f);
+            fine |= vdm_bits(vdm_and(vd_cmp(af, lo, _CMP_GE_OQ),
+                                     vd_cmp(af, hi, _CMP_LE_OQ))) << k;
+            vd_storeu(fv + k, f);
+            vd_storeu(gv + k, gg);
+        }
+    }
+    for (ptrdiff_t r = 0; r < g; ++r) {
+        float *yr = y + r * ys;
+        if ((G.ok & fine) >> r & 1)
+            xr_scale_row_ovl_f32_(yr, n, fv[r], (float)gv[r]);
+        else
+            SUFFIX(csm_softmax_rows_f32)(x + r * xs, 1, n, 0, scale, max + r,
+                                         log_sum + r, alpha, yr, 0);
+    }
+}
+
 void SUFFIX(csm_softmax_scale_rows_f32)(const float *x, ptrdiff_t n_rows,
         ptrdiff_t n, ptrdiff_t x_row_stride, double scale, const double *max,
         const double *log_sum, double alpha, float *y, ptrdiff_t y_row_stride)
 {
     const double span_s = XR_SPAN / scale;
+    if (n >= 32 && n <= FG_MAX_N) {
+        for (ptrdiff_t r = 0; r < n_rows; r += FG_ROWS) {
+            const ptrdiff_t g = n_rows - r < FG_ROWS ? n_rows - r : FG_ROWS;
+            softmax_scale_group_f32_(x + r * x_row_stride, g, n, x_row_stride,
+                                     scale, max + r, log_sum + r, alpha,
+                                     y + r * y_row_stride, y_row_stride);
+        }
+        return;
+    }
     for (ptrdiff_t r = 0; r < n_rows; ++r) {
         float *yr = y + r * y_row_stride;
         float L;
