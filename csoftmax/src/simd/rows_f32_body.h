@@ -49,7 +49,7 @@ lse_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
         const float *xr = x + r * xs;
         VI c;
         lse_acc_f32_xr_(xr, n, G.mx[r], (float)G.L[r], xr_group_row_(&G, r),
-                        xr + FG_ROWS * xs, w ? w + r * ws : NULL, acc + r, &c, S1);
+                        xr + FG_ROWS * xs, w ? w + r * ws : NULL, acc + r, &c, S1, 1);
         cnt[r] = vi_pairs_pd(c);
     }
     for (int k = 0; k < FG_ROWS; k += VDLEN) {

@@ -150,14 +150,20 @@ static inline V xr_exp_(V a, const xr_row_ *c, const int S1)
 static inline __attribute__((always_inline)) void
 lse_acc_f32_xr_(const float *x, ptrdiff_t n, double m, float L,
                 const xr_row_ *rcp, const float *pf, const float *pw,
-                VD *acc, VI *count, const int S1)
+                VD *acc, VI *count, const int S1, const int OVL)
 {
     const xr_row_ rc = *rcp;
     const V mf = v_set1((float)m), Lv = v_set1(L);
     VD s0 = vd_zero(), s1 = s0;
     VI cnt = vi_zero();
+    /* OVL (n >= VLEN): the tail as the row's last VLEN elements, the lanes
+     * the loop did taken out -- the additions of xr_store_row_acc_f32_'s
+     * OVL form, term for term, so the grouped reduction and the grouped
+     * stored-terms kernel give the same state (a cross-entropy loss is
+     * the same with or without its gradient) */
+    const ptrdiff_t full = OVL ? (n - 1) / VLEN * VLEN : n;
     ptrdiff_t i = 0;
-    for (; i + 4 * VLEN <= n; i += 4 * VLEN) {
+    for (; i + 4 * VLEN <= full; i += 4 * VLEN) {
         V e0, e1, e2, e3;
         XR_PF(pf, i);
         if (pw) XR_PFW(pw, i);
@@ -168,7 +174,20 @@ lse_acc_f32_xr_(const float *x, ptrdiff_t n, double m, float L,
         V s = v_add(v_add(e0, e1), v_add(e2, e3));
         XR_ACC(s);
     }
-    for (; i < n; i += VLEN) {
+    if (OVL) {
+        for (; i < full; i += VLEN) {
+            V e;
+            XR_STEP(v_load(x + i), e);
+            XR_ACC(e);
+        }
+        const V at = v_load(x + n - VLEN);
+        const VM nw = v_lanes_from(full - (n - VLEN));
+        const VM eq_ = vm_and(v_cmpeq(at, mf), nw);
+        cnt = vi_count(cnt, eq_);
+        V e = xr_exp_(v_select(eq_, v_max(at, Lv), Lv), &rc, S1);
+        e = v_select(nw, v_zero(), e);
+        XR_ACC(e);
+    } else for (; i < n; i += VLEN) {
         VT t = v_tail(n - i);
         V a = v_load_tail(x + i, t, Lv), e;
         XR_STEP(a, e);
@@ -187,7 +206,7 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
     VD acc;
     VI cnt;
     xr_row_init_(&rc, scale, scale * m);
-    lse_acc_f32_xr_(x, n, m, L, &rc, pf, pw, &acc, &cnt, S1);
+    lse_acc_f32_xr_(x, n, m, L, &rc, pf, pw, &acc, &cnt, S1, 0);
     st->max = m;
     st->count = (double)vi_hsum(cnt);
     st->rest = vd_hsum(acc) * rc.factor;
