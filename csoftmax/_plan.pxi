@@ -155,9 +155,9 @@ DEF BWD_SMALL_MAX = 28
 DEF BWD_SMALL_LOG_MAX = 24
 DEF BWD_SMALL_MAX_F64 = 12
 DEF BWD_SMALL_LOG_MAX_F64 = 28
-DEF SMALL_SOFTMAX_MAX_F32 = 31  # float32 softmax (alpha == 1) takes the short-row
+DEF SMALL_SOFTMAX_MAX_F32 = 31  # float32 softmax (any alpha) takes the short-row
                             # kernels up to 31 elements, and from 32 on the
-                            # fused rows, which take rows of up to 256 sixteen
+                            # fused rows, which take rows of up to 1024 sixteen
                             # at a time (simd/fused_rows_f32_body.h "short rows
                             # a group at a time").  AMD Zen4, one pinned core,
                             # 2.6M elements, out=, ns/element SMALL / FUSED,
@@ -736,8 +736,9 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
             elif _take(op, PATH_SMALL_TWO_PASS, f64, layout, n, inner, flags):
                 return PATH_SMALL_TWO_PASS
         # longer softmax rows: one fused call a block while the kept terms
-        # stay in cache
-        if (op == OP_SOFTMAX and n > small_max and n * size <= _fmax(size) and
+        # stay in cache (float64: past CSM_SMALL_MAX whatever alpha is)
+        if (op == OP_SOFTMAX and n > (CSM_SMALL_MAX if f64 else SMALL_SOFTMAX_MAX_F32) and
+                n * size <= _fmax(size) and
                 _take(op, PATH_FUSED, f64, layout, n, inner, flags)):
             return PATH_FUSED
         if (n * size <= _pfmax(op) and
