@@ -157,7 +157,7 @@ DEF BWD_SMALL_MAX_F64 = 12
 DEF BWD_SMALL_LOG_MAX_F64 = 28
 DEF SMALL_SOFTMAX_MAX_F32 = 31  # float32 softmax (any alpha) takes the short-row
                             # kernels up to 31 elements, and from 32 on the
-                            # fused rows, which take rows of up to 1024 sixteen
+                            # fused rows, which take rows of up to 512 sixteen
                             # at a time (simd/fused_rows_f32_body.h "short rows
                             # a group at a time").  AMD Zen4, one pinned core,
                             # 2.6M elements, out=, ns/element SMALL / FUSED,

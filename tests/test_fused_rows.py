@@ -208,13 +208,13 @@ def test_long_float64_rows_sum_in_blocks(kind, isa):
 
 # ---- rows of up to FG_MAX_N (256): groups of 16 rows, pass by pass ---------
 #
-# csm_softmax_fused_rows_f32 takes rows of up to 1024 elements 16 at a time
+# csm_softmax_fused_rows_f32 takes rows of up to 512 (FG_MAX_N) elements 16 at a time
 # (simd/fused_rows_f32_body.h "short rows a group at a time"); rows of at
 # least a vector read their tail as the row's last VLEN elements (lanes
 # before it done twice, counted once).  The planner sends rows of 32 and
 # more there; FUSED is forced here for every length.
 GROUP_NS = [1, 2, 5, 8, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 63, 64, 65,
-            100, 127, 128, 129, 255, 256, 257, 500, 1023, 1024, 1025]
+            100, 127, 128, 129, 255, 256, 257, 500, 511, 512, 513, 1024]
 
 
 def _fused_softmax(x, **kw):
@@ -259,7 +259,7 @@ def test_grouped_tail_lanes_counted_once(n, isa):
             assert y[r].max() == np.float32(0.5), (n, r)
 
 
-@pytest.mark.parametrize("n", [5, 16, 33, 64, 100, 256, 1000, 1024])
+@pytest.mark.parametrize("n", [5, 16, 33, 64, 100, 256, 512, 513])
 def test_grouped_rows_are_independent(n, isa):
     """A row's result is the same bits in any group position, beside rows
     that take the fallback (NaN, +-inf, all -inf, |max| beyond 2^20), in a
@@ -297,12 +297,12 @@ def test_grouped_rows_are_independent(n, isa):
         csoftmax.set_num_threads(prev)
 
 
-# ---- the reduction of rows of 32 to FG_MAX_N (1024), a group at a time -----
+# ---- the reduction of rows of 32 to FG_MAX_N (512), a group at a time ------
 #
 # lse_rows_f32_ (every two-pass use: log_softmax, logsumexp, cross-entropy,
-# the unfused softmax) takes float32 rows of 32 to 1024 elements 16 at a
+# the unfused softmax) takes float32 rows of 32 to 512 elements 16 at a
 # time, with the group's row constants in float64 lanes.
-RED_NS = [32, 33, 47, 63, 64, 100, 255, 256, 257, 1000, 1023, 1024, 1025]
+RED_NS = [32, 33, 47, 63, 64, 100, 255, 256, 257, 511, 512, 513, 1000]
 
 
 def _two_pass(fn, op):
@@ -371,7 +371,7 @@ def test_grouped_reduction_accuracy(n, rows, kind, isa):
             assert_within(g, rg, "cross_entropy_grad", what=what + " grad")
 
 
-@pytest.mark.parametrize("n", [32, 47, 100, 256, 1000, 1024])
+@pytest.mark.parametrize("n", [32, 47, 100, 256, 512, 513])
 def test_grouped_reduction_rows_are_independent(n, isa):
     """Each row's reduction is the same bits in any group position, beside
     rows that take the fallback or the cancellation redo, in a partial
@@ -418,7 +418,7 @@ def test_grouped_reduction_rows_are_independent(n, isa):
             csoftmax.set_num_threads(prev)
 
 
-@pytest.mark.parametrize("n", [32, 33, 48, 64, 100, 1000, 1024])
+@pytest.mark.parametrize("n", [32, 33, 48, 64, 100, 512, 513, 1000])
 def test_grouped_loss_same_with_and_without_gradient(n, isa):
     """The grouped reduction (loss alone) and the grouped stored-terms kernel
     (loss and gradient) give the same state, addition for addition: a loss

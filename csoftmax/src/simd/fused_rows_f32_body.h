@@ -46,13 +46,16 @@ xr_store_row_acc_f32_(const float *x, ptrdiff_t n, double m, float L,
         V s = v_add(v_add(e0, e1), v_add(e2, e3));
         XR_ACC(s);
     }
-    if (OVL)
+    if (OVL) {
+        for (ptrdiff_t k = i; k < n; k += 16)   /* the hints the loop above did not give */
+            _mm_prefetch((const char *)(pf + k), _MM_HINT_T0);
         for (; i < full; i += VLEN) {
             V e, o;
             FU_STEP(v_load(x + i), e, o);
             v_store(y + i, o);
             XR_ACC(e);
         }
+    }
     if (OVL) {
         /* the last VLEN elements, loaded before any store (x may be y);
          * the lanes below `full` were done by the loop: not summed nor
