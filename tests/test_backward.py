@@ -406,3 +406,21 @@ def test_small_rows_partial_group_first_row_redone_once(rng, isa, dtype):
                     a, b = yy.copy(), dy.copy()
                     got = _small_bwd(op, a, b, out=a if which == "y" else b)
                     np.testing.assert_array_equal(got, want, err_msg=f"{rows} {n} {which}")
+
+
+@pytest.mark.parametrize("n", [3, 17, 40, 1000])
+def test_softmax_backward_sum_beyond_float32(n, isa):
+    """float32 softmax_backward writes in float32 lanes with s = sum y dy
+    split into two floats; a sum beyond 2^100 (here beyond float32's range:
+    y is not a probability) takes the float64 form, so an entry whose y is
+    tiny stays finite, as the float64 arithmetic gives it."""
+    y = np.zeros((2, n), np.float32)
+    dy = np.zeros((2, n), np.float32)
+    y[:, 0], y[:, 1], dy[:, 1] = 1e-30, 1e10, 1e38     # s = 1e48
+    y[1, 2:], dy[1, 2:] = 0.25, 3e29                    # and a row within 2^100
+    y[1, :2] = dy[1, :2] = 0.0
+    got = csoftmax.softmax_backward(y, dy)
+    assert got[0, 0] == np.float32(-1e18) and got[0, 1] == -np.inf
+    keep = np.ones_like(got, bool)
+    keep[0, 1] = False                       # -1e58: beyond float32, -inf
+    H.assert_within(got[keep], H.ref_softmax_bwd(y, dy)[keep], "softmax_backward")

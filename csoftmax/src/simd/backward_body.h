@@ -21,6 +21,61 @@
  * (paths ROWS and ROWS_PREFETCH, csoftmax/_plan.pxi SOFTMAX_BWD_PREFETCH:
  * the fetch pays on the Xeon, costs softmax_backward on AMD Zen4). */
 #define BWD_PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+/* softmax_backward's write pass, o = y (dy - s), s = sum y dy in float64.
+ * float64 data: in float64 lanes.  float32 data: in float32 lanes, half
+ * the widening form's operations: s split into float32 s_hi + s_lo (s to
+ * 2^-48 relative), y s_hi as the exact pair p + e (FMA), then
+ *     o = fma(y, dy, -p) - fma(y, s_lo, e),
+ * the first rounded once on about the result, the second a term of
+ * 2^-24 y s rounded to 2^-48 y s: <= ~1 ULP + 2^-47 y |s| (the contract's
+ * 2^-36 cond holds y |s|).  |s| <= 2^100 keeps every product finite where
+ * the float64 form is; a larger or non-finite s takes that form. */
+#define BWD_SM_WRITE_F64(T, SUF)                                               \
+    for (i = 0; i + VLEN <= n; i += VLEN) {                                    \
+        if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }                    \
+        vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);            \
+        vstore2_##SUF(orow + i, vd_mul(a, vd_sub(c, sv)),                      \
+                        vd_mul(b, vd_sub(d, sv)));                             \
+    }                                                                          \
+    if (i < n) {                                                               \
+        vload2m_##SUF(yr + i, n - i, 0, &a, &b);                               \
+        vload2m_##SUF(gr + i, n - i, 0, &c, &d);                               \
+        vstore2m_##SUF(orow + i, n - i,                                        \
+                         vd_mul(a, vd_sub(c, sv)),                             \
+                         vd_mul(b, vd_sub(d, sv)));                            \
+    }
+static inline __attribute__((always_inline)) int
+bwd_sm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
+                  double s, int pf)
+{
+    if (!(fabs(s) <= 0x1p100)) return 0;
+    const float sh = (float)s;
+    const V vh = v_set1(sh), vl = v_set1((float)(s - (double)sh));
+#define BWD_SM32(y_, g_)                                                       \
+    ({ const V p_ = v_mul(y_, vh), e_ = v_fmsub(y_, vh, p_);                   \
+       v_sub(v_fmsub(y_, g_, p_), v_fmadd(y_, vl, e_)); })
+    ptrdiff_t i = 0;
+    for (; i + VLEN <= n; i += VLEN) {
+        if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }
+        const V y = v_load(yr + i), g = v_load(gr + i);
+        v_store(orow + i, BWD_SM32(y, g));
+    }
+    if (i < n) {
+        VT t = v_tail(n - i);
+        const V y = v_loadz_tail(yr + i, t), g = v_loadz_tail(gr + i, t);
+        v_store_tail(orow + i, t, BWD_SM32(y, g));
+    }
+#undef BWD_SM32
+    return 1;
+}
+static inline __attribute__((always_inline)) int
+bwd_sm_write_f64_(const double *yr, const double *gr, double *orow,
+                  ptrdiff_t n, double s, int pf)
+{
+    (void)yr; (void)gr; (void)orow; (void)n; (void)s; (void)pf;
+    return 0;
+}
 #define DEFINE_BWD(T, SUF, EXP, PFX, PF)                                       \
 void SUFFIX(csm_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy, T *o,    \
                                        ptrdiff_t n_rows, ptrdiff_t n)          \
@@ -46,22 +101,11 @@ void SUFFIX(csm_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy, T *o,    \
             vload2m_##SUF(gr + i, n - i, 0, &c, &d);                           \
             s0 = vd_fmadd(a, c, s0); s1 = vd_fmadd(b, d, s1);                  \
         }                                                                      \
-        const VD sv = vd_set1(                                                 \
-            vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
+        const double s_ = vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3)));    \
+        const VD sv = vd_set1(s_);                                             \
         const int pf = PF && r + 1 < n_rows;  /* not past the call's rows */  \
-        for (i = 0; i + VLEN <= n; i += VLEN) {                                \
-            if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }                \
-            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
-            vstore2_##SUF(orow + i, vd_mul(a, vd_sub(c, sv)),                  \
-                            vd_mul(b, vd_sub(d, sv)));                         \
-        }                                                                      \
-        if (i < n) {                                                           \
-            vload2m_##SUF(yr + i, n - i, 0, &a, &b);                           \
-            vload2m_##SUF(gr + i, n - i, 0, &c, &d);                           \
-            vstore2m_##SUF(orow + i, n - i,                                    \
-                             vd_mul(a, vd_sub(c, sv)),                         \
-                             vd_mul(b, vd_sub(d, sv)));                        \
-        }                                                                      \
+        if (bwd_sm_write_##SUF##_(yr, gr, orow, n, s_, pf)) continue;          \
+        BWD_SM_WRITE_F64(T, SUF)                                               \
     }                                                                          \
 }                                                                              \
 void SUFFIX(csm_log_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy,      \
