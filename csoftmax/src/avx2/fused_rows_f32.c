@@ -107,7 +107,7 @@ void csm_softmax_fused_rows_masked_f32_avx2(const float *x, ptrdiff_t n_rows,
                 states[r].rest = sum * rc.factor;
             }
             xr_scale_row_f32_(yr, n, alpha * (0x1p96 * rc.factor) / S,
-                              (float)(alpha / S));
+                              (float)(alpha / S), 0);
             continue;
         }
         csm_lse_state st;

@@ -7,82 +7,6 @@
  * (internal; included once, by those files, after common.h)
  */
 
-/* Pass 2 of a clean row: stores e'_i (sentinel -1 for lanes equal to m)
- * into y; returns the row's count and S' = sum of the other e'_i (the rest
- * is S' * rc->factor). */
-static inline __attribute__((always_inline)) void
-xr_store_row_acc_f32_(const float *x, ptrdiff_t n, double m, float L,
-                      float *y, const float *pf, const xr_row_ *rcp,
-                      VD *acc, VI *count, const int S1, const int OVL)
-{
-    const xr_row_ rc = *rcp;
-    /* OVL (n >= VLEN): the tail as the row's last VLEN elements, so no
-     * access leaves the row (a masked store that covers the next row's
-     * first elements stalls that row's loads until it retires) */
-    const ptrdiff_t full = OVL ? (n - 1) / VLEN * VLEN : n;
-    const V at = OVL ? v_load(x + n - VLEN) : v_zero();
-    const V mf = v_set1((float)m), Lv = v_set1(L), neg1 = v_set1(-1.0f);
-    VD s0 = vd_zero(), s1 = s0;
-    VI cnt = vi_zero();
-#define FU_STEP(a, e, out)                                                     \
-    do {                                                                       \
-        VM eq_ = v_cmpeq(a, mf);                                               \
-        cnt = vi_count(cnt, eq_);                                              \
-        e = xr_exp_(v_select(eq_, v_max(a, Lv), Lv), &rc, S1);                 \
-        out = v_select(eq_, e, neg1);                                          \
-    } while (0)
-    ptrdiff_t i = 0;
-    for (; i + 4 * VLEN <= full; i += 4 * VLEN) {
-        V e0, e1, e2, e3, o;
-        XR_PF(pf, i);
-        FU_STEP(v_load(x + i), e0, o);
-        v_store(y + i, o);
-        FU_STEP(v_load(x + i + VLEN), e1, o);
-        v_store(y + i + VLEN, o);
-        FU_STEP(v_load(x + i + 2 * VLEN), e2, o);
-        v_store(y + i + 2 * VLEN, o);
-        FU_STEP(v_load(x + i + 3 * VLEN), e3, o);
-        v_store(y + i + 3 * VLEN, o);
-        V s = v_add(v_add(e0, e1), v_add(e2, e3));
-        XR_ACC(s);
-    }
-    if (OVL) {
-        for (ptrdiff_t k = i; k < n; k += 16)   /* the hints the loop above did not give */
-            _mm_prefetch((const char *)(pf + k), _MM_HINT_T0);
-        for (; i < full; i += VLEN) {
-            V e, o;
-            FU_STEP(v_load(x + i), e, o);
-            v_store(y + i, o);
-            XR_ACC(e);
-        }
-    }
-    if (OVL) {
-        /* the last VLEN elements, loaded before any store (x may be y);
-         * the lanes below `full` were done by the loop: not summed nor
-         * counted again, stored again with the same value */
-        const VM nw = v_lanes_from(full - (n - VLEN));
-        V e, o;
-        const VM eq_ = vm_and(v_cmpeq(at, mf), nw);
-        cnt = vi_count(cnt, eq_);
-        e = xr_exp_(v_select(eq_, v_max(at, Lv), Lv), &rc, S1);
-        o = v_select(v_cmpeq(at, mf), e, neg1);
-        v_store(y + n - VLEN, o);
-        e = v_select(nw, v_zero(), e);
-        XR_ACC(e);
-    } else {
-        for (; i < n; i += VLEN) {
-            VT t = v_tail(n - i);
-            V a = v_load_tail(x + i, t, Lv), e, o;
-            FU_STEP(a, e, o);
-            v_store_tail(y + i, t, o);
-            XR_ACC(e);
-        }
-    }
-#undef FU_STEP
-    *count = cnt;
-    *acc = vd_add(s0, s1);
-}
-
 /* the same, summed: the count and S' */
 static inline __attribute__((always_inline)) double
 xr_store_row_rc_f32_(const float *x, ptrdiff_t n, double m, float L,
@@ -107,39 +31,18 @@ xr_store_row_f32_(const float *x, ptrdiff_t n, double scale, double m,
 }
 
 /* Pass 3: y_i = (e'_i f) 2^-XR_BIAS, sentinel (negative) lanes ym.  f in
- * [2^-92, 2^13]: f_lo is a normal float32, e' f_hi is finite. */
+ * [2^-92, 2^13]: f_lo is a normal float32, e' f_hi is finite.  OVL
+ * (n >= VLEN): the tail as the row's last VLEN elements, loaded first (see
+ * xr_store_row_acc_f32_), the lanes the loop did stored again with the same
+ * value. */
 static inline __attribute__((always_inline)) void
-xr_scale_row_f32_(float *y, ptrdiff_t n, double f, float ym)
+xr_scale_row_f32_(float *y, ptrdiff_t n, double f, float ym, const int OVL)
 {
     float fhf = (float)f;
     const V fh = v_set1(fhf), fl = v_set1((float)(f - (double)fhf));
     const V ymv = v_set1(ym), down = v_set1(0x1p-96f);
-#define FU_SCALE(e_)                                                           \
-    v_select(v_signmask(e_), v_mul(v_fmadd(e_, fh, v_mul(e_, fl)), down), ymv)
-    ptrdiff_t i = 0;
-    for (; i + 2 * VLEN <= n; i += 2 * VLEN) {
-        V a = v_load(y + i), b = v_load(y + i + VLEN);
-        v_store(y + i, FU_SCALE(a));
-        v_store(y + i + VLEN, FU_SCALE(b));
-    }
-    for (; i < n; i += VLEN) {
-        VT t = v_tail(n - i);
-        V a = v_loadz_tail(y + i, t);
-        v_store_tail(y + i, t, FU_SCALE(a));
-    }
-#undef FU_SCALE
-}
-
-/* xr_scale_row_f32_ for n >= VLEN with the tail as the last VLEN
- * elements, loaded first (see xr_store_row_acc_f32_) */
-static inline __attribute__((always_inline)) void
-xr_scale_row_ovl_f32_(float *y, ptrdiff_t n, double f, float ym)
-{
-    float fhf = (float)f;
-    const V fh = v_set1(fhf), fl = v_set1((float)(f - (double)fhf));
-    const V ymv = v_set1(ym), down = v_set1(0x1p-96f);
-    const ptrdiff_t full = (n - 1) / VLEN * VLEN;
-    const V at = v_load(y + n - VLEN);
+    const ptrdiff_t full = OVL ? (n - 1) / VLEN * VLEN : n;
+    const V at = OVL ? v_load(y + n - VLEN) : v_zero();
 #define FU_SCALE(e_)                                                           \
     v_select(v_signmask(e_), v_mul(v_fmadd(e_, fh, v_mul(e_, fl)), down), ymv)
     ptrdiff_t i = 0;
@@ -148,11 +51,17 @@ xr_scale_row_ovl_f32_(float *y, ptrdiff_t n, double f, float ym)
         v_store(y + i, FU_SCALE(a));
         v_store(y + i + VLEN, FU_SCALE(b));
     }
-    for (; i < full; i += VLEN) {
-        V a = v_load(y + i);
-        v_store(y + i, FU_SCALE(a));
+    if (OVL) {
+        for (; i < full; i += VLEN) {
+            V a = v_load(y + i);
+            v_store(y + i, FU_SCALE(a));
+        }
+        v_store(y + n - VLEN, FU_SCALE(at));
+    } else for (; i < n; i += VLEN) {
+        VT t = v_tail(n - i);
+        V a = v_loadz_tail(y + i, t);
+        v_store_tail(y + i, t, FU_SCALE(a));
     }
-    v_store(y + n - VLEN, FU_SCALE(at));
 #undef FU_SCALE
 }
 
@@ -177,30 +86,13 @@ softmax_fused_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
                          const int S1)
 {
     xr_group_ G;
-    double fv[FG_ROWS], ymv[FG_ROWS];
-    VD acc[FG_ROWS], cnt[FG_ROWS];
-    for (ptrdiff_t r = 0; r < g; ++r) G.mx[r] = row_max_f32_(x + r * xs, n);
-    xr_group_init_(&G, g, scale);
-    for (ptrdiff_t r = 0; r < FG_ROWS; ++r) {
-        acc[r] = vd_zero();
-        cnt[r] = vd_set1(1.0);
-        if (!(G.ok >> r & 1)) continue;
-        const xr_row_ *rc = xr_group_row_(&G, r);
-        const float *xr = x + r * xs;
-        VI c;
-        if (n >= VLEN)
-            xr_store_row_acc_f32_(xr, n, G.mx[r], (float)G.L[r], y + r * ys,
-                                  xr + FG_ROWS * xs, rc, acc + r, &c, S1, 1);
-        else
-            xr_store_row_acc_f32_(xr, n, G.mx[r], (float)G.L[r], y + r * ys,
-                                  xr + FG_ROWS * xs, rc, acc + r, &c, S1, 0);
-        cnt[r] = vi_pairs_pd(c);
-    }
+    double cn[FG_ROWS], sm[FG_ROWS], fv[FG_ROWS], ymv[FG_ROWS];
+    xr_group_sums_(&G, x, g, n, xs, scale, y, ys, NULL, 0, cn, sm, S1, 1);
     {
         const VD a = vd_set1(alpha), a96 = vd_set1(alpha * 0x1p96);
         for (int k = 0; k < FG_ROWS; k += VDLEN) {
-            const VD S = vd_fmadd(vd_hsums_(acc + k), vd_loadu(G.fac + k),
-                                  vd_hsums_(cnt + k));
+            const VD S = vd_fmadd(vd_loadu(sm + k), vd_loadu(G.fac + k),
+                                  vd_loadu(cn + k));
             vd_storeu(fv + k, vd_div(vd_mul(a96, vd_loadu(G.fac + k)), S));
             vd_storeu(ymv + k, vd_div(a, S));
         }
@@ -208,9 +100,9 @@ softmax_fused_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
     for (ptrdiff_t r = 0; r < g; ++r) {
         if (G.ok >> r & 1) {
             if (n >= VLEN)
-                xr_scale_row_ovl_f32_(y + r * ys, n, fv[r], (float)ymv[r]);
+                xr_scale_row_f32_(y + r * ys, n, fv[r], (float)ymv[r], 1);
             else
-                xr_scale_row_f32_(y + r * ys, n, fv[r], (float)ymv[r]);
+                xr_scale_row_f32_(y + r * ys, n, fv[r], (float)ymv[r], 0);
             continue;
         }
         const float *xr = x + r * xs;
@@ -258,7 +150,7 @@ void SUFFIX(csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
                 : xr_store_row_f32_(xr, n, scale, m, L, yr, pf, &rc, &count, 0);
             double S = count + sum * rc.factor;
             xr_scale_row_f32_(yr, n, alpha * (0x1p96 * rc.factor) / S,
-                              (float)(alpha / S));
+                              (float)(alpha / S), 0);
             continue;
         }
         csm_lse_state st;
@@ -283,38 +175,23 @@ void SUFFIX(csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
  * the store kernel's from max[r] alone, so the two always agree.
  * One exp per element instead of two; y may be the same memory as e. */
 /* rows of 32 to FG_MAX_N a group at a time (xr_f32.h "rows a group at a
- * time"): the states and stored terms of the per-row loop below; a row is
- * stored under the same test (the clamp of xr_group_init_ is clamp_bound_
- * in lanes, and n >= 32), so csm_softmax_scale_rows_f32 still agrees. */
+ * time", xr_group_sums_): the states and stored terms of the per-row loop
+ * below; a row is stored under the same test (the clamp of xr_group_init_
+ * is clamp_bound_ in lanes, and n >= 32), so csm_softmax_scale_rows_f32
+ * still agrees. */
 static inline __attribute__((always_inline)) void
 lse_store_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
                      double scale, csm_lse_state *states, float *e,
                      ptrdiff_t es, const int S1)
 {
     xr_group_ G;
-    VD acc[FG_ROWS], cnt[FG_ROWS];
-    double cn[FG_ROWS], rs[FG_ROWS];
-    for (ptrdiff_t r = 0; r < g; ++r) G.mx[r] = row_max_f32_(x + r * xs, n);
-    xr_group_init_(&G, g, scale);
-    for (ptrdiff_t r = 0; r < FG_ROWS; ++r) {
-        acc[r] = cnt[r] = vd_zero();
-        if (!(G.ok >> r & 1)) continue;
-        const float *xr = x + r * xs;
-        VI c;
-        xr_store_row_acc_f32_(xr, n, G.mx[r], (float)G.L[r], e + r * es,
-                              xr + FG_ROWS * xs, xr_group_row_(&G, r),
-                              acc + r, &c, S1, 1);
-        cnt[r] = vi_pairs_pd(c);
-    }
-    for (int k = 0; k < FG_ROWS; k += VDLEN) {
-        vd_storeu(cn + k, vd_hsums_(cnt + k));
-        vd_storeu(rs + k, vd_mul(vd_hsums_(acc + k), vd_loadu(G.fac + k)));
-    }
+    double cn[FG_ROWS], sm[FG_ROWS];
+    xr_group_sums_(&G, x, g, n, xs, scale, e, es, NULL, 0, cn, sm, S1, 1);
     for (ptrdiff_t r = 0; r < g; ++r) {
         if (G.ok >> r & 1) {
             states[r].max = G.mx[r];
             states[r].count = cn[r];
-            states[r].rest = rs[r];
+            states[r].rest = sm[r] * G.fac[r];
         } else {
             SUFFIX(csm_lse_rows_f32)(x + r * xs, 1, n, n, scale, states + r);
         }
@@ -390,7 +267,7 @@ softmax_scale_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
     for (ptrdiff_t r = 0; r < g; ++r) {
         float *yr = y + r * ys;
         if ((G.ok & fine) >> r & 1)
-            xr_scale_row_ovl_f32_(yr, n, fv[r], (float)gv[r]);
+            xr_scale_row_f32_(yr, n, fv[r], (float)gv[r], 1);
         else
             SUFFIX(csm_softmax_rows_f32)(x + r * xs, 1, n, 0, scale, max + r,
                                          log_sum + r, alpha, yr, 0);
@@ -420,7 +297,7 @@ void SUFFIX(csm_softmax_scale_rows_f32)(const float *x, ptrdiff_t n_rows,
             double g = alpha * exp(-log_sum[r]);
             double f = g * (0x1p96 * rc.factor);
             if (fabs(f) >= 0x1p-92 && fabs(f) <= 0x1p13) {
-                xr_scale_row_f32_(yr, n, f, (float)g);
+                xr_scale_row_f32_(yr, n, f, (float)g, 0);
                 continue;
             }
         }

@@ -29,38 +29,22 @@ static void lse_chunk_f32_(const float *x, ptrdiff_t n, double scale,
 }
 
 /* rows of 32 to FG_MAX_N elements FG_ROWS at a time (xr_f32.h "rows a
- * group at a time"): the same states as lse_chunk_f32_ (rest's factor and
- * the order of the last float64 additions may differ in their last bits).
- * Prefetches: the row FG_ROWS ahead (the next group's) and, with w, the
- * row's destination. */
+ * group at a time", xr_group_sums_): the states of lse_chunk_f32_ (rest's
+ * factor and the order of the last additions may differ in their last
+ * bits); with w, hints for the row's destination. */
 static inline __attribute__((always_inline)) void
 lse_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
                double scale, csm_lse_state *states, const float *w,
                ptrdiff_t ws, const int S1)
 {
     xr_group_ G;
-    VD acc[FG_ROWS], cnt[FG_ROWS];
-    double cn[FG_ROWS], rs[FG_ROWS];
-    for (ptrdiff_t r = 0; r < g; ++r) G.mx[r] = row_max_f32_(x + r * xs, n);
-    xr_group_init_(&G, g, scale);
-    for (ptrdiff_t r = 0; r < FG_ROWS; ++r) {
-        acc[r] = cnt[r] = vd_zero();
-        if (!(G.ok >> r & 1)) continue;
-        const float *xr = x + r * xs;
-        VI c;
-        lse_acc_f32_xr_(xr, n, G.mx[r], (float)G.L[r], xr_group_row_(&G, r),
-                        xr + FG_ROWS * xs, w ? w + r * ws : NULL, acc + r, &c, S1, 1);
-        cnt[r] = vi_pairs_pd(c);
-    }
-    for (int k = 0; k < FG_ROWS; k += VDLEN) {
-        vd_storeu(cn + k, vd_hsums_(cnt + k));
-        vd_storeu(rs + k, vd_mul(vd_hsums_(acc + k), vd_loadu(G.fac + k)));
-    }
+    double cn[FG_ROWS], sm[FG_ROWS];
+    xr_group_sums_(&G, x, g, n, xs, scale, NULL, 0, w, ws, cn, sm, S1, 0);
     for (ptrdiff_t r = 0; r < g; ++r) {
         if (G.ok >> r & 1) {
             states[r].max = G.mx[r];
             states[r].count = cn[r];
-            states[r].rest = rs[r];
+            states[r].rest = sm[r] * G.fac[r];
         } else {
             csm_lse_rows_f32_generic_avx2(x + r * xs, 1, n, n, scale, states + r);
         }

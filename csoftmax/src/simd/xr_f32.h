@@ -217,6 +217,82 @@ lse_chunk_f32_xr_(const float *x, ptrdiff_t n, double scale, double m,
     st->rest = vd_hsum(acc) * rc.factor;
 }
 
+/* Pass 2 of a clean row: stores e'_i (sentinel -1 for lanes equal to m)
+ * into y; returns the row's count and S' = sum of the other e'_i (the rest
+ * is S' * rc->factor). */
+static inline __attribute__((always_inline)) void
+xr_store_row_acc_f32_(const float *x, ptrdiff_t n, double m, float L,
+                      float *y, const float *pf, const xr_row_ *rcp,
+                      VD *acc, VI *count, const int S1, const int OVL)
+{
+    const xr_row_ rc = *rcp;
+    /* OVL (n >= VLEN): the tail as the row's last VLEN elements, so no
+     * access leaves the row (a masked store that covers the next row's
+     * first elements stalls that row's loads until it retires) */
+    const ptrdiff_t full = OVL ? (n - 1) / VLEN * VLEN : n;
+    const V at = OVL ? v_load(x + n - VLEN) : v_zero();
+    const V mf = v_set1((float)m), Lv = v_set1(L), neg1 = v_set1(-1.0f);
+    VD s0 = vd_zero(), s1 = s0;
+    VI cnt = vi_zero();
+#define FU_STEP(a, e, out)                                                     \
+    do {                                                                       \
+        VM eq_ = v_cmpeq(a, mf);                                               \
+        cnt = vi_count(cnt, eq_);                                              \
+        e = xr_exp_(v_select(eq_, v_max(a, Lv), Lv), &rc, S1);                 \
+        out = v_select(eq_, e, neg1);                                          \
+    } while (0)
+    ptrdiff_t i = 0;
+    for (; i + 4 * VLEN <= full; i += 4 * VLEN) {
+        V e0, e1, e2, e3, o;
+        XR_PF(pf, i);
+        FU_STEP(v_load(x + i), e0, o);
+        v_store(y + i, o);
+        FU_STEP(v_load(x + i + VLEN), e1, o);
+        v_store(y + i + VLEN, o);
+        FU_STEP(v_load(x + i + 2 * VLEN), e2, o);
+        v_store(y + i + 2 * VLEN, o);
+        FU_STEP(v_load(x + i + 3 * VLEN), e3, o);
+        v_store(y + i + 3 * VLEN, o);
+        V s = v_add(v_add(e0, e1), v_add(e2, e3));
+        XR_ACC(s);
+    }
+    if (OVL) {
+        for (ptrdiff_t k = i; k < n; k += 16)   /* the hints the loop above did not give */
+            _mm_prefetch((const char *)(pf + k), _MM_HINT_T0);
+        for (; i < full; i += VLEN) {
+            V e, o;
+            FU_STEP(v_load(x + i), e, o);
+            v_store(y + i, o);
+            XR_ACC(e);
+        }
+    }
+    if (OVL) {
+        /* the last VLEN elements, loaded before any store (x may be y);
+         * the lanes below `full` were done by the loop: not summed nor
+         * counted again, stored again with the same value */
+        const VM nw = v_lanes_from(full - (n - VLEN));
+        V e, o;
+        const VM eq_ = vm_and(v_cmpeq(at, mf), nw);
+        cnt = vi_count(cnt, eq_);
+        e = xr_exp_(v_select(eq_, v_max(at, Lv), Lv), &rc, S1);
+        o = v_select(v_cmpeq(at, mf), e, neg1);
+        v_store(y + n - VLEN, o);
+        e = v_select(nw, v_zero(), e);
+        XR_ACC(e);
+    } else {
+        for (; i < n; i += VLEN) {
+            VT t = v_tail(n - i);
+            V a = v_load_tail(x + i, t, Lv), e, o;
+            FU_STEP(a, e, o);
+            v_store_tail(y + i, t, o);
+            XR_ACC(e);
+        }
+    }
+#undef FU_STEP
+    *count = cnt;
+    *acc = vd_add(s0, s1);
+}
+
 /* ---- rows a group at a time ----------------------------------------------
  *
  * A row of up to FG_MAX_N elements costs the per-row kernels little vector
@@ -287,6 +363,49 @@ xr_group_row_(xr_group_ *G, ptrdiff_t r)
 {
     G->rc.magic = v_set1((float)G->mg[r]);
     return &G->rc;
+}
+
+/* Passes 1 and 2 of a group of g rows: G (maxima, row constants, which
+ * rows are clean) and, per clean row, its count cn[r] and the sum of its
+ * other terms before the factor sm[r] (the rest is sm[r] G->fac[r]); the
+ * other rows get 0 and 0.  STORE: the clean rows' terms are stored into e
+ * (the fused softmax, the cross-entropy's stored terms); else pw gives
+ * hints for the destination w (the reduction).  Both make the same
+ * additions (for rows of at least VLEN, the OVL forms, which keep every
+ * access inside the row), so a row's state is the same bits either way: a
+ * cross-entropy loss is the same with or without its gradient.  The passes
+ * hint the row FG_ROWS ahead (the next group's). */
+static inline __attribute__((always_inline)) void
+xr_group_sums_(xr_group_ *G, const float *x, ptrdiff_t g, ptrdiff_t n,
+               ptrdiff_t xs, double scale, float *e, ptrdiff_t es,
+               const float *w, ptrdiff_t ws, double *cn, double *sm,
+               const int S1, const int STORE)
+{
+    VD acc[FG_ROWS], cnt[FG_ROWS];
+    for (ptrdiff_t r = 0; r < g; ++r) G->mx[r] = row_max_f32_(x + r * xs, n);
+    xr_group_init_(G, g, scale);
+    for (ptrdiff_t r = 0; r < FG_ROWS; ++r) {
+        acc[r] = cnt[r] = vd_zero();
+        if (!(G->ok >> r & 1)) continue;
+        const float *xr = x + r * xs, *pf = xr + FG_ROWS * xs;
+        const double m = G->mx[r];
+        const float L = (float)G->L[r];
+        const xr_row_ *rc = xr_group_row_(G, r);
+        VI c;
+        if (STORE && n >= VLEN)
+            xr_store_row_acc_f32_(xr, n, m, L, e + r * es, pf, rc, acc + r, &c, S1, 1);
+        else if (STORE)
+            xr_store_row_acc_f32_(xr, n, m, L, e + r * es, pf, rc, acc + r, &c, S1, 0);
+        else if (n >= VLEN)
+            lse_acc_f32_xr_(xr, n, m, L, rc, pf, w ? w + r * ws : NULL, acc + r, &c, S1, 1);
+        else
+            lse_acc_f32_xr_(xr, n, m, L, rc, pf, w ? w + r * ws : NULL, acc + r, &c, S1, 0);
+        cnt[r] = vi_pairs_pd(c);
+    }
+    for (int k = 0; k < FG_ROWS; k += VDLEN) {
+        vd_storeu(cn + k, vd_hsums_(cnt + k));
+        vd_storeu(sm + k, vd_hsums_(acc + k));
+    }
 }
 
 /* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
