@@ -184,18 +184,10 @@ lse_store_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
                      double scale, csm_lse_state *states, float *e,
                      ptrdiff_t es, const int S1)
 {
-    xr_group_ G;
-    double cn[FG_ROWS], sm[FG_ROWS];
-    xr_group_sums_(&G, x, g, n, xs, scale, e, es, NULL, 0, cn, sm, S1, 1);
-    for (ptrdiff_t r = 0; r < g; ++r) {
-        if (G.ok >> r & 1) {
-            states[r].max = G.mx[r];
-            states[r].count = cn[r];
-            states[r].rest = sm[r] * G.fac[r];
-        } else {
+    const int ok = xr_group_states_(x, g, n, xs, scale, states, e, es, NULL, 0, S1, 1);
+    for (ptrdiff_t r = 0; r < g; ++r)
+        if (!(ok >> r & 1))
             SUFFIX(csm_lse_rows_f32)(x + r * xs, 1, n, n, scale, states + r);
-        }
-    }
 }
 
 void SUFFIX(csm_lse_store_rows_f32)(const float *x, ptrdiff_t n_rows, ptrdiff_t n,

@@ -37,18 +37,10 @@ lse_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
                double scale, csm_lse_state *states, const float *w,
                ptrdiff_t ws, const int S1)
 {
-    xr_group_ G;
-    double cn[FG_ROWS], sm[FG_ROWS];
-    xr_group_sums_(&G, x, g, n, xs, scale, NULL, 0, w, ws, cn, sm, S1, 0);
-    for (ptrdiff_t r = 0; r < g; ++r) {
-        if (G.ok >> r & 1) {
-            states[r].max = G.mx[r];
-            states[r].count = cn[r];
-            states[r].rest = sm[r] * G.fac[r];
-        } else {
+    const int ok = xr_group_states_(x, g, n, xs, scale, states, NULL, 0, w, ws, S1, 0);
+    for (ptrdiff_t r = 0; r < g; ++r)
+        if (!(ok >> r & 1))
             csm_lse_rows_f32_generic_avx2(x + r * xs, 1, n, n, scale, states + r);
-        }
-    }
 }
 
 static void lse_rows_f32_(const float *x, ptrdiff_t n_rows, ptrdiff_t n,

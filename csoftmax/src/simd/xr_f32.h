@@ -408,6 +408,26 @@ xr_group_sums_(xr_group_ *G, const float *x, ptrdiff_t g, ptrdiff_t n,
     }
 }
 
+/* The states of a group's clean rows (xr_group_sums_; STORE: their terms
+ * into e, else hints for w); returns which rows those are -- the caller
+ * gives the others their state. */
+static inline __attribute__((always_inline)) int
+xr_group_states_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
+                 double scale, csm_lse_state *states, float *e, ptrdiff_t es,
+                 const float *w, ptrdiff_t ws, const int S1, const int STORE)
+{
+    xr_group_ G;
+    double cn[FG_ROWS], sm[FG_ROWS];
+    xr_group_sums_(&G, x, g, n, xs, scale, e, es, w, ws, cn, sm, S1, STORE);
+    for (ptrdiff_t r = 0; r < g; ++r)
+        if (G.ok >> r & 1) {
+            states[r].max = G.mx[r];
+            states[r].count = cn[r];
+            states[r].rest = sm[r] * G.fac[r];
+        }
+    return G.ok;
+}
+
 /* LSE = scale*max + log(count + rest) close to 0 cancels: the ~1 ULP
  * relative error of the float32 terms would show as many ULPs of LSE.
  * Such rows (|LSE| < ~1.2, judged with a crude log) are redone by the
