@@ -7,7 +7,9 @@
  * (internal; included once, by those files, after common.h)
  */
 
-/* the same, summed: the count and S' */
+/* xr_store_row_acc_f32_ (xr_f32.h, pass 2 of a clean row) summed: returns
+ * S' = the sum of the terms other than the max's (the rest is S' factor),
+ * the count into *count_out */
 static inline __attribute__((always_inline)) double
 xr_store_row_rc_f32_(const float *x, ptrdiff_t n, double m, float L,
                      float *y, const float *pf, const xr_row_ *rcp,
@@ -174,11 +176,12 @@ void SUFFIX(csm_softmax_fused_rows_f32)(const float *x, ptrdiff_t n_rows,
  * range, else from x (so x must not be e).  The per-row decision repeats
  * the store kernel's from max[r] alone, so the two always agree.
  * One exp per element instead of two; y may be the same memory as e. */
+
 /* rows of 32 to FG_MAX_N a group at a time (xr_f32.h "rows a group at a
  * time", xr_group_sums_): the states and stored terms of the per-row loop
- * below; a row is stored under the same test (the clamp of xr_group_init_
- * is clamp_bound_ in lanes, and n >= 32), so csm_softmax_scale_rows_f32
- * still agrees. */
+ * of csm_lse_store_rows_f32; a row is stored under the same test (the
+ * clamp of xr_group_init_ is clamp_bound_ in lanes, and n >= 32), so
+ * csm_softmax_scale_rows_f32 still agrees. */
 static inline __attribute__((always_inline)) void
 lse_store_group_f32_(const float *x, ptrdiff_t g, ptrdiff_t n, ptrdiff_t xs,
                      double scale, csm_lse_state *states, float *e,
