@@ -424,3 +424,52 @@ def test_softmax_backward_sum_beyond_float32(n, isa):
     keep = np.ones_like(got, bool)
     keep[0, 1] = False                       # -1e58: beyond float32, -inf
     H.assert_within(got[keep], H.ref_softmax_bwd(y, dy)[keep], "softmax_backward")
+
+
+@pytest.mark.parametrize("n", [16, 37, 1000])
+def test_log_softmax_backward_float32_lanes(n, isa):
+    """float32 log_softmax_backward on AVX-512 writes in float32 lanes: exp(y)
+    s as 2^k (T_hi + T_lo)(1 + v_hi + v_lo) with a per-row table of 2^(j/32)
+    s (avx512/exp.h).  Against the float64 reference and the contract
+    (4 ULP + 2^-36 cond) on the entries where dy_i and exp(y_i) s cancel to
+    many bits, for y across [-87, 0], sums from 2^-140 to 2^99, scaled
+    terms below the normal range; a vector holding y < -87 or -inf (the
+    float64-lane form for that vector only) and sums beyond 2^100 (the
+    float64 form for the row), every table."""
+    rng = np.random.default_rng(n)
+    rows = 64
+    y = -rng.uniform(0, 87, size=(rows, n))
+    y[:, ::5] = -rng.uniform(0, 1e-3, size=y[:, ::5].shape)   # near-argmax
+    y[::4, -1] = -86.999                                         # top of the range
+    y = y.astype(np.float32)
+    scale = 2.0 ** rng.integers(-140, 99, size=(rows, 1))
+    dy = rng.normal(size=(rows, n)) * scale
+    dy[::3] *= rng.uniform(0, 1e-3, size=dy[::3].shape)          # a dominant entry
+    dy[4] = 0.0                                                  # s = 0
+    dy[5, 1:] = 0.0
+    dy[5, 0] = -1.0                                              # NLL's row
+    y[5, 0] = -1e-6
+    y[6, n // 2] = -87.25                                        # one vector in float64
+    y[7, 0] = -np.inf
+    y[8, n - 1] = -1e30
+    dy[9] = rng.normal(size=n) * 1e31                            # |s| > 2^100
+    dy = dy.astype(np.float32)
+    # make one entry i of each row cancel: dy_i = exp(y_i) (s_rest + dy_i)
+    i = rng.integers(0, n, size=rows)
+    r = np.arange(rows)
+    keep = np.ones((rows, n), bool)
+    keep[r, i] = False
+    rest = np.where(keep, dy.astype(np.float64), 0).sum(-1)
+    e = np.exp(y[r, i].astype(np.float64))
+    with np.errstate(all="ignore"):
+        cancel = np.where(e < 1, e * rest / (1 - e), 0.0)
+    ok = np.isfinite(cancel) & (np.abs(cancel) < 3e38) & (np.arange(rows) != 5)
+    dy[r[ok], i[ok]] = cancel[ok].astype(np.float32)
+    got = csoftmax.log_softmax_backward(y, dy)
+    ref = H.ref_log_softmax_bwd(y, dy)
+    H.assert_within(got, ref, "log_softmax_backward")
+    # the cancelling entries lose many bits of exp(y) s: they test the 2^-36
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(np.asarray(ref)[r[ok], i[ok]]) / np.asarray(ref.cond)[r[ok], i[ok]]
+    assert (rel[np.isfinite(rel)] < 2.0 ** -16).mean() > 0.5
+    assert got[7, 0] == dy[7, 0]                                 # exp(-inf) = 0

@@ -69,12 +69,135 @@ bwd_sm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
 #undef BWD_SM32
     return 1;
 }
+/* log_softmax_backward's write pass, o = dy - exp(y) s, float32 data, on
+ * an ISA with exp_s_parts_f32_ (AVX-512): in float32 lanes, exp(y) s =
+ * 2^k T (1 + v_hi + v_lo) with T = T_hi + T_lo = 2^(j/32) s (avx512/exp.h,
+ * 2^-42), and with a = T_hi v_hi as the exact pair a_hi + a_lo (FMA):
+ *     o = ((dy - 2^k T_hi) - 2^k a_hi) - 2^k (a_lo + T_hi v_lo + T_lo (1 + v_hi)).
+ * Where dy and exp(y) s cancel, dy - 2^k T_hi is exact (Sterbenz: |v| <
+ * 2^-6), so the result is rounded about once more than a single rounding:
+ * measured <= 1.4 ULP + 2^-43 exp(y) |s| (the contract: 4 ULP + 2^-36
+ * cond); a term below the normal range keeps 2^-150 absolute, within the
+ * 4 ULP of a normal result and the flush-to-zero allowance of a smaller one.
+ * A vector holding y < -87 (2^k 2^(j/32) would leave the normal range;
+ * -inf of a masked row) takes the float64-lane form; |s| > 2^100 or not
+ * finite, the whole row (returns 0).  The caller's first pass sent rows
+ * with y > 0 or NaN to the scalar kernel. */
+static inline __attribute__((always_inline)) int
+bwd_lsm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
+                   double s, int pf)
+{
+#ifdef CSM_EXP_PAIR_F32
+    if (!(fabs(s) <= 0x1p100))            /* and not NaN */
+        return 0;
+    const csm_exp2_tab tab = exp2_tab_scaled_(s);
+    const V low = v_set1(-87.0f);
+    const VD sd = vd_set1(s);
+#define BWD_LSM32(y_, g_)                                                      \
+    ({ V o_;                                                                   \
+       if (v_anynan(v_cmp(y_, low, _CMP_LT_OQ))) {                             \
+           VD a_, b_, c_, d_;                                                  \
+           widen16_(y_, &a_, &b_); widen16_(g_, &c_, &d_);                     \
+           o_ = narrow16_(lsb_f32_(a_, sd, c_), lsb_f32_(b_, sd, d_));         \
+       } else {                                                                \
+           V nf_, th_, tl_, vh_, vl_;                                          \
+           exp_s_parts_f32_(y_, &tab, &nf_, &th_, &tl_, &vh_, &vl_);           \
+           const V ah_ = v_mul(th_, vh_), al_ = v_fmsub(th_, vh_, ah_);        \
+           const V t_ = v_sub(v_sub(g_, _mm512_scalef_ps(th_, nf_)),           \
+                              _mm512_scalef_ps(ah_, nf_));                     \
+           const V c_ = v_add(v_fmadd(th_, vl_, v_fmadd(tl_, vh_, tl_)), al_); \
+           o_ = v_sub(t_, _mm512_scalef_ps(c_, nf_));                          \
+       }                                                                       \
+       o_; })
+    ptrdiff_t i = 0;
+    for (; i + VLEN <= n; i += VLEN) {
+        if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }
+        const V y = v_load(yr + i), g = v_load(gr + i);
+        v_store(orow + i, BWD_LSM32(y, g));
+    }
+    if (i < n) {
+        VT t = v_tail(n - i);
+        const V y = v_loadz_tail(yr + i, t), g = v_loadz_tail(gr + i, t);
+        v_store_tail(orow + i, t, BWD_LSM32(y, g));
+    }
+#undef BWD_LSM32
+    return 1;
+#else
+    (void)yr; (void)gr; (void)orow; (void)n; (void)s; (void)pf;
+    return 0;
+#endif
+}
+static inline __attribute__((always_inline)) int
+bwd_lsm_write_f64_(const double *yr, const double *gr, double *orow,
+                   ptrdiff_t n, double s, int pf)
+{
+    (void)yr; (void)gr; (void)orow; (void)n; (void)s; (void)pf;
+    return 0;
+}
 static inline __attribute__((always_inline)) int
 bwd_sm_write_f64_(const double *yr, const double *gr, double *orow,
                   ptrdiff_t n, double s, int pf)
 {
     (void)yr; (void)gr; (void)orow; (void)n; (void)s; (void)pf;
     return 0;
+}
+/* log_softmax_backward's first pass: s = sum dy in float64 (4 accumulators,
+ * VLEN elements of each a step: the same sums whatever the write pass);
+ * returns nonzero when the row holds y > 0 or NaN (the caller gives such a
+ * row to the scalar kernel).  float32: y compared in float32 lanes. */
+static inline __attribute__((always_inline)) int
+lsm_sum_f32_(const float *yr, const float *gr, ptrdiff_t n, double *s)
+{
+    const V zero = v_zero();
+    VD s0 = vd_zero(), s1 = s0, s2 = s0, s3 = s0, c, d;
+    VM bad = vm_none();
+    ptrdiff_t i = 0;
+    for (; i + 2 * VLEN <= n; i += 2 * VLEN) {
+        bad = vm_or(bad, vm_or(v_cmp(v_load(yr + i), zero, _CMP_NLE_UQ),
+                    v_cmp(v_load(yr + i + VLEN), zero, _CMP_NLE_UQ)));
+        vload2_f32(gr + i, &c, &d); s0 = vd_add(s0, c); s1 = vd_add(s1, d);
+        vload2_f32(gr + i + VLEN, &c, &d); s2 = vd_add(s2, c); s3 = vd_add(s3, d);
+    }
+    for (; i + VLEN <= n; i += VLEN) {
+        bad = vm_or(bad, v_cmp(v_load(yr + i), zero, _CMP_NLE_UQ));
+        vload2_f32(gr + i, &c, &d); s0 = vd_add(s0, c); s1 = vd_add(s1, d);
+    }
+    if (i < n) {
+        bad = vm_or(bad, v_cmp(v_loadz_tail(yr + i, v_tail(n - i)), zero,
+                               _CMP_NLE_UQ));
+        vload2m_f32(gr + i, n - i, 0, &c, &d);
+        s0 = vd_add(s0, c); s1 = vd_add(s1, d);
+    }
+    *s = vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3)));
+    return v_anynan(bad) != 0;
+}
+static inline __attribute__((always_inline)) int
+lsm_sum_f64_(const double *yr, const double *gr, ptrdiff_t n, double *s)
+{
+    const VD zero = vd_zero();
+    VD s0 = zero, s1 = zero, s2 = zero, s3 = zero, a, b, c, d;
+    VDM bad = vdm_none();
+    ptrdiff_t i = 0;
+#define LSM_STEP(k, sa, sb)                                                    \
+    vload2_f64(yr + (k), &a, &b); vload2_f64(gr + (k), &c, &d);                \
+    sa = vd_add(sa, c); sb = vd_add(sb, d);                                    \
+    bad = vdm_or(bad, vdm_or(vd_cmp(a, zero, _CMP_NLE_UQ),                     \
+                             vd_cmp(b, zero, _CMP_NLE_UQ)));
+    for (; i + 2 * VLEN <= n; i += 2 * VLEN) {
+        LSM_STEP(i, s0, s1)
+        LSM_STEP(i + VLEN, s2, s3)
+    }
+    for (; i + VLEN <= n; i += VLEN) { LSM_STEP(i, s0, s1) }
+#undef LSM_STEP
+    if (i < n) {
+        vload2m_f64(yr + i, n - i, 0, &a, &b);
+        vload2m_f64(gr + i, n - i, 0, &c, &d);
+        s0 = vd_add(s0, c); s1 = vd_add(s1, d);
+        bad = vdm_or(bad, vdm_or(vd_cmp(a, zero, _CMP_NLE_UQ),
+                                 vd_cmp(b, zero, _CMP_NLE_UQ)));
+    }
+    *s = vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3)));
+    return vdm_any(bad) != 0;
 }
 #define DEFINE_BWD(T, SUF, EXP, PFX, PF)                                       \
 void SUFFIX(csm_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy, T *o,    \
@@ -111,47 +234,18 @@ void SUFFIX(csm_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy, T *o,    \
 void SUFFIX(csm_log_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy,      \
                                            T *o, ptrdiff_t n_rows, ptrdiff_t n)\
 {                                                                              \
-    const VD zero = vd_zero();                                                 \
     for (ptrdiff_t r = 0; r < n_rows; ++r) {                                   \
         const T *yr = y + r * n, *gr = dy + r * n; T *orow = o + r * n;        \
-        VD s0 = zero, s1 = zero, s2 = zero, s3 = zero; VDM bad = vdm_none();   \
-        VD a, b, c, d;                                                         \
-        ptrdiff_t i = 0;                                                       \
-        for (; i + 2 * VLEN <= n; i += 2 * VLEN) {                             \
-            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
-            s0 = vd_add(s0, c); s1 = vd_add(s1, d);                            \
-            bad = vdm_or(bad, vdm_or(                                          \
-                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
-                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
-            vload2_##SUF(yr + i + VLEN, &a, &b);                               \
-            vload2_##SUF(gr + i + VLEN, &c, &d);                               \
-            s2 = vd_add(s2, c); s3 = vd_add(s3, d);                            \
-            bad = vdm_or(bad, vdm_or(                                          \
-                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
-                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
-        }                                                                      \
-        for (; i + VLEN <= n; i += VLEN) {                                     \
-            vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
-            s0 = vd_add(s0, c); s1 = vd_add(s1, d);                            \
-            bad = vdm_or(bad, vdm_or(                                          \
-                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
-                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
-        }                                                                      \
-        if (i < n) {                                                           \
-            vload2m_##SUF(yr + i, n - i, 0, &a, &b);                           \
-            vload2m_##SUF(gr + i, n - i, 0, &c, &d);                           \
-            s0 = vd_add(s0, c); s1 = vd_add(s1, d);                            \
-            bad = vdm_or(bad, vdm_or(                                          \
-                vd_cmp(a, zero, _CMP_NLE_UQ),                                  \
-                vd_cmp(b, zero, _CMP_NLE_UQ)));                                \
-        }                                                                      \
-        if (vdm_any(bad)) {                                                    \
+        double s_;                                                             \
+        if (lsm_sum_##SUF##_(yr, gr, n, &s_)) {                                \
             csm_log_softmax_bwd_rows_##SUF##_scalar(yr, gr, orow, 1, n);       \
             continue;                                                          \
         }                                                                      \
-        const VD sv = vd_set1(                                                 \
-            vd_hsum(vd_add(vd_add(s0, s1), vd_add(s2, s3))));                  \
+        VD a, b, c, d;                                                         \
+        ptrdiff_t i;                                                           \
+        const VD sv = vd_set1(s_);                                             \
         const int pf = PF && r + 1 < n_rows;  /* not past the call's rows */  \
+        if (bwd_lsm_write_##SUF##_(yr, gr, orow, n, s_, pf)) continue;         \
         for (i = 0; i + VLEN <= n; i += VLEN) {                                \
             if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }                \
             vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
