@@ -1391,6 +1391,10 @@ cdef inline void _bwd_cols_call(const floating *y, const floating *dy,
             _tab.softmax_bwd_cols_f64(y, dy, o, cols, n, rs)
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void *p) nogil   # gcc / clang
+
+
 cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
                     Py_ssize_t cols, Py_ssize_t n, Py_ssize_t inner,
                     bint log, int path) noexcept nogil:
@@ -1412,6 +1416,14 @@ cdef void _bwd_cols(const floating *y, const floating *dy, floating *o,
                 for i in range(n):
                     memcpy(buf + i * P, y + i * inner, cols * sizeof(floating))
                     memcpy(buf + (n + i) * P, dy + i * inner, cols * sizeof(floating))
+                    # the next tile's row while this one is copied, as the
+                    # forward tiles do (past the array's end: a prefetch
+                    # does not fault)
+                    j = 0
+                    while j < cols:
+                        __builtin_prefetch(y + i * inner + cols + j)
+                        __builtin_prefetch(dy + i * inner + cols + j)
+                        j += <Py_ssize_t>(64 // sizeof(floating))
                 _bwd_cols_call(buf, buf + n * P, buf + n * P, cols, n, P, log)
                 if floating is float:
                     if _tab.copy_rows_nt_f32 != NULL:
