@@ -181,6 +181,23 @@ DEF SMALL_LOG_MAX_LANES = 63  # ... and up to 63 for float32 on the AVX-512
                             # 1.05-1.09, 0.96-0.99 / 1.47-1.56; of 63 0.65 /
                             # 0.79, 0.77 / 0.91; of 64 0.72 / 0.67, 0.71-0.79 /
                             # 0.69-0.70 (CE 0.98 / 1.07-1.11)
+DEF SMALL_LOG_SOFTMAX_MAX_F32 = 31  # float32 log_softmax (any alpha, both
+                            # tables): the short-row kernels up to 31, from 32
+                            # the reduction and write of rows a group at a time
+                            # (session 14's row groups, which the rows of 32-63
+                            # did not reach while SMALL_LOG_MAX_LANES served
+                            # them).  AMD Zen5, one pinned core, 4M elements,
+                            # out=, ns/element SMALL / TWO_PASS_PREFETCH
+                            # alternated 25 times, AVX-512 table: 24 0.50 /
+                            # 1.19, 31 0.76 / 1.16, 32 0.77 / 0.59, 40 0.81 /
+                            # 0.54, 48 0.89 / 0.46, 63 0.75 / 0.42 (temperature
+                            # 2: 32 0.93 / 0.60, 63 0.85 / 0.49); AVX2 table:
+                            # 31 1.04 / 1.34, 32 1.11 / 0.78
+DEF SMALL_LSE_MAX_LANES = 47  # float32 logsumexp on the AVX-512 table: the
+                            # short-row kernels up to 47 (same runs, SMALL /
+                            # TWO_PASS: 32 0.47 / 0.49, 40 0.47 / 0.49, 48 0.44
+                            # / 0.41, 56 0.43 / 0.40, 63 0.42 / 0.37; AVX2 at
+                            # 32: 0.74 / 0.70, left at SMALL_LOG_MAX)
 DEF CE_TILE = 8192          # floats per column tile of the cross-entropy (x and g
                             # each): class rows of x are usually a multiple of
                             # 4 KiB apart and share cache sets; tiles have a
@@ -316,6 +333,8 @@ def thresholds():
             "CSM_SMALL_MAX": CSM_SMALL_MAX,
             "SMALL_LOG_MAX": SMALL_LOG_MAX, "SMALL_LOG_MAX_LANES": SMALL_LOG_MAX_LANES,
             "SMALL_SOFTMAX_MAX_F32": SMALL_SOFTMAX_MAX_F32,
+            "SMALL_LOG_SOFTMAX_MAX_F32": SMALL_LOG_SOFTMAX_MAX_F32,
+            "SMALL_LSE_MAX_LANES": SMALL_LSE_MAX_LANES,
             "CE_TILE": CE_TILE,
             "BWD_TILE": BWD_TILE, "TILE_MIN_COLS": TILE_MIN_COLS,
             "BWD_SMALL_MAX": BWD_SMALL_MAX, "BWD_SMALL_LOG_MAX": BWD_SMALL_LOG_MAX,
@@ -727,6 +746,10 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
             small_max = SMALL_SOFTMAX_MAX_F32
         elif op == OP_SOFTMAX and flags & PF_ALPHA1:
             small_max = CSM_SMALL_MAX
+        elif op == OP_LOG_SOFTMAX and not f64:
+            small_max = SMALL_LOG_SOFTMAX_MAX_F32
+        elif op == OP_LSE and not f64:
+            small_max = min(_small_log_max(f64), SMALL_LSE_MAX_LANES)
         else:
             small_max = _small_log_max(f64)
         if n <= small_max:

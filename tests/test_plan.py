@@ -40,10 +40,10 @@ _TH = _core.thresholds()
 
 
 def _lanes(simd):
-    """Expected path of a float32 use needing log_sum at 33..63 elements:
-    SMALL on the AVX-512 table (its float32-lane short rows, up to
-    SMALL_LOG_MAX_LANES), `simd` on AVX2 and for float64, TWO_PASS off the
-    SIMD tables."""
+    """Expected path of a float32 use needing log_sum at 33..63 elements
+    (logsumexp: 33..47, SMALL_LSE_MAX_LANES; cross-entropy): SMALL on the
+    AVX-512 table (its float32-lane short rows, up to SMALL_LOG_MAX_LANES),
+    `simd` on AVX2 and for float64, TWO_PASS off the SIMD tables."""
     def want(group, dn):
         if group != "avx2":
             return T
@@ -127,14 +127,16 @@ CASES = [
     ("softmax", (32, 21, 128, 128), 1, {}, 2,
      {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
       ("avx2", "float64"): "COLS_BLOCKS"}),
-    # log_softmax: short rows up to SMALL_LOG_MAX = 32 (float32 on AVX-512:
-    # SMALL_LOG_MAX_LANES = 63), then the two-pass reduction that prefetches
-    # the destination
+    # log_softmax: short rows up to SMALL_LOG_MAX = 32 (float32, both tables:
+    # SMALL_LOG_SOFTMAX_MAX_F32 = 31), then the two-pass reduction that
+    # prefetches the destination (rows of up to 512 a group at a time)
     ("log_softmax", (8192, 1000), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
     ("log_softmax", (262144, 10), -1, {}, 1, {"avx2": "SMALL", "other": T}),
-    ("log_softmax", (100, 32), -1, {}, 1, {"avx2": "SMALL", "other": T}),
-    ("log_softmax", (100, 33), -1, {}, 1, _lanes("TWO_PASS_PREFETCH")),
-    ("log_softmax", (100, 63), -1, {}, 1, _lanes("TWO_PASS_PREFETCH")),
+    ("log_softmax", (100, 31), -1, {}, 1, {"avx2": "SMALL", "other": T}),
+    ("log_softmax", (100, 32), -1, {}, 1, {("avx2", "float32"): "TWO_PASS_PREFETCH",
+                                           ("avx2", "float64"): "SMALL", "other": T}),
+    ("log_softmax", (100, 33), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
+    ("log_softmax", (100, 63), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
     ("log_softmax", (100, 64), -1, {}, 1, {"avx2": "TWO_PASS_PREFETCH", "other": T}),
     ("log_softmax", (4, 2_000_000), -1, {}, 1, T),
     ("log_softmax", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
@@ -148,7 +150,9 @@ CASES = [
     ("logsumexp", (8192, 1000), -1, {}, 1, T),
     ("logsumexp", (100, 32), -1, {}, 1, {"avx2": "SMALL", "other": T}),
     ("logsumexp", (100, 33), -1, {}, 1, _lanes(T)),
-    ("logsumexp", (100, 63), -1, {}, 1, _lanes(T)),
+    ("logsumexp", (100, 47), -1, {}, 1, _lanes(T)),
+    ("logsumexp", (100, 48), -1, {}, 1, T),
+    ("logsumexp", (100, 63), -1, {}, 1, T),
     ("logsumexp", (100, 64), -1, {}, 1, T),
     ("logsumexp", (8, 1000), None, {}, 1, T),
     ("logsumexp", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
@@ -258,6 +262,7 @@ def test_threads_and_blocks():
     th = _core.thresholds()
     assert th["ROW_BLOCK"] == 64 and th["CSM_SMALL_MAX"] == 64 and th["SMALL_LOG_MAX"] == 32
     assert th["SMALL_LOG_MAX_LANES"] == 63
+    assert th["SMALL_LOG_SOFTMAX_MAX_F32"] == 31 and th["SMALL_LSE_MAX_LANES"] == 47
 
 
 # ---------------------------------------------------------------------------
