@@ -22,6 +22,25 @@
  * the fetch pays on the Xeon, costs softmax_backward on AMD Zen4). */
 #define BWD_PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 
+/* A float32 row's write pass in float32 lanes: o = F(y, dy) a vector at a
+ * time, the tail through masked loads (zeros) and a masked store; with pf
+ * the next row's same offsets are fetched. */
+#define BWD_ROW_F32(yr, gr, orow, n, pf, F)                                    \
+    do {                                                                       \
+        ptrdiff_t i_ = 0;                                                      \
+        for (; i_ + VLEN <= (n); i_ += VLEN) {                                 \
+            if (pf) { BWD_PF((yr) + (n) + i_); BWD_PF((gr) + (n) + i_); }      \
+            const V y_ = v_load((yr) + i_), g_ = v_load((gr) + i_);            \
+            v_store((orow) + i_, F(y_, g_));                                   \
+        }                                                                      \
+        if (i_ < (n)) {                                                        \
+            VT tm_ = v_tail((n) - i_);                                         \
+            const V y_ = v_loadz_tail((yr) + i_, tm_),                         \
+                    g_ = v_loadz_tail((gr) + i_, tm_);                         \
+            v_store_tail((orow) + i_, tm_, F(y_, g_));                         \
+        }                                                                      \
+    } while (0)
+
 /* softmax_backward's write pass, o = y (dy - s), s = sum y dy in float64.
  * float64 data: in float64 lanes.  float32 data: in float32 lanes, half
  * the widening form's operations: s split into float32 s_hi + s_lo (s to
@@ -55,17 +74,7 @@ bwd_sm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
 #define BWD_SM32(y_, g_)                                                       \
     ({ const V p_ = v_mul(y_, vh), e_ = v_fmsub(y_, vh, p_);                   \
        v_sub(v_fmsub(y_, g_, p_), v_fmadd(y_, vl, e_)); })
-    ptrdiff_t i = 0;
-    for (; i + VLEN <= n; i += VLEN) {
-        if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }
-        const V y = v_load(yr + i), g = v_load(gr + i);
-        v_store(orow + i, BWD_SM32(y, g));
-    }
-    if (i < n) {
-        VT t = v_tail(n - i);
-        const V y = v_loadz_tail(yr + i, t), g = v_loadz_tail(gr + i, t);
-        v_store_tail(orow + i, t, BWD_SM32(y, g));
-    }
+    BWD_ROW_F32(yr, gr, orow, n, pf, BWD_SM32);
 #undef BWD_SM32
     return 1;
 }
@@ -109,17 +118,7 @@ bwd_lsm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
            o_ = v_sub(t_, _mm512_scalef_ps(c_, nf_));                          \
        }                                                                       \
        o_; })
-    ptrdiff_t i = 0;
-    for (; i + VLEN <= n; i += VLEN) {
-        if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }
-        const V y = v_load(yr + i), g = v_load(gr + i);
-        v_store(orow + i, BWD_LSM32(y, g));
-    }
-    if (i < n) {
-        VT t = v_tail(n - i);
-        const V y = v_loadz_tail(yr + i, t), g = v_loadz_tail(gr + i, t);
-        v_store_tail(orow + i, t, BWD_LSM32(y, g));
-    }
+    BWD_ROW_F32(yr, gr, orow, n, pf, BWD_LSM32);
 #undef BWD_LSM32
     return 1;
 #else
