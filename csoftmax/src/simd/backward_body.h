@@ -86,12 +86,12 @@ bwd_sm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
  * Where dy and exp(y) s cancel, dy - 2^k T_hi is exact (Sterbenz: |v| <
  * 2^-6), so the result is rounded about once more than a single rounding:
  * measured up to 1.94 ULP beyond 2^-36 cond in a fuzz of 3.6e5 rows (the
- * contract: 4 ULP + 2^-36 cond).  A vector holding y < -87 or exp(y) |s| < 2^-100 takes the
- * float64-lane form (-inf of a masked row; 2^k 2^(j/32) and the scaled
- * terms leaving the normal range, whose roundings at 2^-150 absolute
- * measured 3.2 ULP on a result near 2^-125 with |s| near 2^-127); |s| >
- * 2^100 or not finite, the whole row (returns 0).  The caller's first
- * pass sent rows with y > 0 or NaN to the scalar kernel. */
+ * contract: 4 ULP + 2^-36 cond).  A vector holding y < -87 or exp(y) |s|
+ * < 2^-100 takes the float64-lane form (-inf of a masked row; 2^k 2^(j/32)
+ * and the scaled terms leaving the normal range, whose roundings at 2^-150
+ * absolute measured 3.2 ULP on a result near 2^-125 with |s| near
+ * 2^-127); |s| > 2^100 or not finite, the whole row (returns 0).  The
+ * caller's first pass sent rows with y > 0 or NaN to the scalar kernel. */
 static inline __attribute__((always_inline)) int
 bwd_lsm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
                    double s, int pf)
@@ -244,11 +244,11 @@ void SUFFIX(csm_log_softmax_bwd_rows_##PFX##SUF)(const T *y, const T *dy,      \
             csm_log_softmax_bwd_rows_##SUF##_scalar(yr, gr, orow, 1, n);       \
             continue;                                                          \
         }                                                                      \
-        VD a, b, c, d;                                                         \
-        ptrdiff_t i;                                                           \
-        const VD sv = vd_set1(s_);                                             \
         const int pf = PF && r + 1 < n_rows;  /* not past the call's rows */  \
         if (bwd_lsm_write_##SUF##_(yr, gr, orow, n, s_, pf)) continue;         \
+        const VD sv = vd_set1(s_);                                             \
+        VD a, b, c, d;                                                         \
+        ptrdiff_t i;                                                           \
         for (i = 0; i + VLEN <= n; i += VLEN) {                                \
             if (pf) { BWD_PF(yr + n + i); BWD_PF(gr + n + i); }                \
             vload2_##SUF(yr + i, &a, &b); vload2_##SUF(gr + i, &c, &d);        \
