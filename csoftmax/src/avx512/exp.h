@@ -126,6 +126,8 @@ static inline csm_exp2_tab exp2_tab_scaled_(double s)
         _mm512_insertf32x8(_mm512_castps256_ps512(l[2]), l[3], 1)};
     return r;
 }
+/* the scale of exp_s_parts_f32_ applied: x 2^floor(nf) */
+#define v_scale2k(x, nf) _mm512_scalef_ps(x, nf)
 /* nf, T_hi, T_lo, v_hi, v_lo of exp(y) s = 2^floor(nf) (T_hi + T_lo)
  * (1 + v_hi + v_lo), y in [-87, 0], t = exp2_tab_scaled_(s) */
 static inline __attribute__((always_inline)) void

@@ -78,16 +78,17 @@ bwd_sm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
 #undef BWD_SM32
     return 1;
 }
-/* log_softmax_backward's write pass, o = dy - exp(y) s, float32 data, on
- * an ISA with exp_s_parts_f32_ (AVX-512): in float32 lanes, exp(y) s =
- * 2^k T (1 + v_hi + v_lo) with T = T_hi + T_lo = 2^(j/32) s (avx512/exp.h,
- * 2^-42), and with a = T_hi v_hi as the exact pair a_hi + a_lo (FMA):
+/* log_softmax_backward's write pass, o = dy - exp(y) s, float32 data, in
+ * float32 lanes (exp_s_parts_f32_ of avx512/exp.h and avx2/exp.h): exp(y) s
+ * = 2^k T (1 + v_hi + v_lo) with T = T_hi + T_lo = 2^(j/32) s (AVX-512;
+ * 2^(j/16) s on AVX2), to 2^-42, and with a = T_hi v_hi as the exact pair
+ * a_hi + a_lo (FMA):
  *     o = ((dy - 2^k T_hi) - 2^k a_hi) - 2^k (a_lo + T_hi v_lo + T_lo (1 + v_hi)).
  * Where dy and exp(y) s cancel, dy - 2^k T_hi is exact (Sterbenz: |v| <
- * 2^-6), so the result is rounded about once more than a single rounding:
+ * 2^-5), so the result is rounded about once more than a single rounding:
  * measured up to 1.94 ULP beyond 2^-36 cond in a fuzz of 3.6e5 rows (the
  * contract: 4 ULP + 2^-36 cond).  A vector holding y < -87 or exp(y) |s|
- * < 2^-100 takes the float64-lane form (-inf of a masked row; 2^k 2^(j/32)
+ * < 2^-100 takes the float64-lane form (-inf of a masked row; 2^k T_j
  * and the scaled terms leaving the normal range, whose roundings at 2^-150
  * absolute measured 3.2 ULP on a result near 2^-125 with |s| near
  * 2^-127); |s| > 2^100 or not finite, the whole row (returns 0).  The
@@ -101,25 +102,29 @@ bwd_lsm_write_f32_(const float *yr, const float *gr, float *orow, ptrdiff_t n,
         return 0;
     const csm_exp2_tab tab = exp2_tab_scaled_(s);
     /* float32 lanes only where y >= -87 and exp(y) |s| >= 2^-100: with
-     * |s| >= 2^E (E = ilogb(s)), y >= -(100 + E) ln 2 is enough (no log) */
+     * |s| >= 2^E, y >= -(100 + E) ln 2 is enough (no log).  E is s's
+     * exponent field less the bias (ilogb(s) without a libm call a row;
+     * -1023 for a subnormal s, whose rows thus take the float64 form). */
+    uint64_t sb;
+    memcpy(&sb, &s, sizeof sb);
+    const int se = (int)((sb >> 52) & 0x7ff) - 1023;
     const double lo = s == 0.0 ? -87.0 :
-        fmax(-87.0, -(100.0 + (double)ilogb(s)) * 0.6931471805599453 + 1e-3);
+        fmax(-87.0, -(100.0 + (double)se) * 0.6931471805599453 + 1e-3);
     const V low = v_set1((float)lo);
     const VD sd = vd_set1(s);
 #define BWD_LSM32(y_, g_)                                                      \
     ({ V o_;                                                                   \
        if (v_anynan(v_cmp(y_, low, _CMP_LT_OQ))) {                             \
-           VD a_, b_, c_, d_;                                                  \
-           widen16_(y_, &a_, &b_); widen16_(g_, &c_, &d_);                     \
-           o_ = narrow16_(lsb_f32_(a_, sd, c_), lsb_f32_(b_, sd, d_));         \
+           o_ = v_from_pd(lsb_f32_(v_lo_pd(y_), sd, v_lo_pd(g_)),              \
+                          lsb_f32_(v_hi_pd(y_), sd, v_hi_pd(g_)));             \
        } else {                                                                \
-           V nf_, th_, tl_, vh_, vl_;                                          \
-           exp_s_parts_f32_(y_, &tab, &nf_, &th_, &tl_, &vh_, &vl_);           \
+           V k_, th_, tl_, vh_, vl_;                                           \
+           exp_s_parts_f32_(y_, &tab, &k_, &th_, &tl_, &vh_, &vl_);            \
            const V ah_ = v_mul(th_, vh_), al_ = v_fmsub(th_, vh_, ah_);        \
-           const V t_ = v_sub(v_sub(g_, _mm512_scalef_ps(th_, nf_)),           \
-                              _mm512_scalef_ps(ah_, nf_));                     \
+           const V t_ = v_sub(v_sub(g_, v_scale2k(th_, k_)),                   \
+                              v_scale2k(ah_, k_));                             \
            const V c_ = v_add(v_fmadd(th_, vl_, v_fmadd(tl_, vh_, tl_)), al_); \
-           o_ = v_sub(t_, _mm512_scalef_ps(c_, nf_));                          \
+           o_ = v_sub(t_, v_scale2k(c_, k_));                                  \
        }                                                                       \
        o_; })
     BWD_ROW_F32(yr, gr, orow, n, pf, BWD_LSM32);
