@@ -20,6 +20,8 @@ module.  Both are the same OpenBLAS.  The temporary is bounded (vocabulary
 slices of at most ``chunk x V`` elements), so the memory bound holds.
 """
 
+import math
+
 import numpy as np
 
 from . import _core
@@ -89,7 +91,7 @@ def _prepare(h, weight, target, bias, class_weight, ignore_index, reduction,
     w = _class_weight(class_weight, V)
     tshape = ha.shape[:-1]
     lshape = tshape + (V,)
-    B = int(np.prod(tshape, dtype=np.int64))
+    B = math.prod(tshape)
     if chunk_size is None:
         chunk = default_chunk_size(B, V, comp.itemsize)
     else:

@@ -5,6 +5,8 @@ the first write); the loops run in ``_core`` (``_losses.pxi``) with the GIL
 released, on the same C kernels as :func:`csoftmax.softmax`.
 """
 
+import math
+
 import numpy as np
 
 from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, Result
@@ -51,7 +53,7 @@ def _several_axes(fn, x, dy, axis, out, names, reduced, **kw):
     rest = [i for i in range(a.ndim) if i not in axes]
     perm = rest + list(axes)
     rshape = tuple(a.shape[i] for i in rest)
-    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+    n = math.prod([a.shape[i] for i in axes])
     if reduced:
         kshape = tuple(1 if i in axes else a.shape[i] for i in range(a.ndim))
         if d.shape not in (rshape, kshape):
@@ -396,7 +398,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     check_out(grad_out, a.shape, res, "grad_out", _NO_DTYPE)
     if C == 0:
         raise ValueError("logits have no classes (the class axis has length 0)")
-    N = int(np.prod(tshape, dtype=np.int64))
+    N = math.prod(tshape)
     if prob:
         y = None
         denom = N
@@ -640,8 +642,8 @@ def _bwd_inputs(y, dy, axis, out, names):
 def _bwd(y, dy, axis, out, log, names, where=None):
     a, d, comp, res, ax = _bwd_inputs(y, dy, axis, out, names)
     shape = a.shape
-    outer = int(np.prod(shape[:ax], dtype=np.int64))
-    inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
+    outer = math.prod(shape[:ax])
+    inner = math.prod(shape[ax + 1:])
     s3 = (outer, shape[ax], inner)
     hk = half_kind(a.dtype)
     if hk and where is None and d.dtype == a.dtype and res == a.dtype:

@@ -396,6 +396,8 @@ def has_internal_overlap(a):
     """Whether two elements of `a` share memory (as_strided views whose
     rows overlap, stride-0 broadcasts): in place, writing one element
     would change another that is still to be read."""
+    if a.flags.c_contiguous or a.flags.f_contiguous:
+        return False    # distinct elements by layout (the common case, cheaply)
     dims = sorted((abs(st), n) for st, n in zip(a.strides, a.shape) if n > 1)
     if any(n == 0 for n in a.shape):
         return False
@@ -412,7 +414,7 @@ def reshape_view(a, shape):
     ndarray subclass (np.matrix, which stays 2-D) is viewed as ndarray."""
     a = np.asarray(a)
     try:
-        return np.reshape(a, shape, copy=False)
+        return a.reshape(shape, copy=False)
     except ValueError:
         return None
     except TypeError:  # numpy < 2.1 has no copy= in reshape
