@@ -366,3 +366,34 @@ class LogProbInputs:
 
     def time_call(self, op, shape, inputs):
         self.fn()
+
+
+class CallOverhead:
+    """One call on 16 float32 elements: what the Python facade (validation,
+    planning, the overlap checks of ``out=``) costs beside the kernel;
+    ``np.exp`` of the same array is the reference.  Session 16 measured the
+    backward ops at 20-33 us here on an AMD Zen3 VM, two thirds of it two
+    ``np.prod`` calls over the shape (now ``math.prod``): 7-8 us."""
+    params = [["softmax", "softmax out=", "logsumexp", "softmax_backward",
+               "log_softmax_backward out=", "cross_entropy", "np.exp"]]
+    param_names = ["call"]
+
+    def setup(self, call):
+        x = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+        y = csoftmax.log_softmax(x)
+        p = np.exp(y)
+        o = np.empty_like(x)
+        x2 = x.reshape(2, 8)
+        lab = np.array([1, 5])
+        self.fn = {
+            "softmax": lambda: csoftmax.softmax(x),
+            "softmax out=": lambda: csoftmax.softmax(x, out=o),
+            "logsumexp": lambda: csoftmax.logsumexp(x),
+            "softmax_backward": lambda: csoftmax.softmax_backward(p, x),
+            "log_softmax_backward out=": lambda: csoftmax.log_softmax_backward(y, x, out=o),
+            "cross_entropy": lambda: csoftmax.cross_entropy(x2, lab),
+            "np.exp": lambda: np.exp(x),
+        }[call]
+
+    def time_call(self, call):
+        self.fn()
