@@ -207,6 +207,18 @@ def _finish(g, gv_owner, shape, res, grad_out):
     return g.astype(res, copy=False)
 
 
+def _div(a, b):
+    """a / b as float64 division under IEEE rules (+-inf, NaN over a zero
+    b) without numpy's error-state context manager, which costs more than
+    a small cross-entropy's kernel."""
+    a, b = float(a), float(b)
+    if b != 0.0:
+        return a / b
+    if a != a or a == 0.0:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
 def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False):
     # a zero loss is +0: the kernels may form -(log p) = -0 where log p is
     # +0 (a one-class row), and did so on some paths and not others -- the
@@ -215,7 +227,7 @@ def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False):
     if reduction == "none":
         r = lo.reshape(tshape).astype(res)
         return r if r.ndim else r[()]
-    total = float(np.sum(lo))
+    total = float(lo.sum())
     if reduction == "mean":
         # over a zero total weight, as torch: sum / 0 -- +-inf, NaN for 0 / 0
         # (weights of both signs can cancel where the losses do not); with
@@ -224,8 +236,7 @@ def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False):
         # which the fused sum cannot tell: NaN
         if denom == 0 and smoothed:
             return res.type(np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = float(np.float64(total) / np.float64(denom))
+        total = _div(total, denom)
     return res.type(total)
 
 
@@ -411,8 +422,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
         _where_allowed(prob, eps)
     W = float(np.sum(w)) if w is not None else float(C)
     if reduction == "mean":
-        with np.errstate(divide="ignore"):
-            coef = float(np.float64(scale) / np.float64(denom))
+        coef = _div(scale, denom)
     else:
         coef = scale
 

@@ -592,6 +592,24 @@ def test_mean_over_zero_total_weight(sign):
     assert np.isnan(csoftmax.cross_entropy(x, np.array([-100, -100])))
 
 
+def test_mean_division_is_numpys():
+    """'mean' divides by the total weight with _losses._div (no errstate
+    context manager a call): the bits of numpy's float64 division, the
+    signs of zeros, infinities and NaN included."""
+    from csoftmax._losses import _div
+    vals = [1.0, -1.0, 0.0, -0.0, np.nan, np.inf, -np.inf, 1e308, 5e-324, -3.5]
+    with np.errstate(all="ignore"):
+        for a in vals:
+            for b in vals:
+                want = np.float64(a) / np.float64(b)
+                got = _div(a, b)
+                assert type(got) is float
+                if np.isnan(want):
+                    assert np.isnan(got), (a, b, got)
+                else:
+                    assert got == want and np.signbit(got) == np.signbit(want), (a, b, got)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_result_does_not_depend_on_its_place(rng, isa, dtype):
     """A row's loss, log-probabilities and LSE are the same bits alone, at
