@@ -428,9 +428,9 @@ def test_softmax_backward_sum_beyond_float32(n, isa):
 
 @pytest.mark.parametrize("n", [16, 37, 1000])
 def test_log_softmax_backward_float32_lanes(n, isa):
-    """float32 log_softmax_backward on AVX-512 writes in float32 lanes: exp(y)
-    s as 2^k (T_hi + T_lo)(1 + v_hi + v_lo) with a per-row table of 2^(j/32)
-    s (avx512/exp.h).  Against the float64 reference and the contract
+    """float32 log_softmax_backward on AVX-512 and AVX2 writes in float32
+    lanes: exp(y) s as 2^k (T_hi + T_lo)(1 + v_hi + v_lo) with a per-row
+    table of 2^(j/32) s (avx512/exp.h; 2^(j/16) s, avx2/exp.h).  Against the float64 reference and the contract
     (4 ULP + 2^-36 cond) on the entries where dy_i and exp(y_i) s cancel to
     many bits, for y across [-87, 0], sums from 2^-140 to 2^99, scaled
     terms below the normal range; a vector holding y < -87 or -inf (the
@@ -473,6 +473,31 @@ def test_log_softmax_backward_float32_lanes(n, isa):
         rel = np.abs(np.asarray(ref)[r[ok], i[ok]]) / np.asarray(ref.cond)[r[ok], i[ok]]
     assert (rel[np.isfinite(rel)] < 2.0 ** -16).mean() > 0.5
     assert got[7, 0] == dy[7, 0]                                 # exp(-inf) = 0
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 17, 100, 1003])
+def test_log_softmax_backward_float32_lanes_bad_y(n, isa):
+    """Rows holding y > 0, +inf or NaN (not log-probabilities) beside valid
+    rows: the first pass sees them and the row goes to the scalar formula
+    dy - exp(y) s (libm exp, IEEE propagation), whatever the float32-lane
+    write would do.  Each bad value at the row's start, middle and end (the
+    masked tail), out of place and in place (out=dy): against the float64
+    reference, non-finite entries exactly."""
+    rng = np.random.default_rng(n)
+    rows = 12
+    y = (-rng.uniform(0, 20, size=(rows, n))).astype(np.float32)
+    dy = rng.normal(size=(rows, n)).astype(np.float32)
+    bad = [0.5, 3.0, np.inf, np.nan]
+    for k in range(rows - 2):
+        y[k, [0, n // 2, n - 1][k % 3]] = bad[k % 4]
+    dy[3] = 0.0                          # s = 0: +inf * 0 is NaN at y = +inf
+    dy[3, 0] = 0.0
+    ref = H.ref_log_softmax_bwd(y, dy)
+    got = csoftmax.log_softmax_backward(y, dy)
+    H.assert_within(got, ref, "log_softmax_backward")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(np.asarray(ref)))
+    d2 = dy.copy()
+    np.testing.assert_array_equal(csoftmax.log_softmax_backward(y, d2, out=d2), got)
 
 
 def test_log_softmax_backward_float32_lanes_tiny_sum(isa):
