@@ -98,8 +98,9 @@ static inline double hsum_pd_(__m256d v)
  *   24 bits), rl = -n C2 (C2 = ln2 - C1, |rl| <= 2^-22);
  * - e^(r1 + rl) = 1 + v_hi + v_lo: v_hi + e = r1 + r1^2/2 exactly, v_lo =
  *   e + r1^3 (1/6 + r1/24 + r1^2/120 + r1^3/720) + rl (1 + v_hi)
- *   (truncation r^7/5040 < 2^-50; the largest rounding, of r1^3/6 <= 2^-19
- *   and of v_lo, about 2^-43);
+ *   (truncation r^7/5040 < 2^-50; the roundings of the r1^3 term, 8x
+ *   AVX-512's, dominate: exp(y) s to 2^-40.4, measured over every float32
+ *   y in [-87, 0]);
  * - T_j as float32 pairs hi + lo, a 16-entry table per row (s is the
  *   row's), two registers a part: two permutes and a blend on j's bit 3. */
 #define CSM_EXP_PAIR_F32 1
