@@ -124,6 +124,23 @@ DEF FUSED_MAX_F64 = 4194304
 # write pass computes an exp per element, keeps gaining from it: float32
 # 512x32000 0.83 / 0.83 against 0.90 / 0.88, float64 8192x1000 1.49 / 1.44
 # against 1.63 / 1.58.
+# COLS_TILE_MIN_ROWS (_cols_tile_min_rows below, set at import): log_softmax
+# and cross-entropy (class targets) along a non-last axis take the column
+# tiles (COLS_TILED) rather than the blocks when the class rows are a
+# multiple of 4 KiB apart and there are more of them than this: the rows then
+# share the L1 sets, which the tile's copy avoids.  32 (the Xeon rules in
+# _plan_natural: the blocks win there up to n = 32 whatever the stride); 8
+# on AMD Zen3 and later, whose 8-way 32 KiB L1 holds fewer such rows.  Zen3
+# (one pinned core, ns per element, BLOCKS / TILED; log_softmax out=,
+# cross-entropy with its gradient into grad_out): (32,21,128,128) axis 1
+# (rows 64 KiB apart) log_softmax 2.70 / 1.86, cross-entropy 3.69 / 3.05;
+# (64,10,128,128) 3.32 / 3.27 and 5.65 / 4.82; (256,21,1024) (4 KiB) 2.96
+# / 2.40 and 4.64 / 4.20; (16,64,64,64) 3.05 / 2.25 and 4.67 / 3.20; 2
+# threads alike (1.51 / 1.15, 2.87 / 2.11 on the first); the blocks keep
+# n <= 7 ((64,7,128,128) 2.67 / 2.79, 5.75 / 5.89) and the strides not a
+# multiple of 4 KiB ((512,21,128) 1.60 / 1.64, 2.94 / 2.96).  Zen4 and
+# Zen5 (also 8 ways of 32 KiB on Zen4; 12 of 48 KiB on Zen5) take the AMD
+# value, not measured there.
 # CSM_SMALL_MAX (= 64, csoftmax.h): the longest row the short-row kernels take
 # (their lanes); the fused short-row softmax (SMALL) beats the row kernels up
 # to it.
@@ -225,6 +242,7 @@ cdef Py_ssize_t _prefetch_max = 4194304
 cdef Py_ssize_t _prefetch_max_log = 4194304
 cdef bint _fused_beyond_l2 = False
 cdef bint _softmax_bwd_prefetch = True
+cdef Py_ssize_t _cols_tile_min_rows = 32
 cdef const csm_kernel_table *_tab512 = csm_kernels_for(CSM_ISA_AVX512)
 
 
@@ -281,7 +299,15 @@ def _fused_beyond_l2_here(l3):
     return _amd_zen4_or_later() and l3 > 0
 
 
-def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None, softmax_bwd_prefetch=None):
+def _amd_zen3_or_later():
+    """An AMD Zen3 or later (CPUID family / model, csoftmax/_cpu.py)."""
+    from ._cpu import amd_zen, cpuinfo_fields
+    zen = amd_zen(cpuinfo_fields())
+    return zen is not None and zen >= 3
+
+
+def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None, softmax_bwd_prefetch=None,
+                    cols_tile_min_rows=None):
     """Set the cache-derived limits from `l2` and `l3` bytes (default: this
     CPU's).  fused_beyond_l2 (default: AMD Zen4 or later,
     _fused_beyond_l2_here): FUSED for float32 rows up to L3 / 4 (at least
@@ -290,10 +316,16 @@ def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None, softmax_bwd_prefetch
     softmax_bwd_prefetch (default: not on AMD Zen4 or later):
     softmax_backward's last-axis rows take ROWS_PREFETCH where the table has
     its kernels, else ROWS -- see SOFTMAX_BWD_PREFETCH above.
+    cols_tile_min_rows (default: 8 on AMD Zen3 or later, else 32): see
+    COLS_TILE_MIN_ROWS above.
     tools/golden.py passes the recording machine's values, so that the
     planner picks the same paths on every CPU."""
     global _fused_max, _fused_max_f64, _fused_max_f64_512, _prefetch_max
     global _prefetch_max_log, _fused_beyond_l2, _softmax_bwd_prefetch
+    global _cols_tile_min_rows
+    if cols_tile_min_rows is None:
+        cols_tile_min_rows = 8 if _amd_zen3_or_later() else 32
+    _cols_tile_min_rows = int(cols_tile_min_rows)
     if softmax_bwd_prefetch is None:
         softmax_bwd_prefetch = not _amd_zen4_or_later()
     _softmax_bwd_prefetch = bool(softmax_bwd_prefetch)
@@ -328,6 +360,7 @@ def thresholds():
             "FUSED_MAX_BYTES": _fused_max, "FUSED_MAX_F64": _fmax(8),
             "FUSED_BEYOND_L2": bool(_fused_beyond_l2),
             "SOFTMAX_BWD_PREFETCH": bool(_softmax_bwd_prefetch),
+            "COLS_TILE_MIN_ROWS": _cols_tile_min_rows,
             "PREFETCH_MAX_BYTES": _prefetch_max,
             "PREFETCH_MAX_LOG_BYTES": _prefetch_max_log,
             "CSM_SMALL_MAX": CSM_SMALL_MAX,
@@ -676,6 +709,7 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
     of preference, that is not avoided, can serve the call, and whose
     thresholds admit it.  nth: the threads the call would get."""
     cdef Py_ssize_t size = 8 if f64 else 4
+    cdef bint conflict
     cdef bint grad = flags & PF_GRAD
     cdef Py_ssize_t small_max
     cdef Py_ssize_t seg
@@ -710,21 +744,23 @@ cdef int _plan_natural(int op, bint f64, int layout, Py_ssize_t rows,
             return PATH_COLS_BLOCKS
         return PATH_COLS_LOOP
     if layout == LAYOUT_COLS:
-        # log_softmax: the tile pays off only against cache-set conflicts,
-        # many rows (n > 32) a multiple of 4 KiB apart; otherwise the
-        # blocks are faster (Xeon, one core, x floor, BLOCKS / TILED:
-        # n = 21, rows 64 KiB apart 2.98 / 3.43 (AVX-512), 4.56 / 5.00
-        # (AVX2); n = 100, 1 KiB apart 2.32 / 3.66, 3.45 / 3.95; n = 64,
-        # 16 KiB apart 2.40 / 2.02, 7.28 / 3.35)
-        if (op == OP_LOG_SOFTMAX and
-                (n <= 32 or (inner * size) % 4096 != 0)):
+        # rows that share the L1 sets: more than COLS_TILE_MIN_ROWS of them
+        # a multiple of 4 KiB apart (32 on the Xeon, 8 on AMD Zen3+)
+        conflict = n > _cols_tile_min_rows and (inner * size) % 4096 == 0
+        # log_softmax: the tile pays off only against cache-set conflicts;
+        # otherwise the blocks are faster (Xeon, one core, x floor, BLOCKS
+        # / TILED: n = 21, rows 64 KiB apart 2.98 / 3.43 (AVX-512), 4.56 /
+        # 5.00 (AVX2); n = 100, 1 KiB apart 2.32 / 3.66, 3.45 / 3.95; n =
+        # 64, 16 KiB apart 2.40 / 2.02, 7.28 / 3.35)
+        if op == OP_LOG_SOFTMAX and not conflict:
             return PATH_COLS_BLOCKS
         # cross-entropy with class targets: the blocks up to 32 classes
-        # (x floor, BLOCKS / TILED, gradient into grad_out; (32, 21, 128,
-        # 128): 6.16 / 6.76 (AVX-512), 8.04 / 8.56 (AVX2); (64, 10, 128,
-        # 128): 9.52 / 10.68, 11.17 / 12.63; with 64 or 100 classes the
-        # tiles win on AVX2, 4.82 / 5.33 and 4.83 / 5.78)
-        if op == OP_CE and n <= 32:
+        # but for the conflicts (Xeon, x floor, BLOCKS / TILED, gradient
+        # into grad_out; (32, 21, 128, 128): 6.16 / 6.76 (AVX-512), 8.04 /
+        # 8.56 (AVX2); (64, 10, 128, 128): 9.52 / 10.68, 11.17 / 12.63;
+        # with 64 or 100 classes the tiles win on AVX2, 4.82 / 5.33 and
+        # 4.83 / 5.78)
+        if op == OP_CE and n <= 32 and not conflict:
             return PATH_COLS_BLOCKS
         if _take(op, PATH_COLS_TILED, f64, layout, n, inner, flags):
             return PATH_COLS_TILED

@@ -51,6 +51,19 @@ def _lanes(simd):
     return want
 
 
+def _cols_conflict(n, inner):
+    """Expected path of float32 log_softmax / class cross-entropy along a
+    non-last axis of n classes, inner columns, where the Xeon rules take the
+    blocks: the tiles where more than COLS_TILE_MIN_ROWS rows (32 on the
+    Xeon, 8 on AMD Zen3+) are a multiple of 4 KiB apart (AVX2 group)."""
+    def want(group, dn):
+        if (group == "avx2" and dn == "float32" and
+                n > _TH["COLS_TILE_MIN_ROWS"] and inner * 4 % 4096 == 0):
+            return "COLS_TILED"
+        return "COLS_BLOCKS"
+    return want
+
+
 def _long_row(n, seg=None):
     """Expected path of a softmax row of n elements (seg: CE segments of a
     split row): a function of (isa group, dtype name)."""
@@ -141,7 +154,7 @@ CASES = [
     ("log_softmax", (4, 2_000_000), -1, {}, 1, T),
     ("log_softmax", (1, 10_000_000), -1, {}, 2, "LONG_ROW_SPLIT"),
     # non-last axis: the tiles only for many rows a multiple of 4 KiB apart
-    ("log_softmax", (32, 21, 128, 128), 1, {}, 2, "COLS_BLOCKS"),
+    ("log_softmax", (32, 21, 128, 128), 1, {}, 2, _cols_conflict(21, 16384)),
     ("log_softmax", (4, 100, 256), 1, {}, 2, "COLS_BLOCKS"),
     ("log_softmax", (4, 64, 4096), 1, {}, 2,
      {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
@@ -177,9 +190,10 @@ CASES = [
       ("avx2", "float64"): "COLS_BLOCKS"}),
     ("cross_entropy", (64, 200, 256), 1, {}, 2, "COLS_BLOCKS"),
     ("cross_entropy", (64, 10, 32), 1, {}, 2, "COLS_BLOCKS"),
-    # up to 32 classes the blocks, even with rows a multiple of 4 KiB apart
-    ("cross_entropy", (32, 21, 128, 128), 1, {}, 2, "COLS_BLOCKS"),
-    ("cross_entropy", (4, 32, 4096), 1, {}, 2, "COLS_BLOCKS"),
+    # up to 32 classes the blocks, but for more than COLS_TILE_MIN_ROWS rows
+    # a multiple of 4 KiB apart (AMD Zen3+: 8)
+    ("cross_entropy", (32, 21, 128, 128), 1, {}, 2, _cols_conflict(21, 16384)),
+    ("cross_entropy", (4, 32, 4096), 1, {}, 2, _cols_conflict(32, 4096)),
     ("cross_entropy", (4, 33, 4096), 1, {}, 2,
      {("avx2", "float32"): "COLS_TILED", "other": "COLS_BLOCKS",
       ("avx2", "float64"): "COLS_BLOCKS"}),
@@ -609,6 +623,47 @@ def test_softmax_bwd_prefetch_switch(on, dtype, isa):
         assert _core._last_plan() == ("softmax_backward",
                                       "ROWS_PREFETCH" if has and on else "ROWS")
         np.testing.assert_array_equal(r, base)
+    finally:
+        _core._init_l2_limits()
+
+
+def test_cols_tile_min_rows_default():
+    """COLS_TILE_MIN_ROWS is 8 on AMD Zen3 and later, 32 elsewhere."""
+    from csoftmax._cpu import amd_zen, cpuinfo_fields
+    zen = amd_zen(cpuinfo_fields())
+    want = 8 if zen is not None and zen >= 3 else 32
+    assert _core.thresholds()["COLS_TILE_MIN_ROWS"] == want
+
+
+@pytest.mark.parametrize("min_rows", [8, 32])
+def test_cols_tile_min_rows_switch(min_rows, isa):
+    """COLS_TILE_MIN_ROWS moves float32 log_softmax and class cross-entropy
+    along a non-last axis between the blocks and the tiles where the class
+    rows are a multiple of 4 KiB apart (not elsewhere, not float64); the
+    call takes the planned path and both agree with the float64 reference."""
+    rng = np.random.default_rng(3)
+    shape = (3, 21, 1024, 2)                    # rows 8 KiB apart, 21 of them
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    t = rng.integers(0, 21, size=(3, 1024, 2))
+    _core._init_l2_limits(cols_tile_min_rows=min_rows)
+    try:
+        assert _core.thresholds()["COLS_TILE_MIN_ROWS"] == min_rows
+        tiled = isa in SIMD and min_rows < 21
+        want = "COLS_TILED" if tiled else "COLS_BLOCKS"
+        for op in ("log_softmax", "cross_entropy"):
+            assert _core.plan(op, shape, np.float32, axis=1)["path"] == want
+            assert _core.plan(op, shape, np.float64, axis=1)["path"] == "COLS_BLOCKS"
+            # 1000 columns: rows 4000 bytes apart, no conflict
+            assert _core.plan(op, (3, 21, 1000), np.float32, axis=1)["path"] == "COLS_BLOCKS"
+        got = csoftmax.log_softmax(x, axis=1)
+        assert _core._last_plan() == ("log_softmax", want)
+        check("log_softmax", got, x, axis=1)
+        lo, g = csoftmax.cross_entropy(x, t, axis=1, reduction="none",
+                                       return_grad=True)
+        assert _core._last_plan() == ("cross_entropy", want)
+        loss, grad = ref_ce(x, t, axis=1, reduction="none")
+        assert_within(np.asarray(lo), loss, "cross_entropy", what="loss")
+        assert_within(np.asarray(g), grad, "cross_entropy_grad", what="grad")
     finally:
         _core._init_l2_limits()
 

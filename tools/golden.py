@@ -223,10 +223,11 @@ def digest(res):
 @contextlib.contextmanager
 def _as_recorded():
     """The planner as on the recording machine: 2 threads, its cache limits
-    (RECORDED_L2_BYTES, no AMD rule); this CPU's restored after."""
+    (RECORDED_L2_BYTES, no AMD rules); this CPU's restored after."""
     prev_isa = _core.isa()
     prev_thr = cs.set_num_threads(2)
-    _core._init_l2_limits(RECORDED_L2_BYTES, fused_beyond_l2=False)
+    _core._init_l2_limits(RECORDED_L2_BYTES, fused_beyond_l2=False,
+                          cols_tile_min_rows=32)
     try:
         yield
     finally:
