@@ -13,9 +13,9 @@ from ._typing import ArrayLike, Axes, Axis, FloatArray, FloatResult, Reduction, 
 
 from . import _core
 from ._api import _mask_view, _plan, _reduce, _softmax_family
-from ._validate import (as_input, as_mask, check_out, comp_for_scale, half_kind, integer,
-                        may_write_directly, normalize_axes, positive_scalar, real_scalar,
-                        reshape_view, short_repr)
+from ._validate import (_to_ndarray, as_input, as_mask, check_out, comp_for_scale,
+                        half_kind, integer, may_write_directly, normalize_axes,
+                        positive_scalar, real_scalar, reshape_view, short_repr)
 
 # the dtype advice of check_out for functions without a dtype= argument
 _NO_DTYPE = "the result dtype follows the inputs' dtypes; this function has no dtype="
@@ -80,11 +80,15 @@ def _several_axes(fn, x, dy, axis, out, names, reduced, **kw):
     return r if r.flags.c_contiguous else np.ascontiguousarray(r)
 
 
-def _target_array(target):
+def _target_array(target, name="target",
+                  hint="pass target.filled(ignore_index) to leave the masked samples out"):
+    """`target` as an ndarray by the conversion of every array argument
+    (_validate._to_ndarray: DLPack, subclasses as plain views), a MaskedArray
+    refused with `hint` (its mask would be ignored)."""
     if isinstance(target, np.ma.MaskedArray):
-        raise TypeError("target is a numpy.ma.MaskedArray; csoftmax would ignore its mask: "
-                        "pass target.filled(ignore_index) to leave the masked samples out")
-    return np.asarray(target)
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray; csoftmax would ignore its "
+                        f"mask: {hint}")
+    return _to_ndarray(target, name)
 
 
 def _target_kind(tshape, tdtype, shape, ax, ignore):

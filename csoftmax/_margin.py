@@ -12,6 +12,7 @@ from ._typing import (ArrayLike, Axis, FloatArray, FloatResult, IntResult, KLRed
                       MarginKind, Reduction, Result)
 
 from . import _core
+from ._losses import _target_array
 from ._validate import (as_input, comp_for_scale, flag, integer, normalize_axes,
                         positive_scalar, real_scalar, reshape_view, short_repr)
 
@@ -56,7 +57,8 @@ def _unrows(g, batch, ax, ndim):
 
 def _targets(target, batch, n, name="target"):
     """Integer class indices shaped like `batch`, as a flat int64 array."""
-    t = np.asarray(target)
+    t = _target_array(target, name, "keep the unmasked samples instead (their "
+                      "rows of the input, and target.compressed())")
     if t.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer class indices, got dtype {t.dtype}")
     if t.shape != tuple(batch):

@@ -49,7 +49,7 @@ import functools
 import numpy as np
 
 from . import _api, _core, _lce, _losses
-from ._validate import half_kind, normalize_axes, positive_scalar
+from ._validate import _to_ndarray, half_kind, normalize_axes, positive_scalar
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "cross_entropy", "linear_cross_entropy"]
 
@@ -78,7 +78,7 @@ def _dtypes(dt):
 
 def _asdask(x, name="x"):
     if not isinstance(x, _da.Array):
-        x = _da.asarray(x)
+        x = _da.asarray(_to_ndarray(x, name))   # a MaskedArray: TypeError (its mask)
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension")
     if any(np.isnan(c).any() for c in x.chunks):
@@ -128,7 +128,7 @@ def _mask_like(where, x):
     """where= as a dask array of bytes broadcast to x's shape with x's
     chunks (a numpy or dask mask; nonzero = included).  Broadcast axes stay
     broadcast (no mask of x's size is built on the workers)."""
-    w = where if isinstance(where, _da.Array) else _da.asarray(np.asarray(where))
+    w = where if isinstance(where, _da.Array) else _da.asarray(_to_ndarray(where, "where"))
     bf16 = w.dtype.name == "bfloat16"       # ml_dtypes: kind 'V', a number
     if w.dtype.kind not in "biuf" and not bf16:
         raise TypeError(f"where must be a boolean array (or numbers, read as "
@@ -257,7 +257,7 @@ def logsumexp(x, axis=None, keepdims=False, *, split_every=None, where=None):
         Shape of `x` without the reduced axes; dtype as :func:`csoftmax.logsumexp`.
     """
     if not isinstance(x, _da.Array):
-        x = _da.asarray(x)
+        x = _da.asarray(_to_ndarray(x, "x"))
     if x.ndim == 0:
         # a 0-d input (axis None or ()): its one element, as csoftmax.logsumexp
         normalize_axes(axis, 0)
@@ -521,7 +521,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     scale = 1.0 / positive_scalar(temperature, "temperature")
     ignore = _losses._ignore(ignore_index)
     tshape = x.shape[:ax] + x.shape[ax + 1:]
-    t = target if isinstance(target, _da.Array) else _da.asarray(np.asarray(target))
+    t = target if isinstance(target, _da.Array) else _da.asarray(_losses._target_array(target))
     if t.dtype.kind not in "iu":
         raise TypeError(f"target must hold integer class indices, got {t.dtype} "
                         "(probability targets are not supported by csoftmax.dask)")
@@ -531,7 +531,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     tchunks = tuple(c for i, c in enumerate(x.chunks) if i != ax)
     t = t.rechunk(tchunks)
     if weight is not None:
-        w = np.ascontiguousarray(np.asarray(weight), dtype=np.float64)
+        w = np.ascontiguousarray(_to_ndarray(weight, "weight"), dtype=np.float64)
         if w.shape != (C,):
             raise ValueError(f"weight has shape {w.shape}, expected ({C},) (one per class)")
         W = float(w.sum())
@@ -652,10 +652,10 @@ def linear_cross_entropy(h, weight, target, *, bias=None, class_weight=None,
     if x.numblocks[1] != 1:
         raise ValueError(f"h is chunked along the features ({x.chunks[1]}); chunk it "
                          "along the rows only: h.rechunk({1: -1})")
-    W = np.asarray(weight)
-    b = None if bias is None else np.asarray(bias)
-    cw = None if class_weight is None else np.asarray(class_weight)
-    t = target if isinstance(target, _da.Array) else _da.asarray(np.asarray(target))
+    W = _to_ndarray(weight, "weight")
+    b = None if bias is None else _to_ndarray(bias, "bias")
+    cw = None if class_weight is None else _to_ndarray(class_weight, "class_weight")
+    t = target if isinstance(target, _da.Array) else _da.asarray(_losses._target_array(target))
     # every check but the label range (done per block at compute time)
     probe = _lce._prepare(np.empty((0, D), x.dtype), W, np.empty((0,) + t.shape[1:], t.dtype),
                           b, cw, ignore_index, reduction, label_smoothing, temperature,

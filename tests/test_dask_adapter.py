@@ -389,3 +389,35 @@ def test_cross_entropy_zero_weight_row_with_inf_logit(client, reduction):
         assert np.all(grad[0] == 0)
         np.testing.assert_array_equal(np.isnan(grad), np.isnan(G))
         np.testing.assert_array_equal(np.isnan(loss), np.isnan(L))
+
+
+def test_masked_arrays_refused_at_the_call():
+    """A numpy MaskedArray for any array argument (x, where=, target,
+    weights, W, bias) would reach the workers through np.asarray with its
+    mask dropped: refused at the call with the core API's TypeError (no
+    client needed: nothing is computed)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3))
+    t = np.array([0, 2, 1, 1])
+    ma = np.ma.masked_array
+    one = np.eye(1, 3, dtype=bool)[0]
+    calls = {
+        "x": lambda: cd.softmax(ma(x, mask=np.eye(4, 3, dtype=bool))),
+        "logits": lambda: cd.cross_entropy(ma(x, mask=np.eye(4, 3, dtype=bool)), t),
+        "where": lambda: cd.logsumexp(da.from_array(x), axis=-1,
+                                      where=ma(np.ones(3, bool), mask=one)),
+        "target": lambda: cd.cross_entropy(da.from_array(x), ma(t, mask=[0, 1, 0, 0])),
+        "weight": lambda: cd.cross_entropy(da.from_array(x), t, weight=ma(np.ones(3), mask=one)),
+    }
+    h, W = rng.standard_normal((4, 2)), rng.standard_normal((3, 2))
+    calls["weight "] = lambda: cd.linear_cross_entropy(
+        da.from_array(h), ma(W, mask=np.eye(3, 2, dtype=bool)), t)
+    calls["bias"] = lambda: cd.linear_cross_entropy(da.from_array(h), W, t,
+                                                    bias=ma(np.zeros(3), mask=one))
+    calls["class_weight"] = lambda: cd.linear_cross_entropy(
+        da.from_array(h), W, t, class_weight=ma(np.ones(3), mask=one))
+    calls["target "] = lambda: cd.linear_cross_entropy(da.from_array(h), W,
+                                                       ma(t, mask=[0, 1, 0, 0]))
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=rf"{name.strip()} is a numpy\.ma\.MaskedArray"):
+            call()
