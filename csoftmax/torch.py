@@ -182,9 +182,22 @@ def _tt(a, like=None):
 
 
 def _dim(d):
+    """`dim` as torch takes it: an integer (operator.index: Python and NumPy
+    ints, integer 0-d tensors), a tuple or list of them, or None; a float,
+    bool or string is torch's TypeError (int() would turn dim=1.7 into 1)."""
+    msg = f"dim must be an int, a tuple of ints or None, got {d!r}"
     if isinstance(d, (list, tuple)):
-        return tuple(int(i) for i in d)
-    return None if d is None else int(d)
+        return tuple(_validate.integer(i, msg) for i in d)
+    return None if d is None else _validate.integer(d, msg)
+
+
+def _keepdim(k):
+    """torch's `keepdim`: a Python bool, nothing else (not 1, not np.bool_)."""
+    if not isinstance(k, bool):
+        tp = type(k)
+        name = tp.__name__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__name__}"
+        raise TypeError(f"logsumexp(): argument 'keepdim' must be bool, not {name}")
+    return k
 
 
 def _no_repeats(dim, ndim):
@@ -649,7 +662,7 @@ def logsumexp(input, dim=None, keepdim=False, *, out=None, where=None):
     if out is not None:
         return _logsumexp_out(input, dim, keepdim, out, where)
     input = _default_float(_tensor(input))
-    dim, keepdim = _dim(dim), bool(keepdim)
+    dim, keepdim = _dim(dim), _keepdim(keepdim)
     _no_repeats(dim, input.dim())
     w, wt = _mask_args(where, input)
     if input.dim() == 0:

@@ -1162,3 +1162,28 @@ def test_linear_cross_entropy_ignore_index_is_an_int():
             ct.linear_cross_entropy(h, W, t, ignore_index=bad)
     torch.testing.assert_close(ct.linear_cross_entropy(h, W, t, ignore_index=np.int64(1)),
                                F.cross_entropy(h @ W.T, t, ignore_index=1))
+
+
+@pytest.mark.parametrize("bad", [1.7, True, "1", 1.0, (1.5, 0), [0, False]])
+def test_dim_must_be_an_integer(bad):
+    """torch refuses a float, bool or string dim (TypeError); int() here
+    made dim=1.7 mean dim 1.  NumPy and 0-d tensor integers are ints."""
+    x = torch.randn(2, 3, 4)
+    for f in (ct.softmax, ct.log_softmax, ct.softmin, ct.logsumexp):
+        with pytest.raises(TypeError, match="dim"):
+            f(x, bad)
+    assert torch.equal(ct.softmax(x, np.int64(1)), ct.softmax(x, 1))
+    assert torch.equal(ct.logsumexp(x, (torch.tensor(2), 0)), ct.logsumexp(x, (2, 0)))
+
+
+@pytest.mark.parametrize("bad", [1, 0, np.bool_(True), "no", None])
+def test_logsumexp_keepdim_must_be_bool(bad):
+    """torch.logsumexp's keepdim takes a Python bool only (TypeError for 1,
+    np.bool_, str, None, as torch says); bool() took "no" as True."""
+    x = torch.randn(2, 3)
+    with pytest.raises(TypeError, match="argument 'keepdim' must be bool, not "):
+        torch.logsumexp(x, 0, keepdim=bad)
+    with pytest.raises(TypeError, match="argument 'keepdim' must be bool, not "):
+        ct.logsumexp(x, 0, keepdim=bad)
+    with pytest.raises(TypeError, match="argument 'keepdim' must be bool, not "):
+        ct.logsumexp(x, 0, keepdim=bad, out=torch.empty(3))
