@@ -25,7 +25,8 @@ import math
 import numpy as np
 
 from . import _core
-from ._losses import _ignore, _labels, _reduce_loss, _reduction, _smoothing, _target_array
+from ._losses import (_ignore, _labels, _reduce_loss, _reduction, _smoothing,
+                      _split_parts, _target_array)
 from ._typing import ArrayLike, Reduction, Result
 from ._validate import as_input, half_kind, integer, positive_scalar
 
@@ -310,9 +311,13 @@ def _linear_ce(h, weight, target, bias, class_weight, ignore_index, reduction,
         row_scale = np.ascontiguousarray(row_scale, dtype=np.float64).reshape(-1)
         if row_scale.shape != (P["B"],):
             raise ValueError(f"row_scale has {row_scale.size} values, expected {P['B']}")
+    parts = _split_parts(lambda e, out: out.__setitem__(slice(None),
+                                                       _run(dict(P, eps=e), False)[0]),
+                         P["B"], P["eps"], P["V"], P["reduction"], P["denom"])
     lo, dh, dW, db = _run(P, return_grad, row_scale)
     res = P["res"]
-    loss = _reduce_loss(lo, P["reduction"], P["denom"], P["tshape"], res, P["eps"] != 0.0)
+    loss = _reduce_loss(lo, P["reduction"], P["denom"], P["tshape"], res, P["eps"] != 0.0,
+                        parts)
     if not return_grad:
         return loss
     grads = (dh.reshape(P["h"].shape).astype(res, copy=False),

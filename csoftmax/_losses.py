@@ -223,7 +223,13 @@ def _div(a, b):
     return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
-def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False):
+def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False, parts=None):
+    """The loss of per-sample losses `lo` by `reduction` ('mean' over
+    `denom`, the kept samples' total weight).  smoothed: label smoothing is
+    on; parts (for 'mean' over a zero denom with smoothing, _split_parts):
+    (A, B, eps, C), the sums of the two parts of the per-sample
+    loss, lo_i = (1 - eps) a_i + (eps / C) b_i (a_i = -w_y log p_y, b_i =
+    -sum_c w_c log p_c), which torch divides by the denom separately."""
     # a zero loss is +0: the kernels may form -(log p) = -0 where log p is
     # +0 (a one-class row), and did so on some paths and not others -- the
     # loss must have the same bits with and without its gradient
@@ -235,13 +241,34 @@ def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False):
     if reduction == "mean":
         # over a zero total weight, as torch: sum / 0 -- +-inf, NaN for 0 / 0
         # (weights of both signs can cancel where the losses do not); with
-        # label smoothing torch divides its two parts separately and gets NaN
-        # whenever one of them is 0 / 0 or they are infinities of two signs,
-        # which the fused sum cannot tell: NaN
+        # label smoothing torch divides its two parts separately,
+        # (1 - eps) (A / 0) + (eps / C) (B / 0), which the fused sum cannot
+        # tell apart: the parts from `parts` (NaN without it)
         if denom == 0 and smoothed:
-            return res.type(np.nan)
+            if parts is None:
+                return res.type(np.nan)
+            A, B, eps, C = parts
+            with np.errstate(all="ignore"):
+                v = ((1.0 - eps) * np.float64(_div(A, denom)) +
+                     (eps / C) * np.float64(_div(B, denom)))
+            return res.type(v)
         total = _div(total, denom)
     return res.type(total)
+
+
+def _split_parts(run, N, eps, C, reduction, denom):
+    """`parts` for _reduce_loss where it needs them (a mean over a zero
+    total weight with smoothing; else None), from `run(eps, lo)`, a
+    loss-only pass of the same call with smoothing eps into lo: eps = 0
+    gives a_i, eps = 1 gives b_i / C.  Two more passes in that case only;
+    called before the call's own pass, which may write into its logits."""
+    if not (reduction == "mean" and denom == 0 and eps != 0.0 and N):
+        return None
+    a = _core.empty(N, np.float64)
+    b = _core.empty(N, np.float64)
+    run(0.0, a)
+    run(1.0, b)
+    return float(a.sum()), float(b.sum()) * C, eps, C
 
 
 # ---------------------------------------------------------------------------
@@ -274,7 +301,12 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     weight of the kept samples, ``sum_{i kept} w_{y_i}`` (the count of kept
     samples without `weight`) -- for both terms, as torch does; if every
     sample is ignored, or the kept samples' weights are all 0, the mean is
-    NaN (with label smoothing too).
+    NaN (with label smoothing too).  Weights of both signs whose kept total
+    is 0: the sum over 0, +-inf (NaN for 0 / 0); with label smoothing, as
+    torch, the two terms each over 0, ``(1-eps) (A/0) + (eps/C) (B/0)``
+    (+-inf where A and B have one sign, NaN where they differ, where one
+    is 0, and at eps = 1).  Where a term cancels to about its rounding,
+    its sign is that of csoftmax's accurate sum; torch's may differ.
 
     **Probability targets** (floating `target`, same shape as `logits`;
     `ignore_index` must stay negative).  With ``q' = (1-eps) q + eps/C``
@@ -445,10 +477,13 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     g = gv = None
     if return_grad:
         g, gv = _grad_target(grad_out, xv, (xv, qv, y, w), comp)
+    parts = _split_parts(lambda e, out: _core.ce_pass(xv, qv, None, y, w, W, scale, e,
+                                                      coef, ignore, 1 if prob else 0,
+                                                      None, out), N, eps, C, reduction, denom)
     if N:
         _core.ce_pass(xv, qv, gv, y, w, W, scale, eps, coef, ignore,
                       1 if prob else 0, None, lo)
-    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0, parts)
     if not return_grad:
         return loss
     return loss, _finish(g, gv, a.shape, res, grad_out)
@@ -465,15 +500,18 @@ def _ce_half(a, ax, t, y, w, W, scale, eps, coef, ignore, N, reduction, denom,
     if t is not None:
         qv = (_rows_view(t, xv.shape) if t.dtype == a.dtype
               else _rows_view(t.astype(np.float32, copy=False), xv.shape))
+    qh = None if qv is None else (qv.view(np.uint16) if qv.itemsize == 2 else qv)
+    parts = _split_parts(lambda e, out: _core.half_ce_pass(
+        xv.view(np.uint16), qh, None, hk, y, w, W, scale, e, coef, ignore,
+        0 if t is None else 1, None, out), N, eps, a.shape[ax], reduction, denom)
     lo = _core.empty(N, np.float64)
     g = gv = None
     if return_grad:
         g, gv = _grad_target(grad_out, xv, (xv, qv, y, w), res)
-    _core.half_ce_pass(xv.view(np.uint16),
-                       None if qv is None else (qv.view(np.uint16) if qv.itemsize == 2 else qv),
+    _core.half_ce_pass(xv.view(np.uint16), qh,
                        None if gv is None else gv.view(np.uint16), hk, y, w, W, scale,
                        eps, coef, ignore, 0 if t is None else 1, None, lo)
-    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0, parts)
     if not return_grad:
         return loss
     return loss, _finish(g, gv, a.shape, res, grad_out)

@@ -576,7 +576,9 @@ def test_nll_loss_bad_input(rng):
 def test_mean_over_zero_total_weight(sign):
     """'mean' divides by the kept samples' total weight as torch does: a
     nonzero sum over weights summing to 0 is +-inf (weights of both signs),
-    0 / 0 is NaN, and with label smoothing NaN (torch's two parts)."""
+    0 / 0 is NaN; with label smoothing torch's two terms each over 0 (here
+    the smoothing term's sum is exactly 0: NaN; the signs of the terms,
+    tests/test_hostile_inputs.py test_smoothed_mean_over_zero_total_weight)."""
     x = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])
     t = np.array([0, 1])
     w = sign * np.array([1.0, -1.0, 0.0])
@@ -588,7 +590,12 @@ def test_mean_over_zero_total_weight(sign):
         assert got == np.copysign(np.inf, total), got
         assert np.isfinite(f(x, t, weight=w, reduction="sum"))
     assert np.isnan(csoftmax.cross_entropy(x, t, weight=np.array([0.0, 0.0, 1.0])))
-    assert np.isnan(csoftmax.cross_entropy(x, t, weight=w, label_smoothing=0.1))
+    # b_i = -sum_c w_c log p_ic = -(x_i0 - x_i1) = 0 on both rows, A != 0
+    xs = np.array([[0.5, 0.5, 3.0], [1.0, 1.0, -2.0]])
+    assert np.isnan(csoftmax.cross_entropy(xs, t, weight=w, label_smoothing=0.1))
+    assert csoftmax.cross_entropy(xs, t, weight=w) == np.copysign(
+        np.inf, -(w[0] * (xs[0, 0] - np.log(np.exp(xs[0]).sum())) +
+                  w[1] * (xs[1, 1] - np.log(np.exp(xs[1]).sum()))))
     assert np.isnan(csoftmax.cross_entropy(x, np.array([-100, -100])))
 
 

@@ -506,3 +506,64 @@ def test_every_array_argument_refuses_masked_arrays(name, fn, kw):
         bad = dict(kw, **{arg: np.ma.masked_array(v, mask=mask)})
         with pytest.raises(TypeError, match=rf"{arg} is a numpy\.ma\.MaskedArray"):
             fn(**bad)
+
+
+def _torch_rule_zero_denom(x, t, w, eps, ignore=-100):
+    """torch's label-smoothed mean over a zero total weight: (1 - eps)
+    (A / 0) + (eps / C) (B / 0), A = sum of -w_y log p_y, B = sum of
+    -sum_c w_c log p_c over the kept samples (float64, numpy)."""
+    lp = x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - x.max(-1, keepdims=True)
+    keep = t != ignore
+    A = -(w[t[keep]] * lp[keep, t[keep]]).sum()
+    B = -(lp[keep] * w).sum()
+    den = w[t[keep]].sum()
+    assert den == 0
+    with np.errstate(all="ignore"):
+        return (1 - eps) * (A / den) + (eps / x.shape[-1]) * (B / den)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_smoothed_mean_over_zero_total_weight(dtype):
+    """cross_entropy (and linear_cross_entropy) with reduction='mean', label
+    smoothing and class weights whose kept total is 0: torch divides the
+    loss's two parts by 0 separately, so the result is +-inf where both
+    parts have one sign, NaN where they differ, where a part is 0 or where
+    eps = 1 (0 * inf).  The fused per-sample sum cannot tell them apart
+    (this returned NaN in every case, a peers' review found torch's +inf);
+    the parts come from two loss-only passes, taken before the call's own
+    (which may write the gradient into the logits)."""
+    rng = np.random.default_rng(7)
+    seen = set()
+    for k in range(60):
+        C = int(rng.integers(2, 7))
+        x = rng.standard_normal((3, C)) * 2
+        w = rng.choice([-2.0, -1.0, 0.5, 1.0, 3.0], size=C)
+        t = rng.integers(0, C, size=3)
+        # make the kept total exactly 0 with the last sample's class weight
+        t[2] = C - 1
+        w[C - 1] = -(w[t[0]] + w[t[1]]) if t[0] != C - 1 and t[1] != C - 1 else 0.0
+        if t[0] == C - 1 or t[1] == C - 1:
+            t[:2] = -100                          # all but one sample ignored
+        eps = [0.15, 0.5, 1.0][k % 3]
+        xd = x.astype(dtype).astype(np.float64)
+        want = _torch_rule_zero_denom(xd, t, w, eps)
+        seen.add("nan" if np.isnan(want) else "inf")
+        got = csoftmax.cross_entropy(x.astype(dtype), t, weight=w, label_smoothing=eps)
+        np.testing.assert_equal(float(got), want, err_msg=f"{k} {t} {w} {eps}")
+        g = x.astype(dtype)                      # the gradient into the logits
+        lo, _ = csoftmax.cross_entropy(g, t, weight=w, label_smoothing=eps,
+                                       return_grad=True, grad_out=g)
+        np.testing.assert_equal(float(lo), want)
+        if dtype != "float16":
+            lce = csoftmax.linear_cross_entropy(x.astype(dtype), np.eye(C, dtype=dtype), t,
+                                                class_weight=w, label_smoothing=eps)
+            np.testing.assert_equal(float(lce), want)
+    assert seen == {"nan", "inf"}
+    torch = pytest.importorskip("torch")
+    x = np.array([[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.0], [0.1, 0.9, -0.3, 1.2]])
+    w, t = np.array([1.0, -2.0, 0.5, 3.0]), np.array([0, 1, 0])
+    ref = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                            weight=torch.tensor(w), label_smoothing=0.15)
+    assert float(csoftmax.cross_entropy(x.astype(dtype), t, weight=w,
+                                        label_smoothing=0.15)) == float(ref) == np.inf
