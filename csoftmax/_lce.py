@@ -311,13 +311,11 @@ def _linear_ce(h, weight, target, bias, class_weight, ignore_index, reduction,
         row_scale = np.ascontiguousarray(row_scale, dtype=np.float64).reshape(-1)
         if row_scale.shape != (P["B"],):
             raise ValueError(f"row_scale has {row_scale.size} values, expected {P['B']}")
-    parts = _split_parts(lambda e, out: out.__setitem__(slice(None),
-                                                       _run(dict(P, eps=e), False)[0]),
+    parts = _split_parts(lambda e, out: np.copyto(out, _run(dict(P, eps=e), False)[0]),
                          P["B"], P["eps"], P["V"], P["reduction"], P["denom"])
     lo, dh, dW, db = _run(P, return_grad, row_scale)
     res = P["res"]
-    loss = _reduce_loss(lo, P["reduction"], P["denom"], P["tshape"], res, P["eps"] != 0.0,
-                        parts)
+    loss = _reduce_loss(lo, P["reduction"], P["denom"], P["tshape"], res, parts)
     if not return_grad:
         return loss
     grads = (dh.reshape(P["h"].shape).astype(res, copy=False),

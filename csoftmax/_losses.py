@@ -223,13 +223,13 @@ def _div(a, b):
     return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
-def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False, parts=None):
+def _reduce_loss(lo, reduction, denom, tshape, res, parts=None):
     """The loss of per-sample losses `lo` by `reduction` ('mean' over
-    `denom`, the kept samples' total weight).  smoothed: label smoothing is
-    on; parts (for 'mean' over a zero denom with smoothing, _split_parts):
-    (A, B, eps, C), the sums of the two parts of the per-sample
-    loss, lo_i = (1 - eps) a_i + (eps / C) b_i (a_i = -w_y log p_y, b_i =
-    -sum_c w_c log p_c), which torch divides by the denom separately."""
+    `denom`, the kept samples' total weight).  parts (_split_parts; given
+    only for a label-smoothed 'mean' over a zero denom): (A, B, eps, C), the
+    sums of the two parts of the per-sample loss, lo_i = (1 - eps) a_i +
+    (eps / C) b_i (a_i = -w_y log p_y, b_i = -sum_c w_c log p_c), which
+    torch divides by the denom separately."""
     # a zero loss is +0: the kernels may form -(log p) = -0 where log p is
     # +0 (a one-class row), and did so on some paths and not others -- the
     # loss must have the same bits with and without its gradient
@@ -243,10 +243,8 @@ def _reduce_loss(lo, reduction, denom, tshape, res, smoothed=False, parts=None):
         # (weights of both signs can cancel where the losses do not); with
         # label smoothing torch divides its two parts separately,
         # (1 - eps) (A / 0) + (eps / C) (B / 0), which the fused sum cannot
-        # tell apart: the parts from `parts` (NaN without it)
-        if denom == 0 and smoothed:
-            if parts is None:
-                return res.type(np.nan)
+        # tell apart: the parts from `parts`
+        if denom == 0 and parts is not None:
             A, B, eps, C = parts
             with np.errstate(all="ignore"):
                 v = ((1.0 - eps) * np.float64(_div(A, denom)) +
@@ -260,14 +258,16 @@ def _split_parts(run, N, eps, C, reduction, denom):
     """`parts` for _reduce_loss where it needs them (a mean over a zero
     total weight with smoothing; else None), from `run(eps, lo)`, a
     loss-only pass of the same call with smoothing eps into lo: eps = 0
-    gives a_i, eps = 1 gives b_i / C.  Two more passes in that case only;
-    called before the call's own pass, which may write into its logits."""
-    if not (reduction == "mean" and denom == 0 and eps != 0.0 and N):
+    gives a_i, eps = 1 gives b_i / C (no samples: A = B = 0, NaN).  Two more
+    passes in that case only; called before the call's own pass, which may
+    write into its logits."""
+    if not (reduction == "mean" and denom == 0 and eps != 0.0):
         return None
     a = _core.empty(N, np.float64)
     b = _core.empty(N, np.float64)
-    run(0.0, a)
-    run(1.0, b)
+    if N:
+        run(0.0, a)
+        run(1.0, b)
     return float(a.sum()), float(b.sum()) * C, eps, C
 
 
@@ -483,7 +483,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, axis: Axis = -1,
     if N:
         _core.ce_pass(xv, qv, gv, y, w, W, scale, eps, coef, ignore,
                       1 if prob else 0, None, lo)
-    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0, parts)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res, parts)
     if not return_grad:
         return loss
     return loss, _finish(g, gv, a.shape, res, grad_out)
@@ -511,7 +511,7 @@ def _ce_half(a, ax, t, y, w, W, scale, eps, coef, ignore, N, reduction, denom,
     _core.half_ce_pass(xv.view(np.uint16), qh,
                        None if gv is None else gv.view(np.uint16), hk, y, w, W, scale,
                        eps, coef, ignore, 0 if t is None else 1, None, lo)
-    loss = _reduce_loss(lo, reduction, denom, tshape, res, eps != 0.0, parts)
+    loss = _reduce_loss(lo, reduction, denom, tshape, res, parts)
     if not return_grad:
         return loss
     return loss, _finish(g, gv, a.shape, res, grad_out)

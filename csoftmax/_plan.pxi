@@ -285,25 +285,20 @@ def _l2_bytes():
     return _cache_bytes(2)
 
 
-def _amd_zen4_or_later():
-    """An AMD Zen4 or later (CPUID family / model, csoftmax/_cpu.py): the
-    generation the AMD rules were measured on, and its successors."""
+def _amd_zen_at_least(gen):
+    """An AMD Zen of generation `gen` or later (CPUID family / model,
+    csoftmax/_cpu.py): the AMD rules hold from the generation they were
+    measured on (Zen4: FUSED_BEYOND_L2, SOFTMAX_BWD_PREFETCH; Zen3:
+    COLS_TILE_MIN_ROWS)."""
     from ._cpu import amd_zen, cpuinfo_fields
     zen = amd_zen(cpuinfo_fields())
-    return zen is not None and zen >= 4
+    return zen is not None and zen >= gen
 
 
 def _fused_beyond_l2_here(l3):
     """The AMD rule's default: an AMD Zen4 or later whose L3 sysfs gives
     (Linux)."""
-    return _amd_zen4_or_later() and l3 > 0
-
-
-def _amd_zen3_or_later():
-    """An AMD Zen3 or later (CPUID family / model, csoftmax/_cpu.py)."""
-    from ._cpu import amd_zen, cpuinfo_fields
-    zen = amd_zen(cpuinfo_fields())
-    return zen is not None and zen >= 3
+    return _amd_zen_at_least(4) and l3 > 0
 
 
 def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None, softmax_bwd_prefetch=None,
@@ -324,10 +319,10 @@ def _init_l2_limits(l2=None, fused_beyond_l2=None, l3=None, softmax_bwd_prefetch
     global _prefetch_max_log, _fused_beyond_l2, _softmax_bwd_prefetch
     global _cols_tile_min_rows
     if cols_tile_min_rows is None:
-        cols_tile_min_rows = 8 if _amd_zen3_or_later() else 32
+        cols_tile_min_rows = 8 if _amd_zen_at_least(3) else 32
     _cols_tile_min_rows = int(cols_tile_min_rows)
     if softmax_bwd_prefetch is None:
-        softmax_bwd_prefetch = not _amd_zen4_or_later()
+        softmax_bwd_prefetch = not _amd_zen_at_least(4)
     _softmax_bwd_prefetch = bool(softmax_bwd_prefetch)
     if l2 is None:
         l2 = _l2_bytes()
